@@ -1,0 +1,46 @@
+# The two commands: `make run` and `make test`. See README.md.
+JOBS ?= 2
+DEBUG_DIR ?= build/debug
+RELEASE_DIR ?= build/release
+# CI treats warnings in troupe's own code as errors.
+WERROR := $(if $(CI),ON,OFF)
+
+.PHONY: all deps release run test bench fmt tidy clean
+
+all: release
+
+deps:
+	@scripts/install-deps
+
+release: deps
+	@cmake -S . -B $(RELEASE_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Release \
+	  -DTROUPE_BUILD_TESTS=OFF -DTROUPE_BUILD_BENCH=ON -DTROUPE_WERROR=$(WERROR) > /dev/null
+	@cmake --build $(RELEASE_DIR) -j $(JOBS) --target troupe-node troupectl
+
+# Starts a node on the embedded defaults (configs/node.toml): state in ./data,
+# gateway on 127.0.0.1:7700. Ctrl-C stops it gracefully.
+run: release
+	@echo "troupectl: $(RELEASE_DIR)/apps/troupectl (token in ./data/token)"
+	@exec $(RELEASE_DIR)/apps/troupe-node --config configs/node.toml
+
+# Debug build with ASan+UBSan, then every test (unit, integration, bench smoke).
+test: deps
+	@cmake -S . -B $(DEBUG_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DTROUPE_SANITIZE=ON \
+	  -DTROUPE_BUILD_TESTS=ON -DTROUPE_BUILD_BENCH=ON -DTROUPE_WERROR=$(WERROR) > /dev/null
+	@cmake --build $(DEBUG_DIR) -j $(JOBS)
+	@cd $(DEBUG_DIR) && ctest --output-on-failure -j $(JOBS) --timeout 300
+
+# Benchmarks (Release). NAME=runtime_messaging runs one.
+bench: release
+	@cmake --build $(RELEASE_DIR) -j $(JOBS)
+	@scripts/run-benches $(RELEASE_DIR) $(NAME)
+
+fmt:
+	@git ls-files '*.cpp' '*.hpp' | xargs clang-format -i
+
+tidy:
+	@git ls-files 'runtime/*.cpp' 'actors/*.cpp' 'apps/*.cpp' | \
+	  xargs clang-tidy -p $(DEBUG_DIR) --quiet
+
+clean:
+	@rm -rf build
