@@ -1,0 +1,91 @@
+#include "runtime/protocol/codec.hpp"
+
+namespace troupe {
+
+namespace detail {
+
+std::string_view msgpack_type_name(msgpack::type::object_type t) {
+  switch (t) {
+    case msgpack::type::NIL:
+      return "nil";
+    case msgpack::type::BOOLEAN:
+      return "bool";
+    case msgpack::type::POSITIVE_INTEGER:
+    case msgpack::type::NEGATIVE_INTEGER:
+      return "int";
+    case msgpack::type::FLOAT32:
+    case msgpack::type::FLOAT64:
+      return "float";
+    case msgpack::type::STR:
+      return "str";
+    case msgpack::type::BIN:
+      return "bin";
+    case msgpack::type::ARRAY:
+      return "array";
+    case msgpack::type::MAP:
+      return "map";
+    case msgpack::type::EXT:
+      return "ext";
+  }
+  return "unknown";
+}
+
+expected<msgpack::object> parse(std::string_view bytes, msgpack::zone& zone,
+                                const decode_limits& limits) {
+  if (bytes.size() > limits.body_bytes_max) {
+    return make_error(errc::too_large, "body of " + std::to_string(bytes.size()) +
+                                           " bytes exceeds the limit of " +
+                                           std::to_string(limits.body_bytes_max));
+  }
+  if (bytes.empty()) {
+    return make_error(errc::bad_body, "body is empty (an empty message is the map {})");
+  }
+  const msgpack::unpack_limit limit(limits.elements_max, limits.elements_max,
+                                    limits.body_bytes_max, limits.body_bytes_max,
+                                    limits.body_bytes_max, limits.depth_max);
+  size_t offset = 0;
+  try {
+    auto object = msgpack::unpack(zone, bytes.data(), bytes.size(), offset, nullptr, nullptr,
+                                  limit);
+    if (offset != bytes.size()) {
+      return make_error(errc::bad_body, "body has " + std::to_string(bytes.size() - offset) +
+                                            " trailing bytes after the first msgpack value");
+    }
+    return object;
+  } catch (const msgpack::insufficient_bytes&) {
+    return make_error(errc::bad_body, "body is truncated msgpack");
+  } catch (const msgpack::depth_size_overflow&) {
+    return make_error(errc::too_large, "body nests deeper than " +
+                                           std::to_string(limits.depth_max) + " levels");
+  } catch (const msgpack::size_overflow&) {
+    return make_error(errc::too_large, "body has a container or string over its size limit");
+  } catch (const msgpack::parse_error& e) {
+    return make_error(errc::bad_body, std::string("body is not valid msgpack: ") + e.what());
+  } catch (const std::bad_alloc&) {
+    return make_error(errc::too_large, "body needs more memory than it may use");
+  }
+}
+
+}  // namespace detail
+
+void empty_body::msgpack_unpack(const msgpack::object& o) {
+  if (o.type != msgpack::type::MAP && o.type != msgpack::type::NIL) {
+    throw detail::field_error("body must be a map, got " +
+                              std::string(detail::msgpack_type_name(o.type)));
+  }
+}
+
+envelope make_error_envelope(const error& err, uint64_t correlation_id) {
+  return make_envelope(error_type, error_body{std::string(to_string(err.code)), err.message},
+                       correlation_id);
+}
+
+error read_error(const envelope& reply) {
+  auto body = decode<error_body>(reply.body);
+  if (!body) {
+    return make_error(errc::internal, "error reply with an unreadable body: " + body.err().message);
+  }
+  return make_error(errc_from_string(body->code), std::move(body->message));
+}
+
+}  // namespace troupe
