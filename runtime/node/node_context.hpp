@@ -1,0 +1,32 @@
+#pragma once
+
+// What every actor of a node shares: its configuration, the registry of
+// stable names, the metrics registry and its start time. Built once at boot
+// and handed to spawn functions as a shared_ptr; immutable but for the
+// registries, which are thread-safe.
+
+#include <chrono>
+#include <string>
+
+#include "runtime/config/node_config.hpp"
+#include "runtime/metrics/metrics.hpp"
+#include "runtime/supervisor/actor_registry.hpp"
+
+namespace troupe {
+
+/// troupe's version, as reported by /v1/node.
+inline constexpr const char* troupe_version = "0.1.0";
+
+struct node_context {
+  explicit node_context(node_config cfg)
+      : config(std::move(cfg)), started_at(std::chrono::steady_clock::now()) {}
+
+  node_config config;
+  actor_registry registry;
+  metrics_registry metrics;
+  std::chrono::steady_clock::time_point started_at;
+  /// The address the gateway actually bound (port 0 resolved), once it has.
+  std::string listen_address;
+};
+
+}  // namespace troupe

@@ -1,0 +1,115 @@
+#pragma once
+
+// Stable names for actors. CAF gives every incarnation of a restarted actor a
+// new address; callers address actors by path ("cache/shard-0") instead, and
+// the registry maps a path to the incarnation serving it now and to the
+// supervisor that stashes messages while it restarts. Supervisors keep it up
+// to date; it is also the source of the tree shown by GET /v1/actors.
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <shared_mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <caf/actor.hpp>
+
+namespace troupe {
+
+enum class actor_kind : uint8_t { worker, supervisor };
+
+enum class actor_state : uint8_t {
+  /// Spawned, not yet serving.
+  starting,
+  running,
+  /// Ended; a new incarnation is due (after backoff).
+  restarting,
+  /// Ended and not coming back (normal exit, stop directive, temporary child).
+  stopped,
+  /// Its supervisor gave up on it.
+  failed,
+};
+
+[[nodiscard]] std::string_view to_string(actor_kind k);
+[[nodiscard]] std::string_view to_string(actor_state s);
+
+/// What the tree shows about one actor.
+struct actor_info {
+  std::string path;
+  std::string name;
+  /// Path of the supervising actor; empty for the root.
+  std::string parent;
+  actor_kind kind = actor_kind::worker;
+  actor_state state = actor_state::starting;
+  uint32_t restarts = 0;
+  std::string last_failure;
+  /// Messages held for it while it restarts.
+  uint32_t stashed = 0;
+  /// Start order among siblings, so the tree lists children as they start.
+  uint64_t order = 0;
+};
+
+/// Where to send a message for a path right now.
+struct actor_route {
+  /// The running incarnation; null while restarting or stopped.
+  caf::actor current;
+  /// The supervisor, which stashes messages while `current` is null.
+  caf::actor supervisor;
+  std::string name;
+  actor_state state = actor_state::starting;
+};
+
+struct actor_counts {
+  size_t total = 0;
+  size_t running = 0;
+  size_t restarting = 0;
+  size_t stopped = 0;
+};
+
+/// Thread-safe: read by every sender, written by supervisors.
+class actor_registry {
+ public:
+  /// Adds or replaces the entry for `info.path`.
+  void put(actor_info info, caf::actor current, caf::actor supervisor);
+
+  /// Updates state, incarnation and restart bookkeeping of an existing path.
+  void update(std::string_view path, actor_state state, caf::actor current, uint32_t restarts,
+              std::string last_failure, uint32_t stashed);
+
+  /// Removes `path` and everything below it.
+  void remove(std::string_view path);
+
+  /// Removes everything below `path` (a supervisor's subtree, when it ends:
+  /// its next incarnation registers its children anew).
+  void remove_below(std::string_view path);
+
+  [[nodiscard]] std::optional<actor_route> find(std::string_view path) const;
+  [[nodiscard]] std::optional<actor_info> info(std::string_view path) const;
+
+  /// All entries, parents before children, siblings in start order.
+  [[nodiscard]] std::vector<actor_info> snapshot() const;
+
+  [[nodiscard]] actor_counts counts() const;
+
+  /// Children of `path` (direct only), in start order.
+  [[nodiscard]] std::vector<actor_info> children(std::string_view path) const;
+
+ private:
+  struct entry {
+    actor_info info;
+    actor_route route;
+  };
+
+  void erase_below(std::string_view path);  // caller holds the lock
+
+  mutable std::shared_mutex mutex_;
+  std::map<std::string, entry, std::less<>> entries_;
+  uint64_t next_order_ = 0;
+};
+
+/// "a/b" + "c" -> "a/b/c"; "" + "c" -> "c".
+[[nodiscard]] std::string child_path(std::string_view parent, std::string_view name);
+
+}  // namespace troupe
