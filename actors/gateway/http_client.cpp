@@ -1,0 +1,401 @@
+#include "actors/gateway/http_client.hpp"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http.hpp>
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <chrono>
+#include <optional>
+
+namespace troupe {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+using steady_clock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr std::string_view user_agent = "troupe-http-client/0.1";
+constexpr std::string_view url_shape = "expected http://host:port[/prefix]";
+
+// Beast 1.74 speaks boost::string_view unless told otherwise; this works either way.
+beast::string_view to_beast(std::string_view text) {
+  return {text.data(), text.size()};
+}
+
+bool iequals(std::string_view a, std::string_view b) {
+  return std::equal(a.begin(), a.end(), b.begin(), b.end(), [](char x, char y) {
+    return std::tolower(static_cast<unsigned char>(x)) ==
+           std::tolower(static_cast<unsigned char>(y));
+  });
+}
+
+bool starts_with_icase(std::string_view text, std::string_view prefix) {
+  return text.size() >= prefix.size() && iequals(text.substr(0, prefix.size()), prefix);
+}
+
+error url_error(std::string_view text, std::string_view why) {
+  return make_error(errc::bad_request, "invalid URL '" + std::string(text) + "': " +
+                                           std::string(why) + "; " + std::string(url_shape));
+}
+
+// Splits "host:port" or "[v6]:port"; the port is optional and defaults to 80.
+expected<std::pair<std::string, uint16_t>> parse_authority(std::string_view text,
+                                                           std::string_view authority) {
+  std::string_view host = authority;
+  std::string_view port_text;
+  if (authority.starts_with('[')) {
+    const auto close = authority.find(']');
+    if (close == std::string_view::npos) {
+      return url_error(text, "unclosed '[' in host");
+    }
+    host = authority.substr(1, close - 1);
+    const auto rest = authority.substr(close + 1);
+    if (!rest.empty() && !rest.starts_with(':')) {
+      return url_error(text, "junk after ']'");
+    }
+    port_text = rest.empty() ? rest : rest.substr(1);
+  } else if (const auto colon = authority.rfind(':'); colon != std::string_view::npos) {
+    host = authority.substr(0, colon);
+    port_text = authority.substr(colon + 1);
+  }
+  if (host.empty()) {
+    return url_error(text, "no host");
+  }
+  if (host.find('@') != std::string_view::npos) {
+    return url_error(text, "credentials in the URL are not supported; use --token");
+  }
+  uint16_t port = 80;
+  if (!port_text.empty() || authority.ends_with(':')) {
+    const auto [end, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+    if (ec != std::errc{} || end != port_text.data() + port_text.size() || port == 0) {
+      return url_error(text, "port must be a number from 1 to 65535");
+    }
+  }
+  return std::pair{std::string(host), port};
+}
+
+bool has_control_chars(std::string_view text) {
+  return std::any_of(text.begin(), text.end(), [](char c) {
+    return static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
+  });
+}
+
+// A method is an HTTP token; refusing anything else keeps the request line well-formed.
+bool is_method_token(std::string_view method) {
+  return !method.empty() && std::all_of(method.begin(), method.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '-' || c == '_';
+  });
+}
+
+std::optional<error> check_request(std::string_view method, std::string_view target,
+                                   const http_headers& extra) {
+  if (!is_method_token(method)) {
+    return make_error(errc::bad_request, "invalid HTTP method '" + std::string(method) + "'");
+  }
+  if (!target.starts_with('/') || has_control_chars(target) ||
+      target.find(' ') != std::string_view::npos) {
+    return make_error(errc::bad_request,
+                      "invalid request target '" + std::string(target) +
+                          "': it must start with '/' and hold no spaces or control characters");
+  }
+  for (const auto& [name, value] : extra) {
+    if (name.empty() || has_control_chars(name) || has_control_chars(value)) {
+      return make_error(errc::bad_request, "invalid header '" + name + "'");
+    }
+  }
+  return std::nullopt;
+}
+
+std::string host_header(const http_url& url) {
+  const bool v6 = url.host.find(':') != std::string::npos;
+  return (v6 ? "[" + url.host + "]" : url.host) + ":" + std::to_string(url.port);
+}
+
+// Errors that mean the peer closed a connection we thought was alive: the
+// request never reached a handler, so sending it again is safe.
+bool is_closed_by_peer(const beast::error_code& ec) {
+  return ec == http::error::end_of_stream || ec == net::error::eof ||
+         ec == net::error::connection_reset || ec == net::error::broken_pipe ||
+         ec == net::error::connection_aborted;
+}
+
+http_response to_response(http::response<http::string_body>&& message) {
+  http_response response;
+  response.status = static_cast<int>(message.result_int());
+  response.content_type = std::string(message[http::field::content_type]);
+  for (const auto& field : message) {
+    response.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
+  }
+  response.body = std::move(message.body());
+  return response;
+}
+
+}  // namespace
+
+expected<http_url> parse_url(std::string_view text) {
+  if (starts_with_icase(text, "https://")) {
+    return make_error(errc::bad_request, "https not supported yet: '" + std::string(text) +
+                                             "'; use http://host:port");
+  }
+  if (!starts_with_icase(text, "http://")) {
+    return url_error(text, "missing http:// scheme");
+  }
+  const auto rest = text.substr(7);
+  const auto slash = rest.find('/');
+  const auto authority = rest.substr(0, slash);
+  std::string_view path = slash == std::string_view::npos ? std::string_view{} : rest.substr(slash);
+  if (path.find_first_of("?#") != std::string_view::npos || has_control_chars(path) ||
+      path.find(' ') != std::string_view::npos) {
+    return url_error(text, "the path may not hold a query, fragment, spaces or control characters");
+  }
+  auto host_port = parse_authority(text, authority);
+  if (!host_port) {
+    return std::move(host_port).err();
+  }
+  while (path.ends_with('/')) {
+    path.remove_suffix(1);
+  }
+  return http_url{std::move(host_port->first), host_port->second, std::string(path)};
+}
+
+std::string to_string(const http_url& url) {
+  return "http://" + host_header(url) + url.base_path;
+}
+
+std::string_view find_header(const http_response& response, std::string_view name) {
+  for (const auto& [key, value] : response.headers) {
+    if (iequals(key, name)) {
+      return value;
+    }
+  }
+  return {};
+}
+
+struct http_client::impl {
+  using request_type = http::request<http::string_body>;
+
+  // What one write-and-read on the current connection gave.
+  struct exchange_result {
+    expected<http_response> response;
+    // The connection was found closed before any reply byte: try a fresh one.
+    bool retry_on_new_connection = false;
+  };
+
+  http_url url;
+  std::string url_text;
+  std::string token;
+  std::chrono::milliseconds timeout;
+  net::io_context ioc{1};
+  std::optional<beast::tcp_stream> stream;
+  // Outlives single requests: a keep-alive reply may leave bytes of the next one.
+  beast::flat_buffer buffer;
+  uint32_t requests_on_connection = 0;
+
+  impl(http_url u, std::string t, uint32_t timeout_ms)
+      : url(std::move(u)),
+        url_text(to_string(url)),
+        token(std::move(t)),
+        timeout(timeout_ms) {}
+
+  ~impl() { disconnect(); }
+
+  // The public call is synchronous, but Beast honours tcp_stream deadlines only
+  // on async operations; so each step is started async and driven to completion here.
+  void run() {
+    ioc.restart();
+    ioc.run();
+  }
+
+  std::optional<error> connect(steady_clock::time_point deadline);
+  exchange_result exchange(const request_type& request, bool head,
+                           steady_clock::time_point deadline);
+  error transport_error(const beast::error_code& ec) const;
+  request_type build(std::string_view method, std::string_view target, std::string body,
+                     std::string content_type, const http_headers& extra) const;
+
+  void disconnect() {
+    if (!stream) {
+      return;
+    }
+    beast::error_code ignored;
+    stream->socket().shutdown(tcp::socket::shutdown_both, ignored);
+    stream->socket().close(ignored);
+    stream.reset();
+    buffer.consume(buffer.size());
+    requests_on_connection = 0;
+  }
+};
+
+std::optional<error> http_client::impl::connect(steady_clock::time_point deadline) {
+  assert(!stream);
+  beast::error_code ec;
+  // Resolution is synchronous: Asio cannot abandon a running getaddrinfo, and
+  // the node is addressed by IP or localhost in practice, which resolves at once.
+  tcp::resolver resolver(ioc);
+  const auto endpoints =
+      resolver.resolve(url.host, std::to_string(url.port), tcp::resolver::numeric_service, ec);
+  if (ec) {
+    return make_error(errc::unavailable, "cannot reach " + url_text + ": cannot resolve host '" +
+                                             url.host + "': " + ec.message());
+  }
+  stream.emplace(ioc);
+  stream->expires_at(deadline);
+  stream->async_connect(endpoints, [&ec](beast::error_code e, const tcp::endpoint&) { ec = e; });
+  run();
+  if (ec) {
+    stream.reset();
+    if (ec == beast::error::timeout) {
+      return make_error(errc::timeout, "cannot reach " + url_text + ": no connection within " +
+                                           std::to_string(timeout.count()) + " ms");
+    }
+    return make_error(errc::unavailable, "cannot reach " + url_text + ": " + ec.message());
+  }
+  // Small requests and replies: do not let Nagle hold a request back.
+  stream->socket().set_option(tcp::no_delay(true), ec);
+  return std::nullopt;
+}
+
+error http_client::impl::transport_error(const beast::error_code& ec) const {
+  if (ec == beast::error::timeout) {
+    return make_error(errc::timeout, "no reply from " + url_text + " within " +
+                                         std::to_string(timeout.count()) + " ms");
+  }
+  if (ec == http::error::body_limit) {
+    return make_error(errc::too_large, "reply from " + url_text + " exceeds " +
+                                           std::to_string(response_body_bytes_max >> 20) + " MiB");
+  }
+  if (ec == http::error::header_limit) {
+    return make_error(errc::too_large, "reply headers from " + url_text + " exceed " +
+                                           std::to_string(response_header_bytes_max >> 10) +
+                                           " KiB");
+  }
+  return make_error(errc::unavailable, "connection to " + url_text + " failed: " + ec.message());
+}
+
+http_client::impl::exchange_result http_client::impl::exchange(const request_type& request,
+                                                                bool head,
+                                                                steady_clock::time_point deadline) {
+  assert(stream);
+  const bool reused = requests_on_connection > 0;
+  beast::error_code ec;
+  stream->expires_at(deadline);
+  http::async_write(*stream, request, [&ec](beast::error_code e, std::size_t) { ec = e; });
+  run();
+  if (ec) {
+    return {transport_error(ec), reused && is_closed_by_peer(ec)};
+  }
+  http::response_parser<http::string_body> parser;
+  parser.body_limit(response_body_bytes_max);
+  parser.header_limit(response_header_bytes_max);
+  // A reply to HEAD announces a length but carries no body.
+  parser.skip(head);
+  // Header first, then body: Beast 1.74 drops the body_limit error of a
+  // response when body bytes arrive in the same read as the header (it parses
+  // on eagerly), so the announced length is checked before the body is read.
+  http::async_read_header(*stream, buffer, parser,
+                          [&ec](beast::error_code e, std::size_t) { ec = e; });
+  run();
+  if (!ec && parser.content_length().value_or(0) > response_body_bytes_max) {
+    ec = http::error::body_limit;
+  }
+  if (!ec && !parser.is_done()) {
+    http::async_read(*stream, buffer, parser, [&ec](beast::error_code e, std::size_t) { ec = e; });
+    run();
+  }
+  if (ec) {
+    return {transport_error(ec), reused && !parser.got_some() && is_closed_by_peer(ec)};
+  }
+  stream->expires_never();
+  ++requests_on_connection;
+  const bool keep_alive = parser.keep_alive();
+  exchange_result result{to_response(parser.release()), false};
+  if (!keep_alive) {
+    disconnect();
+  }
+  return result;
+}
+
+http_client::impl::request_type http_client::impl::build(std::string_view method,
+                                                          std::string_view target,
+                                                          std::string body,
+                                                          std::string content_type,
+                                                          const http_headers& extra) const {
+  request_type request;
+  request.version(11);
+  if (const auto verb = http::string_to_verb(to_beast(method)); verb != http::verb::unknown) {
+    request.method(verb);
+  } else {
+    request.method_string(to_beast(method));
+  }
+  request.target(url.base_path + std::string(target));
+  request.set(http::field::host, host_header(url));
+  request.set(http::field::user_agent, to_beast(user_agent));
+  if (!token.empty()) {
+    request.set(http::field::authorization, "Bearer " + token);
+  }
+  if (!body.empty() && !content_type.empty()) {
+    request.set(http::field::content_type, content_type);
+  }
+  // Erase first, then insert: a name given twice in `extra` keeps both values.
+  for (const auto& [name, value] : extra) {
+    request.erase(name);
+  }
+  for (const auto& [name, value] : extra) {
+    request.insert(name, value);
+  }
+  request.keep_alive(true);
+  request.body() = std::move(body);
+  request.prepare_payload();
+  return request;
+}
+
+http_client::http_client(http_url url, std::string token, uint32_t timeout_ms)
+    : impl_(std::make_unique<impl>(std::move(url), std::move(token), timeout_ms)) {}
+
+http_client::~http_client() = default;
+http_client::http_client(http_client&&) noexcept = default;
+http_client& http_client::operator=(http_client&&) noexcept = default;
+
+const http_url& http_client::url() const noexcept {
+  return impl_->url;
+}
+
+expected<http_response> http_client::request(std::string_view method, std::string_view target,
+                                             std::string body, std::string content_type,
+                                             headers extra) {
+  if (auto bad = check_request(method, target, extra)) {
+    return std::move(*bad);
+  }
+  const auto request =
+      impl_->build(method, target, std::move(body), std::move(content_type), extra);
+  const bool head = method == "HEAD";
+  const auto deadline = steady_clock::now() + impl_->timeout;
+  // Two attempts at most: the kept-alive connection, then one fresh connection
+  // if the server had closed the old one while it sat idle.
+  constexpr int attempts_max = 2;
+  for (int attempt = 1;; ++attempt) {
+    if (!impl_->stream) {
+      if (auto failed = impl_->connect(deadline)) {
+        return std::move(*failed);
+      }
+    }
+    auto result = impl_->exchange(request, head, deadline);
+    if (result.response) {
+      return std::move(result.response);
+    }
+    impl_->disconnect();
+    if (!result.retry_on_new_connection || attempt == attempts_max) {
+      return std::move(result.response);
+    }
+  }
+}
+
+}  // namespace troupe

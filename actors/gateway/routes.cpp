@@ -1,0 +1,338 @@
+#include "actors/gateway/routes.hpp"
+
+#include <charconv>
+#include <map>
+
+#include <nlohmann/json.hpp>
+
+#include "runtime/error.hpp"
+#include "runtime/node/node_context.hpp"
+#include "runtime/protocol/codec.hpp"
+
+namespace troupe {
+
+namespace {
+
+using json = nlohmann::json;
+
+/// Deepest JSON nesting accepted: the msgpack writer recurses, so a hostile
+/// body of 100k '[' must be refused before it is converted.
+constexpr int json_depth_max = 64;
+
+constexpr std::string_view v1_prefix = "/v1/";
+constexpr std::string_view actors_prefix = "/v1/actors/";
+
+http_reply json_reply(int status, const json& body) {
+  return http_reply{status, "application/json", body.dump()};
+}
+
+bool constant_time_equal(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) {
+    return false;
+  }
+  unsigned char diff = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    diff |= static_cast<unsigned char>(a[i] ^ b[i]);
+  }
+  return diff == 0;
+}
+
+bool ends_with(std::string_view s, std::string_view suffix) {
+  return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
+}
+
+/// Splits "path?query" and returns the value of `key` in the query, if any.
+std::string_view query_param(std::string_view target, std::string_view key) {
+  auto q = target.find('?');
+  if (q == std::string_view::npos) {
+    return {};
+  }
+  auto query = target.substr(q + 1);
+  while (!query.empty()) {
+    auto amp = query.find('&');
+    auto pair = query.substr(0, amp);
+    auto eq = pair.find('=');
+    if (pair.substr(0, eq) == key) {
+      return eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1);
+    }
+    query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
+  }
+  return {};
+}
+
+bool valid_actor_path(std::string_view path) {
+  if (path.empty() || path.front() == '/' || path.back() == '/') {
+    return false;
+  }
+  for (char c : path) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '_' || c == '-' || c == '.' || c == '/';
+    if (!ok) {
+      return false;
+    }
+  }
+  return path.find("//") == std::string_view::npos;
+}
+
+json tree_json(const std::vector<actor_info>& all, const actor_info& node) {
+  json children = json::array();
+  for (const auto& child : all) {
+    if (child.parent == node.path && !child.path.empty()) {
+      children.push_back(tree_json(all, child));
+    }
+  }
+  return json{
+      {"path", node.path},
+      {"name", node.name},
+      {"kind", to_string(node.kind)},
+      {"state", to_string(node.state)},
+      {"restarts", node.restarts},
+      {"stashed", node.stashed},
+      {"last_failure", node.last_failure.empty() ? json(nullptr) : json(node.last_failure)},
+      {"children", std::move(children)},
+  };
+}
+
+/// Parses a JSON request body with a depth bound; errors name the problem.
+expected<json> parse_json_body(std::string_view body) {
+  try {
+    json::parser_callback_t limit_depth = [](int depth, json::parse_event_t, json&) {
+      if (depth > json_depth_max) {
+        throw std::out_of_range("JSON nests deeper than " + std::to_string(json_depth_max) +
+                                " levels");
+      }
+      return true;
+    };
+    return json::parse(body.begin(), body.end(), limit_depth);
+  } catch (const json::parse_error& e) {
+    return make_error(errc::bad_request, std::string("body is not valid JSON: ") + e.what());
+  } catch (const std::out_of_range& e) {
+    return make_error(errc::too_large, e.what());
+  }
+}
+
+/// Parses a msgpack request body, bounded by the codec's limits first.
+expected<json> parse_msgpack_body(std::string_view body, uint64_t bytes_max) {
+  msgpack::zone zone(512);
+  auto checked = detail::parse(body, zone,
+                               decode_limits{.body_bytes_max = bytes_max,
+                                             .depth_max = json_depth_max,
+                                             .elements_max = 65536});
+  if (!checked) {
+    return std::move(checked).err();
+  }
+  try {
+    return json::from_msgpack(body.begin(), body.end());
+  } catch (const json::exception& e) {
+    return make_error(errc::bad_body, std::string("body is not valid msgpack: ") + e.what());
+  }
+}
+
+}  // namespace
+
+http_reply error_reply(int status, std::string_view code, std::string_view message) {
+  return json_reply(status, json{{"error", {{"code", code}, {"message", message}}}});
+}
+
+namespace {
+
+http_reply error_reply(const error& err) {
+  return ::troupe::error_reply(http_status(err.code), to_string(err.code), err.message);
+}
+
+}  // namespace
+
+router::router(std::shared_ptr<node_context> ctx, std::string token)
+    : ctx_(std::move(ctx)), token_(std::move(token)) {}
+
+routed router::route(const http_request_view& req) const {
+  auto path = req.target.substr(0, req.target.find('?'));
+  if (path == "/healthz") {
+    return json_reply(200, json{{"status", "ok"}});
+  }
+  if (path == "/readyz") {
+    return readyz();
+  }
+  if (path == "/metrics") {
+    return http_reply{200, "text/plain; version=0.0.4; charset=utf-8", ctx_->metrics.render()};
+  }
+  if (path.substr(0, v1_prefix.size()) != v1_prefix) {
+    return error_reply(404, "not_found", "no route for '" + std::string(path) + "'");
+  }
+  if (!authorized(req)) {
+    return error_reply(401, "unauthorized",
+                       "this route needs 'Authorization: Bearer <token>' with the node's token "
+                       "(see <data_dir>/token)");
+  }
+  return route_v1(req);
+}
+
+bool router::authorized(const http_request_view& req) const {
+  constexpr std::string_view bearer = "Bearer ";
+  if (req.authorization.substr(0, bearer.size()) == bearer &&
+      constant_time_equal(req.authorization.substr(bearer.size()), token_)) {
+    return true;
+  }
+  return !req.api_key.empty() && constant_time_equal(req.api_key, token_);
+}
+
+routed router::route_v1(const http_request_view& req) const {
+  auto path = req.target.substr(0, req.target.find('?'));
+  if (path == "/v1/node") {
+    return req.method == "GET" ? node_info()
+                               : error_reply(405, "method_not_allowed", "use GET /v1/node");
+  }
+  if (path == "/v1/actors") {
+    return req.method == "GET" ? actor_tree()
+                               : error_reply(405, "method_not_allowed", "use GET /v1/actors");
+  }
+  if (path.substr(0, actors_prefix.size()) == actors_prefix) {
+    return route_actor(req, path.substr(actors_prefix.size()));
+  }
+  return error_reply(404, "not_found", "no route for '" + std::string(path) + "'");
+}
+
+routed router::route_actor(const http_request_view& req, std::string_view rest) const {
+  constexpr std::string_view messages = "/messages";
+  constexpr std::string_view kill = "/kill";
+  const bool is_messages = ends_with(rest, messages);
+  const bool is_kill = ends_with(rest, kill);
+  if (!is_messages && !is_kill) {
+    return error_reply(404, "not_found",
+                       "use POST /v1/actors/{path}/messages or POST /v1/actors/{path}/kill");
+  }
+  if (req.method != "POST") {
+    return error_reply(405, "method_not_allowed", "use POST");
+  }
+  auto path = rest.substr(0, rest.size() - (is_messages ? messages.size() : kill.size()));
+  if (!valid_actor_path(path)) {
+    return error_reply(400, "bad_request",
+                       "'" + std::string(path) +
+                           "' is not an actor path (segments of [A-Za-z0-9_.-] joined by '/')");
+  }
+  if (!ctx_->registry.find(path)) {
+    return error_reply(404, "unknown_actor",
+                       "no actor at '" + std::string(path) + "' (GET /v1/actors lists them)");
+  }
+  if (is_kill) {
+    if (!ctx_->config.chaos.enabled) {
+      return error_reply(403, "forbidden", "fault injection is off (set chaos.enabled = true)");
+    }
+    return actor_kill{std::string(path)};
+  }
+  if (draining.load(std::memory_order_relaxed)) {
+    return error_reply(503, "shutting_down", "the node is shutting down");
+  }
+  return parse_actor_call(req, std::string(path));
+}
+
+routed router::parse_actor_call(const http_request_view& req, std::string path) const {
+  const bool msgpack = req.content_type.substr(0, 21) == "application/msgpack";
+  auto parsed = msgpack ? parse_msgpack_body(req.body, ctx_->config.gateway.body_bytes_max)
+                        : parse_json_body(req.body);
+  if (!parsed) {
+    return error_reply(parsed.err());
+  }
+  const auto& doc = *parsed;
+  if (!doc.is_object() || !doc.contains("type") || !doc["type"].is_string()) {
+    return error_reply(400, "bad_request",
+                       "the body must be an object {\"type\": \"family.verb\", \"body\": {...}}");
+  }
+  json body = doc.value("body", json::object());
+  if (!body.is_object()) {
+    return error_reply(400, "bad_request", "'body' must be an object (a msgpack map)");
+  }
+  auto timeout_ms = ctx_->config.gateway.request_timeout_ms;
+  if (auto t = query_param(req.target, "timeout_ms"); !t.empty()) {
+    uint32_t value = 0;
+    auto [end, ec] = std::from_chars(t.data(), t.data() + t.size(), value);
+    if (ec != std::errc{} || end != t.data() + t.size() || value == 0 ||
+        value > ctx_->config.gateway.request_timeout_max_ms) {
+      return error_reply(400, "bad_request",
+                         "timeout_ms must be an integer from 1 to " +
+                             std::to_string(ctx_->config.gateway.request_timeout_max_ms));
+    }
+    timeout_ms = value;
+  }
+  std::vector<uint8_t> bytes = json::to_msgpack(body);
+  envelope msg{doc["type"].get<std::string>(), std::string(bytes.begin(), bytes.end()), 0, {}};
+  return actor_call{std::move(path), std::move(msg), std::chrono::milliseconds{timeout_ms},
+                    msgpack};
+}
+
+http_reply router::reply_for(const envelope& reply, bool msgpack) const {
+  if (reply.is_error()) {
+    auto body = decode<error_body>(reply.body);
+    if (!body) {
+      return error_reply(500, "internal", "unreadable error reply: " + body.err().message);
+    }
+    auto code = errc_from_string(body->code);
+    const int status = to_string(code) == body->code ? http_status(code) : 500;
+    return error_reply(status, body->code, body->message);
+  }
+  json body;
+  try {
+    body = json::from_msgpack(reply.body.begin(), reply.body.end());
+  } catch (const json::exception& e) {
+    return error_reply(500, "internal",
+                       "the actor replied with a body that is not msgpack: " + std::string(e.what()));
+  }
+  json doc{{"type", reply.type}, {"body", std::move(body)}};
+  if (msgpack) {
+    auto bytes = json::to_msgpack(doc);
+    return http_reply{200, "application/msgpack", std::string(bytes.begin(), bytes.end())};
+  }
+  return json_reply(200, doc);
+}
+
+http_reply router::readyz() const {
+  if (draining.load(std::memory_order_relaxed)) {
+    return json_reply(503, json{{"status", "draining"}});
+  }
+  json not_running = json::array();
+  auto top = ctx_->registry.children("");
+  for (const auto& child : top) {
+    if (child.state != actor_state::running) {
+      not_running.push_back(child.path);
+    }
+  }
+  if (top.empty()) {
+    return json_reply(503, json{{"status", "starting"}});
+  }
+  if (!not_running.empty()) {
+    return json_reply(503, json{{"status", "degraded"}, {"not_running", not_running}});
+  }
+  return json_reply(200, json{{"status", "ready"}});
+}
+
+http_reply router::node_info() const {
+  auto counts = ctx_->registry.counts();
+  const auto uptime = std::chrono::duration<double>(std::chrono::steady_clock::now() -
+                                                    ctx_->started_at);
+  return json_reply(200, json{
+                             {"name", ctx_->config.node.name},
+                             {"version", troupe_version},
+                             {"uptime_s", uptime.count()},
+                             {"data_dir", ctx_->config.node.data_dir},
+                             {"listen", ctx_->listen_address},
+                             {"scheduler_threads", ctx_->config.node.scheduler_threads},
+                             {"chaos", ctx_->config.chaos.enabled},
+                             {"actors",
+                              {{"total", counts.total},
+                               {"running", counts.running},
+                               {"restarting", counts.restarting},
+                               {"stopped", counts.stopped}}},
+                         });
+}
+
+http_reply router::actor_tree() const {
+  auto all = ctx_->registry.snapshot();
+  for (const auto& node : all) {
+    if (node.path.empty()) {
+      return json_reply(200, tree_json(all, node));
+    }
+  }
+  return error_reply(503, "unavailable", "the supervision tree is not up yet");
+}
+
+}  // namespace troupe

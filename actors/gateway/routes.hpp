@@ -1,0 +1,81 @@
+#pragma once
+
+// The HTTP API's semantics, apart from any socket: authentication, routing,
+// JSON/msgpack conversion, error bodies. The server feeds it parsed requests
+// and carries out what it returns (a reply now, an actor call, a kill).
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <variant>
+
+#include "runtime/protocol/envelope.hpp"
+
+namespace troupe {
+
+struct node_context;
+
+/// What the router needs of a request.
+struct http_request_view {
+  std::string_view method;
+  std::string_view target;
+  std::string_view content_type;
+  std::string_view authorization;
+  std::string_view api_key;
+  std::string_view accept;
+  std::string_view body;
+};
+
+struct http_reply {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+};
+
+/// Send `msg` to the actor at `path`, answer with its reply.
+struct actor_call {
+  std::string path;
+  envelope msg;
+  std::chrono::milliseconds timeout{0};
+  /// Answer in msgpack instead of JSON.
+  bool msgpack = false;
+};
+
+/// Fault injection: crash the actor at `path`.
+struct actor_kill {
+  std::string path;
+};
+
+using routed = std::variant<http_reply, actor_call, actor_kill>;
+
+class router {
+ public:
+  router(std::shared_ptr<node_context> ctx, std::string token);
+
+  [[nodiscard]] routed route(const http_request_view& req) const;
+
+  /// The HTTP answer for an actor's reply envelope.
+  [[nodiscard]] http_reply reply_for(const envelope& reply, bool msgpack) const;
+
+  /// Set while the node drains: /readyz fails, new actor calls get 503.
+  std::atomic<bool> draining{false};
+
+ private:
+  [[nodiscard]] bool authorized(const http_request_view& req) const;
+  [[nodiscard]] routed route_v1(const http_request_view& req) const;
+  [[nodiscard]] routed route_actor(const http_request_view& req, std::string_view rest) const;
+  [[nodiscard]] routed parse_actor_call(const http_request_view& req, std::string path) const;
+  [[nodiscard]] http_reply readyz() const;
+  [[nodiscard]] http_reply node_info() const;
+  [[nodiscard]] http_reply actor_tree() const;
+
+  std::shared_ptr<node_context> ctx_;
+  std::string token_;
+};
+
+/// `{"error": {"code": ..., "message": ...}}` with `status`.
+[[nodiscard]] http_reply error_reply(int status, std::string_view code, std::string_view message);
+
+}  // namespace troupe

@@ -1,0 +1,311 @@
+#include "actors/gateway/server.hpp"
+
+#include <atomic>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <spdlog/logger.h>
+
+#include "actors/gateway/bridge.hpp"
+#include "actors/gateway/routes.hpp"
+#include "runtime/log/log.hpp"
+#include "runtime/metrics/metrics.hpp"
+#include "runtime/node/node_context.hpp"
+
+namespace troupe {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+
+struct gateway_server::impl {
+  impl(std::shared_ptr<node_context> c, std::string token)
+      : ctx(std::move(c)),
+        routes(ctx, std::move(token)),
+        log(logger("gateway")),
+        requests(ctx->metrics.counter("troupe_http_requests_total", "HTTP requests served")),
+        rejected(ctx->metrics.counter("troupe_http_connections_rejected_total",
+                                      "Connections closed at accept: over connections_max")),
+        latency(ctx->metrics.histogram("troupe_http_request_duration_seconds",
+                                       "Time from a request read to its reply written",
+                                       latency_buckets_s())),
+        acceptor(net::make_strand(ioc)) {}
+
+  std::shared_ptr<node_context> ctx;
+  router routes;
+  std::shared_ptr<spdlog::logger> log;
+  std::atomic<uint32_t> connections{0};
+  std::atomic<uint32_t> in_flight{0};
+  counter& requests;
+  counter& rejected;
+  histogram& latency;
+  std::string bound;
+  std::vector<std::thread> threads;
+  // Last, so they go first: destroying the io_context destroys pending
+  // handlers, which hold sessions, which touch the members above.
+  net::io_context ioc;
+  tcp::acceptor acceptor;
+
+  void do_accept();
+};
+
+namespace {
+
+class session : public std::enable_shared_from_this<session> {
+ public:
+  session(tcp::socket&& socket, gateway_server::impl& server)
+      : stream_(std::move(socket)), server_(server) {
+    server_.connections.fetch_add(1, std::memory_order_relaxed);
+  }
+  ~session() { server_.connections.fetch_sub(1, std::memory_order_relaxed); }
+
+  void run() {
+    net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->do_read(); });
+  }
+
+ private:
+  void do_read() {
+    const auto& cfg = server_.ctx->config.gateway;
+    parser_.emplace();
+    parser_->body_limit(cfg.body_bytes_max);
+    parser_->header_limit(cfg.header_bytes_max);
+    stream_.expires_after(std::chrono::milliseconds(cfg.idle_timeout_ms));
+    http::async_read(stream_, buffer_, *parser_,
+                     beast::bind_front_handler(&session::on_read, shared_from_this()));
+  }
+
+  void on_read(beast::error_code ec, size_t) {
+    if (ec == http::error::end_of_stream || ec == beast::error::timeout ||
+        ec == net::error::operation_aborted || ec == net::error::connection_reset) {
+      return do_close();
+    }
+    if (ec == http::error::body_limit) {
+      return reply_and_close(error_reply(413, "too_large",
+                                         "request body exceeds gateway.body_bytes_max (" +
+                                             std::to_string(server_.ctx->config.gateway.body_bytes_max) +
+                                             " bytes)"));
+    }
+    if (ec == http::error::header_limit) {
+      return reply_and_close(error_reply(431, "too_large",
+                                         "request head exceeds gateway.header_bytes_max (" +
+                                             std::to_string(server_.ctx->config.gateway.header_bytes_max) +
+                                             " bytes)"));
+    }
+    if (ec) {
+      return reply_and_close(
+          error_reply(400, "bad_request", "malformed HTTP request: " + ec.message()));
+    }
+    started_ = std::chrono::steady_clock::now();
+    server_.in_flight.fetch_add(1, std::memory_order_relaxed);
+    request_ = parser_->release();
+    handle();
+  }
+
+  void handle() {
+    http_request_view view{
+        std::string_view(request_.method_string().data(), request_.method_string().size()),
+        std::string_view(request_.target().data(), request_.target().size()),
+        header(http::field::content_type),
+        header(http::field::authorization),
+        header("x-api-key"),
+        header(http::field::accept),
+        request_.body(),
+    };
+    auto result = server_.routes.route(view);
+    if (auto* reply = std::get_if<http_reply>(&result)) {
+      return send(std::move(*reply));
+    }
+    if (auto* kill = std::get_if<actor_kill>(&result)) {
+      auto killed = kill_actor(*server_.ctx, kill->path);
+      return send(killed ? http_reply{200, "application/json",
+                                      "{\"killed\":\"" + kill->path + "\"}"}
+                         : error_reply(http_status(killed.err().code), to_string(killed.err().code),
+                                       killed.err().message));
+    }
+    auto& call = std::get<actor_call>(result);
+    const bool msgpack = call.msgpack;
+    submit_call(*server_.ctx, std::move(call),
+                [self = shared_from_this(), msgpack](envelope reply) {
+                  // Runs on an actor thread: hop back to this connection's strand.
+                  net::post(self->stream_.get_executor(),
+                            [self, msgpack, reply = std::move(reply)] {
+                              self->send(self->server_.routes.reply_for(reply, msgpack));
+                            });
+                });
+  }
+
+  std::string_view header(http::field f) const {
+    auto it = request_.find(f);
+    return it == request_.end() ? std::string_view{}
+                                : std::string_view(it->value().data(), it->value().size());
+  }
+  std::string_view header(std::string_view name) const {
+    auto it = request_.find(beast::string_view(name.data(), name.size()));
+    return it == request_.end() ? std::string_view{}
+                                : std::string_view(it->value().data(), it->value().size());
+  }
+
+  void send(http_reply reply) {
+    auto res = std::make_shared<http::response<http::string_body>>(
+        static_cast<http::status>(reply.status), request_.version());
+    res->set(http::field::server, "troupe");
+    res->set(http::field::content_type, reply.content_type);
+    res->keep_alive(request_.keep_alive());
+    res->body() = std::move(reply.body);
+    res->prepare_payload();
+    response_ = res;
+    http::async_write(stream_, *res,
+                      beast::bind_front_handler(&session::on_write, shared_from_this(),
+                                                res->need_eof()));
+  }
+
+  void on_write(bool close, beast::error_code ec, size_t) {
+    server_.in_flight.fetch_sub(1, std::memory_order_relaxed);
+    server_.requests.inc();
+    server_.latency.observe(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count());
+    response_.reset();
+    if (ec || close) {
+      return do_close();
+    }
+    do_read();
+  }
+
+  void reply_and_close(http_reply reply) {
+    // The request may be half read: answer, then close the connection.
+    request_ = {};
+    request_.version(11);
+    request_.keep_alive(false);
+    started_ = std::chrono::steady_clock::now();
+    server_.in_flight.fetch_add(1, std::memory_order_relaxed);
+    send(std::move(reply));
+  }
+
+  void do_close() {
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+  }
+
+  beast::tcp_stream stream_;
+  gateway_server::impl& server_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  http::request<http::string_body> request_;
+  std::shared_ptr<void> response_;
+  std::chrono::steady_clock::time_point started_;
+};
+
+expected<tcp::endpoint> parse_listen(const std::string& listen) {
+  auto colon = listen.rfind(':');
+  if (colon == std::string::npos) {
+    return make_error(errc::config_invalid, "gateway.listen: expected HOST:PORT, got '" + listen + "'");
+  }
+  auto host = listen.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  beast::error_code ec;
+  auto address = net::ip::make_address(host == "localhost" ? "127.0.0.1" : host, ec);
+  if (ec) {
+    return make_error(errc::config_invalid,
+                      "gateway.listen: '" + host + "' is not an IP address: " + ec.message());
+  }
+  return tcp::endpoint(address, static_cast<uint16_t>(std::stoul(listen.substr(colon + 1))));
+}
+
+}  // namespace
+
+void gateway_server::impl::do_accept() {
+  acceptor.async_accept(net::make_strand(ioc), [this](beast::error_code ec, tcp::socket socket) {
+    if (ec == net::error::operation_aborted || !acceptor.is_open()) {
+      return;
+    }
+    if (!ec) {
+      if (connections.load(std::memory_order_relaxed) >= ctx->config.gateway.connections_max) {
+        rejected.inc();
+        beast::error_code ignored;
+        socket.close(ignored);
+      } else {
+        std::make_shared<session>(std::move(socket), *this)->run();
+      }
+    }
+    do_accept();
+  });
+}
+
+gateway_server::gateway_server(std::unique_ptr<impl> p) : impl_(std::move(p)) {}
+
+gateway_server::~gateway_server() { stop(); }
+
+expected<std::unique_ptr<gateway_server>> gateway_server::start(std::shared_ptr<node_context> ctx,
+                                                                 std::string token) {
+  auto endpoint = parse_listen(ctx->config.gateway.listen);
+  if (!endpoint) {
+    return std::move(endpoint).err();
+  }
+  auto p = std::make_unique<impl>(ctx, std::move(token));
+  beast::error_code ec;
+  p->acceptor.open(endpoint->protocol(), ec);
+  if (!ec) {
+    p->acceptor.set_option(net::socket_base::reuse_address(true), ec);
+  }
+  if (!ec) {
+    p->acceptor.bind(*endpoint, ec);
+  }
+  if (!ec) {
+    p->acceptor.listen(net::socket_base::max_listen_connections, ec);
+  }
+  if (ec) {
+    return make_error(errc::unavailable, "cannot listen on " + ctx->config.gateway.listen + ": " +
+                                             ec.message());
+  }
+  auto local = p->acceptor.local_endpoint();
+  p->bound = (local.address().is_v6() ? "[" + local.address().to_string() + "]"
+                                      : local.address().to_string()) +
+             ":" + std::to_string(local.port());
+  ctx->listen_address = p->bound;
+  p->do_accept();
+  for (uint32_t i = 0; i < ctx->config.gateway.io_threads; ++i) {
+    p->threads.emplace_back([raw = p.get()] { raw->ioc.run(); });
+  }
+  return std::unique_ptr<gateway_server>(new gateway_server(std::move(p)));
+}
+
+std::string gateway_server::address() const { return impl_->bound; }
+
+void gateway_server::stop_accepting() {
+  impl_->routes.draining.store(true);
+  net::post(impl_->acceptor.get_executor(), [p = impl_.get()] {
+    beast::error_code ec;
+    p->acceptor.close(ec);
+  });
+}
+
+bool gateway_server::drain(std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (impl_->in_flight.load() > 0) {
+    if (std::chrono::steady_clock::now() >= deadline) {
+      return false;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return true;
+}
+
+void gateway_server::stop() {
+  if (impl_->threads.empty()) {
+    return;
+  }
+  impl_->ioc.stop();
+  for (auto& t : impl_->threads) {
+    t.join();
+  }
+  impl_->threads.clear();
+}
+
+}  // namespace troupe

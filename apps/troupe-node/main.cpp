@@ -1,0 +1,214 @@
+// troupe-node: one process, one node. Parses flags, loads config, binds the
+// gateway, starts the supervision tree and runs until SIGINT/SIGTERM (or the
+// root supervisor gives up), then shuts down in reverse order.
+
+#include <signal.h>
+
+#include <atomic>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <sstream>
+#include <thread>
+
+#include <CLI/CLI.hpp>
+#include <caf/all.hpp>
+#include <caf/io/all.hpp>
+#include <spdlog/logger.h>
+
+#include "actors/gateway/bridge.hpp"
+#include "actors/gateway/server.hpp"
+#include "actors/gateway/token.hpp"
+#include "actors/system/system_actor.hpp"
+#include "runtime/actor/atoms.hpp"
+#include "runtime/actor/error_text.hpp"
+#include "runtime/log/log.hpp"
+#include "runtime/node/node_context.hpp"
+#include "runtime/protocol/envelope.hpp"
+#include "runtime/supervisor/supervisor.hpp"
+
+namespace {
+
+using namespace troupe;
+
+struct node_flags {
+  std::string config_file;
+  std::map<std::string, std::string> overrides;
+};
+
+/// Top-level children: the families of the node, started in this order and
+/// stopped in reverse. agents/sessions/cache/llm are the supervisors the
+/// later families plug their actors into.
+supervisor_spec root_spec(const std::shared_ptr<node_context>& ctx) {
+  auto policy = make_restart_policy(ctx->config.supervisor);
+  auto family = [&](strategy s) { return supervisor_spec{s, policy, {}, 100000, 0x7e0b5eedULL}; };
+  supervisor_spec root{strategy::one_for_one, policy, {}, 100000, 0x7e0b5eedULL};
+  root.children.push_back(system_child(ctx));
+  root.children.push_back(supervisor_child("cache", ctx, family(strategy::one_for_one)));
+  root.children.push_back(supervisor_child("llm", ctx, family(strategy::one_for_one)));
+  root.children.push_back(supervisor_child("agents", ctx, family(strategy::dynamic)));
+  root.children.push_back(supervisor_child("sessions", ctx, family(strategy::dynamic)));
+  root.children.push_back(gateway_child(ctx));
+  return root;
+}
+
+void register_node_metrics(const std::shared_ptr<node_context>& ctx) {
+  std::weak_ptr<node_context> weak = ctx;
+  ctx->metrics.gauge_fn("troupe_uptime_seconds", "Seconds since the node started", [weak] {
+    auto c = weak.lock();
+    return c ? std::chrono::duration<double>(std::chrono::steady_clock::now() - c->started_at)
+                   .count()
+             : 0.0;
+  });
+  auto by_state = [weak](size_t actor_counts::*field) {
+    return [weak, field] {
+      auto c = weak.lock();
+      return c ? static_cast<double>(c->registry.counts().*field) : 0.0;
+    };
+  };
+  const char* help = "Actors in the supervision tree, by state";
+  ctx->metrics.gauge_fn("troupe_actors", help, by_state(&actor_counts::running),
+                        {{"state", "running"}});
+  ctx->metrics.gauge_fn("troupe_actors", help, by_state(&actor_counts::restarting),
+                        {{"state", "restarting"}});
+  ctx->metrics.gauge_fn("troupe_actors", help, by_state(&actor_counts::stopped),
+                        {{"state", "stopped"}});
+}
+
+/// Blocks SIGINT/SIGTERM in every thread (call before any thread starts);
+/// a dedicated thread takes them with sigtimedwait.
+sigset_t block_shutdown_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  return set;
+}
+
+int run(const node_flags& flags) {
+  const auto signals = block_shutdown_signals();
+  config_sources sources;
+  if (!flags.config_file.empty()) {
+    sources.file = flags.config_file;
+  } else if (std::filesystem::exists("configs/node.toml")) {
+    sources.file = "configs/node.toml";
+  }
+  sources.env = troupe_environment();
+  sources.flags = flags.overrides;
+  auto config = load_config(sources);
+  if (!config) {
+    std::fprintf(stderr, "troupe-node: bad configuration: %s\n", config.err().message.c_str());
+    return 1;
+  }
+  if (auto ok = init_logging(log_options{config->log.level, config->log.format}); !ok) {
+    std::fprintf(stderr, "troupe-node: %s\n", ok.err().message.c_str());
+    return 1;
+  }
+  auto log = logger("node");
+  log->info("starting node '{}' (troupe {}), config: {}", config->node.name, troupe_version,
+            sources.file.value_or("(embedded defaults)"));
+  std::istringstream effective(describe(*config));
+  for (std::string line; std::getline(effective, line);) {
+    log->info("config: {}", line);
+  }
+
+  auto token = load_or_create_token(config->auth.token, config->node.data_dir);
+  if (!token) {
+    log->critical("{}", token.err().message);
+    return 1;
+  }
+
+  caf::actor_system_config cfg;
+  cfg.set("scheduler.max-threads", static_cast<size_t>(config->node.scheduler_threads));
+  cfg.add_message_type<envelope>("troupe.envelope");
+  caf::actor_system system{cfg};
+  auto ctx = std::make_shared<node_context>(std::move(*config));
+  register_node_metrics(ctx);
+
+  auto server = gateway_server::start(ctx, token->value);
+  if (!server) {
+    log->critical("{}", server.err().message);
+    return 1;
+  }
+  auto root = spawn_supervisor(system, ctx, "", root_spec(ctx));
+  log->info("gateway listening on http://{} (token: {})", (*server)->address(), token->source);
+  std::printf("troupe-node '%s' listening on http://%s\ntoken: %s\n", ctx->config.node.name.c_str(),
+              (*server)->address().c_str(), token->source.c_str());
+  std::fflush(stdout);
+
+  caf::scoped_actor self{system};
+  self->monitor(root);
+  std::atomic<bool> done{false};
+  std::thread signal_thread([&, handle = caf::actor{self}] {
+    const timespec tick{0, 200'000'000};
+    while (!done.load()) {
+      if (int sig = sigtimedwait(&signals, nullptr, &tick); sig > 0) {
+        caf::anon_send(handle, shutdown_atom::value, static_cast<int32_t>(sig));
+        return;
+      }
+    }
+  });
+
+  int exit_code = 0;
+  bool root_down = false;
+  self->receive(
+      [&](shutdown_atom, int32_t sig) {
+        log->info("received {}, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+      },
+      [&](caf::down_msg& down) {
+        root_down = true;
+        exit_code = 1;
+        log->critical("the root supervisor stopped: {}", error_text(system, down.reason));
+      });
+  done = true;
+  signal_thread.join();
+
+  const auto timeout = std::chrono::milliseconds(ctx->config.node.shutdown_timeout_ms);
+  (*server)->stop_accepting();
+  if (!(*server)->drain(timeout / 2)) {
+    log->warn("requests still in flight after {} ms; closing anyway", (timeout / 2).count());
+  }
+  if (!root_down) {
+    self->send(root, shutdown_atom::value);
+    self->receive([&](caf::down_msg&) {},
+                  caf::after(timeout) >> [&] {
+                    log->error("actors did not stop within {} ms; killing the tree",
+                               timeout.count());
+                    self->send_exit(root, caf::exit_reason::kill);
+                  });
+  }
+  (*server)->stop();
+  ctx->registry.remove("");
+  log->info("node '{}' stopped", ctx->config.node.name);
+  return exit_code;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"troupe-node: one troupe node (actors, gateway, storage)"};
+  node_flags flags;
+  std::string data_dir;
+  std::string listen;
+  std::string name;
+  app.add_option("--config", flags.config_file, "TOML config file (default: configs/node.toml)");
+  app.add_option("--data-dir", data_dir, "Directory for durable state (default: ./data)");
+  app.add_option("--listen", listen, "HOST:PORT of the HTTP gateway (default: 127.0.0.1:7700)");
+  app.add_option("--name", name, "Node name");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+  if (!data_dir.empty()) {
+    flags.overrides["node.data_dir"] = data_dir;
+  }
+  if (!listen.empty()) {
+    flags.overrides["gateway.listen"] = listen;
+  }
+  if (!name.empty()) {
+    flags.overrides["node.name"] = name;
+  }
+  return run(flags);
+}

@@ -1,0 +1,615 @@
+// troupectl: the control CLI for a troupe node. Thin by design: parse the
+// arguments, make one or two HTTP calls, print. Each subcommand is one
+// `add_<name>` function registering its arguments and returning the function
+// that runs it; `commands` below lists them all, so a new subcommand (cache,
+// usage, session) is one function and one row.
+//
+// Exit codes (API.md): 0 success, 1 an error reply or transport failure,
+// 2 a usage error.
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <functional>
+#include <iomanip>
+#include <iostream>
+#include <memory>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "actors/gateway/http_client.hpp"
+#include "runtime/error.hpp"
+
+namespace troupe {
+namespace {
+
+using json = nlohmann::json;
+
+constexpr int exit_ok = 0;
+constexpr int exit_failure = 1;
+constexpr int exit_usage = 2;
+
+constexpr std::string_view default_url = "http://127.0.0.1:7700";
+constexpr std::string_view token_file = "./data/token";
+/// A token is a short random string; anything bigger is not a token file.
+constexpr size_t token_file_bytes_max = 4096;
+/// Client-side bound on a request when --timeout-ms is not given.
+constexpr uint32_t default_timeout_ms = 30000;
+/// --timeout-ms above an hour is a typo, not a wish.
+constexpr uint32_t timeout_ms_max = 3'600'000;
+/// `send` waits this much longer than the node's own timeout, so that the
+/// node's precise "timeout" reply arrives instead of a bare transport timeout.
+constexpr uint32_t reply_grace_ms = 1000;
+/// A message body read from stdin; the node's own body limit is lower.
+constexpr size_t stdin_bytes_max = size_t{64} << 20;
+/// Supervision trees are shallow; this only guards against a malformed reply.
+constexpr size_t tree_depth_max = 64;
+
+// ---------------------------------------------------------------------------
+// Shared plumbing
+
+/// Options every subcommand sees, resolved from flags, environment and files.
+struct context {
+  http_url url;
+  std::string token;
+  bool json_output = false;
+  std::optional<uint32_t> timeout_ms;
+
+  [[nodiscard]] http_client make_client(uint32_t grace_ms = 0) const {
+    return http_client(url, token, timeout_ms.value_or(default_timeout_ms) + grace_ms);
+  }
+};
+
+/// What went wrong, as printed: the node's own code (which may be a family's
+/// code this binary has never heard of) and its message.
+struct failure {
+  std::string code;
+  std::string message;
+};
+
+/// A request's reply when it was 2xx, or why not.
+struct outcome {
+  http_response reply;
+  std::optional<failure> failed;
+};
+
+int fail(const failure& f) {
+  std::cerr << "error: " << f.code << ": " << f.message << "\n";
+  return exit_failure;
+}
+
+int usage_error(std::string_view message) {
+  std::cerr << "usage error: " << message << "\nRun with --help for more information.\n";
+  return exit_usage;
+}
+
+// Invalid UTF-8 from the node or the user must not abort printing.
+std::string dump_json(const json& value, int indent = -1) {
+  return value.dump(indent, ' ', false, json::error_handler_t::replace);
+}
+
+std::optional<json> parse_json(std::string_view text) {
+  auto value = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (value.is_discarded()) {
+    return std::nullopt;
+  }
+  return value;
+}
+
+// A field as text for a table: strings as they are, numbers as numbers, absent or null as "-".
+std::string field_text(const json& object, const char* key) {
+  if (!object.is_object() || !object.contains(key) || object[key].is_null()) {
+    return "-";
+  }
+  const auto& value = object[key];
+  return value.is_string() ? value.get<std::string>() : dump_json(value);
+}
+
+double field_number(const json& object, const char* key) {
+  if (!object.is_object() || !object.contains(key) || !object[key].is_number()) {
+    return 0;
+  }
+  return object[key].get<double>();
+}
+
+failure from_error(const error& e) {
+  return {std::string(to_string(e.code)), e.message};
+}
+
+// Reads `{"error": {"code", "message"}}`; a reply of another shape (a proxy's
+// HTML page, say) is reported by its status and the start of its body.
+failure from_reply(const http_response& reply) {
+  const auto body = parse_json(reply.body);
+  if (body && body->is_object() && body->contains("error") && (*body)["error"].is_object()) {
+    const auto& e = (*body)["error"];
+    const auto code = field_text(e, "code");
+    return {code == "-" ? "http_" + std::to_string(reply.status) : code, field_text(e, "message")};
+  }
+  constexpr size_t excerpt_bytes_max = 200;
+  return {"http_" + std::to_string(reply.status), reply.body.substr(0, excerpt_bytes_max)};
+}
+
+outcome call(http_client& client, std::string_view method, std::string_view target,
+             std::string body = {}) {
+  auto reply = client.request(method, target, std::move(body));
+  if (!reply) {
+    return {{}, from_error(reply.err())};
+  }
+  if (reply->status < 200 || reply->status > 299) {
+    return {{}, from_reply(*reply)};
+  }
+  return {std::move(*reply), std::nullopt};
+}
+
+failure bad_reply(std::string_view target) {
+  return {"bad_reply", "the node's reply to " + std::string(target) + " is not the expected JSON"};
+}
+
+void print_raw(std::string_view body) {
+  std::cout << body;
+  if (!body.empty() && !body.ends_with('\n')) {
+    std::cout << '\n';
+  }
+}
+
+// Actor paths go into the URL as they are, '/' included; anything outside the
+// unreserved set is percent-encoded so a path cannot change the route.
+std::string encode_path(std::string_view path) {
+  static constexpr char hex[] = "0123456789ABCDEF";
+  std::string out;
+  for (const char c : path) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (std::isalnum(byte) != 0 || c == '-' || c == '.' || c == '_' || c == '~' || c == '/') {
+      out += c;
+    } else {
+      out += '%';
+      out += hex[byte >> 4];
+      out += hex[byte & 0xf];
+    }
+  }
+  return out;
+}
+
+// "/cache/shard-0/" and "cache/shard-0" name the same actor.
+std::string trim_slashes(std::string_view path) {
+  while (path.starts_with('/')) {
+    path.remove_prefix(1);
+  }
+  while (path.ends_with('/')) {
+    path.remove_suffix(1);
+  }
+  return std::string(path);
+}
+
+std::string trim_space(std::string_view text) {
+  const auto first = text.find_first_not_of(" \t\r\n");
+  if (first == std::string_view::npos) {
+    return {};
+  }
+  const auto last = text.find_last_not_of(" \t\r\n");
+  return std::string(text.substr(first, last - first + 1));
+}
+
+// ---------------------------------------------------------------------------
+// status
+
+std::string format_uptime(double uptime_s) {
+  auto left_s = static_cast<uint64_t>(std::max(uptime_s, 0.0));
+  const uint64_t days = left_s / 86400;
+  const uint64_t hours = left_s / 3600 % 24;
+  const uint64_t minutes = left_s / 60 % 60;
+  const uint64_t seconds = left_s % 60;
+  std::ostringstream out;
+  if (days > 0) {
+    out << days << "d ";
+  }
+  if (days > 0 || hours > 0) {
+    out << hours << "h ";
+  }
+  if (days > 0 || hours > 0 || minutes > 0) {
+    out << minutes << "m ";
+  }
+  out << seconds << "s";
+  return out.str();
+}
+
+void print_status_table(const json& node, bool ready, const std::string& ready_status) {
+  const json actors = node.is_object() && node.contains("actors") ? node["actors"] : json();
+  const auto row = [](std::string_view label, const std::string& value) {
+    std::cout << std::left << std::setw(10) << label << value << "\n";
+  };
+  row("name", field_text(node, "name"));
+  row("version", field_text(node, "version"));
+  row("uptime", format_uptime(field_number(node, "uptime_s")));
+  row("data dir", field_text(node, "data_dir"));
+  row("listen", field_text(node, "listen"));
+  row("actors", field_text(actors, "total") + " total, " + field_text(actors, "running") +
+                    " running, " + field_text(actors, "restarting") + " restarting, " +
+                    field_text(actors, "stopped") + " stopped");
+  row("ready", ready ? "yes" : "no (" + (ready_status.empty() ? "not ready" : ready_status) + ")");
+}
+
+int run_status(const context& ctx) {
+  auto client = ctx.make_client();
+  const auto node = call(client, "GET", "/v1/node");
+  if (node.failed) {
+    return fail(*node.failed);
+  }
+  const auto node_json = parse_json(node.reply.body);
+  if (!node_json || !node_json->is_object()) {
+    return fail(bad_reply("GET /v1/node"));
+  }
+  // /readyz answers 503 while not ready: that is a state to show, not an error.
+  const auto ready = client.request("GET", "/readyz");
+  if (!ready) {
+    return fail(from_error(ready.err()));
+  }
+  if (ready->status != 200 && ready->status != 503) {
+    return fail(from_reply(*ready));
+  }
+  const bool is_ready = ready->status == 200;
+  if (ctx.json_output) {
+    std::cout << dump_json(json{{"node", *node_json}, {"ready", is_ready}}) << "\n";
+    return exit_ok;
+  }
+  const auto ready_json = parse_json(ready->body);
+  const auto ready_status = ready_json ? field_text(*ready_json, "status") : std::string();
+  print_status_table(*node_json, is_ready, ready_status == "-" ? "" : ready_status);
+  return exit_ok;
+}
+
+std::function<int(const context&)> add_status(CLI::App& /*sub*/) {
+  return run_status;
+}
+
+// ---------------------------------------------------------------------------
+// tree
+
+struct tree_row {
+  std::string label;
+  // Terminal columns of `label`; the box-drawing glyphs take 3 bytes but 1 column.
+  size_t label_columns = 0;
+  std::string kind;
+  std::string state;
+  std::string restarts;
+  std::string last_failure;
+};
+
+// A failure reason may span lines; a table row may not.
+std::string one_line(std::string text) {
+  std::replace_if(text.begin(), text.end(), [](char c) { return c == '\n' || c == '\r'; }, ' ');
+  return text;
+}
+
+tree_row make_row(const json& actor, std::string label, size_t label_columns) {
+  return {std::move(label),       label_columns,
+          field_text(actor, "kind"),
+          field_text(actor, "state"),
+          field_text(actor, "restarts"),
+          one_line(field_text(actor, "last_failure"))};
+}
+
+// Rows for the children of `actor`, drawn like tree(1): `prefix` is the
+// column of bars that the ancestors leave open.
+void collect_children(const json& actor, const std::string& prefix, size_t prefix_columns,
+                      size_t depth, std::vector<tree_row>& rows) {
+  if (!actor.is_object() || !actor.contains("children") || !actor["children"].is_array()) {
+    return;
+  }
+  const auto& children = actor["children"];
+  if (depth >= tree_depth_max && !children.empty()) {
+    rows.push_back({prefix + "└── …", prefix_columns + 5, "", "", "", ""});
+    return;
+  }
+  for (size_t i = 0; i < children.size(); ++i) {
+    const bool last = i + 1 == children.size();
+    const auto path = field_text(children[i], "path");
+    rows.push_back(make_row(children[i], prefix + (last ? "└── " : "├── ") + path,
+                            prefix_columns + 4 + path.size()));
+    collect_children(children[i], prefix + (last ? "    " : "│   "), prefix_columns + 4,
+                     depth + 1, rows);
+  }
+}
+
+void print_tree(const std::vector<tree_row>& rows) {
+  tree_row header{"ACTOR", 5, "KIND", "STATE", "RESTARTS", "LAST FAILURE"};
+  size_t label_width = header.label_columns;
+  size_t kind_width = header.kind.size();
+  size_t state_width = header.state.size();
+  size_t restarts_width = header.restarts.size();
+  for (const auto& row : rows) {
+    label_width = std::max(label_width, row.label_columns);
+    kind_width = std::max(kind_width, row.kind.size());
+    state_width = std::max(state_width, row.state.size());
+    restarts_width = std::max(restarts_width, row.restarts.size());
+  }
+  const auto print_row = [&](const tree_row& row) {
+    std::cout << row.label << std::string(label_width - row.label_columns + 2, ' ') << std::left
+              << std::setw(static_cast<int>(kind_width + 2)) << row.kind
+              << std::setw(static_cast<int>(state_width + 2)) << row.state << std::right
+              << std::setw(static_cast<int>(restarts_width)) << row.restarts << "  "
+              << row.last_failure << "\n";
+  };
+  print_row(header);
+  for (const auto& row : rows) {
+    print_row(row);
+  }
+}
+
+int run_tree(const context& ctx) {
+  auto client = ctx.make_client();
+  const auto tree = call(client, "GET", "/v1/actors");
+  if (tree.failed) {
+    return fail(*tree.failed);
+  }
+  if (ctx.json_output) {
+    print_raw(tree.reply.body);
+    return exit_ok;
+  }
+  const auto root = parse_json(tree.reply.body);
+  if (!root || !root->is_object()) {
+    return fail(bad_reply("GET /v1/actors"));
+  }
+  std::vector<tree_row> rows;
+  const auto root_path = field_text(*root, "path");
+  const auto label = root_path == "-" || root_path.empty() ? std::string("/") : root_path;
+  rows.push_back(make_row(*root, label, label.size()));
+  collect_children(*root, "", 0, 1, rows);
+  print_tree(rows);
+  return exit_ok;
+}
+
+std::function<int(const context&)> add_tree(CLI::App& /*sub*/) {
+  return run_tree;
+}
+
+// ---------------------------------------------------------------------------
+// send
+
+struct send_args {
+  std::string path;
+  std::string type;
+  std::string body;
+};
+
+std::optional<std::string> read_stdin() {
+  std::string text;
+  std::array<char, 64 * 1024> chunk{};
+  while (std::cin.read(chunk.data(), chunk.size()) || std::cin.gcount() > 0) {
+    text.append(chunk.data(), static_cast<size_t>(std::cin.gcount()));
+    if (text.size() > stdin_bytes_max) {
+      return std::nullopt;
+    }
+  }
+  return text;
+}
+
+int run_send(const context& ctx, const send_args& args) {
+  const auto path = trim_slashes(args.path);
+  if (path.empty()) {
+    return usage_error("PATH must name an actor, e.g. cache/shard-0");
+  }
+  json body = json::object();
+  if (!args.body.empty()) {
+    const auto text = args.body == "-" ? read_stdin() : std::optional(args.body);
+    if (!text) {
+      return usage_error("the body on stdin exceeds " + std::to_string(stdin_bytes_max >> 20) +
+                         " MiB");
+    }
+    try {
+      body = json::parse(*text);
+    } catch (const json::parse_error& e) {
+      return usage_error(std::string("the JSON argument is not valid JSON: ") + e.what());
+    }
+  }
+  std::string target = "/v1/actors/" + encode_path(path) + "/messages";
+  if (ctx.timeout_ms) {
+    target += "?timeout_ms=" + std::to_string(*ctx.timeout_ms);
+  }
+  auto client = ctx.make_client(ctx.timeout_ms ? reply_grace_ms : 0);
+  const auto sent = call(client, "POST", target, dump_json({{"type", args.type}, {"body", body}}));
+  if (sent.failed) {
+    return fail(*sent.failed);
+  }
+  const auto reply = ctx.json_output ? std::nullopt : parse_json(sent.reply.body);
+  print_raw(reply ? dump_json(*reply, 2) : sent.reply.body);
+  return exit_ok;
+}
+
+std::function<int(const context&)> add_send(CLI::App& sub) {
+  auto args = std::make_shared<send_args>();
+  sub.add_option("path", args->path, "actor path, e.g. cache/shard-0")->required();
+  sub.add_option("type", args->type, "message type, e.g. cache.get")->required();
+  sub.add_option("json", args->body, "message body as JSON ('-' reads stdin; default {})");
+  return [args](const context& ctx) { return run_send(ctx, *args); };
+}
+
+// ---------------------------------------------------------------------------
+// kill
+
+int run_kill(const context& ctx, const std::string& raw_path) {
+  const auto path = trim_slashes(raw_path);
+  if (path.empty()) {
+    return usage_error("PATH must name an actor; the root cannot be killed");
+  }
+  auto client = ctx.make_client();
+  const auto killed = call(client, "POST", "/v1/actors/" + encode_path(path) + "/kill");
+  if (killed.failed) {
+    return fail(*killed.failed);
+  }
+  if (ctx.json_output) {
+    print_raw(killed.reply.body);
+    return exit_ok;
+  }
+  const auto reply = parse_json(killed.reply.body);
+  const auto name = reply ? field_text(*reply, "killed") : std::string("-");
+  std::cout << "killed " << (name == "-" ? path : name) << "\n";
+  return exit_ok;
+}
+
+std::function<int(const context&)> add_kill(CLI::App& sub) {
+  auto path = std::make_shared<std::string>();
+  sub.add_option("path", *path, "actor path, e.g. cache/shard-0")->required();
+  return [path](const context& ctx) { return run_kill(ctx, *path); };
+}
+
+// ---------------------------------------------------------------------------
+// metrics
+
+int run_metrics(const context& ctx) {
+  auto client = ctx.make_client();
+  const auto metrics = call(client, "GET", "/metrics");
+  if (metrics.failed) {
+    return fail(*metrics.failed);
+  }
+  // Prometheus text is already what scripts want; --json changes nothing here.
+  std::cout << metrics.reply.body;
+  return exit_ok;
+}
+
+std::function<int(const context&)> add_metrics(CLI::App& /*sub*/) {
+  return run_metrics;
+}
+
+// ---------------------------------------------------------------------------
+// Registration and main
+
+using run_fn = std::function<int(const context&)>;
+
+/// One subcommand: `add` declares its arguments on `sub` and returns what runs it.
+struct command_entry {
+  std::string_view name;
+  std::string_view help;
+  run_fn (*add)(CLI::App& sub);
+};
+
+// Later: cache, usage, session.
+constexpr std::array<command_entry, 5> commands{{
+    {"status", "node info and health", add_status},
+    {"tree", "supervision tree with states and restart counts", add_tree},
+    {"send", "send a message to any actor, print the reply", add_send},
+    {"kill", "crash an actor (fault injection; needs chaos.enabled)", add_kill},
+    {"metrics", "raw Prometheus text", add_metrics},
+}};
+
+/// Flags as given; empty strings mean "not given".
+struct global_flags {
+  std::string url;
+  std::string token;
+  bool json_output = false;
+  uint32_t timeout_ms = 0;
+  CLI::Option* timeout_option = nullptr;
+};
+
+void add_global_options(CLI::App& app, global_flags& flags) {
+  app.add_option("--url", flags.url, "node URL (default: $TROUPE_URL or http://127.0.0.1:7700)");
+  app.add_option("--token", flags.token,
+                 "API token (default: $TROUPE_TOKEN, else the contents of ./data/token)");
+  app.add_flag("--json", flags.json_output, "print JSON for scripts instead of tables");
+  flags.timeout_option =
+      app.add_option("--timeout-ms", flags.timeout_ms,
+                     "request timeout; for send also how long the node waits for the reply")
+          ->check(CLI::Range(uint32_t{1}, timeout_ms_max));
+}
+
+std::string env_or_empty(const char* name) {
+  const char* value = std::getenv(name);
+  return value == nullptr ? std::string() : std::string(value);
+}
+
+// The node writes its generated token here; running from the node's directory
+// then needs no flags at all.
+std::string read_token_file() {
+  std::ifstream in{std::string(token_file), std::ios::binary};
+  if (!in) {
+    return {};
+  }
+  std::string text(token_file_bytes_max, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  text.resize(static_cast<size_t>(in.gcount()));
+  return trim_space(text);
+}
+
+std::string resolve_token(const global_flags& flags) {
+  if (!flags.token.empty()) {
+    return flags.token;
+  }
+  if (auto token = trim_space(env_or_empty("TROUPE_TOKEN")); !token.empty()) {
+    return token;
+  }
+  return read_token_file();
+}
+
+expected<context> resolve_context(const global_flags& flags) {
+  auto url_text = flags.url;
+  if (url_text.empty()) {
+    url_text = env_or_empty("TROUPE_URL");
+  }
+  if (url_text.empty()) {
+    url_text = default_url;
+  }
+  auto url = parse_url(url_text);
+  if (!url) {
+    return std::move(url).err();
+  }
+  context ctx;
+  ctx.url = std::move(*url);
+  ctx.token = resolve_token(flags);
+  ctx.json_output = flags.json_output;
+  if (flags.timeout_option->count() > 0) {
+    ctx.timeout_ms = flags.timeout_ms;
+  }
+  return ctx;
+}
+
+int run_main(int argc, char** argv) {
+  CLI::App app{"troupectl: control a troupe node", "troupectl"};
+  global_flags flags;
+  add_global_options(app, flags);
+  app.require_subcommand(1);
+  // Global flags may follow the subcommand: `troupectl tree --json`.
+  app.fallthrough();
+  std::vector<std::pair<CLI::App*, run_fn>> runs;
+  for (const auto& entry : commands) {
+    auto* sub = app.add_subcommand(std::string(entry.name), std::string(entry.help));
+    runs.emplace_back(sub, entry.add(*sub));
+  }
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // --help is a ParseError too, with exit code 0.
+    return app.exit(e) == 0 ? exit_ok : exit_usage;
+  }
+  const auto ctx = resolve_context(flags);
+  if (!ctx) {
+    return usage_error("--url: " + ctx.err().message);
+  }
+  for (const auto& [sub, run] : runs) {
+    if (sub->parsed()) {
+      return run(*ctx);
+    }
+  }
+  return usage_error("no subcommand given");
+}
+
+}  // namespace
+}  // namespace troupe
+
+int main(int argc, char** argv) {
+  // The last line of defence: a bug or bad_alloc still ends with one clear line.
+  try {
+    return troupe::run_main(argc, argv);
+  } catch (const std::exception& e) {
+    std::cerr << "error: internal: " << e.what() << "\n";
+    return troupe::exit_failure;
+  }
+}
