@@ -1,0 +1,209 @@
+#include "tests/integration/node_process.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <regex>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+extern char** environ;
+
+namespace troupe::test {
+
+namespace {
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+std::vector<std::string> merged_env(const std::map<std::string, std::string>& extra) {
+  std::map<std::string, std::string> env;
+  for (char** e = environ; *e != nullptr; ++e) {
+    std::string kv(*e);
+    auto eq = kv.find('=');
+    if (eq != std::string::npos) {
+      env[kv.substr(0, eq)] = kv.substr(eq + 1);
+    }
+  }
+  for (const auto& [k, v] : extra) {
+    env[k] = v;
+  }
+  std::vector<std::string> out;
+  for (const auto& [k, v] : env) {
+    out.push_back(k + "=" + v);
+  }
+  return out;
+}
+
+pid_t spawn(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env,
+            const std::string& in_path, const std::string& out_path, const std::string& err_path) {
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 0, in_path.c_str(), O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, 1, out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_addopen(&actions, 2, err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  std::vector<char*> args;
+  for (const auto& a : argv) {
+    args.push_back(const_cast<char*>(a.c_str()));
+  }
+  args.push_back(nullptr);
+  auto env_strings = merged_env(env);
+  std::vector<char*> envp;
+  for (auto& e : env_strings) {
+    envp.push_back(e.data());
+  }
+  envp.push_back(nullptr);
+  pid_t pid = -1;
+  int rc = posix_spawn(&pid, args[0], &actions, nullptr, args.data(), envp.data());
+  posix_spawn_file_actions_destroy(&actions);
+  if (rc != 0) {
+    throw std::runtime_error("cannot spawn " + argv[0] + ": " + std::strerror(rc));
+  }
+  return pid;
+}
+
+/// Waits for `pid` to exit within `timeout`; the exit code (128+signal for a
+/// signal), or -1 if it is still running.
+int wait_for(pid_t pid, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    int status = 0;
+    pid_t r = waitpid(pid, &status, WNOHANG);
+    if (r == pid) {
+      return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    }
+    if (std::chrono::steady_clock::now() >= deadline) {
+      return -1;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
+
+}  // namespace
+
+temp_dir::temp_dir() {
+  std::random_device rd;
+  auto base = std::filesystem::temp_directory_path();
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    auto candidate = base / ("troupe-test-" + std::to_string(rd()));
+    if (std::filesystem::create_directory(candidate)) {
+      path_ = candidate.string();
+      return;
+    }
+  }
+  throw std::runtime_error("cannot create a temp dir");
+}
+
+temp_dir::~temp_dir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
+process_result run_process(const std::vector<std::string>& argv,
+                           const std::map<std::string, std::string>& env, const std::string& input,
+                           std::chrono::milliseconds timeout) {
+  temp_dir dir;
+  const auto in_path = dir.path() + "/in";
+  const auto out_path = dir.path() + "/out";
+  const auto err_path = dir.path() + "/err";
+  std::ofstream(in_path) << input;
+  pid_t pid = spawn(argv, env, in_path, out_path, err_path);
+  process_result result;
+  result.exit_code = wait_for(pid, timeout);
+  if (result.exit_code == -1) {
+    kill(pid, SIGKILL);
+    wait_for(pid, std::chrono::seconds(5));
+  }
+  result.out = read_file(out_path);
+  result.err = read_file(err_path);
+  return result;
+}
+
+node_process::node_process(options opts) {
+  if (opts.data_dir) {
+    data_dir_ = *opts.data_dir;
+  } else {
+    own_dir_.emplace();
+    data_dir_ = own_dir_->path() + "/data";
+  }
+  // Output files live beside the data dir so a restarted node does not
+  // overwrite a previous one's logs in the same test.
+  static int counter = 0;
+  const auto log_base = std::filesystem::path(data_dir_).parent_path().string() + "/node-" +
+                        std::to_string(getpid()) + "-" + std::to_string(++counter);
+  out_path_ = log_base + ".out";
+  err_path_ = log_base + ".err";
+  std::vector<std::string> argv{node_binary(), "--listen", "127.0.0.1:0", "--data-dir", data_dir_};
+  argv.insert(argv.end(), opts.args.begin(), opts.args.end());
+  pid_ = spawn(argv, opts.env, "/dev/null", out_path_, err_path_);
+  const std::regex listening("listening on (http://127\\.0\\.0\\.1:[0-9]+)");
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (std::chrono::steady_clock::now() < deadline) {
+    std::smatch m;
+    auto out = read_file(out_path_);
+    if (std::regex_search(out, m, listening)) {
+      url_ = m[1];
+      token_ = read_file(data_dir_ + "/token");
+      while (!token_.empty() && (token_.back() == '\n' || token_.back() == ' ')) {
+        token_.pop_back();
+      }
+      return;
+    }
+    int status = 0;
+    if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      return;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
+
+node_process::~node_process() {
+  if (pid_ > 0) {
+    kill(pid_, SIGKILL);
+    wait_for(pid_, std::chrono::seconds(10));
+  }
+  std::error_code ec;
+  std::filesystem::remove(out_path_, ec);
+  std::filesystem::remove(err_path_, ec);
+}
+
+int node_process::stop(int sig, std::chrono::milliseconds timeout) {
+  if (pid_ <= 0) {
+    return -1;
+  }
+  kill(pid_, sig);
+  return wait_exit(timeout);
+}
+
+int node_process::wait_exit(std::chrono::milliseconds timeout) {
+  if (pid_ <= 0) {
+    return -1;
+  }
+  int code = wait_for(pid_, timeout);
+  if (code != -1) {
+    pid_ = -1;
+  }
+  return code;
+}
+
+std::string node_process::stdout_text() const { return read_file(out_path_); }
+std::string node_process::stderr_text() const { return read_file(err_path_); }
+
+std::string node_binary() { return TROUPE_NODE_BIN; }
+std::string troupectl_binary() { return TROUPECTL_BIN; }
+
+}  // namespace troupe::test

@@ -1,0 +1,85 @@
+#pragma once
+
+// Runs real troupe-node and troupectl processes for integration tests: a
+// temp data dir per node, port 0 so the kernel picks a free one, and waits
+// on conditions with deadlines instead of sleeps.
+
+#include <chrono>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <sys/types.h>
+
+namespace troupe::test {
+
+struct process_result {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+};
+
+/// Runs `argv` to completion (bounded by `timeout`) with extra `env` and
+/// optional stdin text; returns exit code and output.
+process_result run_process(const std::vector<std::string>& argv,
+                           const std::map<std::string, std::string>& env = {},
+                           const std::string& input = {},
+                           std::chrono::milliseconds timeout = std::chrono::seconds(30));
+
+/// A fresh temp directory, removed with its contents on destruction.
+class temp_dir {
+ public:
+  temp_dir();
+  ~temp_dir();
+  temp_dir(const temp_dir&) = delete;
+  temp_dir& operator=(const temp_dir&) = delete;
+  [[nodiscard]] const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+class node_process {
+ public:
+  struct options {
+    std::vector<std::string> args;
+    std::map<std::string, std::string> env;
+    /// Use this data dir instead of a fresh temp one.
+    std::optional<std::string> data_dir;
+  };
+
+  explicit node_process(options opts);
+  ~node_process();
+  node_process(const node_process&) = delete;
+  node_process& operator=(const node_process&) = delete;
+
+  /// True once the node printed its URL; false if it exited or timed out.
+  [[nodiscard]] bool started() const { return !url_.empty(); }
+  [[nodiscard]] const std::string& url() const { return url_; }
+  [[nodiscard]] const std::string& token() const { return token_; }
+  [[nodiscard]] const std::string& data_dir() const { return data_dir_; }
+
+  /// Sends `sig` and waits for exit; the exit code, or -1 on timeout.
+  int stop(int sig, std::chrono::milliseconds timeout = std::chrono::seconds(20));
+  /// Waits for the process to exit on its own; exit code or -1.
+  int wait_exit(std::chrono::milliseconds timeout);
+
+  [[nodiscard]] std::string stdout_text() const;
+  [[nodiscard]] std::string stderr_text() const;
+
+ private:
+  std::optional<temp_dir> own_dir_;
+  std::string data_dir_;
+  std::string out_path_;
+  std::string err_path_;
+  pid_t pid_ = -1;
+  std::string url_;
+  std::string token_;
+};
+
+/// Paths of the binaries under test (set by CMake).
+[[nodiscard]] std::string node_binary();
+[[nodiscard]] std::string troupectl_binary();
+
+}  // namespace troupe::test

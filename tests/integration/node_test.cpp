@@ -1,0 +1,286 @@
+// A real troupe-node process, driven over HTTP and with troupectl.
+
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "actors/gateway/http_client.hpp"
+#include "tests/integration/node_process.hpp"
+#include "tests/support/wait.hpp"
+
+using namespace troupe;
+using namespace troupe::test;
+using json = nlohmann::json;
+
+namespace {
+
+http_client client_for(const node_process& node, std::string token) {
+  auto url = parse_url(node.url());
+  REQUIRE(url.has_value());
+  return http_client(*url, std::move(token), 10000);
+}
+
+http_response must(expected<http_response> r) {
+  if (!r) {
+    FAIL("request failed: " << r.err().message);
+  }
+  return std::move(r).value();
+}
+
+json body_json(const http_response& r) { return json::parse(r.body); }
+
+std::string send_body(std::string_view type, const json& body) {
+  return json{{"type", type}, {"body", body}}.dump();
+}
+
+/// troupectl against `node`, with its URL and token.
+process_result ctl(const node_process& node, std::vector<std::string> args,
+                   const std::string& input = {}) {
+  std::vector<std::string> argv{troupectl_binary(), "--url", node.url(), "--token", node.token()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return run_process(argv, {}, input);
+}
+
+node_process::options chaos_on() {
+  node_process::options o;
+  o.env["TROUPE_CHAOS_ENABLED"] = "true";
+  return o;
+}
+
+}  // namespace
+
+TEST_CASE("a node starts on a free port, is healthy and ready, and exits 0 on SIGTERM") {
+  node_process node({});
+  REQUIRE(node.started());
+  auto http = client_for(node, "");
+  auto health = must(http.request("GET", "/healthz"));
+  CHECK(health.status == 200);
+  CHECK(body_json(health)["status"] == "ok");
+  REQUIRE(wait_until([&] { return must(http.request("GET", "/readyz")).status == 200; }));
+  CHECK(node.stop(SIGTERM) == 0);
+  CHECK(node.stderr_text().find("stopped") != std::string::npos);
+}
+
+TEST_CASE("/v1 routes need the node's token; health and metrics do not") {
+  node_process node({});
+  REQUIRE(node.started());
+  auto anonymous = client_for(node, "");
+  auto denied = must(anonymous.request("GET", "/v1/node"));
+  CHECK(denied.status == 401);
+  CHECK(body_json(denied)["error"]["code"] == "unauthorized");
+  auto wrong = client_for(node, "not-the-token");
+  CHECK(must(wrong.request("GET", "/v1/node")).status == 401);
+  CHECK(must(anonymous.request("GET", "/metrics")).status == 200);
+
+  auto http = client_for(node, node.token());
+  auto info = must(http.request("GET", "/v1/node"));
+  CHECK(info.status == 200);
+  CHECK(body_json(info)["name"] == "troupe-1");
+  auto by_key = must(anonymous.request("GET", "/v1/node", {}, "application/json",
+                                       {{"x-api-key", node.token()}}));
+  CHECK(by_key.status == 200);
+}
+
+TEST_CASE("the token file is made once, mode 0600, and reused on restart") {
+  temp_dir dir;
+  node_process::options o;
+  o.data_dir = dir.path() + "/data";
+  std::string first;
+  {
+    node_process node(o);
+    REQUIRE(node.started());
+    first = node.token();
+    CHECK(first.size() == 64);
+    struct stat st {};
+    REQUIRE(::stat((*o.data_dir + "/token").c_str(), &st) == 0);
+    CHECK((st.st_mode & 0777) == 0600);
+    CHECK(node.stop(SIGTERM) == 0);
+  }
+  node_process again(o);
+  REQUIRE(again.started());
+  CHECK(again.token() == first);
+}
+
+TEST_CASE("the sys actor answers echo, ping and info in JSON and msgpack") {
+  node_process node({});
+  REQUIRE(node.started());
+  auto http = client_for(node, node.token());
+  auto echo = must(http.request("POST", "/v1/actors/sys/messages",
+                                send_body("sys.echo", {{"text", "hello"}})));
+  REQUIRE(echo.status == 200);
+  CHECK(body_json(echo) == json{{"type", "sys.echo.reply"}, {"body", {{"text", "hello"}}}});
+
+  auto ping = must(http.request("POST", "/v1/actors/sys/messages", send_body("sys.ping", json::object())));
+  REQUIRE(ping.status == 200);
+  CHECK(body_json(ping)["body"]["node"] == "troupe-1");
+
+  auto info = must(http.request("POST", "/v1/actors/sys/messages?timeout_ms=2000",
+                                R"({"type":"sys.info"})"));
+  REQUIRE(info.status == 200);
+  CHECK(body_json(info)["body"]["actors_running"].get<int>() >= 7);
+
+  auto packed = json::to_msgpack(json{{"type", "sys.echo"}, {"body", {{"text", "bin"}}}});
+  auto mp = must(http.request("POST", "/v1/actors/sys/messages",
+                              std::string(packed.begin(), packed.end()), "application/msgpack"));
+  REQUIRE(mp.status == 200);
+  CHECK(mp.content_type == "application/msgpack");
+  auto decoded = json::from_msgpack(mp.body);
+  CHECK(decoded["body"]["text"] == "bin");
+}
+
+TEST_CASE("bad input gets a precise error and the node keeps serving") {
+  node_process::options o;
+  o.env["TROUPE_GATEWAY_BODY_BYTES_MAX"] = "4096";
+  node_process node(o);
+  REQUIRE(node.started());
+  auto http = client_for(node, node.token());
+  auto expect_error = [&](const std::string& target, const std::string& body, int status,
+                          const std::string& code, const std::string& content_type = "application/json") {
+    auto r = must(http.request("POST", target, body, content_type));
+    INFO(r.body);
+    CHECK(r.status == status);
+    CHECK(body_json(r)["error"]["code"] == code);
+    return body_json(r)["error"]["message"].get<std::string>();
+  };
+  const std::string sys = "/v1/actors/sys/messages";
+  CHECK(expect_error(sys, "{\"type\":", 400, "bad_request").find("not valid JSON") != std::string::npos);
+  expect_error(sys, "[1,2]", 400, "bad_request");
+  expect_error(sys, R"({"type":"sys.echo","body":[1]})", 400, "bad_request");
+  CHECK(expect_error(sys, send_body("sys.echo", {{"text", 5}}), 400, "bad_body") ==
+        "field 'text' has the wrong type (int)");
+  CHECK(expect_error(sys, send_body("sys.nope", json::object()), 400, "unknown_type")
+            .find("it handles: sys.echo, sys.info, sys.ping") != std::string::npos);
+  expect_error("/v1/actors/nobody/messages", send_body("sys.echo", json::object()), 404, "unknown_actor");
+  expect_error("/v1/actors/bad%20path!/messages", send_body("sys.echo", json::object()), 400, "bad_request");
+  expect_error(sys + "?timeout_ms=abc", send_body("sys.ping", json::object()), 400, "bad_request");
+  expect_error(sys, std::string("\x82\xa4type\xc1", 7), 400, "bad_body", "application/msgpack");
+  expect_error(sys, std::string(3000, '['), 413, "too_large");
+  expect_error(sys, std::string(5000, ' '), 413, "too_large");
+  CHECK(must(http.request("GET", "/v1/nothing")).status == 404);
+  CHECK(must(http.request("GET", "/v1/actors/sys/messages")).status == 405);
+
+  auto still = must(http.request("POST", sys, send_body("sys.echo", {{"text", "alive"}})));
+  CHECK(still.status == 200);
+  CHECK(node.stop(SIGTERM) == 0);
+}
+
+TEST_CASE("the kill route is forbidden unless chaos is enabled") {
+  node_process node({});
+  REQUIRE(node.started());
+  auto http = client_for(node, node.token());
+  auto r = must(http.request("POST", "/v1/actors/sys/kill"));
+  CHECK(r.status == 403);
+  CHECK(body_json(r)["error"]["code"] == "forbidden");
+}
+
+TEST_CASE("a killed actor is restarted, the tree shows it and it serves again") {
+  node_process node(chaos_on());
+  REQUIRE(node.started());
+  auto http = client_for(node, node.token());
+  REQUIRE(wait_until([&] { return must(http.request("GET", "/readyz")).status == 200; }));
+  for (const char* path : {"sys", "cache", "gateway"}) {
+    auto r = must(http.request("POST", std::string("/v1/actors/") + path + "/kill"));
+    CHECK(r.status == 200);
+  }
+  auto restarted = [&](const std::string& path) {
+    auto tree = body_json(must(http.request("GET", "/v1/actors")));
+    for (const auto& child : tree["children"]) {
+      if (child["path"] == path) {
+        return child["restarts"] == 1 && child["state"] == "running" &&
+               child["last_failure"] == "killed by chaos";
+      }
+    }
+    return false;
+  };
+  REQUIRE(wait_until([&] { return restarted("sys") && restarted("cache") && restarted("gateway"); }));
+  auto echo = must(http.request("POST", "/v1/actors/sys/messages", send_body("sys.echo", {{"text", "back"}})));
+  CHECK(echo.status == 200);
+  auto metrics = must(http.request("GET", "/metrics")).body;
+  CHECK(metrics.find("troupe_actor_restarts_total{path=\"sys\"} 1") != std::string::npos);
+  CHECK(node.stop(SIGTERM) == 0);
+}
+
+TEST_CASE("troupectl status, tree, send, kill and metrics against a node") {
+  node_process node(chaos_on());
+  REQUIRE(node.started());
+
+  auto status = ctl(node, {"status"});
+  CHECK(status.exit_code == 0);
+  CHECK(status.out.find("troupe-1") != std::string::npos);
+
+  auto status_json = ctl(node, {"--json", "status"});
+  REQUIRE(status_json.exit_code == 0);
+  CHECK(json::parse(status_json.out)["node"]["name"] == "troupe-1");
+
+  auto tree = ctl(node, {"tree"});
+  CHECK(tree.exit_code == 0);
+  CHECK(tree.out.find("sessions") != std::string::npos);
+
+  auto echo = ctl(node, {"--json", "send", "sys", "sys.echo", R"({"text":"cli"})"});
+  REQUIRE(echo.exit_code == 0);
+  CHECK(json::parse(echo.out)["body"]["text"] == "cli");
+
+  auto from_stdin = ctl(node, {"--json", "send", "sys", "sys.echo", "-"}, R"({"text":"stdin"})");
+  REQUIRE(from_stdin.exit_code == 0);
+  CHECK(json::parse(from_stdin.out)["body"]["text"] == "stdin");
+
+  auto unknown = ctl(node, {"send", "nobody", "sys.echo"});
+  CHECK(unknown.exit_code == 1);
+  CHECK(unknown.err.find("unknown_actor") != std::string::npos);
+
+  auto usage = ctl(node, {"send", "sys", "sys.echo", "{not json"});
+  CHECK(usage.exit_code == 2);
+
+  auto killed = ctl(node, {"kill", "sys"});
+  CHECK(killed.exit_code == 0);
+  REQUIRE(wait_until([&] {
+    auto t = ctl(node, {"--json", "tree"});
+    auto doc = json::parse(t.out);
+    for (const auto& child : doc["children"]) {
+      if (child["path"] == "sys") {
+        return child["restarts"] == 1 && child["state"] == "running";
+      }
+    }
+    return false;
+  }));
+
+  auto metrics = ctl(node, {"metrics"});
+  CHECK(metrics.exit_code == 0);
+  CHECK(metrics.out.find("# TYPE troupe_actor_restarts_total counter") != std::string::npos);
+
+  auto unreachable = run_process({troupectl_binary(), "--url", "http://127.0.0.1:1", "status"});
+  CHECK(unreachable.exit_code == 1);
+  CHECK(unreachable.err.find("cannot reach") != std::string::npos);
+}
+
+TEST_CASE("a bad config stops start-up naming the file, key and reason") {
+  temp_dir dir;
+  const auto config = dir.path() + "/bad.toml";
+  std::ofstream(config) << "[gateway]\nio_threads = 0\n";
+  auto r = run_process({node_binary(), "--config", config, "--data-dir", dir.path() + "/data"});
+  CHECK(r.exit_code == 1);
+  CHECK(r.err.find(config + ": gateway.io_threads: must be between 1 and 64 (got 0)") !=
+        std::string::npos);
+
+  auto typo = run_process({node_binary(), "--data-dir", dir.path() + "/data"},
+                          {{"TROUPE_GATEWAY_LISTN", "x"}});
+  CHECK(typo.exit_code == 1);
+  CHECK(typo.err.find("TROUPE_GATEWAY_LISTN") != std::string::npos);
+}
+
+TEST_CASE("a port in use stops start-up with a clear error") {
+  node_process first({});
+  REQUIRE(first.started());
+  auto port = first.url().substr(first.url().rfind(':') + 1);
+  temp_dir dir;
+  auto r = run_process({node_binary(), "--listen", "127.0.0.1:" + port, "--data-dir",
+                        dir.path() + "/data"});
+  CHECK(r.exit_code == 1);
+  CHECK(r.err.find("cannot listen on 127.0.0.1:" + port) != std::string::npos);
+}
