@@ -4,32 +4,6 @@ namespace troupe {
 
 namespace detail {
 
-std::string_view msgpack_type_name(msgpack::type::object_type t) {
-  switch (t) {
-    case msgpack::type::NIL:
-      return "nil";
-    case msgpack::type::BOOLEAN:
-      return "bool";
-    case msgpack::type::POSITIVE_INTEGER:
-    case msgpack::type::NEGATIVE_INTEGER:
-      return "int";
-    case msgpack::type::FLOAT32:
-    case msgpack::type::FLOAT64:
-      return "float";
-    case msgpack::type::STR:
-      return "str";
-    case msgpack::type::BIN:
-      return "bin";
-    case msgpack::type::ARRAY:
-      return "array";
-    case msgpack::type::MAP:
-      return "map";
-    case msgpack::type::EXT:
-      return "ext";
-  }
-  return "unknown";
-}
-
 expected<msgpack::object> parse(std::string_view bytes, msgpack::zone& zone,
                                 const decode_limits& limits) {
   if (bytes.size() > limits.body_bytes_max) {
@@ -68,10 +42,17 @@ expected<msgpack::object> parse(std::string_view bytes, msgpack::zone& zone,
 
 }  // namespace detail
 
-void empty_body::msgpack_unpack(const msgpack::object& o) {
-  if (o.type != msgpack::type::MAP && o.type != msgpack::type::NIL) {
-    throw detail::field_error("body must be a map, got " +
-                              std::string(detail::msgpack_type_name(o.type)));
+void empty_body::troupe_read(detail::msgpack_reader& r) {
+  if (r.read_nil()) {
+    return;
+  }
+  if (r.peek_type_name() != "map") {
+    throw detail::decode_failure(errc::bad_body,
+                                 "body must be a map, got " + std::string(r.peek_type_name()));
+  }
+  for (size_t i = r.read_map_header(); i > 0; --i) {
+    r.skip();
+    r.skip();
   }
 }
 

@@ -16,17 +16,6 @@
 
 namespace troupe {
 
-/// Bounds on a body being decoded. Every bound is a defence against a
-/// hostile or broken sender making a receiver allocate without limit.
-struct decode_limits {
-  /// Largest body accepted.
-  size_t body_bytes_max = 1u << 20;
-  /// Deepest nesting of maps and arrays.
-  size_t depth_max = 32;
-  /// Most elements in one array or entries in one map.
-  size_t elements_max = 65536;
-};
-
 /// The body of an `error` reply.
 struct error_body {
   std::string code;
@@ -40,7 +29,8 @@ struct empty_body {
   void msgpack_pack(Packer& pk) const {
     pk.pack_map(0);
   }
-  void msgpack_unpack(const msgpack::object& o);
+  /// Accepts any map (fields it does not know are skipped) or nil.
+  void troupe_read(detail::msgpack_reader& r);
 };
 
 namespace detail {
@@ -51,7 +41,8 @@ struct string_sink {
   void write(const char* data, size_t size) { out->append(data, size); }
 };
 
-/// Parses `bytes` into `zone`, enforcing `limits`.
+/// Parses `bytes` into a generic msgpack object in `zone`, enforcing
+/// `limits` (for bodies of no fixed type, such as the gateway's).
 [[nodiscard]] expected<msgpack::object> parse(std::string_view bytes, msgpack::zone& zone,
                                               const decode_limits& limits);
 
@@ -60,8 +51,9 @@ struct string_sink {
 /// Encodes `value` as msgpack.
 template <class T>
 [[nodiscard]] std::string encode(const T& value) {
+  // No reserve: small bodies fit the string's inline buffer and never
+  // touch the heap; larger ones grow geometrically.
   std::string out;
-  out.reserve(64);
   detail::string_sink sink{&out};
   msgpack::pack(sink, value);
   return out;
@@ -69,24 +61,27 @@ template <class T>
 
 /// Decodes a body into `T`. Unknown map keys are skipped and missing ones keep
 /// their defaults; anything else that does not fit is a `bad_body` error
-/// (`too_large` for a body over the limit).
+/// (`too_large` for a body, nesting or container over its limit).
 template <class T>
 [[nodiscard]] expected<T> decode(std::string_view bytes, const decode_limits& limits = {}) {
-  // 512 bytes covers small messages in one chunk; larger bodies grow the zone.
-  msgpack::zone zone(512);
-  auto parsed = detail::parse(bytes, zone, limits);
-  if (!parsed) {
-    return std::move(parsed).err();
+  if (bytes.size() > limits.body_bytes_max) {
+    return make_error(errc::too_large, "body of " + std::to_string(bytes.size()) +
+                                           " bytes exceeds the limit of " +
+                                           std::to_string(limits.body_bytes_max));
+  }
+  if (bytes.empty()) {
+    return make_error(errc::bad_body, "body is empty (an empty message is the map {})");
   }
   T value{};
   try {
-    parsed->convert(value);
-  } catch (const detail::field_error& e) {
-    return make_error(errc::bad_body, e.what());
-  } catch (const msgpack::type_error&) {
-    return make_error(errc::bad_body, "body does not have the shape of this message type");
-  } catch (const std::bad_cast&) {
-    return make_error(errc::bad_body, "body does not have the shape of this message type");
+    detail::msgpack_reader reader(bytes, limits);
+    detail::read_value(reader, value);
+    if (!reader.at_end()) {
+      return make_error(errc::bad_body, "body has " + std::to_string(reader.left()) +
+                                            " trailing bytes after the first msgpack value");
+    }
+  } catch (const detail::decode_failure& e) {
+    return make_error(e.code, e.what());
   }
   return value;
 }

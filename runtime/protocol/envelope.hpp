@@ -3,11 +3,11 @@
 // The one message that crosses actor boundaries: a type name and a msgpack
 // body. The same bytes travel in-process, between nodes (inside BASP), to
 // troupectl and over WebSocket; only the receiving actor decodes the body.
+// Inside CAF an envelope travels as four built-in values (see
+// runtime/actor/envelope_message.hpp).
 
 #include <cstdint>
 #include <string>
-
-#include <caf/meta/type_name.hpp>
 
 namespace troupe {
 
@@ -26,12 +26,5 @@ struct envelope {
 
   [[nodiscard]] bool is_error() const noexcept { return type == error_type; }
 };
-
-// Lets CAF serialize an envelope when it crosses nodes.
-template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, envelope& x) {
-  return f(caf::meta::type_name("troupe.envelope"), x.type, x.body, x.correlation_id,
-           x.reply_to);
-}
 
 }  // namespace troupe

@@ -1,9 +1,10 @@
 #pragma once
 
 // TROUPE_FIELDS(a, b, c) declares a message struct's fields once. From that
-// one list come the msgpack codec (a map keyed by field name, so old and new
-// nodes interoperate: unknown keys are skipped, missing keys keep their
-// defaults) and the field names used in decode errors.
+// one list come the msgpack encoder (a map keyed by field name), the decoder
+// (msgpack_reader straight into the fields: unknown keys skipped, missing
+// keys keep their defaults, so old and new nodes interoperate) and the field
+// names used in decode errors.
 //
 //   struct echo_request {
 //     std::string text;
@@ -12,13 +13,14 @@
 
 #include <array>
 #include <cstddef>
-#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <tuple>
 #include <utility>
 
 #include <msgpack.hpp>
+
+#include "runtime/protocol/reader.hpp"
 
 namespace troupe::detail {
 
@@ -53,13 +55,6 @@ constexpr std::array<std::string_view, N> split_fields(std::string_view names) {
   return out;
 }
 
-/// Thrown inside decoding only; `decode` turns it into an error value.
-struct field_error : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
-
-std::string_view msgpack_type_name(msgpack::type::object_type t);
-
 template <class Packer, class Tuple, size_t... Is>
 void pack_fields(Packer& pk, const Tuple& values, const auto& names, std::index_sequence<Is...>) {
   pk.pack_map(static_cast<uint32_t>(sizeof...(Is)));
@@ -69,31 +64,26 @@ void pack_fields(Packer& pk, const Tuple& values, const auto& names, std::index_
    ...);
 }
 
-template <class Field>
-void convert_field(const msgpack::object& value, Field& field, std::string_view name) {
-  try {
-    value.convert(field);
-  } catch (const msgpack::type_error&) {
-    throw field_error("field '" + std::string(name) + "' has the wrong type (" +
-                      std::string(msgpack_type_name(value.type)) + ")");
-  }
-}
-
 template <class Tuple, size_t... Is>
-void unpack_fields(const msgpack::object& o, Tuple values, const auto& names,
-                   std::index_sequence<Is...>) {
-  if (o.type != msgpack::type::MAP) {
-    throw field_error("body must be a map, got " + std::string(msgpack_type_name(o.type)));
+void read_fields(msgpack_reader& r, Tuple values, const auto& names, std::index_sequence<Is...>) {
+  if (r.peek_type_name() != "map") {
+    throw decode_failure(errc::bad_body,
+                         "body must be a map, got " + std::string(r.peek_type_name()));
   }
-  // Linear scan: message structs have few fields, and this allocates nothing.
-  for (uint32_t i = 0; i < o.via.map.size; ++i) {
-    const auto& kv = o.via.map.ptr[i];
-    if (kv.key.type != msgpack::type::STR) {
-      throw field_error("map keys must be strings, got " +
-                        std::string(msgpack_type_name(kv.key.type)));
+  const size_t entries = r.read_map_header();
+  for (size_t i = 0; i < entries; ++i) {
+    if (r.peek_type_name() != "str") {
+      throw decode_failure(errc::bad_body,
+                           "map keys must be strings, got " + std::string(r.peek_type_name()));
     }
-    std::string_view key(kv.key.via.str.ptr, kv.key.via.str.size);
-    ((key == names[Is] ? convert_field(kv.val, std::get<Is>(values), names[Is]) : void()), ...);
+    const auto key = r.read_str();
+    // Linear scan: message structs have few fields, and this allocates nothing.
+    const bool known =
+        ((key == names[Is] ? (read_field(r, std::get<Is>(values), names[Is]), true) : false) ||
+         ...);
+    if (!known) {
+      r.skip();  // a field from a newer sender
+    }
   }
 }
 
@@ -110,8 +100,8 @@ void unpack_fields(const msgpack::object& o, Tuple values, const auto& names,
     ::troupe::detail::pack_fields(pk, std::tie(__VA_ARGS__), names,                         \
                                   std::make_index_sequence<names.size()>{});                \
   }                                                                                         \
-  void msgpack_unpack(const msgpack::object& o) {                                           \
+  void troupe_read(::troupe::detail::msgpack_reader& r) {                                   \
     constexpr auto names = troupe_field_names();                                            \
-    ::troupe::detail::unpack_fields(o, std::tie(__VA_ARGS__), names,                        \
-                                    std::make_index_sequence<names.size()>{});              \
+    ::troupe::detail::read_fields(r, std::tie(__VA_ARGS__), names,                          \
+                                  std::make_index_sequence<names.size()>{});                \
   }

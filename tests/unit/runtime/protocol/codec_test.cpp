@@ -3,6 +3,8 @@
 #include <catch2/catch.hpp>
 
 #include <cstdint>
+#include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -20,6 +22,21 @@ struct sample {
 struct sample_v0 {
   std::string text;
   TROUPE_FIELDS(text)
+};
+
+struct wide {
+  int8_t small = 0;
+  uint16_t port = 0;
+  double ratio = 0;
+  std::optional<std::string> maybe;
+  std::map<std::string, std::vector<int32_t>> table;
+  sample_v0 inner;
+  TROUPE_FIELDS(small, port, ratio, maybe, table, inner)
+};
+
+struct too_big {
+  int64_t small = 1000;
+  TROUPE_FIELDS(small)
 };
 
 std::string bytes(std::initializer_list<int> values) {
@@ -116,20 +133,44 @@ TEST_CASE("decoding is bounded: size, depth and element counts") {
     REQUIRE_FALSE(out.has_value());
     CHECK(out.err().code == errc::too_large);
   }
-  SECTION("nested deeper than allowed") {
-    std::string deep(40, static_cast<char>(0x91));  // 40 nested one-element arrays
+  SECTION("nested deeper than allowed, even inside a field nobody reads") {
+    // {"x": [[[...40 levels...]]]}
+    std::string deep = bytes({0x81, 0xa1, 'x'});
+    deep += std::string(40, static_cast<char>(0x91));
     deep.push_back(0x00);
     auto out = decode<sample_v0>(deep, decode_limits{.depth_max = 32});
     REQUIRE_FALSE(out.has_value());
     CHECK(out.err().code == errc::too_large);
+    CHECK(out.err().message == "body nests deeper than 32 levels");
   }
-  SECTION("an array claiming more elements than allowed") {
-    // array32 of 2^31 elements in a 5-byte body: refused before allocating.
-    auto out = decode<sample_v0>(bytes({0xdd, 0x80, 0x00, 0x00, 0x00}),
+  SECTION("a container claiming more elements than allowed is refused before allocating") {
+    // {"x": array32 of 2^31 elements} in a 9-byte body.
+    auto out = decode<sample_v0>(bytes({0x81, 0xa1, 'x', 0xdd, 0x80, 0x00, 0x00, 0x00}),
                                  decode_limits{.elements_max = 1000});
     REQUIRE_FALSE(out.has_value());
     CHECK(out.err().code == errc::too_large);
   }
+  SECTION("a string claiming more bytes than the body has") {
+    auto out = decode<sample_v0>(bytes({0x81, 0xa4, 't', 'e', 'x', 't', 0xdb, 0x7f, 0xff, 0xff, 0xff}));
+    REQUIRE_FALSE(out.has_value());
+    CHECK(out.err().message == "body is truncated msgpack");
+  }
+}
+
+TEST_CASE("fields of every supported kind round-trip, and values out of range are refused") {
+  wide in{-5, 7700, 0.25, std::string("m"), {{"a", {1, -1}}}, {"nested"}};
+  auto out = decode<wide>(encode(in));
+  REQUIRE(out.has_value());
+  CHECK(out->small == -5);
+  CHECK(out->port == 7700);
+  CHECK(out->ratio == 0.25);
+  CHECK(out->maybe == std::optional<std::string>("m"));
+  CHECK(out->table.at("a") == std::vector<int32_t>{1, -1});
+  CHECK(out->inner.text == "nested");
+
+  auto overflow = decode<wide>(encode(too_big{}));
+  REQUIRE_FALSE(overflow.has_value());
+  CHECK(overflow.err().message == "field 'small' has the wrong type (int)");
 }
 
 TEST_CASE("keys and values of zero bytes round-trip") {
