@@ -121,7 +121,6 @@ int run(const node_flags& flags) {
 
   caf::actor_system_config cfg;
   cfg.set("scheduler.max-threads", static_cast<size_t>(config->node.scheduler_threads));
-  cfg.add_message_type<envelope>("troupe.envelope");
   caf::actor_system system{cfg};
   auto ctx = std::make_shared<node_context>(std::move(*config));
   register_node_metrics(ctx);

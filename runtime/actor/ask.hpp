@@ -21,6 +21,8 @@ namespace troupe {
 
 using reply_handler = std::function<void(envelope)>;
 
+/// `registry` must outlive the request (it is the node's, which outlives
+/// every actor).
 void ask(caf::event_based_actor* self, const actor_registry& registry, std::string_view path,
          envelope msg, std::chrono::milliseconds timeout, reply_handler on_reply);
 

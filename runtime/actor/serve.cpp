@@ -2,25 +2,41 @@
 
 #include <caf/all.hpp>
 
+#include "runtime/actor/envelope_message.hpp"
+
 namespace troupe {
+
+namespace {
+
+/// Dispatches `in`; an exception is turned into an `internal` reply, and
+/// unless the decider says resume, the actor ends so it is restarted.
+envelope answer(caf::event_based_actor* self, const handler_table& table, const decider& decide,
+                const envelope& in) {
+  try {
+    return table.dispatch(in);
+  } catch (const std::exception& e) {
+    auto why = "handler for '" + in.type + "' threw: " + e.what();
+    if (decide(failure{failure_kind::exception, why}) == directive::resume) {
+      return make_error_envelope(make_error(errc::internal, why), in.correlation_id);
+    }
+    // The caller still gets an answer, so it does not retry a message that
+    // crashes every incarnation it reaches.
+    self->quit(caf::make_error(caf::sec::runtime_error, why));
+    return make_error_envelope(make_error(errc::internal, why + "; the actor restarts"),
+                               in.correlation_id);
+  }
+}
+
+}  // namespace
 
 caf::behavior serve(caf::event_based_actor* self, std::shared_ptr<const handler_table> table,
                     decider decide) {
   return {
-      [self, table = std::move(table), decide = std::move(decide)](const envelope& in) -> envelope {
-        try {
-          return table->dispatch(in);
-        } catch (const std::exception& e) {
-          auto why = "handler for '" + in.type + "' threw: " + e.what();
-          if (decide(failure{failure_kind::exception, why}) == directive::resume) {
-            return make_error_envelope(make_error(errc::internal, why), in.correlation_id);
-          }
-          // The caller still gets an answer, so it does not retry a message
-          // that crashes every incarnation it reaches.
-          self->quit(caf::make_error(caf::sec::runtime_error, why));
-          return make_error_envelope(make_error(errc::internal, why + "; the actor restarts"),
-                                     in.correlation_id);
-        }
+      [self, table = std::move(table), decide = std::move(decide)](
+          std::string& type, std::string& body, uint64_t correlation_id,
+          std::string& reply_to) -> caf::message {
+        auto in = from_fields(type, body, correlation_id, reply_to);
+        return to_message(answer(self, *table, decide, in));
       },
   };
 }

@@ -94,6 +94,12 @@ std::optional<actor_route> actor_registry::find(std::string_view path) const {
   return it->second.route;
 }
 
+caf::actor actor_registry::current(std::string_view path) const {
+  std::shared_lock lock(mutex_);
+  auto it = entries_.find(path);
+  return it == entries_.end() ? caf::actor{} : it->second.route.current;
+}
+
 std::optional<actor_info> actor_registry::info(std::string_view path) const {
   std::shared_lock lock(mutex_);
   auto it = entries_.find(path);

@@ -86,6 +86,9 @@ class actor_registry {
   void remove_below(std::string_view path);
 
   [[nodiscard]] std::optional<actor_route> find(std::string_view path) const;
+
+  /// The running incarnation at `path`, or null: the hot path of every send.
+  [[nodiscard]] caf::actor current(std::string_view path) const;
   [[nodiscard]] std::optional<actor_info> info(std::string_view path) const;
 
   /// All entries, parents before children, siblings in start order.

@@ -95,6 +95,9 @@ struct restart_policy {
   std::chrono::milliseconds backoff_reset{30000};
   uint32_t stash_max = 1024;
   std::chrono::milliseconds shutdown_timeout{5000};
+  /// How long a supervisor waits on a child for a message it routed (the
+  /// caller's own, usually shorter, timeout still applies to the caller).
+  std::chrono::milliseconds route_timeout{60000};
 };
 
 [[nodiscard]] restart_policy make_restart_policy(const supervisor_section& section);

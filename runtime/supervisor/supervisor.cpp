@@ -9,6 +9,7 @@
 #include <caf/all.hpp>
 
 #include "runtime/actor/atoms.hpp"
+#include "runtime/actor/envelope_message.hpp"
 #include "runtime/actor/error_text.hpp"
 #include <spdlog/logger.h>
 
@@ -96,7 +97,7 @@ void count(supervisor_actor* self, const char* metric, const char* help, const s
 
 void drain_stash(child_entry& c, errc code, const std::string& why) {
   for (auto& s : c.stash) {
-    s.promise.deliver(make_error_envelope(make_error(code, why), s.msg.correlation_id));
+    deliver(s.promise, make_error_envelope(make_error(code, why), s.msg.correlation_id));
   }
   c.stash.clear();
 }
@@ -152,7 +153,7 @@ void start_child(supervisor_actor* self, child_iter it) {
   // Waiting messages go to the new incarnation in arrival order; the reply
   // goes straight back to the original sender.
   for (auto& s : c.stash) {
-    s.promise.delegate(handle, std::move(s.msg));
+    delegate(s.promise, handle, std::move(s.msg));
   }
   c.stash.clear();
   publish(self, c);
@@ -427,25 +428,44 @@ void on_down(supervisor_actor* self, caf::down_msg& msg) {
 // messages
 
 void route(supervisor_actor* self, const std::string& name, envelope& msg,
-           caf::response_promise promise) {
+           caf::response_promise promise) {  // NOLINT: recursion is bounded by restarts
   auto& st = self->state;
   auto found = st.by_name.find(name);
   if (found == st.by_name.end()) {
-    promise.deliver(make_error_envelope(
+    deliver(promise, make_error_envelope(
         make_error(errc::unknown_actor, "no actor at '" + child_path(st.path, name) + "'"),
         msg.correlation_id));
     return;
   }
   auto& c = *found->second;
   if (c.handle) {
-    promise.delegate(c.handle, std::move(msg));
+    // Not a plain delegate: the incarnation may have died with its down
+    // message still queued here. Then the message goes to the stash like any
+    // other that arrives during a restart, instead of failing the caller.
+    auto copy = msg;
+    self->request(c.handle, st.policy.route_timeout, std::move(msg.type), std::move(msg.body),
+                  msg.correlation_id, std::move(msg.reply_to))
+        .then([promise](std::string& type, std::string& body, uint64_t correlation_id,
+                        std::string& reply_to) mutable {
+                deliver(promise, from_fields(type, body, correlation_id, reply_to));
+              },
+              [self, name, copy = std::move(copy), promise](caf::error& err) mutable {
+                if (err == caf::sec::request_receiver_down) {
+                  route(self, name, copy, std::move(promise));
+                  return;
+                }
+                deliver(promise, make_error_envelope(
+                    make_error(errc::timeout, "actor '" + child_path(self->state.path, name) +
+                                                  "' did not answer: " + render(self, err)),
+                    copy.correlation_id));
+              });
     return;
   }
   if (c.state == actor_state::starting || c.state == actor_state::restarting) {
     if (c.stash.size() >= st.policy.stash_max) {
       count(self, "troupe_stash_overflows_total",
             "Messages refused because a restarting actor's stash was full", c.path);
-      promise.deliver(make_error_envelope(
+      deliver(promise, make_error_envelope(
           make_error(errc::restarting, "actor '" + c.path + "' is restarting and " +
                                            std::to_string(st.policy.stash_max) +
                                            " messages already wait for it"),
@@ -456,7 +476,7 @@ void route(supervisor_actor* self, const std::string& name, envelope& msg,
     publish(self, c);
     return;
   }
-  promise.deliver(make_error_envelope(
+  deliver(promise, make_error_envelope(
       make_error(errc::unavailable, "actor '" + c.path + "' is " +
                                         std::string(to_string(c.state)) +
                                         (c.last_failure.empty() ? "" : ": " + c.last_failure)),
@@ -501,24 +521,28 @@ caf::behavior supervisor_behavior(supervisor_actor* self, std::shared_ptr<node_c
     start_child(self, add_child(self, std::move(child)));
   }
   return {
-      [self](route_atom, const std::string& name, envelope& msg) {
+      [self](route_atom, const std::string& name, std::string& type, std::string& body,
+             uint64_t correlation_id, std::string& reply_to) {
         auto promise = self->make_response_promise();
+        auto msg = from_fields(type, body, correlation_id, reply_to);
         route(self, name, msg, promise);
         return promise;
       },
-      [self](start_child_atom, child_spec& child) { return start_dynamic(self, child); },
-      [self](stop_child_atom, const std::string& name) -> envelope {
+      [self](start_child_atom, child_spec& child) {
+        return to_message(start_dynamic(self, child));
+      },
+      [self](stop_child_atom, const std::string& name) -> caf::message {
         auto& st = self->state;
         auto found = st.by_name.find(name);
         if (found == st.by_name.end()) {
-          return make_error_envelope(make_error(
-              errc::unknown_actor, "no actor at '" + child_path(st.path, name) + "'"));
+          return to_message(make_error_envelope(make_error(
+              errc::unknown_actor, "no actor at '" + child_path(st.path, name) + "'")));
         }
         auto it = found->second;
         queue_stop(self, *it, actor_state::stopped);
         stop_for_good(self, it, actor_state::stopped);
         stop_next(self);
-        return make_envelope("sup.stopped", started_body{child_path(st.path, name)});
+        return to_message(make_envelope("sup.stopped", started_body{child_path(st.path, name)}));
       },
       [self](restart_atom, const std::string& name, uint64_t generation) {
         auto& st = self->state;
