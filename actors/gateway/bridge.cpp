@@ -2,7 +2,13 @@
 
 #include <caf/all.hpp>
 
+#include <spdlog/logger.h>
+
+#include <unordered_map>
+
 #include "runtime/actor/ask.hpp"
+#include "runtime/breaker/circuit_breaker.hpp"
+#include "runtime/log/log.hpp"
 #include "runtime/node/node_context.hpp"
 #include "runtime/protocol/codec.hpp"
 
@@ -50,18 +56,103 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::http_call)
 
 namespace troupe {
 
+namespace {
+
+/// Breakers are kept for paths that exist (the router checks), so their
+/// number follows the number of actors; past this bound the closed ones,
+/// which hold nothing worth keeping, are dropped.
+constexpr size_t breakers_max = 10000;
+
+/// Replies that say the target is failing (as opposed to the caller's
+/// mistakes, such as a bad body, which say nothing about the target).
+bool counts_as_failure(const envelope& reply) {
+  if (!reply.is_error()) {
+    return false;
+  }
+  switch (read_error(reply).code) {
+    case errc::timeout:
+    case errc::unavailable:
+    case errc::restarting:
+    case errc::internal:
+      return true;
+    default:
+      return false;
+  }
+}
+
+/// The `gateway` actor's state: one circuit breaker per target path, so an
+/// actor that keeps crashing or timing out is answered at once with
+/// `breaker_open` instead of collecting requests that will time out.
+struct bridge_state {
+  std::shared_ptr<node_context> ctx;
+  breaker_config config;
+  std::unordered_map<std::string, circuit_breaker> breakers;
+  std::shared_ptr<spdlog::logger> log;
+
+  circuit_breaker& breaker_for(const std::string& path) {
+    auto it = breakers.find(path);
+    if (it != breakers.end()) {
+      return it->second;
+    }
+    if (breakers.size() >= breakers_max) {
+      std::erase_if(breakers, [](const auto& kv) { return kv.second.state() == breaker_state::closed; });
+    }
+    auto cfg = config;
+    cfg.seed = std::hash<std::string>{}(path);  // breakers must not probe in lockstep
+    auto& breaker = breakers.emplace(path, circuit_breaker(cfg)).first->second;
+    breaker.on_transition([this, path](breaker_state from, breaker_state to) {
+      log->warn("breaker for '{}': {} -> {}", path, to_string(from), to_string(to));
+      ctx->metrics
+          .counter("troupe_breaker_transitions_total", "Circuit breaker state changes",
+                   {{"target", path}, {"to", std::string(to_string(to))}})
+          .inc();
+    });
+    return breaker;
+  }
+
+  static inline const char* name = "troupe.gateway";
+};
+
+using bridge_actor = caf::stateful_actor<bridge_state>;
+
+void forward(bridge_actor* self, http_call& call) {
+  using clock = std::chrono::steady_clock;
+  auto& st = self->state;
+  auto permit = st.breaker_for(call.path).try_acquire(clock::now());
+  if (!permit.allowed) {
+    (*call.done)(make_error_envelope(make_error(
+        errc::breaker_open, "calls to '" + call.path + "' keep failing; not trying for another " +
+                                std::to_string(permit.retry_after.count()) + " ms")));
+    return;
+  }
+  const auto started = clock::now();
+  ask(self, st.ctx->registry, call.path, std::move(call.msg), call.timeout,
+      [self, path = call.path, started, done = std::move(call.done)](envelope reply) {
+        const auto now = clock::now();
+        auto& breaker = self->state.breaker_for(path);
+        if (counts_as_failure(reply)) {
+          breaker.on_failure(now, now - started);
+        } else {
+          breaker.on_success(now, now - started);
+        }
+        (*done)(std::move(reply));
+      });
+}
+
+}  // namespace
+
 child_spec gateway_child(std::shared_ptr<node_context> ctx) {
   child_spec spec;
   spec.name = "gateway";
   spec.kind = actor_kind::worker;
   spec.restart = restart_type::permanent;
   spec.start = [ctx](caf::actor_system& system, const std::string&) {
-    return system.spawn([ctx](caf::event_based_actor* self) -> caf::behavior {
+    return system.spawn([ctx](bridge_actor* self) -> caf::behavior {
+      self->state.ctx = ctx;
+      self->state.config = make_breaker_config(ctx->config.breaker);
+      self->state.log = logger("gateway");
       return {
-          [self, ctx](http_call& call) {
-            ask(self, ctx->registry, call.path, std::move(call.msg), call.timeout,
-                [done = std::move(call.done)](envelope reply) { (*done)(std::move(reply)); });
-          },
+          [self](http_call& call) { forward(self, call); },
       };
     });
   };

@@ -22,8 +22,14 @@ constexpr int json_depth_max = 64;
 constexpr std::string_view v1_prefix = "/v1/";
 constexpr std::string_view actors_prefix = "/v1/actors/";
 
+/// Serializes with invalid UTF-8 replaced: error messages may quote bytes of
+/// the caller's request, and a plain dump() would throw on them.
+std::string dump(const json& doc) {
+  return doc.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
 http_reply json_reply(int status, const json& body) {
-  return http_reply{status, "application/json", body.dump()};
+  return http_reply{status, "application/json", dump(body)};
 }
 
 bool constant_time_equal(std::string_view a, std::string_view b) {
@@ -72,6 +78,21 @@ bool valid_actor_path(std::string_view path) {
     }
   }
   return path.find("//") == std::string_view::npos;
+}
+
+/// "no actor at 'sys/echo'", with the nearest actor above it when there is
+/// one: a common slip is writing the message type into the path.
+std::string nearest_ancestor(const actor_registry& registry, std::string_view path) {
+  while (true) {
+    auto slash = path.rfind('/');
+    if (slash == std::string_view::npos) {
+      return {};
+    }
+    path = path.substr(0, slash);
+    if (registry.find(path)) {
+      return std::string(path);
+    }
+  }
 }
 
 json tree_json(const std::vector<actor_info>& all, const actor_info& node) {
@@ -211,8 +232,7 @@ routed router::route_actor(const http_request_view& req, std::string_view rest) 
                            "' is not an actor path (segments of [A-Za-z0-9_.-] joined by '/')");
   }
   if (!ctx_->registry.find(path)) {
-    return error_reply(404, "unknown_actor",
-                       "no actor at '" + std::string(path) + "' (GET /v1/actors lists them)");
+    return error_reply(404, "unknown_actor", unknown_actor_message(path));
   }
   if (is_kill) {
     if (!ctx_->config.chaos.enabled) {
@@ -224,6 +244,16 @@ routed router::route_actor(const http_request_view& req, std::string_view rest) 
     return error_reply(503, "shutting_down", "the node is shutting down");
   }
   return parse_actor_call(req, std::string(path));
+}
+
+std::string router::unknown_actor_message(std::string_view path) const {
+  auto message = "no actor at '" + std::string(path) + "' (GET /v1/actors lists them)";
+  if (auto above = nearest_ancestor(ctx_->registry, path); !above.empty()) {
+    message += "; '" + above + "' exists: the message type goes in the body, e.g. POST /v1/actors/" +
+               above + "/messages {\"type\": \"" + above + "." +
+               std::string(path.substr(above.size() + 1)) + "\"}";
+  }
+  return message;
 }
 
 routed router::parse_actor_call(const http_request_view& req, std::string path) const {

@@ -67,6 +67,7 @@ class router {
   [[nodiscard]] routed route_v1(const http_request_view& req) const;
   [[nodiscard]] routed route_actor(const http_request_view& req, std::string_view rest) const;
   [[nodiscard]] routed parse_actor_call(const http_request_view& req, std::string path) const;
+  [[nodiscard]] std::string unknown_actor_message(std::string_view path) const;
   [[nodiscard]] http_reply readyz() const;
   [[nodiscard]] http_reply node_info() const;
   [[nodiscard]] http_reply actor_tree() const;

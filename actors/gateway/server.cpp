@@ -116,7 +116,14 @@ class session : public std::enable_shared_from_this<session> {
         header(http::field::accept),
         request_.body(),
     };
-    auto result = server_.routes.route(view);
+    routed result;
+    try {
+      result = server_.routes.route(view);
+    } catch (const std::exception& e) {
+      // An exception escaping into Asio would end the node: answer instead.
+      server_.log->error("routing {} {} threw: {}", view.method, view.target, e.what());
+      return send(error_reply(500, "internal", std::string("the request failed: ") + e.what()));
+    }
     if (auto* reply = std::get_if<http_reply>(&result)) {
       return send(std::move(*reply));
     }
@@ -134,9 +141,18 @@ class session : public std::enable_shared_from_this<session> {
                   // Runs on an actor thread: hop back to this connection's strand.
                   net::post(self->stream_.get_executor(),
                             [self, msgpack, reply = std::move(reply)] {
-                              self->send(self->server_.routes.reply_for(reply, msgpack));
+                              self->send_reply(reply, msgpack);
                             });
                 });
+  }
+
+  void send_reply(const envelope& reply, bool msgpack) {
+    try {
+      send(server_.routes.reply_for(reply, msgpack));
+    } catch (const std::exception& e) {
+      server_.log->error("converting a reply of type '{}' threw: {}", reply.type, e.what());
+      send(error_reply(500, "internal", std::string("the reply could not be converted: ") + e.what()));
+    }
   }
 
   std::string_view header(http::field f) const {
