@@ -16,7 +16,9 @@
 #include "bench/bench_util.hpp"
 #include "runtime/actor/ask.hpp"
 #include "runtime/actor/atoms.hpp"
+#include "runtime/actor/envelope_message.hpp"
 #include "runtime/actor/serve.hpp"
+#include "runtime/log/log.hpp"
 #include "runtime/node/node_context.hpp"
 #include "runtime/protocol/codec.hpp"
 #include "runtime/supervisor/supervisor.hpp"
@@ -120,14 +122,18 @@ double raw_ping_pong(caf::actor_system& system, caf::actor server, uint64_t roun
   return result.get();
 }
 
+void send_envelope(caf::event_based_actor* self, const caf::actor& dest, envelope e) {
+  self->send(dest, std::move(e.type), std::move(e.body), e.correlation_id, std::move(e.reply_to));
+}
+
 double troupe_ping_pong(caf::actor_system& system, caf::actor server, uint64_t rounds) {
   std::promise<double> done;
   auto result = done.get_future();
   system.spawn([&, server, rounds](caf::event_based_actor* self) -> caf::behavior {
     auto t0 = clock_type::now();
-    self->send(server, make_envelope("bench.echo", counter_msg{rounds}));
-    return {[=, &done](const envelope& reply) {
-      auto body = decode<counter_msg>(reply.body);
+    send_envelope(self, server, make_envelope("bench.echo", counter_msg{rounds}));
+    return {[=, &done](std::string&, std::string& reply_body, uint64_t, std::string&) {
+      auto body = decode<counter_msg>(reply_body);
       if (!body) {
         std::abort();
       }
@@ -136,7 +142,7 @@ double troupe_ping_pong(caf::actor_system& system, caf::actor server, uint64_t r
         self->quit();
         return;
       }
-      self->send(server, make_envelope("bench.echo", counter_msg{body->n - 1}));
+      send_envelope(self, server, make_envelope("bench.echo", counter_msg{body->n - 1}));
     }};
   });
   return result.get();
@@ -146,6 +152,8 @@ double troupe_ping_pong(caf::actor_system& system, caf::actor server, uint64_t r
 
 int main(int argc, char** argv) {
   const bool quick = bench::has_flag(argc, argv, "--quick");
+  // Benches crash and restart actors on purpose: keep the log to real errors.
+  (void)init_logging(log_options{"error", "text"});
   const uint64_t rounds = quick ? 2000 : 200000;
   const int reps = quick ? 1 : 7;
 

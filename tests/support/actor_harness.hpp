@@ -16,6 +16,7 @@
 
 #include "runtime/actor/ask.hpp"
 #include "runtime/actor/atoms.hpp"
+#include "runtime/actor/envelope_message.hpp"
 #include "runtime/actor/error_text.hpp"
 #include "runtime/actor/serve.hpp"
 #include "runtime/node/node_context.hpp"

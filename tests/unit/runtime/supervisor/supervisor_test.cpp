@@ -343,7 +343,9 @@ TEST_CASE("a dynamic supervisor adds children at run time") {
   auto start = [&](child_spec spec) {
     envelope out;
     self->request(pool, 2s, start_child_atom::value, std::move(spec))
-        .receive([&](envelope& reply) { out = std::move(reply); },
+        .receive([&](std::string& type, std::string& body, uint64_t id, std::string& reply_to) {
+                   out = from_fields(type, body, id, reply_to);
+                 },
                  [&](caf::error& err) { FAIL(error_text(h.system(), err)); });
     return out;
   };
