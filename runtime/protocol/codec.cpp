@@ -4,8 +4,7 @@ namespace troupe {
 
 namespace detail {
 
-expected<msgpack::object> parse(std::string_view bytes, msgpack::zone& zone,
-                                const decode_limits& limits) {
+std::optional<error> check_body_size(std::string_view bytes, const decode_limits& limits) {
   if (bytes.size() > limits.body_bytes_max) {
     return make_error(errc::too_large, "body of " + std::to_string(bytes.size()) +
                                            " bytes exceeds the limit of " +
@@ -13,6 +12,19 @@ expected<msgpack::object> parse(std::string_view bytes, msgpack::zone& zone,
   }
   if (bytes.empty()) {
     return make_error(errc::bad_body, "body is empty (an empty message is the map {})");
+  }
+  return std::nullopt;
+}
+
+error trailing_bytes(size_t left) {
+  return make_error(errc::bad_body,
+                    "body has " + std::to_string(left) + " trailing bytes after the first msgpack value");
+}
+
+expected<msgpack::object> parse(std::string_view bytes, msgpack::zone& zone,
+                                const decode_limits& limits) {
+  if (auto refused = check_body_size(bytes, limits)) {
+    return std::move(*refused);
   }
   const msgpack::unpack_limit limit(limits.elements_max, limits.elements_max,
                                     limits.body_bytes_max, limits.body_bytes_max,
@@ -22,8 +34,7 @@ expected<msgpack::object> parse(std::string_view bytes, msgpack::zone& zone,
     auto object = msgpack::unpack(zone, bytes.data(), bytes.size(), offset, nullptr, nullptr,
                                   limit);
     if (offset != bytes.size()) {
-      return make_error(errc::bad_body, "body has " + std::to_string(bytes.size() - offset) +
-                                            " trailing bytes after the first msgpack value");
+      return trailing_bytes(bytes.size() - offset);
     }
     return object;
   } catch (const msgpack::insufficient_bytes&) {

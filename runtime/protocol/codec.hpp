@@ -5,6 +5,7 @@
 // counts) and every failure becomes an `error` naming what was wrong.
 
 #include <cstddef>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -41,6 +42,13 @@ struct string_sink {
   void write(const char* data, size_t size) { out->append(data, size); }
 };
 
+/// The error for a body that is empty or over the size limit, if it is.
+[[nodiscard]] std::optional<error> check_body_size(std::string_view bytes,
+                                                   const decode_limits& limits);
+
+/// Trailing-bytes error for a body with `left` bytes after its value.
+[[nodiscard]] error trailing_bytes(size_t left);
+
 /// Parses `bytes` into a generic msgpack object in `zone`, enforcing
 /// `limits` (for bodies of no fixed type, such as the gateway's).
 [[nodiscard]] expected<msgpack::object> parse(std::string_view bytes, msgpack::zone& zone,
@@ -64,21 +72,15 @@ template <class T>
 /// (`too_large` for a body, nesting or container over its limit).
 template <class T>
 [[nodiscard]] expected<T> decode(std::string_view bytes, const decode_limits& limits = {}) {
-  if (bytes.size() > limits.body_bytes_max) {
-    return make_error(errc::too_large, "body of " + std::to_string(bytes.size()) +
-                                           " bytes exceeds the limit of " +
-                                           std::to_string(limits.body_bytes_max));
-  }
-  if (bytes.empty()) {
-    return make_error(errc::bad_body, "body is empty (an empty message is the map {})");
+  if (auto refused = detail::check_body_size(bytes, limits)) {
+    return std::move(*refused);
   }
   T value{};
   try {
     detail::msgpack_reader reader(bytes, limits);
     detail::read_value(reader, value);
     if (!reader.at_end()) {
-      return make_error(errc::bad_body, "body has " + std::to_string(reader.left()) +
-                                            " trailing bytes after the first msgpack value");
+      return detail::trailing_bytes(reader.left());
     }
   } catch (const detail::decode_failure& e) {
     return make_error(e.code, e.what());
