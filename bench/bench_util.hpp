@@ -22,7 +22,9 @@ inline double quantile(std::vector<double> samples, double q) {
   return samples[std::min(samples.size() - 1, rank == 0 ? 0 : rank - 1)];
 }
 
-inline double median(std::vector<double> samples) { return quantile(std::move(samples), 0.5); }
+inline double median(std::vector<double> samples) {
+  return quantile(std::move(samples), 0.5);
+}
 
 /// Median absolute deviation: the spread that one outlier cannot move.
 inline double mad(const std::vector<double>& samples) {

@@ -37,7 +37,8 @@ double micros_since(clock_type::time_point t0) {
 
 std::shared_ptr<const handler_table> ping_table() {
   auto table = std::make_shared<handler_table>();
-  table->on<empty_body>("bench.ping", [](const empty_body&) { return expected<empty_body>(empty_body{}); });
+  table->on<empty_body>("bench.ping",
+                        [](const empty_body&) { return expected<empty_body>(empty_body{}); });
   return table;
 }
 
@@ -116,9 +117,8 @@ int main(int argc, char** argv) {
   child_spec worker;
   worker.name = "worker";
   worker.start = [table](caf::actor_system& sys, const std::string&) {
-    return sys.spawn([table](caf::event_based_actor* self) -> caf::behavior {
-      return serve(self, table);
-    });
+    return sys.spawn(
+        [table](caf::event_based_actor* self) -> caf::behavior { return serve(self, table); });
   };
   spec.children.push_back(worker);
   auto root = spawn_supervisor(system, ctx, "", spec);
@@ -126,12 +126,13 @@ int main(int argc, char** argv) {
   auto baseline = std::make_shared<std::vector<double>>();
   std::promise<void> baseline_done;
   auto baseline_finished = baseline_done.get_future();
-  system.spawn([&](caf::event_based_actor* self) { spawn_loop(self, runs, baseline, &baseline_done); });
+  system.spawn(
+      [&](caf::event_based_actor* self) { spawn_loop(self, runs, baseline, &baseline_done); });
   baseline_finished.wait();
   auto samples = std::make_shared<std::vector<double>>();
   std::promise<void> done;
   auto finished = done.get_future();
-  system.spawn([&] (caf::event_based_actor* self) { crash_loop(self, ctx, runs, samples, &done); });
+  system.spawn([&](caf::event_based_actor* self) { crash_loop(self, ctx, runs, samples, &done); });
   finished.wait();
 
   const double p50 = bench::quantile(*samples, 0.5);

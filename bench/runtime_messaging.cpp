@@ -53,9 +53,8 @@ double run_client(caf::actor_system& system, uint64_t rounds, Start start) {
   auto result = done.get_future();
   system.spawn([&, rounds, start](caf::event_based_actor* self) {
     auto t0 = clock_type::now();
-    start(self, rounds, [&done, t0, rounds] {
-      done.set_value(static_cast<double>(rounds) / seconds_since(t0));
-    });
+    start(self, rounds,
+          [&done, t0, rounds] { done.set_value(static_cast<double>(rounds) / seconds_since(t0)); });
   });
   return result.get();
 }
@@ -167,9 +166,8 @@ int main(int argc, char** argv) {
   child_spec echo;
   echo.name = "echo";
   echo.start = [table](caf::actor_system& sys, const std::string&) {
-    return sys.spawn([table](caf::event_based_actor* self) -> caf::behavior {
-      return serve(self, table);
-    });
+    return sys.spawn(
+        [table](caf::event_based_actor* self) -> caf::behavior { return serve(self, table); });
   };
   spec.children.push_back(echo);
   auto root = spawn_supervisor(system, ctx, "", spec);

@@ -95,7 +95,8 @@ struct bridge_state {
       return it->second;
     }
     if (breakers.size() >= breakers_max) {
-      std::erase_if(breakers, [](const auto& kv) { return kv.second.state() == breaker_state::closed; });
+      std::erase_if(breakers,
+                    [](const auto& kv) { return kv.second.state() == breaker_state::closed; });
     }
     auto cfg = config;
     cfg.seed = std::hash<std::string>{}(path);  // breakers must not probe in lockstep
@@ -166,8 +167,7 @@ void submit_call(const node_context& ctx, actor_call call, call_done done) {
         make_error(errc::restarting, "the gateway actor is restarting; try again")));
     return;
   }
-  caf::anon_send(route->current, http_call{std::move(call.path), std::move(call.msg),
-                                           call.timeout,
+  caf::anon_send(route->current, http_call{std::move(call.path), std::move(call.msg), call.timeout,
                                            std::make_shared<once_reply>(std::move(done))});
 }
 
@@ -178,8 +178,7 @@ expected<bool> kill_actor(const node_context& ctx, const std::string& path) {
   }
   if (!route->current) {
     return make_error(errc::conflict, "actor '" + path + "' is " +
-                                          std::string(to_string(route->state)) +
-                                          ", not running");
+                                          std::string(to_string(route->state)) + ", not running");
   }
   // Not exit_reason::kill: CAF propagates `kill` through links untrappably,
   // so it would take the supervisor down with the child.

@@ -74,7 +74,8 @@ expected<std::pair<std::string, uint16_t>> parse_authority(std::string_view text
   }
   uint16_t port = 80;
   if (!port_text.empty() || authority.ends_with(':')) {
-    const auto [end, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+    const auto [end, ec] =
+        std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
     if (ec != std::errc{} || end != port_text.data() + port_text.size() || port == 0) {
       return url_error(text, "port must be a number from 1 to 65535");
     }
@@ -83,9 +84,8 @@ expected<std::pair<std::string, uint16_t>> parse_authority(std::string_view text
 }
 
 bool has_control_chars(std::string_view text) {
-  return std::any_of(text.begin(), text.end(), [](char c) {
-    return static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
-  });
+  return std::any_of(text.begin(), text.end(),
+                     [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; });
 }
 
 // A method is an HTTP token; refusing anything else keeps the request line well-formed.
@@ -142,8 +142,8 @@ http_response to_response(http::response<http::string_body>&& message) {
 
 expected<http_url> parse_url(std::string_view text) {
   if (starts_with_icase(text, "https://")) {
-    return make_error(errc::bad_request, "https not supported yet: '" + std::string(text) +
-                                             "'; use http://host:port");
+    return make_error(errc::bad_request,
+                      "https not supported yet: '" + std::string(text) + "'; use http://host:port");
   }
   if (!starts_with_icase(text, "http://")) {
     return url_error(text, "missing http:// scheme");
@@ -200,10 +200,7 @@ struct http_client::impl {
   uint32_t requests_on_connection = 0;
 
   impl(http_url u, std::string t, uint32_t timeout_ms)
-      : url(std::move(u)),
-        url_text(to_string(url)),
-        token(std::move(t)),
-        timeout(timeout_ms) {}
+      : url(std::move(u)), url_text(to_string(url)), token(std::move(t)), timeout(timeout_ms) {}
 
   ~impl() { disconnect(); }
 
@@ -281,8 +278,8 @@ error http_client::impl::transport_error(const beast::error_code& ec) const {
 }
 
 http_client::impl::exchange_result http_client::impl::exchange(const request_type& request,
-                                                                bool head,
-                                                                steady_clock::time_point deadline) {
+                                                               bool head,
+                                                               steady_clock::time_point deadline) {
   assert(stream);
   const bool reused = requests_on_connection > 0;
   beast::error_code ec;
@@ -324,10 +321,9 @@ http_client::impl::exchange_result http_client::impl::exchange(const request_typ
 }
 
 http_client::impl::request_type http_client::impl::build(std::string_view method,
-                                                          std::string_view target,
-                                                          std::string body,
-                                                          std::string content_type,
-                                                          const http_headers& extra) const {
+                                                         std::string_view target, std::string body,
+                                                         std::string content_type,
+                                                         const http_headers& extra) const {
   request_type request;
   request.version(11);
   if (const auto verb = http::string_to_verb(to_beast(method)); verb != http::verb::unknown) {

@@ -135,10 +135,10 @@ expected<json> parse_json_body(std::string_view body) {
 /// Parses a msgpack request body, bounded by the codec's limits first.
 expected<json> parse_msgpack_body(std::string_view body, uint64_t bytes_max) {
   msgpack::zone zone(512);
-  auto checked = detail::parse(body, zone,
-                               decode_limits{.body_bytes_max = bytes_max,
-                                             .depth_max = json_depth_max,
-                                             .elements_max = 65536});
+  auto checked = detail::parse(
+      body, zone,
+      decode_limits{
+          .body_bytes_max = bytes_max, .depth_max = json_depth_max, .elements_max = 65536});
   if (!checked) {
     return std::move(checked).err();
   }
@@ -249,8 +249,9 @@ routed router::route_actor(const http_request_view& req, std::string_view rest) 
 std::string router::unknown_actor_message(std::string_view path) const {
   auto message = "no actor at '" + std::string(path) + "' (GET /v1/actors lists them)";
   if (auto above = nearest_ancestor(ctx_->registry, path); !above.empty()) {
-    message += "; '" + above + "' exists: the message type goes in the body, e.g. POST /v1/actors/" +
-               above + "/messages {\"type\": \"" + above + "." +
+    message += "; '" + above +
+               "' exists: the message type goes in the body, e.g. POST /v1/actors/" + above +
+               "/messages {\"type\": \"" + above + "." +
                std::string(path.substr(above.size() + 1)) + "\"}";
   }
   return message;
@@ -304,8 +305,9 @@ http_reply router::reply_for(const envelope& reply, bool msgpack) const {
   try {
     body = json::from_msgpack(reply.body.begin(), reply.body.end());
   } catch (const json::exception& e) {
-    return error_reply(500, "internal",
-                       "the actor replied with a body that is not msgpack: " + std::string(e.what()));
+    return error_reply(
+        500, "internal",
+        "the actor replied with a body that is not msgpack: " + std::string(e.what()));
   }
   json doc{{"type", reply.type}, {"body", std::move(body)}};
   if (msgpack) {
@@ -337,8 +339,8 @@ http_reply router::readyz() const {
 
 http_reply router::node_info() const {
   auto counts = ctx_->registry.counts();
-  const auto uptime = std::chrono::duration<double>(std::chrono::steady_clock::now() -
-                                                    ctx_->started_at);
+  const auto uptime =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - ctx_->started_at);
   return json_reply(200, json{
                              {"name", ctx_->config.node.name},
                              {"version", troupe_version},

@@ -5,10 +5,10 @@
 #include <thread>
 #include <vector>
 
+#include <spdlog/logger.h>
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-#include <spdlog/logger.h>
 
 #include "actors/gateway/bridge.hpp"
 #include "actors/gateway/routes.hpp"
@@ -85,16 +85,16 @@ class session : public std::enable_shared_from_this<session> {
       return do_close();
     }
     if (ec == http::error::body_limit) {
-      return reply_and_close(error_reply(413, "too_large",
-                                         "request body exceeds gateway.body_bytes_max (" +
-                                             std::to_string(server_.ctx->config.gateway.body_bytes_max) +
-                                             " bytes)"));
+      return reply_and_close(
+          error_reply(413, "too_large",
+                      "request body exceeds gateway.body_bytes_max (" +
+                          std::to_string(server_.ctx->config.gateway.body_bytes_max) + " bytes)"));
     }
     if (ec == http::error::header_limit) {
-      return reply_and_close(error_reply(431, "too_large",
-                                         "request head exceeds gateway.header_bytes_max (" +
-                                             std::to_string(server_.ctx->config.gateway.header_bytes_max) +
-                                             " bytes)"));
+      return reply_and_close(error_reply(
+          431, "too_large",
+          "request head exceeds gateway.header_bytes_max (" +
+              std::to_string(server_.ctx->config.gateway.header_bytes_max) + " bytes)"));
     }
     if (ec) {
       return reply_and_close(
@@ -129,21 +129,20 @@ class session : public std::enable_shared_from_this<session> {
     }
     if (auto* kill = std::get_if<actor_kill>(&result)) {
       auto killed = kill_actor(*server_.ctx, kill->path);
-      return send(killed ? http_reply{200, "application/json",
-                                      "{\"killed\":\"" + kill->path + "\"}"}
-                         : error_reply(http_status(killed.err().code), to_string(killed.err().code),
-                                       killed.err().message));
+      return send(killed
+                      ? http_reply{200, "application/json", "{\"killed\":\"" + kill->path + "\"}"}
+                      : error_reply(http_status(killed.err().code), to_string(killed.err().code),
+                                    killed.err().message));
     }
     auto& call = std::get<actor_call>(result);
     const bool msgpack = call.msgpack;
-    submit_call(*server_.ctx, std::move(call),
-                [self = shared_from_this(), msgpack](envelope reply) {
-                  // Runs on an actor thread: hop back to this connection's strand.
-                  net::post(self->stream_.get_executor(),
-                            [self, msgpack, reply = std::move(reply)] {
-                              self->send_reply(reply, msgpack);
-                            });
-                });
+    submit_call(
+        *server_.ctx, std::move(call), [self = shared_from_this(), msgpack](envelope reply) {
+          // Runs on an actor thread: hop back to this connection's strand.
+          net::post(self->stream_.get_executor(), [self, msgpack, reply = std::move(reply)] {
+            self->send_reply(reply, msgpack);
+          });
+        });
   }
 
   void send_reply(const envelope& reply, bool msgpack) {
@@ -151,7 +150,8 @@ class session : public std::enable_shared_from_this<session> {
       send(server_.routes.reply_for(reply, msgpack));
     } catch (const std::exception& e) {
       server_.log->error("converting a reply of type '{}' threw: {}", reply.type, e.what());
-      send(error_reply(500, "internal", std::string("the reply could not be converted: ") + e.what()));
+      send(error_reply(500, "internal",
+                       std::string("the reply could not be converted: ") + e.what()));
     }
   }
 
@@ -175,9 +175,9 @@ class session : public std::enable_shared_from_this<session> {
     res->body() = std::move(reply.body);
     res->prepare_payload();
     response_ = res;
-    http::async_write(stream_, *res,
-                      beast::bind_front_handler(&session::on_write, shared_from_this(),
-                                                res->need_eof()));
+    http::async_write(
+        stream_, *res,
+        beast::bind_front_handler(&session::on_write, shared_from_this(), res->need_eof()));
   }
 
   void on_write(bool close, beast::error_code ec, size_t) {
@@ -219,7 +219,8 @@ class session : public std::enable_shared_from_this<session> {
 expected<tcp::endpoint> parse_listen(const std::string& listen) {
   auto colon = listen.rfind(':');
   if (colon == std::string::npos) {
-    return make_error(errc::config_invalid, "gateway.listen: expected HOST:PORT, got '" + listen + "'");
+    return make_error(errc::config_invalid,
+                      "gateway.listen: expected HOST:PORT, got '" + listen + "'");
   }
   auto host = listen.substr(0, colon);
   if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
@@ -256,10 +257,12 @@ void gateway_server::impl::do_accept() {
 
 gateway_server::gateway_server(std::unique_ptr<impl> p) : impl_(std::move(p)) {}
 
-gateway_server::~gateway_server() { stop(); }
+gateway_server::~gateway_server() {
+  stop();
+}
 
 expected<std::unique_ptr<gateway_server>> gateway_server::start(std::shared_ptr<node_context> ctx,
-                                                                 std::string token) {
+                                                                std::string token) {
   auto endpoint = parse_listen(ctx->config.gateway.listen);
   if (!endpoint) {
     return std::move(endpoint).err();
@@ -277,8 +280,8 @@ expected<std::unique_ptr<gateway_server>> gateway_server::start(std::shared_ptr<
     p->acceptor.listen(net::socket_base::max_listen_connections, ec);
   }
   if (ec) {
-    return make_error(errc::unavailable, "cannot listen on " + ctx->config.gateway.listen + ": " +
-                                             ec.message());
+    return make_error(errc::unavailable,
+                      "cannot listen on " + ctx->config.gateway.listen + ": " + ec.message());
   }
   auto local = p->acceptor.local_endpoint();
   p->bound = (local.address().is_v6() ? "[" + local.address().to_string() + "]"
@@ -292,7 +295,9 @@ expected<std::unique_ptr<gateway_server>> gateway_server::start(std::shared_ptr<
   return std::unique_ptr<gateway_server>(new gateway_server(std::move(p)));
 }
 
-std::string gateway_server::address() const { return impl_->bound; }
+std::string gateway_server::address() const {
+  return impl_->bound;
+}
 
 void gateway_server::stop_accepting() {
   impl_->routes.draining.store(true);

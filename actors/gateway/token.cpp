@@ -56,8 +56,9 @@ expected<node_token> load_or_create_token(const std::string& configured,
     text << in.rdbuf();
     auto token = trim(text.str());
     if (token.empty()) {
-      return make_error(errc::config_invalid, "token file '" + path + "' is empty; delete it to "
-                                              "have a new one generated");
+      return make_error(errc::config_invalid, "token file '" + path +
+                                                  "' is empty; delete it to "
+                                                  "have a new one generated");
     }
     return node_token{token, path};
   }

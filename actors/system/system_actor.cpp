@@ -52,9 +52,8 @@ child_spec system_child(std::shared_ptr<node_context> ctx) {
   spec.restart = restart_type::permanent;
   auto table = system_handlers(std::move(ctx));
   spec.start = [table](caf::actor_system& system, const std::string&) {
-    return system.spawn([table](caf::event_based_actor* self) -> caf::behavior {
-      return serve(self, table);
-    });
+    return system.spawn(
+        [table](caf::event_based_actor* self) -> caf::behavior { return serve(self, table); });
   };
   return spec;
 }

@@ -11,10 +11,10 @@
 #include <sstream>
 #include <thread>
 
+#include <spdlog/logger.h>
 #include <CLI/CLI.hpp>
 #include <caf/all.hpp>
 #include <caf/io/all.hpp>
-#include <spdlog/logger.h>
 
 #include "actors/gateway/bridge.hpp"
 #include "actors/gateway/server.hpp"
@@ -171,11 +171,12 @@ int run(const node_flags& flags) {
   if (!root_down) {
     self->send(root, shutdown_atom::value);
     self->receive([&](caf::down_msg&) {},
-                  caf::after(timeout) >> [&] {
-                    log->error("actors did not stop within {} ms; killing the tree",
-                               timeout.count());
-                    self->send_exit(root, caf::exit_reason::kill);
-                  });
+                  caf::after(timeout) >>
+                      [&] {
+                        log->error("actors did not stop within {} ms; killing the tree",
+                                   timeout.count());
+                        self->send_exit(root, caf::exit_reason::kill);
+                      });
   }
   (*server)->stop();
   ctx->registry.remove("");

@@ -286,12 +286,14 @@ struct tree_row {
 
 // A failure reason may span lines; a table row may not.
 std::string one_line(std::string text) {
-  std::replace_if(text.begin(), text.end(), [](char c) { return c == '\n' || c == '\r'; }, ' ');
+  std::replace_if(
+      text.begin(), text.end(), [](char c) { return c == '\n' || c == '\r'; }, ' ');
   return text;
 }
 
 tree_row make_row(const json& actor, std::string label, size_t label_columns) {
-  return {std::move(label),       label_columns,
+  return {std::move(label),
+          label_columns,
           field_text(actor, "kind"),
           field_text(actor, "state"),
           field_text(actor, "restarts"),
@@ -315,8 +317,8 @@ void collect_children(const json& actor, const std::string& prefix, size_t prefi
     const auto path = field_text(children[i], "path");
     rows.push_back(make_row(children[i], prefix + (last ? "└── " : "├── ") + path,
                             prefix_columns + 4 + path.size()));
-    collect_children(children[i], prefix + (last ? "    " : "│   "), prefix_columns + 4,
-                     depth + 1, rows);
+    collect_children(children[i], prefix + (last ? "    " : "│   "), prefix_columns + 4, depth + 1,
+                     rows);
   }
 }
 

@@ -14,37 +14,36 @@ namespace {
 envelope error_reply(caf::event_based_actor* self, const caf::error& err, std::string_view path,
                      std::chrono::milliseconds timeout) {
   if (err == caf::sec::request_timeout) {
-    return make_error_envelope(make_error(errc::timeout, "no reply from '" + std::string(path) +
-                                                             "' within " +
-                                                             std::to_string(timeout.count()) +
-                                                             " ms"));
+    return make_error_envelope(
+        make_error(errc::timeout, "no reply from '" + std::string(path) + "' within " +
+                                      std::to_string(timeout.count()) + " ms"));
   }
   if (err == caf::sec::request_receiver_down) {
     return make_error_envelope(
         make_error(errc::unavailable, "actor '" + std::string(path) + "' is down"));
   }
-  return make_error_envelope(make_error(errc::internal, "request to '" + std::string(path) +
-                                                            "' failed: " +
-                                                            error_text(self->system(), err)));
+  return make_error_envelope(make_error(
+      errc::internal,
+      "request to '" + std::string(path) + "' failed: " + error_text(self->system(), err)));
 }
 
 void ask_supervisor(caf::event_based_actor* self, const actor_route& route, std::string path,
                     envelope msg, std::chrono::milliseconds timeout, reply_handler on_reply) {
   if (!route.supervisor) {
-    on_reply(make_error_envelope(make_error(errc::unavailable,
-                                            "actor '" + path + "' is " +
-                                                std::string(to_string(route.state)))));
+    on_reply(make_error_envelope(make_error(
+        errc::unavailable, "actor '" + path + "' is " + std::string(to_string(route.state)))));
     return;
   }
   self->request(route.supervisor, timeout, route_atom::value, route.name, std::move(msg.type),
                 std::move(msg.body), msg.correlation_id, std::move(msg.reply_to))
-      .then([on_reply](std::string& type, std::string& body, uint64_t correlation_id,
-                       std::string& reply_to) {
-              on_reply(from_fields(type, body, correlation_id, reply_to));
-            },
-            [self, on_reply, path, timeout](caf::error& err) {
-              on_reply(error_reply(self, err, path, timeout));
-            });
+      .then(
+          [on_reply](std::string& type, std::string& body, uint64_t correlation_id,
+                     std::string& reply_to) {
+            on_reply(from_fields(type, body, correlation_id, reply_to));
+          },
+          [self, on_reply, path, timeout](caf::error& err) {
+            on_reply(error_reply(self, err, path, timeout));
+          });
 }
 
 }  // namespace

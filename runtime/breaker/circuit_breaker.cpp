@@ -75,9 +75,8 @@ std::optional<error> validate_durations(const breaker_config& config) {
   if (config.open_ms_max < config.open_ms || config.open_ms_max > breaker_open_ms_ceiling) {
     return invalid("open_ms_max", "must be between open_ms (" +
                                       std::to_string(config.open_ms.count()) + ") and " +
-                                      std::to_string(breaker_open_ms_ceiling.count()) +
-                                      " (got " + std::to_string(config.open_ms_max.count()) +
-                                      ")");
+                                      std::to_string(breaker_open_ms_ceiling.count()) + " (got " +
+                                      std::to_string(config.open_ms_max.count()) + ")");
   }
   return std::nullopt;
 }

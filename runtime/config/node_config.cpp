@@ -51,7 +51,9 @@ struct bounds {
   bool hi_open = false;
 };
 
-constexpr bounds between(double lo, double hi) { return bounds{lo, hi, false, false}; }
+constexpr bounds between(double lo, double hi) {
+  return bounds{lo, hi, false, false};
+}
 /// A share of calls that trips something: 0 would trip on nothing.
 constexpr bounds rate{0, 1, true, false};
 /// A random +- spread: 1 would allow a zero or doubled period.
@@ -99,7 +101,9 @@ bool is_name_char(char c) {
   return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '_' || c == '.' || c == '-';
 }
 
-std::string quoted(std::string_view value) { return "'" + std::string(value) + "'"; }
+std::string quoted(std::string_view value) {
+  return "'" + std::string(value) + "'";
+}
 
 std::optional<std::string> check_not_empty(std::string_view value) {
   if (value.empty()) {
@@ -264,7 +268,9 @@ std::string full_name(const key_spec& spec) {
   return std::string(spec.name.section) + "." + std::string(spec.name.key);
 }
 
-size_t index_of(const key_spec& spec) { return static_cast<size_t>(&spec - key_table.data()); }
+size_t index_of(const key_spec& spec) {
+  return static_cast<size_t>(&spec - key_table.data());
+}
 
 std::string format_double(double value) {
   std::array<char, 32> buffer{};
@@ -504,7 +510,9 @@ size_t edit_distance(std::string_view a, std::string_view b) {
 }
 
 /// Typos worth a suggestion: one edit in a short name, two in a longer one.
-size_t typo_distance_max(std::string_view name) { return name.size() <= 4 ? 1 : 2; }
+size_t typo_distance_max(std::string_view name) {
+  return name.size() <= 4 ? 1 : 2;
+}
 /// Longer names are no typo; also bounds the quadratic distance.
 constexpr size_t typo_chars_max = 64;
 

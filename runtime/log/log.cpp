@@ -135,7 +135,9 @@ void append_text_escaped(memory_buf_t& dest, std::string_view s) {
   }
 }
 
-std::string_view view(spdlog::string_view_t s) { return {s.data(), s.size()}; }
+std::string_view view(spdlog::string_view_t s) {
+  return {s.data(), s.size()};
+}
 
 class text_formatter final : public spdlog::formatter {
  public:

@@ -169,8 +169,7 @@ troupe::gauge& metrics_registry::gauge(std::string_view name, std::string_view h
 }
 
 troupe::histogram& metrics_registry::histogram(std::string_view name, std::string_view help,
-                                               std::vector<double> bounds_upper,
-                                               metric_labels l) {
+                                               std::vector<double> bounds_upper, metric_labels l) {
   std::lock_guard lock(state_->mutex);
   family& fam = state_->family_for(name, help, family_kind::histogram);
   if (fam.series.empty()) {

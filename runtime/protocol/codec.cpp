@@ -17,8 +17,8 @@ std::optional<error> check_body_size(std::string_view bytes, const decode_limits
 }
 
 error trailing_bytes(size_t left) {
-  return make_error(errc::bad_body,
-                    "body has " + std::to_string(left) + " trailing bytes after the first msgpack value");
+  return make_error(errc::bad_body, "body has " + std::to_string(left) +
+                                        " trailing bytes after the first msgpack value");
 }
 
 expected<msgpack::object> parse(std::string_view bytes, msgpack::zone& zone,
@@ -26,13 +26,12 @@ expected<msgpack::object> parse(std::string_view bytes, msgpack::zone& zone,
   if (auto refused = check_body_size(bytes, limits)) {
     return std::move(*refused);
   }
-  const msgpack::unpack_limit limit(limits.elements_max, limits.elements_max,
-                                    limits.body_bytes_max, limits.body_bytes_max,
-                                    limits.body_bytes_max, limits.depth_max);
+  const msgpack::unpack_limit limit(limits.elements_max, limits.elements_max, limits.body_bytes_max,
+                                    limits.body_bytes_max, limits.body_bytes_max, limits.depth_max);
   size_t offset = 0;
   try {
-    auto object = msgpack::unpack(zone, bytes.data(), bytes.size(), offset, nullptr, nullptr,
-                                  limit);
+    auto object =
+        msgpack::unpack(zone, bytes.data(), bytes.size(), offset, nullptr, nullptr, limit);
     if (offset != bytes.size()) {
       return trailing_bytes(bytes.size() - offset);
     }
@@ -40,8 +39,8 @@ expected<msgpack::object> parse(std::string_view bytes, msgpack::zone& zone,
   } catch (const msgpack::insufficient_bytes&) {
     return make_error(errc::bad_body, "body is truncated msgpack");
   } catch (const msgpack::depth_size_overflow&) {
-    return make_error(errc::too_large, "body nests deeper than " +
-                                           std::to_string(limits.depth_max) + " levels");
+    return make_error(errc::too_large,
+                      "body nests deeper than " + std::to_string(limits.depth_max) + " levels");
   } catch (const msgpack::size_overflow&) {
     return make_error(errc::too_large, "body has a container or string over its size limit");
   } catch (const msgpack::parse_error& e) {

@@ -32,7 +32,9 @@ constexpr size_t count_fields(std::string_view names) {
   return n;
 }
 
-constexpr bool is_space(char c) { return c == ' ' || c == '\n' || c == '\t'; }
+constexpr bool is_space(char c) {
+  return c == ' ' || c == '\n' || c == '\t';
+}
 
 constexpr std::string_view trim(std::string_view s) {
   while (!s.empty() && is_space(s.front())) {
@@ -89,19 +91,19 @@ void read_fields(msgpack_reader& r, Tuple values, const auto& names, std::index_
 
 }  // namespace troupe::detail
 
-#define TROUPE_FIELDS(...)                                                                  \
-  static constexpr auto troupe_field_names() {                                              \
-    constexpr size_t n = ::troupe::detail::count_fields(#__VA_ARGS__);                      \
-    return ::troupe::detail::split_fields<n>(#__VA_ARGS__);                                 \
-  }                                                                                         \
-  template <class Packer>                                                                   \
-  void msgpack_pack(Packer& pk) const {                                                     \
-    constexpr auto names = troupe_field_names();                                            \
-    ::troupe::detail::pack_fields(pk, std::tie(__VA_ARGS__), names,                         \
-                                  std::make_index_sequence<names.size()>{});                \
-  }                                                                                         \
-  void troupe_read(::troupe::detail::msgpack_reader& r) {                                   \
-    constexpr auto names = troupe_field_names();                                            \
-    ::troupe::detail::read_fields(r, std::tie(__VA_ARGS__), names,                          \
-                                  std::make_index_sequence<names.size()>{});                \
+#define TROUPE_FIELDS(...)                                                   \
+  static constexpr auto troupe_field_names() {                               \
+    constexpr size_t n = ::troupe::detail::count_fields(#__VA_ARGS__);       \
+    return ::troupe::detail::split_fields<n>(#__VA_ARGS__);                  \
+  }                                                                          \
+  template <class Packer>                                                    \
+  void msgpack_pack(Packer& pk) const {                                      \
+    constexpr auto names = troupe_field_names();                             \
+    ::troupe::detail::pack_fields(pk, std::tie(__VA_ARGS__), names,          \
+                                  std::make_index_sequence<names.size()>{}); \
+  }                                                                          \
+  void troupe_read(::troupe::detail::msgpack_reader& r) {                    \
+    constexpr auto names = troupe_field_names();                             \
+    ::troupe::detail::read_fields(r, std::tie(__VA_ARGS__), names,           \
+                                  std::make_index_sequence<names.size()>{}); \
   }

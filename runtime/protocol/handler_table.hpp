@@ -35,18 +35,19 @@ class handler_table {
     using result_type = std::invoke_result_t<Fn&, const Req&>;
     static_assert(is_expected<result_type>::value, "handlers return troupe::expected<Reply>");
     std::string reply_type = type + std::string(reply_suffix);
-    add(std::move(type), [fn = std::move(fn), reply_type = std::move(reply_type),
-                          limits = limits_](const envelope& in) mutable -> envelope {
-      auto request = decode<Req>(in.body, limits);
-      if (!request) {
-        return make_error_envelope(request.err(), in.correlation_id);
-      }
-      auto reply = fn(*request);
-      if (!reply) {
-        return make_error_envelope(reply.err(), in.correlation_id);
-      }
-      return make_envelope(reply_type, *reply, in.correlation_id);
-    });
+    add(std::move(type),
+        [fn = std::move(fn), reply_type = std::move(reply_type),
+         limits = limits_](const envelope& in) mutable -> envelope {
+          auto request = decode<Req>(in.body, limits);
+          if (!request) {
+            return make_error_envelope(request.err(), in.correlation_id);
+          }
+          auto reply = fn(*request);
+          if (!reply) {
+            return make_error_envelope(reply.err(), in.correlation_id);
+          }
+          return make_envelope(reply_type, *reply, in.correlation_id);
+        });
   }
 
   /// Registers a handler that sees the raw envelope (forwarders, proxies).

@@ -95,9 +95,9 @@ std::string_view msgpack_reader::peek_type_name() const {
 }
 
 void msgpack_reader::wrong_type(std::string_view expected) const {
-  throw decode_failure(errc::bad_body,
-                       "expected " + std::string(expected) + ", got " + std::string(peek_type_name()),
-                       true);
+  throw decode_failure(
+      errc::bad_body,
+      "expected " + std::string(expected) + ", got " + std::string(peek_type_name()), true);
 }
 
 bool msgpack_reader::read_nil() {

@@ -100,11 +100,13 @@ class msgpack_reader {
 
 // --- reading values of each supported type ----------------------------------
 
-inline void read_value(msgpack_reader& r, bool& out) { out = r.read_bool(); }
+inline void read_value(msgpack_reader& r, bool& out) {
+  out = r.read_bool();
+}
 
 template <class T>
-  requires(std::is_integral_v<T> && !std::is_same_v<T, bool>)
-void read_value(msgpack_reader& r, T& out) {
+requires(std::is_integral_v<T> && !std::is_same_v<T, bool>) void read_value(msgpack_reader& r,
+                                                                            T& out) {
   if constexpr (std::is_signed_v<T>) {
     auto v = r.read_int();
     if (v < std::numeric_limits<T>::min() || v > std::numeric_limits<T>::max()) {
@@ -121,12 +123,14 @@ void read_value(msgpack_reader& r, T& out) {
 }
 
 template <class T>
-  requires std::is_floating_point_v<T>
+requires std::is_floating_point_v<T>
 void read_value(msgpack_reader& r, T& out) {
   out = static_cast<T>(r.read_double());
 }
 
-inline void read_value(msgpack_reader& r, std::string& out) { out = r.read_str(); }
+inline void read_value(msgpack_reader& r, std::string& out) {
+  out = r.read_str();
+}
 
 template <class T>
 void read_value(msgpack_reader& r, std::vector<T>& out);
@@ -137,7 +141,9 @@ void read_value(msgpack_reader& r, std::optional<T>& out);
 
 /// Structs declared with TROUPE_FIELDS (or with their own troupe_read).
 template <class T>
-  requires requires(T& t, msgpack_reader& r) { t.troupe_read(r); }
+requires requires(T& t, msgpack_reader& r) {
+  t.troupe_read(r);
+}
 void read_value(msgpack_reader& r, T& out) {
   msgpack_reader::depth_guard guard(r);
   out.troupe_read(r);
@@ -184,9 +190,8 @@ void read_field(msgpack_reader& r, Field& field, std::string_view name) {
     if (!e.type_mismatch) {
       throw;  // truncation, limits, or a nested field's own message
     }
-    throw decode_failure(errc::bad_body, "field '" + std::string(name) +
-                                             "' has the wrong type (" + std::string(type_name) +
-                                             ")");
+    throw decode_failure(errc::bad_body, "field '" + std::string(name) + "' has the wrong type (" +
+                                             std::string(type_name) + ")");
   }
 }
 

@@ -8,10 +8,10 @@
 
 #include <caf/all.hpp>
 
+#include <spdlog/logger.h>
 #include "runtime/actor/atoms.hpp"
 #include "runtime/actor/envelope_message.hpp"
 #include "runtime/actor/error_text.hpp"
-#include <spdlog/logger.h>
 
 #include "runtime/log/log.hpp"
 #include "runtime/node/node_context.hpp"
@@ -164,8 +164,8 @@ child_iter add_child(supervisor_actor* self, child_spec spec) {
   auto path = child_path(st.path, spec.name);
   auto name = spec.name;
   auto kind = spec.kind;
-  st.children.push_back(child_entry{std::move(spec), path, {}, actor_state::starting, 0, {},
-                                    restart_backoff{st.policy}, 0, {}});
+  st.children.push_back(child_entry{
+      std::move(spec), path, {}, actor_state::starting, 0, {}, restart_backoff{st.policy}, 0, {}});
   auto it = std::prev(st.children.end());
   st.by_name.emplace(name, it);
   actor_info info{path, name, st.path, kind, actor_state::starting, 0, {}, 0, 0};
@@ -224,8 +224,8 @@ void shut_down(supervisor_actor* self, caf::error reason) {
   }
   st.shutting_down = true;
   st.group_restart.clear();
-  st.log->info("{}: stopping {} children{}", st.path.empty() ? "root" : st.path,
-               st.children.size(), reason ? " (" + render(self, reason) + ")" : "");
+  st.log->info("{}: stopping {} children{}", st.path.empty() ? "root" : st.path, st.children.size(),
+               reason ? " (" + render(self, reason) + ")" : "");
   for (auto it = st.children.rbegin(); it != st.children.rend(); ++it) {
     ++it->generation;  // cancels pending restarts
     drain_stash(*it, errc::shutting_down, "actor '" + it->path + "' is shutting down");
@@ -317,8 +317,8 @@ void restart_affected(supervisor_actor* self, child_iter failed, std::chrono::mi
     auto& c = **g;
     if (c.handle) {
       ++c.restarts;
-      c.last_failure = "restarted with '" + failed->spec.name + "' (" +
-                       std::string(to_string(st.strat)) + ")";
+      c.last_failure =
+          "restarted with '" + failed->spec.name + "' (" + std::string(to_string(st.strat)) + ")";
       queue_stop(self, c, actor_state::restarting);
     }
     st.group_restart.push_back(c.spec.name);
@@ -432,9 +432,10 @@ void route(supervisor_actor* self, const std::string& name, envelope& msg,
   auto& st = self->state;
   auto found = st.by_name.find(name);
   if (found == st.by_name.end()) {
-    deliver(promise, make_error_envelope(
-        make_error(errc::unknown_actor, "no actor at '" + child_path(st.path, name) + "'"),
-        msg.correlation_id));
+    deliver(promise,
+            make_error_envelope(
+                make_error(errc::unknown_actor, "no actor at '" + child_path(st.path, name) + "'"),
+                msg.correlation_id));
     return;
   }
   auto& c = *found->second;
@@ -445,31 +446,33 @@ void route(supervisor_actor* self, const std::string& name, envelope& msg,
     auto copy = msg;
     self->request(c.handle, st.policy.route_timeout, std::move(msg.type), std::move(msg.body),
                   msg.correlation_id, std::move(msg.reply_to))
-        .then([promise](std::string& type, std::string& body, uint64_t correlation_id,
-                        std::string& reply_to) mutable {
-                deliver(promise, from_fields(type, body, correlation_id, reply_to));
-              },
-              [self, name, copy = std::move(copy), promise](caf::error& err) mutable {
-                if (err == caf::sec::request_receiver_down) {
-                  route(self, name, copy, std::move(promise));
-                  return;
-                }
-                deliver(promise, make_error_envelope(
-                    make_error(errc::timeout, "actor '" + child_path(self->state.path, name) +
-                                                  "' did not answer: " + render(self, err)),
-                    copy.correlation_id));
-              });
+        .then(
+            [promise](std::string& type, std::string& body, uint64_t correlation_id,
+                      std::string& reply_to) mutable {
+              deliver(promise, from_fields(type, body, correlation_id, reply_to));
+            },
+            [self, name, copy = std::move(copy), promise](caf::error& err) mutable {
+              if (err == caf::sec::request_receiver_down) {
+                route(self, name, copy, std::move(promise));
+                return;
+              }
+              deliver(promise,
+                      make_error_envelope(
+                          make_error(errc::timeout, "actor '" + child_path(self->state.path, name) +
+                                                        "' did not answer: " + render(self, err)),
+                          copy.correlation_id));
+            });
     return;
   }
   if (c.state == actor_state::starting || c.state == actor_state::restarting) {
     if (c.stash.size() >= st.policy.stash_max) {
       count(self, "troupe_stash_overflows_total",
             "Messages refused because a restarting actor's stash was full", c.path);
-      deliver(promise, make_error_envelope(
-          make_error(errc::restarting, "actor '" + c.path + "' is restarting and " +
-                                           std::to_string(st.policy.stash_max) +
-                                           " messages already wait for it"),
-          msg.correlation_id));
+      deliver(promise, make_error_envelope(make_error(errc::restarting,
+                                                      "actor '" + c.path + "' is restarting and " +
+                                                          std::to_string(st.policy.stash_max) +
+                                                          " messages already wait for it"),
+                                           msg.correlation_id));
       return;
     }
     c.stash.push_back(stashed{std::move(msg), std::move(promise)});
@@ -477,10 +480,10 @@ void route(supervisor_actor* self, const std::string& name, envelope& msg,
     return;
   }
   deliver(promise, make_error_envelope(
-      make_error(errc::unavailable, "actor '" + c.path + "' is " +
-                                        std::string(to_string(c.state)) +
-                                        (c.last_failure.empty() ? "" : ": " + c.last_failure)),
-      msg.correlation_id));
+                       make_error(errc::unavailable,
+                                  "actor '" + c.path + "' is " + std::string(to_string(c.state)) +
+                                      (c.last_failure.empty() ? "" : ": " + c.last_failure)),
+                       msg.correlation_id));
 }
 
 envelope start_dynamic(supervisor_actor* self, child_spec& spec) {
@@ -493,9 +496,9 @@ envelope start_dynamic(supervisor_actor* self, child_spec& spec) {
         errc::conflict, "an actor named '" + child_path(st.path, spec.name) + "' exists"));
   }
   if (st.children.size() >= st.children_max) {
-    return make_error_envelope(make_error(
-        errc::conflict, "supervisor '" + st.path + "' already has its maximum of " +
-                            std::to_string(st.children_max) + " children"));
+    return make_error_envelope(
+        make_error(errc::conflict, "supervisor '" + st.path + "' already has its maximum of " +
+                                       std::to_string(st.children_max) + " children"));
   }
   auto it = add_child(self, std::move(spec));
   auto path = it->path;
@@ -535,8 +538,8 @@ caf::behavior supervisor_behavior(supervisor_actor* self, std::shared_ptr<node_c
         auto& st = self->state;
         auto found = st.by_name.find(name);
         if (found == st.by_name.end()) {
-          return to_message(make_error_envelope(make_error(
-              errc::unknown_actor, "no actor at '" + child_path(st.path, name) + "'")));
+          return to_message(make_error_envelope(
+              make_error(errc::unknown_actor, "no actor at '" + child_path(st.path, name) + "'")));
         }
         auto it = found->second;
         queue_stop(self, *it, actor_state::stopped);
@@ -598,7 +601,7 @@ child_spec supervisor_child(std::string name, std::shared_ptr<node_context> ctx,
   // timeout: give it room for a few before killing it.
   child.shutdown_timeout = spec.policy.shutdown_timeout * 4;
   child.start = [ctx = std::move(ctx), spec = std::move(spec)](caf::actor_system& system,
-                                                                const std::string& path) {
+                                                               const std::string& path) {
     return spawn_supervisor(system, ctx, path, spec);
   };
   return child;

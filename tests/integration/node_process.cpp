@@ -53,8 +53,10 @@ pid_t spawn(const std::vector<std::string>& argv, const std::map<std::string, st
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_addopen(&actions, 0, in_path.c_str(), O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, 1, out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_addopen(&actions, 2, err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_addopen(&actions, 1, out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
+                                   0644);
+  posix_spawn_file_actions_addopen(&actions, 2, err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
+                                   0644);
   std::vector<char*> args;
   for (const auto& a : argv) {
     args.push_back(const_cast<char*>(a.c_str()));
@@ -200,10 +202,18 @@ int node_process::wait_exit(std::chrono::milliseconds timeout) {
   return code;
 }
 
-std::string node_process::stdout_text() const { return read_file(out_path_); }
-std::string node_process::stderr_text() const { return read_file(err_path_); }
+std::string node_process::stdout_text() const {
+  return read_file(out_path_);
+}
+std::string node_process::stderr_text() const {
+  return read_file(err_path_);
+}
 
-std::string node_binary() { return TROUPE_NODE_BIN; }
-std::string troupectl_binary() { return TROUPECTL_BIN; }
+std::string node_binary() {
+  return TROUPE_NODE_BIN;
+}
+std::string troupectl_binary() {
+  return TROUPECTL_BIN;
+}
 
 }  // namespace troupe::test

@@ -33,7 +33,9 @@ http_response must(expected<http_response> r) {
   return std::move(r).value();
 }
 
-json body_json(const http_response& r) { return json::parse(r.body); }
+json body_json(const http_response& r) {
+  return json::parse(r.body);
+}
 
 std::string send_body(std::string_view type, const json& body) {
   return json{{"type", type}, {"body", body}}.dump();
@@ -82,8 +84,8 @@ TEST_CASE("/v1 routes need the node's token; health and metrics do not") {
   auto info = must(http.request("GET", "/v1/node"));
   CHECK(info.status == 200);
   CHECK(body_json(info)["name"] == "troupe-1");
-  auto by_key = must(anonymous.request("GET", "/v1/node", {}, "application/json",
-                                       {{"x-api-key", node.token()}}));
+  auto by_key = must(
+      anonymous.request("GET", "/v1/node", {}, "application/json", {{"x-api-key", node.token()}}));
   CHECK(by_key.status == 200);
 }
 
@@ -111,17 +113,18 @@ TEST_CASE("the sys actor answers echo, ping and info in JSON and msgpack") {
   node_process node({});
   REQUIRE(node.started());
   auto http = client_for(node, node.token());
-  auto echo = must(http.request("POST", "/v1/actors/sys/messages",
-                                send_body("sys.echo", {{"text", "hello"}})));
+  auto echo = must(
+      http.request("POST", "/v1/actors/sys/messages", send_body("sys.echo", {{"text", "hello"}})));
   REQUIRE(echo.status == 200);
   CHECK(body_json(echo) == json{{"type", "sys.echo.reply"}, {"body", {{"text", "hello"}}}});
 
-  auto ping = must(http.request("POST", "/v1/actors/sys/messages", send_body("sys.ping", json::object())));
+  auto ping =
+      must(http.request("POST", "/v1/actors/sys/messages", send_body("sys.ping", json::object())));
   REQUIRE(ping.status == 200);
   CHECK(body_json(ping)["body"]["node"] == "troupe-1");
 
-  auto info = must(http.request("POST", "/v1/actors/sys/messages?timeout_ms=2000",
-                                R"({"type":"sys.info"})"));
+  auto info = must(
+      http.request("POST", "/v1/actors/sys/messages?timeout_ms=2000", R"({"type":"sys.info"})"));
   REQUIRE(info.status == 200);
   CHECK(body_json(info)["body"]["actors_running"].get<int>() >= 7);
 
@@ -141,7 +144,8 @@ TEST_CASE("bad input gets a precise error and the node keeps serving") {
   REQUIRE(node.started());
   auto http = client_for(node, node.token());
   auto expect_error = [&](const std::string& target, const std::string& body, int status,
-                          const std::string& code, const std::string& content_type = "application/json") {
+                          const std::string& code,
+                          const std::string& content_type = "application/json") {
     auto r = must(http.request("POST", target, body, content_type));
     INFO(r.body);
     CHECK(r.status == status);
@@ -149,15 +153,18 @@ TEST_CASE("bad input gets a precise error and the node keeps serving") {
     return body_json(r)["error"]["message"].get<std::string>();
   };
   const std::string sys = "/v1/actors/sys/messages";
-  CHECK(expect_error(sys, "{\"type\":", 400, "bad_request").find("not valid JSON") != std::string::npos);
+  CHECK(expect_error(sys, "{\"type\":", 400, "bad_request").find("not valid JSON") !=
+        std::string::npos);
   expect_error(sys, "[1,2]", 400, "bad_request");
   expect_error(sys, R"({"type":"sys.echo","body":[1]})", 400, "bad_request");
   CHECK(expect_error(sys, send_body("sys.echo", {{"text", 5}}), 400, "bad_body") ==
         "field 'text' has the wrong type (int)");
   CHECK(expect_error(sys, send_body("sys.nope", json::object()), 400, "unknown_type")
             .find("it handles: sys.echo, sys.info, sys.ping") != std::string::npos);
-  expect_error("/v1/actors/nobody/messages", send_body("sys.echo", json::object()), 404, "unknown_actor");
-  expect_error("/v1/actors/bad%20path!/messages", send_body("sys.echo", json::object()), 400, "bad_request");
+  expect_error("/v1/actors/nobody/messages", send_body("sys.echo", json::object()), 404,
+               "unknown_actor");
+  expect_error("/v1/actors/bad%20path!/messages", send_body("sys.echo", json::object()), 400,
+               "bad_request");
   expect_error(sys + "?timeout_ms=abc", send_body("sys.ping", json::object()), 400, "bad_request");
   expect_error(sys, std::string("\x82\xa4type\xc1", 7), 400, "bad_body", "application/msgpack");
   expect_error(sys, std::string(3000, '['), 413, "too_large");
@@ -198,8 +205,10 @@ TEST_CASE("a killed actor is restarted, the tree shows it and it serves again") 
     }
     return false;
   };
-  REQUIRE(wait_until([&] { return restarted("sys") && restarted("cache") && restarted("gateway"); }));
-  auto echo = must(http.request("POST", "/v1/actors/sys/messages", send_body("sys.echo", {{"text", "back"}})));
+  REQUIRE(
+      wait_until([&] { return restarted("sys") && restarted("cache") && restarted("gateway"); }));
+  auto echo = must(
+      http.request("POST", "/v1/actors/sys/messages", send_body("sys.echo", {{"text", "back"}})));
   CHECK(echo.status == 200);
   auto metrics = must(http.request("GET", "/metrics")).body;
   CHECK(metrics.find("troupe_actor_restarts_total{path=\"sys\"} 1") != std::string::npos);
@@ -279,8 +288,8 @@ TEST_CASE("a port in use stops start-up with a clear error") {
   REQUIRE(first.started());
   auto port = first.url().substr(first.url().rfind(':') + 1);
   temp_dir dir;
-  auto r = run_process({node_binary(), "--listen", "127.0.0.1:" + port, "--data-dir",
-                        dir.path() + "/data"});
+  auto r = run_process(
+      {node_binary(), "--listen", "127.0.0.1:" + port, "--data-dir", dir.path() + "/data"});
   CHECK(r.exit_code == 1);
   CHECK(r.err.find("cannot listen on 127.0.0.1:" + port) != std::string::npos);
 }

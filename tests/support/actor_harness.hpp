@@ -87,8 +87,9 @@ class actor_harness {
     auto route = registry().find(path);
     REQUIRE(route.has_value());
     REQUIRE(route->current);
-    caf::anon_send(route->current, caf::exit_msg{{}, caf::make_error(caf::sec::runtime_error,
-                                                                      std::string("test crash"))});
+    caf::anon_send(
+        route->current,
+        caf::exit_msg{{}, caf::make_error(caf::sec::runtime_error, std::string("test crash"))});
   }
 
   [[nodiscard]] actor_state state_of(const std::string& path) {

@@ -86,7 +86,8 @@ TEST_CASE("a target that keeps timing out opens its breaker; others are unaffect
   auto echo = submit(h, "sys", make_envelope(sys::echo_type, sys::echo_message{"fine"}), 2s);
   CHECK_FALSE(echo.is_error());
   CHECK(h.ctx()->metrics.render().find(
-            "troupe_breaker_transitions_total{target=\"mute\",to=\"open\"} 1") != std::string::npos);
+            "troupe_breaker_transitions_total{target=\"mute\",to=\"open\"} 1") !=
+        std::string::npos);
 }
 
 TEST_CASE("caller mistakes do not count against the target") {

@@ -20,17 +20,20 @@ struct fixture {
   router routes{ctx, "secret"};
 
   fixture() {
-    ctx->registry.put(actor_info{"", "root", "", actor_kind::supervisor, actor_state::running, 0, {}, 0, 0},
-                      {}, {});
-    ctx->registry.put(actor_info{"sys", "sys", "", actor_kind::worker, actor_state::running, 0, {}, 0, 0},
-                      {}, {});
+    ctx->registry.put(
+        actor_info{"", "root", "", actor_kind::supervisor, actor_state::running, 0, {}, 0, 0}, {},
+        {});
+    ctx->registry.put(
+        actor_info{"sys", "sys", "", actor_kind::worker, actor_state::running, 0, {}, 0, 0}, {},
+        {});
   }
 
   routed post(std::string target, std::string body, std::string content_type = "application/json") {
     body_ = std::move(body);
     target_ = std::move(target);
     content_type_ = std::move(content_type);
-    return routes.route(http_request_view{"POST", target_, content_type_, "Bearer secret", "", "", body_});
+    return routes.route(
+        http_request_view{"POST", target_, content_type_, "Bearer secret", "", "", body_});
   }
 
  private:
@@ -50,7 +53,8 @@ std::pair<int, std::string> error_of(const routed& r) {
 
 TEST_CASE("a well-formed message becomes an actor call with a msgpack body") {
   fixture f;
-  auto r = f.post("/v1/actors/sys/messages?timeout_ms=250", R"({"type":"sys.echo","body":{"text":"x"}})");
+  auto r = f.post("/v1/actors/sys/messages?timeout_ms=250",
+                  R"({"type":"sys.echo","body":{"text":"x"}})");
   auto* call = std::get_if<actor_call>(&r);
   REQUIRE(call != nullptr);
   CHECK(call->path == "sys");
@@ -61,7 +65,8 @@ TEST_CASE("a well-formed message becomes an actor call with a msgpack body") {
 
 TEST_CASE("requests without the token are refused before anything else") {
   fixture f;
-  auto r = f.routes.route(http_request_view{"POST", "/v1/actors/sys/messages", "", "Bearer nope", "", "", "{}"});
+  auto r = f.routes.route(
+      http_request_view{"POST", "/v1/actors/sys/messages", "", "Bearer nope", "", "", "{}"});
   CHECK(error_of(r) == std::pair<int, std::string>{401, "unauthorized"});
 }
 
@@ -76,15 +81,16 @@ TEST_CASE("a mistyped path names the actor that exists above it") {
 
 TEST_CASE("deeply nested JSON is refused before conversion") {
   fixture f;
-  std::string deep = R"({"type":"sys.echo","body":{"a":)" + std::string(100, '[') +
-                     std::string(100, ']') + "}}";
+  std::string deep =
+      R"({"type":"sys.echo","body":{"a":)" + std::string(100, '[') + std::string(100, ']') + "}}";
   CHECK(error_of(f.post("/v1/actors/sys/messages", deep)) ==
         std::pair<int, std::string>{413, "too_large"});
 }
 
 TEST_CASE("the kill route is forbidden while chaos is off") {
   fixture f;
-  CHECK(error_of(f.post("/v1/actors/sys/kill", "")) == std::pair<int, std::string>{403, "forbidden"});
+  CHECK(error_of(f.post("/v1/actors/sys/kill", "")) ==
+        std::pair<int, std::string>{403, "forbidden"});
 }
 
 TEST_CASE("mutated JSON and msgpack request bodies are answered, never crash") {

@@ -239,8 +239,8 @@ TEST_CASE("a failed probe reopens for open period times open_factor, capped", "[
   std::vector<std::chrono::milliseconds> periods;
   for (int i = 0; i < 4; ++i) {
     fail_probe(breaker, now);
-    periods.emplace_back(std::chrono::duration_cast<std::chrono::milliseconds>(
-        breaker.opened_until() - now));
+    periods.emplace_back(
+        std::chrono::duration_cast<std::chrono::milliseconds>(breaker.opened_until() - now));
   }
   CHECK(periods == std::vector<std::chrono::milliseconds>{2000ms, 4000ms, 5000ms, 5000ms});
   CHECK(breaker.open_period() == 5000ms);
@@ -267,8 +267,8 @@ TEST_CASE("jitter keeps each open period within plus or minus jitter", "[breaker
   for (int round = 0; round < 50; ++round) {
     const auto now = t0 + std::chrono::seconds(round);
     trip(breaker, now);
-    const auto used = std::chrono::duration_cast<std::chrono::milliseconds>(
-        breaker.opened_until() - now);
+    const auto used =
+        std::chrono::duration_cast<std::chrono::milliseconds>(breaker.opened_until() - now);
     CHECK(used >= 900ms);
     CHECK(used <= 1100ms);
     seen_ms.insert(used.count());
@@ -340,8 +340,8 @@ TEST_CASE("the transition listener sees every change in order", "[breaker]") {
   breaker.reset();  // already closed: no event
   using enum breaker_state;
   const std::vector<transition> expected{
-      {closed, open}, {open, half_open}, {half_open, open}, {open, half_open},
-      {half_open, closed}, {closed, open}, {open, closed},
+      {closed, open},      {open, half_open}, {half_open, open}, {open, half_open},
+      {half_open, closed}, {closed, open},    {open, closed},
   };
   CHECK(seen == expected);
 }

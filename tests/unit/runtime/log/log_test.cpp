@@ -1,8 +1,8 @@
 #include "runtime/log/log.hpp"
 
+#include <spdlog/logger.h>
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
-#include <spdlog/logger.h>
 
 #include <regex>
 #include <sstream>

@@ -101,8 +101,7 @@ TEST_CASE("NaN observation lands in the overflow bucket", "[metrics]") {
   CHECK(h.bucket_count(2) == 1);
 }
 
-TEST_CASE("numbers render without locale, exponent on integers, or lost precision",
-          "[metrics]") {
+TEST_CASE("numbers render without locale, exponent on integers, or lost precision", "[metrics]") {
   metrics_registry reg;
   reg.gauge("a", "").set(-2);
   reg.gauge("b", "").set(1e15);

@@ -151,7 +151,8 @@ TEST_CASE("decoding is bounded: size, depth and element counts") {
     CHECK(out.err().code == errc::too_large);
   }
   SECTION("a string claiming more bytes than the body has") {
-    auto out = decode<sample_v0>(bytes({0x81, 0xa4, 't', 'e', 'x', 't', 0xdb, 0x7f, 0xff, 0xff, 0xff}));
+    auto out =
+        decode<sample_v0>(bytes({0x81, 0xa4, 't', 'e', 'x', 't', 0xdb, 0x7f, 0xff, 0xff, 0xff}));
     REQUIRE_FALSE(out.has_value());
     CHECK(out.err().message == "body is truncated msgpack");
   }

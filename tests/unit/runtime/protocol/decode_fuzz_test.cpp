@@ -21,7 +21,8 @@ std::string mutate(std::string bytes, std::mt19937_64& rng) {
   std::uniform_int_distribution<int> op(0, 4);
   std::uniform_int_distribution<int> byte(0, 255);
   auto pos = [&] {
-    return bytes.empty() ? size_t{0} : std::uniform_int_distribution<size_t>(0, bytes.size() - 1)(rng);
+    return bytes.empty() ? size_t{0}
+                         : std::uniform_int_distribution<size_t>(0, bytes.size() - 1)(rng);
   };
   switch (op(rng)) {
     case 0:  // flip a byte
@@ -67,9 +68,8 @@ TEST_CASE("mutated bodies decode or fail cleanly, never crash") {
     for (int rounds = 1 + i % 4; rounds > 0; --rounds) {
       bytes = mutate(std::move(bytes), rng);
     }
-    auto out = troupe::decode<nested>(bytes, troupe::decode_limits{.body_bytes_max = 4096,
-                                                                   .depth_max = 8,
-                                                                   .elements_max = 256});
+    auto out = troupe::decode<nested>(
+        bytes, troupe::decode_limits{.body_bytes_max = 4096, .depth_max = 8, .elements_max = 256});
     if (out) {
       ++decoded;
     } else {

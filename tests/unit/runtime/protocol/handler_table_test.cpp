@@ -65,7 +65,13 @@ TEST_CASE("an unknown type is answered with the types the actor handles") {
 
 TEST_CASE("a body that does not decode never reaches the handler") {
   auto table = make_table();
-  envelope bad{"math.add", std::string("\x81\xa1" "a\xa3" "str", 7), 0, {}};
+  envelope bad{"math.add",
+               std::string("\x81\xa1"
+                           "a\xa3"
+                           "str",
+                           7),
+               0,
+               {}};
   auto reply = table.dispatch(bad);
   REQUIRE(reply.is_error());
   CHECK(read_error(reply).code == errc::bad_body);

@@ -81,7 +81,7 @@ TEST_CASE("jitter spreads the delay by at most the jitter fraction") {
     (void)high.next_delay(t0 + 1ms, 0.999999);
   }
   // Fourth consecutive restart: base 40 ms, +-20 %.
-  CHECK(low.next_delay(t0 + 2ms, 0.0) == 64ms);    // 80 * 0.8
+  CHECK(low.next_delay(t0 + 2ms, 0.0) == 64ms);        // 80 * 0.8
   CHECK(high.next_delay(t0 + 2ms, 0.999999) == 96ms);  // 80 * 1.2
 }
 

@@ -43,7 +43,8 @@ struct journal {
 /// A worker answering t.ping with its incarnation number; t.throw throws;
 /// t.quit ends it normally.
 child_spec worker(const std::string& name, std::shared_ptr<journal> j,
-                  restart_type restart = restart_type::permanent, decider decide = default_decider) {
+                  restart_type restart = restart_type::permanent,
+                  decider decide = default_decider) {
   child_spec spec;
   spec.name = name;
   spec.restart = restart;
@@ -54,24 +55,25 @@ child_spec worker(const std::string& name, std::shared_ptr<journal> j,
       std::lock_guard lock(j->mutex);
       incarnation = ++j->starts[name];
     }
-    return system.spawn([incarnation, decide, name, j](caf::event_based_actor* self) -> caf::behavior {
-      self->attach_functor([name, j] {
-        std::lock_guard lock(j->mutex);
-        j->stops.push_back(name);
-      });
-      auto table = std::make_shared<handler_table>();
-      table->on<empty_body>("t.ping", [incarnation](const empty_body&) {
-        return expected<ping_reply>(ping_reply{incarnation});
-      });
-      table->on<empty_body>("t.throw", [](const empty_body&) -> expected<ping_reply> {
-        throw std::runtime_error("handler bug");
-      });
-      table->on<empty_body>("t.quit", [self](const empty_body&) {
-        self->quit();  // a normal exit
-        return expected<empty_body>(empty_body{});
-      });
-      return serve(self, table, decide);
-    });
+    return system.spawn(
+        [incarnation, decide, name, j](caf::event_based_actor* self) -> caf::behavior {
+          self->attach_functor([name, j] {
+            std::lock_guard lock(j->mutex);
+            j->stops.push_back(name);
+          });
+          auto table = std::make_shared<handler_table>();
+          table->on<empty_body>("t.ping", [incarnation](const empty_body&) {
+            return expected<ping_reply>(ping_reply{incarnation});
+          });
+          table->on<empty_body>("t.throw", [](const empty_body&) -> expected<ping_reply> {
+            throw std::runtime_error("handler bug");
+          });
+          table->on<empty_body>("t.quit", [self](const empty_body&) {
+            self->quit();  // a normal exit
+            return expected<empty_body>(empty_body{});
+          });
+          return serve(self, table, decide);
+        });
   };
   return spec;
 }
@@ -145,9 +147,8 @@ TEST_CASE("one_for_all restarts every child") {
   h.start_root(spec_of(strategy::one_for_all, {worker("a", j), worker("b", j), worker("c", j)}));
   REQUIRE(wait_until([&] { return h.state_of("c") == actor_state::running; }));
   h.crash("b");
-  REQUIRE(wait_until([&] {
-    return j->started("a") == 2 && j->started("b") == 2 && j->started("c") == 2;
-  }));
+  REQUIRE(wait_until(
+      [&] { return j->started("a") == 2 && j->started("b") == 2 && j->started("c") == 2; }));
   REQUIRE(wait_until([&] { return h.state_of("c") == actor_state::running; }));
   CHECK(incarnation_of(h, "a") == 2);
   CHECK(incarnation_of(h, "c") == 2);
@@ -168,10 +169,9 @@ TEST_CASE("rest_for_one restarts the failed child and those started after it") {
 TEST_CASE("restart types: permanent always, transient after failures, temporary never") {
   actor_harness h;
   auto j = std::make_shared<journal>();
-  h.start_root(spec_of(strategy::one_for_one,
-                       {worker("perm", j, restart_type::permanent),
-                        worker("trans", j, restart_type::transient),
-                        worker("temp", j, restart_type::temporary)}));
+  h.start_root(spec_of(strategy::one_for_one, {worker("perm", j, restart_type::permanent),
+                                               worker("trans", j, restart_type::transient),
+                                               worker("temp", j, restart_type::temporary)}));
   REQUIRE(wait_until([&] { return h.state_of("temp") == actor_state::running; }));
 
   SECTION("normal exits") {
@@ -200,11 +200,13 @@ TEST_CASE("more restarts than the intensity allows: the supervisor gives up and 
   auto j = std::make_shared<journal>();
   auto policy = fast_policy();
   policy.restarts_max = 2;
-  auto root = h.start_root(spec_of(strategy::one_for_one, {worker("a", j), worker("b", j)}, policy));
+  auto root =
+      h.start_root(spec_of(strategy::one_for_one, {worker("a", j), worker("b", j)}, policy));
   caf::scoped_actor self{h.system()};
   self->monitor(root);
   for (uint32_t i = 1; i <= 3; ++i) {
-    REQUIRE(wait_until([&] { return j->started("a") == i && h.state_of("a") == actor_state::running; }));
+    REQUIRE(wait_until(
+        [&] { return j->started("a") == i && h.state_of("a") == actor_state::running; }));
     h.crash("a");
   }
   std::string reason;
@@ -225,7 +227,8 @@ TEST_CASE("a nested supervisor that gives up is restarted by its parent") {
   h.start_root(spec_of(strategy::one_for_one, {supervisor_child("inner", h.ctx(), inner)}));
   REQUIRE(wait_until([&] { return h.state_of("inner/w") == actor_state::running; }));
   h.crash("inner/w");
-  REQUIRE(wait_until([&] { return j->started("w") == 2 && h.state_of("inner/w") == actor_state::running; }));
+  REQUIRE(wait_until(
+      [&] { return j->started("w") == 2 && h.state_of("inner/w") == actor_state::running; }));
   h.crash("inner/w");  // second restart within the period: inner gives up
   REQUIRE(wait_until([&] { return h.restarts_of("inner") == 1; }));
   REQUIRE(wait_until([&] { return h.state_of("inner/w") == actor_state::running; }));
@@ -234,7 +237,8 @@ TEST_CASE("a nested supervisor that gives up is restarted by its parent") {
   CHECK(incarnation_of(h, "inner/w") == 3);
 }
 
-TEST_CASE("a message sent while its target restarts is stashed and served by the next incarnation") {
+TEST_CASE(
+    "a message sent while its target restarts is stashed and served by the next incarnation") {
   actor_harness h;
   auto j = std::make_shared<journal>();
   auto policy = fast_policy();
@@ -243,7 +247,8 @@ TEST_CASE("a message sent while its target restarts is stashed and served by the
   h.start_root(spec_of(strategy::one_for_one, {worker("a", j)}, policy));
   REQUIRE(wait_until([&] { return h.state_of("a") == actor_state::running; }));
   h.crash("a");  // first restart: immediate
-  REQUIRE(wait_until([&] { return j->started("a") == 2 && h.state_of("a") == actor_state::running; }));
+  REQUIRE(
+      wait_until([&] { return j->started("a") == 2 && h.state_of("a") == actor_state::running; }));
   h.crash("a");  // second: waits 300 ms
   REQUIRE(wait_until([&] { return h.state_of("a") == actor_state::restarting; }));
   CHECK(incarnation_of(h, "a") == 3);
@@ -259,12 +264,12 @@ TEST_CASE("a full stash answers with an explicit restarting error") {
   h.start_root(spec_of(strategy::one_for_one, {worker("a", j)}, policy));
   REQUIRE(wait_until([&] { return h.state_of("a") == actor_state::running; }));
   h.crash("a");
-  REQUIRE(wait_until([&] { return j->started("a") == 2 && h.state_of("a") == actor_state::running; }));
+  REQUIRE(
+      wait_until([&] { return j->started("a") == 2 && h.state_of("a") == actor_state::running; }));
   h.crash("a");
   REQUIRE(wait_until([&] { return h.state_of("a") == actor_state::restarting; }));
-  auto first = std::async(std::launch::async, [&] {
-    return h.call("a", make_envelope("t.ping", empty_body{}));
-  });
+  auto first = std::async(std::launch::async,
+                          [&] { return h.call("a", make_envelope("t.ping", empty_body{})); });
   REQUIRE(wait_until([&] { return h.registry().info("a")->stashed == 1; }));
   auto second = h.call("a", make_envelope("t.ping", empty_body{}));
   REQUIRE(second.is_error());
@@ -281,9 +286,9 @@ TEST_CASE("deciders: stop leaves the child stopped, escalate fails the superviso
   auto j = std::make_shared<journal>();
   auto stop = [](const failure&) { return directive::stop; };
   auto escalate = [](const failure&) { return directive::escalate; };
-  auto root = h.start_root(spec_of(strategy::one_for_one,
-                                   {worker("s", j, restart_type::permanent, stop),
-                                    worker("e", j, restart_type::permanent, escalate)}));
+  auto root = h.start_root(
+      spec_of(strategy::one_for_one, {worker("s", j, restart_type::permanent, stop),
+                                      worker("e", j, restart_type::permanent, escalate)}));
   REQUIRE(wait_until([&] { return h.state_of("e") == actor_state::running; }));
   h.crash("s");
   REQUIRE(wait_until([&] { return h.state_of("s") == actor_state::stopped; }));
@@ -319,7 +324,8 @@ TEST_CASE("a handler that throws: resume keeps the incarnation, restart replaces
   auto restarted = h.call("x", make_envelope("t.throw", empty_body{}));
   REQUIRE(restarted.is_error());
   CHECK(read_error(restarted).code == errc::internal);
-  REQUIRE(wait_until([&] { return j->started("x") == 2 && h.state_of("x") == actor_state::running; }));
+  REQUIRE(
+      wait_until([&] { return j->started("x") == 2 && h.state_of("x") == actor_state::running; }));
   CHECK(incarnation_of(h, "x") == 2);
 }
 
@@ -343,9 +349,8 @@ TEST_CASE("a dynamic supervisor adds children at run time") {
   auto start = [&](child_spec spec) {
     envelope out;
     self->request(pool, 2s, start_child_atom::value, std::move(spec))
-        .receive([&](std::string& type, std::string& body, uint64_t id, std::string& reply_to) {
-                   out = from_fields(type, body, id, reply_to);
-                 },
+        .receive([&](std::string& type, std::string& body, uint64_t id,
+                     std::string& reply_to) { out = from_fields(type, body, id, reply_to); },
                  [&](caf::error& err) { FAIL(error_text(h.system(), err)); });
     return out;
   };
