@@ -16,6 +16,7 @@ find_package(spdlog REQUIRED)
 find_package(nlohmann_json REQUIRED)
 find_package(tomlplusplus REQUIRED)
 find_package(CLI11 REQUIRED)
+find_package(RocksDB CONFIG REQUIRED)
 
 # Debian ships CAF 0.17 without a CMake config: locate it by hand.
 find_path(CAF_INCLUDE_DIR caf/all.hpp REQUIRED)

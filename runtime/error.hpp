@@ -45,6 +45,8 @@ enum class errc : uint8_t {
   shutting_down,
   /// A configuration value is invalid.
   config_invalid,
+  /// Stored data is damaged or not in a format this build reads.
+  corrupt,
   /// An invariant of the callee broke while serving (a handler threw).
   internal,
 };

@@ -26,6 +26,7 @@
 #include "runtime/node/node_context.hpp"
 #include "runtime/protocol/envelope.hpp"
 #include "runtime/supervisor/supervisor.hpp"
+#include "storage/db.hpp"
 
 namespace {
 
@@ -118,6 +119,15 @@ int run(const node_flags& flags) {
     log->critical("{}", token.err().message);
     return 1;
   }
+
+  auto store = db::open(storage_options{
+      (std::filesystem::path(config->node.data_dir) / "store").string(),
+      config->storage.sync_writes});
+  if (!store) {
+    log->critical("{}", store.err().message);
+    return 1;
+  }
+  log->info("store open at {} (boot #{})", (*store)->path(), (*store)->boot_count());
 
   caf::actor_system_config cfg;
   cfg.set("scheduler.max-threads", static_cast<size_t>(config->node.scheduler_threads));

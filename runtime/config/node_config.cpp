@@ -226,6 +226,7 @@ constexpr std::array key_table{
     number(TROUPE_KEY(breaker, jitter), fraction, "+- spread of open periods"),
     number(TROUPE_KEY(breaker, half_open_probes), between(1, 1000), "probe calls when half-open"),
     number(TROUPE_KEY(limits, message_bytes_max), between(1024, gib), "largest actor message"),
+    boolean(TROUPE_KEY(storage, sync_writes), "fsync the write-ahead log on every write"),
 };
 
 #undef TROUPE_KEY

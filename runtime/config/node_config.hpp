@@ -106,6 +106,13 @@ struct limits_section {
   uint64_t message_bytes_max = 1u << 20;
 };
 
+struct storage_section {
+  /// fsync the RocksDB write-ahead log on every write. Off: a killed node
+  /// loses nothing (the OS holds the log); a power loss may lose the last
+  /// writes.
+  bool sync_writes = false;
+};
+
 struct node_config {
   node_section node;
   gateway_section gateway;
@@ -115,6 +122,7 @@ struct node_config {
   supervisor_section supervisor;
   breaker_section breaker;
   limits_section limits;
+  storage_section storage;
 };
 
 /// Where configuration comes from; later sources beat earlier ones:

@@ -293,3 +293,20 @@ TEST_CASE("a port in use stops start-up with a clear error") {
   CHECK(r.exit_code == 1);
   CHECK(r.err.find("cannot listen on 127.0.0.1:" + port) != std::string::npos);
 }
+
+TEST_CASE("a node killed with SIGKILL starts again on the same data dir") {
+  temp_dir dir;
+  node_process::options o;
+  o.data_dir = dir.path() + "/data";
+  {
+    node_process node(o);
+    REQUIRE(node.started());
+    CHECK(node.stop(SIGKILL) == 128 + SIGKILL);
+  }
+  node_process again(o);
+  REQUIRE(again.started());
+  CHECK(again.stderr_text().find("(boot #2)") != std::string::npos);
+  auto http = client_for(again, again.token());
+  CHECK(must(http.request("GET", "/v1/node")).status == 200);
+  CHECK(again.stop(SIGTERM) == 0);
+}

@@ -1,0 +1,237 @@
+#include "storage/db.hpp"
+
+#include <array>
+#include <cstring>
+#include <filesystem>
+
+#include <rocksdb/db.h>
+#include <rocksdb/options.h>
+
+namespace troupe {
+
+namespace {
+
+constexpr std::array<std::string_view, column_count> column_names{
+    "meta", "cache", "deps", "sessions", "transcripts", "ledger"};
+
+/// First byte of every stored value: tells troupe's values from foreign ones.
+constexpr uint8_t value_magic = 0x54;  // 'T'
+constexpr size_t header_bytes = 1 + 1 + 8;
+
+constexpr std::string_view format_key = "store_format";
+constexpr std::string_view boot_count_key = "boot_count";
+constexpr std::string_view store_format = "1";
+
+error from_status(const rocksdb::Status& s, std::string_view what) {
+  const auto code = s.IsCorruption() ? errc::corrupt : errc::unavailable;
+  return make_error(code, std::string(what) + ": " + s.ToString());
+}
+
+uint64_t read_le64(const char* p) {
+  uint64_t v = 0;
+  for (int i = 7; i >= 0; --i) {
+    v = (v << 8) | static_cast<uint8_t>(p[i]);
+  }
+  return v;
+}
+
+}  // namespace
+
+std::string_view to_string(column c) {
+  return column_names[static_cast<size_t>(c)];
+}
+
+std::string encode_stored(std::string_view value, uint64_t expires_at_ms) {
+  std::string out;
+  out.reserve(header_bytes + value.size());
+  out.push_back(static_cast<char>(value_magic));
+  out.push_back(static_cast<char>(value_format_version));
+  for (int i = 0; i < 8; ++i) {
+    out.push_back(static_cast<char>((expires_at_ms >> (8 * i)) & 0xffu));
+  }
+  out.append(value);
+  return out;
+}
+
+expected<stored_value> decode_stored(std::string_view bytes) {
+  if (bytes.size() < header_bytes || static_cast<uint8_t>(bytes[0]) != value_magic) {
+    return make_error(errc::corrupt, "not a troupe value (foreign or damaged bytes)");
+  }
+  const auto version = static_cast<uint8_t>(bytes[1]);
+  if (version != value_format_version) {
+    return make_error(errc::corrupt, "value format " + std::to_string(version) +
+                                         " is not the format this build reads (" +
+                                         std::to_string(value_format_version) + ")");
+  }
+  return stored_value{bytes.substr(header_bytes), read_le64(bytes.data() + 2)};
+}
+
+struct db::impl {
+  std::unique_ptr<rocksdb::DB> rocks;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;  // column order; owned by rocks
+  rocksdb::ColumnFamilyHandle* default_cf = nullptr;
+  std::vector<rocksdb::ColumnFamilyHandle*> extra;  // families a newer build made
+  rocksdb::WriteOptions write;
+
+  rocksdb::ColumnFamilyHandle* cf(column c) const { return handles[static_cast<size_t>(c)]; }
+
+  ~impl() {
+    for (auto* h : handles) {
+      rocks->DestroyColumnFamilyHandle(h);
+    }
+    for (auto* h : extra) {
+      rocks->DestroyColumnFamilyHandle(h);
+    }
+    if (default_cf != nullptr) {
+      rocks->DestroyColumnFamilyHandle(default_cf);
+    }
+    if (rocks) {
+      (void)rocks->Close();
+    }
+  }
+};
+
+db::db(std::unique_ptr<impl> p, std::string path) : impl_(std::move(p)), path_(std::move(path)) {}
+
+db::~db() = default;
+
+namespace {
+
+/// Checks (or, on a new store, writes) the store format, and counts boots.
+expected<uint64_t> check_format(rocksdb::DB& rocks, rocksdb::ColumnFamilyHandle* meta,
+                                const rocksdb::WriteOptions& write, const std::string& path) {
+  std::string format;
+  auto s = rocks.Get(rocksdb::ReadOptions(), meta, std::string(format_key), &format);
+  if (s.IsNotFound()) {
+    s = rocks.Put(write, meta, std::string(format_key), std::string(store_format));
+  } else if (s.ok() && format != store_format) {
+    return make_error(errc::unavailable, "store at " + path + " has format '" + format +
+                                             "'; this build reads format " +
+                                             std::string(store_format) +
+                                             " (written by a newer troupe?)");
+  }
+  if (!s.ok()) {
+    return from_status(s, "store at " + path + ": reading its format");
+  }
+  std::string boots;
+  s = rocks.Get(rocksdb::ReadOptions(), meta, std::string(boot_count_key), &boots);
+  uint64_t count = s.ok() ? std::strtoull(boots.c_str(), nullptr, 10) + 1 : 1;
+  s = rocks.Put(write, meta, std::string(boot_count_key), std::to_string(count));
+  if (!s.ok()) {
+    return from_status(s, "store at " + path + ": writing its boot count");
+  }
+  return count;
+}
+
+}  // namespace
+
+expected<std::unique_ptr<db>> db::open(const storage_options& options) {
+  std::error_code ec;
+  std::filesystem::create_directories(options.path, ec);
+  if (ec) {
+    return make_error(errc::unavailable,
+                      "cannot create store directory " + options.path + ": " + ec.message());
+  }
+  rocksdb::DBOptions db_options;
+  db_options.create_if_missing = true;
+  db_options.create_missing_column_families = true;
+  db_options.max_open_files = 512;  // a node shares the fd limit with sockets and PTYs
+
+  // Every family the store has must be opened, including ones a newer build
+  // added: list them first.
+  std::vector<std::string> existing;
+  (void)rocksdb::DB::ListColumnFamilies(db_options, options.path, &existing);
+  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+  descriptors.emplace_back(rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions());
+  for (auto name : column_names) {
+    descriptors.emplace_back(std::string(name), rocksdb::ColumnFamilyOptions());
+  }
+  for (const auto& name : existing) {
+    const bool known = name == rocksdb::kDefaultColumnFamilyName ||
+                       std::find(column_names.begin(), column_names.end(), name) !=
+                           column_names.end();
+    if (!known) {
+      descriptors.emplace_back(name, rocksdb::ColumnFamilyOptions());
+    }
+  }
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* raw = nullptr;
+  auto s = rocksdb::DB::Open(db_options, options.path, descriptors, &handles, &raw);
+  if (!s.ok()) {
+    return from_status(s, "cannot open store at " + options.path);
+  }
+  auto p = std::make_unique<impl>();
+  p->rocks.reset(raw);
+  p->default_cf = handles[0];
+  p->handles.assign(handles.begin() + 1, handles.begin() + 1 + column_count);
+  p->extra.assign(handles.begin() + 1 + column_count, handles.end());
+  p->write.sync = options.sync_writes;
+  auto boots = check_format(*p->rocks, p->cf(column::meta), p->write, options.path);
+  if (!boots) {
+    return std::move(boots).err();
+  }
+  auto store = std::unique_ptr<db>(new db(std::move(p), options.path));
+  store->boot_count_ = *boots;
+  return store;
+}
+
+expected<bool> db::put(column c, std::string_view key, std::string_view value,
+                       uint64_t expires_at_ms) {
+  auto s = impl_->rocks->Put(impl_->write, impl_->cf(c), rocksdb::Slice(key.data(), key.size()),
+                             encode_stored(value, expires_at_ms));
+  if (!s.ok()) {
+    return from_status(s, "write to " + std::string(to_string(c)));
+  }
+  return true;
+}
+
+expected<std::optional<std::string>> db::get(column c, std::string_view key, uint64_t now_ms) {
+  std::string bytes;
+  auto s = impl_->rocks->Get(rocksdb::ReadOptions(), impl_->cf(c),
+                             rocksdb::Slice(key.data(), key.size()), &bytes);
+  if (s.IsNotFound()) {
+    return std::optional<std::string>{};
+  }
+  if (!s.ok()) {
+    return from_status(s, "read from " + std::string(to_string(c)));
+  }
+  auto stored = decode_stored(bytes);
+  if (!stored) {
+    return make_error(errc::corrupt, "value in " + std::string(to_string(c)) + " is unreadable: " +
+                                         stored.err().message);
+  }
+  if (stored->expires_at_ms != 0 && stored->expires_at_ms <= now_ms) {
+    return std::optional<std::string>{};
+  }
+  return std::optional<std::string>{std::string(stored->payload)};
+}
+
+expected<bool> db::remove(column c, std::string_view key) {
+  auto s = impl_->rocks->Delete(impl_->write, impl_->cf(c), rocksdb::Slice(key.data(), key.size()));
+  if (!s.ok()) {
+    return from_status(s, "delete from " + std::string(to_string(c)));
+  }
+  return true;
+}
+
+expected<size_t> db::sweep_expired(column c, uint64_t now_ms, size_t limit) {
+  std::unique_ptr<rocksdb::Iterator> it(impl_->rocks->NewIterator(rocksdb::ReadOptions(), impl_->cf(c)));
+  size_t removed = 0;
+  for (it->SeekToFirst(); it->Valid() && removed < limit; it->Next()) {
+    auto value = it->value();
+    auto stored = decode_stored(std::string_view(value.data(), value.size()));
+    if (stored && stored->expires_at_ms != 0 && stored->expires_at_ms <= now_ms) {
+      auto s = impl_->rocks->Delete(impl_->write, impl_->cf(c), it->key());
+      if (!s.ok()) {
+        return from_status(s, "sweep of " + std::string(to_string(c)));
+      }
+      ++removed;
+    }
+  }
+  if (!it->status().ok()) {
+    return from_status(it->status(), "sweep of " + std::string(to_string(c)));
+  }
+  return removed;
+}
+
+}  // namespace troupe
