@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "actors/cache/messages.hpp"
 #include "runtime/error.hpp"
 #include "runtime/node/node_context.hpp"
 #include "runtime/protocol/codec.hpp"
@@ -21,6 +22,7 @@ constexpr int json_depth_max = 64;
 
 constexpr std::string_view v1_prefix = "/v1/";
 constexpr std::string_view actors_prefix = "/v1/actors/";
+constexpr std::string_view cache_prefix = "/v1/cache/";
 
 /// Serializes with invalid UTF-8 replaced: error messages may quote bytes of
 /// the caller's request, and a plain dump() would throw on them.
@@ -29,7 +31,7 @@ std::string dump(const json& doc) {
 }
 
 http_reply json_reply(int status, const json& body) {
-  return http_reply{status, "application/json", dump(body)};
+  return http_reply{status, "application/json", dump(body), {}};
 }
 
 bool constant_time_equal(std::string_view a, std::string_view b) {
@@ -157,11 +159,145 @@ http_reply error_reply(int status, std::string_view code, std::string_view messa
 
 namespace {
 
-http_reply error_reply(const error& err) {
-  return ::troupe::error_reply(http_status(err.code), to_string(err.code), err.message);
+http_reply error_reply_of(const error& err) {
+  return error_reply(http_status(err.code), to_string(err.code), err.message);
+}
+
+
+/// Decodes %XX escapes (and nothing else: '+' stays '+'); nullopt when an
+/// escape is malformed.
+std::optional<std::string> percent_decode(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] != '%') {
+      out.push_back(s[i]);
+      continue;
+    }
+    if (i + 2 >= s.size()) {
+      return std::nullopt;
+    }
+    unsigned value = 0;
+    auto [end, ec] = std::from_chars(s.data() + i + 1, s.data() + i + 3, value, 16);
+    if (ec != std::errc{} || end != s.data() + i + 3) {
+      return std::nullopt;
+    }
+    out.push_back(static_cast<char>(value));
+    i += 2;
+  }
+  return out;
+}
+
+/// Every value of `key` in the query of `target`, percent-decoded.
+std::vector<std::string> query_values(std::string_view target, std::string_view key) {
+  std::vector<std::string> out;
+  auto q = target.find('?');
+  if (q == std::string_view::npos) {
+    return out;
+  }
+  auto query = target.substr(q + 1);
+  while (!query.empty()) {
+    auto amp = query.find('&');
+    auto pair = query.substr(0, amp);
+    auto eq = pair.find('=');
+    if (pair.substr(0, eq) == key && eq != std::string_view::npos) {
+      if (auto v = percent_decode(pair.substr(eq + 1))) {
+        out.push_back(std::move(*v));
+      }
+    }
+    query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
+  }
+  return out;
+}
+
+http_reply cache_get_reply(const envelope& reply) {
+  auto body = decode<cache::get_reply>(reply.body);
+  if (!body) {
+    return error_reply(500, "internal", "unreadable cache reply: " + body.err().message);
+  }
+  if (!body->found) {
+    auto r = error_reply(404, "not_found", "no entry for that key (" + body->miss + ")");
+    r.headers.emplace_back("X-Troupe-Cache", "miss-" + body->miss);
+    return r;
+  }
+  http_reply r{200, "application/octet-stream", std::move(body->value), {}};
+  r.headers.emplace_back("X-Troupe-Cache", "hit-" + body->tier);
+  return r;
 }
 
 }  // namespace
+
+routed router::route_cache(const http_request_view& req, std::string_view path) const {
+  if (path == "/v1/cache") {
+    return req.method == "GET" ? cache_stats()
+                               : error_reply(405, "method_not_allowed", "use GET /v1/cache");
+  }
+  auto key = percent_decode(path.substr(cache_prefix.size()));
+  if (!key) {
+    return error_reply(400, "bad_request", "the key in the path has a malformed %-escape");
+  }
+  const auto shard = cache::shard_path(*key, cache::shard_count(ctx_->config));
+  const auto timeout = std::chrono::milliseconds{ctx_->config.gateway.request_timeout_ms};
+  if (req.method == "GET") {
+    return actor_call{shard, make_envelope(cache::get_type, cache::get_request{*key}), timeout,
+                      reply_shape::cache_get};
+  }
+  if (req.method == "DELETE") {
+    return actor_call{shard, make_envelope(cache::del_type, cache::del_request{*key}), timeout,
+                      reply_shape::body_json};
+  }
+  if (req.method != "PUT") {
+    return error_reply(405, "method_not_allowed", "use GET, PUT or DELETE /v1/cache/{key}");
+  }
+  cache::put_request put{*key, std::string(req.body), 0, query_values(req.target, "dep")};
+  if (auto ttl = query_values(req.target, "ttl"); !ttl.empty()) {
+    auto [end, ec] = std::from_chars(ttl[0].data(), ttl[0].data() + ttl[0].size(), put.ttl_s);
+    if (ec != std::errc{} || end != ttl[0].data() + ttl[0].size() || put.ttl_s == 0) {
+      return error_reply(400, "bad_request", "ttl must be a positive number of seconds");
+    }
+  }
+  return actor_call{shard, make_envelope(cache::put_type, put), timeout, reply_shape::body_json};
+}
+
+http_reply router::cache_stats() const {
+  auto& m = ctx_->metrics;
+  auto counter = [&m](const char* name, metric_labels labels = {}) {
+    return m.counter(name, "", std::move(labels)).value();
+  };
+  const uint64_t hot = counter(cache::hits_metric, {{"tier", "hot"}});
+  const uint64_t cold = counter(cache::hits_metric, {{"tier", "cold"}});
+  json misses = json::object();
+  uint64_t missed = 0;
+  for (const char* reason : {"absent", "expired", "stale", "corrupt"}) {
+    const uint64_t n = counter(cache::misses_metric, {{"reason", reason}});
+    misses[reason] = n;
+    missed += n;
+  }
+  misses["total"] = missed;
+  double entries = 0;
+  double bytes = 0;
+  uint64_t evictions = 0;
+  const uint32_t shards = cache::shard_count(ctx_->config);
+  for (uint32_t i = 0; i < shards; ++i) {
+    metric_labels shard{{"shard", "cache/shard-" + std::to_string(i)}};
+    entries += m.gauge(cache::entries_metric, "", shard).value();
+    bytes += m.gauge(cache::bytes_metric, "", shard).value();
+    evictions += m.counter(cache::evictions_metric, "", shard).value();
+  }
+  const uint64_t hits = hot + cold;
+  return json_reply(200, json{
+      {"shards", shards},
+      {"entries", entries},
+      {"bytes", bytes},
+      {"memory_budget_bytes", ctx_->config.cache.memory_budget_bytes},
+      {"hits", {{"hot", hot}, {"cold", cold}, {"total", hits}}},
+      {"misses", misses},
+      {"hit_ratio", hits + missed == 0 ? 0.0 : static_cast<double>(hits) / static_cast<double>(hits + missed)},
+      {"evictions", evictions},
+      {"invalidations", counter(cache::invalidations_metric)},
+      {"puts", counter(cache::puts_metric)},
+  });
+}
 
 router::router(std::shared_ptr<node_context> ctx, std::string token)
     : ctx_(std::move(ctx)), token_(std::move(token)) {}
@@ -175,7 +311,7 @@ routed router::route(const http_request_view& req) const {
     return readyz();
   }
   if (path == "/metrics") {
-    return http_reply{200, "text/plain; version=0.0.4; charset=utf-8", ctx_->metrics.render()};
+    return http_reply{200, "text/plain; version=0.0.4; charset=utf-8", ctx_->metrics.render(), {}};
   }
   if (path.substr(0, v1_prefix.size()) != v1_prefix) {
     return error_reply(404, "not_found", "no route for '" + std::string(path) + "'");
@@ -202,6 +338,9 @@ routed router::route_v1(const http_request_view& req) const {
   if (path == "/v1/node") {
     return req.method == "GET" ? node_info()
                                : error_reply(405, "method_not_allowed", "use GET /v1/node");
+  }
+  if (path == "/v1/cache" || path.substr(0, cache_prefix.size()) == cache_prefix) {
+    return route_cache(req, path);
   }
   if (path == "/v1/actors") {
     return req.method == "GET" ? actor_tree()
@@ -262,7 +401,7 @@ routed router::parse_actor_call(const http_request_view& req, std::string path) 
   auto parsed = msgpack ? parse_msgpack_body(req.body, ctx_->config.gateway.body_bytes_max)
                         : parse_json_body(req.body);
   if (!parsed) {
-    return error_reply(parsed.err());
+    return error_reply_of(parsed.err());
   }
   const auto& doc = *parsed;
   if (!doc.is_object() || !doc.contains("type") || !doc["type"].is_string()) {
@@ -288,10 +427,10 @@ routed router::parse_actor_call(const http_request_view& req, std::string path) 
   std::vector<uint8_t> bytes = json::to_msgpack(body);
   envelope msg{doc["type"].get<std::string>(), std::string(bytes.begin(), bytes.end()), 0, {}};
   return actor_call{std::move(path), std::move(msg), std::chrono::milliseconds{timeout_ms},
-                    msgpack};
+                    msgpack ? reply_shape::envelope_msgpack : reply_shape::envelope_json};
 }
 
-http_reply router::reply_for(const envelope& reply, bool msgpack) const {
+http_reply router::reply_for(const envelope& reply, reply_shape shape) const {
   if (reply.is_error()) {
     auto body = decode<error_body>(reply.body);
     if (!body) {
@@ -309,10 +448,16 @@ http_reply router::reply_for(const envelope& reply, bool msgpack) const {
         500, "internal",
         "the actor replied with a body that is not msgpack: " + std::string(e.what()));
   }
+  if (shape == reply_shape::cache_get) {
+    return cache_get_reply(reply);
+  }
+  if (shape == reply_shape::body_json) {
+    return json_reply(200, body);
+  }
   json doc{{"type", reply.type}, {"body", std::move(body)}};
-  if (msgpack) {
+  if (shape == reply_shape::envelope_msgpack) {
     auto bytes = json::to_msgpack(doc);
-    return http_reply{200, "application/msgpack", std::string(bytes.begin(), bytes.end())};
+    return http_reply{200, "application/msgpack", std::string(bytes.begin(), bytes.end()), {}};
   }
   return json_reply(200, doc);
 }

@@ -9,7 +9,9 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <variant>
+#include <vector>
 
 #include "runtime/protocol/envelope.hpp"
 
@@ -32,6 +34,19 @@ struct http_reply {
   int status = 200;
   std::string content_type = "application/json";
   std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;
+};
+
+/// How an actor's reply becomes an HTTP answer.
+enum class reply_shape : uint8_t {
+  /// {"type", "body"} as JSON.
+  envelope_json,
+  /// The same map in msgpack.
+  envelope_msgpack,
+  /// GET /v1/cache/{key}: the raw value, or 404 on a miss.
+  cache_get,
+  /// PUT and DELETE /v1/cache/{key}: the reply body as JSON.
+  body_json,
 };
 
 /// Send `msg` to the actor at `path`, answer with its reply.
@@ -39,8 +54,7 @@ struct actor_call {
   std::string path;
   envelope msg;
   std::chrono::milliseconds timeout{0};
-  /// Answer in msgpack instead of JSON.
-  bool msgpack = false;
+  reply_shape shape = reply_shape::envelope_json;
 };
 
 /// Fault injection: crash the actor at `path`.
@@ -57,7 +71,7 @@ class router {
   [[nodiscard]] routed route(const http_request_view& req) const;
 
   /// The HTTP answer for an actor's reply envelope.
-  [[nodiscard]] http_reply reply_for(const envelope& reply, bool msgpack) const;
+  [[nodiscard]] http_reply reply_for(const envelope& reply, reply_shape shape) const;
 
   /// Set while the node drains: /readyz fails, new actor calls get 503.
   std::atomic<bool> draining{false};
@@ -68,6 +82,8 @@ class router {
   [[nodiscard]] routed route_actor(const http_request_view& req, std::string_view rest) const;
   [[nodiscard]] routed parse_actor_call(const http_request_view& req, std::string path) const;
   [[nodiscard]] std::string unknown_actor_message(std::string_view path) const;
+  [[nodiscard]] routed route_cache(const http_request_view& req, std::string_view path) const;
+  [[nodiscard]] http_reply cache_stats() const;
   [[nodiscard]] http_reply readyz() const;
   [[nodiscard]] http_reply node_info() const;
   [[nodiscard]] http_reply actor_tree() const;

@@ -130,24 +130,24 @@ class session : public std::enable_shared_from_this<session> {
     if (auto* kill = std::get_if<actor_kill>(&result)) {
       auto killed = kill_actor(*server_.ctx, kill->path);
       return send(killed
-                      ? http_reply{200, "application/json", "{\"killed\":\"" + kill->path + "\"}"}
+                      ? http_reply{200, "application/json", "{\"killed\":\"" + kill->path + "\"}", {}}
                       : error_reply(http_status(killed.err().code), to_string(killed.err().code),
                                     killed.err().message));
     }
     auto& call = std::get<actor_call>(result);
-    const bool msgpack = call.msgpack;
+    const auto shape = call.shape;
     submit_call(
-        *server_.ctx, std::move(call), [self = shared_from_this(), msgpack](envelope reply) {
+        *server_.ctx, std::move(call), [self = shared_from_this(), shape](envelope reply) {
           // Runs on an actor thread: hop back to this connection's strand.
-          net::post(self->stream_.get_executor(), [self, msgpack, reply = std::move(reply)] {
-            self->send_reply(reply, msgpack);
+          net::post(self->stream_.get_executor(), [self, shape, reply = std::move(reply)] {
+            self->send_reply(reply, shape);
           });
         });
   }
 
-  void send_reply(const envelope& reply, bool msgpack) {
+  void send_reply(const envelope& reply, reply_shape shape) {
     try {
-      send(server_.routes.reply_for(reply, msgpack));
+      send(server_.routes.reply_for(reply, shape));
     } catch (const std::exception& e) {
       server_.log->error("converting a reply of type '{}' threw: {}", reply.type, e.what());
       send(error_reply(500, "internal",
@@ -171,6 +171,10 @@ class session : public std::enable_shared_from_this<session> {
         static_cast<http::status>(reply.status), request_.version());
     res->set(http::field::server, "troupe");
     res->set(http::field::content_type, reply.content_type);
+    for (const auto& [name, value] : reply.headers) {
+      res->set(beast::string_view(name.data(), name.size()),
+               beast::string_view(value.data(), value.size()));
+    }
     res->keep_alive(request_.keep_alive());
     res->body() = std::move(reply.body);
     res->prepare_payload();

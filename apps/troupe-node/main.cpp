@@ -16,6 +16,7 @@
 #include <caf/all.hpp>
 #include <caf/io/all.hpp>
 
+#include "actors/cache/cache.hpp"
 #include "actors/gateway/bridge.hpp"
 #include "actors/gateway/server.hpp"
 #include "actors/gateway/token.hpp"
@@ -40,12 +41,12 @@ struct node_flags {
 /// Top-level children: the families of the node, started in this order and
 /// stopped in reverse. agents/sessions/cache/llm are the supervisors the
 /// later families plug their actors into.
-supervisor_spec root_spec(const std::shared_ptr<node_context>& ctx) {
+supervisor_spec root_spec(const std::shared_ptr<node_context>& ctx, std::shared_ptr<db> store) {
   auto policy = make_restart_policy(ctx->config.supervisor);
   auto family = [&](strategy s) { return supervisor_spec{s, policy, {}, 100000, 0x7e0b5eedULL}; };
   supervisor_spec root{strategy::one_for_one, policy, {}, 100000, 0x7e0b5eedULL};
   root.children.push_back(system_child(ctx));
-  root.children.push_back(supervisor_child("cache", ctx, family(strategy::one_for_one)));
+  root.children.push_back(cache_child(ctx, std::move(store)));
   root.children.push_back(supervisor_child("llm", ctx, family(strategy::one_for_one)));
   root.children.push_back(supervisor_child("agents", ctx, family(strategy::dynamic)));
   root.children.push_back(supervisor_child("sessions", ctx, family(strategy::dynamic)));
@@ -120,14 +121,17 @@ int run(const node_flags& flags) {
     return 1;
   }
 
-  auto store = db::open(storage_options{
+  auto opened = db::open(storage_options{
       (std::filesystem::path(config->node.data_dir) / "store").string(),
       config->storage.sync_writes});
-  if (!store) {
-    log->critical("{}", store.err().message);
+  if (!opened) {
+    log->critical("{}", opened.err().message);
     return 1;
   }
-  log->info("store open at {} (boot #{})", (*store)->path(), (*store)->boot_count());
+  // Shared with the families that keep durable state; closed after the
+  // actor system (declared before it), so no actor outlives it.
+  std::shared_ptr<db> store = std::move(*opened);
+  log->info("store open at {} (boot #{})", store->path(), store->boot_count());
 
   caf::actor_system_config cfg;
   cfg.set("scheduler.max-threads", static_cast<size_t>(config->node.scheduler_threads));
@@ -140,7 +144,7 @@ int run(const node_flags& flags) {
     log->critical("{}", server.err().message);
     return 1;
   }
-  auto root = spawn_supervisor(system, ctx, "", root_spec(ctx));
+  auto root = spawn_supervisor(system, ctx, "", root_spec(ctx, store));
   log->info("gateway listening on http://{} (token: {})", (*server)->address(), token->source);
   std::printf("troupe-node '%s' listening on http://%s\ntoken: %s\n", ctx->config.node.name.c_str(),
               (*server)->address().c_str(), token->source.c_str());

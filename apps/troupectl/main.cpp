@@ -15,16 +15,22 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <iomanip>
 #include <iostream>
 #include <memory>
 #include <optional>
+#include <span>
 #include <sstream>
 #include <string>
 #include <string_view>
+#include <system_error>
+#include <utility>
 #include <vector>
+
+#include <unistd.h>
 
 #include "actors/gateway/http_client.hpp"
 #include "runtime/error.hpp"
@@ -53,6 +59,10 @@ constexpr uint32_t reply_grace_ms = 1000;
 constexpr size_t stdin_bytes_max = size_t{64} << 20;
 /// Supervision trees are shallow; this only guards against a malformed reply.
 constexpr size_t tree_depth_max = 64;
+/// `cache put --ttl` above ten years is a typo; omit --ttl for the node's default.
+constexpr uint64_t ttl_s_max = uint64_t{10} * 365 * 24 * 3600;
+/// Cache stats nest a level or two; this only guards against a malformed reply.
+constexpr size_t stats_depth_max = 8;
 
 // ---------------------------------------------------------------------------
 // Shared plumbing
@@ -90,6 +100,36 @@ int fail(const failure& f) {
 int usage_error(std::string_view message) {
   std::cerr << "usage error: " << message << "\nRun with --help for more information.\n";
   return exit_usage;
+}
+
+using run_fn = std::function<int(const context&)>;
+
+/// One subcommand: `add` declares its arguments on `sub` and returns what runs it.
+struct command_entry {
+  std::string_view name;
+  std::string_view help;
+  run_fn (*add)(CLI::App& sub);
+};
+
+/// Each subcommand's run function beside the CLI11 app that knows whether it was given.
+using command_runs = std::vector<std::pair<CLI::App*, run_fn>>;
+
+command_runs add_commands(CLI::App& parent, std::span<const command_entry> entries) {
+  command_runs runs;
+  for (const auto& entry : entries) {
+    auto* sub = parent.add_subcommand(std::string(entry.name), std::string(entry.help));
+    runs.emplace_back(sub, entry.add(*sub));
+  }
+  return runs;
+}
+
+int run_given(const command_runs& runs, const context& ctx) {
+  for (const auto& [sub, run] : runs) {
+    if (sub->parsed()) {
+      return run(ctx);
+    }
+  }
+  return usage_error("no subcommand given");
 }
 
 // Invalid UTF-8 from the node or the user must not abort printing.
@@ -139,8 +179,8 @@ failure from_reply(const http_response& reply) {
 }
 
 outcome call(http_client& client, std::string_view method, std::string_view target,
-             std::string body = {}) {
-  auto reply = client.request(method, target, std::move(body));
+             std::string body = {}, std::string content_type = "application/json") {
+  auto reply = client.request(method, target, std::move(body), std::move(content_type));
   if (!reply) {
     return {{}, from_error(reply.err())};
   }
@@ -161,22 +201,35 @@ void print_raw(std::string_view body) {
   }
 }
 
+// RFC 3986's unreserved set; every other byte is percent-encoded. Spelled out
+// rather than std::isalnum, whose answer depends on the locale.
+bool is_unreserved(char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+         c == '.' || c == '_' || c == '~';
+}
+
+// `keep` names bytes beyond the unreserved set that pass through as they are.
+std::string percent_encode(std::string_view text, std::string_view keep = {}) {
+  static constexpr char hex[] = "0123456789ABCDEF";
+  std::string out;
+  out.reserve(text.size());
+  for (const char c : text) {
+    if (is_unreserved(c) || keep.find(c) != std::string_view::npos) {
+      out += c;
+      continue;
+    }
+    const auto byte = static_cast<unsigned char>(c);
+    out += '%';
+    out += hex[byte >> 4];
+    out += hex[byte & 0xf];
+  }
+  return out;
+}
+
 // Actor paths go into the URL as they are, '/' included; anything outside the
 // unreserved set is percent-encoded so a path cannot change the route.
 std::string encode_path(std::string_view path) {
-  static constexpr char hex[] = "0123456789ABCDEF";
-  std::string out;
-  for (const char c : path) {
-    const auto byte = static_cast<unsigned char>(c);
-    if (std::isalnum(byte) != 0 || c == '-' || c == '.' || c == '_' || c == '~' || c == '/') {
-      out += c;
-    } else {
-      out += '%';
-      out += hex[byte >> 4];
-      out += hex[byte & 0xf];
-    }
-  }
-  return out;
+  return percent_encode(path, "/");
 }
 
 // "/cache/shard-0/" and "cache/shard-0" name the same actor.
@@ -483,24 +536,278 @@ std::function<int(const context&)> add_metrics(CLI::App& /*sub*/) {
 }
 
 // ---------------------------------------------------------------------------
-// Registration and main
+// cache
 
-using run_fn = std::function<int(const context&)>;
+// A key is one path segment: '/' is encoded too, so any key names one entry.
+std::string cache_target(std::string_view key) {
+  return "/v1/cache/" + percent_encode(key);
+}
 
-/// One subcommand: `add` declares its arguments on `sub` and returns what runs it.
-struct command_entry {
-  std::string_view name;
-  std::string_view help;
-  run_fn (*add)(CLI::App& sub);
+// The node resolves a relative path against its own working directory, which
+// is rarely the user's; resolving here makes `--dep src/a.cpp` name the file
+// the user sees.
+expected<std::vector<std::string>> absolute_paths(const std::vector<std::string>& paths) {
+  std::vector<std::string> out;
+  out.reserve(paths.size());
+  for (const auto& path : paths) {
+    std::error_code ec;
+    auto resolved = path.empty() ? std::filesystem::path() : std::filesystem::absolute(path, ec);
+    if (path.empty() || ec) {
+      return make_error(errc::bad_request, "cannot make the path '" + path + "' absolute" +
+                                               (ec ? ": " + ec.message() : std::string()));
+    }
+    out.push_back(resolved.string());
+  }
+  return out;
+}
+
+// The value's bytes exactly as stored, so `cache get k > file` round-trips;
+// only a terminal gets a closing newline, to keep the prompt on its own line.
+void print_value(std::string_view value) {
+  std::cout.write(value.data(), static_cast<std::streamsize>(value.size()));
+  if (::isatty(STDOUT_FILENO) == 1 && !value.empty() && !value.ends_with('\n')) {
+    std::cout << '\n';
+  }
+}
+
+int run_cache_get(const context& ctx, const std::string& key) {
+  if (key.empty()) {
+    return usage_error("KEY must not be empty");
+  }
+  auto client = ctx.make_client();
+  const auto got = call(client, "GET", cache_target(key));
+  if (got.failed) {
+    return fail(*got.failed);
+  }
+  if (!ctx.json_output) {
+    print_value(got.reply.body);
+    return exit_ok;
+  }
+  // A value that is not UTF-8 cannot be a JSON string as it is; dump_json
+  // replaces the bad bytes, so scripts wanting exact bytes use the raw form.
+  const auto tier = find_header(got.reply, "X-Troupe-Cache");
+  const json tier_json = tier.empty() ? json() : json(std::string(tier));
+  std::cout << dump_json({{"key", key}, {"value", got.reply.body}, {"tier", tier_json}}) << "\n";
+  return exit_ok;
+}
+
+std::function<int(const context&)> add_cache_get(CLI::App& sub) {
+  auto key = std::make_shared<std::string>();
+  sub.add_option("key", *key, "cache key")->required();
+  return [key](const context& ctx) { return run_cache_get(ctx, *key); };
+}
+
+struct cache_put_args {
+  std::string key;
+  std::string value;
+  uint64_t ttl_s = 0;
+  std::vector<std::string> deps;
+  // Given or not: an empty VALUE is a value, while no VALUE means stdin.
+  CLI::Option* value_option = nullptr;
+  CLI::Option* ttl_option = nullptr;
 };
 
-// Later: cache, usage, session.
-constexpr std::array<command_entry, 5> commands{{
+std::string cache_put_target(const cache_put_args& args, const std::vector<std::string>& deps) {
+  std::string target = cache_target(args.key);
+  char separator = '?';
+  const auto add_query = [&](std::string_view name, std::string_view value) {
+    target += separator;
+    target += name;
+    target += '=';
+    target += percent_encode(value);
+    separator = '&';
+  };
+  if (args.ttl_option->count() > 0) {
+    add_query("ttl", std::to_string(args.ttl_s));
+  }
+  for (const auto& dep : deps) {
+    add_query("dep", dep);
+  }
+  return target;
+}
+
+int run_cache_put(const context& ctx, const cache_put_args& args) {
+  if (args.key.empty()) {
+    return usage_error("KEY must not be empty");
+  }
+  const auto deps = absolute_paths(args.deps);
+  if (!deps) {
+    return usage_error("--dep: " + deps.err().message);
+  }
+  const bool from_stdin = args.value_option->count() == 0 || args.value == "-";
+  auto value = from_stdin ? read_stdin() : std::optional(args.value);
+  if (!value) {
+    return usage_error("the value on stdin exceeds " + std::to_string(stdin_bytes_max >> 20) +
+                       " MiB");
+  }
+  auto client = ctx.make_client();
+  const auto target = cache_put_target(args, *deps);
+  const auto put = call(client, "PUT", target, std::move(*value), "application/octet-stream");
+  if (put.failed) {
+    return fail(*put.failed);
+  }
+  if (ctx.json_output) {
+    print_raw(put.reply.body);
+    return exit_ok;
+  }
+  std::cout << "stored " << args.key << "\n";
+  return exit_ok;
+}
+
+std::function<int(const context&)> add_cache_put(CLI::App& sub) {
+  auto args = std::make_shared<cache_put_args>();
+  sub.add_option("key", args->key, "cache key")->required();
+  args->value_option = sub.add_option("value", args->value, "the value ('-' or none reads stdin)");
+  args->ttl_option = sub.add_option("--ttl", args->ttl_s, "seconds the entry lives")
+                         ->check(CLI::Range(uint64_t{1}, ttl_s_max));
+  // One path per --dep, so `--dep a KEY` cannot swallow the key.
+  sub.add_option("--dep", args->deps, "a file the value depends on (repeatable)")
+      ->allow_extra_args(false);
+  return [args](const context& ctx) { return run_cache_put(ctx, *args); };
+}
+
+int run_cache_del(const context& ctx, const std::string& key) {
+  if (key.empty()) {
+    return usage_error("KEY must not be empty");
+  }
+  auto client = ctx.make_client();
+  const auto deleted = call(client, "DELETE", cache_target(key));
+  if (deleted.failed) {
+    return fail(*deleted.failed);
+  }
+  if (ctx.json_output) {
+    print_raw(deleted.reply.body);
+    return exit_ok;
+  }
+  std::cout << "deleted " << key << "\n";
+  return exit_ok;
+}
+
+std::function<int(const context&)> add_cache_del(CLI::App& sub) {
+  auto key = std::make_shared<std::string>();
+  sub.add_option("key", *key, "cache key")->required();
+  return [key](const context& ctx) { return run_cache_del(ctx, *key); };
+}
+
+// Integers as they are; a ratio to a few digits rather than all seventeen.
+std::string number_text(const json& number) {
+  if (!number.is_number_float()) {
+    return dump_json(number);
+  }
+  std::ostringstream out;
+  out << number.get<double>();
+  return out.str();
+}
+
+// The numeric leaves of `value`, nested objects flattened as "a.b".
+void collect_numbers(const json& value, const std::string& prefix, size_t depth,
+                     std::vector<std::pair<std::string, std::string>>& rows) {
+  if (!value.is_object() || depth >= stats_depth_max) {
+    return;
+  }
+  for (const auto& [name, field] : value.items()) {
+    const auto label = prefix.empty() ? name : prefix + "." + name;
+    if (field.is_number()) {
+      rows.emplace_back(label, number_text(field));
+    } else {
+      collect_numbers(field, label, depth + 1, rows);
+    }
+  }
+}
+
+void print_stats(const json& stats) {
+  std::vector<std::pair<std::string, std::string>> rows;
+  collect_numbers(stats, "", 0, rows);
+  std::sort(rows.begin(), rows.end());
+  size_t label_width = 0;
+  size_t value_width = 0;
+  for (const auto& [label, value] : rows) {
+    label_width = std::max(label_width, label.size());
+    value_width = std::max(value_width, value.size());
+  }
+  for (const auto& [label, value] : rows) {
+    std::cout << std::left << std::setw(static_cast<int>(label_width + 2)) << label << std::right
+              << std::setw(static_cast<int>(value_width)) << value << "\n";
+  }
+}
+
+int run_cache_stats(const context& ctx) {
+  auto client = ctx.make_client();
+  const auto stats = call(client, "GET", "/v1/cache");
+  if (stats.failed) {
+    return fail(*stats.failed);
+  }
+  if (ctx.json_output) {
+    print_raw(stats.reply.body);
+    return exit_ok;
+  }
+  const auto stats_json = parse_json(stats.reply.body);
+  if (!stats_json || !stats_json->is_object()) {
+    return fail(bad_reply("GET /v1/cache"));
+  }
+  print_stats(*stats_json);
+  return exit_ok;
+}
+
+std::function<int(const context&)> add_cache_stats(CLI::App& /*sub*/) {
+  return run_cache_stats;
+}
+
+int run_cache_invalidate(const context& ctx, const std::vector<std::string>& raw_paths) {
+  const auto paths = absolute_paths(raw_paths);
+  if (!paths) {
+    return usage_error("PATH: " + paths.err().message);
+  }
+  auto client = ctx.make_client();
+  const auto done = call(client, "POST", "/v1/cache/invalidate", dump_json({{"paths", *paths}}));
+  if (done.failed) {
+    return fail(*done.failed);
+  }
+  if (ctx.json_output) {
+    print_raw(done.reply.body);
+    return exit_ok;
+  }
+  const auto reply = parse_json(done.reply.body);
+  const bool counted = reply && reply->is_object() && reply->contains("invalidated") &&
+                       (*reply)["invalidated"].is_number_unsigned();
+  if (!counted) {
+    return fail(bad_reply("POST /v1/cache/invalidate"));
+  }
+  std::cout << "invalidated " << (*reply)["invalidated"].get<uint64_t>() << " entries\n";
+  return exit_ok;
+}
+
+std::function<int(const context&)> add_cache_invalidate(CLI::App& sub) {
+  auto paths = std::make_shared<std::vector<std::string>>();
+  sub.add_option("paths", *paths, "files or directories whose dependent entries go")->required();
+  return [paths](const context& ctx) { return run_cache_invalidate(ctx, *paths); };
+}
+
+constexpr std::array<command_entry, 5> cache_commands{{
+    {"get", "print an entry's value", add_cache_get},
+    {"put", "store a value from an argument or stdin; --ttl, --dep PATH", add_cache_put},
+    {"del", "delete an entry", add_cache_del},
+    {"stats", "entries, bytes, hits, misses, evictions, invalidations", add_cache_stats},
+    {"invalidate", "drop the entries that depend on PATH...", add_cache_invalidate},
+}};
+
+std::function<int(const context&)> add_cache(CLI::App& sub) {
+  sub.require_subcommand(1);
+  auto runs = std::make_shared<command_runs>(add_commands(sub, cache_commands));
+  return [runs](const context& ctx) { return run_given(*runs, ctx); };
+}
+
+// ---------------------------------------------------------------------------
+// Registration and main
+
+// Later: usage, session.
+constexpr std::array<command_entry, 6> commands{{
     {"status", "node info and health", add_status},
     {"tree", "supervision tree with states and restart counts", add_tree},
     {"send", "send a message to any actor, print the reply", add_send},
     {"kill", "crash an actor (fault injection; needs chaos.enabled)", add_kill},
     {"metrics", "raw Prometheus text", add_metrics},
+    {"cache", "cache entries: get, put, del, stats, invalidate", add_cache},
 }};
 
 /// Flags as given; empty strings mean "not given".
@@ -580,11 +887,7 @@ int run_main(int argc, char** argv) {
   app.require_subcommand(1);
   // Global flags may follow the subcommand: `troupectl tree --json`.
   app.fallthrough();
-  std::vector<std::pair<CLI::App*, run_fn>> runs;
-  for (const auto& entry : commands) {
-    auto* sub = app.add_subcommand(std::string(entry.name), std::string(entry.help));
-    runs.emplace_back(sub, entry.add(*sub));
-  }
+  const auto runs = add_commands(app, commands);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -595,12 +898,7 @@ int run_main(int argc, char** argv) {
   if (!ctx) {
     return usage_error("--url: " + ctx.err().message);
   }
-  for (const auto& [sub, run] : runs) {
-    if (sub->parsed()) {
-      return run(*ctx);
-    }
-  }
-  return usage_error("no subcommand given");
+  return run_given(runs, *ctx);
 }
 
 }  // namespace

@@ -227,6 +227,12 @@ constexpr std::array key_table{
     number(TROUPE_KEY(breaker, half_open_probes), between(1, 1000), "probe calls when half-open"),
     number(TROUPE_KEY(limits, message_bytes_max), between(1024, gib), "largest actor message"),
     boolean(TROUPE_KEY(storage, sync_writes), "fsync the write-ahead log on every write"),
+    number(TROUPE_KEY(cache, shards), between(0, 256), "cache shard actors; 0: one per core"),
+    number(TROUPE_KEY(cache, memory_budget_bytes), between(1 << 20, 1024 * gib), "hot tier memory"),
+    number(TROUPE_KEY(cache, hot_ttl_s), between(1, 365 * 86400), "default lifetime in memory"),
+    number(TROUPE_KEY(cache, cold_ttl_s), between(1, 365 * 86400), "default lifetime on disk"),
+    number(TROUPE_KEY(cache, key_bytes_max), between(1, 1 << 20), "largest cache key"),
+    number(TROUPE_KEY(cache, value_bytes_max), between(1, gib), "largest cache value"),
 };
 
 #undef TROUPE_KEY

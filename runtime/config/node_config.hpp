@@ -113,6 +113,19 @@ struct storage_section {
   bool sync_writes = false;
 };
 
+struct cache_section {
+  /// Shard actors; 0: one per core.
+  uint32_t shards = 0;
+  /// Memory for the hot tier of all shards together, divided evenly.
+  uint64_t memory_budget_bytes = 1ull << 30;
+  /// Default lifetime of an entry in memory and on disk.
+  uint32_t hot_ttl_s = 4 * 3600;
+  uint32_t cold_ttl_s = 24 * 3600;
+  /// Largest key and value accepted.
+  uint32_t key_bytes_max = 4096;
+  uint64_t value_bytes_max = 4u << 20;
+};
+
 struct node_config {
   node_section node;
   gateway_section gateway;
@@ -123,6 +136,7 @@ struct node_config {
   breaker_section breaker;
   limits_section limits;
   storage_section storage;
+  cache_section cache;
 };
 
 /// Where configuration comes from; later sources beat earlier ones:

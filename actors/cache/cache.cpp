@@ -1,0 +1,237 @@
+#include "actors/cache/cache.hpp"
+
+#include <chrono>
+#include <thread>
+
+#include <caf/all.hpp>
+#include <spdlog/logger.h>
+
+#include "actors/cache/dependency.hpp"
+#include "actors/cache/lru_cache.hpp"
+#include "actors/cache/messages.hpp"
+#include "runtime/actor/serve.hpp"
+#include "runtime/log/log.hpp"
+#include "runtime/node/node_context.hpp"
+#include "storage/db.hpp"
+
+namespace troupe {
+
+namespace {
+
+/// What the cold tier stores for an entry (its expiry is in the store's
+/// value header).
+struct cold_entry {
+  std::string value;
+  std::vector<std::string> deps;
+  TROUPE_FIELDS(value, deps)
+};
+
+uint64_t wall_ms() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count());
+}
+
+/// One shard's state. Lives on the shard's own (detached) thread, so disk
+/// and file hashing never block a CAF scheduler thread.
+class shard {
+ public:
+  shard(std::shared_ptr<node_context> ctx, std::shared_ptr<db> store, std::string path,
+        uint64_t budget_bytes)
+      : ctx_(std::move(ctx)),
+        store_(std::move(store)),
+        path_(std::move(path)),
+        hot_(budget_bytes),
+        log_(logger("cache")) {}
+
+  expected<cache::put_reply> put(const cache::put_request& req) {
+    const auto& cfg = ctx_->config.cache;
+    if (auto bad = check_key(req.key); bad) {
+      return *bad;
+    }
+    if (req.value.size() > cfg.value_bytes_max) {
+      return make_error(errc::too_large, "value of " + std::to_string(req.value.size()) +
+                                             " bytes exceeds cache.value_bytes_max (" +
+                                             std::to_string(cfg.value_bytes_max) + ")");
+    }
+    std::vector<std::string> records;
+    for (const auto& dep : req.deps) {
+      auto record = fingerprint(dep, fingerprint_limits{});
+      if (!record) {
+        return std::move(record).err();
+      }
+      records.push_back(encode_record(*record));
+    }
+    const uint64_t now = wall_ms();
+    const uint64_t hot_ttl_ms = (req.ttl_s != 0 ? req.ttl_s : cfg.hot_ttl_s) * 1000ull;
+    const uint64_t cold_ttl_ms = (req.ttl_s != 0 ? req.ttl_s : cfg.cold_ttl_s) * 1000ull;
+    auto stored = store_->put(column::cache, req.key, encode(cold_entry{req.value, records}),
+                              now + cold_ttl_ms);
+    if (!stored) {
+      return std::move(stored).err();
+    }
+    (void)hot_.put(req.key, cache_entry{req.value, now + hot_ttl_ms, records}, now);
+    count(cache::puts_metric, "Entries stored in the cache", {});
+    publish_size();
+    return cache::put_reply{req.key, records.size()};
+  }
+
+  expected<cache::get_reply> get(const cache::get_request& req) {
+    if (auto bad = check_key(req.key); bad) {
+      return *bad;
+    }
+    const uint64_t now = wall_ms();
+    if (const auto* entry = hot_.get(req.key, now)) {
+      if (!still_valid(entry->deps)) {
+        drop(req.key);
+        return miss("stale");
+      }
+      count(cache::hits_metric, "Cache hits by tier", {{"tier", "hot"}});
+      return cache::get_reply{true, entry->value, "hot", {}};
+    }
+    return get_cold(req.key, now);
+  }
+
+  expected<cache::del_reply> del(const cache::del_request& req) {
+    const bool in_hot = hot_.erase(req.key);
+    auto in_cold = store_->get(column::cache, req.key, wall_ms());
+    auto removed = store_->remove(column::cache, req.key);
+    if (!removed) {
+      return std::move(removed).err();
+    }
+    publish_size();
+    return cache::del_reply{in_hot || (in_cold && in_cold->has_value())};
+  }
+
+ private:
+  expected<cache::get_reply> get_cold(const std::string& key, uint64_t now) {
+    auto raw = store_->get(column::cache, key, now);
+    if (!raw) {
+      if (raw.err().code == errc::corrupt) {
+        // A foreign or damaged value is skipped (and dropped), not served.
+        log_->warn("{}: dropping unreadable cold entry: {}", path_, raw.err().message);
+        (void)store_->remove(column::cache, key);
+        return miss("corrupt");
+      }
+      return std::move(raw).err();
+    }
+    if (!raw->has_value()) {
+      return miss("absent");
+    }
+    auto entry = decode<cold_entry>(**raw);
+    if (!entry) {
+      log_->warn("{}: dropping cold entry that does not decode: {}", path_, entry.err().message);
+      (void)store_->remove(column::cache, key);
+      return miss("corrupt");
+    }
+    if (!still_valid(entry->deps)) {
+      drop(key);
+      return miss("stale");
+    }
+    // Promoted with the hot lifetime; the cold copy keeps its own expiry.
+    const uint64_t hot_ttl_ms = ctx_->config.cache.hot_ttl_s * 1000ull;
+    (void)hot_.put(key, cache_entry{entry->value, now + hot_ttl_ms, entry->deps}, now);
+    publish_size();
+    count(cache::hits_metric, "Cache hits by tier", {{"tier", "cold"}});
+    return cache::get_reply{true, std::move(entry->value), "cold", {}};
+  }
+
+  /// Every dependency unchanged (an unreadable record counts as changed:
+  /// serving is only allowed when staleness is ruled out).
+  bool still_valid(const std::vector<std::string>& deps) {
+    for (const auto& encoded : deps) {
+      auto record = decode_record(encoded);
+      if (!record) {
+        return false;
+      }
+      auto status = check(*record, fingerprint_limits{});
+      if (!status || *status != dep_status::unchanged) {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  void drop(const std::string& key) {
+    (void)hot_.erase(key);
+    (void)store_->remove(column::cache, key);
+    count(cache::invalidations_metric, "Entries dropped because a dependency changed", {});
+    publish_size();
+  }
+
+  cache::get_reply miss(const char* reason) {
+    count(cache::misses_metric, "Cache misses by reason", {{"reason", reason}});
+    return cache::get_reply{false, {}, {}, reason};
+  }
+
+  std::optional<error> check_key(const std::string& key) const {
+    if (key.size() > ctx_->config.cache.key_bytes_max) {
+      return make_error(errc::too_large, "key of " + std::to_string(key.size()) +
+                                             " bytes exceeds cache.key_bytes_max (" +
+                                             std::to_string(ctx_->config.cache.key_bytes_max) +
+                                             ")");
+    }
+    return std::nullopt;
+  }
+
+  void count(const char* metric, const char* help, metric_labels labels) {
+    ctx_->metrics.counter(metric, help, std::move(labels)).inc();
+  }
+
+  void publish_size() {
+    metric_labels shard_label{{"shard", path_}};
+    ctx_->metrics.gauge(cache::entries_metric, "Entries in the hot tier", shard_label)
+        .set(static_cast<double>(hot_.size()));
+    ctx_->metrics.gauge(cache::bytes_metric, "Bytes accounted in the hot tier", shard_label)
+        .set(static_cast<double>(hot_.bytes()));
+    ctx_->metrics
+        .counter(cache::evictions_metric, "Hot entries evicted for memory", shard_label)
+        .inc(hot_.counters().evictions - evictions_published_);
+    evictions_published_ = hot_.counters().evictions;
+  }
+
+  std::shared_ptr<node_context> ctx_;
+  std::shared_ptr<db> store_;
+  std::string path_;
+  lru_cache hot_;
+  std::shared_ptr<spdlog::logger> log_;
+  uint64_t evictions_published_ = 0;
+};
+
+child_spec shard_child(uint32_t index, std::shared_ptr<node_context> ctx,
+                       std::shared_ptr<db> store, uint64_t budget_bytes) {
+  child_spec spec;
+  spec.name = "shard-" + std::to_string(index);
+  spec.start = [ctx, store, budget_bytes](caf::actor_system& system, const std::string& path) {
+    return system.spawn<caf::detached>(
+        [ctx, store, budget_bytes, path](caf::event_based_actor* self) -> caf::behavior {
+          auto state = std::make_shared<shard>(ctx, store, path, budget_bytes);
+          auto table = std::make_shared<handler_table>(
+              decode_limits{.body_bytes_max = ctx->config.limits.message_bytes_max});
+          table->on<cache::get_request>(cache::get_type,
+                                        [state](const auto& r) { return state->get(r); });
+          table->on<cache::put_request>(cache::put_type,
+                                        [state](const auto& r) { return state->put(r); });
+          table->on<cache::del_request>(cache::del_type,
+                                        [state](const auto& r) { return state->del(r); });
+          return serve(self, table);
+        });
+  };
+  return spec;
+}
+
+}  // namespace
+
+child_spec cache_child(std::shared_ptr<node_context> ctx, std::shared_ptr<db> store) {
+  const uint32_t shards = cache::shard_count(ctx->config);
+  supervisor_spec spec;
+  spec.strat = strategy::one_for_one;
+  spec.policy = make_restart_policy(ctx->config.supervisor);
+  const uint64_t budget = ctx->config.cache.memory_budget_bytes / shards;
+  for (uint32_t i = 0; i < shards; ++i) {
+    spec.children.push_back(shard_child(i, ctx, store, budget));
+  }
+  return supervisor_child("cache", ctx, std::move(spec));
+}
+
+}  // namespace troupe

@@ -1,0 +1,164 @@
+// The cache through a real node: HTTP routes, dependency invalidation on
+// read, the cold tier across a SIGKILL, stats, limits, troupectl.
+
+#include <signal.h>
+
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "actors/gateway/http_client.hpp"
+#include "tests/integration/node_process.hpp"
+
+using namespace troupe;
+using namespace troupe::test;
+using json = nlohmann::json;
+
+namespace {
+
+http_client client_of(const node_process& node) {
+  auto url = parse_url(node.url());
+  REQUIRE(url.has_value());
+  return http_client(*url, node.token(), 10000);
+}
+
+http_response call(http_client& http, std::string_view method, const std::string& target,
+                   std::string body = {}) {
+  auto r = http.request(method, target, std::move(body), "application/octet-stream");
+  if (!r) {
+    FAIL("request failed: " << r.err().message);
+  }
+  return std::move(r).value();
+}
+
+std::string cache_header(const http_response& r) {
+  return std::string(find_header(r, "X-Troupe-Cache"));
+}
+
+void write_file(const std::string& path, const std::string& text) {
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << text;
+}
+
+}  // namespace
+
+TEST_CASE("put, hit, and a dependency edit turns the next get into a miss") {
+  temp_dir dir;
+  const auto dep = dir.path() + "/notes.txt";
+  write_file(dep, "version one");
+  node_process node({});
+  REQUIRE(node.started());
+  auto http = client_of(node);
+
+  auto put = call(http, "PUT", "/v1/cache/answer?ttl=600&dep=" + dep, "42");
+  REQUIRE(put.status == 200);
+  CHECK(json::parse(put.body)["deps"] == 1);
+
+  auto hit = call(http, "GET", "/v1/cache/answer");
+  REQUIRE(hit.status == 200);
+  CHECK(hit.body == "42");
+  CHECK(cache_header(hit) == "hit-hot");
+
+  SECTION("an edit with the same size and the same mtime is still caught") {
+    const auto mtime = std::filesystem::last_write_time(dep);
+    write_file(dep, "version two");  // same length
+    std::filesystem::last_write_time(dep, mtime);
+    auto miss = call(http, "GET", "/v1/cache/answer");
+    CHECK(miss.status == 404);
+    CHECK(cache_header(miss) == "miss-stale");
+  }
+  SECTION("a deleted dependency is caught") {
+    std::filesystem::remove(dep);
+    CHECK(cache_header(call(http, "GET", "/v1/cache/answer")) == "miss-stale");
+  }
+  // Either way the entry is gone for good.
+  CHECK(cache_header(call(http, "GET", "/v1/cache/answer")) == "miss-absent");
+  auto stats = json::parse(call(http, "GET", "/v1/cache").body);
+  CHECK(stats["invalidations"] == 1);
+  CHECK(stats["hits"]["hot"] == 1);
+}
+
+TEST_CASE("a directory dependency is invalidated by a change anywhere below it") {
+  temp_dir dir;
+  std::filesystem::create_directories(dir.path() + "/src/lib");
+  write_file(dir.path() + "/src/lib/a.cpp", "int a;");
+  node_process node({});
+  REQUIRE(node.started());
+  auto http = client_of(node);
+  REQUIRE(call(http, "PUT", "/v1/cache/review?dep=" + dir.path() + "/src", "ok").status == 200);
+  CHECK(call(http, "GET", "/v1/cache/review").status == 200);
+  write_file(dir.path() + "/src/lib/b.cpp", "int b;");
+  CHECK(cache_header(call(http, "GET", "/v1/cache/review")) == "miss-stale");
+}
+
+TEST_CASE("cold entries survive a SIGKILL of the node") {
+  temp_dir dir;
+  node_process::options o;
+  o.data_dir = dir.path() + "/data";
+  {
+    node_process node(o);
+    REQUIRE(node.started());
+    auto http = client_of(node);
+    REQUIRE(call(http, "PUT", "/v1/cache/durable", "still here").status == 200);
+    CHECK(node.stop(SIGKILL) == 128 + SIGKILL);
+  }
+  node_process again(o);
+  REQUIRE(again.started());
+  auto http = client_of(again);
+  auto hit = call(http, "GET", "/v1/cache/durable");
+  REQUIRE(hit.status == 200);
+  CHECK(hit.body == "still here");
+  CHECK(cache_header(hit) == "hit-cold");
+  CHECK(cache_header(call(http, "GET", "/v1/cache/durable")) == "hit-hot");  // promoted
+}
+
+TEST_CASE("empty keys and values work; oversized ones and bad dependencies are refused") {
+  node_process::options o;
+  o.env["TROUPE_CACHE_VALUE_BYTES_MAX"] = "1000";
+  node_process node(o);
+  REQUIRE(node.started());
+  auto http = client_of(node);
+  REQUIRE(call(http, "PUT", "/v1/cache/", "").status == 200);
+  auto empty = call(http, "GET", "/v1/cache/");
+  CHECK(empty.status == 200);
+  CHECK(empty.body.empty());
+  REQUIRE(call(http, "PUT", "/v1/cache/max", std::string(1000, 'x')).status == 200);
+  auto big = call(http, "PUT", "/v1/cache/big", std::string(1001, 'x'));
+  CHECK(big.status == 413);
+  CHECK(json::parse(big.body)["error"]["code"] == "too_large");
+  auto missing = call(http, "PUT", "/v1/cache/k?dep=/no/such/file", "v");
+  CHECK(missing.status == 404);
+  CHECK(json::parse(missing.body)["error"]["message"].get<std::string>().find("/no/such/file") !=
+        std::string::npos);
+  CHECK(call(http, "DELETE", "/v1/cache/max").status == 200);
+  CHECK(call(http, "GET", "/v1/cache/max").status == 404);
+  CHECK(call(http, "GET", "/v1/cache/%zz").status == 400);
+}
+
+TEST_CASE("troupectl cache put, get and stats against a node") {
+  temp_dir dir;
+  const auto dep = dir.path() + "/f";
+  write_file(dep, "x");
+  node_process node({});
+  REQUIRE(node.started());
+  auto ctl = [&](std::vector<std::string> args, const std::string& input = {}) {
+    std::vector<std::string> argv{troupectl_binary(), "--url", node.url(), "--token", node.token()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return run_process(argv, {}, input);
+  };
+  CHECK(ctl({"cache", "put", "k", "v", "--dep", dep}).exit_code == 0);
+  auto got = ctl({"cache", "get", "k"});
+  CHECK(got.exit_code == 0);
+  CHECK(got.out == "v");
+  CHECK(ctl({"cache", "put", "s"}, "from stdin").exit_code == 0);
+  CHECK(ctl({"cache", "get", "s"}).out == "from stdin");
+  write_file(dep, "y");
+  auto stale = ctl({"cache", "get", "k"});
+  CHECK(stale.exit_code == 1);
+  CHECK(stale.err.find("not_found") != std::string::npos);
+  auto stats = ctl({"--json", "cache", "stats"});
+  REQUIRE(stats.exit_code == 0);
+  CHECK(json::parse(stats.out)["misses"]["stale"] == 1);
+}
