@@ -214,6 +214,28 @@ expected<bool> db::remove(column c, std::string_view key) {
   return true;
 }
 
+expected<std::vector<std::pair<std::string, std::string>>> db::scan_prefix(column c,
+                                                                          std::string_view prefix,
+                                                                          uint64_t now_ms,
+                                                                          size_t limit) {
+  std::vector<std::pair<std::string, std::string>> out;
+  std::unique_ptr<rocksdb::Iterator> it(
+      impl_->rocks->NewIterator(rocksdb::ReadOptions(), impl_->cf(c)));
+  const rocksdb::Slice start(prefix.data(), prefix.size());
+  for (it->Seek(start); it->Valid() && out.size() < limit && it->key().starts_with(start);
+       it->Next()) {
+    auto stored = decode_stored(std::string_view(it->value().data(), it->value().size()));
+    if (!stored || (stored->expires_at_ms != 0 && stored->expires_at_ms <= now_ms)) {
+      continue;  // unreadable or expired: not part of the answer
+    }
+    out.emplace_back(it->key().ToString(), std::string(stored->payload));
+  }
+  if (!it->status().ok()) {
+    return from_status(it->status(), "scan of " + std::string(to_string(c)));
+  }
+  return out;
+}
+
 expected<size_t> db::sweep_expired(column c, uint64_t now_ms, size_t limit) {
   std::unique_ptr<rocksdb::Iterator> it(impl_->rocks->NewIterator(rocksdb::ReadOptions(), impl_->cf(c)));
   size_t removed = 0;

@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "runtime/error.hpp"
@@ -69,6 +70,11 @@ class db {
                                                          uint64_t now_ms);
 
   [[nodiscard]] expected<bool> remove(column c, std::string_view key);
+
+  /// Up to `limit` unexpired entries of `c` whose key starts with `prefix`,
+  /// in key order, as (key, value) pairs. Bounded so a scan never runs long.
+  [[nodiscard]] expected<std::vector<std::pair<std::string, std::string>>> scan_prefix(
+      column c, std::string_view prefix, uint64_t now_ms, size_t limit);
 
   /// Deletes up to `limit` entries of `c` that expired at `now_ms`; returns
   /// how many went. Bounded so a sweep never holds the disk for long.

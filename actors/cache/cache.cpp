@@ -1,6 +1,8 @@
 #include "actors/cache/cache.hpp"
 
 #include <chrono>
+#include <filesystem>
+#include <set>
 #include <thread>
 
 #include <caf/all.hpp>
@@ -26,6 +28,18 @@ struct cold_entry {
   TROUPE_FIELDS(value, deps)
 };
 
+/// Entries one invalidation may touch per path: bounds the work of a single
+/// request (a larger cascade is done by repeating it).
+constexpr size_t invalidation_scan_max = 100000;
+
+/// Dependency index key: "<dependency path>\0<cache key>".
+std::string index_key(std::string_view dep_path, std::string_view key) {
+  std::string out(dep_path);
+  out.push_back('\0');
+  out.append(key);
+  return out;
+}
+
 uint64_t wall_ms() {
   return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
                                    std::chrono::system_clock::now().time_since_epoch())
@@ -37,10 +51,11 @@ uint64_t wall_ms() {
 class shard {
  public:
   shard(std::shared_ptr<node_context> ctx, std::shared_ptr<db> store, std::string path,
-        uint64_t budget_bytes)
+        uint32_t index, uint64_t budget_bytes)
       : ctx_(std::move(ctx)),
         store_(std::move(store)),
         path_(std::move(path)),
+        index_(index),
         hot_(budget_bytes),
         log_(logger("cache")) {}
 
@@ -55,11 +70,13 @@ class shard {
                                              std::to_string(cfg.value_bytes_max) + ")");
     }
     std::vector<std::string> records;
+    std::vector<std::string> dep_paths;
     for (const auto& dep : req.deps) {
       auto record = fingerprint(dep, fingerprint_limits{});
       if (!record) {
         return std::move(record).err();
       }
+      dep_paths.push_back(record->path);
       records.push_back(encode_record(*record));
     }
     const uint64_t now = wall_ms();
@@ -69,6 +86,13 @@ class shard {
                               now + cold_ttl_ms);
     if (!stored) {
       return std::move(stored).err();
+    }
+    for (const auto& dep_path : dep_paths) {
+      // Same lifetime as the entry, so index records age out with it.
+      auto indexed = store_->put(column::deps, index_key(dep_path, req.key), {}, now + cold_ttl_ms);
+      if (!indexed) {
+        return std::move(indexed).err();
+      }
     }
     (void)hot_.put(req.key, cache_entry{req.value, now + hot_ttl_ms, records}, now);
     count(cache::puts_metric, "Entries stored in the cache", {});
@@ -90,6 +114,41 @@ class shard {
       return cache::get_reply{true, entry->value, "hot", {}};
     }
     return get_cold(req.key, now);
+  }
+
+  /// Drops the entries named by key, and those depending on a path (the
+  /// path itself, anything below it, or a directory above it). Every shard
+  /// gets the request and acts only on keys it owns, so each entry is
+  /// counted once.
+  expected<cache::invalidate_reply> invalidate(const cache::invalidate_request& req) {
+    std::set<std::string> keys;
+    for (const auto& key : req.keys) {
+      if (owns(key)) {
+        keys.insert(key);
+      }
+    }
+    const uint64_t now = wall_ms();
+    for (const auto& raw_path : req.paths) {
+      const auto path = std::filesystem::absolute(raw_path).lexically_normal().string();
+      auto found = dependents(path, now);
+      if (!found) {
+        return std::move(found).err();
+      }
+      keys.insert(found->begin(), found->end());
+    }
+    uint64_t dropped = 0;
+    for (const auto& key : keys) {
+      const bool in_hot = hot_.erase(key);
+      auto cold = store_->get(column::cache, key, now);
+      const bool in_cold = cold && cold->has_value();
+      (void)store_->remove(column::cache, key);
+      if (in_hot || in_cold) {
+        ++dropped;
+        count(cache::invalidations_metric, "Entries dropped because a dependency changed", {});
+      }
+    }
+    publish_size();
+    return cache::invalidate_reply{dropped};
   }
 
   expected<cache::del_reply> del(const cache::del_request& req) {
@@ -134,6 +193,50 @@ class shard {
     publish_size();
     count(cache::hits_metric, "Cache hits by tier", {{"tier", "cold"}});
     return cache::get_reply{true, std::move(entry->value), "cold", {}};
+  }
+
+  bool owns(std::string_view key) const {
+    return cache::key_hash(key) % cache::shard_count(ctx_->config) == index_;
+  }
+
+  /// Keys owned here that depend on `path`, on something below it, or on a
+  /// directory above it.
+  expected<std::set<std::string>> dependents(const std::string& path, uint64_t now) {
+    std::set<std::string> keys;
+    auto collect = [&](std::string_view prefix, bool exact) -> std::optional<error> {
+      auto rows = store_->scan_prefix(column::deps, prefix, now, invalidation_scan_max);
+      if (!rows) {
+        return std::move(rows).err();
+      }
+      for (const auto& [index, unused] : *rows) {
+        const auto nul = index.find('\0');
+        if (nul == std::string::npos) {
+          continue;
+        }
+        // "exact": the dependency is the prefix itself; else the path or below.
+        const std::string_view dep(index.data(), nul);
+        const bool match = exact ? dep == prefix.substr(0, prefix.size() - 1)
+                                 : dep == path || (dep.size() > path.size() && dep[path.size()] == '/');
+        auto key = index.substr(nul + 1);
+        if (match && owns(key)) {
+          keys.insert(std::move(key));
+        }
+      }
+      return std::nullopt;
+    };
+    if (auto failed = collect(path, false)) {
+      return *failed;
+    }
+    for (auto dir = std::filesystem::path(path).parent_path(); !dir.empty();
+         dir = dir.parent_path()) {
+      if (auto failed = collect(index_key(dir.string(), {}), true)) {
+        return *failed;
+      }
+      if (dir == dir.root_path()) {
+        break;
+      }
+    }
+    return keys;
   }
 
   /// Every dependency unchanged (an unreadable record counts as changed:
@@ -193,6 +296,7 @@ class shard {
   std::shared_ptr<node_context> ctx_;
   std::shared_ptr<db> store_;
   std::string path_;
+  uint32_t index_;
   lru_cache hot_;
   std::shared_ptr<spdlog::logger> log_;
   uint64_t evictions_published_ = 0;
@@ -202,10 +306,11 @@ child_spec shard_child(uint32_t index, std::shared_ptr<node_context> ctx,
                        std::shared_ptr<db> store, uint64_t budget_bytes) {
   child_spec spec;
   spec.name = "shard-" + std::to_string(index);
-  spec.start = [ctx, store, budget_bytes](caf::actor_system& system, const std::string& path) {
+  spec.start = [ctx, store, index, budget_bytes](caf::actor_system& system,
+                                                 const std::string& path) {
     return system.spawn<caf::detached>(
-        [ctx, store, budget_bytes, path](caf::event_based_actor* self) -> caf::behavior {
-          auto state = std::make_shared<shard>(ctx, store, path, budget_bytes);
+        [ctx, store, index, budget_bytes, path](caf::event_based_actor* self) -> caf::behavior {
+          auto state = std::make_shared<shard>(ctx, store, path, index, budget_bytes);
           auto table = std::make_shared<handler_table>(
               decode_limits{.body_bytes_max = ctx->config.limits.message_bytes_max});
           table->on<cache::get_request>(cache::get_type,
@@ -214,6 +319,8 @@ child_spec shard_child(uint32_t index, std::shared_ptr<node_context> ctx,
                                         [state](const auto& r) { return state->put(r); });
           table->on<cache::del_request>(cache::del_type,
                                         [state](const auto& r) { return state->del(r); });
+          table->on<cache::invalidate_request>(
+              cache::invalidate_type, [state](const auto& r) { return state->invalidate(r); });
           return serve(self, table);
         });
   };

@@ -45,6 +45,8 @@ struct http_call {
   envelope msg;
   std::chrono::milliseconds timeout{0};
   std::shared_ptr<once_reply> done;
+  std::vector<std::string> fanout;
+  std::function<envelope(const std::vector<envelope>&)> merge;
 };
 
 }  // namespace
@@ -116,6 +118,29 @@ struct bridge_state {
 
 using bridge_actor = caf::stateful_actor<bridge_state>;
 
+/// Sends `msg` to every path and answers once with `merge` of all replies.
+void fan_out(bridge_actor* self, std::vector<std::string> paths, const envelope& msg,
+             std::chrono::milliseconds timeout,
+             std::function<envelope(const std::vector<envelope>&)> merge,
+             std::shared_ptr<once_reply> done) {
+  struct gather {
+    std::vector<envelope> replies;
+    size_t waiting = 0;
+  };
+  auto state = std::make_shared<gather>();
+  state->replies.resize(paths.size());
+  state->waiting = paths.size();
+  for (size_t i = 0; i < paths.size(); ++i) {
+    ask(self, self->state.ctx->registry, paths[i], msg, timeout,
+        [state, i, merge, done](envelope reply) {
+          state->replies[i] = std::move(reply);
+          if (--state->waiting == 0) {
+            (*done)(merge(state->replies));
+          }
+        });
+  }
+}
+
 void forward(bridge_actor* self, http_call& call) {
   using clock = std::chrono::steady_clock;
   auto& st = self->state;
@@ -153,7 +178,14 @@ child_spec gateway_child(std::shared_ptr<node_context> ctx) {
       self->state.config = make_breaker_config(ctx->config.breaker);
       self->state.log = logger("gateway");
       return {
-          [self](http_call& call) { forward(self, call); },
+          [self](http_call& call) {
+            if (!call.fanout.empty()) {
+              fan_out(self, std::move(call.fanout), call.msg, call.timeout, std::move(call.merge),
+                      std::move(call.done));
+              return;
+            }
+            forward(self, call);
+          },
       };
     });
   };
@@ -167,8 +199,10 @@ void submit_call(const node_context& ctx, actor_call call, call_done done) {
         make_error(errc::restarting, "the gateway actor is restarting; try again")));
     return;
   }
-  caf::anon_send(route->current, http_call{std::move(call.path), std::move(call.msg), call.timeout,
-                                           std::make_shared<once_reply>(std::move(done))});
+  caf::anon_send(route->current,
+                 http_call{std::move(call.path), std::move(call.msg), call.timeout,
+                           std::make_shared<once_reply>(std::move(done)), std::move(call.fanout),
+                           std::move(call.merge)});
 }
 
 expected<bool> kill_actor(const node_context& ctx, const std::string& path) {

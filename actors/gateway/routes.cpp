@@ -232,6 +232,9 @@ routed router::route_cache(const http_request_view& req, std::string_view path) 
     return req.method == "GET" ? cache_stats()
                                : error_reply(405, "method_not_allowed", "use GET /v1/cache");
   }
+  if (path == "/v1/cache/invalidate" && req.method == "POST") {
+    return cache_invalidate(req);
+  }
   auto key = percent_decode(path.substr(cache_prefix.size()));
   if (!key) {
     return error_reply(400, "bad_request", "the key in the path has a malformed %-escape");
@@ -240,11 +243,11 @@ routed router::route_cache(const http_request_view& req, std::string_view path) 
   const auto timeout = std::chrono::milliseconds{ctx_->config.gateway.request_timeout_ms};
   if (req.method == "GET") {
     return actor_call{shard, make_envelope(cache::get_type, cache::get_request{*key}), timeout,
-                      reply_shape::cache_get};
+                      reply_shape::cache_get, {}, {}};
   }
   if (req.method == "DELETE") {
     return actor_call{shard, make_envelope(cache::del_type, cache::del_request{*key}), timeout,
-                      reply_shape::body_json};
+                      reply_shape::body_json, {}, {}};
   }
   if (req.method != "PUT") {
     return error_reply(405, "method_not_allowed", "use GET, PUT or DELETE /v1/cache/{key}");
@@ -256,7 +259,57 @@ routed router::route_cache(const http_request_view& req, std::string_view path) 
       return error_reply(400, "bad_request", "ttl must be a positive number of seconds");
     }
   }
-  return actor_call{shard, make_envelope(cache::put_type, put), timeout, reply_shape::body_json};
+  return actor_call{shard, make_envelope(cache::put_type, put), timeout, reply_shape::body_json, {}, {}};
+}
+
+routed router::cache_invalidate(const http_request_view& req) const {
+  auto parsed = parse_json_body(req.body);
+  if (!parsed) {
+    return error_reply_of(parsed.err());
+  }
+  cache::invalidate_request inv;
+  const auto& doc = *parsed;
+  auto strings = [&doc](const char* field, std::vector<std::string>& out) {
+    if (!doc.contains(field)) {
+      return true;
+    }
+    if (!doc[field].is_array()) {
+      return false;
+    }
+    for (const auto& v : doc[field]) {
+      if (!v.is_string()) {
+        return false;
+      }
+      out.push_back(v.get<std::string>());
+    }
+    return true;
+  };
+  if (!doc.is_object() || !strings("paths", inv.paths) || !strings("keys", inv.keys)) {
+    return error_reply(400, "bad_request",
+                       "the body must be {\"paths\": [string...]} and/or {\"keys\": [string...]}");
+  }
+  actor_call call{"", make_envelope(cache::invalidate_type, inv),
+                  std::chrono::milliseconds{ctx_->config.gateway.request_timeout_ms},
+                  reply_shape::body_json, {}, {}};
+  const uint32_t shards = cache::shard_count(ctx_->config);
+  for (uint32_t i = 0; i < shards; ++i) {
+    call.fanout.push_back("cache/shard-" + std::to_string(i));
+  }
+  // Every shard acts on the keys it owns: the total is the sum, and any
+  // shard's error is the answer.
+  call.merge = [](const std::vector<envelope>& replies) {
+    uint64_t total = 0;
+    for (const auto& r : replies) {
+      if (r.is_error()) {
+        return r;
+      }
+      if (auto body = decode<cache::invalidate_reply>(r.body)) {
+        total += body->invalidated;
+      }
+    }
+    return make_envelope("cache.invalidate.reply", cache::invalidate_reply{total});
+  };
+  return call;
 }
 
 http_reply router::cache_stats() const {
@@ -427,7 +480,7 @@ routed router::parse_actor_call(const http_request_view& req, std::string path) 
   std::vector<uint8_t> bytes = json::to_msgpack(body);
   envelope msg{doc["type"].get<std::string>(), std::string(bytes.begin(), bytes.end()), 0, {}};
   return actor_call{std::move(path), std::move(msg), std::chrono::milliseconds{timeout_ms},
-                    msgpack ? reply_shape::envelope_msgpack : reply_shape::envelope_json};
+                    msgpack ? reply_shape::envelope_msgpack : reply_shape::envelope_json, {}, {}};
 }
 
 http_reply router::reply_for(const envelope& reply, reply_shape shape) const {

@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -55,6 +56,10 @@ struct actor_call {
   envelope msg;
   std::chrono::milliseconds timeout{0};
   reply_shape shape = reply_shape::envelope_json;
+  /// When set, `msg` goes to each of these paths (not `path`) and `merge`
+  /// turns their replies into one.
+  std::vector<std::string> fanout;
+  std::function<envelope(const std::vector<envelope>&)> merge;
 };
 
 /// Fault injection: crash the actor at `path`.
@@ -84,6 +89,7 @@ class router {
   [[nodiscard]] std::string unknown_actor_message(std::string_view path) const;
   [[nodiscard]] routed route_cache(const http_request_view& req, std::string_view path) const;
   [[nodiscard]] http_reply cache_stats() const;
+  [[nodiscard]] routed cache_invalidate(const http_request_view& req) const;
   [[nodiscard]] http_reply readyz() const;
   [[nodiscard]] http_reply node_info() const;
   [[nodiscard]] http_reply actor_tree() const;

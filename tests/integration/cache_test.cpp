@@ -162,3 +162,41 @@ TEST_CASE("troupectl cache put, get and stats against a node") {
   REQUIRE(stats.exit_code == 0);
   CHECK(json::parse(stats.out)["misses"]["stale"] == 1);
 }
+
+TEST_CASE("explicit invalidation by path (file, directory above, below) and by key") {
+  temp_dir dir;
+  std::filesystem::create_directories(dir.path() + "/proj/src");
+  write_file(dir.path() + "/proj/src/a.cpp", "a");
+  write_file(dir.path() + "/proj/README", "r");
+  node_process node({});
+  REQUIRE(node.started());
+  auto http = client_of(node);
+  REQUIRE(call(http, "PUT", "/v1/cache/on-file?dep=" + dir.path() + "/proj/src/a.cpp", "1").status == 200);
+  REQUIRE(call(http, "PUT", "/v1/cache/on-dir?dep=" + dir.path() + "/proj", "2").status == 200);
+  REQUIRE(call(http, "PUT", "/v1/cache/on-readme?dep=" + dir.path() + "/proj/README", "3").status == 200);
+  REQUIRE(call(http, "PUT", "/v1/cache/plain", "4").status == 200);
+
+  // The file itself and the directory above it depend on src/a.cpp.
+  auto by_path = http.request("POST", "/v1/cache/invalidate",
+                              json{{"paths", {dir.path() + "/proj/src/a.cpp"}}}.dump());
+  REQUIRE(by_path.has_value());
+  REQUIRE(by_path->status == 200);
+  CHECK(json::parse(by_path->body)["invalidated"] == 2);
+  CHECK(call(http, "GET", "/v1/cache/on-file").status == 404);
+  CHECK(call(http, "GET", "/v1/cache/on-dir").status == 404);
+  CHECK(call(http, "GET", "/v1/cache/on-readme").status == 200);
+
+  auto by_key = http.request("POST", "/v1/cache/invalidate", R"({"keys": ["plain", "nope"]})");
+  REQUIRE(by_key.has_value());
+  CHECK(json::parse(by_key->body)["invalidated"] == 1);
+  CHECK(call(http, "GET", "/v1/cache/plain").status == 404);
+
+  auto bad = http.request("POST", "/v1/cache/invalidate", R"({"paths": "not a list"})");
+  REQUIRE(bad.has_value());
+  CHECK(bad->status == 400);
+
+  auto ctl = run_process({troupectl_binary(), "--url", node.url(), "--token", node.token(), "cache",
+                          "invalidate", dir.path() + "/proj"});
+  CHECK(ctl.exit_code == 0);
+  CHECK(ctl.out.find("invalidated 1 entries") != std::string::npos);  // on-readme
+}

@@ -36,7 +36,7 @@ envelope submit(actor_harness& h, const std::string& path, envelope msg,
                 std::chrono::milliseconds timeout) {
   std::promise<envelope> promise;
   auto reply = promise.get_future();
-  submit_call(*h.ctx(), actor_call{path, std::move(msg), timeout, reply_shape::envelope_json},
+  submit_call(*h.ctx(), actor_call{path, std::move(msg), timeout, reply_shape::envelope_json, {}, {}},
               [&promise](envelope r) { promise.set_value(std::move(r)); });
   return reply.get();
 }
