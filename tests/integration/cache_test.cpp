@@ -200,3 +200,40 @@ TEST_CASE("explicit invalidation by path (file, directory above, below) and by k
   CHECK(ctl.exit_code == 0);
   CHECK(ctl.out.find("invalidated 1 entries") != std::string::npos);  // on-readme
 }
+
+TEST_CASE("a crashed shard is restarted and finds its entries in the cold tier") {
+  node_process::options o;
+  o.env["TROUPE_CHAOS_ENABLED"] = "true";
+  o.env["TROUPE_CACHE_SHARDS"] = "1";
+  node_process node(o);
+  REQUIRE(node.started());
+  auto http = client_of(node);
+  REQUIRE(call(http, "PUT", "/v1/cache/kept", "across a crash").status == 200);
+  REQUIRE(http.request("POST", "/v1/actors/cache/shard-0/kill", "").value().status == 200);
+  // The request may arrive while the shard restarts: it is stashed, not lost.
+  auto hit = call(http, "GET", "/v1/cache/kept");
+  REQUIRE(hit.status == 200);
+  CHECK(hit.body == "across a crash");
+  CHECK(cache_header(hit) == "hit-cold");
+}
+
+TEST_CASE("a flood of puts stays within the memory budget by evicting to the cold tier") {
+  node_process::options o;
+  o.env["TROUPE_CACHE_SHARDS"] = "2";
+  o.env["TROUPE_CACHE_MEMORY_BUDGET_BYTES"] = std::to_string(2 << 20);  // 2 MiB
+  node_process node(o);
+  REQUIRE(node.started());
+  auto http = client_of(node);
+  const std::string value(64 << 10, 'x');  // 64 KiB x 200 = 12.5 MiB
+  for (int i = 0; i < 200; ++i) {
+    REQUIRE(call(http, "PUT", "/v1/cache/flood-" + std::to_string(i), value).status == 200);
+  }
+  auto stats = json::parse(call(http, "GET", "/v1/cache").body);
+  CHECK(stats["bytes"].get<double>() <= 2 << 20);
+  CHECK(stats["evictions"].get<uint64_t>() > 150);
+  // Evicted entries are still served, from disk.
+  auto first = call(http, "GET", "/v1/cache/flood-0");
+  CHECK(first.status == 200);
+  CHECK(cache_header(first) == "hit-cold");
+  CHECK(first.body.size() == value.size());
+}
