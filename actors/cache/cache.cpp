@@ -11,6 +11,7 @@
 #include "actors/cache/dependency.hpp"
 #include "actors/cache/lru_cache.hpp"
 #include "actors/cache/messages.hpp"
+#include "actors/cache/watcher.hpp"
 #include "runtime/actor/serve.hpp"
 #include "runtime/log/log.hpp"
 #include "runtime/node/node_context.hpp"
@@ -95,6 +96,7 @@ class shard {
       }
     }
     (void)hot_.put(req.key, cache_entry{req.value, now + hot_ttl_ms, records}, now);
+    watch(dep_paths);
     count(cache::puts_metric, "Entries stored in the cache", {});
     publish_size();
     return cache::put_reply{req.key, records.size()};
@@ -193,6 +195,19 @@ class shard {
     publish_size();
     count(cache::hits_metric, "Cache hits by tier", {{"tier", "cold"}});
     return cache::get_reply{true, std::move(entry->value), "cold", {}};
+  }
+
+  /// Asks the watcher (fire-and-forget) to watch these paths, so a change
+  /// drops the entry at once instead of at its next read.
+  void watch(const std::vector<std::string>& paths) {
+    if (paths.empty()) {
+      return;
+    }
+    if (auto watcher = ctx_->registry.current("cache/watcher")) {
+      auto msg = make_envelope(watch_type, watch_request{paths});
+      caf::anon_send(watcher, std::move(msg.type), std::move(msg.body), msg.correlation_id,
+                     std::move(msg.reply_to));
+    }
   }
 
   bool owns(std::string_view key) const {
@@ -334,6 +349,7 @@ child_spec cache_child(std::shared_ptr<node_context> ctx, std::shared_ptr<db> st
   supervisor_spec spec;
   spec.strat = strategy::one_for_one;
   spec.policy = make_restart_policy(ctx->config.supervisor);
+  spec.children.push_back(watcher_child(ctx));
   const uint64_t budget = ctx->config.cache.memory_budget_bytes / shards;
   for (uint32_t i = 0; i < shards; ++i) {
     spec.children.push_back(shard_child(i, ctx, store, budget));

@@ -4,6 +4,7 @@
 
 #include <signal.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <filesystem>
@@ -77,6 +78,23 @@ void register_node_metrics(const std::shared_ptr<node_context>& ctx) {
                         {{"state", "stopped"}});
 }
 
+bool wait_until_ready(const node_context& ctx, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    auto top = ctx.registry.children("");
+    const bool ready = !top.empty() && std::all_of(top.begin(), top.end(), [](const auto& c) {
+      return c.state == actor_state::running;
+    });
+    if (ready) {
+      return true;
+    }
+    if (std::chrono::steady_clock::now() >= deadline) {
+      return false;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
+
 /// Blocks SIGINT/SIGTERM in every thread (call before any thread starts);
 /// a dedicated thread takes them with sigtimedwait.
 sigset_t block_shutdown_signals() {
@@ -145,6 +163,12 @@ int run(const node_flags& flags) {
     return 1;
   }
   auto root = spawn_supervisor(system, ctx, "", root_spec(ctx, store));
+  // Announce the node (the line scripts wait for) once every top-level child
+  // runs; until then /readyz says "starting" and calls may get `restarting`.
+  if (!wait_until_ready(*ctx, std::chrono::milliseconds(ctx->config.node.shutdown_timeout_ms))) {
+    log->warn("not every top-level actor was running after {} ms; serving anyway",
+              ctx->config.node.shutdown_timeout_ms);
+  }
   log->info("gateway listening on http://{} (token: {})", (*server)->address(), token->source);
   std::printf("troupe-node '%s' listening on http://%s\ntoken: %s\n", ctx->config.node.name.c_str(),
               (*server)->address().c_str(), token->source.c_str());
