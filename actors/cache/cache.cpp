@@ -65,6 +65,11 @@ class shard {
     if (auto bad = check_key(req.key); bad) {
       return *bad;
     }
+    if (req.ttl_s > cache::ttl_s_max) {
+      return make_error(errc::bad_request, "ttl of " + std::to_string(req.ttl_s) +
+                                               " s exceeds the maximum of " +
+                                               std::to_string(cache::ttl_s_max) + " s");
+    }
     if (req.value.size() > cfg.value_bytes_max) {
       return make_error(errc::too_large, "value of " + std::to_string(req.value.size()) +
                                              " bytes exceeds cache.value_bytes_max (" +
@@ -131,7 +136,12 @@ class shard {
     }
     const uint64_t now = wall_ms();
     for (const auto& raw_path : req.paths) {
-      const auto path = std::filesystem::absolute(raw_path).lexically_normal().string();
+      std::error_code ec;
+      const auto absolute = std::filesystem::absolute(raw_path, ec);
+      if (raw_path.empty() || ec) {
+        return make_error(errc::bad_request, "'" + raw_path + "' is not a path");
+      }
+      const auto path = absolute.lexically_normal().string();
       auto found = dependents(path, now);
       if (!found) {
         return std::move(found).err();

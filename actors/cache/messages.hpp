@@ -41,6 +41,10 @@ struct get_reply {
   TROUPE_FIELDS(found, value, tier, miss)
 };
 
+/// Longest lifetime a put may ask for (ten years): bounds the arithmetic on
+/// expiry times.
+inline constexpr uint64_t ttl_s_max = 10ull * 365 * 86400;
+
 struct put_request {
   std::string key;
   std::string value;

@@ -63,6 +63,12 @@ class inotify_loop {
   /// Watches `path`; a directory with its subdirectories (inotify is not
   /// recursive), within watched_paths_max.
   void watch(const std::string& path) {
+    {
+      std::lock_guard lock(mutex_);
+      if (by_path_.count(path) != 0) {
+        return;  // watched already, with its subdirectories
+      }
+    }
     add(path);
     std::error_code ec;
     if (!std::filesystem::is_directory(path, ec)) {
@@ -166,7 +172,9 @@ child_spec watcher_child(std::shared_ptr<node_context> ctx) {
   child_spec spec;
   spec.name = "watcher";
   spec.start = [ctx](caf::actor_system& system, const std::string&) {
-    return system.spawn([ctx](caf::event_based_actor* self) -> caf::behavior {
+    // Detached: watching a directory walks it, which must not hold a
+    // scheduler thread.
+    return system.spawn<caf::detached>([ctx](caf::event_based_actor* self) -> caf::behavior {
       auto loop = std::make_shared<inotify_loop>(ctx);
       auto table = std::make_shared<handler_table>();
       table->on<watch_request>(watch_type, [loop](const watch_request& req) {

@@ -1,5 +1,6 @@
 #include "actors/gateway/routes.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <map>
 
@@ -255,8 +256,11 @@ routed router::route_cache(const http_request_view& req, std::string_view path) 
   cache::put_request put{*key, std::string(req.body), 0, query_values(req.target, "dep")};
   if (auto ttl = query_values(req.target, "ttl"); !ttl.empty()) {
     auto [end, ec] = std::from_chars(ttl[0].data(), ttl[0].data() + ttl[0].size(), put.ttl_s);
-    if (ec != std::errc{} || end != ttl[0].data() + ttl[0].size() || put.ttl_s == 0) {
-      return error_reply(400, "bad_request", "ttl must be a positive number of seconds");
+    if (ec != std::errc{} || end != ttl[0].data() + ttl[0].size() || put.ttl_s == 0 ||
+        put.ttl_s > cache::ttl_s_max) {
+      return error_reply(400, "bad_request",
+                         "ttl must be a number of seconds from 1 to " +
+                             std::to_string(cache::ttl_s_max));
     }
   }
   return actor_call{shard, make_envelope(cache::put_type, put), timeout, reply_shape::body_json, {}, {}};
@@ -284,9 +288,10 @@ routed router::cache_invalidate(const http_request_view& req) const {
     }
     return true;
   };
-  if (!doc.is_object() || !strings("paths", inv.paths) || !strings("keys", inv.keys)) {
+  if (!doc.is_object() || !strings("paths", inv.paths) || !strings("keys", inv.keys) ||
+      std::any_of(inv.paths.begin(), inv.paths.end(), [](const auto& p) { return p.empty(); })) {
     return error_reply(400, "bad_request",
-                       "the body must be {\"paths\": [string...]} and/or {\"keys\": [string...]}");
+                       "the body must be {\"paths\": [non-empty string...]} and/or {\"keys\": [string...]}");
   }
   actor_call call{"", make_envelope(cache::invalidate_type, inv),
                   std::chrono::milliseconds{ctx_->config.gateway.request_timeout_ms},
@@ -450,7 +455,8 @@ std::string router::unknown_actor_message(std::string_view path) const {
 }
 
 routed router::parse_actor_call(const http_request_view& req, std::string path) const {
-  const bool msgpack = req.content_type.substr(0, 21) == "application/msgpack";
+  constexpr std::string_view msgpack_type = "application/msgpack";
+  const bool msgpack = req.content_type.substr(0, msgpack_type.size()) == msgpack_type;
   auto parsed = msgpack ? parse_msgpack_body(req.body, ctx_->config.gateway.body_bytes_max)
                         : parse_json_body(req.body);
   if (!parsed) {

@@ -56,6 +56,9 @@ struct gateway_server::impl {
 
 namespace {
 
+/// Time a client gets to take a reply off the socket.
+constexpr std::chrono::seconds write_timeout{30};
+
 class session : public std::enable_shared_from_this<session> {
  public:
   session(tcp::socket&& socket, gateway_server::impl& server)
@@ -100,6 +103,9 @@ class session : public std::enable_shared_from_this<session> {
       return reply_and_close(
           error_reply(400, "bad_request", "malformed HTTP request: " + ec.message()));
     }
+    // The idle timer covered the read; the reply may take as long as the call
+    // does (up to request_timeout_max_ms), so it must not close the socket.
+    stream_.expires_never();
     started_ = std::chrono::steady_clock::now();
     server_.in_flight.fetch_add(1, std::memory_order_relaxed);
     request_ = parser_->release();
@@ -179,6 +185,8 @@ class session : public std::enable_shared_from_this<session> {
     res->body() = std::move(reply.body);
     res->prepare_payload();
     response_ = res;
+    // A client that does not read its reply within this bound is dropped.
+    stream_.expires_after(write_timeout);
     http::async_write(
         stream_, *res,
         beast::bind_front_handler(&session::on_write, shared_from_this(), res->need_eof()));

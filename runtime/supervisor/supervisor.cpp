@@ -120,6 +120,12 @@ void handle_failure(supervisor_actor* self, child_iter it, const std::string& re
 /// a failure of that child like any other.
 void start_child(supervisor_actor* self, child_iter it) {
   auto& c = *it;
+  if (c.spec.kind == actor_kind::supervisor) {
+    // A nested supervisor registers its own children as it starts (possibly
+    // on another thread before spawn returns): forget the previous
+    // incarnation's subtree first, so no stale handle is routed to.
+    self->state.ctx->registry.remove_below(c.path);
+  }
   caf::actor handle;
   std::string start_error;
   try {
@@ -133,11 +139,6 @@ void start_child(supervisor_actor* self, child_iter it) {
   if (!start_error.empty()) {
     handle_failure(self, it, start_error, true);
     return;
-  }
-  if (c.spec.kind == actor_kind::supervisor) {
-    // A nested supervisor registers its own children; forget the previous
-    // incarnation's subtree so no stale handle is routed to.
-    self->state.ctx->registry.remove_below(c.path);
   }
   // Monitor: a down message arrives however the child ends (CAF unlinks from
   // the sender of an exit message before handling it, so a child we stop
@@ -315,6 +316,9 @@ void restart_affected(supervisor_actor* self, child_iter failed, std::chrono::mi
   // Siblings stop in reverse start order, then the group starts in order.
   for (auto g = group.rbegin(); g != group.rend(); ++g) {
     auto& c = **g;
+    if (*g != failed && (c.state == actor_state::stopped || c.state == actor_state::failed)) {
+      continue;  // stopped for good: a sibling's failure does not revive it
+    }
     if (c.handle) {
       ++c.restarts;
       c.last_failure =
@@ -386,6 +390,12 @@ void handle_failure(supervisor_actor* self, child_iter it, const std::string& re
 void on_exit(supervisor_actor* self, caf::exit_msg& msg) {
   auto& st = self->state;
   if (!msg.source || msg.source == self->address() || (st.parent && msg.source == st.parent)) {
+    if (st.shutting_down) {
+      // Asked again while stopping: the parent's patience ran out. Quit now;
+      // the links take the remaining children down with us.
+      self->quit(std::move(msg.reason));
+      return;
+    }
     shut_down(self, std::move(msg.reason));
   }
 }

@@ -263,3 +263,20 @@ TEST_CASE("the watcher drops an entry as soon as a dependency changes, before an
   CHECK(cache_header(call(http, "GET", "/v1/cache/f")) == "miss-absent");
   CHECK(cache_header(call(http, "GET", "/v1/cache/t")) == "miss-absent");
 }
+
+TEST_CASE("an empty invalidation path or an absurd ttl is refused and the cache keeps serving") {
+  node_process node({});
+  REQUIRE(node.started());
+  auto http = client_of(node);
+  REQUIRE(call(http, "PUT", "/v1/cache/k", "v").status == 200);
+  auto empty = http.request("POST", "/v1/cache/invalidate", R"({"paths": [""]})");
+  REQUIRE(empty.has_value());
+  CHECK(empty->status == 400);
+  auto ttl = call(http, "PUT", "/v1/cache/k2?ttl=18446744073709551", "v");
+  CHECK(ttl.status == 400);
+  CHECK(call(http, "GET", "/v1/cache/k").status == 200);
+  auto tree = json::parse(http.request("GET", "/v1/actors").value().body);
+  for (const auto& child : tree["children"]) {
+    CHECK(child["restarts"] == 0);  // nothing crashed
+  }
+}

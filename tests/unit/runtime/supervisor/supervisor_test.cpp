@@ -195,6 +195,20 @@ TEST_CASE("restart types: permanent always, transient after failures, temporary 
   }
 }
 
+TEST_CASE("a group restart does not revive a child that was stopped for good") {
+  actor_harness h;
+  auto j = std::make_shared<journal>();
+  h.start_root(spec_of(strategy::one_for_all,
+                       {worker("temp", j, restart_type::temporary), worker("b", j)}));
+  REQUIRE(wait_until([&] { return h.state_of("b") == actor_state::running; }));
+  quit_normally(h, "temp");
+  REQUIRE(wait_until([&] { return h.state_of("temp") == actor_state::stopped; }));
+  h.crash("b");
+  REQUIRE(wait_until([&] { return j->started("b") == 2 && h.state_of("b") == actor_state::running; }));
+  CHECK(j->started("temp") == 1);
+  CHECK(h.state_of("temp") == actor_state::stopped);
+}
+
 TEST_CASE("more restarts than the intensity allows: the supervisor gives up and fails") {
   actor_harness h;
   auto j = std::make_shared<journal>();
