@@ -532,11 +532,13 @@ http_reply router::readyz() const {
       not_running.push_back(child.path);
     }
   }
-  if (top.empty()) {
-    return json_reply(503, json{{"status", "starting"}});
-  }
   if (!not_running.empty()) {
     return json_reply(503, json{{"status", "degraded"}, {"not_running", not_running}});
+  }
+  // The root registers its children one by one: a partial list whose
+  // members all run is still starting.
+  if (top.empty() || top.size() < ctx_->top_level_children) {
+    return json_reply(503, json{{"status", "starting"}});
   }
   return json_reply(200, json{{"status", "ready"}});
 }

@@ -81,11 +81,7 @@ void register_node_metrics(const std::shared_ptr<node_context>& ctx) {
 bool wait_until_ready(const node_context& ctx, std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   for (;;) {
-    auto top = ctx.registry.children("");
-    const bool ready = !top.empty() && std::all_of(top.begin(), top.end(), [](const auto& c) {
-      return c.state == actor_state::running;
-    });
-    if (ready) {
+    if (ctx.registry.tree_ready(ctx.top_level_children)) {
       return true;
     }
     if (std::chrono::steady_clock::now() >= deadline) {
@@ -162,7 +158,9 @@ int run(const node_flags& flags) {
     log->critical("{}", server.err().message);
     return 1;
   }
-  auto root = spawn_supervisor(system, ctx, "", root_spec(ctx, store));
+  auto spec = root_spec(ctx, store);
+  ctx->top_level_children = spec.children.size();
+  auto root = spawn_supervisor(system, ctx, "", std::move(spec));
   // Announce the node (the line scripts wait for) once every top-level child
   // runs; until then /readyz says "starting" and calls may get `restarting`.
   if (!wait_until_ready(*ctx, std::chrono::milliseconds(ctx->config.node.shutdown_timeout_ms))) {

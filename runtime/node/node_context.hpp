@@ -27,6 +27,9 @@ struct node_context {
   std::chrono::steady_clock::time_point started_at;
   /// The address the gateway actually bound (port 0 resolved), once it has.
   std::string listen_address;
+  /// Top-level children the root starts; the node is ready when this many
+  /// are registered and running (set before the root is spawned).
+  size_t top_level_children = 0;
 };
 
 }  // namespace troupe

@@ -145,6 +145,28 @@ actor_counts actor_registry::counts() const {
   return c;
 }
 
+void actor_registry::set_children_started(std::string_view path, bool started) {
+  std::unique_lock lock(mutex_);
+  if (auto it = entries_.find(path); it != entries_.end()) {
+    it->second.info.children_started = started;
+  }
+}
+
+bool actor_registry::tree_ready(size_t top_level) const {
+  std::shared_lock lock(mutex_);
+  size_t top = 0;
+  for (const auto& [path, e] : entries_) {
+    if (e.info.state != actor_state::running) {
+      return false;
+    }
+    if (e.info.kind == actor_kind::supervisor && !e.info.children_started) {
+      return false;
+    }
+    top += (!path.empty() && e.info.parent.empty()) ? 1 : 0;
+  }
+  return top >= top_level;
+}
+
 std::vector<actor_info> actor_registry::children(std::string_view path) const {
   std::vector<actor_info> out;
   {

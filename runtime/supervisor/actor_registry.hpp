@@ -47,6 +47,8 @@ struct actor_info {
   std::string last_failure;
   /// Messages held for it while it restarts.
   uint32_t stashed = 0;
+  /// Supervisors: this incarnation has started its initial children.
+  bool children_started = false;
   /// Start order among siblings, so the tree lists children as they start.
   uint64_t order = 0;
 };
@@ -95,6 +97,13 @@ class actor_registry {
   [[nodiscard]] std::vector<actor_info> snapshot() const;
 
   [[nodiscard]] actor_counts counts() const;
+
+  /// Marks whether the supervisor at `path` has started its initial children.
+  void set_children_started(std::string_view path, bool started);
+
+  /// The whole tree is up: at least `top_level` children of the root, every
+  /// actor running, every supervisor done starting its initial children.
+  [[nodiscard]] bool tree_ready(size_t top_level) const;
 
   /// Children of `path` (direct only), in start order.
   [[nodiscard]] std::vector<actor_info> children(std::string_view path) const;

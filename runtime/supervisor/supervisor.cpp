@@ -125,6 +125,7 @@ void start_child(supervisor_actor* self, child_iter it) {
     // on another thread before spawn returns): forget the previous
     // incarnation's subtree first, so no stale handle is routed to.
     self->state.ctx->registry.remove_below(c.path);
+    self->state.ctx->registry.set_children_started(c.path, false);
   }
   caf::actor handle;
   std::string start_error;
@@ -533,6 +534,7 @@ caf::behavior supervisor_behavior(supervisor_actor* self, std::shared_ptr<node_c
   for (auto& child : spec.children) {
     start_child(self, add_child(self, std::move(child)));
   }
+  st.ctx->registry.set_children_started(st.path, true);
   return {
       [self](route_atom, const std::string& name, std::string& type, std::string& body,
              uint64_t correlation_id, std::string& reply_to) {
@@ -593,10 +595,14 @@ caf::actor spawn_supervisor(caf::actor_system& system, std::shared_ptr<node_cont
                             std::string path, supervisor_spec spec) {
   const bool root = path.empty();
   auto registry_ctx = ctx;
+  if (root) {
+    // Registered before it runs, so its init finds its own entry.
+    actor_info info{"", "root", "", actor_kind::supervisor, actor_state::starting, 0, {}, 0, 0};
+    registry_ctx->registry.put(std::move(info), caf::actor{}, caf::actor{});
+  }
   auto handle = system.spawn(supervisor_behavior, std::move(ctx), path, std::move(spec));
   if (root) {
-    actor_info info{"", "root", "", actor_kind::supervisor, actor_state::running, 0, {}, 0, 0};
-    registry_ctx->registry.put(std::move(info), handle, caf::actor{});
+    registry_ctx->registry.update("", actor_state::running, handle, 0, {}, 0);
   }
   return handle;
 }

@@ -110,6 +110,7 @@ TEST_CASE("cold entries survive a SIGKILL of the node") {
   REQUIRE(again.started());
   auto http = client_of(again);
   auto hit = call(http, "GET", "/v1/cache/durable");
+  INFO(hit.body);
   REQUIRE(hit.status == 200);
   CHECK(hit.body == "still here");
   CHECK(cache_header(hit) == "hit-cold");
