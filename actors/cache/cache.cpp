@@ -150,11 +150,11 @@ class shard {
     }
     uint64_t dropped = 0;
     for (const auto& key : keys) {
-      const bool in_hot = hot_.erase(key);
-      auto cold = store_->get(column::cache, key, now);
-      const bool in_cold = cold && cold->has_value();
-      (void)store_->remove(column::cache, key);
-      if (in_hot || in_cold) {
+      auto existed = forget(key, now);
+      if (!existed) {
+        return std::move(existed).err();
+      }
+      if (*existed) {
         ++dropped;
         count(cache::invalidations_metric, "Entries dropped because a dependency changed", {});
       }
@@ -164,14 +164,12 @@ class shard {
   }
 
   expected<cache::del_reply> del(const cache::del_request& req) {
-    const bool in_hot = hot_.erase(req.key);
-    auto in_cold = store_->get(column::cache, req.key, wall_ms());
-    auto removed = store_->remove(column::cache, req.key);
-    if (!removed) {
-      return std::move(removed).err();
+    auto existed = forget(req.key, wall_ms());
+    if (!existed) {
+      return std::move(existed).err();
     }
     publish_size();
-    return cache::del_reply{in_hot || (in_cold && in_cold->has_value())};
+    return cache::del_reply{*existed};
   }
 
  private:
@@ -220,6 +218,32 @@ class shard {
     }
   }
 
+  /// Removes `key` from both tiers and its rows from the dependency index;
+  /// whether it was stored.
+  expected<bool> forget(const std::string& key, uint64_t now) {
+    std::vector<std::string> deps;
+    bool existed = false;
+    if (auto hot = hot_.take(key)) {
+      deps = std::move(hot->deps);
+      existed = true;
+    }
+    if (auto cold = store_->get(column::cache, key, now); cold && cold->has_value()) {
+      existed = true;
+      if (auto entry = decode<cold_entry>(**cold); entry && deps.empty()) {
+        deps = std::move(entry->deps);
+      }
+    }
+    if (auto removed = store_->remove(column::cache, key); !removed) {
+      return std::move(removed).err();
+    }
+    for (const auto& encoded : deps) {
+      if (auto record = decode_record(encoded)) {
+        (void)store_->remove(column::deps, index_key(record->path, key));
+      }
+    }
+    return existed;
+  }
+
   bool owns(std::string_view key) const {
     return cache::key_hash(key) % cache::shard_count(ctx_->config) == index_;
   }
@@ -240,8 +264,10 @@ class shard {
         }
         // "exact": the dependency is the prefix itself; else the path or below.
         const std::string_view dep(index.data(), nul);
+        // Below "/" is everything; below "/a" is "/a/..." but not "/ab".
+        const bool below = path == "/" || (dep.size() > path.size() && dep[path.size()] == '/');
         const bool match = exact ? dep == prefix.substr(0, prefix.size() - 1)
-                                 : dep == path || (dep.size() > path.size() && dep[path.size()] == '/');
+                                 : dep == path || below;
         auto key = index.substr(nul + 1);
         if (match && owns(key)) {
           keys.insert(std::move(key));
@@ -281,8 +307,7 @@ class shard {
   }
 
   void drop(const std::string& key) {
-    (void)hot_.erase(key);
-    (void)store_->remove(column::cache, key);
+    (void)forget(key, wall_ms());  // a failed delete leaves it for the next read to catch
     count(cache::invalidations_metric, "Entries dropped because a dependency changed", {});
     publish_size();
   }

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "actors/gateway/http_client.hpp"
+#include "storage/db.hpp"
 #include "tests/integration/node_process.hpp"
 #include "tests/support/wait.hpp"
 
@@ -280,4 +281,30 @@ TEST_CASE("an empty invalidation path or an absurd ttl is refused and the cache 
   for (const auto& child : tree["children"]) {
     CHECK(child["restarts"] == 0);  // nothing crashed
   }
+}
+
+TEST_CASE("deleted and invalidated entries leave no rows in the dependency index") {
+  temp_dir dir;
+  write_file(dir.path() + "/a", "a");
+  write_file(dir.path() + "/b", "b");
+  node_process::options o;
+  o.data_dir = dir.path() + "/data";
+  {
+    node_process node(o);
+    REQUIRE(node.started());
+    auto http = client_of(node);
+    REQUIRE(call(http, "PUT", "/v1/cache/one?dep=" + dir.path() + "/a", "1").status == 200);
+    REQUIRE(call(http, "PUT", "/v1/cache/two?dep=" + dir.path() + "/b", "2").status == 200);
+    REQUIRE(call(http, "PUT", "/v1/cache/three?dep=" + dir.path() + "/b", "3").status == 200);
+    CHECK(json::parse(call(http, "DELETE", "/v1/cache/one").body)["deleted"] == true);
+    auto all = http.request("POST", "/v1/cache/invalidate", R"({"paths": ["/"]})");
+    REQUIRE(all.has_value());
+    CHECK(json::parse(all->body)["invalidated"] == 2);  // "/" covers everything
+    CHECK(node.stop(SIGTERM) == 0);
+  }
+  auto store = db::open(storage_options{dir.path() + "/data/store", false});
+  REQUIRE(store.has_value());
+  auto rows = (*store)->scan_prefix(column::deps, "", 1, 100);
+  REQUIRE(rows.has_value());
+  CHECK(rows->empty());
 }
