@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <map>
 #include <set>
 #include <thread>
 
@@ -47,6 +48,35 @@ uint64_t wall_ms() {
                                    .count());
 }
 
+/// The shard's metrics, resolved once: looking a series up takes the
+/// registry's lock, which has no place on the path of every get.
+struct shard_metrics {
+  shard_metrics(metrics_registry& m, const std::string& shard)
+      : hits_hot(m.counter(cache::hits_metric, "Cache hits by tier", {{"tier", "hot"}})),
+        hits_cold(m.counter(cache::hits_metric, "Cache hits by tier", {{"tier", "cold"}})),
+        puts(m.counter(cache::puts_metric, "Entries stored in the cache")),
+        invalidations(m.counter(cache::invalidations_metric,
+                                "Entries dropped because a dependency changed")),
+        evictions(m.counter(cache::evictions_metric, "Hot entries evicted for memory",
+                            {{"shard", shard}})),
+        entries(m.gauge(cache::entries_metric, "Entries in the hot tier", {{"shard", shard}})),
+        bytes(m.gauge(cache::bytes_metric, "Bytes accounted in the hot tier", {{"shard", shard}})) {
+    for (const char* reason : cache::miss_reasons) {
+      misses.emplace(reason, &m.counter(cache::misses_metric, "Cache misses by reason",
+                                        {{"reason", reason}}));
+    }
+  }
+
+  counter& hits_hot;
+  counter& hits_cold;
+  counter& puts;
+  counter& invalidations;
+  counter& evictions;
+  gauge& entries;
+  gauge& bytes;
+  std::map<std::string_view, counter*> misses;
+};
+
 /// One shard's state. Lives on the shard's own (detached) thread, so disk
 /// and file hashing never block a CAF scheduler thread.
 class shard {
@@ -58,6 +88,7 @@ class shard {
         path_(std::move(path)),
         index_(index),
         hot_(budget_bytes),
+        metrics_(ctx_->metrics, path_),
         log_(logger("cache")) {}
 
   expected<cache::put_reply> put(const cache::put_request& req) {
@@ -102,7 +133,7 @@ class shard {
     }
     (void)hot_.put(req.key, cache_entry{req.value, now + hot_ttl_ms, records}, now);
     watch(dep_paths);
-    count(cache::puts_metric, "Entries stored in the cache", {});
+    metrics_.puts.inc();
     publish_size();
     return cache::put_reply{req.key, records.size()};
   }
@@ -117,7 +148,7 @@ class shard {
         drop(req.key);
         return miss("stale");
       }
-      count(cache::hits_metric, "Cache hits by tier", {{"tier", "hot"}});
+      metrics_.hits_hot.inc();
       return cache::get_reply{true, entry->value, "hot", {}};
     }
     return get_cold(req.key, now);
@@ -156,7 +187,7 @@ class shard {
       }
       if (*existed) {
         ++dropped;
-        count(cache::invalidations_metric, "Entries dropped because a dependency changed", {});
+        metrics_.invalidations.inc();
       }
     }
     publish_size();
@@ -201,7 +232,7 @@ class shard {
     const uint64_t hot_ttl_ms = ctx_->config.cache.hot_ttl_s * 1000ull;
     (void)hot_.put(key, cache_entry{entry->value, now + hot_ttl_ms, entry->deps}, now);
     publish_size();
-    count(cache::hits_metric, "Cache hits by tier", {{"tier", "cold"}});
+    metrics_.hits_cold.inc();
     return cache::get_reply{true, std::move(entry->value), "cold", {}};
   }
 
@@ -308,12 +339,12 @@ class shard {
 
   void drop(const std::string& key) {
     (void)forget(key, wall_ms());  // a failed delete leaves it for the next read to catch
-    count(cache::invalidations_metric, "Entries dropped because a dependency changed", {});
+    metrics_.invalidations.inc();
     publish_size();
   }
 
   cache::get_reply miss(const char* reason) {
-    count(cache::misses_metric, "Cache misses by reason", {{"reason", reason}});
+    metrics_.misses.at(reason)->inc();
     return cache::get_reply{false, {}, {}, reason};
   }
 
@@ -327,19 +358,10 @@ class shard {
     return std::nullopt;
   }
 
-  void count(const char* metric, const char* help, metric_labels labels) {
-    ctx_->metrics.counter(metric, help, std::move(labels)).inc();
-  }
-
   void publish_size() {
-    metric_labels shard_label{{"shard", path_}};
-    ctx_->metrics.gauge(cache::entries_metric, "Entries in the hot tier", shard_label)
-        .set(static_cast<double>(hot_.size()));
-    ctx_->metrics.gauge(cache::bytes_metric, "Bytes accounted in the hot tier", shard_label)
-        .set(static_cast<double>(hot_.bytes()));
-    ctx_->metrics
-        .counter(cache::evictions_metric, "Hot entries evicted for memory", shard_label)
-        .inc(hot_.counters().evictions - evictions_published_);
+    metrics_.entries.set(static_cast<double>(hot_.size()));
+    metrics_.bytes.set(static_cast<double>(hot_.bytes()));
+    metrics_.evictions.inc(hot_.counters().evictions - evictions_published_);
     evictions_published_ = hot_.counters().evictions;
   }
 
@@ -348,6 +370,7 @@ class shard {
   std::string path_;
   uint32_t index_;
   lru_cache hot_;
+  shard_metrics metrics_;
   std::shared_ptr<spdlog::logger> log_;
   uint64_t evictions_published_ = 0;
 };

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include <algorithm>
+#include <array>
 #include <thread>
 
 #include "runtime/config/node_config.hpp"
@@ -102,6 +103,9 @@ struct invalidate_reply {
   return config.cache.shards != 0 ? config.cache.shards
                                   : std::max(1u, std::thread::hardware_concurrency());
 }
+
+/// Every value get_reply.miss takes.
+inline constexpr std::array<const char*, 4> miss_reasons{"absent", "expired", "stale", "corrupt"};
 
 /// Metric names the shards count under and GET /v1/cache reads back.
 inline constexpr const char* hits_metric = "troupe_cache_hits_total";

@@ -50,25 +50,6 @@ bool ends_with(std::string_view s, std::string_view suffix) {
   return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
 }
 
-/// Splits "path?query" and returns the value of `key` in the query, if any.
-std::string_view query_param(std::string_view target, std::string_view key) {
-  auto q = target.find('?');
-  if (q == std::string_view::npos) {
-    return {};
-  }
-  auto query = target.substr(q + 1);
-  while (!query.empty()) {
-    auto amp = query.find('&');
-    auto pair = query.substr(0, amp);
-    auto eq = pair.find('=');
-    if (pair.substr(0, eq) == key) {
-      return eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1);
-    }
-    query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
-  }
-  return {};
-}
-
 bool valid_actor_path(std::string_view path) {
   if (path.empty() || path.front() == '/' || path.back() == '/') {
     return false;
@@ -326,7 +307,7 @@ http_reply router::cache_stats() const {
   const uint64_t cold = counter(cache::hits_metric, {{"tier", "cold"}});
   json misses = json::object();
   uint64_t missed = 0;
-  for (const char* reason : {"absent", "expired", "stale", "corrupt"}) {
+  for (const char* reason : cache::miss_reasons) {
     const uint64_t n = counter(cache::misses_metric, {{"reason", reason}});
     misses[reason] = n;
     missed += n;
@@ -472,7 +453,8 @@ routed router::parse_actor_call(const http_request_view& req, std::string path) 
     return error_reply(400, "bad_request", "'body' must be an object (a msgpack map)");
   }
   auto timeout_ms = ctx_->config.gateway.request_timeout_ms;
-  if (auto t = query_param(req.target, "timeout_ms"); !t.empty()) {
+  if (auto values = query_values(req.target, "timeout_ms"); !values.empty()) {
+    const std::string& t = values.front();
     uint32_t value = 0;
     auto [end, ec] = std::from_chars(t.data(), t.data() + t.size(), value);
     if (ec != std::errc{} || end != t.data() + t.size() || value == 0 ||
