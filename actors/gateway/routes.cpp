@@ -355,12 +355,33 @@ routed router::route(const http_request_view& req) const {
   if (path.substr(0, v1_prefix.size()) != v1_prefix) {
     return error_reply(404, "not_found", "no route for '" + std::string(path) + "'");
   }
+  const bool anthropic = is_anthropic_route(path);
   if (!authorized(req)) {
+    if (anthropic) {
+      // Anthropic clients parse the API's own error shape.
+      return http_reply{401, "application/json",
+                        R"j({"type":"error","error":{"type":"authentication_error","message":)j"
+                        R"j("invalid x-api-key: use the troupe node's token (see <data_dir>/token)"}})j",
+                        {}};
+    }
     return error_reply(401, "unauthorized",
                        "this route needs 'Authorization: Bearer <token>' with the node's token "
                        "(see <data_dir>/token)");
   }
+  if (anthropic) {
+    if (draining.load()) {
+      return http_reply{529, "application/json",
+                        R"j({"type":"error","error":{"type":"overloaded_error","message":)j"
+                        R"j("the troupe node is shutting down"}})j",
+                        {}};
+    }
+    return llm_exchange{};
+  }
   return route_v1(req);
+}
+
+bool is_anthropic_route(std::string_view path) {
+  return path == "/v1/messages" || path == "/v1/messages/count_tokens" || path == "/v1/usage";
 }
 
 bool router::authorized(const http_request_view& req) const {

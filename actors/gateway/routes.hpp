@@ -67,7 +67,14 @@ struct actor_kill {
   std::string path;
 };
 
-using routed = std::variant<http_reply, actor_call, actor_kill>;
+/// The Anthropic-compatible routes: the connection hands the whole request
+/// to the LLM family (node_context::llm), which answers it, maybe streamed.
+struct llm_exchange {};
+
+using routed = std::variant<http_reply, actor_call, actor_kill, llm_exchange>;
+
+/// /v1/messages, /v1/messages/count_tokens, /v1/usage.
+[[nodiscard]] bool is_anthropic_route(std::string_view path);
 
 class router {
  public:

@@ -59,6 +59,8 @@ namespace {
 /// Time a client gets to take a reply off the socket.
 constexpr std::chrono::seconds write_timeout{30};
 
+class session_sink;
+
 class session : public std::enable_shared_from_this<session> {
  public:
   session(tcp::socket&& socket, gateway_server::impl& server)
@@ -66,6 +68,8 @@ class session : public std::enable_shared_from_this<session> {
     server_.connections.fetch_add(1, std::memory_order_relaxed);
   }
   ~session() { server_.connections.fetch_sub(1, std::memory_order_relaxed); }
+
+  net::any_io_executor executor() { return stream_.get_executor(); }
 
   void run() {
     net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->do_read(); });
@@ -86,6 +90,13 @@ class session : public std::enable_shared_from_this<session> {
     if (ec == http::error::end_of_stream || ec == beast::error::timeout ||
         ec == net::error::operation_aborted || ec == net::error::connection_reset) {
       return do_close();
+    }
+    if (ec == http::error::body_limit && anthropic_target()) {
+      return reply_and_close(http_reply{
+          413, "application/json",
+          R"j({"type":"error","error":{"type":"request_too_large","message":)j"
+          R"j("request body exceeds the gateway's limit (gateway.body_bytes_max)"}})j",
+          {}});
     }
     if (ec == http::error::body_limit) {
       return reply_and_close(
@@ -110,6 +121,14 @@ class session : public std::enable_shared_from_this<session> {
     server_.in_flight.fetch_add(1, std::memory_order_relaxed);
     request_ = parser_->release();
     handle();
+  }
+
+  /// The request being read goes to an Anthropic route (its errors take
+  /// the Anthropic shape).
+  bool anthropic_target() const {
+    const auto target = parser_->get().target();
+    const auto path = std::string_view(target.data(), target.size());
+    return is_anthropic_route(path.substr(0, path.find('?')));
   }
 
   void handle() {
@@ -140,6 +159,9 @@ class session : public std::enable_shared_from_this<session> {
                       : error_reply(http_status(killed.err().code), to_string(killed.err().code),
                                     killed.err().message));
     }
+    if (std::holds_alternative<llm_exchange>(result)) {
+      return start_exchange();
+    }
     auto& call = std::get<actor_call>(result);
     const auto shape = call.shape;
     submit_call(
@@ -149,6 +171,134 @@ class session : public std::enable_shared_from_this<session> {
             self->send_reply(reply, shape);
           });
         });
+  }
+
+  /// Hands the request to the LLM family; it answers through a sink that
+  /// hops back onto this connection's strand.
+  void start_exchange();
+
+  /// Who is calling, for the ledger: a stable digest of the credential
+  /// (FNV-1a), never the credential itself.
+  std::string client_label() const {
+    auto credential = header("x-api-key");
+    if (credential.empty()) {
+      credential = header(http::field::authorization);
+    }
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (char c : credential) {
+      h ^= static_cast<uint8_t>(c);
+      h *= 0x100000001b3ULL;
+    }
+    char out[24];
+    std::snprintf(out, sizeof out, "token-%08x", static_cast<uint32_t>(h >> 32));
+    return out;
+  }
+
+ public:
+  // The sink's side, on this connection's strand.
+  void stream_head(int status, const http_headers& headers) {
+    std::string head = "HTTP/1.1 " + std::to_string(status) + " " +
+                       std::string(http::obsolete_reason(static_cast<http::status>(status))) +
+                       "\r\nserver: troupe\r\ntransfer-encoding: chunked\r\n";
+    for (const auto& [name, value] : headers) {
+      head += name + ": " + value + "\r\n";
+    }
+    if (!request_.keep_alive()) {
+      head += "connection: close\r\n";
+    }
+    head += "\r\n";
+    streaming_ = true;
+    enqueue(std::move(head));
+  }
+
+  void stream_chunk(std::string_view data) {
+    if (data.empty() || !streaming_) {
+      return;  // a zero-length chunk would end the body
+    }
+    char size[20];
+    std::snprintf(size, sizeof size, "%zx\r\n", data.size());
+    std::string chunk(size);
+    chunk.append(data);
+    chunk += "\r\n";
+    enqueue(std::move(chunk));
+  }
+
+  void stream_end() {
+    if (!streaming_) {
+      return;
+    }
+    stream_ended_ = true;
+    enqueue("0\r\n\r\n");
+  }
+
+  void exchange_reply(int status, http_headers headers, std::string body) {
+    http_reply reply{status, "application/json", std::move(body), {}};
+    for (auto& [name, value] : headers) {
+      if (name == "content-type") {
+        reply.content_type = std::move(value);
+      } else {
+        reply.headers.emplace_back(std::move(name), std::move(value));
+      }
+    }
+    send(std::move(reply));
+  }
+
+  std::atomic<bool> client_gone{false};
+
+ private:
+  /// A client that reads slower than its answer arrives is dropped past this.
+  static constexpr size_t stream_backlog_max = 8u << 20;
+
+  void enqueue(std::string bytes) {
+    if (client_gone.load()) {
+      return;
+    }
+    backlog_ += bytes.size();
+    pending_ += bytes;
+    if (backlog_ > stream_backlog_max) {
+      client_gone = true;
+      server_.log->warn("dropping a client that does not read its stream");
+      return do_close();
+    }
+    write_pending();
+  }
+
+  void write_pending() {
+    if (writing_ || pending_.empty()) {
+      return;
+    }
+    writing_ = true;
+    in_write_.swap(pending_);
+    pending_.clear();
+    stream_.expires_after(write_timeout);
+    net::async_write(stream_, net::buffer(in_write_),
+                     beast::bind_front_handler(&session::on_stream_write, shared_from_this()));
+  }
+
+  void on_stream_write(beast::error_code ec, size_t n) {
+    writing_ = false;
+    backlog_ -= std::min(backlog_, n);
+    in_write_.clear();
+    if (ec) {
+      client_gone = true;
+      finish_stream(true);
+      return;
+    }
+    if (!pending_.empty()) {
+      return write_pending();
+    }
+    if (stream_ended_) {
+      finish_stream(!request_.keep_alive());
+    }
+  }
+
+  void finish_stream(bool close) {
+    if (!streaming_) {
+      return;
+    }
+    streaming_ = false;
+    stream_ended_ = false;
+    on_write(close, {}, 0);
   }
 
   void send_reply(const envelope& reply, reply_shape shape) {
@@ -175,6 +325,9 @@ class session : public std::enable_shared_from_this<session> {
   void send(http_reply reply) {
     auto res = std::make_shared<http::response<http::string_body>>(
         static_cast<http::status>(reply.status), request_.version());
+    if (reply.status == 529) {
+      res->reason("Overloaded");  // Anthropic's own status; HTTP has no name for it
+    }
     res->set(http::field::server, "troupe");
     res->set(http::field::content_type, reply.content_type);
     for (const auto& [name, value] : reply.headers) {
@@ -226,7 +379,66 @@ class session : public std::enable_shared_from_this<session> {
   http::request<http::string_body> request_;
   std::shared_ptr<void> response_;
   std::chrono::steady_clock::time_point started_;
+  // A streamed answer: bytes waiting, bytes being written.
+  bool streaming_ = false;
+  bool stream_ended_ = false;
+  bool writing_ = false;
+  size_t backlog_ = 0;
+  std::string pending_;
+  std::string in_write_;
 };
+
+/// The LLM family's handle on a connection: every call hops onto the
+/// connection's strand, in the order made.
+class session_sink : public exchange_sink {
+ public:
+  explicit session_sink(std::shared_ptr<session> s) : session_(std::move(s)) {}
+
+  void reply(int status, http_headers headers, std::string body) override {
+    post([status, headers = std::move(headers), body = std::move(body)](session& s) mutable {
+      s.exchange_reply(status, std::move(headers), std::move(body));
+    });
+  }
+  void begin_stream(int status, http_headers headers) override {
+    post([status, headers = std::move(headers)](session& s) { s.stream_head(status, headers); });
+  }
+  void stream(std::string chunk) override {
+    post([chunk = std::move(chunk)](session& s) { s.stream_chunk(chunk); });
+  }
+  void end_stream() override {
+    post([](session& s) { s.stream_end(); });
+  }
+  bool gone() const override { return session_->client_gone.load(); }
+
+ private:
+  template <class F>
+  void post(F&& f) {
+    net::post(session_->executor(), [s = session_, f = std::forward<F>(f)]() mutable { f(*s); });
+  }
+  std::shared_ptr<session> session_;
+};
+
+void session::start_exchange() {
+  exchange_request req;
+  req.method = std::string(request_.method_string());
+  req.target = std::string(request_.target());
+  for (const auto& field : request_) {
+    std::string name(field.name_string());
+    for (auto& c : name) {
+      c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    }
+    req.headers.emplace_back(std::move(name), std::string(field.value()));
+  }
+  req.client = client_label();
+  req.body = std::move(request_.body());
+  auto sink = std::make_shared<session_sink>(shared_from_this());
+  if (!server_.ctx->llm) {
+    return sink->reply(503, {{"content-type", "application/json"}},
+                       R"j({"type":"error","error":{"type":"api_error","message":)j"
+                       R"j("this node serves no LLM routes"}})j");
+  }
+  server_.ctx->llm(std::move(req), std::move(sink));
+}
 
 expected<tcp::endpoint> parse_listen(const std::string& listen) {
   auto colon = listen.rfind(':');

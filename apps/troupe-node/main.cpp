@@ -21,6 +21,7 @@
 #include "actors/gateway/bridge.hpp"
 #include "actors/gateway/server.hpp"
 #include "actors/gateway/token.hpp"
+#include "actors/llm/llm.hpp"
 #include "actors/system/system_actor.hpp"
 #include "runtime/actor/atoms.hpp"
 #include "runtime/actor/error_text.hpp"
@@ -42,13 +43,14 @@ struct node_flags {
 /// Top-level children: the families of the node, started in this order and
 /// stopped in reverse. agents/sessions/cache/llm are the supervisors the
 /// later families plug their actors into.
-supervisor_spec root_spec(const std::shared_ptr<node_context>& ctx, std::shared_ptr<db> store) {
+supervisor_spec root_spec(const std::shared_ptr<node_context>& ctx, std::shared_ptr<db> store,
+                          child_spec llm) {
   auto policy = make_restart_policy(ctx->config.supervisor);
   auto family = [&](strategy s) { return supervisor_spec{s, policy, {}, 100000, 0x7e0b5eedULL}; };
   supervisor_spec root{strategy::one_for_one, policy, {}, 100000, 0x7e0b5eedULL};
   root.children.push_back(system_child(ctx));
   root.children.push_back(cache_child(ctx, std::move(store)));
-  root.children.push_back(supervisor_child("llm", ctx, family(strategy::one_for_one)));
+  root.children.push_back(std::move(llm));
   root.children.push_back(supervisor_child("agents", ctx, family(strategy::dynamic)));
   root.children.push_back(supervisor_child("sessions", ctx, family(strategy::dynamic)));
   root.children.push_back(gateway_child(ctx));
@@ -153,12 +155,19 @@ int run(const node_flags& flags) {
   auto ctx = std::make_shared<node_context>(std::move(*config));
   register_node_metrics(ctx);
 
+  auto llm = llm::llm_child(ctx, store);
+  if (!llm) {
+    log->critical("{}", llm.err().message);
+    return 1;
+  }
+  ctx->llm = llm::exchange_entry(ctx);
+
   auto server = gateway_server::start(ctx, token->value);
   if (!server) {
     log->critical("{}", server.err().message);
     return 1;
   }
-  auto spec = root_spec(ctx, store);
+  auto spec = root_spec(ctx, store, std::move(*llm));
   ctx->top_level_children = spec.children.size();
   auto root = spawn_supervisor(system, ctx, "", std::move(spec));
   // Announce the node (the line scripts wait for) once every top-level child

@@ -171,7 +171,11 @@ failure from_reply(const http_response& reply) {
   const auto body = parse_json(reply.body);
   if (body && body->is_object() && body->contains("error") && (*body)["error"].is_object()) {
     const auto& e = (*body)["error"];
-    const auto code = field_text(e, "code");
+    // troupe's errors carry a code; the Anthropic routes' errors a type.
+    auto code = field_text(e, "code");
+    if (code == "-") {
+      code = field_text(e, "type");
+    }
     return {code == "-" ? "http_" + std::to_string(reply.status) : code, field_text(e, "message")};
   }
   constexpr size_t excerpt_bytes_max = 200;
@@ -798,16 +802,72 @@ std::function<int(const context&)> add_cache(CLI::App& sub) {
 }
 
 // ---------------------------------------------------------------------------
+// usage
+
+/// One ledger row as a table line: requests, hits, upstream and served
+/// tokens, and the share of tokens the cache answered.
+void print_usage_row(const std::string& label, const json& row) {
+  auto number = [&](const char* name) {
+    return row.contains(name) && row[name].is_number() ? number_text(row[name]) : "-";
+  };
+  const double saved =
+      row.contains("saved_fraction") && row["saved_fraction"].is_number()
+          ? row["saved_fraction"].get<double>() * 100
+          : 0.0;
+  std::ostringstream percent;
+  percent << std::fixed << std::setprecision(1) << saved << "%";
+  std::cout << std::left << std::setw(34) << label << std::right << std::setw(9)
+            << number("requests") << std::setw(9) << number("cache_hits") << std::setw(12)
+            << number("input_tokens") << std::setw(12) << number("output_tokens")
+            << std::setw(12) << number("served_tokens") << std::setw(8) << percent.str() << "\n";
+}
+
+int run_usage(const context& ctx) {
+  auto client = ctx.make_client();
+  const auto usage = call(client, "GET", "/v1/usage");
+  if (usage.failed) {
+    return fail(*usage.failed);
+  }
+  if (ctx.json_output) {
+    print_raw(usage.reply.body);
+    return exit_ok;
+  }
+  const auto ledger = parse_json(usage.reply.body);
+  if (!ledger || !ledger->is_object() || !ledger->contains("total")) {
+    return fail(bad_reply("GET /v1/usage"));
+  }
+  std::cout << std::left << std::setw(34) << "" << std::right << std::setw(9) << "requests"
+            << std::setw(9) << "hits" << std::setw(12) << "input" << std::setw(12) << "output"
+            << std::setw(12) << "served" << std::setw(8) << "saved" << "\n";
+  print_usage_row("total", (*ledger)["total"]);
+  for (const char* group : {"by_model", "by_client", "by_agent"}) {
+    if (!ledger->contains(group) || !(*ledger)[group].is_object()) {
+      continue;
+    }
+    const std::string kind = std::string(group).substr(3);
+    for (const auto& [name, row] : (*ledger)[group].items()) {
+      print_usage_row(kind + " " + name, row);
+    }
+  }
+  return exit_ok;
+}
+
+std::function<int(const context&)> add_usage(CLI::App& /*sub*/) {
+  return run_usage;
+}
+
+// ---------------------------------------------------------------------------
 // Registration and main
 
-// Later: usage, session.
-constexpr std::array<command_entry, 6> commands{{
+// Later: session.
+constexpr std::array<command_entry, 7> commands{{
     {"status", "node info and health", add_status},
     {"tree", "supervision tree with states and restart counts", add_tree},
     {"send", "send a message to any actor, print the reply", add_send},
     {"kill", "crash an actor (fault injection; needs chaos.enabled)", add_kill},
     {"metrics", "raw Prometheus text", add_metrics},
     {"cache", "cache entries: get, put, del, stats, invalidate", add_cache},
+    {"usage", "token ledger: upstream tokens, tokens served from cache, saved share", add_usage},
 }};
 
 /// Flags as given; empty strings mean "not given".

@@ -72,6 +72,9 @@ struct key_name {
 // clang-format off
 #define TROUPE_KEY(s, k) \
   key_name { #s, #k, &field_of<&node_config::s, &s##_section::k> }
+// A nested section: [llm.anthropic] lives in node_config::llm_anthropic.
+#define TROUPE_SUBKEY(s, sub, k) \
+  key_name { #s "." #sub, #k, &field_of<&node_config::s##_##sub, &s##_##sub##_section::k> }
 // clang-format on
 
 struct key_spec {
@@ -185,6 +188,47 @@ std::optional<std::string> check_token(std::string_view token) {
   return std::nullopt;
 }
 
+std::optional<std::string> check_url(std::string_view url) {
+  const auto scheme_end = url.find("://");
+  const auto scheme = url.substr(0, scheme_end == std::string_view::npos ? 0 : scheme_end);
+  if (scheme != "http" && scheme != "https") {
+    return "must start with http:// or https:// (got " + quoted(url) + ")";
+  }
+  const auto rest = url.substr(scheme_end + 3);
+  if (rest.empty() || rest.front() == '/' || rest.front() == ':') {
+    return "has no host (got " + quoted(url) + ")";
+  }
+  return std::nullopt;
+}
+
+std::optional<std::string> check_url_or_empty(std::string_view url) {
+  return url.empty() ? std::nullopt : check_url(url);
+}
+
+std::optional<std::string> check_token_or_empty(std::string_view token) {
+  return token.empty() ? std::nullopt : check_token(token);
+}
+
+// "alias=model,alias=model": both sides non-empty.
+std::optional<std::string> check_aliases(std::string_view text) {
+  while (!text.empty()) {
+    const auto comma = text.find(',');
+    auto pair = text.substr(0, comma);
+    text = comma == std::string_view::npos ? std::string_view{} : text.substr(comma + 1);
+    while (!pair.empty() && pair.front() == ' ') {
+      pair.remove_prefix(1);
+    }
+    while (!pair.empty() && pair.back() == ' ') {
+      pair.remove_suffix(1);
+    }
+    const auto eq = pair.find('=');
+    if (eq == 0 || eq == std::string_view::npos || eq + 1 == pair.size()) {
+      return "expected alias=model pairs separated by commas (got " + quoted(pair) + ")";
+    }
+  }
+  return std::nullopt;
+}
+
 constexpr double hour_ms = 3'600'000;
 constexpr double day_ms = 86'400'000;
 constexpr double gib = 1u << 30;
@@ -233,9 +277,36 @@ constexpr std::array key_table{
     number(TROUPE_KEY(cache, cold_ttl_s), between(1, 365 * 86400), "default lifetime on disk"),
     number(TROUPE_KEY(cache, key_bytes_max), between(1, 1 << 20), "largest cache key"),
     number(TROUPE_KEY(cache, value_bytes_max), between(1, gib), "largest cache value"),
+    number(TROUPE_KEY(llm, io_threads), between(1, 64), "Asio threads for upstream HTTP"),
+    number(TROUPE_KEY(llm, timeout_ms), between(1, hour_ms), "upstream attempt timeout"),
+    number(TROUPE_KEY(llm, retries_max), between(0, 10), "retries per provider"),
+    number(TROUPE_KEY(llm, retry_backoff_min_ms), between(1, hour_ms), "first retry delay"),
+    number(TROUPE_KEY(llm, retry_backoff_max_ms), between(1, hour_ms), "retry delay cap"),
+    number(TROUPE_KEY(llm, retry_after_max_ms), between(0, hour_ms), "longest retry-after waited"),
+    number(TROUPE_KEY(llm, connections_max), between(1, 100'000), "keep-alive pool per upstream"),
+    text(TROUPE_KEY(llm, fallback_models), {}, nullptr, "models tried after the asked one"),
+    text(TROUPE_KEY(llm, local_base_url), {}, check_url_or_empty, "OpenAI-compatible fallback"),
+    text(TROUPE_KEY(llm, local_model), {}, check_not_empty, "model sent to the local fallback"),
+    boolean(TROUPE_KEY(llm, stale_fallback), "serve a stale cached answer as last resort"),
+    text(TROUPE_KEY(llm, model_aliases), {}, check_aliases, "alias=model pairs"),
+    boolean(TROUPE_KEY(llm, cache_enabled), "response cache on /v1/messages"),
+    boolean(TROUPE_KEY(llm, cache_sampled), "cache temperature > 0 requests too"),
+    number(TROUPE_KEY(llm, cache_ttl_s), between(1, 365 * 86400), "cached answer lifetime"),
+    // The limiter's exact integer buckets hold up to 50M per minute.
+    number(TROUPE_KEY(llm, requests_per_minute), between(0, 5e7), "local limiter; 0: off"),
+    number(TROUPE_KEY(llm, input_tokens_per_minute), between(0, 5e7), "local limiter; 0: off"),
+    number(TROUPE_KEY(llm, output_tokens_per_minute), between(0, 5e7), "local limiter; 0: off"),
+    number(TROUPE_KEY(llm, queue_max), between(1, 100'000), "requests waiting for the limiter"),
+    number(TROUPE_KEY(llm, queue_timeout_ms), between(1, hour_ms), "longest wait in the queue"),
+    number(TROUPE_KEY(llm, budget_tokens), between(0, 1e15), "tokens per client; 0: none"),
+    number(TROUPE_KEY(llm, budget_alert_fraction), rate, "budget share that warns"),
+    text(TROUPE_SUBKEY(llm, anthropic, base_url), {}, check_url, "Anthropic API base URL"),
+    secret(TROUPE_SUBKEY(llm, anthropic, api_key), check_token_or_empty, "upstream API key"),
+    text(TROUPE_SUBKEY(llm, anthropic, version), {}, check_not_empty, "default anthropic-version"),
 };
 
 #undef TROUPE_KEY
+#undef TROUPE_SUBKEY
 
 /// Cross-field rules: `lower` must not exceed `upper` ("section.key" names).
 struct order_rule {
@@ -248,6 +319,7 @@ constexpr std::array order_rules{
     order_rule{"supervisor.backoff_min_ms", "supervisor.backoff_max_ms"},
     order_rule{"breaker.calls_min", "breaker.window_calls"},
     order_rule{"breaker.open_ms", "breaker.open_ms_max"},
+    order_rule{"llm.retry_backoff_min_ms", "llm.retry_backoff_max_ms"},
 };
 
 /// troupe-node's dedicated flags (API.md); other keys arrive as "section.key".
@@ -487,7 +559,7 @@ const key_spec* find_key(std::string_view section, std::string_view key) {
 }
 
 const key_spec* find_key(std::string_view dotted) {
-  const auto dot = dotted.find('.');
+  const auto dot = dotted.rfind('.');
   if (dot == std::string_view::npos) {
     return nullptr;
   }
@@ -569,8 +641,9 @@ std::string unknown_key_reason(std::string_view section, std::string_view key) {
 
 std::string env_name(const key_spec& spec) {
   std::string name = "TROUPE_" + std::string(spec.name.section) + "_" + std::string(spec.name.key);
-  std::transform(name.begin(), name.end(), name.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::toupper(c)); });
+  std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) {
+    return c == '.' ? '_' : static_cast<char>(std::toupper(c));
+  });
   return name;
 }
 
@@ -732,6 +805,14 @@ std::optional<error> apply_file_section(const std::string& path, std::string_vie
     return fail(path, section, "unknown section" + hint);
   }
   for (const auto& [key, value] : *table) {
+    // [llm.anthropic] arrives as the table `anthropic` inside [llm].
+    const auto nested = std::string(section) + "." + std::string(key.str());
+    if (value.is_table() && known_section(nested)) {
+      if (auto err = apply_file_section(path, nested, value, state)) {
+        return err;
+      }
+      continue;
+    }
     if (auto err = apply_file_key(path, section, key.str(), value, state)) {
       return err;
     }
@@ -756,6 +837,31 @@ std::optional<error> apply_file(const std::string& path, load_state& state) {
   return std::nullopt;
 }
 
+/// "LLM_ANTHROPIC_" for "llm.anthropic".
+std::string env_prefix(std::string_view section) {
+  std::string out;
+  for (char c : section) {
+    out += c == '.' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  }
+  return out + "_";
+}
+
+/// The section a TROUPE_ variable (without the prefix) names: the longest
+/// known section whose prefix it starts with, so TROUPE_LLM_ANTHROPIC_X is
+/// [llm.anthropic] and TROUPE_LLM_X is [llm]; "" when none.
+std::string env_section(std::string_view rest) {
+  std::string best;
+  for (const auto& spec : key_table) {
+    const auto section = std::string(spec.name.section);
+    const auto prefix = env_prefix(section);
+    if (rest.starts_with(prefix) && rest.size() > prefix.size() &&
+        prefix.size() > env_prefix(best).size()) {
+      best = section;
+    }
+  }
+  return best;
+}
+
 /// TROUPE_<SECTION>_<KEY> with a known section is config; an unknown key there
 /// is a typo. Other TROUPE_* variables (TROUPE_URL, TROUPE_TOKEN) belong to
 /// the CLI and are left alone.
@@ -765,13 +871,16 @@ std::optional<error> apply_env_var(const std::string& name, const std::string& v
   if (!std::string_view(name).starts_with(prefix)) {
     return std::nullopt;
   }
-  const auto rest = std::string_view(name).substr(prefix.size());
-  const auto underscore = rest.find('_');
-  const auto section = lowered(rest.substr(0, underscore));
-  if (underscore == std::string_view::npos || !known_section(section)) {
+  // TROUPE_ANTHROPIC_* is the documented short form of TROUPE_LLM_ANTHROPIC_*.
+  const auto short_form = std::string_view(name).substr(prefix.size()).starts_with("ANTHROPIC_");
+  const auto long_name = short_form ? "LLM_" + name.substr(prefix.size()) : std::string{};
+  const auto rest = short_form ? std::string_view(long_name)
+                               : std::string_view(name).substr(prefix.size());
+  const auto section = env_section(rest);
+  if (section.empty()) {
     return std::nullopt;
   }
-  const auto key = lowered(rest.substr(underscore + 1));
+  const auto key = lowered(rest.substr(env_prefix(section).size()));
   const auto label = "env " + name;
   const auto* spec = find_key(section, key);
   if (spec == nullptr) {

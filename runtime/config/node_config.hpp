@@ -126,6 +126,62 @@ struct cache_section {
   uint64_t value_bytes_max = 4u << 20;
 };
 
+struct llm_section {
+  /// Asio threads carrying upstream HTTP (the bytes never touch an actor thread).
+  uint32_t io_threads = 1;
+  /// Whole-call timeout of one upstream attempt; for a stream, the longest
+  /// silence between two reads.
+  uint32_t timeout_ms = 30000;
+  /// Retries of one provider after a 5xx, a timeout or a 429 with retry-after.
+  uint32_t retries_max = 2;
+  /// Retry backoff: min * 2^(k-1) with +-jitter, capped at max.
+  uint32_t retry_backoff_min_ms = 250;
+  uint32_t retry_backoff_max_ms = 8000;
+  /// Longest retry-after (or ratelimit reset) the gateway waits out; longer
+  /// ones fail over at once.
+  uint32_t retry_after_max_ms = 20000;
+  /// Keep-alive connections per upstream.
+  uint32_t connections_max = 256;
+  /// Comma-separated models tried, in order, on the same upstream after the
+  /// asked model failed (overloaded, breaker open, retries spent).
+  std::string fallback_models;
+  /// OpenAI-compatible server (llama.cpp, Ollama) tried after the models;
+  /// empty: none. `local_model` is the model name it is sent.
+  std::string local_base_url;
+  std::string local_model = "local";
+  /// Serve a stale cached answer (marked so) when every upstream failed.
+  bool stale_fallback = true;
+  /// Comma-separated alias=model pairs, e.g. "fast=claude-haiku-4-5".
+  std::string model_aliases;
+  /// Response cache on /v1/messages.
+  bool cache_enabled = true;
+  /// Also cache requests with temperature > 0 (their answers vary).
+  bool cache_sampled = false;
+  /// Lifetime of a cached answer.
+  uint32_t cache_ttl_s = 24 * 3600;
+  /// Local limiter mirroring the upstream's buckets; 0: unlimited.
+  uint32_t requests_per_minute = 0;
+  uint64_t input_tokens_per_minute = 0;
+  uint64_t output_tokens_per_minute = 0;
+  /// Requests waiting for the limiter, all clients together; beyond: 429.
+  uint32_t queue_max = 1000;
+  /// Longest wait in that queue before the request fails with 429.
+  uint32_t queue_timeout_ms = 60000;
+  /// Upstream tokens (input + output) each client token may spend; 0: no budget.
+  uint64_t budget_tokens = 0;
+  /// Share of the budget at which a warning is logged and counted.
+  double budget_alert_fraction = 0.8;
+};
+
+struct llm_anthropic_section {
+  /// Base URL of the Anthropic API (https verifies certificates).
+  std::string base_url = "https://api.anthropic.com";
+  /// API key; empty: the ANTHROPIC_API_KEY environment variable.
+  std::string api_key;
+  /// anthropic-version sent when the client sends none.
+  std::string version = "2023-06-01";
+};
+
 struct node_config {
   node_section node;
   gateway_section gateway;
@@ -137,6 +193,8 @@ struct node_config {
   limits_section limits;
   storage_section storage;
   cache_section cache;
+  llm_section llm;
+  llm_anthropic_section llm_anthropic;
 };
 
 /// Where configuration comes from; later sources beat earlier ones:

@@ -10,6 +10,7 @@
 
 #include "runtime/config/node_config.hpp"
 #include "runtime/metrics/metrics.hpp"
+#include "runtime/node/http_exchange.hpp"
 #include "runtime/supervisor/actor_registry.hpp"
 
 namespace troupe {
@@ -30,6 +31,9 @@ struct node_context {
   /// Top-level children the root starts; the node is ready when this many
   /// are registered and running (set before the root is spawned).
   size_t top_level_children = 0;
+  /// Answers the Anthropic-compatible routes (/v1/messages, count_tokens,
+  /// usage); installed by the llm family before the gateway serves.
+  exchange_handler llm;
 };
 
 }  // namespace troupe

@@ -216,4 +216,34 @@ std::string troupectl_binary() {
   return TROUPECTL_BIN;
 }
 
+mock_upstream_process::mock_upstream_process(std::vector<std::string> args) {
+  std::vector<std::string> argv{MOCK_UPSTREAM_BIN, "--listen", "127.0.0.1:0"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  const auto out_path = dir_.path() + "/out";
+  std::ofstream(dir_.path() + "/in") << "";
+  pid_ = spawn(argv, {}, dir_.path() + "/in", out_path, dir_.path() + "/err");
+  const std::regex listening("listening on (http://127\\.0\\.0\\.1:[0-9]+)");
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (std::chrono::steady_clock::now() < deadline) {
+    std::smatch m;
+    const auto out = read_file(out_path);
+    if (std::regex_search(out, m, listening)) {
+      url_ = m[1];
+      return;
+    }
+    if (wait_for(pid_, std::chrono::milliseconds(0)) != -1) {
+      pid_ = -1;
+      return;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
+
+mock_upstream_process::~mock_upstream_process() {
+  if (pid_ > 0) {
+    kill(pid_, SIGKILL);
+    wait_for(pid_, std::chrono::seconds(5));
+  }
+}
+
 }  // namespace troupe::test

@@ -78,6 +78,25 @@ class node_process {
   std::string token_;
 };
 
+/// The mock Anthropic upstream (tests/support/mock_upstream) on a free
+/// loopback port; killed on destruction.
+class mock_upstream_process {
+ public:
+  explicit mock_upstream_process(std::vector<std::string> args = {});
+  ~mock_upstream_process();
+  mock_upstream_process(const mock_upstream_process&) = delete;
+  mock_upstream_process& operator=(const mock_upstream_process&) = delete;
+
+  [[nodiscard]] bool started() const { return !url_.empty(); }
+  /// "http://127.0.0.1:PORT"
+  [[nodiscard]] const std::string& url() const { return url_; }
+
+ private:
+  temp_dir dir_;
+  pid_t pid_ = -1;
+  std::string url_;
+};
+
 /// Paths of the binaries under test (set by CMake).
 [[nodiscard]] std::string node_binary();
 [[nodiscard]] std::string troupectl_binary();

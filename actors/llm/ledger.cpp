@@ -1,0 +1,157 @@
+#include "actors/llm/ledger.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include "storage/db.hpp"
+
+namespace troupe::llm {
+
+namespace {
+
+using json = nlohmann::json;
+
+// One list drives the JSON rendering and the stored form, so a new counter
+// is added in one place.
+constexpr std::pair<const char*, uint64_t ledger_counts::*> fields[] = {
+    {"requests", &ledger_counts::requests},
+    {"cache_hits", &ledger_counts::cache_hits},
+    {"stale_served", &ledger_counts::stale_served},
+    {"fallbacks", &ledger_counts::fallbacks},
+    {"errors", &ledger_counts::errors},
+    {"queued", &ledger_counts::queued},
+    {"retries", &ledger_counts::retries},
+    {"retries_avoided", &ledger_counts::retries_avoided},
+    {"input_tokens", &ledger_counts::input_tokens},
+    {"output_tokens", &ledger_counts::output_tokens},
+    {"cache_read_input_tokens", &ledger_counts::cache_read_input_tokens},
+    {"cache_creation_input_tokens", &ledger_counts::cache_creation_input_tokens},
+    {"served_input_tokens", &ledger_counts::served_input_tokens},
+    {"served_output_tokens", &ledger_counts::served_output_tokens},
+};
+
+json to_json_counts(const ledger_counts& c) {
+  json out = json::object();
+  for (const auto& [name, member] : fields) {
+    out[name] = c.*member;
+  }
+  const auto served = c.served_input_tokens + c.served_output_tokens;
+  out["upstream_tokens"] = c.spent();
+  out["served_tokens"] = served;
+  out["saved_fraction"] = c.saved_fraction();
+  return out;
+}
+
+ledger_counts from_json_counts(const json& j) {
+  ledger_counts c;
+  for (const auto& [name, member] : fields) {
+    if (auto it = j.find(name); it != j.end() && it->is_number_unsigned()) {
+      c.*member = it->get<uint64_t>();
+    }
+  }
+  return c;
+}
+
+}  // namespace
+
+double ledger_counts::saved_fraction() const {
+  const double served = static_cast<double>(served_input_tokens + served_output_tokens);
+  const double all = served + static_cast<double>(spent());
+  return all == 0 ? 0.0 : served / all;
+}
+
+ledger_counts& ledger_counts::operator+=(const ledger_counts& other) {
+  for (const auto& [name, member] : fields) {
+    this->*member += other.*member;
+  }
+  return *this;
+}
+
+ledger::ledger(std::shared_ptr<db> store) : store_(std::move(store)) {
+  rows_[total_key] = {};
+}
+
+expected<bool> ledger::load() {
+  if (!store_) {
+    return true;
+  }
+  // A row per model, client and agent: thousands at most. The column family
+  // also keeps answers for the stale fallback, which are not read here.
+  constexpr size_t rows_max = 1'000'000;
+  for (const char* prefix : {"total", "model/", "client/", "agent/"}) {
+    auto rows = store_->scan_prefix(column::ledger, prefix, 0, rows_max);
+    if (!rows) {
+      return std::move(rows).err();
+    }
+    for (const auto& [key, value] : *rows) {
+      auto parsed = json::parse(value, nullptr, false);
+      if (parsed.is_discarded() || !parsed.is_object()) {
+        return make_error(errc::corrupt, "ledger row '" + key + "' is not a JSON object");
+      }
+      rows_[key] = from_json_counts(parsed);
+    }
+  }
+  return true;
+}
+
+void ledger::add(const std::string& row, const ledger_counts& counts) {
+  rows_[row] += counts;
+  dirty_.insert(row);
+}
+
+void ledger::book(const ledger_entry& entry) {
+  add(total_key, entry.counts);
+  if (!entry.model.empty()) {
+    add("model/" + entry.model, entry.counts);
+  }
+  if (!entry.client.empty()) {
+    add("client/" + entry.client, entry.counts);
+  }
+  if (!entry.agent.empty()) {
+    add("agent/" + entry.agent, entry.counts);
+  }
+}
+
+expected<bool> ledger::flush() {
+  if (!store_) {
+    dirty_.clear();
+    return true;
+  }
+  while (!dirty_.empty()) {
+    const auto& row = *dirty_.begin();
+    auto put = store_->put(column::ledger, row, to_json_counts(rows_[row]).dump());
+    if (!put) {
+      return std::move(put).err();
+    }
+    dirty_.erase(dirty_.begin());
+  }
+  return true;
+}
+
+ledger_counts ledger::client(const std::string& client) const {
+  auto it = rows_.find("client/" + client);
+  return it == rows_.end() ? ledger_counts{} : it->second;
+}
+
+std::string ledger::to_json() const {
+  json out = json::object();
+  out["total"] = to_json_counts(total());
+  json by_model = json::object();
+  json by_client = json::object();
+  json by_agent = json::object();
+  for (const auto& [row, counts] : rows_) {
+    const auto slash = row.find('/');
+    if (slash == std::string::npos) {
+      continue;
+    }
+    const auto kind = row.substr(0, slash);
+    const auto name = row.substr(slash + 1);
+    auto& target = kind == "model" ? by_model : kind == "client" ? by_client : by_agent;
+    target[name] = to_json_counts(counts);
+  }
+  out["by_model"] = std::move(by_model);
+  out["by_client"] = std::move(by_client);
+  out["by_agent"] = std::move(by_agent);
+  return out.dump();
+}
+
+}  // namespace troupe::llm

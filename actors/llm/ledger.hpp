@@ -1,0 +1,88 @@
+#pragma once
+
+// The token ledger: what the LLM gateway spent upstream and what the cache
+// saved, in total and per model, client token and agent. Kept in memory,
+// written to the store's `ledger` column family (flush()), loaded at start,
+// so the figures survive restarts. Not thread-safe: one actor owns it.
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+
+#include "runtime/error.hpp"
+
+namespace troupe {
+class db;
+}
+
+namespace troupe::llm {
+
+struct ledger_counts {
+  /// Requests answered, by how.
+  uint64_t requests = 0;
+  uint64_t cache_hits = 0;
+  uint64_t stale_served = 0;
+  uint64_t fallbacks = 0;
+  uint64_t errors = 0;
+  /// Requests that waited in the local limiter instead of drawing a 429.
+  uint64_t queued = 0;
+  /// Upstream retries made, and retries avoided because the cache answered.
+  uint64_t retries = 0;
+  uint64_t retries_avoided = 0;
+  /// Tokens the upstream billed.
+  uint64_t input_tokens = 0;
+  uint64_t output_tokens = 0;
+  /// Provider prompt-cache reads and writes (also billed, at other rates).
+  uint64_t cache_read_input_tokens = 0;
+  uint64_t cache_creation_input_tokens = 0;
+  /// Tokens the response cache answered without the upstream.
+  uint64_t served_input_tokens = 0;
+  uint64_t served_output_tokens = 0;
+
+  /// Upstream tokens spent: what a budget counts.
+  [[nodiscard]] uint64_t spent() const {
+    return input_tokens + output_tokens + cache_read_input_tokens + cache_creation_input_tokens;
+  }
+  /// Share of all tokens that the cache answered: served / (served + spent).
+  [[nodiscard]] double saved_fraction() const;
+  ledger_counts& operator+=(const ledger_counts& other);
+};
+
+/// One answered request, as the ledger books it.
+struct ledger_entry {
+  std::string model;
+  std::string client;
+  std::string agent;
+  ledger_counts counts;
+};
+
+class ledger {
+ public:
+  /// `store` may be null (tests, or no durable ledger).
+  explicit ledger(std::shared_ptr<db> store);
+
+  /// Reads what earlier runs booked.
+  [[nodiscard]] expected<bool> load();
+  void book(const ledger_entry& entry);
+  /// Writes the rows changed since the last flush.
+  [[nodiscard]] expected<bool> flush();
+  [[nodiscard]] bool dirty() const { return !dirty_.empty(); }
+
+  [[nodiscard]] const ledger_counts& total() const { return rows_.at(total_key); }
+  [[nodiscard]] ledger_counts client(const std::string& client) const;
+  /// {"total": {...}, "by_model": {...}, "by_client": {...}, "by_agent": {...}}
+  [[nodiscard]] std::string to_json() const;
+
+ private:
+  static constexpr const char* total_key = "total";
+  void add(const std::string& row, const ledger_counts& counts);
+
+  std::shared_ptr<db> store_;
+  /// "total", "model/<m>", "client/<c>", "agent/<a>".
+  std::map<std::string, ledger_counts> rows_;
+  std::set<std::string> dirty_;
+};
+
+}  // namespace troupe::llm

@@ -1,0 +1,340 @@
+#include "actors/llm/provider.hpp"
+
+#include <cmath>
+#include <random>
+#include <unordered_map>
+
+#include <spdlog/logger.h>
+#include <caf/all.hpp>
+
+#include "actors/llm/internal.hpp"
+#include "runtime/breaker/circuit_breaker.hpp"
+#include "runtime/log/log.hpp"
+#include "runtime/node/node_context.hpp"
+
+namespace troupe::llm {
+
+exchange_state::~exchange_state() {
+  if (!answered.exchange(true) && sink) {
+    sink->reply(500, {{"content-type", "application/json"}},
+                error_body("api_error",
+                           "the request was lost inside the gateway (an actor "
+                           "handling it stopped); it is safe to retry"));
+  }
+}
+
+http_headers passthrough_headers(const upstream_response& r) {
+  http_headers out;
+  for (const auto& [name, value] : r.headers) {
+    if (name == "request-id" || name == "retry-after" || name == "x-should-retry" ||
+        name.starts_with("anthropic-")) {
+      out.emplace_back(name, value);
+    }
+  }
+  return out;
+}
+
+namespace {
+
+/// A 429 that says a spend limit was reached: waiting does not help.
+bool is_spend_limit(const upstream_response& r) {
+  if (r.status != 429 || !r.header("retry-after").empty()) {
+    return false;
+  }
+  const auto& b = r.body;
+  return b.find("usage limit") != std::string::npos || b.find("spend") != std::string::npos ||
+         b.find("credit balance") != std::string::npos;
+}
+
+/// Seconds of retry-after, or of the soonest anthropic-ratelimit-*-reset.
+std::optional<std::chrono::milliseconds> retry_after(const upstream_response& r) {
+  const auto value = r.header("retry-after");
+  if (value.empty()) {
+    return std::nullopt;
+  }
+  double seconds = 0;
+  try {
+    seconds = std::stod(std::string(value));
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+  if (!(seconds >= 0) || seconds > 86400) {
+    return std::nullopt;
+  }
+  return std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000));
+}
+
+struct provider_state {
+  std::shared_ptr<node_context> ctx;
+  provider_spec spec;
+  breaker_config breaker_cfg;
+  /// One breaker per model: overload is usually per model, and the next
+  /// model of the chain on this upstream must still get its chance.
+  std::unordered_map<std::string, std::unique_ptr<circuit_breaker>> breakers;
+  std::shared_ptr<spdlog::logger> log;
+  std::mt19937_64 rng{0x5eed};
+  counter* upstream_calls = nullptr;
+  counter* upstream_failures = nullptr;
+  counter* retries = nullptr;
+
+  static inline const char* name = "troupe.llm.provider";
+};
+
+using provider_actor = caf::stateful_actor<provider_state>;
+
+/// Models a client may name are unbounded; past this many breakers the
+/// closed ones (which hold nothing worth keeping) are dropped.
+constexpr size_t breakers_max = 1000;
+
+circuit_breaker& breaker_for(provider_actor* self, const std::string& model) {
+  auto& st = self->state;
+  if (auto it = st.breakers.find(model); it != st.breakers.end()) {
+    return *it->second;
+  }
+  if (st.breakers.size() >= breakers_max) {
+    std::erase_if(st.breakers,
+                  [](const auto& kv) { return kv.second->state() == breaker_state::closed; });
+  }
+  auto cfg = st.breaker_cfg;
+  cfg.seed = std::hash<std::string>{}(st.spec.name + "/" + model);
+  auto& breaker = *st.breakers.emplace(model, std::make_unique<circuit_breaker>(cfg)).first->second;
+  breaker.on_transition([self, model](breaker_state from, breaker_state to) {
+    auto& s = self->state;
+    const auto target = "llm/" + s.spec.name + "/" + model;
+    s.log->warn("breaker of '{}': {} -> {}", target, to_string(from), to_string(to));
+    s.ctx->metrics
+        .counter("troupe_breaker_transitions_total", "Circuit breaker state changes",
+                 {{"target", target}, {"to", std::string(to_string(to))}})
+        .inc();
+  });
+  return breaker;
+}
+
+/// Backoff before retry `k` (1-based): min * 2^(k-1), capped, +-20 %.
+std::chrono::milliseconds backoff(provider_state& st, int k) {
+  const auto& cfg = st.ctx->config.llm;
+  double ms = cfg.retry_backoff_min_ms * std::pow(2.0, std::max(0, k - 1));
+  ms = std::min(ms, static_cast<double>(cfg.retry_backoff_max_ms));
+  std::uniform_real_distribution<double> spread(0.8, 1.2);
+  return std::chrono::milliseconds(static_cast<int64_t>(ms * spread(st.rng)));
+}
+
+void finish(provider_actor* self, const std::shared_ptr<attempt>& a, outcome result,
+            std::string reason) {
+  a->result = result;
+  a->reason = std::move(reason);
+  self->send(a->reply_to, attempt_done_msg{a});
+}
+
+upstream_request build_request(const provider_state& st, const attempt& a) {
+  upstream_request req;
+  req.timeout = std::chrono::milliseconds(st.ctx->config.llm.timeout_ms);
+  req.headers.emplace_back("content-type", "application/json");
+  req.headers.emplace_back("user-agent", std::string("troupe/") + troupe_version);
+  if (st.spec.kind == provider_kind::openai) {
+    req.path = "/v1/chat/completions";
+    req.body = to_openai_request(a.x->body, a.step.model).dump();
+    if (!st.spec.api_key.empty()) {
+      req.headers.emplace_back("authorization", "Bearer " + st.spec.api_key);
+    }
+    return req;
+  }
+  req.path = a.path;
+  req.stream = a.stream;
+  if (a.step.model == a.x->info.model) {
+    req.body = a.x->body_text;
+  } else {
+    auto body = a.x->body;
+    body["model"] = a.step.model;
+    req.body = body.dump();
+  }
+  req.headers.emplace_back("x-api-key", st.spec.api_key);
+  const auto version = a.x->req.header("anthropic-version");
+  req.headers.emplace_back("anthropic-version",
+                           version.empty() ? st.spec.version : std::string(version));
+  if (auto beta = a.x->req.header("anthropic-beta"); !beta.empty()) {
+    req.headers.emplace_back("anthropic-beta", std::string(beta));
+  }
+  return req;
+}
+
+/// A stream already sent to the client ended: close it properly, with an
+/// error event when the upstream stopped half-way.
+void end_committed_stream(const attempt& a) {
+  const bool complete = a.assembler.complete() || a.assembler.error().has_value();
+  if (!complete) {
+    const auto why =
+        a.response.error.empty() ? std::string("the stream ended early") : a.response.error;
+    a.x->sink->stream(
+        sse_format("error", error_body("api_error", "upstream stream broke off: " + why)));
+  }
+  a.x->sink->end_stream();
+}
+
+void start(provider_actor* self, const std::shared_ptr<attempt>& a) {
+  auto& st = self->state;
+  const auto now = clock::now();
+  auto permit = breaker_for(self, a->step.model).try_acquire(now);
+  if (!permit.allowed) {
+    return finish(self, a, outcome::unavailable,
+                  st.spec.name + "/" + a->step.model + ": circuit breaker open (retry in " +
+                      std::to_string(permit.retry_after.count()) + " ms)");
+  }
+  ++a->tries;
+  a->started = now;
+  st.upstream_calls->inc();
+  upstream_callbacks cb;
+  if (a->stream && st.spec.kind == provider_kind::anthropic) {
+    cb.on_head = [a, name = st.spec.name](const upstream_response& head) {
+      a->committed = true;
+      a->x->answered.store(true);
+      auto headers = passthrough_headers(head);
+      headers.emplace_back("content-type", "text/event-stream");
+      headers.emplace_back("cache-control", "no-cache");
+      headers.emplace_back(cache_header, a->x->mode == cache_mode::bypass ? "bypass" : "miss");
+      headers.emplace_back(upstream_header, name + "/" + a->step.model);
+      a->x->sink->begin_stream(200, std::move(headers));
+    };
+    cb.on_data = [a, limit = st.ctx->config.cache.value_bytes_max](std::string_view bytes) {
+      a->x->sink->stream(std::string(bytes));
+      if (!a->capture_overflow) {
+        if (a->captured.size() + bytes.size() + 1 > limit) {
+          a->capture_overflow = true;
+          a->captured.clear();
+        } else {
+          a->captured.append(bytes);
+        }
+      }
+      auto fed = a->parser.feed(bytes, [&](sse_event&& e) { a->assembler.add(e); });
+      if (!fed) {
+        a->capture_overflow = true;
+      }
+    };
+  }
+  cb.on_done = [a, handle = caf::actor_cast<caf::actor>(self)](upstream_response r) {
+    a->response = std::move(r);
+    caf::anon_send(handle, upstream_done_msg{a});
+  };
+  st.spec.pool->send(build_request(st, *a), std::move(cb));
+}
+
+void on_upstream_done(provider_actor* self, const std::shared_ptr<attempt>& a) {
+  auto& st = self->state;
+  const auto now = clock::now();
+  const auto took = now - a->started;
+  const auto& r = a->response;
+  // The breaker judges the upstream's health: overload, server errors and
+  // transport failures count; refusals (4xx) and rate limits do not.
+  const bool malformed = st.spec.kind == provider_kind::anthropic && !a->committed &&
+                         r.status == 200 && !nlohmann::json::accept(r.body);
+  const bool sick = r.status == 0 || r.status >= 500 || malformed ||
+                    (a->committed && !a->assembler.complete() && !a->assembler.error());
+  if (sick) {
+    breaker_for(self, a->step.model).on_failure(now, took);
+    st.upstream_failures->inc();
+  } else {
+    breaker_for(self, a->step.model).on_success(now, took);
+  }
+
+  if (a->committed) {
+    end_committed_stream(*a);
+    if (auto err = a->assembler.error()) {
+      return finish(self, a, outcome::ok,
+                    "upstream sent an error event mid-stream: " + err->dump());
+    }
+    return finish(self, a, outcome::ok, r.error);
+  }
+
+  const auto& cfg = st.ctx->config.llm;
+  const bool can_retry = a->tries <= static_cast<int>(cfg.retries_max) && !a->x->sink->gone();
+  auto retry_in = [&](std::chrono::milliseconds delay, std::string why) {
+    st.log->info("{}: {}; retry {} of {} in {} ms", st.spec.name, why, a->tries, cfg.retries_max,
+                 delay.count());
+    st.retries->inc();
+    ++a->x->retries;
+    self->delayed_send(self, delay, call_msg{a});
+  };
+
+  if (st.spec.kind == provider_kind::openai && r.status == 200) {
+    auto parsed = nlohmann::json::parse(r.body, nullptr, false);
+    auto message = parsed.is_discarded()
+                       ? expected<nlohmann::json>(make_error(errc::bad_body, "not JSON"))
+                       : from_openai_response(parsed, a->step.model);
+    if (!message) {
+      return finish(self, a, outcome::unavailable,
+                    st.spec.name + ": unreadable answer: " + message.err().message);
+    }
+    a->response.body = message->dump();
+    return finish(self, a, outcome::ok, {});
+  }
+  if (malformed) {
+    return finish(self, a, outcome::unavailable, st.spec.name + ": a 200 whose body is not JSON");
+  }
+  if (r.status == 200) {
+    return finish(self, a, outcome::ok, {});
+  }
+  if (r.status == 0) {
+    const auto why = r.error;
+    if (can_retry) {
+      return retry_in(backoff(st, a->tries), why);
+    }
+    return finish(self, a, outcome::unavailable, st.spec.name + ": " + why);
+  }
+  if (r.status == 429) {
+    if (is_spend_limit(r)) {
+      return finish(self, a, outcome::refused, st.spec.name + ": spend limit reached");
+    }
+    auto wait = retry_after(r).value_or(backoff(st, a->tries));
+    if (can_retry && wait <= std::chrono::milliseconds(cfg.retry_after_max_ms)) {
+      return retry_in(wait, "429 rate limited");
+    }
+    return finish(self, a, outcome::unavailable, st.spec.name + ": rate limited (429)");
+  }
+  if (r.status == 529) {
+    // Overloaded: waiting on the same model rarely helps; fail over.
+    return finish(self, a, outcome::unavailable, st.spec.name + ": overloaded (529)");
+  }
+  if (r.status >= 500) {
+    if (can_retry) {
+      return retry_in(backoff(st, a->tries), "status " + std::to_string(r.status));
+    }
+    return finish(self, a, outcome::unavailable,
+                  st.spec.name + ": status " + std::to_string(r.status) + " after " +
+                      std::to_string(a->tries) + " tries");
+  }
+  return finish(self, a, outcome::refused,
+                st.spec.name + ": refused with status " + std::to_string(r.status));
+}
+
+}  // namespace
+
+child_spec provider_child(std::shared_ptr<node_context> ctx, provider_spec spec) {
+  child_spec child;
+  child.name = spec.name;
+  child.kind = actor_kind::worker;
+  child.restart = restart_type::permanent;
+  child.start = [ctx, spec](caf::actor_system& system, const std::string&) {
+    return system.spawn([ctx, spec](provider_actor* self) -> caf::behavior {
+      auto& st = self->state;
+      st.ctx = ctx;
+      st.spec = spec;
+      st.log = logger("llm");
+      st.breaker_cfg = make_breaker_config(ctx->config.breaker);
+      const metric_labels labels{{"provider", spec.name}};
+      st.upstream_calls = &ctx->metrics.counter("troupe_llm_upstream_calls_total",
+                                                "Calls sent to an upstream", labels);
+      st.upstream_failures = &ctx->metrics.counter(
+          "troupe_llm_upstream_failures_total",
+          "Upstream calls that failed (5xx, overload, transport, cut stream)", labels);
+      st.retries =
+          &ctx->metrics.counter("troupe_llm_retries_total", "Upstream calls retried", labels);
+      return {
+          [self](call_msg& m) { start(self, m.a); },
+          [self](upstream_done_msg& m) { on_upstream_done(self, m.a); },
+      };
+    });
+  };
+  return child;
+}
+
+}  // namespace troupe::llm

@@ -1,0 +1,696 @@
+#include "actors/llm/router.hpp"
+
+#include <unordered_map>
+
+#include <spdlog/logger.h>
+#include <caf/all.hpp>
+
+#include "actors/cache/messages.hpp"
+#include "actors/llm/internal.hpp"
+#include "actors/llm/ledger.hpp"
+#include "actors/llm/limiter.hpp"
+#include "runtime/actor/ask.hpp"
+#include "runtime/log/log.hpp"
+#include "runtime/node/node_context.hpp"
+#include "storage/db.hpp"
+
+namespace troupe::llm {
+
+namespace {
+
+using json = nlohmann::json;
+using poll_atom = caf::atom_constant<caf::atom("llmpoll")>;
+using flush_atom = caf::atom_constant<caf::atom("llmflush")>;
+
+/// How often the ledger reaches the disk at most: bookings in between are
+/// batched into one write per row.
+constexpr std::chrono::milliseconds ledger_flush_period{500};
+/// How long a copy of each answer stays for the stale fallback, in units of
+/// the cache's own lifetime.
+constexpr uint64_t stale_lifetimes = 7;
+/// Where those copies live in the ledger column family.
+constexpr std::string_view answer_prefix = "answer/";
+/// Queue timeouts are checked at least this often while requests wait.
+constexpr std::chrono::milliseconds queue_check_period{100};
+
+std::vector<std::string> split_list(std::string_view text) {
+  std::vector<std::string> out;
+  while (!text.empty()) {
+    const auto comma = text.find(',');
+    auto item = text.substr(0, comma);
+    text = comma == std::string_view::npos ? std::string_view{} : text.substr(comma + 1);
+    while (!item.empty() && item.front() == ' ') {
+      item.remove_prefix(1);
+    }
+    while (!item.empty() && item.back() == ' ') {
+      item.remove_suffix(1);
+    }
+    if (!item.empty()) {
+      out.emplace_back(item);
+    }
+  }
+  return out;
+}
+
+/// JSON nesting deeper than this is refused before parsing: the parser
+/// (and every copy) recurses once per level, so a body of a few megabytes
+/// of '[' would otherwise overflow the stack. Real requests nest ~10 deep.
+constexpr size_t json_depth_max = 128;
+
+bool nested_too_deep(std::string_view text) {
+  size_t depth = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      if (c == '\\') {
+        ++i;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > json_depth_max) {
+        return true;
+      }
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
+  return false;
+}
+
+/// Longest anthropic-beta value that still gets cached answers (it is part
+/// of the key, which has a size limit).
+constexpr size_t beta_key_chars_max = 256;
+
+uint64_t now_ms() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count());
+}
+
+struct router_state {
+  std::shared_ptr<node_context> ctx;
+  std::shared_ptr<db> store;
+  std::shared_ptr<ledger> book;
+  std::unique_ptr<limiter> limits;
+  std::unordered_map<ticket_id, std::shared_ptr<exchange_state>> waiting;
+  std::map<std::string, std::string> aliases;
+  std::vector<std::string> fallback_models;
+  bool has_local = false;
+  uint32_t shards = 1;
+  bool poll_armed = false;
+  bool flush_armed = false;
+  std::shared_ptr<spdlog::logger> log;
+  metrics_registry* metrics = nullptr;
+  gauge* queue_waiting = nullptr;
+
+  counter& requests(std::string_view result) {
+    return metrics->counter("troupe_llm_requests_total",
+                            "Requests to /v1/messages by how they were answered",
+                            {{"result", std::string(result)}});
+  }
+  counter& tokens(std::string_view kind) {
+    return metrics->counter("troupe_llm_tokens_total",
+                            "Tokens: upstream input/output, provider cache reads/writes, and "
+                            "tokens the response cache served",
+                            {{"kind", std::string(kind)}});
+  }
+
+  static inline const char* name = "troupe.llm.router";
+};
+
+using router_actor = caf::stateful_actor<router_state>;
+
+// ---------------------------------------------------------------------------
+// Answers
+// ---------------------------------------------------------------------------
+
+void reply(exchange_state& x, int status, http_headers headers, std::string body) {
+  if (x.answered.exchange(true)) {
+    return;
+  }
+  headers.emplace_back("content-type", "application/json");
+  x.sink->reply(status, std::move(headers), std::move(body));
+}
+
+void reply_error(exchange_state& x, std::string_view type, std::string_view message,
+                 http_headers headers = {}) {
+  reply(x, status_for(type), std::move(headers), error_body(type, message));
+}
+
+/// A complete SSE byte sequence as one streamed answer.
+void reply_stream(exchange_state& x, http_headers headers, std::string events) {
+  if (x.answered.exchange(true)) {
+    return;
+  }
+  headers.emplace_back("content-type", "text/event-stream");
+  headers.emplace_back("cache-control", "no-cache");
+  x.sink->begin_stream(200, std::move(headers));
+  x.sink->stream(std::move(events));
+  x.sink->end_stream();
+}
+
+/// The message a cached value holds: 'S' + SSE events or 'M' + message JSON.
+std::optional<json> message_of(std::string_view value) {
+  if (value.empty()) {
+    return std::nullopt;
+  }
+  if (value.front() == 'M') {
+    auto parsed = json::parse(value.substr(1), nullptr, false);
+    return parsed.is_discarded() ? std::nullopt : std::optional<json>(std::move(parsed));
+  }
+  if (value.front() != 'S') {
+    return std::nullopt;
+  }
+  sse_parser parser;
+  stream_assembler assembler;
+  auto fed = parser.feed(value.substr(1), [&](sse_event&& e) { assembler.add(e); });
+  if (!fed || !assembler.complete()) {
+    return std::nullopt;
+  }
+  return assembler.message();
+}
+
+ledger_entry entry_for(const exchange_state& x) {
+  ledger_entry e;
+  e.model = x.info.model;
+  e.client = x.req.client;
+  e.agent = x.agent;
+  e.counts.requests = 1;
+  e.counts.queued = x.queued ? 1 : 0;
+  e.counts.retries = x.retries;
+  return e;
+}
+
+void arm_flush(router_actor* self) {
+  if (!self->state.flush_armed) {
+    self->state.flush_armed = true;
+    self->delayed_send(self, ledger_flush_period, flush_atom::value);
+  }
+}
+
+void book(router_actor* self, const ledger_entry& e) {
+  auto& st = self->state;
+  const auto budget = st.ctx->config.llm.budget_tokens;
+  const auto before = budget == 0 ? 0 : st.book->client(e.client).spent();
+  st.book->book(e);
+  const auto& c = e.counts;
+  st.tokens("upstream_input").inc(static_cast<double>(c.input_tokens));
+  st.tokens("upstream_output").inc(static_cast<double>(c.output_tokens));
+  st.tokens("provider_cache_read").inc(static_cast<double>(c.cache_read_input_tokens));
+  st.tokens("provider_cache_write").inc(static_cast<double>(c.cache_creation_input_tokens));
+  st.tokens("cache_served")
+      .inc(static_cast<double>(c.served_input_tokens + c.served_output_tokens));
+  if (budget != 0) {
+    const auto alert_at = static_cast<uint64_t>(static_cast<double>(budget) *
+                                                st.ctx->config.llm.budget_alert_fraction);
+    const auto after = st.book->client(e.client).spent();
+    if (before < alert_at && after >= alert_at) {
+      st.log->warn("client '{}' has spent {} of its {} token budget", e.client, after, budget);
+      st.metrics
+          ->counter("troupe_llm_budget_alerts_total",
+                    "Clients crossing the alert share of their token budget")
+          .inc();
+    }
+  }
+  arm_flush(self);
+}
+
+void add_usage(ledger_counts& c, const usage& u) {
+  c.input_tokens += static_cast<uint64_t>(std::max<int64_t>(0, u.input_tokens));
+  c.output_tokens += static_cast<uint64_t>(std::max<int64_t>(0, u.output_tokens));
+  c.cache_read_input_tokens +=
+      static_cast<uint64_t>(std::max<int64_t>(0, u.cache_read_input_tokens));
+  c.cache_creation_input_tokens +=
+      static_cast<uint64_t>(std::max<int64_t>(0, u.cache_creation_input_tokens));
+}
+
+/// Answers from a cached (or stale) value; false if the value is unusable.
+bool serve_cached(router_actor* self, exchange_state& x, std::string_view value,
+                  std::string_view label) {
+  auto message = message_of(value);
+  if (!message) {
+    return false;
+  }
+  http_headers headers{{cache_header, std::string(label)},
+                       {upstream_header, "cache/" + x.info.model}};
+  if (x.info.stream) {
+    reply_stream(
+        x, std::move(headers),
+        value.front() == 'S' ? std::string(value.substr(1)) : events_for_message(*message));
+  } else {
+    // A stored message goes out byte for byte as the upstream sent it.
+    reply(x, 200, std::move(headers),
+          value.front() == 'M' ? std::string(value.substr(1)) : message->dump());
+  }
+  const auto u = usage_of(*message);
+  auto e = entry_for(x);
+  const bool stale = label == "stale";
+  e.counts.cache_hits = stale ? 0 : 1;
+  e.counts.stale_served = stale ? 1 : 0;
+  // Every answer the cache gives is an upstream call (and its retries) not made.
+  e.counts.retries_avoided = 1;
+  e.counts.served_input_tokens = static_cast<uint64_t>(std::max<int64_t>(0, u.input_tokens));
+  e.counts.served_output_tokens = static_cast<uint64_t>(std::max<int64_t>(0, u.output_tokens));
+  book(self, e);
+  self->state.requests(label).inc();
+  return true;
+}
+
+// ---------------------------------------------------------------------------
+// The chain
+// ---------------------------------------------------------------------------
+
+std::vector<chain_step> chain_for(const router_state& st, const exchange_state& x) {
+  std::vector<chain_step> chain{{"anthropic", x.info.model}};
+  if (x.req.target.starts_with("/v1/messages/count_tokens")) {
+    return chain;
+  }
+  for (const auto& model : st.fallback_models) {
+    if (model != x.info.model) {
+      chain.push_back({"anthropic", model});
+    }
+  }
+  if (st.has_local) {
+    chain.push_back({"local", st.ctx->config.llm.local_model});
+  }
+  return chain;
+}
+
+void start_step(router_actor* self, const std::shared_ptr<exchange_state>& x);
+
+void store_answer(router_actor* self, exchange_state& x, std::string value) {
+  auto& st = self->state;
+  if (!x.cacheable || x.mode == cache_mode::bypass) {
+    return;
+  }
+  const auto& cfg = st.ctx->config;
+  if (value.size() > cfg.cache.value_bytes_max) {
+    return;
+  }
+  if (st.ctx->config.llm.stale_fallback && st.store) {
+    const auto lifetime_ms = uint64_t{cfg.llm.cache_ttl_s} * 1000 * stale_lifetimes;
+    if (auto put = st.store->put(column::ledger, std::string(answer_prefix) + x.key, value,
+                                 now_ms() + lifetime_ms);
+        !put) {
+      st.log->warn("keeping a stale copy failed: {}", put.err().message);
+    }
+  }
+  cache::put_request put{x.key, std::move(value), cfg.llm.cache_ttl_s, x.deps};
+  ask(self, st.ctx->registry, cache::shard_path(x.key, st.shards),
+      make_envelope(cache::put_type, put),
+      std::chrono::milliseconds(cfg.gateway.request_timeout_ms), [self](envelope r) {
+        if (r.is_error()) {
+          self->state.log->warn("caching an answer failed: {}", read_error(r).message);
+        }
+      });
+}
+
+void settle(router_actor* self, const exchange_state& x, const usage& u) {
+  self->state.limits->settle(x.ticket_estimate, u.input_tokens, u.output_tokens, clock::now());
+}
+
+void all_failed(router_actor* self, const std::shared_ptr<exchange_state>& x, const attempt& last) {
+  auto& st = self->state;
+  if (st.ctx->config.llm.stale_fallback && st.store && !x->key.empty()) {
+    auto copy = st.store->get(column::ledger, std::string(answer_prefix) + x->key, now_ms());
+    if (copy && *copy && serve_cached(self, *x, **copy, "stale")) {
+      st.log->warn("every upstream failed ({}); answered with a stale cached answer", last.reason);
+      return;
+    }
+  }
+  auto e = entry_for(*x);
+  e.counts.errors = 1;
+  book(self, e);
+  st.requests("error").inc();
+  if (last.response.status >= 400) {
+    return reply(*x, last.response.status, passthrough_headers(last.response), last.response.body);
+  }
+  reply_error(*x, "overloaded_error", "every upstream failed; last: " + last.reason);
+}
+
+void on_attempt_done(router_actor* self, const std::shared_ptr<attempt>& a) {
+  auto& st = self->state;
+  auto& x = a->x;
+  if (a->result == outcome::unavailable) {
+    st.log->info("{}: {}", a->step.provider, a->reason);
+    ++x->step;
+    if (x->sink->gone()) {
+      return;
+    }
+    const auto chain = chain_for(st, *x);
+    if (x->step < chain.size()) {
+      st.metrics
+          ->counter("troupe_llm_fallbacks_total", "Requests passed on to the next chain step",
+                    {{"to", chain[x->step].provider + "/" + chain[x->step].model}})
+          .inc();
+      return start_step(self, x);
+    }
+    settle(self, *x, {});
+    return all_failed(self, x, *a);
+  }
+  auto e = entry_for(*x);
+  if (x->step > 0) {
+    e.counts.fallbacks = 1;
+  }
+  if (a->result == outcome::refused) {
+    e.counts.errors = 1;
+    book(self, e);
+    settle(self, *x, {});
+    st.requests("refused").inc();
+    return reply(*x, a->response.status, passthrough_headers(a->response), a->response.body);
+  }
+  const bool count_tokens = a->path != "/v1/messages";
+  const auto upstream_label = a->step.provider + "/" + a->step.model;
+  const auto cache_label = x->mode == cache_mode::bypass ? "bypass" : "miss";
+  usage u;
+  if (a->committed) {
+    // Streamed to the client already; book it, cache it if it is whole.
+    u = a->assembler.usage();
+    if (a->assembler.complete() && !a->capture_overflow) {
+      store_answer(self, *x, "S" + a->captured);
+    }
+  } else if (count_tokens) {
+    auto h = passthrough_headers(a->response);
+    h.emplace_back(upstream_header, upstream_label);
+    reply(*x, 200, std::move(h), a->response.body);
+  } else {
+    auto message = json::parse(a->response.body, nullptr, false);
+    u = usage_of(message);
+    auto h = passthrough_headers(a->response);
+    h.emplace_back(cache_header, cache_label);
+    h.emplace_back(upstream_header, upstream_label);
+    if (x->info.stream) {
+      reply_stream(*x, std::move(h), events_for_message(message));
+    } else {
+      reply(*x, 200, std::move(h), a->response.body);
+    }
+    store_answer(self, *x, "M" + a->response.body);
+  }
+  add_usage(e.counts, u);
+  book(self, e);
+  settle(self, *x, u);
+  st.requests(x->step > 0 ? "fallback" : cache_label).inc();
+}
+
+void start_step(router_actor* self, const std::shared_ptr<exchange_state>& x) {
+  auto& st = self->state;
+  const auto chain = chain_for(st, *x);
+  auto a = std::make_shared<attempt>();
+  a->x = x;
+  a->reply_to = caf::actor_cast<caf::actor>(self);
+  a->step = chain[x->step];
+  a->path = x->req.target.starts_with("/v1/messages/count_tokens") ? "/v1/messages/count_tokens"
+                                                                   : "/v1/messages";
+  a->stream = x->info.stream && a->path == "/v1/messages";
+  auto route = st.ctx->registry.find("llm/" + a->step.provider);
+  if (!route || !route->current) {
+    a->result = outcome::unavailable;
+    a->reason = "provider '" + a->step.provider + "' is not running";
+    return on_attempt_done(self, a);
+  }
+  self->send(caf::actor_cast<caf::actor>(route->current), call_msg{a});
+}
+
+// ---------------------------------------------------------------------------
+// Admission: budget, limiter queue
+// ---------------------------------------------------------------------------
+
+void arm_poll(router_actor* self) {
+  auto& st = self->state;
+  if (st.poll_armed || st.waiting.empty()) {
+    return;
+  }
+  const auto now = clock::now();
+  auto delay = queue_check_period;
+  if (auto ready = st.limits->next_ready(now)) {
+    delay = std::min(delay, std::chrono::duration_cast<std::chrono::milliseconds>(*ready - now) +
+                                std::chrono::milliseconds(1));
+  }
+  st.poll_armed = true;
+  self->delayed_send(self, std::max(delay, std::chrono::milliseconds(1)), poll_atom::value);
+}
+
+void poll(router_actor* self) {
+  auto& st = self->state;
+  st.poll_armed = false;
+  const auto now = clock::now();
+  for (auto id : st.limits->poll(now)) {
+    auto it = st.waiting.find(id);
+    if (it == st.waiting.end()) {
+      continue;
+    }
+    auto x = std::move(it->second);
+    st.waiting.erase(it);
+    start_step(self, x);
+  }
+  const auto timeout = std::chrono::milliseconds(st.ctx->config.llm.queue_timeout_ms);
+  for (auto it = st.waiting.begin(); it != st.waiting.end();) {
+    auto& x = it->second;
+    const bool expired = now - x->started >= timeout;
+    if (expired || x->sink->gone()) {
+      st.limits->cancel(it->first);
+      if (expired) {
+        reply_error(*x, "rate_limit_error",
+                    "waited " + std::to_string(timeout.count()) +
+                        " ms in the gateway's queue (llm.queue_timeout_ms) without a free slot "
+                        "under the configured per-minute limits");
+        st.requests("queue_timeout").inc();
+      }
+      it = st.waiting.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  st.queue_waiting->set(static_cast<double>(st.waiting.size()));
+  arm_poll(self);
+}
+
+void admit(router_actor* self, const std::shared_ptr<exchange_state>& x) {
+  auto& st = self->state;
+  // The budget bounds upstream spending; cached answers (served before
+  // this point) cost nothing and stay available.
+  if (const auto budget = st.ctx->config.llm.budget_tokens; budget != 0) {
+    const auto spent = st.book->client(x->req.client).spent();
+    if (spent >= budget) {
+      st.requests("budget").inc();
+      return reply_error(*x, "rate_limit_error",
+                         "this client's token budget is spent (" + std::to_string(spent) + " of " +
+                             std::to_string(budget) +
+                             " upstream tokens, llm.budget_tokens); cached answers are still "
+                             "served",
+                         {{"x-should-retry", "false"}});
+    }
+  }
+  ticket t;
+  t.client = x->req.client;
+  t.priority = x->priority;
+  // Estimates until the upstream says: about four bytes a token in, and
+  // max_tokens out.
+  t.input_tokens = static_cast<int64_t>(x->body_text.size() / 4 + 1);
+  t.output_tokens = x->info.max_tokens;
+  x->ticket_estimate = t;
+  auto submitted = st.limits->submit(t, clock::now());
+  if (!submitted) {
+    st.requests("rejected").inc();
+    const bool full = submitted.err().code == errc::too_large;
+    return reply_error(*x, full ? "rate_limit_error" : "invalid_request_error",
+                       submitted.err().message);
+  }
+  if (submitted->admitted) {
+    return start_step(self, x);
+  }
+  x->queued = true;
+  st.waiting.emplace(submitted->id, x);
+  st.queue_waiting->set(static_cast<double>(st.waiting.size()));
+  arm_poll(self);
+}
+
+// ---------------------------------------------------------------------------
+// Arrival
+// ---------------------------------------------------------------------------
+
+/// Parses and checks what the client sent; false when it was answered.
+bool prepare(router_actor* self, exchange_state& x) {
+  auto& st = self->state;
+  const auto& cfg = st.ctx->config.llm;
+  if (nested_too_deep(x.req.body)) {
+    reply_error(x, "invalid_request_error",
+                "the request body nests deeper than " + std::to_string(json_depth_max) + " levels");
+    return false;
+  }
+  x.body = json::parse(x.req.body, nullptr, false);
+  if (x.body.is_discarded()) {
+    reply_error(x, "invalid_request_error", "the request body is not valid JSON");
+    return false;
+  }
+  const bool count_tokens = x.req.target.starts_with("/v1/messages/count_tokens");
+  if (!x.body.is_object()) {
+    reply_error(x, "invalid_request_error", "the request body must be a JSON object");
+    return false;
+  }
+  if (auto it = x.body.find("model"); it != x.body.end() && it->is_string()) {
+    if (auto alias = st.aliases.find(it->get<std::string>()); alias != st.aliases.end()) {
+      *it = alias->second;
+    }
+  }
+  if (count_tokens) {
+    // Only the fields the count needs; the upstream checks the rest.
+    if (!x.body.contains("model") || !x.body["model"].is_string()) {
+      reply_error(x, "invalid_request_error", "model: Field required");
+      return false;
+    }
+    if (!x.body.contains("messages") || !x.body["messages"].is_array()) {
+      reply_error(x, "invalid_request_error", "messages: Field required");
+      return false;
+    }
+    x.info.model = x.body["model"].get<std::string>();
+  } else {
+    auto info = validate_request(x.body);
+    if (!info) {
+      reply_error(x, "invalid_request_error", info.err().message);
+      return false;
+    }
+    x.info = std::move(*info);
+  }
+  const bool changed = x.body["model"] != json::parse(x.req.body, nullptr, false)["model"];
+  x.body_text = changed ? x.body.dump() : std::move(x.req.body);
+  x.agent = std::string(x.req.header("x-troupe-agent"));
+
+  if (auto p = x.req.header("x-troupe-priority"); !p.empty()) {
+    if (p != "0" && p != "1" && p != "2") {
+      reply_error(x, "invalid_request_error",
+                  "x-troupe-priority: must be 0 (highest), 1 or 2 (got '" + std::string(p) + "')");
+      return false;
+    }
+    x.priority = p[0] - '0';
+  }
+  const auto mode = x.req.header(cache_header);
+  if (mode == "bypass") {
+    x.mode = cache_mode::bypass;
+  } else if (mode == "refresh") {
+    x.mode = cache_mode::refresh;
+  } else if (!mode.empty()) {
+    reply_error(x, "invalid_request_error",
+                "x-troupe-cache: must be bypass or refresh (got '" + std::string(mode) + "')");
+    return false;
+  }
+  if (count_tokens) {
+    return true;
+  }
+  x.cacheable = cfg.cache_enabled && (x.info.temperature == 0 || cfg.cache_sampled);
+  x.key = canonical_key(x.body);
+  // Betas can change the answer: they are part of the question.
+  if (const auto beta = x.req.header("anthropic-beta"); !beta.empty()) {
+    x.cacheable = x.cacheable && beta.size() <= beta_key_chars_max;
+    x.key += "+" + std::string(beta);
+  }
+  x.deps = referenced_paths(x.body);
+  for (auto& dep : split_list(x.req.header("x-troupe-depends-on"))) {
+    if (dep.front() != '/') {
+      reply_error(x, "invalid_request_error",
+                  "x-troupe-depends-on: paths must be absolute (got '" + dep + "')");
+      return false;
+    }
+    x.deps.push_back(std::move(dep));
+  }
+  return true;
+}
+
+void on_exchange(router_actor* self, const std::shared_ptr<exchange_state>& x) {
+  auto& st = self->state;
+  const auto path = std::string_view(x->req.target).substr(0, x->req.target.find('?'));
+  if (path == "/v1/usage") {
+    if (x->req.method != "GET") {
+      return reply_error(*x, "not_found_error", "use GET /v1/usage");
+    }
+    auto body = json::parse(st.book->to_json());
+    body["queue"] = {{"waiting", st.waiting.size()}};
+    x->answered = true;
+    x->sink->reply(200, {{"content-type", "application/json"}}, body.dump());
+    return;
+  }
+  if (x->req.method != "POST") {
+    return reply_error(*x, "not_found_error",
+                       "use POST for " + std::string(path) + " (got " + x->req.method + ")");
+  }
+  if (!prepare(self, *x)) {
+    return;
+  }
+  if (x->key.empty() || !x->cacheable || x->mode != cache_mode::use) {
+    return admit(self, x);
+  }
+  ask(self, st.ctx->registry, cache::shard_path(x->key, st.shards),
+      make_envelope(cache::get_type, cache::get_request{x->key}),
+      std::chrono::milliseconds(st.ctx->config.gateway.request_timeout_ms), [self, x](envelope r) {
+        if (!r.is_error()) {
+          auto got = decode<cache::get_reply>(r.body);
+          if (got && got->found && serve_cached(self, *x, got->value, "hit")) {
+            return;
+          }
+        }
+        admit(self, x);
+      });
+}
+
+}  // namespace
+
+child_spec router_child(std::shared_ptr<node_context> ctx, std::shared_ptr<db> store) {
+  child_spec child;
+  child.name = "router";
+  child.kind = actor_kind::worker;
+  child.restart = restart_type::permanent;
+  child.start = [ctx, store](caf::actor_system& system, const std::string&) {
+    return system.spawn([ctx, store](router_actor* self) -> caf::behavior {
+      auto& st = self->state;
+      const auto& cfg = ctx->config.llm;
+      st.ctx = ctx;
+      st.store = store;
+      st.log = logger("llm");
+      st.metrics = &ctx->metrics;
+      st.queue_waiting =
+          &ctx->metrics.gauge("troupe_llm_queue_waiting", "Requests waiting for the local limiter");
+      st.book = std::make_shared<ledger>(store);
+      if (auto loaded = st.book->load(); !loaded) {
+        st.log->error("the token ledger could not be read ({}); counting from zero",
+                      loaded.err().message);
+      }
+      limiter_config lc;
+      lc.requests_per_minute = cfg.requests_per_minute;
+      lc.input_tokens_per_minute = static_cast<int64_t>(cfg.input_tokens_per_minute);
+      lc.output_tokens_per_minute = static_cast<int64_t>(cfg.output_tokens_per_minute);
+      lc.queue_max = cfg.queue_max;
+      st.limits = std::make_unique<limiter>(lc, clock::now());
+      for (const auto& pair : split_list(cfg.model_aliases)) {
+        const auto eq = pair.find('=');
+        st.aliases[pair.substr(0, eq)] = pair.substr(eq + 1);
+      }
+      st.fallback_models = split_list(cfg.fallback_models);
+      st.has_local = !cfg.local_base_url.empty();
+      st.shards = cache::shard_count(ctx->config);
+      self->attach_functor([book = st.book, log = st.log](const caf::error&) {
+        // Whatever was booked reaches the disk, even on a crash.
+        if (auto flushed = book->flush(); !flushed) {
+          log->error("flushing the token ledger failed: {}", flushed.err().message);
+        }
+      });
+      return {
+          [self](exchange_msg& m) { on_exchange(self, m.x); },
+          [self](attempt_done_msg& m) { on_attempt_done(self, m.a); },
+          [self](poll_atom) { poll(self); },
+          [self](flush_atom) {
+            self->state.flush_armed = false;
+            if (auto flushed = self->state.book->flush(); !flushed) {
+              self->state.log->error("flushing the token ledger failed: {}", flushed.err().message);
+            }
+          },
+      };
+    });
+  };
+  return child;
+}
+
+}  // namespace troupe::llm

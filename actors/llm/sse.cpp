@@ -1,0 +1,132 @@
+#include "actors/llm/sse.hpp"
+
+#include <cassert>
+#include <utility>
+
+namespace troupe::llm {
+
+sse_parser::sse_parser(std::size_t event_bytes_max) : event_bytes_max_(event_bytes_max) {
+  assert(event_bytes_max_ > 0);
+}
+
+error sse_parser::fail() {
+  failed_ = true;
+  // The parser is dead from here on: give the memory back at once.
+  line_ = std::string();
+  event_ = std::string();
+  data_ = std::string();
+  return make_error(errc::too_large,
+                    "server-sent event exceeds " + std::to_string(event_bytes_max_) + " bytes");
+}
+
+expected<std::size_t> sse_parser::feed(std::string_view bytes,
+                                       const std::function<void(sse_event&&)>& on_event) {
+  if (failed_) {
+    return make_error(errc::too_large,
+                      "server-sent event stream was abandoned after an "
+                      "event exceeded its size limit");
+  }
+  std::size_t emitted = 0;
+  std::size_t pos = 0;
+  while (pos < bytes.size()) {
+    if (skip_lf_) {
+      skip_lf_ = false;
+      if (bytes[pos] == '\n') {
+        ++pos;
+        continue;
+      }
+    }
+    const std::size_t end = bytes.find_first_of("\r\n", pos);
+    if (end == std::string_view::npos) {
+      line_.append(bytes.substr(pos));
+      if (line_.size() + data_.size() + event_.size() > event_bytes_max_) {
+        return fail();
+      }
+      break;
+    }
+    std::string_view line = bytes.substr(pos, end - pos);
+    if (!line_.empty()) {
+      line_.append(line);
+      line = line_;
+    }
+    // Checked per line, not per slice, so the outcome does not depend on
+    // where the stream was cut.
+    if (line.size() + data_.size() + event_.size() > event_bytes_max_) {
+      return fail();
+    }
+    pos = end + 1;
+    if (bytes[end] == '\r') {
+      if (pos == bytes.size()) {
+        skip_lf_ = true;
+      } else if (bytes[pos] == '\n') {
+        ++pos;
+      }
+    }
+    if (on_line(line, on_event)) {
+      ++emitted;
+    }
+    line_.clear();
+  }
+  return emitted;
+}
+
+bool sse_parser::on_line(std::string_view line, const std::function<void(sse_event&&)>& on_event) {
+  if (line.empty()) {
+    const bool dispatch = has_data_ || !event_.empty();
+    sse_event ev{std::move(event_), std::move(data_)};
+    event_.clear();
+    data_.clear();
+    has_data_ = false;
+    if (dispatch) {
+      on_event(std::move(ev));
+    }
+    return dispatch;
+  }
+  if (line.front() == ':') {
+    return false;
+  }
+  const std::size_t colon = line.find(':');
+  const std::string_view name = line.substr(0, colon);
+  std::string_view value;
+  if (colon != std::string_view::npos) {
+    value = line.substr(colon + 1);
+    if (!value.empty() && value.front() == ' ') {
+      value.remove_prefix(1);
+    }
+  }
+  if (name == "event") {
+    event_.assign(value);
+  } else if (name == "data") {
+    if (has_data_) {
+      data_.push_back('\n');
+    }
+    data_.append(value);
+    has_data_ = true;
+  }
+  return false;
+}
+
+std::string sse_format(std::string_view event, std::string_view data) {
+  assert(event.find_first_of("\r\n") == std::string_view::npos);
+  std::string out;
+  out.reserve(event.size() + data.size() + 16);
+  if (!event.empty()) {
+    out.append("event: ").append(event).push_back('\n');
+  }
+  std::size_t pos = 0;
+  while (true) {
+    const std::size_t end = data.find_first_of("\r\n", pos);
+    out.append("data: ").append(data.substr(pos, end - pos)).push_back('\n');
+    if (end == std::string_view::npos) {
+      break;
+    }
+    pos = end + 1;
+    if (data[end] == '\r' && pos < data.size() && data[pos] == '\n') {
+      ++pos;
+    }
+  }
+  out.push_back('\n');
+  return out;
+}
+
+}  // namespace troupe::llm

@@ -1,0 +1,464 @@
+#include "actors/llm/upstream.hpp"
+
+#include <openssl/ssl.h>
+
+#include <array>
+#include <atomic>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+
+namespace troupe::llm {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace net = boost::asio;
+namespace ssl = net::ssl;
+using tcp = net::ip::tcp;
+
+std::string_view upstream_response::header(std::string_view name) const {
+  for (const auto& [key, value] : headers) {
+    if (key == name) {
+      return value;
+    }
+  }
+  return {};
+}
+
+expected<upstream_url> parse_url(std::string_view url) {
+  upstream_url out;
+  if (url.starts_with("https://")) {
+    out.tls = true;
+    url.remove_prefix(8);
+  } else if (url.starts_with("http://")) {
+    url.remove_prefix(7);
+  } else {
+    return make_error(errc::config_invalid, "upstream URL must start with http:// or https://: '" +
+                                                std::string(url) + "'");
+  }
+  const auto slash = url.find('/');
+  auto authority = url.substr(0, slash);
+  auto path = slash == std::string_view::npos ? std::string_view{} : url.substr(slash);
+  while (!path.empty() && path.back() == '/') {
+    path.remove_suffix(1);
+  }
+  out.base_path = std::string(path);
+  const auto colon = authority.rfind(':');
+  if (colon != std::string_view::npos && authority.find(']', colon) == std::string_view::npos) {
+    out.host = std::string(authority.substr(0, colon));
+    out.port = std::string(authority.substr(colon + 1));
+  } else {
+    out.host = std::string(authority);
+    out.port = out.tls ? "443" : "80";
+  }
+  if (out.host.size() >= 2 && out.host.front() == '[' && out.host.back() == ']') {
+    out.host = out.host.substr(1, out.host.size() - 2);
+  }
+  if (out.host.empty() || out.port.empty()) {
+    return make_error(errc::config_invalid, "upstream URL has no host: '" + std::string(url) + "'");
+  }
+  return out;
+}
+
+namespace {
+
+/// Largest non-streamed upstream body we accept (an answer is far smaller).
+constexpr uint64_t body_bytes_max = 64u << 20;
+
+class pool_impl;
+
+/// One keep-alive connection; serves one call at a time.
+class connection_base {
+ public:
+  virtual ~connection_base() = default;
+  virtual void start(upstream_request request, upstream_callbacks callbacks) = 0;
+};
+
+class pool_impl : public upstream_pool, public std::enable_shared_from_this<pool_impl> {
+ public:
+  pool_impl(net::io_context& ioc, ssl::context& tls, upstream_url url, size_t idle_max)
+      : ioc_(ioc), tls_(tls), url_(std::move(url)), idle_max_(idle_max) {}
+
+  void send(upstream_request request, upstream_callbacks callbacks) override;
+  size_t connections() const override { return open_.load(std::memory_order_relaxed); }
+
+  /// A connection whose call ended cleanly and may serve another.
+  void give_back(std::shared_ptr<connection_base> conn) {
+    std::lock_guard lock(mutex_);
+    if (idle_.size() < idle_max_) {
+      idle_.push_back(std::move(conn));
+    }
+  }
+
+  /// Breaks the pool <-> idle connection cycle at shutdown.
+  void drop_idle() {
+    std::lock_guard lock(mutex_);
+    idle_.clear();
+  }
+
+  /// A new, unconnected connection to this upstream.
+  std::shared_ptr<connection_base> make_fresh();
+
+  const upstream_url& url() const { return url_; }
+  ssl::context& tls() { return tls_; }
+  net::io_context& ioc() { return ioc_; }
+  std::atomic<size_t> open_{0};
+
+  /// Resolved once; a failed connect re-resolves.
+  std::optional<tcp::resolver::results_type> endpoints;
+  std::mutex resolve_mutex;
+
+ private:
+  net::io_context& ioc_;
+  ssl::context& tls_;
+  upstream_url url_;
+  size_t idle_max_;
+  std::mutex mutex_;
+  std::vector<std::shared_ptr<connection_base>> idle_;
+
+  std::shared_ptr<connection_base> take_idle() {
+    std::lock_guard lock(mutex_);
+    if (idle_.empty()) {
+      return nullptr;
+    }
+    auto conn = std::move(idle_.back());
+    idle_.pop_back();
+    return conn;
+  }
+};
+
+beast::tcp_stream& lowest(beast::tcp_stream& s) {
+  return s;
+}
+beast::tcp_stream& lowest(beast::ssl_stream<beast::tcp_stream>& s) {
+  return beast::get_lowest_layer(s);
+}
+
+template <class Stream>
+class connection : public connection_base, public std::enable_shared_from_this<connection<Stream>> {
+ public:
+  template <class... Args>
+  explicit connection(std::shared_ptr<pool_impl> pool, Args&&... args)
+      : pool_(std::move(pool)), stream_(std::forward<Args>(args)...) {
+    pool_->open_.fetch_add(1, std::memory_order_relaxed);
+  }
+  ~connection() override { pool_->open_.fetch_sub(1, std::memory_order_relaxed); }
+
+  void start(upstream_request request, upstream_callbacks callbacks) override {
+    request_ = std::move(request);
+    callbacks_ = std::move(callbacks);
+    response_ = {};
+    // A reused connection may have been closed by the upstream while idle;
+    // such a call is tried once more on a fresh connection.
+    reused_ = connected_;
+    net::dispatch(stream_.get_executor(), [self = this->shared_from_this()] {
+      self->connected_ ? self->write() : self->connect();
+    });
+  }
+
+ private:
+  using self_ptr = std::shared_ptr<connection>;
+
+  void connect() {
+    lowest(stream_).expires_after(request_.timeout);
+    std::optional<tcp::resolver::results_type> known;
+    {
+      std::lock_guard lock(pool_->resolve_mutex);
+      known = pool_->endpoints;
+    }
+    if (known) {
+      return on_resolved({}, *known);
+    }
+    resolver_.emplace(stream_.get_executor());
+    resolver_->async_resolve(
+        pool_->url().host, pool_->url().port,
+        [self = this->shared_from_this()](beast::error_code ec, tcp::resolver::results_type r) {
+          self->on_resolved(ec, std::move(r));
+        });
+  }
+
+  void on_resolved(beast::error_code ec, tcp::resolver::results_type results) {
+    if (ec) {
+      return fail("cannot resolve " + pool_->url().host + ": " + ec.message(), false);
+    }
+    {
+      std::lock_guard lock(pool_->resolve_mutex);
+      pool_->endpoints = results;
+    }
+    lowest(stream_).async_connect(
+        results, [self = this->shared_from_this()](beast::error_code e, const tcp::endpoint&) {
+          self->on_connected(e);
+        });
+  }
+
+  void on_connected(beast::error_code ec) {
+    if (ec) {
+      std::lock_guard lock(pool_->resolve_mutex);
+      pool_->endpoints.reset();
+    }
+    if (ec) {
+      return fail(
+          "cannot connect to " + pool_->url().host + ":" + pool_->url().port + ": " + ec.message(),
+          ec == beast::error::timeout);
+    }
+    beast::error_code ignored;
+    lowest(stream_).socket().set_option(tcp::no_delay(true), ignored);
+    if constexpr (std::is_same_v<Stream, beast::tcp_stream>) {
+      connected_ = true;
+      write();
+    } else {
+      handshake();
+    }
+  }
+
+  void handshake() {
+    if constexpr (!std::is_same_v<Stream, beast::tcp_stream>) {
+      const auto& host = pool_->url().host;
+      // SNI, and the certificate must name the host we meant to reach.
+      if (SSL_set_tlsext_host_name(stream_.native_handle(), host.c_str()) != 1) {
+        return fail("TLS: cannot set the server name " + host, false);
+      }
+      stream_.set_verify_mode(ssl::verify_peer);
+      stream_.set_verify_callback(ssl::host_name_verification(host));
+      stream_.async_handshake(
+          ssl::stream_base::client, [self = this->shared_from_this()](beast::error_code ec) {
+            if (ec) {
+              return self->fail(
+                  "TLS handshake with " + self->pool_->url().host + " failed: " + ec.message(),
+                  ec == beast::error::timeout);
+            }
+            self->connected_ = true;
+            self->write();
+          });
+    }
+  }
+
+  void write() {
+    const auto& url = pool_->url();
+    message_ = {};
+    message_.method_string(request_.method);
+    message_.target(url.base_path + request_.path);
+    message_.version(11);
+    message_.set(http::field::host, url.host);
+    for (const auto& [name, value] : request_.headers) {
+      message_.set(name, value);
+    }
+    message_.keep_alive(true);
+    message_.body() = request_.body;
+    message_.prepare_payload();
+    lowest(stream_).expires_after(request_.timeout);
+    http::async_write(
+        stream_, message_,
+        [self = this->shared_from_this()](beast::error_code ec, size_t) { self->on_written(ec); });
+  }
+
+  void on_written(beast::error_code ec) {
+    if (ec) {
+      return transport_failed(ec, "sending the request");
+    }
+    parser_.emplace();
+    parser_->body_limit(request_.stream ? std::numeric_limits<uint64_t>::max() : body_bytes_max);
+    http::async_read_header(
+        stream_, buffer_, *parser_,
+        [self = this->shared_from_this()](beast::error_code e, size_t) { self->on_head(e); });
+  }
+
+  void on_head(beast::error_code ec) {
+    if (ec) {
+      return transport_failed(ec, "reading the response head");
+    }
+    const auto& head = parser_->get();
+    response_.status = static_cast<int>(head.result_int());
+    for (const auto& field : head) {
+      std::string name(field.name_string());
+      for (auto& c : name) {
+        c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      }
+      response_.headers.emplace_back(std::move(name), std::string(field.value()));
+    }
+    response_.streamed = request_.stream && response_.status == 200;
+    if (response_.streamed && callbacks_.on_head) {
+      callbacks_.on_head(response_);
+    }
+    read_body();
+  }
+
+  void read_body() {
+    if (parser_->is_done()) {
+      return finish();
+    }
+    parser_->get().body().data = chunk_.data();
+    parser_->get().body().size = chunk_.size();
+    lowest(stream_).expires_after(request_.timeout);
+    http::async_read_some(
+        stream_, buffer_, *parser_,
+        [self = this->shared_from_this()](beast::error_code ec, size_t) { self->on_body(ec); });
+  }
+
+  void on_body(beast::error_code ec) {
+    if (ec == http::error::need_buffer) {
+      ec = {};
+    }
+    const auto got = chunk_.size() - parser_->get().body().size;
+    if (got > 0) {
+      response_.body_bytes += got;
+      if (response_.streamed) {
+        if (callbacks_.on_data) {
+          callbacks_.on_data(std::string_view(chunk_.data(), got));
+        }
+      } else {
+        response_.body.append(chunk_.data(), got);
+      }
+    }
+    if (ec) {
+      return transport_failed(ec, "reading the response body");
+    }
+    read_body();
+  }
+
+  void finish() {
+    const bool reusable = parser_->get().keep_alive();
+    parser_.reset();
+    auto done = std::move(callbacks_.on_done);
+    auto response = std::move(response_);
+    callbacks_ = {};
+    if (reusable) {
+      lowest(stream_).expires_never();
+      pool_->give_back(this->shared_from_this());
+    } else {
+      close();
+    }
+    if (done) {
+      done(std::move(response));
+    }
+  }
+
+  void transport_failed(beast::error_code ec, std::string_view during) {
+    close();
+    // Nothing came back on a reused connection: the upstream had closed it
+    // while idle. The request is sent once more on a fresh connection.
+    if (reused_ && response_.status == 0 && ec != beast::error::timeout) {
+      reused_ = false;
+      auto fresh = pool_->make_fresh();
+      fresh->start(std::move(request_), std::move(callbacks_));
+      return;
+    }
+    if (ec == beast::error::timeout) {
+      return fail("upstream " + pool_->url().host + " timed out after " +
+                      std::to_string(request_.timeout.count()) + " ms while " + std::string(during),
+                  true);
+    }
+    fail("upstream " + pool_->url().host + ": " + ec.message() + " while " + std::string(during),
+         false);
+  }
+
+  void fail(std::string what, bool timed_out) {
+    close();
+    auto done = std::move(callbacks_.on_done);
+    callbacks_ = {};
+    response_.error = std::move(what);
+    response_.timed_out = timed_out;
+    if (done) {
+      done(std::move(response_));
+    }
+  }
+
+  void close() {
+    connected_ = false;
+    beast::error_code ignored;
+    lowest(stream_).socket().shutdown(tcp::socket::shutdown_both, ignored);
+    lowest(stream_).close();
+  }
+
+ public:
+  std::shared_ptr<pool_impl> pool_;
+
+ private:
+  Stream stream_;
+  std::optional<tcp::resolver> resolver_;
+  bool connected_ = false;
+  bool reused_ = false;
+  upstream_request request_;
+  upstream_callbacks callbacks_;
+  upstream_response response_;
+  http::request<http::string_body> message_;
+  beast::flat_buffer buffer_;
+  std::optional<http::response_parser<http::buffer_body>> parser_;
+  std::array<char, 16384> chunk_{};
+};
+
+std::shared_ptr<connection_base> pool_impl::make_fresh() {
+  auto self = shared_from_this();
+  if (url_.tls) {
+    return std::make_shared<connection<beast::ssl_stream<beast::tcp_stream>>>(
+        self, net::make_strand(ioc_), tls_);
+  }
+  return std::make_shared<connection<beast::tcp_stream>>(self, net::make_strand(ioc_));
+}
+
+void pool_impl::send(upstream_request request, upstream_callbacks callbacks) {
+  auto conn = take_idle();
+  if (!conn) {
+    conn = make_fresh();
+  }
+  conn->start(std::move(request), std::move(callbacks));
+}
+
+}  // namespace
+
+struct upstream_io::impl {
+  explicit impl(uint32_t n) : tls(ssl::context::tls_client), guard(net::make_work_guard(ioc)) {
+    // Certificates are checked against the system's CA store.
+    tls.set_default_verify_paths();
+    tls.set_verify_mode(ssl::verify_peer);
+    for (uint32_t i = 0; i < n; ++i) {
+      threads.emplace_back([this] { ioc.run(); });
+    }
+  }
+  net::io_context ioc;
+  ssl::context tls;
+  net::executor_work_guard<net::io_context::executor_type> guard;
+  std::vector<std::thread> threads;
+  std::mutex pools_mutex;
+  std::vector<std::weak_ptr<pool_impl>> pools;
+};
+
+upstream_io::upstream_io(uint32_t threads) : impl_(std::make_unique<impl>(threads)) {}
+
+upstream_io::~upstream_io() {
+  stop();
+}
+
+void upstream_io::stop() {
+  if (impl_->threads.empty()) {
+    return;
+  }
+  impl_->guard.reset();
+  impl_->ioc.stop();
+  for (auto& t : impl_->threads) {
+    t.join();
+  }
+  impl_->threads.clear();
+  std::lock_guard lock(impl_->pools_mutex);
+  for (auto& weak : impl_->pools) {
+    if (auto pool = weak.lock()) {
+      pool->drop_idle();
+    }
+  }
+}
+
+std::shared_ptr<upstream_pool> upstream_io::pool(upstream_url url, size_t idle_max) {
+  auto pool = std::make_shared<pool_impl>(impl_->ioc, impl_->tls, std::move(url), idle_max);
+  std::lock_guard lock(impl_->pools_mutex);
+  impl_->pools.push_back(pool);
+  return pool;
+}
+
+}  // namespace troupe::llm

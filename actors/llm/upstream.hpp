@@ -1,0 +1,101 @@
+#pragma once
+
+// The HTTP client of the LLM gateway: one keep-alive connection pool per
+// upstream (http or https with certificate verification), on Asio threads
+// of its own. A call either arrives whole or, for a streamed 200, chunk by
+// chunk as the upstream writes it. Beast stays in upstream.cpp.
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "runtime/error.hpp"
+#include "runtime/node/http_exchange.hpp"
+
+namespace troupe::llm {
+
+struct upstream_url {
+  bool tls = false;
+  std::string host;
+  std::string port;
+  /// Path prefix of every call ("" or e.g. "/proxy"), without a trailing '/'.
+  std::string base_path;
+};
+
+/// "https://api.anthropic.com", "http://127.0.0.1:8080/prefix".
+[[nodiscard]] expected<upstream_url> parse_url(std::string_view url);
+
+struct upstream_request {
+  std::string method = "POST";
+  /// Appended to the base path, e.g. "/v1/messages".
+  std::string path;
+  http_headers headers;
+  std::string body;
+  /// A 200 is delivered through on_data as it arrives, not as one body.
+  bool stream = false;
+  /// Bound on connecting plus the whole exchange; for a streamed body, on
+  /// the silence between two reads.
+  std::chrono::milliseconds timeout{30000};
+};
+
+struct upstream_response {
+  /// 0 when no response arrived (see `error`).
+  int status = 0;
+  /// Names lower-cased.
+  http_headers headers;
+  /// The whole body, unless it was streamed.
+  std::string body;
+  /// What went wrong in transport (connect, TLS, timeout, cut), or "".
+  std::string error;
+  bool timed_out = false;
+  /// The body went to on_data (a streamed 200).
+  bool streamed = false;
+  /// Bytes of body received before a transport error (a cut stream).
+  uint64_t body_bytes = 0;
+
+  [[nodiscard]] std::string_view header(std::string_view name) const;
+};
+
+struct upstream_callbacks {
+  /// A streamed 200's head, before its first on_data.
+  std::function<void(const upstream_response& head)> on_head;
+  std::function<void(std::string_view bytes)> on_data;
+  /// Exactly once, last.
+  std::function<void(upstream_response done)> on_done;
+};
+
+class upstream_pool;
+
+/// The Asio threads and TLS context every pool shares.
+class upstream_io {
+ public:
+  explicit upstream_io(uint32_t threads);
+  ~upstream_io();
+  upstream_io(const upstream_io&) = delete;
+  upstream_io& operator=(const upstream_io&) = delete;
+
+  /// A pool for `url`, keeping up to `idle_max` idle connections.
+  [[nodiscard]] std::shared_ptr<upstream_pool> pool(upstream_url url, size_t idle_max);
+
+  /// Stops the threads; pending calls end with an error.
+  void stop();
+
+  struct impl;
+
+ private:
+  std::unique_ptr<impl> impl_;
+};
+
+class upstream_pool {
+ public:
+  virtual ~upstream_pool() = default;
+  /// Starts a call; its callbacks run on an upstream thread.
+  virtual void send(upstream_request request, upstream_callbacks callbacks) = 0;
+  /// Connections open now (idle + busy).
+  [[nodiscard]] virtual size_t connections() const = 0;
+};
+
+}  // namespace troupe::llm

@@ -1,0 +1,464 @@
+// The LLM gateway through a real node in front of the mock Anthropic
+// upstream (real HTTP on loopback, the API's JSON and SSE wire format,
+// scripted faults): streamed and whole answers, the response cache,
+// retries, breakers and the fallback chain, the limiter, the budget, the
+// ledger and bad client input.
+
+#include <signal.h>
+
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "actors/gateway/http_client.hpp"
+#include "tests/integration/node_process.hpp"
+#include "tests/support/wait.hpp"
+
+using namespace troupe;
+using namespace troupe::test;
+using json = nlohmann::json;
+
+namespace {
+
+using env_map = std::map<std::string, std::string>;
+
+http_client client_for(const std::string& url, const std::string& token) {
+  auto parsed = parse_url(url);
+  REQUIRE(parsed.has_value());
+  return http_client(*parsed, token, 30000);
+}
+
+/// A node whose Anthropic upstream is a fresh mock.
+struct gateway_fixture {
+  explicit gateway_fixture(std::map<std::string, std::string> env = {},
+                           std::vector<std::string> mock_args = {})
+      : mock(std::move(mock_args)), node({{}, with_upstream(std::move(env)), {}}) {
+    REQUIRE(mock.started());
+    REQUIRE(node.started());
+  }
+
+  std::map<std::string, std::string> with_upstream(std::map<std::string, std::string> env) {
+    REQUIRE(mock.started());
+    env.emplace("TROUPE_ANTHROPIC_BASE_URL", mock.url());
+    env.emplace("ANTHROPIC_API_KEY", "sk-ant-test-key");
+    return env;
+  }
+
+  /// POST /v1/messages the way the official SDKs do.
+  http_response messages(const json& body, http_client::headers extra = {}) {
+    extra.emplace_back("x-api-key", node.token());
+    extra.emplace_back("anthropic-version", "2023-06-01");
+    auto http = client_for(node.url(), "");
+    auto r = http.request("POST", "/v1/messages", body.dump(), "application/json", extra);
+    if (!r) {
+      FAIL("request failed: " << r.err().message);
+    }
+    return std::move(r).value();
+  }
+
+  json mock_stats() {
+    auto http = client_for(mock.url(), "");
+    auto r = http.request("GET", "/mock/stats");
+    REQUIRE(r);
+    return json::parse(r->body);
+  }
+
+  void mock_faults(const json& script) {
+    auto http = client_for(mock.url(), "");
+    auto r = http.request("POST", "/mock/faults", script.dump());
+    REQUIRE(r);
+    REQUIRE(r->status == 200);
+  }
+
+  json usage() {
+    auto http = client_for(node.url(), node.token());
+    auto r = http.request("GET", "/v1/usage");
+    REQUIRE(r);
+    REQUIRE(r->status == 200);
+    return json::parse(r->body);
+  }
+
+  mock_upstream_process mock;
+  node_process node;
+};
+
+json question(const std::string& text, bool stream = false, std::string model = "claude-test") {
+  return json{{"model", std::move(model)},
+              {"max_tokens", 256},
+              {"temperature", 0},
+              {"stream", stream},
+              {"messages", json::array({{{"role", "user"}, {"content", text}}})}};
+}
+
+std::string header(const http_response& r, std::string_view name) {
+  return std::string(find_header(r, name));
+}
+
+/// The SSE events of a body as (event, data JSON) pairs.
+std::vector<std::pair<std::string, json>> events_of(const std::string& body) {
+  std::vector<std::pair<std::string, json>> out;
+  size_t at = 0;
+  while ((at = body.find("event: ", at)) != std::string::npos) {
+    const auto name_end = body.find('\n', at);
+    const auto data_at = body.find("data: ", name_end);
+    const auto data_end = body.find('\n', data_at);
+    out.emplace_back(body.substr(at + 7, name_end - at - 7),
+                     json::parse(body.substr(data_at + 6, data_end - data_at - 6)));
+    at = data_end;
+  }
+  return out;
+}
+
+std::string text_of(const json& message) {
+  std::string text;
+  for (const auto& block : message["content"]) {
+    if (block["type"] == "text") {
+      text += block["text"].get<std::string>();
+    }
+  }
+  return text;
+}
+
+}  // namespace
+
+TEST_CASE("llm: a whole answer passes through, and the repeat comes from cache") {
+  gateway_fixture gw;
+  auto first = gw.messages(question("explain supervision trees"));
+  REQUIRE(first.status == 200);
+  CHECK(header(first, "x-troupe-cache") == "miss");
+  CHECK(header(first, "x-troupe-upstream") == "anthropic/claude-test");
+  CHECK_FALSE(header(first, "request-id").empty());
+  const auto message = json::parse(first.body);
+  CHECK(message["type"] == "message");
+  CHECK(text_of(message).find("explain supervision trees") != std::string::npos);
+
+  // Same question, other key order, other metadata, stream field spelled
+  // out: the same canonical request.
+  json again = json::parse(R"({"messages":[{"role":"user","content":"explain supervision trees"}],
+      "metadata":{"user_id":"someone-else"},"temperature":0,"max_tokens":256,"model":"claude-test"})");
+  auto second = gw.messages(again);
+  REQUIRE(second.status == 200);
+  CHECK(header(second, "x-troupe-cache") == "hit");
+  CHECK(second.body == first.body);  // byte for byte what the upstream sent
+  CHECK(gw.mock_stats()["requests"] == 1);
+
+  // A different question is a miss.
+  CHECK(header(gw.messages(question("something else")), "x-troupe-cache") == "miss");
+  CHECK(gw.mock_stats()["requests"] == 2);
+
+  // The ledger saw one hit and the tokens it saved.
+  const auto usage = gw.usage();
+  CHECK(usage["total"]["requests"] == 3);
+  CHECK(usage["total"]["cache_hits"] == 1);
+  CHECK(usage["total"]["served_tokens"] ==
+        message["usage"]["input_tokens"].get<int>() + message["usage"]["output_tokens"].get<int>());
+  CHECK(usage["total"]["input_tokens"] == gw.mock_stats()["input_tokens"]);
+  CHECK(usage["by_model"]["claude-test"]["requests"] == 3);
+
+  // troupectl usage shows it to people.
+  auto ctl = run_process({troupectl_binary(), "--url", gw.node.url(), "--token", gw.node.token(),
+                          "usage"});
+  CHECK(ctl.exit_code == 0);
+  CHECK(ctl.out.find("total") != std::string::npos);
+  CHECK(ctl.out.find("model claude-test") != std::string::npos);
+}
+
+TEST_CASE("llm: a stream is forwarded as SSE and replayed event for event") {
+  gateway_fixture gw;
+  auto live = gw.messages(question("stream a long answer about mailboxes and actors", true));
+  REQUIRE(live.status == 200);
+  CHECK(live.content_type.find("text/event-stream") != std::string::npos);
+  CHECK(header(live, "x-troupe-cache") == "miss");
+  const auto events = events_of(live.body);
+  REQUIRE(events.size() >= 6);
+  CHECK(events.front().first == "message_start");
+  CHECK(events.back().first == "message_stop");
+
+  auto replay = gw.messages(question("stream a long answer about mailboxes and actors", true));
+  CHECK(header(replay, "x-troupe-cache") == "hit");
+  CHECK(replay.body == live.body);
+
+  // A non-streaming client gets the message assembled from the events.
+  auto whole = gw.messages(question("stream a long answer about mailboxes and actors", false));
+  CHECK(header(whole, "x-troupe-cache") == "hit");
+  std::string streamed_text;
+  for (const auto& [name, data] : events) {
+    if (name == "content_block_delta") {
+      streamed_text += data["delta"]["text"].get<std::string>();
+    }
+  }
+  CHECK(text_of(json::parse(whole.body)) == streamed_text);
+  CHECK(gw.mock_stats()["requests"] == 1);
+
+  // And a whole cached answer streams to a streaming client.
+  REQUIRE(gw.messages(question("whole first")).status == 200);
+  auto synthesized = gw.messages(question("whole first", true));
+  CHECK(header(synthesized, "x-troupe-cache") == "hit");
+  const auto synthesized_events = events_of(synthesized.body);
+  REQUIRE_FALSE(synthesized_events.empty());
+  CHECK(synthesized_events.back().first == "message_stop");
+}
+
+TEST_CASE("llm: cache control headers, sampling and file dependencies") {
+  gateway_fixture gw;
+  temp_dir dir;
+  const auto file = dir.path() + "/main.cpp";
+  std::ofstream(file) << "int main() {}";
+  const http_client::headers depends{{"x-troupe-depends-on", file}};
+
+  CHECK(header(gw.messages(question("review main.cpp"), depends), "x-troupe-cache") == "miss");
+  CHECK(header(gw.messages(question("review main.cpp"), depends), "x-troupe-cache") == "hit");
+  std::ofstream(file, std::ios::app) << "\n// edited";
+  CHECK(header(gw.messages(question("review main.cpp"), depends), "x-troupe-cache") == "miss");
+  CHECK(gw.mock_stats()["requests"] == 2);
+
+  CHECK(header(gw.messages(question("review main.cpp"), {{"x-troupe-cache", "bypass"}}),
+               "x-troupe-cache") == "bypass");
+  CHECK(header(gw.messages(question("review main.cpp"), {{"x-troupe-cache", "refresh"}}),
+               "x-troupe-cache") == "miss");
+  CHECK(gw.mock_stats()["requests"] == 4);
+
+  // temperature > 0 answers vary by design: not cached unless configured.
+  auto sampled = question("write a poem");
+  sampled["temperature"] = 0.7;
+  gw.messages(sampled);
+  CHECK(header(gw.messages(sampled), "x-troupe-cache") == "miss");
+  CHECK(gw.mock_stats()["requests"] == 6);
+}
+
+TEST_CASE("llm: retries after 429 with retry-after and after 500; never after a spend limit") {
+  gateway_fixture gw(env_map{{"TROUPE_LLM_RETRY_BACKOFF_MIN_MS", "10"}});
+  gw.mock_faults({{"faults", {{{"kind", "rate_limit"}, {"retry_after_s", 0}},
+                              {{"kind", "server_error"}}}}});
+  auto r = gw.messages(question("retry me"));
+  CHECK(r.status == 200);
+  auto stats = gw.mock_stats();
+  CHECK(stats["requests"] == 1);
+  CHECK(stats["errors"] == 2);
+  CHECK(gw.usage()["total"]["retries"] == 2);
+
+  gw.mock_faults({{"faults", {{{"kind", "spend_limit"}}}}});
+  auto spent = gw.messages(question("over the limit"));
+  CHECK(spent.status == 429);
+  CHECK(json::parse(spent.body)["error"]["type"] == "rate_limit_error");
+  CHECK(gw.mock_stats()["errors"] == 3);  // exactly one more call: no retry
+
+  // Retries are bounded: three 500s in a row (1 + retries_max) give up.
+  gw.mock_faults({{"faults", {{{"kind", "server_error"}}}}, {"mode", "always"}});
+  auto failed = gw.messages(question("always failing"));
+  CHECK(failed.status == 500);
+  CHECK(json::parse(failed.body)["error"]["type"] == "api_error");
+  CHECK(gw.mock_stats()["errors"] == 6);
+}
+
+TEST_CASE("llm: 529 opens the model's breaker and the fallback chain answers") {
+  gateway_fixture gw(env_map{{"TROUPE_LLM_FALLBACK_MODELS", "claude-backup"},
+                      {"TROUPE_BREAKER_FAILURES_MAX", "2"},
+                      {"TROUPE_BREAKER_OPEN_MS", "60000"},
+                      {"TROUPE_BREAKER_OPEN_MS_MAX", "60000"}});
+  gw.mock_faults({{"faults", {{{"kind", "overloaded"}, {"model", "claude-test"}}}},
+                  {"mode", "always"}});
+  for (int i = 0; i < 3; ++i) {
+    auto r = gw.messages(question("question " + std::to_string(i)));
+    REQUIRE(r.status == 200);
+    CHECK(header(r, "x-troupe-upstream") == "anthropic/claude-backup");
+    CHECK(json::parse(r.body)["model"] == "claude-backup");
+  }
+  // Two 529s opened claude-test's breaker: the third request skipped it.
+  const auto stats = gw.mock_stats();
+  CHECK(stats["errors"] == 2);
+  CHECK(stats["by_model"]["claude-backup"]["requests"] == 3);
+  CHECK(gw.usage()["total"]["fallbacks"] == 3);
+
+  auto metrics = client_for(gw.node.url(), "").request("GET", "/metrics");
+  REQUIRE(metrics);
+  CHECK(metrics->body.find("troupe_breaker_transitions_total{target=\"llm/anthropic/claude-test\","
+                           "to=\"open\"} 1") != std::string::npos);
+}
+
+TEST_CASE("llm: an OpenAI-compatible local server and then a stale answer are the last resorts") {
+  std::optional<mock_upstream_process> local(std::in_place);
+  REQUIRE(local->started());
+  gateway_fixture gw(env_map{{"TROUPE_LLM_LOCAL_BASE_URL", local->url()},
+                      {"TROUPE_LLM_LOCAL_MODEL", "llama-local"}});
+  REQUIRE(gw.messages(question("cached before the outage")).status == 200);
+
+  gw.mock_faults({{"faults", {{{"kind", "overloaded"}}}}, {"mode", "always"}});
+  auto r = gw.messages(question("during the outage", true));
+  REQUIRE(r.status == 200);
+  CHECK(header(r, "x-troupe-upstream") == "local/llama-local");
+  const auto events = events_of(r.body);
+  REQUIRE_FALSE(events.empty());
+  CHECK(events.back().first == "message_stop");
+
+  // The local server goes away too: the refreshed question gets the stale
+  // copy of its earlier answer, marked as such.
+  local.reset();
+  auto stale = gw.messages(question("cached before the outage"), {{"x-troupe-cache", "refresh"}});
+  REQUIRE(stale.status == 200);
+  CHECK(header(stale, "x-troupe-cache") == "stale");
+  CHECK(gw.usage()["total"]["stale_served"] == 1);
+
+  // Nothing cached and nothing up: a clear overloaded error.
+  auto none = gw.messages(question("never asked before"));
+  CHECK(none.status == 529);
+  CHECK(json::parse(none.body)["error"]["type"] == "overloaded_error");
+}
+
+TEST_CASE("llm: errors inside a stream reach the client and are not cached") {
+  gateway_fixture gw;
+  gw.mock_faults({{"faults", {{{"kind", "midstream_error"}}, {{"kind", "cut"}}}}});
+  auto broken = gw.messages(question("break mid-stream", true));
+  REQUIRE(broken.status == 200);
+  auto events = events_of(broken.body);
+  REQUIRE_FALSE(events.empty());
+  CHECK(events.back().first == "error");
+  CHECK(events.back().second["error"]["type"] == "overloaded_error");
+
+  auto cut = gw.messages(question("cut mid-stream", true));
+  REQUIRE(cut.status == 200);
+  events = events_of(cut.body);
+  REQUIRE_FALSE(events.empty());
+  CHECK(events.back().first == "error");
+  CHECK(events.back().second["error"]["message"].get<std::string>().find("broke off") !=
+        std::string::npos);
+
+  // Neither was cached: asking again reaches the upstream.
+  CHECK(header(gw.messages(question("break mid-stream", true)), "x-troupe-cache") == "miss");
+}
+
+TEST_CASE("llm: a malformed or slow upstream is an upstream failure, not a crash") {
+  gateway_fixture gw(env_map{{"TROUPE_LLM_TIMEOUT_MS", "300"}, {"TROUPE_LLM_RETRIES_MAX", "0"}});
+  gw.mock_faults({{"faults", {{{"kind", "malformed"}}}}});
+  auto malformed = gw.messages(question("malformed"));
+  CHECK(malformed.status == 529);
+  CHECK(json::parse(malformed.body)["error"]["message"].get<std::string>().find("not JSON") !=
+        std::string::npos);
+
+  gw.mock_faults({{"faults", {{{"kind", "slow"}, {"delay_ms", 2000}}}}});
+  auto slow = gw.messages(question("slow"));
+  CHECK(slow.status == 529);
+  CHECK(json::parse(slow.body)["error"]["message"].get<std::string>().find("timed out") !=
+        std::string::npos);
+  CHECK(gw.messages(question("fine again")).status == 200);
+}
+
+TEST_CASE("llm: bad client input is answered like the Anthropic API would") {
+  gateway_fixture gw(env_map{{"TROUPE_GATEWAY_BODY_BYTES_MAX", "65536"}});
+  auto http = client_for(gw.node.url(), "");
+  auto post = [&](std::string body, http_client::headers h) {
+    auto r = http.request("POST", "/v1/messages", std::move(body), "application/json", h);
+    REQUIRE(r);
+    return std::move(r).value();
+  };
+  const http_client::headers auth{{"x-api-key", gw.node.token()}};
+
+  auto no_key = post(question("x").dump(), {});
+  CHECK(no_key.status == 401);
+  CHECK(json::parse(no_key.body)["error"]["type"] == "authentication_error");
+
+  auto not_json = post("{not json", auth);
+  CHECK(not_json.status == 400);
+  CHECK(json::parse(not_json.body)["type"] == "error");
+  CHECK(json::parse(not_json.body)["error"]["type"] == "invalid_request_error");
+
+  auto missing = question("x");
+  missing.erase("max_tokens");
+  auto no_max = post(missing.dump(), auth);
+  CHECK(no_max.status == 400);
+  CHECK(json::parse(no_max.body)["error"]["message"] == "max_tokens: Field required");
+
+  auto huge = post(question(std::string(100000, 'a')).dump(), auth);
+  CHECK(huge.status == 413);
+  CHECK(json::parse(huge.body)["error"]["type"] == "request_too_large");
+
+  auto deep = post(std::string(10000, '[') + std::string(10000, ']'), auth);
+  CHECK(deep.status == 400);
+
+  // Checked here as the API checks it; the upstream is not bothered.
+  auto wrong = question("x");
+  wrong["messages"][0]["role"] = "robot";
+  CHECK(post(wrong.dump(), auth).status == 400);
+  CHECK(gw.mock_stats()["requests"] == 0);
+
+  // The node is still serving.
+  CHECK(gw.messages(question("still here")).status == 200);
+}
+
+TEST_CASE("llm: the limiter queues instead of refusing, within its bounds") {
+  gateway_fixture gw(env_map{{"TROUPE_LLM_REQUESTS_PER_MINUTE", "2"},
+                      {"TROUPE_LLM_QUEUE_MAX", "1"},
+                      {"TROUPE_LLM_QUEUE_TIMEOUT_MS", "1500"}});
+  CHECK(gw.messages(question("one")).status == 200);
+  CHECK(gw.messages(question("two")).status == 200);
+
+  // The bucket is empty: the next request waits in the queue (and times
+  // out there), while one more finds the queue full.
+  std::optional<http_response> waited;
+  std::thread waiter([&] { waited = gw.messages(question("three")); });
+  REQUIRE(wait_until([&] {
+    auto m = client_for(gw.node.url(), "").request("GET", "/metrics");
+    return m && m->body.find("troupe_llm_queue_waiting 1") != std::string::npos;
+  }));
+  auto full = gw.messages(question("four"));
+  CHECK(full.status == 429);
+  CHECK(json::parse(full.body)["error"]["message"].get<std::string>().find("queue is full") !=
+        std::string::npos);
+  waiter.join();
+  REQUIRE(waited);
+  CHECK(waited->status == 429);
+  CHECK(json::parse(waited->body)["error"]["message"].get<std::string>().find("waited") !=
+        std::string::npos);
+  // Cached answers never wait.
+  CHECK(header(gw.messages(question("one")), "x-troupe-cache") == "hit");
+  CHECK(gw.mock_stats()["requests"] == 2);
+}
+
+TEST_CASE("llm: a spent budget stops upstream calls with a clear error; the cache still answers") {
+  gateway_fixture gw(env_map{{"TROUPE_LLM_BUDGET_TOKENS", "10"}});
+  REQUIRE(gw.messages(question("the first question spends the budget")).status == 200);
+  auto stopped = gw.messages(question("one more"));
+  CHECK(stopped.status == 429);
+  CHECK(header(stopped, "x-should-retry") == "false");
+  CHECK(json::parse(stopped.body)["error"]["message"].get<std::string>().find("budget") !=
+        std::string::npos);
+  CHECK(header(gw.messages(question("the first question spends the budget")), "x-troupe-cache") ==
+        "hit");
+  auto metrics = client_for(gw.node.url(), "").request("GET", "/metrics");
+  REQUIRE(metrics);
+  CHECK(metrics->body.find("troupe_llm_budget_alerts_total 1") != std::string::npos);
+}
+
+TEST_CASE("llm: count_tokens is passed through; the ledger survives a restart") {
+  temp_dir data;
+  mock_upstream_process mock;
+  REQUIRE(mock.started());
+  const std::map<std::string, std::string> env{{"TROUPE_ANTHROPIC_BASE_URL", mock.url()},
+                                               {"ANTHROPIC_API_KEY", "sk-ant-test"}};
+  {
+    node_process node({{}, env, data.path()});
+    REQUIRE(node.started());
+    auto http = client_for(node.url(), node.token());
+    auto body = question("count me");
+    body.erase("max_tokens");
+    auto counted = http.request("POST", "/v1/messages/count_tokens", body.dump());
+    REQUIRE(counted);
+    CHECK(counted->status == 200);
+    CHECK(json::parse(counted->body)["input_tokens"].get<int>() > 0);
+    REQUIRE(http.request("POST", "/v1/messages", question("booked").dump()));
+    CHECK(node.stop(SIGTERM) == 0);
+  }
+  node_process again({{}, env, data.path()});
+  REQUIRE(again.started());
+  auto http = client_for(again.url(), again.token());
+  auto usage = http.request("GET", "/v1/usage");
+  REQUIRE(usage);
+  // count_tokens and the message: both booked before the restart.
+  CHECK(json::parse(usage->body)["total"]["requests"] == 2);
+  CHECK(json::parse(usage->body)["total"]["output_tokens"].get<int>() > 0);
+}

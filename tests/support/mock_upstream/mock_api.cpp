@@ -1,0 +1,1009 @@
+// The mock upstream's endpoints: what each request is answered, decided from
+// the request alone so that replays get the same answer. Reading order:
+// limits; text and token counting; faults; stats; replies; request
+// validation; mock_api.
+
+#include "tests/support/mock_upstream/mock_api.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <cassert>
+#include <ctime>
+#include <deque>
+#include <exception>
+#include <iostream>
+#include <map>
+#include <mutex>
+#include <optional>
+
+#include <nlohmann/json.hpp>
+
+namespace troupe::mock {
+namespace {
+
+using json = nlohmann::json;
+// Replies keep the API's key order so that a person reading a capture sees
+// what the real service sends.
+using ojson = nlohmann::ordered_json;
+using std::chrono::milliseconds;
+
+// ---------------------------------------------------------------- limits
+
+/// Longest retry-after a rate_limit fault may announce (one day).
+constexpr std::uint64_t retry_after_s_max = 86'400;
+/// Faults one POST /mock/faults may script.
+constexpr std::size_t faults_max = 100'000;
+/// Distinct models kept apart in /mock/stats; the rest are summed under
+/// other_models, so a client sending random names cannot grow the map.
+constexpr std::size_t models_tracked_max = 1024;
+/// Model names longer than this are summed under other_models too.
+constexpr std::size_t model_name_bytes_max = 256;
+constexpr std::string_view other_models = "(other)";
+/// Code points of the last user message echoed back in an answer.
+constexpr std::size_t echo_code_points_max = 200;
+/// Bytes per streamed delta: about what the real API sends in one event.
+constexpr std::size_t stream_piece_bytes = 16;
+
+// Plausible rate limits, as a build-tier organisation sees them.
+constexpr std::uint64_t requests_per_minute = 4'000;
+constexpr std::uint64_t input_tokens_per_minute = 400'000;
+constexpr std::uint64_t output_tokens_per_minute = 80'000;
+
+// ---------------------------------------------------------------- text and tokens
+
+/// The API's rule of thumb, four bytes a token, rounded up.
+std::uint64_t tokens_for_bytes(std::uint64_t bytes) {
+  return (bytes + 3) / 4;
+}
+
+bool is_utf8_continuation(char c) {
+  return (static_cast<unsigned char>(c) & 0xC0u) == 0x80u;
+}
+
+/// The first `code_points_max` code points of UTF-8 `text`.
+std::string_view utf8_prefix(std::string_view text, std::size_t code_points_max) {
+  std::size_t seen = 0;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    if (is_utf8_continuation(text[i])) {
+      continue;
+    }
+    if (seen == code_points_max) {
+      return text.substr(0, i);
+    }
+    ++seen;
+  }
+  return text;
+}
+
+/// `text` cut into pieces of about `piece_bytes`, never inside a code point
+/// (a client decodes each delta on its own).
+std::vector<std::string_view> utf8_pieces(std::string_view text, std::size_t piece_bytes) {
+  assert(piece_bytes > 0);
+  std::vector<std::string_view> pieces;
+  std::size_t start = 0;
+  while (start < text.size()) {
+    std::size_t end = std::min(text.size(), start + piece_bytes);
+    while (end < text.size() && is_utf8_continuation(text[end])) {
+      ++end;
+    }
+    pieces.push_back(text.substr(start, end - start));
+    start = end;
+  }
+  return pieces;
+}
+
+/// The string under `key`, or "" when `object` has none (or not a string).
+std::string_view string_field(const json& object, const char* key) {
+  if (!object.is_object()) {
+    return {};
+  }
+  const auto it = object.find(key);
+  if (it == object.end() || !it->is_string()) {
+    return {};
+  }
+  return it->get_ref<const std::string&>();
+}
+
+/// Calls `visit(text)` for each piece of text in a content value: the string
+/// itself, or each text block's text; with `tool_results`, also the text in
+/// tool_result blocks (one level: their content holds no further results).
+template <class Visit>
+void for_each_text(const json& content, bool tool_results, const Visit& visit) {
+  if (content.is_string()) {
+    visit(content.get_ref<const std::string&>());
+    return;
+  }
+  if (!content.is_array()) {
+    return;
+  }
+  for (const auto& block : content) {
+    const std::string_view type = string_field(block, "type");
+    if (type == "text") {
+      visit(string_field(block, "text"));
+    } else if (tool_results && type == "tool_result" && block.contains("content")) {
+      for_each_text(block.at("content"), false, visit);
+    }
+  }
+}
+
+/// Input tokens of a request: all text in `system` and in every message's
+/// content (tool results included), at least 1 as the API never says 0.
+std::uint64_t prompt_tokens(const json& body) {
+  std::uint64_t bytes = 0;
+  const auto add = [&bytes](std::string_view text) { bytes += text.size(); };
+  if (const auto system = body.find("system"); system != body.end()) {
+    for_each_text(*system, false, add);
+  }
+  if (const auto messages = body.find("messages"); messages != body.end()) {
+    for (const auto& message : *messages) {
+      if (message.is_object() && message.contains("content")) {
+        for_each_text(message.at("content"), true, add);
+      }
+    }
+  }
+  return std::max<std::uint64_t>(1, tokens_for_bytes(bytes));
+}
+
+/// The text of the last message whose role is "user" ("" when none).
+std::string last_user_text(const json& messages) {
+  std::string text;
+  for (auto it = messages.rbegin(); it != messages.rend(); ++it) {
+    if (string_field(*it, "role") != "user") {
+      continue;
+    }
+    if (const auto content = it->find("content"); content != it->end()) {
+      for_each_text(*content, false, [&text](std::string_view t) { text += t; });
+    }
+    break;
+  }
+  return text;
+}
+
+// ---------------------------------------------------------------- faults
+
+enum class fault_kind : std::uint8_t {
+  overloaded,       ///< 529 overloaded_error
+  rate_limit,       ///< 429 rate_limit_error with retry-after
+  spend_limit,      ///< 429 rate_limit_error without retry-after: waiting will not help
+  server_error,     ///< 500 api_error
+  slow,             ///< the normal answer, after delay_ms
+  midstream_error,  ///< a stream that turns into an error event; non-streaming: overloaded
+  cut,              ///< the connection closes mid-stream, or with no reply at all
+  malformed,        ///< 200 with truncated JSON
+};
+
+constexpr std::pair<fault_kind, std::string_view> fault_names[] = {
+    {fault_kind::overloaded, "overloaded"},
+    {fault_kind::rate_limit, "rate_limit"},
+    {fault_kind::spend_limit, "spend_limit"},
+    {fault_kind::server_error, "server_error"},
+    {fault_kind::slow, "slow"},
+    {fault_kind::midstream_error, "midstream_error"},
+    {fault_kind::cut, "cut"},
+    {fault_kind::malformed, "malformed"},
+};
+
+std::string_view to_string(fault_kind kind) {
+  for (const auto& [k, name] : fault_names) {
+    if (k == kind) {
+      return name;
+    }
+  }
+  assert(false && "every fault_kind has a name");
+  return "unknown";
+}
+
+std::optional<fault_kind> fault_kind_from(std::string_view name) {
+  for (const auto& [k, n] : fault_names) {
+    if (n == name) {
+      return k;
+    }
+  }
+  return std::nullopt;
+}
+
+/// One scripted failure.
+struct fault {
+  fault_kind kind = fault_kind::overloaded;
+  std::string model;                ///< applies only to requests for this model; "" for any
+  std::uint64_t retry_after_s = 1;  ///< rate_limit: the retry-after it announces
+  std::uint64_t delay_ms = 2000;    ///< slow: wait before the answer starts
+  std::uint64_t interval_ms = 0;    ///< slow: wait between streamed events
+
+  bool applies_to(std::string_view request_model) const {
+    return model.empty() || model == request_model;
+  }
+
+  ojson to_json() const {
+    ojson j{{"kind", to_string(kind)}};
+    if (!model.empty()) {
+      j["model"] = model;
+    }
+    if (kind == fault_kind::rate_limit) {
+      j["retry_after_s"] = retry_after_s;
+    }
+    if (kind == fault_kind::slow) {
+      j["delay_ms"] = delay_ms;
+      j["interval_ms"] = interval_ms;
+    }
+    return j;
+  }
+};
+
+/// Reads a count field of a fault into `out`; why it is refused, or "".
+std::string read_count(const json& value, std::string_view key, std::uint64_t max,
+                       std::uint64_t& out) {
+  if (!value.is_number_unsigned() || value.get<std::uint64_t>() > max) {
+    return std::string(key) + ": must be an integer from 0 to " + std::to_string(max);
+  }
+  out = value.get<std::uint64_t>();
+  return {};
+}
+
+/// Reads one fault object into `out`; why it is refused, or "". Unknown keys
+/// are refused so that a typo in a test shows instead of silently not failing.
+[[nodiscard]] std::string parse_fault(const json& j, fault& out) {
+  if (!j.is_object() || !j.contains("kind")) {
+    return "each fault must be an object with a \"kind\"";
+  }
+  for (const auto& [key, value] : j.items()) {
+    std::string why;
+    if (key == "kind") {
+      const auto kind = fault_kind_from(value.is_string() ? value.get_ref<const std::string&>() : "");
+      if (!kind) {
+        return "kind: unknown fault kind " + value.dump();
+      }
+      out.kind = *kind;
+    } else if (key == "model") {
+      if (!value.is_string()) {
+        return "model: must be a string";
+      }
+      out.model = value.get<std::string>();
+    } else if (key == "retry_after_s") {
+      why = read_count(value, key, retry_after_s_max, out.retry_after_s);
+    } else if (key == "delay_ms") {
+      why = read_count(value, key, delay_ms_max, out.delay_ms);
+    } else if (key == "interval_ms") {
+      why = read_count(value, key, delay_ms_max, out.interval_ms);
+    } else {
+      why = "unknown fault field \"" + key + "\"";
+    }
+    if (!why.empty()) {
+      return why;
+    }
+  }
+  return {};
+}
+
+/// The scripted faults, and which request meets which. Not thread-safe: the
+/// caller holds the api's lock.
+class fault_script {
+ public:
+  enum class mode : std::uint8_t { queue, always };
+
+  void set(std::vector<fault> faults, mode m) {
+    mode_ = m;
+    faults_.assign(std::make_move_iterator(faults.begin()), std::make_move_iterator(faults.end()));
+    if (mode_ == mode::always && faults_.size() > 1) {
+      faults_.resize(1);  // "always" repeats the first fault; the rest never apply
+    }
+  }
+
+  void clear() { set({}, mode::queue); }
+
+  /// The fault a request for `model` meets. In queue mode the first queued
+  /// fault that applies to the model is used up; faults for other models wait.
+  std::optional<fault> take(std::string_view model) {
+    const auto it = std::find_if(faults_.begin(), faults_.end(),
+                                 [model](const fault& f) { return f.applies_to(model); });
+    if (it == faults_.end()) {
+      return std::nullopt;
+    }
+    fault f = *it;
+    if (mode_ == mode::queue) {
+      faults_.erase(it);
+    }
+    return f;
+  }
+
+  std::size_t pending() const { return faults_.size(); }
+
+  ojson to_json() const {
+    ojson list = ojson::array();
+    for (const auto& f : faults_) {
+      list.push_back(f.to_json());
+    }
+    return ojson{{"mode", mode_ == mode::queue ? "queue" : "always"}, {"faults", std::move(list)}};
+  }
+
+ private:
+  mode mode_ = mode::queue;
+  std::deque<fault> faults_;
+};
+
+// ---------------------------------------------------------------- stats
+
+struct usage_totals {
+  std::uint64_t requests = 0;
+  std::uint64_t input_tokens = 0;
+  std::uint64_t output_tokens = 0;
+};
+
+/// What the mock answered since start or the last reset. Not thread-safe: the
+/// caller holds the api's lock.
+class stats {
+ public:
+  static constexpr std::string_view messages_path = "/v1/messages";
+  static constexpr std::string_view chat_path = "/v1/chat/completions";
+  static constexpr std::string_view count_tokens_path = "/v1/messages/count_tokens";
+
+  stats() {
+    for (const auto path : {messages_path, chat_path, count_tokens_path}) {
+      by_path_.emplace(path, 0);
+    }
+  }
+
+  /// A model call answered 200 with its content.
+  void answered(std::string_view path, std::string_view model, std::uint64_t input_tokens,
+                std::uint64_t output_tokens) {
+    for (usage_totals* t : {&total_, &model_totals(model)}) {
+      t->requests += 1;
+      t->input_tokens += input_tokens;
+      t->output_tokens += output_tokens;
+    }
+    by_path_[std::string(path)] += 1;
+  }
+
+  /// A count_tokens call answered: it is no model call, so only its path counts.
+  void counted() { by_path_[std::string(count_tokens_path)] += 1; }
+  /// A model call answered by a fault.
+  void faulted() { errors_ += 1; }
+  /// A request refused as invalid (401, 400, 413, ...).
+  void rejected() { rejected_ += 1; }
+
+  ojson to_json() const {
+    ojson models = ojson::object();
+    for (const auto& [name, t] : by_model_) {
+      models[name] = ojson{{"requests", t.requests},
+                           {"input_tokens", t.input_tokens},
+                           {"output_tokens", t.output_tokens}};
+    }
+    ojson paths = ojson::object();
+    for (const auto& [path, n] : by_path_) {
+      paths[path] = n;
+    }
+    return ojson{{"requests", total_.requests},         {"errors", errors_},
+                 {"rejected", rejected_},               {"input_tokens", total_.input_tokens},
+                 {"output_tokens", total_.output_tokens}, {"by_path", std::move(paths)},
+                 {"by_model", std::move(models)}};
+  }
+
+ private:
+  usage_totals& model_totals(std::string_view model) {
+    if (const auto it = by_model_.find(model); it != by_model_.end()) {
+      return it->second;
+    }
+    const bool trackable = by_model_.size() < models_tracked_max &&
+                           model.size() <= model_name_bytes_max;
+    return by_model_[std::string(trackable ? model : other_models)];
+  }
+
+  usage_totals total_;
+  std::uint64_t errors_ = 0;
+  std::uint64_t rejected_ = 0;
+  std::map<std::string, std::uint64_t, std::less<>> by_path_;
+  std::map<std::string, usage_totals, std::less<>> by_model_;
+};
+
+// ---------------------------------------------------------------- replies
+
+/// Error bodies differ by API: Anthropic's for /v1/messages and the rest,
+/// OpenAI's for /v1/chat/completions.
+enum class dialect : std::uint8_t { anthropic, openai };
+
+std::string dump(const ojson& j) {
+  // Request text is valid UTF-8 (the parser checks), so replacing never
+  // happens; it only keeps dump() from throwing on a broken invariant.
+  return j.dump(-1, ' ', false, ojson::error_handler_t::replace);
+}
+
+reply json_reply(unsigned status, std::string body) {
+  reply r;
+  r.status = status;
+  r.body = std::move(body);
+  return r;
+}
+
+reply error_reply(dialect d, unsigned status, std::string_view type, std::string_view message) {
+  if (d == dialect::openai) {
+    return json_reply(status, dump(ojson{{"error", ojson{{"message", message},
+                                                         {"type", type},
+                                                         {"param", nullptr},
+                                                         {"code", nullptr}}}}));
+  }
+  return json_reply(status, dump(ojson{{"type", "error"},
+                                       {"error", ojson{{"type", type}, {"message", message}}}}));
+}
+
+reply sse_reply(std::vector<std::string> events, delivery how) {
+  assert(how == delivery::stream || how == delivery::stream_then_cut);
+  reply r;
+  r.how = how;
+  r.content_type = "text/event-stream";
+  r.headers.emplace_back("cache-control", "no-cache");
+  r.events = std::move(events);
+  return r;
+}
+
+std::string sse_event(std::string_view name, const ojson& data) {
+  std::string out = "event: ";
+  out.append(name).append("\ndata: ").append(dump(data)).append("\n\n");
+  return out;
+}
+
+/// RFC 3339 time `ahead_s` seconds from now, as the rate-limit reset headers carry.
+std::string rfc3339_in(std::uint64_t ahead_s) {
+  const std::time_t at = std::time(nullptr) + static_cast<std::time_t>(ahead_s);
+  std::tm utc{};
+  gmtime_r(&at, &utc);
+  char text[32];
+  const std::size_t n = std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &utc);
+  return std::string(text, n);
+}
+
+/// What the mock says to a model call: decided from the request alone, so a
+/// replayed request gets the same answer (only the ids, named after the
+/// request's number, differ).
+struct answer {
+  std::uint64_t n = 0;  ///< the request's number
+  std::string model;
+  std::string text;       ///< a text answer: T
+  std::string tool_name;  ///< set instead for a tool call
+  std::uint64_t input_tokens = 0;
+  std::uint64_t output_tokens = 0;
+
+  bool is_tool_call() const { return !tool_name.empty(); }
+};
+
+/// The input of every tool call the mock makes.
+const ojson& tool_input() {
+  static const ojson input{{"path", "/tmp/x"}};
+  return input;
+}
+
+void add_rate_limit_headers(reply& r, const answer& a) {
+  const std::string reset = rfc3339_in(60);
+  const auto remaining = [](std::uint64_t limit, std::uint64_t used) {
+    return std::to_string(limit - std::min(limit, used));
+  };
+  r.headers.emplace_back("anthropic-ratelimit-requests-limit", std::to_string(requests_per_minute));
+  r.headers.emplace_back("anthropic-ratelimit-requests-remaining",
+                         remaining(requests_per_minute, 1));
+  r.headers.emplace_back("anthropic-ratelimit-requests-reset", reset);
+  r.headers.emplace_back("anthropic-ratelimit-input-tokens-limit",
+                         std::to_string(input_tokens_per_minute));
+  r.headers.emplace_back("anthropic-ratelimit-input-tokens-remaining",
+                         remaining(input_tokens_per_minute, a.input_tokens));
+  r.headers.emplace_back("anthropic-ratelimit-input-tokens-reset", reset);
+  r.headers.emplace_back("anthropic-ratelimit-output-tokens-limit",
+                         std::to_string(output_tokens_per_minute));
+  r.headers.emplace_back("anthropic-ratelimit-output-tokens-remaining",
+                         remaining(output_tokens_per_minute, a.output_tokens));
+  r.headers.emplace_back("anthropic-ratelimit-output-tokens-reset", reset);
+}
+
+/// The answer to a validated Messages request.
+answer message_answer(const json& body, std::uint64_t n) {
+  answer a;
+  a.n = n;
+  a.model = body.at("model").get<std::string>();
+  a.input_tokens = prompt_tokens(body);
+  const std::string asked = last_user_text(body.at("messages"));
+  const auto tools = body.find("tools");
+  if (tools != body.end() && !tools->empty() && asked.find("use tool") != std::string::npos) {
+    a.tool_name = tools->at(0).at("name").get<std::string>();
+    a.output_tokens = tokens_for_bytes(dump(tool_input()).size());
+    return a;
+  }
+  a.text = "mock answer to: ";
+  a.text += utf8_prefix(asked, echo_code_points_max);
+  a.output_tokens = tokens_for_bytes(a.text.size());
+  return a;
+}
+
+ojson usage_json(std::uint64_t input_tokens, std::uint64_t output_tokens) {
+  return ojson{{"input_tokens", input_tokens},
+               {"cache_creation_input_tokens", 0},
+               {"cache_read_input_tokens", 0},
+               {"output_tokens", output_tokens}};
+}
+
+/// A Message object; `content` empty and no stop reason for message_start.
+ojson message_json(const answer& a, ojson content, bool finished, std::uint64_t output_tokens) {
+  const char* stop_reason = a.is_tool_call() ? "tool_use" : "end_turn";
+  return ojson{{"id", "msg_mock_" + std::to_string(a.n)},
+               {"type", "message"},
+               {"role", "assistant"},
+               {"model", a.model},
+               {"content", std::move(content)},
+               {"stop_reason", finished ? ojson(stop_reason) : ojson(nullptr)},
+               {"stop_sequence", nullptr},
+               {"usage", usage_json(a.input_tokens, output_tokens)}};
+}
+
+/// The content block of an answer; a stream starts it with no text and input.
+ojson content_block(const answer& a, bool streaming) {
+  if (a.is_tool_call()) {
+    return ojson{{"type", "tool_use"},
+                 {"id", "toolu_mock_" + std::to_string(a.n)},
+                 {"name", a.tool_name},
+                 {"input", streaming ? ojson::object() : tool_input()}};
+  }
+  return ojson{{"type", "text"}, {"text", streaming ? std::string() : a.text}};
+}
+
+std::string message_body(const answer& a) {
+  return dump(message_json(a, ojson::array({content_block(a, false)}), true, a.output_tokens));
+}
+
+/// The full event sequence of a streamed answer, as the API sends it.
+std::vector<std::string> message_events(const answer& a) {
+  std::vector<std::string> events;
+  events.push_back(sse_event(
+      "message_start",
+      ojson{{"type", "message_start"}, {"message", message_json(a, ojson::array(), false, 1)}}));
+  events.push_back(sse_event("ping", ojson{{"type", "ping"}}));
+  events.push_back(sse_event("content_block_start", ojson{{"type", "content_block_start"},
+                                                          {"index", 0},
+                                                          {"content_block", content_block(a, true)}}));
+  const std::string input = a.is_tool_call() ? dump(tool_input()) : std::string();
+  for (const auto piece : utf8_pieces(a.is_tool_call() ? input : a.text, stream_piece_bytes)) {
+    const ojson delta = a.is_tool_call() ? ojson{{"type", "input_json_delta"}, {"partial_json", piece}}
+                                         : ojson{{"type", "text_delta"}, {"text", piece}};
+    events.push_back(sse_event(
+        "content_block_delta",
+        ojson{{"type", "content_block_delta"}, {"index", 0}, {"delta", delta}}));
+  }
+  events.push_back(
+      sse_event("content_block_stop", ojson{{"type", "content_block_stop"}, {"index", 0}}));
+  events.push_back(sse_event(
+      "message_delta",
+      ojson{{"type", "message_delta"},
+            {"delta", {{"stop_reason", a.is_tool_call() ? "tool_use" : "end_turn"},
+                       {"stop_sequence", nullptr}}},
+            {"usage", {{"output_tokens", a.output_tokens}}}}));
+  events.push_back(sse_event("message_stop", ojson{{"type", "message_stop"}}));
+  return events;
+}
+
+/// The answer to a validated chat completion request.
+answer chat_answer(const json& body, std::uint64_t n) {
+  answer a;
+  a.n = n;
+  a.model = body.at("model").get<std::string>();
+  a.input_tokens = prompt_tokens(body);
+  a.text = "mock chat answer to: ";
+  a.text += utf8_prefix(last_user_text(body.at("messages")), echo_code_points_max);
+  a.output_tokens = tokens_for_bytes(a.text.size());
+  return a;
+}
+
+std::string chat_body(const answer& a) {
+  const auto created = std::chrono::duration_cast<std::chrono::seconds>(
+                           std::chrono::system_clock::now().time_since_epoch())
+                           .count();
+  const ojson choice{{"index", 0},
+                     {"message", {{"role", "assistant"}, {"content", a.text}}},
+                     {"finish_reason", "stop"}};
+  return dump(ojson{{"id", "chatcmpl-mock-" + std::to_string(a.n)},
+                    {"object", "chat.completion"},
+                    {"created", created},
+                    {"model", a.model},
+                    {"choices", ojson::array({choice})},
+                    {"usage", {{"prompt_tokens", a.input_tokens},
+                               {"completion_tokens", a.output_tokens},
+                               {"total_tokens", a.input_tokens + a.output_tokens}}}});
+}
+
+/// The events a broken stream still sends: everything up to the first delta.
+std::vector<std::string> stream_prefix(const std::vector<std::string>& events) {
+  constexpr std::size_t prefix_events = 4;  // message_start, ping, content_block_start, a delta
+  assert(events.size() > prefix_events);
+  return {events.begin(), events.begin() + prefix_events};
+}
+
+reply rate_limited(dialect d, std::uint64_t retry_after_s) {
+  reply r = error_reply(d, 429, "rate_limit_error",
+                        "This request would exceed your organization's rate limit of " +
+                            std::to_string(requests_per_minute) + " requests per minute.");
+  r.headers.emplace_back("retry-after", std::to_string(retry_after_s));
+  r.headers.emplace_back("anthropic-ratelimit-requests-limit", std::to_string(requests_per_minute));
+  r.headers.emplace_back("anthropic-ratelimit-requests-remaining", "0");
+  r.headers.emplace_back("anthropic-ratelimit-requests-reset", rfc3339_in(retry_after_s));
+  return r;
+}
+
+/// The reply a fault makes of a model call. `events` are what the call would
+/// have streamed; empty when it did not ask to stream.
+reply fault_reply(const fault& f, dialect d, const std::vector<std::string>& events) {
+  assert(f.kind != fault_kind::slow && "a slow fault answers normally");
+  switch (f.kind) {
+    case fault_kind::rate_limit:
+      return rate_limited(d, f.retry_after_s);
+    case fault_kind::spend_limit:
+      return error_reply(d, 429, "rate_limit_error",
+                         "You have reached your specified API usage limits. You will regain "
+                         "access on 2027-01-01 at 00:00 UTC.");
+    case fault_kind::server_error:
+      return error_reply(d, 500, "api_error", "Internal server error");
+    case fault_kind::midstream_error: {
+      if (events.empty()) {
+        break;  // answered as overloaded
+      }
+      auto broken = stream_prefix(events);
+      broken.push_back(sse_event(
+          "error", ojson{{"type", "error"},
+                         {"error", {{"type", "overloaded_error"}, {"message", "Overloaded"}}}}));
+      return sse_reply(std::move(broken), delivery::stream);
+    }
+    case fault_kind::cut: {
+      if (events.empty()) {
+        reply r;
+        r.how = delivery::drop;
+        return r;
+      }
+      return sse_reply(stream_prefix(events), delivery::stream_then_cut);
+    }
+    case fault_kind::malformed:
+      return json_reply(200, R"({"id": "msg_broken", "content": [)");
+    case fault_kind::overloaded:
+    case fault_kind::slow:
+      break;
+  }
+  return error_reply(d, 529, "overloaded_error", "Overloaded");
+}
+
+// ---------------------------------------------------------------- request validation
+
+/// Why `body[key]` is refused as a string, or "".
+std::string string_error(const json& body, const char* key) {
+  const auto it = body.find(key);
+  if (it == body.end()) {
+    return std::string(key) + ": Field required";
+  }
+  return it->is_string() ? std::string() : std::string(key) + ": Input should be a valid string";
+}
+
+/// Why a content value (string or list of typed blocks) is refused, or "".
+std::string content_error(const json& content, const std::string& where) {
+  if (content.is_string()) {
+    return {};
+  }
+  if (!content.is_array()) {
+    return where + ": Input should be a valid string or list";
+  }
+  for (std::size_t i = 0; i < content.size(); ++i) {
+    const json& block = content[i];
+    const std::string at = where + "." + std::to_string(i);
+    if (!block.is_object() || !block.contains("type") || !block.at("type").is_string()) {
+      return at + ".type: Field required";
+    }
+    const bool text_ok = block.contains("text") && block.at("text").is_string();
+    if (block.at("type") == "text" && !text_ok) {
+      return at + ".text: Input should be a valid string";
+    }
+  }
+  return {};
+}
+
+/// Why the top-level fields of a Messages request are refused, or "".
+std::string messages_fields_error(const json& body, bool max_tokens_required) {
+  if (body.is_discarded()) {
+    return "There was an error parsing the body of your request: it is not valid JSON";
+  }
+  if (!body.is_object()) {
+    return "Input should be a valid dictionary";
+  }
+  if (auto why = string_error(body, "model"); !why.empty()) {
+    return why;
+  }
+  if (max_tokens_required) {
+    if (!body.contains("max_tokens")) {
+      return "max_tokens: Field required";
+    }
+    const json& max_tokens = body.at("max_tokens");
+    if (!max_tokens.is_number_integer() || max_tokens.get<std::int64_t>() < 1) {
+      return "max_tokens: Input should be an integer greater than or equal to 1";
+    }
+  }
+  if (body.contains("system")) {
+    if (auto why = content_error(body.at("system"), "system"); !why.empty()) {
+      return why;
+    }
+  }
+  if (body.contains("stream") && !body.at("stream").is_boolean()) {
+    return "stream: Input should be a valid boolean";
+  }
+  if (body.contains("tools")) {
+    const json& tools = body.at("tools");
+    if (!tools.is_array()) {
+      return "tools: Input should be a valid list";
+    }
+    for (std::size_t i = 0; i < tools.size(); ++i) {
+      if (string_field(tools[i], "name").empty()) {
+        return "tools." + std::to_string(i) + ".name: Field required";
+      }
+    }
+  }
+  return {};
+}
+
+/// Why the messages list of a request is refused, or "".
+std::string messages_list_error(const json& body, bool openai_roles) {
+  if (!body.contains("messages")) {
+    return "messages: Field required";
+  }
+  const json& messages = body.at("messages");
+  if (!messages.is_array()) {
+    return "messages: Input should be a valid list";
+  }
+  if (messages.empty()) {
+    return "messages: at least one message is required";
+  }
+  for (std::size_t i = 0; i < messages.size(); ++i) {
+    const std::string at = "messages." + std::to_string(i);
+    const std::string_view role = string_field(messages[i], "role");
+    const bool role_ok = openai_roles ? !role.empty() : (role == "user" || role == "assistant");
+    if (!role_ok) {
+      return at + ".role: Input should be 'user' or 'assistant'";
+    }
+    const auto content = messages[i].find("content");
+    if (content == messages[i].end()) {
+      if (openai_roles) {
+        continue;  // an assistant turn with tool_calls has no content
+      }
+      return at + ".content: Field required";
+    }
+    if (openai_roles && content->is_null()) {
+      continue;
+    }
+    if (auto why = content_error(*content, at + ".content"); !why.empty()) {
+      return why;
+    }
+  }
+  return {};
+}
+
+/// Why a Messages (or, without max_tokens, count_tokens) request body is
+/// refused, in the API's words, or "" when it is acceptable.
+std::string messages_body_error(const json& body, bool max_tokens_required) {
+  if (auto why = messages_fields_error(body, max_tokens_required); !why.empty()) {
+    return why;
+  }
+  return messages_list_error(body, false);
+}
+
+/// Why a chat completion request body is refused, or "".
+std::string chat_request_error(const json& body) {
+  if (body.is_discarded()) {
+    return "We could not parse the JSON body of your request.";
+  }
+  if (!body.is_object()) {
+    return "The request body must be a JSON object.";
+  }
+  if (auto why = string_error(body, "model"); !why.empty()) {
+    return why;
+  }
+  if (body.contains("stream")) {
+    const json& stream = body.at("stream");
+    if (!stream.is_null() && !stream.is_boolean()) {
+      return "stream: Input should be a valid boolean";
+    }
+    if (stream == true) {
+      return "stream: this mock answers chat completions without streaming only";
+    }
+  }
+  return messages_list_error(body, true);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- mock_api
+
+/// Routing, and the state the endpoints share. Replies are built outside the
+/// lock; only counting and taking a fault hold it.
+struct mock_api::impl {
+  explicit impl(milliseconds delay) : delay_(delay) {}
+
+  reply handle(const request_view& req) {
+    const std::uint64_t n = next_request_.fetch_add(1, std::memory_order_relaxed);
+    reply r;
+    try {
+      r = route(req, n);
+    } catch (const std::exception& e) {
+      // Validation runs first, so this is a bug; answer it rather than let it
+      // escape into Asio and end the process.
+      std::cerr << "troupe-mock-upstream: request " << n << " failed: " << e.what() << "\n";
+      r = error_reply(dialect::anthropic, 500, "api_error", "mock failure: " + std::string(e.what()));
+    }
+    stamp(r, n);
+    return r;
+  }
+
+  reply refuse_unparsed(reply r) {
+    stamp(r, next_request_.fetch_add(1, std::memory_order_relaxed));
+    return rejected(std::move(r));
+  }
+
+ private:
+  reply route(const request_view& req, std::uint64_t n) {
+    const bool post = req.method == "POST";
+    const bool get = req.method == "GET";
+    if (post && req.path == stats::messages_path) {
+      return messages(req, n);
+    }
+    if (post && req.path == stats::count_tokens_path) {
+      return count_tokens(req);
+    }
+    if (post && req.path == stats::chat_path) {
+      return chat(req, n);
+    }
+    if (get && req.path == "/mock/stats") {
+      return locked_json([this] { return stats_.to_json(); });
+    }
+    if (get && req.path == "/mock/faults") {
+      return locked_json([this] { return faults_.to_json(); });
+    }
+    if (post && req.path == "/mock/faults") {
+      return set_faults(req.body);
+    }
+    if (post && req.path == "/mock/reset") {
+      return locked_json([this] {
+        stats_ = stats{};
+        faults_.clear();
+        return ojson{{"reset", true}};
+      });
+    }
+    return error_reply(dialect::anthropic, 404, "not_found_error", "Not found");
+  }
+
+  reply messages(const request_view& req, std::uint64_t n) {
+    if (auto refused = header_error(req, true)) {
+      return *refused;
+    }
+    const json body = json::parse(req.body, nullptr, false);
+    if (auto why = messages_body_error(body, true); !why.empty()) {
+      return rejected(error_reply(dialect::anthropic, 400, "invalid_request_error", why));
+    }
+    const answer a = message_answer(body, n);
+    const bool streaming = body.contains("stream") && body.at("stream").get<bool>();
+    std::vector<std::string> events = streaming ? message_events(a) : std::vector<std::string>{};
+    reply normal = streaming ? sse_reply(events, delivery::stream) : json_reply(200, message_body(a));
+    add_rate_limit_headers(normal, a);
+    return conclude(stats::messages_path, dialect::anthropic, a, events, std::move(normal));
+  }
+
+  reply count_tokens(const request_view& req) {
+    if (auto refused = header_error(req, false)) {
+      return *refused;
+    }
+    const json body = json::parse(req.body, nullptr, false);
+    if (auto why = messages_body_error(body, false); !why.empty()) {
+      return rejected(error_reply(dialect::anthropic, 400, "invalid_request_error", why));
+    }
+    {
+      const std::lock_guard lock(mutex_);
+      stats_.counted();
+    }
+    return json_reply(200, dump(ojson{{"input_tokens", prompt_tokens(body)}}));
+  }
+
+  reply chat(const request_view& req, std::uint64_t n) {
+    const json body = json::parse(req.body, nullptr, false);
+    if (auto why = chat_request_error(body); !why.empty()) {
+      return rejected(error_reply(dialect::openai, 400, "invalid_request_error", why));
+    }
+    const answer a = chat_answer(body, n);
+    return conclude(stats::chat_path, dialect::openai, a, {}, json_reply(200, chat_body(a)));
+  }
+
+  /// A model call's reply: a scripted fault's, or `normal`. Counts it.
+  reply conclude(std::string_view path, dialect d, const answer& a,
+                 const std::vector<std::string>& events, reply normal) {
+    std::optional<fault> f;
+    {
+      const std::lock_guard lock(mutex_);
+      f = faults_.take(a.model);
+      if (f && f->kind != fault_kind::slow) {
+        stats_.faulted();
+      } else {
+        stats_.answered(path, a.model, a.input_tokens, a.output_tokens);
+      }
+    }
+    reply r = (f && f->kind != fault_kind::slow) ? fault_reply(*f, d, events) : std::move(normal);
+    r.delay = delay_;
+    if (f && f->kind == fault_kind::slow) {
+      r.delay += milliseconds(f->delay_ms);
+      r.interval = milliseconds(f->interval_ms);
+    }
+    return r;
+  }
+
+  std::optional<reply> header_error(const request_view& req, bool version_required) {
+    if (req.api_key.empty()) {
+      return rejected(error_reply(dialect::anthropic, 401, "authentication_error",
+                                  "x-api-key header is required"));
+    }
+    if (version_required && req.anthropic_version.empty()) {
+      return rejected(error_reply(dialect::anthropic, 400, "invalid_request_error",
+                                  "anthropic-version: header is required"));
+    }
+    return std::nullopt;
+  }
+
+  static void stamp(reply& r, std::uint64_t n) {
+    r.headers.emplace_back("request-id", "req_mock_" + std::to_string(n));
+    r.headers.emplace_back("x-mock-request", std::to_string(n));
+  }
+
+  reply rejected(reply r) {
+    const std::lock_guard lock(mutex_);
+    stats_.rejected();
+    return r;
+  }
+
+  reply set_faults(std::string_view text) {
+    const json body = json::parse(text, nullptr, false);
+    const auto bad = [](std::string why) {
+      return error_reply(dialect::anthropic, 400, "invalid_request_error", why);
+    };
+    if (!body.is_object() || !body.contains("faults") || !body.at("faults").is_array()) {
+      return bad("expected {\"faults\": [...], \"mode\": \"queue\"|\"always\"}");
+    }
+    const std::string_view mode_name = string_field(body, "mode");
+    if (body.contains("mode") && mode_name != "queue" && mode_name != "always") {
+      return bad("mode: must be \"queue\" or \"always\"");
+    }
+    const json& list = body.at("faults");
+    if (list.size() > faults_max) {
+      return bad("faults: at most " + std::to_string(faults_max) + " per script");
+    }
+    std::vector<fault> faults(list.size());
+    for (std::size_t i = 0; i < list.size(); ++i) {
+      if (auto why = parse_fault(list[i], faults[i]); !why.empty()) {
+        return bad("faults." + std::to_string(i) + ": " + why);
+      }
+    }
+    const auto mode = mode_name == "always" ? fault_script::mode::always : fault_script::mode::queue;
+    return locked_json([&] {
+      faults_.set(std::move(faults), mode);
+      return faults_.to_json();
+    });
+  }
+
+  template <class Make>
+  reply locked_json(const Make& make) {
+    const std::lock_guard lock(mutex_);
+    return json_reply(200, dump(make()));
+  }
+
+  const milliseconds delay_;  ///< --delay-ms: before every model call's reply
+  std::atomic<std::uint64_t> next_request_{1};
+  std::mutex mutex_;  ///< guards stats_ and faults_
+  stats stats_;
+  fault_script faults_;
+};
+
+mock_api::mock_api(milliseconds delay) : impl_(std::make_unique<impl>(delay)) {}
+
+mock_api::~mock_api() = default;
+
+reply mock_api::handle(const request_view& req) {
+  return impl_->handle(req);
+}
+
+reply mock_api::refuse_unparsed(unsigned status, std::string_view type, std::string_view message) {
+  return impl_->refuse_unparsed(error_reply(dialect::anthropic, status, type, message));
+}
+
+}  // namespace troupe::mock

@@ -1,0 +1,120 @@
+// The token ledger against a real RocksDB in a temp dir.
+
+#include "actors/llm/ledger.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <random>
+
+#include <nlohmann/json.hpp>
+
+#include "storage/db.hpp"
+
+using namespace troupe;
+using namespace troupe::llm;
+
+namespace {
+
+struct temp_dir {
+  temp_dir() {
+    std::random_device rd;
+    path = (std::filesystem::temp_directory_path() / ("troupe-ledger-" + std::to_string(rd())))
+               .string();
+  }
+  ~temp_dir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+  std::string path;
+};
+
+std::shared_ptr<db> open_store(const std::string& path) {
+  auto store = db::open(storage_options{path, false});
+  REQUIRE(store);
+  return std::shared_ptr<db>(std::move(store).value());
+}
+
+ledger_entry upstream_call(std::string model, std::string client, uint64_t in, uint64_t out) {
+  ledger_entry e{std::move(model), std::move(client), "reviewer", {}};
+  e.counts.requests = 1;
+  e.counts.input_tokens = in;
+  e.counts.output_tokens = out;
+  return e;
+}
+
+ledger_entry cache_hit(std::string model, std::string client, uint64_t in, uint64_t out) {
+  ledger_entry e{std::move(model), std::move(client), "", {}};
+  e.counts.requests = 1;
+  e.counts.cache_hits = 1;
+  e.counts.served_input_tokens = in;
+  e.counts.served_output_tokens = out;
+  return e;
+}
+
+}  // namespace
+
+TEST_CASE("ledger: books per model, client and agent, and the saved share") {
+  ledger book(nullptr);
+  book.book(upstream_call("claude-a", "t1", 100, 20));
+  book.book(upstream_call("claude-b", "t2", 50, 10));
+  book.book(cache_hit("claude-a", "t1", 100, 20));
+
+  CHECK(book.total().requests == 3);
+  CHECK(book.total().spent() == 180);
+  CHECK(book.client("t1").spent() == 120);
+  CHECK(book.client("t1").cache_hits == 1);
+  CHECK(book.client("nobody").requests == 0);
+  CHECK(book.total().saved_fraction() == Approx(120.0 / 300.0));
+
+  const auto j = nlohmann::json::parse(book.to_json());
+  CHECK(j["total"]["served_tokens"] == 120);
+  CHECK(j["by_model"]["claude-a"]["requests"] == 2);
+  CHECK(j["by_model"]["claude-b"]["input_tokens"] == 50);
+  CHECK(j["by_client"]["t2"]["output_tokens"] == 10);
+  CHECK(j["by_agent"]["reviewer"]["requests"] == 2);
+  CHECK_FALSE(j["by_agent"].contains(""));
+}
+
+TEST_CASE("ledger: an empty ledger saves nothing and divides by nothing") {
+  ledger book(nullptr);
+  CHECK(book.total().saved_fraction() == 0.0);
+  CHECK(nlohmann::json::parse(book.to_json())["total"]["requests"] == 0);
+}
+
+TEST_CASE("ledger: survives a restart through the store, writing only changed rows") {
+  temp_dir dir;
+  {
+    auto store = open_store(dir.path);
+    ledger book(store);
+    REQUIRE(book.load());
+    book.book(upstream_call("claude-a", "t1", 10, 5));
+    CHECK(book.dirty());
+    REQUIRE(book.flush());
+    CHECK_FALSE(book.dirty());
+    book.book(cache_hit("claude-a", "t1", 10, 5));
+    REQUIRE(book.flush());
+  }
+  auto store = open_store(dir.path);
+  ledger again(store);
+  REQUIRE(again.load());
+  CHECK(again.total().requests == 2);
+  CHECK(again.total().served_output_tokens == 5);
+  CHECK(again.client("t1").input_tokens == 10);
+  // Rows with another prefix in the same column family are not ledger rows.
+  REQUIRE(store->put(column::ledger, "answer/llm:abc", "Mxyz"));
+  ledger third(store);
+  REQUIRE(third.load());
+  CHECK(third.total().requests == 2);
+}
+
+TEST_CASE("ledger: a damaged row is reported, not guessed") {
+  temp_dir dir;
+  auto store = open_store(dir.path);
+  REQUIRE(store->put(column::ledger, "model/x", "not json"));
+  ledger book(store);
+  auto loaded = book.load();
+  REQUIRE_FALSE(loaded);
+  CHECK(loaded.err().code == errc::corrupt);
+  CHECK(loaded.err().message.find("model/x") != std::string::npos);
+}
