@@ -472,6 +472,9 @@ void gateway_server::impl::do_accept() {
         beast::error_code ignored;
         socket.close(ignored);
       } else {
+        // Streamed answers go out in small writes; Nagle would hold them.
+        beast::error_code ignored;
+        socket.set_option(tcp::no_delay(true), ignored);
         std::make_shared<session>(std::move(socket), *this)->run();
       }
     }

@@ -96,6 +96,10 @@ struct attempt {
   sse_parser parser;
   stream_assembler assembler;
 
+  /// A whole 200's body was checked to be JSON (and answered) on the
+  /// upstream thread.
+  bool body_ok = false;
+
   // The end.
   outcome result = outcome::unavailable;
   upstream_response response;

@@ -211,8 +211,24 @@ void start(provider_actor* self, const std::shared_ptr<attempt>& a) {
       }
     };
   }
-  cb.on_done = [a, handle = caf::actor_cast<caf::actor>(self)](upstream_response r) {
+  const bool answer_here = !a->stream && a->path == "/v1/messages" &&
+                           st.spec.kind == provider_kind::anthropic;
+  cb.on_done = [a, answer_here, handle = caf::actor_cast<caf::actor>(self),
+                name = st.spec.name](upstream_response r) {
     a->response = std::move(r);
+    // The common case, a whole 200, is answered right here on the upstream
+    // thread: the client does not wait for two actor hops. The actors
+    // still judge the call (breaker, ledger, cache) right after.
+    if (answer_here && a->response.status == 200) {
+      a->body_ok = nlohmann::json::accept(a->response.body);
+      if (a->body_ok && !a->x->answered.exchange(true)) {
+        auto headers = passthrough_headers(a->response);
+        headers.emplace_back("content-type", "application/json");
+        headers.emplace_back(cache_header, a->x->mode == cache_mode::bypass ? "bypass" : "miss");
+        headers.emplace_back(upstream_header, name + "/" + a->step.model);
+        a->x->sink->reply(200, std::move(headers), a->response.body);
+      }
+    }
     caf::anon_send(handle, upstream_done_msg{a});
   };
   st.spec.pool->send(build_request(st, *a), std::move(cb));
@@ -226,7 +242,7 @@ void on_upstream_done(provider_actor* self, const std::shared_ptr<attempt>& a) {
   // The breaker judges the upstream's health: overload, server errors and
   // transport failures count; refusals (4xx) and rate limits do not.
   const bool malformed = st.spec.kind == provider_kind::anthropic && !a->committed &&
-                         r.status == 200 && !nlohmann::json::accept(r.body);
+                         r.status == 200 && !a->body_ok && !nlohmann::json::accept(r.body);
   const bool sick = r.status == 0 || r.status >= 500 || malformed ||
                     (a->committed && !a->assembler.complete() && !a->assembler.error());
   if (sick) {

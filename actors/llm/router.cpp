@@ -107,16 +107,30 @@ struct router_state {
   metrics_registry* metrics = nullptr;
   gauge* queue_waiting = nullptr;
 
+  /// Resolved once per label: the registry lookup allocates and locks.
+  std::map<std::string, counter*, std::less<>> request_counters;
+  std::map<std::string, counter*, std::less<>> token_counters;
+
   counter& requests(std::string_view result) {
-    return metrics->counter("troupe_llm_requests_total",
-                            "Requests to /v1/messages by how they were answered",
-                            {{"result", std::string(result)}});
+    auto it = request_counters.find(result);
+    if (it == request_counters.end()) {
+      auto& c = metrics->counter("troupe_llm_requests_total",
+                                 "Requests to /v1/messages by how they were answered",
+                                 {{"result", std::string(result)}});
+      it = request_counters.emplace(std::string(result), &c).first;
+    }
+    return *it->second;
   }
   counter& tokens(std::string_view kind) {
-    return metrics->counter("troupe_llm_tokens_total",
-                            "Tokens: upstream input/output, provider cache reads/writes, and "
-                            "tokens the response cache served",
-                            {{"kind", std::string(kind)}});
+    auto it = token_counters.find(kind);
+    if (it == token_counters.end()) {
+      auto& c = metrics->counter("troupe_llm_tokens_total",
+                                 "Tokens: upstream input/output, provider cache reads/writes, and "
+                                 "tokens the response cache served",
+                                 {{"kind", std::string(kind)}});
+      it = token_counters.emplace(std::string(kind), &c).first;
+    }
+    return *it->second;
   }
 
   static inline const char* name = "troupe.llm.router";
@@ -532,9 +546,11 @@ bool prepare(router_actor* self, exchange_state& x) {
     reply_error(x, "invalid_request_error", "the request body must be a JSON object");
     return false;
   }
+  bool aliased = false;
   if (auto it = x.body.find("model"); it != x.body.end() && it->is_string()) {
     if (auto alias = st.aliases.find(it->get<std::string>()); alias != st.aliases.end()) {
       *it = alias->second;
+      aliased = true;
     }
   }
   if (count_tokens) {
@@ -556,8 +572,7 @@ bool prepare(router_actor* self, exchange_state& x) {
     }
     x.info = std::move(*info);
   }
-  const bool changed = x.body["model"] != json::parse(x.req.body, nullptr, false)["model"];
-  x.body_text = changed ? x.body.dump() : std::move(x.req.body);
+  x.body_text = aliased ? x.body.dump() : std::move(x.req.body);
   x.agent = std::string(x.req.header("x-troupe-agent"));
 
   if (auto p = x.req.header("x-troupe-priority"); !p.empty()) {
@@ -578,8 +593,8 @@ bool prepare(router_actor* self, exchange_state& x) {
                 "x-troupe-cache: must be bypass or refresh (got '" + std::string(mode) + "')");
     return false;
   }
-  if (count_tokens) {
-    return true;
+  if (count_tokens || x.mode == cache_mode::bypass) {
+    return true;  // no key: the cache is neither read nor written
   }
   x.cacheable = cfg.cache_enabled && (x.info.temperature == 0 || cfg.cache_sampled);
   x.key = canonical_key(x.body);

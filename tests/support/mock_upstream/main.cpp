@@ -130,8 +130,9 @@ class session : public std::enable_shared_from_this<session> {
     // over 1 KiB; answering at once keeps large requests fast.
     if (beast::iequals(parser_->get()[http::field::expect], "100-continue")) {
       continue_.emplace(http::status::continue_, parser_->get().version());
-      return http::async_write(stream_, *continue_,
-                               beast::bind_front_handler(&session::on_continue, shared_from_this()));
+      return http::async_write(
+          stream_, *continue_,
+          beast::bind_front_handler(&session::on_continue, shared_from_this()));
     }
     do_read_body();
   }
@@ -168,7 +169,8 @@ class session : public std::enable_shared_from_this<session> {
       reply_ = api.refuse_unparsed(413, "request_too_large",
                                    "Request exceeds the maximum allowed number of bytes.");
     } else if (ec == http::error::header_limit) {
-      reply_ = api.refuse_unparsed(431, "invalid_request_error", "Request header fields too large.");
+      reply_ =
+          api.refuse_unparsed(431, "invalid_request_error", "Request header fields too large.");
     } else {
       reply_ = api.refuse_unparsed(400, "invalid_request_error",
                                    "Malformed HTTP request: " + ec.message());
@@ -182,8 +184,7 @@ class session : public std::enable_shared_from_this<session> {
     keep_alive_ = req.keep_alive();
     const std::string_view target = to_std(req.target());
     const request_view view{to_std(req.method_string()), target.substr(0, target.find('?')),
-                            to_std(req["x-api-key"]), to_std(req["anthropic-version"]),
-                            req.body()};
+                            to_std(req["x-api-key"]), to_std(req["anthropic-version"]), req.body()};
     reply_ = state_.api.handle(view);
     if (reply_.delay.count() > 0) {
       stream_.expires_never();  // a scripted delay may outlast the idle timeout
@@ -271,7 +272,8 @@ class session : public std::enable_shared_from_this<session> {
     if (next_event_ < reply_.events.size()) {
       stream_.expires_never();
       timer_.expires_after(reply_.interval);
-      return timer_.async_wait(beast::bind_front_handler(&session::on_interval, shared_from_this()));
+      return timer_.async_wait(
+          beast::bind_front_handler(&session::on_interval, shared_from_this()));
     }
     if (reply_.how == delivery::stream_then_cut) {
       return close_abruptly();

@@ -8,9 +8,13 @@
 #include <algorithm>
 #include <atomic>
 #include <cassert>
+#include <cstdio>
 #include <ctime>
 #include <deque>
 #include <exception>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <iostream>
 #include <map>
 #include <mutex>
@@ -249,7 +253,8 @@ std::string read_count(const json& value, std::string_view key, std::uint64_t ma
   for (const auto& [key, value] : j.items()) {
     std::string why;
     if (key == "kind") {
-      const auto kind = fault_kind_from(value.is_string() ? value.get_ref<const std::string&>() : "");
+      const auto kind =
+          fault_kind_from(value.is_string() ? value.get_ref<const std::string&>() : "");
       if (!kind) {
         return "kind: unknown fault kind " + value.dump();
       }
@@ -372,9 +377,12 @@ class stats {
     for (const auto& [path, n] : by_path_) {
       paths[path] = n;
     }
-    return ojson{{"requests", total_.requests},         {"errors", errors_},
-                 {"rejected", rejected_},               {"input_tokens", total_.input_tokens},
-                 {"output_tokens", total_.output_tokens}, {"by_path", std::move(paths)},
+    return ojson{{"requests", total_.requests},
+                 {"errors", errors_},
+                 {"rejected", rejected_},
+                 {"input_tokens", total_.input_tokens},
+                 {"output_tokens", total_.output_tokens},
+                 {"by_path", std::move(paths)},
                  {"by_model", std::move(models)}};
   }
 
@@ -383,8 +391,8 @@ class stats {
     if (const auto it = by_model_.find(model); it != by_model_.end()) {
       return it->second;
     }
-    const bool trackable = by_model_.size() < models_tracked_max &&
-                           model.size() <= model_name_bytes_max;
+    const bool trackable =
+        by_model_.size() < models_tracked_max && model.size() <= model_name_bytes_max;
     return by_model_[std::string(trackable ? model : other_models)];
   }
 
@@ -416,10 +424,11 @@ reply json_reply(unsigned status, std::string body) {
 
 reply error_reply(dialect d, unsigned status, std::string_view type, std::string_view message) {
   if (d == dialect::openai) {
-    return json_reply(status, dump(ojson{{"error", ojson{{"message", message},
-                                                         {"type", type},
-                                                         {"param", nullptr},
-                                                         {"code", nullptr}}}}));
+    return json_reply(
+        status,
+        dump(ojson{
+            {"error",
+             ojson{{"message", message}, {"type", type}, {"param", nullptr}, {"code", nullptr}}}}));
   }
   return json_reply(status, dump(ojson{{"type", "error"},
                                        {"error", ojson{{"type", type}, {"message", message}}}}));
@@ -492,6 +501,45 @@ void add_rate_limit_headers(reply& r, const answer& a) {
   r.headers.emplace_back("anthropic-ratelimit-output-tokens-reset", reset);
 }
 
+/// FNV-1a 64 of `text`, as 16 hex digits.
+std::string fnv_digest(std::string_view text) {
+  std::uint64_t h = 0xcbf29ce484222325ULL;
+  for (char c : text) {
+    h ^= static_cast<std::uint8_t>(c);
+    h *= 0x100000001b3ULL;
+  }
+  char out[17];
+  std::snprintf(out, sizeof out, "%016llx", static_cast<unsigned long long>(h));
+  return out;
+}
+
+/// Like a model with a file-reading tool, the answer depends on the files
+/// the question names: " [file PATH fnv:DIGEST]" for every absolute path in
+/// it that is a readable file. Benchmarks compare the digest with the file
+/// on disk to count stale answers.
+std::string files_seen(std::string_view asked) {
+  std::string out;
+  for (size_t at = asked.find('/'); at != std::string_view::npos; at = asked.find('/', at)) {
+    if (at > 0 && asked[at - 1] != ' ' && asked[at - 1] != '\n') {
+      ++at;
+      continue;
+    }
+    auto end = asked.find_first_of(" \n\t:?,;", at);
+    end = end == std::string_view::npos ? asked.size() : end;
+    const std::string path(asked.substr(at, end - at));
+    at = end;
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(path, ec)) {
+      continue;
+    }
+    std::ifstream in(path, std::ios::binary);
+    std::stringstream content;
+    content << in.rdbuf();
+    out += " [file " + path + " fnv:" + fnv_digest(content.str()) + "]";
+  }
+  return out;
+}
+
 /// The answer to a validated Messages request.
 answer message_answer(const json& body, std::uint64_t n) {
   answer a;
@@ -507,6 +555,7 @@ answer message_answer(const json& body, std::uint64_t n) {
   }
   a.text = "mock answer to: ";
   a.text += utf8_prefix(asked, echo_code_points_max);
+  a.text += files_seen(asked);
   a.output_tokens = tokens_for_bytes(a.text.size());
   return a;
 }
@@ -553,25 +602,27 @@ std::vector<std::string> message_events(const answer& a) {
       "message_start",
       ojson{{"type", "message_start"}, {"message", message_json(a, ojson::array(), false, 1)}}));
   events.push_back(sse_event("ping", ojson{{"type", "ping"}}));
-  events.push_back(sse_event("content_block_start", ojson{{"type", "content_block_start"},
-                                                          {"index", 0},
-                                                          {"content_block", content_block(a, true)}}));
+  events.push_back(
+      sse_event("content_block_start", ojson{{"type", "content_block_start"},
+                                             {"index", 0},
+                                             {"content_block", content_block(a, true)}}));
   const std::string input = a.is_tool_call() ? dump(tool_input()) : std::string();
   for (const auto piece : utf8_pieces(a.is_tool_call() ? input : a.text, stream_piece_bytes)) {
-    const ojson delta = a.is_tool_call() ? ojson{{"type", "input_json_delta"}, {"partial_json", piece}}
-                                         : ojson{{"type", "text_delta"}, {"text", piece}};
-    events.push_back(sse_event(
-        "content_block_delta",
-        ojson{{"type", "content_block_delta"}, {"index", 0}, {"delta", delta}}));
+    const ojson delta = a.is_tool_call()
+                            ? ojson{{"type", "input_json_delta"}, {"partial_json", piece}}
+                            : ojson{{"type", "text_delta"}, {"text", piece}};
+    events.push_back(
+        sse_event("content_block_delta",
+                  ojson{{"type", "content_block_delta"}, {"index", 0}, {"delta", delta}}));
   }
   events.push_back(
       sse_event("content_block_stop", ojson{{"type", "content_block_stop"}, {"index", 0}}));
-  events.push_back(sse_event(
-      "message_delta",
-      ojson{{"type", "message_delta"},
-            {"delta", {{"stop_reason", a.is_tool_call() ? "tool_use" : "end_turn"},
-                       {"stop_sequence", nullptr}}},
-            {"usage", {{"output_tokens", a.output_tokens}}}}));
+  events.push_back(sse_event("message_delta",
+                             ojson{{"type", "message_delta"},
+                                   {"delta",
+                                    {{"stop_reason", a.is_tool_call() ? "tool_use" : "end_turn"},
+                                     {"stop_sequence", nullptr}}},
+                                   {"usage", {{"output_tokens", a.output_tokens}}}}));
   events.push_back(sse_event("message_stop", ojson{{"type", "message_stop"}}));
   return events;
 }
@@ -600,9 +651,10 @@ std::string chat_body(const answer& a) {
                     {"created", created},
                     {"model", a.model},
                     {"choices", ojson::array({choice})},
-                    {"usage", {{"prompt_tokens", a.input_tokens},
-                               {"completion_tokens", a.output_tokens},
-                               {"total_tokens", a.input_tokens + a.output_tokens}}}});
+                    {"usage",
+                     {{"prompt_tokens", a.input_tokens},
+                      {"completion_tokens", a.output_tokens},
+                      {"total_tokens", a.input_tokens + a.output_tokens}}}});
 }
 
 /// The events a broken stream still sends: everything up to the first delta.
@@ -824,7 +876,8 @@ struct mock_api::impl {
       // Validation runs first, so this is a bug; answer it rather than let it
       // escape into Asio and end the process.
       std::cerr << "troupe-mock-upstream: request " << n << " failed: " << e.what() << "\n";
-      r = error_reply(dialect::anthropic, 500, "api_error", "mock failure: " + std::string(e.what()));
+      r = error_reply(dialect::anthropic, 500, "api_error",
+                      "mock failure: " + std::string(e.what()));
     }
     stamp(r, n);
     return r;
@@ -878,7 +931,8 @@ struct mock_api::impl {
     const answer a = message_answer(body, n);
     const bool streaming = body.contains("stream") && body.at("stream").get<bool>();
     std::vector<std::string> events = streaming ? message_events(a) : std::vector<std::string>{};
-    reply normal = streaming ? sse_reply(events, delivery::stream) : json_reply(200, message_body(a));
+    reply normal =
+        streaming ? sse_reply(events, delivery::stream) : json_reply(200, message_body(a));
     add_rate_limit_headers(normal, a);
     return conclude(stats::messages_path, dialect::anthropic, a, events, std::move(normal));
   }
@@ -974,7 +1028,8 @@ struct mock_api::impl {
         return bad("faults." + std::to_string(i) + ": " + why);
       }
     }
-    const auto mode = mode_name == "always" ? fault_script::mode::always : fault_script::mode::queue;
+    const auto mode =
+        mode_name == "always" ? fault_script::mode::always : fault_script::mode::queue;
     return locked_json([&] {
       faults_.set(std::move(faults), mode);
       return faults_.to_json();

@@ -33,9 +33,9 @@ struct reply {
   delivery how = delivery::plain;
   std::string content_type = "application/json";
   std::vector<std::pair<std::string, std::string>> headers;
-  std::string body;                     ///< for delivery::plain
-  std::vector<std::string> events;      ///< formatted SSE events, for the stream deliveries
-  std::chrono::milliseconds delay{0};   ///< before the first byte
+  std::string body;                       ///< for delivery::plain
+  std::vector<std::string> events;        ///< formatted SSE events, for the stream deliveries
+  std::chrono::milliseconds delay{0};     ///< before the first byte
   std::chrono::milliseconds interval{0};  ///< between SSE events
 };
 
