@@ -15,7 +15,7 @@ deps:
 release: deps
 	@cmake -S . -B $(RELEASE_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Release \
 	  -DTROUPE_BUILD_TESTS=OFF -DTROUPE_BUILD_BENCH=ON -DTROUPE_WERROR=$(WERROR) > /dev/null
-	@cmake --build $(RELEASE_DIR) -j $(JOBS) --target troupe-node troupectl
+	@cmake --build $(RELEASE_DIR) -j $(JOBS) --target troupe-node troupectl troupe-mock-upstream
 
 # Starts a node on the embedded defaults (configs/node.toml): state in ./data,
 # gateway on 127.0.0.1:7700. Ctrl-C stops it gracefully.
