@@ -1,5 +1,6 @@
 #include "actors/gateway/server.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <optional>
 #include <thread>
@@ -196,12 +197,25 @@ class session : public std::enable_shared_from_this<session> {
 
  public:
   // The sink's side, on this connection's strand.
-  void stream_head(int status, const http_headers& headers) {
+  /// Which exchange of this connection the sink calls are about: a late
+  /// call for an earlier request must not touch the current one.
+  uint64_t exchange_id() const { return exchange_; }
+
+  void stream_head(uint64_t id, int status, const http_headers& headers) {
+    if (id != exchange_ || !exchange_open_) {
+      return;
+    }
+    exchange_open_ = false;
+    // Header values come partly from upstreams and clients: no line breaks.
+    auto clean = [](std::string v) {
+      std::replace_if(v.begin(), v.end(), [](char c) { return c == '\r' || c == '\n'; }, ' ');
+      return v;
+    };
     std::string head = "HTTP/1.1 " + std::to_string(status) + " " +
                        std::string(http::obsolete_reason(static_cast<http::status>(status))) +
                        "\r\nserver: troupe\r\ntransfer-encoding: chunked\r\n";
     for (const auto& [name, value] : headers) {
-      head += name + ": " + value + "\r\n";
+      head += clean(name) + ": " + clean(value) + "\r\n";
     }
     if (!request_.keep_alive()) {
       head += "connection: close\r\n";
@@ -211,8 +225,8 @@ class session : public std::enable_shared_from_this<session> {
     enqueue(std::move(head));
   }
 
-  void stream_chunk(std::string_view data) {
-    if (data.empty() || !streaming_) {
+  void stream_chunk(uint64_t id, std::string_view data) {
+    if (id != exchange_ || data.empty() || !streaming_ || stream_ended_) {
       return;  // a zero-length chunk would end the body
     }
     char size[20];
@@ -223,15 +237,19 @@ class session : public std::enable_shared_from_this<session> {
     enqueue(std::move(chunk));
   }
 
-  void stream_end() {
-    if (!streaming_) {
+  void stream_end(uint64_t id) {
+    if (id != exchange_ || !streaming_ || stream_ended_) {
       return;
     }
     stream_ended_ = true;
     enqueue("0\r\n\r\n");
   }
 
-  void exchange_reply(int status, http_headers headers, std::string body) {
+  void exchange_reply(uint64_t id, int status, http_headers headers, std::string body) {
+    if (id != exchange_ || !exchange_open_) {
+      return;
+    }
+    exchange_open_ = false;
     http_reply reply{status, "application/json", std::move(body), {}};
     for (auto& [name, value] : headers) {
       if (name == "content-type") {
@@ -240,7 +258,32 @@ class session : public std::enable_shared_from_this<session> {
         reply.headers.emplace_back(std::move(name), std::move(value));
       }
     }
-    send(std::move(reply));
+    try {
+      send(std::move(reply));
+    } catch (const std::exception& e) {
+      // A header Beast refuses (say, too long): answer, never end the node.
+      server_.log->error("an LLM answer could not be sent: {}", e.what());
+      send(error_reply(502, "bad_gateway", "the answer could not be sent"));
+    }
+  }
+
+  /// The exchange's producer let go of its sink: a request never answered
+  /// gets a 500, a stream never ended gets an error event and its end.
+  void abandon(uint64_t id) {
+    if (id != exchange_) {
+      return;
+    }
+    if (exchange_open_) {
+      return exchange_reply(
+          id, 500, {},
+          R"j({"type":"error","error":{"type":"api_error","message":)j"
+          R"j("the gateway lost this request before answering it; it is safe to retry"}})j");
+    }
+    if (streaming_ && !stream_ended_) {
+      stream_chunk(id, "\n\nevent: error\ndata: {\"type\":\"error\",\"error\":{\"type\":"
+                       "\"api_error\",\"message\":\"the gateway lost this stream\"}}\n\n");
+      stream_end(id);
+    }
   }
 
   std::atomic<bool> client_gone{false};
@@ -253,12 +296,16 @@ class session : public std::enable_shared_from_this<session> {
     if (client_gone.load()) {
       return;
     }
-    backlog_ += bytes.size();
     pending_ += bytes;
-    if (backlog_ > stream_backlog_max) {
+    // Only what waits behind a write in flight counts: one large piece with
+    // nothing in flight goes out at once.
+    if (writing_ && pending_.size() > stream_backlog_max) {
       client_gone = true;
       server_.log->warn("dropping a client that does not read its stream");
-      return do_close();
+      pending_.clear();
+      beast::error_code ignored;
+      stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);  // the write in flight fails
+      return;
     }
     write_pending();
   }
@@ -277,7 +324,6 @@ class session : public std::enable_shared_from_this<session> {
 
   void on_stream_write(beast::error_code ec, size_t n) {
     writing_ = false;
-    backlog_ -= std::min(backlog_, n);
     in_write_.clear();
     if (ec) {
       client_gone = true;
@@ -383,7 +429,10 @@ class session : public std::enable_shared_from_this<session> {
   bool streaming_ = false;
   bool stream_ended_ = false;
   bool writing_ = false;
-  size_t backlog_ = 0;
+  /// The exchange in progress (counts up per exchange) and whether it still
+  /// waits for its answer.
+  uint64_t exchange_ = 0;
+  bool exchange_open_ = false;
   std::string pending_;
   std::string in_write_;
 };
@@ -392,21 +441,27 @@ class session : public std::enable_shared_from_this<session> {
 /// connection's strand, in the order made.
 class session_sink : public exchange_sink {
  public:
-  explicit session_sink(std::shared_ptr<session> s) : session_(std::move(s)) {}
+  explicit session_sink(std::shared_ptr<session> s) : session_(std::move(s)), id_(session_->exchange_id()) {}
+  ~session_sink() override {
+    post([id = id_](session& s) { s.abandon(id); });
+  }
+  session_sink(const session_sink&) = delete;
+  session_sink& operator=(const session_sink&) = delete;
 
   void reply(int status, http_headers headers, std::string body) override {
-    post([status, headers = std::move(headers), body = std::move(body)](session& s) mutable {
-      s.exchange_reply(status, std::move(headers), std::move(body));
-    });
+    post([id = id_, status, headers = std::move(headers), body = std::move(body)](
+             session& s) mutable { s.exchange_reply(id, status, std::move(headers), std::move(body)); });
   }
   void begin_stream(int status, http_headers headers) override {
-    post([status, headers = std::move(headers)](session& s) { s.stream_head(status, headers); });
+    post([id = id_, status, headers = std::move(headers)](session& s) {
+      s.stream_head(id, status, headers);
+    });
   }
   void stream(std::string chunk) override {
-    post([chunk = std::move(chunk)](session& s) { s.stream_chunk(chunk); });
+    post([id = id_, chunk = std::move(chunk)](session& s) { s.stream_chunk(id, chunk); });
   }
   void end_stream() override {
-    post([](session& s) { s.stream_end(); });
+    post([id = id_](session& s) { s.stream_end(id); });
   }
   bool gone() const override { return session_->client_gone.load(); }
 
@@ -416,6 +471,7 @@ class session_sink : public exchange_sink {
     net::post(session_->executor(), [s = session_, f = std::forward<F>(f)]() mutable { f(*s); });
   }
   std::shared_ptr<session> session_;
+  uint64_t id_;
 };
 
 void session::start_exchange() {
@@ -431,6 +487,8 @@ void session::start_exchange() {
   }
   req.client = client_label();
   req.body = std::move(request_.body());
+  ++exchange_;
+  exchange_open_ = true;
   auto sink = std::make_shared<session_sink>(shared_from_this());
   if (!server_.ctx->llm) {
     return sink->reply(503, {{"content-type", "application/json"}},

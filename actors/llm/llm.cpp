@@ -11,14 +11,14 @@
 
 namespace troupe::llm {
 
-expected<child_spec> llm_child(std::shared_ptr<node_context> ctx, std::shared_ptr<db> store) {
+expected<llm_family> llm_child(std::shared_ptr<node_context> ctx, std::shared_ptr<db> store) {
   const auto& cfg = ctx->config;
   auto anthropic_url = parse_url(cfg.llm_anthropic.base_url);
   if (!anthropic_url) {
     return make_error(errc::config_invalid,
                       "llm.anthropic.base_url: " + anthropic_url.err().message);
   }
-  // The upstream threads live as long as any provider does (they share it).
+  // The upstream threads: shared by the providers, kept by the caller.
   auto io = std::make_shared<upstream_io>(cfg.llm.io_threads);
   std::string key = cfg.llm_anthropic.api_key;
   if (key.empty()) {
@@ -27,30 +27,21 @@ expected<child_spec> llm_child(std::shared_ptr<node_context> ctx, std::shared_pt
     }
   }
   supervisor_spec spec{strategy::one_for_one, make_restart_policy(cfg.supervisor), {}, 100, 0x11a};
-  auto keep_io = [io](provider_spec p) { return p; };
-  spec.children.push_back(
-      provider_child(ctx, keep_io(provider_spec{"anthropic", provider_kind::anthropic,
-                                                io->pool(*anthropic_url, cfg.llm.connections_max),
-                                                key, cfg.llm_anthropic.version})));
+  spec.children.push_back(provider_child(
+      ctx, provider_spec{"anthropic", provider_kind::anthropic,
+                         io->pool(*anthropic_url, cfg.llm.connections_max), key,
+                         cfg.llm_anthropic.version}));
   if (!cfg.llm.local_base_url.empty()) {
     auto local_url = parse_url(cfg.llm.local_base_url);
     if (!local_url) {
       return make_error(errc::config_invalid, "llm.local_base_url: " + local_url.err().message);
     }
-    spec.children.push_back(
-        provider_child(ctx, provider_spec{"local",
-                                          provider_kind::openai,
-                                          io->pool(*local_url, cfg.llm.connections_max),
-                                          {},
-                                          {}}));
+    spec.children.push_back(provider_child(
+        ctx, provider_spec{"local", provider_kind::openai,
+                           io->pool(*local_url, cfg.llm.connections_max), {}, {}}));
   }
   spec.children.push_back(router_child(ctx, std::move(store)));
-  auto child = supervisor_child("llm", ctx, std::move(spec));
-  // The pools hold the io_context by reference: keep it alive with the
-  // start function, which lives as long as the supervision tree.
-  child.start = [io, start = std::move(child.start)](
-                    caf::actor_system& sys, const std::string& path) { return start(sys, path); };
-  return child;
+  return llm_family{supervisor_child("llm", ctx, std::move(spec)), io};
 }
 
 exchange_handler exchange_entry(std::shared_ptr<node_context> ctx) {

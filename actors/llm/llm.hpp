@@ -23,9 +23,16 @@ class db;
 
 namespace troupe::llm {
 
-/// The `llm` supervisor with its providers and router. Errors: a bad
-/// upstream URL in the config.
-[[nodiscard]] expected<child_spec> llm_child(std::shared_ptr<node_context> ctx,
+struct llm_family {
+  /// The `llm` supervisor with its providers and router.
+  child_spec child;
+  /// The upstream client's threads and pools. The caller keeps this until
+  /// the actor system is gone, so no provider outlives its connections.
+  std::shared_ptr<void> resources;
+};
+
+/// Errors: a bad upstream URL in the config.
+[[nodiscard]] expected<llm_family> llm_child(std::shared_ptr<node_context> ctx,
                                              std::shared_ptr<db> store);
 
 /// What the gateway calls for /v1/messages, /v1/messages/count_tokens and

@@ -165,8 +165,9 @@ void end_committed_stream(const attempt& a) {
   if (!complete) {
     const auto why =
         a.response.error.empty() ? std::string("the stream ended early") : a.response.error;
-    a.x->sink->stream(
-        sse_format("error", error_body("api_error", "upstream stream broke off: " + why)));
+    // The blank line first ends whatever event the upstream left half-sent.
+    a.x->sink->stream("\n\n" + sse_format("error", error_body("api_error",
+                                                              "upstream stream broke off: " + why)));
   }
   a.x->sink->end_stream();
 }
@@ -187,7 +188,9 @@ void start(provider_actor* self, const std::shared_ptr<attempt>& a) {
   if (a->stream && st.spec.kind == provider_kind::anthropic) {
     cb.on_head = [a, name = st.spec.name](const upstream_response& head) {
       a->committed = true;
-      a->x->answered.store(true);
+      if (a->x->answered.exchange(true)) {
+        return;  // answered already: the sink ignores what follows
+      }
       auto headers = passthrough_headers(head);
       headers.emplace_back("content-type", "text/event-stream");
       headers.emplace_back("cache-control", "no-cache");
@@ -291,7 +294,10 @@ void on_upstream_done(provider_actor* self, const std::shared_ptr<attempt>& a) {
   }
   if (r.status == 0) {
     const auto why = r.error;
-    if (can_retry) {
+    // A call that timed out after the upstream got it may still be running
+    // (and billed) there: fail over instead of asking the same one again.
+    const bool maybe_running = r.timed_out && r.delivered && a->path == "/v1/messages";
+    if (can_retry && !maybe_running) {
       return retry_in(backoff(st, a->tries), why);
     }
     return finish(self, a, outcome::unavailable, st.spec.name + ": " + why);

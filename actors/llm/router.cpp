@@ -85,6 +85,9 @@ bool nested_too_deep(std::string_view text) {
 /// of the key, which has a size limit).
 constexpr size_t beta_key_chars_max = 256;
 
+/// Longest model name accepted; real ones are a few dozen characters.
+constexpr size_t model_chars_max = 256;
+
 uint64_t now_ms() {
   return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
                                    std::chrono::system_clock::now().time_since_epoch())
@@ -353,6 +356,10 @@ void on_attempt_done(router_actor* self, const std::shared_ptr<attempt>& a) {
     st.log->info("{}: {}", a->step.provider, a->reason);
     ++x->step;
     if (x->sink->gone()) {
+      settle(self, *x, {});
+      auto e = entry_for(*x);
+      e.counts.errors = 1;
+      book(self, e);
       return;
     }
     const auto chain = chain_for(st, *x);
@@ -367,6 +374,7 @@ void on_attempt_done(router_actor* self, const std::shared_ptr<attempt>& a) {
     return all_failed(self, x, *a);
   }
   auto e = entry_for(*x);
+  e.model = a->step.model;  // tokens are booked to the model that spent them
   if (x->step > 0) {
     e.counts.fallbacks = 1;
   }
@@ -551,6 +559,18 @@ bool prepare(router_actor* self, exchange_state& x) {
     if (auto alias = st.aliases.find(it->get<std::string>()); alias != st.aliases.end()) {
       *it = alias->second;
       aliased = true;
+    }
+  }
+  // The model name travels into headers, metric labels and breaker keys.
+  if (auto it = x.body.find("model"); it != x.body.end() && it->is_string()) {
+    const auto& model = it->get_ref<const std::string&>();
+    const bool printable = std::all_of(model.begin(), model.end(),
+                                       [](char c) { return c > ' ' && c <= '~'; });
+    if (model.empty() || model.size() > model_chars_max || !printable) {
+      reply_error(x, "invalid_request_error",
+                  "model: must be 1 to " + std::to_string(model_chars_max) +
+                      " printable ASCII characters without spaces");
+      return false;
     }
   }
   if (count_tokens) {

@@ -263,6 +263,7 @@ class connection : public connection_base, public std::enable_shared_from_this<c
     if (ec) {
       return transport_failed(ec, "sending the request");
     }
+    response_.delivered = true;
     parser_.emplace();
     parser_->body_limit(request_.stream ? std::numeric_limits<uint64_t>::max() : body_bytes_max);
     http::async_read_header(
@@ -284,6 +285,9 @@ class connection : public connection_base, public std::enable_shared_from_this<c
       response_.headers.emplace_back(std::move(name), std::string(field.value()));
     }
     response_.streamed = request_.stream && response_.status == 200;
+    if (!response_.streamed) {
+      parser_->body_limit(body_bytes_max);  // an error body of a stream request is bounded too
+    }
     if (response_.streamed && callbacks_.on_head) {
       callbacks_.on_head(response_);
     }
@@ -330,6 +334,9 @@ class connection : public connection_base, public std::enable_shared_from_this<c
     auto response = std::move(response_);
     callbacks_ = {};
     if (reusable) {
+      // An idle connection keeps no copy of the last request.
+      request_ = {};
+      message_ = {};
       lowest(stream_).expires_never();
       pool_->give_back(this->shared_from_this());
     } else {
@@ -344,7 +351,8 @@ class connection : public connection_base, public std::enable_shared_from_this<c
     close();
     // Nothing came back on a reused connection: the upstream had closed it
     // while idle. The request is sent once more on a fresh connection.
-    if (reused_ && response_.status == 0 && ec != beast::error::timeout) {
+    if (reused_ && response_.status == 0 && response_.body_bytes == 0 &&
+        ec != beast::error::timeout) {
       reused_ = false;
       auto fresh = pool_->make_fresh();
       fresh->start(std::move(request_), std::move(callbacks_));

@@ -55,6 +55,9 @@ struct upstream_response {
   bool streamed = false;
   /// Bytes of body received before a transport error (a cut stream).
   uint64_t body_bytes = 0;
+  /// The whole request reached the upstream: it may have acted on it (and
+  /// billed it) even if no answer came back.
+  bool delivered = false;
 
   [[nodiscard]] std::string_view header(std::string_view name) const;
 };

@@ -149,9 +149,6 @@ int run(const node_flags& flags) {
   std::shared_ptr<db> store = std::move(*opened);
   log->info("store open at {} (boot #{})", store->path(), store->boot_count());
 
-  caf::actor_system_config cfg;
-  cfg.set("scheduler.max-threads", static_cast<size_t>(config->node.scheduler_threads));
-  caf::actor_system system{cfg};
   auto ctx = std::make_shared<node_context>(std::move(*config));
   register_node_metrics(ctx);
 
@@ -162,12 +159,18 @@ int run(const node_flags& flags) {
   }
   ctx->llm = llm::exchange_entry(ctx);
 
+  // Declared before the actor system, so destroyed after it: an actor that
+  // still holds a client's connection or an upstream pool when the system
+  // goes down never outlives them.
   auto server = gateway_server::start(ctx, token->value);
   if (!server) {
     log->critical("{}", server.err().message);
     return 1;
   }
-  auto spec = root_spec(ctx, store, std::move(*llm));
+  caf::actor_system_config cfg;
+  cfg.set("scheduler.max-threads", static_cast<size_t>(ctx->config.node.scheduler_threads));
+  caf::actor_system system{cfg};
+  auto spec = root_spec(ctx, store, std::move(llm->child));
   ctx->top_level_children = spec.children.size();
   auto root = spawn_supervisor(system, ctx, "", std::move(spec));
   // Announce the node (the line scripts wait for) once every top-level child

@@ -380,6 +380,13 @@ TEST_CASE("llm: bad client input is answered like the Anthropic API would") {
   auto deep = post(std::string(10000, '[') + std::string(10000, ']'), auth);
   CHECK(deep.status == 400);
 
+  // The model name ends up in headers and metric labels: bounded, no spaces.
+  auto odd_model = question("x");
+  odd_model["model"] = "claude\r\nx-injected: 1";
+  CHECK(post(odd_model.dump(), auth).status == 400);
+  odd_model["model"] = std::string(300, 'm');
+  CHECK(post(odd_model.dump(), auth).status == 400);
+
   // Checked here as the API checks it; the upstream is not bothered.
   auto wrong = question("x");
   wrong["messages"][0]["role"] = "robot";
@@ -461,4 +468,26 @@ TEST_CASE("llm: count_tokens is passed through; the ledger survives a restart") 
   // count_tokens and the message: both booked before the restart.
   CHECK(json::parse(usage->body)["total"]["requests"] == 2);
   CHECK(json::parse(usage->body)["total"]["output_tokens"].get<int>() > 0);
+}
+
+TEST_CASE("llm: a provider crashing under a stream still ends the client's stream") {
+  gateway_fixture gw(env_map{{"TROUPE_CHAOS_ENABLED", "true"}});
+  // Events paced 150 ms apart: the stream is in flight when the crash comes.
+  gw.mock_faults({{"faults", {{{"kind", "slow"}, {"delay_ms", 0}, {"interval_ms", 150}}}}});
+  std::optional<http_response> streamed;
+  std::thread client([&] { streamed = gw.messages(question("a slow stream", true)); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  auto http = client_for(gw.node.url(), gw.node.token());
+  auto killed = http.request("POST", "/v1/actors/llm/anthropic/kill");
+  REQUIRE(killed);
+  CHECK(killed->status == 200);
+  client.join();
+  REQUIRE(streamed);
+  CHECK(streamed->status == 200);
+  const auto events = events_of(streamed->body);
+  REQUIRE_FALSE(events.empty());
+  CHECK(events.back().first == "error");
+  // The provider is back and serves the next request; nothing was cached.
+  REQUIRE(wait_until([&] { return gw.messages(question("after the crash")).status == 200; }));
+  CHECK(header(gw.messages(question("a slow stream", true)), "x-troupe-cache") == "miss");
 }
