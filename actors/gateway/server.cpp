@@ -584,6 +584,10 @@ std::string gateway_server::address() const {
   return impl_->bound;
 }
 
+net::io_context& gateway_server::io_context() {
+  return impl_->ioc;
+}
+
 void gateway_server::stop_accepting() {
   impl_->routes.draining.store(true);
   net::post(impl_->acceptor.get_executor(), [p = impl_.get()] {

@@ -422,38 +422,48 @@ void pool_impl::send(upstream_request request, upstream_callbacks callbacks) {
 }  // namespace
 
 struct upstream_io::impl {
-  explicit impl(uint32_t n) : tls(ssl::context::tls_client), guard(net::make_work_guard(ioc)) {
+  explicit impl(net::io_context* shared)
+      : own(shared == nullptr ? std::make_unique<net::io_context>() : nullptr),
+        ioc(shared == nullptr ? *own : *shared),
+        tls(ssl::context::tls_client) {
     // Certificates are checked against the system's CA store.
     tls.set_default_verify_paths();
     tls.set_verify_mode(ssl::verify_peer);
+  }
+  void run(uint32_t n) {
+    guard.emplace(net::make_work_guard(ioc));
     for (uint32_t i = 0; i < n; ++i) {
       threads.emplace_back([this] { ioc.run(); });
     }
   }
-  net::io_context ioc;
+  std::unique_ptr<net::io_context> own;
+  net::io_context& ioc;
   ssl::context tls;
-  net::executor_work_guard<net::io_context::executor_type> guard;
+  std::optional<net::executor_work_guard<net::io_context::executor_type>> guard;
   std::vector<std::thread> threads;
   std::mutex pools_mutex;
   std::vector<std::weak_ptr<pool_impl>> pools;
 };
 
-upstream_io::upstream_io(uint32_t threads) : impl_(std::make_unique<impl>(threads)) {}
+upstream_io::upstream_io(uint32_t threads) : impl_(std::make_unique<impl>(nullptr)) {
+  impl_->run(threads);
+}
+
+upstream_io::upstream_io(net::io_context& shared) : impl_(std::make_unique<impl>(&shared)) {}
 
 upstream_io::~upstream_io() {
   stop();
 }
 
 void upstream_io::stop() {
-  if (impl_->threads.empty()) {
-    return;
+  if (!impl_->threads.empty()) {
+    impl_->guard.reset();
+    impl_->ioc.stop();
+    for (auto& t : impl_->threads) {
+      t.join();
+    }
+    impl_->threads.clear();
   }
-  impl_->guard.reset();
-  impl_->ioc.stop();
-  for (auto& t : impl_->threads) {
-    t.join();
-  }
-  impl_->threads.clear();
   std::lock_guard lock(impl_->pools_mutex);
   for (auto& weak : impl_->pools) {
     if (auto pool = weak.lock()) {

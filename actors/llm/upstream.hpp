@@ -15,6 +15,10 @@
 #include "runtime/error.hpp"
 #include "runtime/node/http_exchange.hpp"
 
+namespace boost::asio {
+class io_context;
+}
+
 namespace troupe::llm {
 
 struct upstream_url {
@@ -75,7 +79,10 @@ class upstream_pool;
 /// The Asio threads and TLS context every pool shares.
 class upstream_io {
  public:
+  /// Runs `threads` Asio threads of its own.
   explicit upstream_io(uint32_t threads);
+  /// Runs on `shared`, whose threads someone else runs and outlives this.
+  explicit upstream_io(boost::asio::io_context& shared);
   ~upstream_io();
   upstream_io(const upstream_io&) = delete;
   upstream_io& operator=(const upstream_io&) = delete;

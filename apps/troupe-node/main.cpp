@@ -152,19 +152,19 @@ int run(const node_flags& flags) {
   auto ctx = std::make_shared<node_context>(std::move(*config));
   register_node_metrics(ctx);
 
-  auto llm = llm::llm_child(ctx, store);
-  if (!llm) {
-    log->critical("{}", llm.err().message);
-    return 1;
-  }
   ctx->llm = llm::exchange_entry(ctx);
 
-  // Declared before the actor system, so destroyed after it: an actor that
-  // still holds a client's connection or an upstream pool when the system
-  // goes down never outlives them.
+  // The gateway and the LLM family are declared before the actor system, so
+  // destroyed after it: an actor that still holds a client's connection or
+  // an upstream pool when the system goes down never outlives them.
   auto server = gateway_server::start(ctx, token->value);
   if (!server) {
     log->critical("{}", server.err().message);
+    return 1;
+  }
+  auto llm = llm::llm_child(ctx, store, (*server)->io_context());
+  if (!llm) {
+    log->critical("{}", llm.err().message);
     return 1;
   }
   caf::actor_system_config cfg;

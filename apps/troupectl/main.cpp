@@ -12,9 +12,14 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
+#include <cassert>
+#include <cerrno>
+#include <csignal>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -30,9 +35,14 @@
 #include <utility>
 #include <vector>
 
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/ioctl.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include "actors/gateway/http_client.hpp"
+#include "actors/gateway/ws_client.hpp"
 #include "runtime/error.hpp"
 
 namespace troupe {
@@ -857,10 +867,731 @@ std::function<int(const context&)> add_usage(CLI::App& /*sub*/) {
 }
 
 // ---------------------------------------------------------------------------
+// session
+
+/// TIOCSWINSZ keeps a side in an unsigned short; the node applies its own policy.
+constexpr uint32_t terminal_side_max = 65535;
+/// The size a new session gets when neither flags nor a terminal say otherwise.
+constexpr uint32_t default_cols = 80;
+constexpr uint32_t default_rows = 24;
+
+std::string session_target(std::string_view id) {
+  return "/v1/sessions/" + percent_encode(id);
+}
+
+struct terminal_size {
+  uint32_t cols = 0;
+  uint32_t rows = 0;
+};
+
+// The size of the terminal on `fd`, when it is one and knows its size.
+std::optional<terminal_size> read_terminal_size(int fd) {
+  winsize size{};
+  if (::ioctl(fd, TIOCGWINSZ, &size) != 0 || size.ws_col == 0 || size.ws_row == 0) {
+    return std::nullopt;
+  }
+  return terminal_size{size.ws_col, size.ws_row};
+}
+
+// ---- session new
+
+struct session_new_args {
+  std::string name;
+  std::string cwd;
+  std::vector<std::string> env;
+  bool persistent = false;
+  uint32_t cols = 0;
+  uint32_t rows = 0;
+  std::vector<std::string> command;
+  CLI::Option* name_option = nullptr;
+  CLI::Option* cols_option = nullptr;
+  CLI::Option* rows_option = nullptr;
+};
+
+// `--env K=V` pairs as a JSON object; the value may hold '=' itself.
+expected<json> env_object(const std::vector<std::string>& pairs) {
+  json env = json::object();
+  for (const auto& pair : pairs) {
+    const auto equals = pair.find('=');
+    if (equals == std::string::npos || equals == 0) {
+      return make_error(errc::bad_request, "--env wants NAME=VALUE, got '" + pair + "'");
+    }
+    env[pair.substr(0, equals)] = pair.substr(equals + 1);
+  }
+  return env;
+}
+
+// Flags first, then the terminal this command runs in (the one most likely
+// to attach next), then the classic 80x24.
+terminal_size new_session_size(const session_new_args& args) {
+  const auto here = read_terminal_size(STDIN_FILENO);
+  terminal_size size{here ? here->cols : default_cols, here ? here->rows : default_rows};
+  if (args.cols_option->count() > 0) {
+    size.cols = args.cols;
+  }
+  if (args.rows_option->count() > 0) {
+    size.rows = args.rows;
+  }
+  return size;
+}
+
+// Resolved here, like `cache put --dep`: the node's working directory is not
+// the user's. Normalised, so "." reaches the node as "/home/me", not "/home/me/.".
+expected<std::string> absolute_dir(const std::string& dir) {
+  auto absolute = absolute_paths({dir});
+  if (!absolute) {
+    return std::move(absolute).err();
+  }
+  auto normal = std::filesystem::path(absolute->front()).lexically_normal();
+  if (!normal.has_filename() && normal != normal.root_path()) {
+    normal = normal.parent_path();
+  }
+  return normal.string();
+}
+
+expected<json> session_new_body(const session_new_args& args) {
+  json body = json::object();
+  if (!args.command.empty()) {
+    body["command"] = args.command;
+  }
+  if (!args.cwd.empty()) {
+    auto cwd = absolute_dir(args.cwd);
+    if (!cwd) {
+      return make_error(errc::bad_request, "--cwd: " + cwd.err().message);
+    }
+    body["cwd"] = std::move(*cwd);
+  }
+  auto env = env_object(args.env);
+  if (!env) {
+    return std::move(env).err();
+  }
+  if (!env->empty()) {
+    body["env"] = std::move(*env);
+  }
+  const auto size = new_session_size(args);
+  body["cols"] = size.cols;
+  body["rows"] = size.rows;
+  if (args.name_option->count() > 0) {
+    body["name"] = args.name;
+  }
+  body["persistent"] = args.persistent;
+  return body;
+}
+
+int run_session_new(const context& ctx, const session_new_args& args) {
+  const auto body = session_new_body(args);
+  if (!body) {
+    return usage_error(body.err().message);
+  }
+  auto client = ctx.make_client();
+  const auto created = call(client, "POST", "/v1/sessions", dump_json(*body));
+  if (created.failed) {
+    return fail(*created.failed);
+  }
+  if (ctx.json_output) {
+    print_raw(created.reply.body);
+    return exit_ok;
+  }
+  const auto reply = parse_json(created.reply.body);
+  const auto id = reply ? field_text(*reply, "id") : std::string("-");
+  if (id == "-" || id.empty()) {
+    return fail(bad_reply("POST /v1/sessions"));
+  }
+  std::cout << id << "\n";
+  return exit_ok;
+}
+
+std::function<int(const context&)> add_session_new(CLI::App& sub) {
+  auto args = std::make_shared<session_new_args>();
+  args->name_option = sub.add_option("--name", args->name, "a name to find the session by");
+  sub.add_option("--cwd", args->cwd, "working directory (default: the node's choice)");
+  // One pair per --env, so `--env A=1 bash` cannot swallow the command.
+  sub.add_option("--env", args->env, "NAME=VALUE for the session's environment (repeatable)")
+      ->allow_extra_args(false);
+  sub.add_flag("--persistent", args->persistent, "restart the command when it exits");
+  args->cols_option =
+      sub.add_option("--cols", args->cols, "columns (default: this terminal's, else 80)")
+          ->check(CLI::Range(uint32_t{1}, terminal_side_max));
+  args->rows_option =
+      sub.add_option("--rows", args->rows, "rows (default: this terminal's, else 24)")
+          ->check(CLI::Range(uint32_t{1}, terminal_side_max));
+  sub.add_option("command", args->command,
+                 "the command and its arguments, after -- (default: the node's shell)");
+  return [args](const context& ctx) { return run_session_new(ctx, *args); };
+}
+
+// ---- session ls
+
+// 1536 -> "1.5K": a table column, not an exact count (--json has that).
+std::string format_bytes(double bytes) {
+  constexpr std::array<const char*, 5> units{"B", "K", "M", "G", "T"};
+  size_t unit = 0;
+  while (bytes >= 1024 && unit + 1 < units.size()) {
+    bytes /= 1024;
+    ++unit;
+  }
+  std::ostringstream out;
+  out << std::fixed << std::setprecision(unit == 0 || bytes >= 10 ? 0 : 1) << bytes << units[unit];
+  return out.str();
+}
+
+// The two largest units: "45s", "3m12s", "2h05m", "1d03h".
+std::string format_idle(double idle_ms) {
+  const auto left_s = static_cast<uint64_t>(std::max(idle_ms, 0.0) / 1000);
+  const auto two = [](uint64_t big, const char* big_unit, uint64_t small, const char* small_unit) {
+    std::ostringstream out;
+    out << big << big_unit << std::setw(2) << std::setfill('0') << small << small_unit;
+    return out.str();
+  };
+  if (left_s >= 86400) {
+    return two(left_s / 86400, "d", left_s / 3600 % 24, "h");
+  }
+  if (left_s >= 3600) {
+    return two(left_s / 3600, "h", left_s / 60 % 60, "m");
+  }
+  if (left_s >= 60) {
+    return two(left_s / 60, "m", left_s % 60, "s");
+  }
+  return std::to_string(left_s) + "s";
+}
+
+using table_row = std::vector<std::string>;
+
+// Columns two spaces apart; `right_aligned[i]` for the number columns.
+void print_table(const std::vector<table_row>& rows, std::span<const bool> right_aligned) {
+  std::vector<size_t> widths(right_aligned.size(), 0);
+  for (const auto& row : rows) {
+    assert(row.size() == widths.size());
+    for (size_t i = 0; i < row.size(); ++i) {
+      widths[i] = std::max(widths[i], row[i].size());
+    }
+  }
+  for (const auto& row : rows) {
+    std::string line;
+    for (size_t i = 0; i < row.size(); ++i) {
+      const std::string pad(widths[i] - row[i].size(), ' ');
+      line += right_aligned[i] ? pad + row[i] : row[i] + (i + 1 < row.size() ? pad : "");
+      line += i + 1 < row.size() ? "  " : "";
+    }
+    std::cout << line << "\n";
+  }
+}
+
+table_row session_row(const json& session) {
+  auto state = field_text(session, "state");
+  if (const auto status = field_text(session, "exit_status"); status != "-") {
+    state += "(" + status + ")";
+  }
+  auto name = one_line(field_text(session, "name"));
+  return {field_text(session, "id"),
+          name.empty() ? "-" : name,
+          state,
+          field_text(session, "pid"),
+          field_text(session, "cols") + "x" + field_text(session, "rows"),
+          format_bytes(field_number(session, "bytes_in")),
+          format_bytes(field_number(session, "bytes_out")),
+          format_idle(field_number(session, "idle_ms")),
+          field_text(session, "restarts")};
+}
+
+int run_session_ls(const context& ctx) {
+  auto client = ctx.make_client();
+  const auto listed = call(client, "GET", "/v1/sessions");
+  if (listed.failed) {
+    return fail(*listed.failed);
+  }
+  if (ctx.json_output) {
+    print_raw(listed.reply.body);
+    return exit_ok;
+  }
+  const auto reply = parse_json(listed.reply.body);
+  if (!reply || !reply->is_object() || !reply->contains("sessions") ||
+      !(*reply)["sessions"].is_array()) {
+    return fail(bad_reply("GET /v1/sessions"));
+  }
+  const auto& sessions = (*reply)["sessions"];
+  if (sessions.empty()) {
+    std::cout << "no sessions\n";
+    return exit_ok;
+  }
+  std::vector<table_row> rows{
+      {"ID", "NAME", "STATE", "PID", "SIZE", "IN", "OUT", "IDLE", "RESTARTS"}};
+  for (const auto& session : sessions) {
+    rows.push_back(session_row(session));
+  }
+  constexpr std::array<bool, 9> right_aligned{false, false, false, true, false,
+                                              true,  true,  true,  true};
+  print_table(rows, right_aligned);
+  return exit_ok;
+}
+
+std::function<int(const context&)> add_session_ls(CLI::App& /*sub*/) {
+  return run_session_ls;
+}
+
+// ---- session log, kill
+
+struct session_log_args {
+  std::string id;
+  bool cast = false;
+};
+
+int run_session_log(const context& ctx, const session_log_args& args) {
+  if (args.id.empty()) {
+    return usage_error("ID must not be empty");
+  }
+  auto client = ctx.make_client();
+  const auto log =
+      call(client, "GET", session_target(args.id) + (args.cast ? "/cast" : "/scrollback"));
+  if (log.failed) {
+    return fail(*log.failed);
+  }
+  // Raw terminal bytes or an asciicast file are already what scripts want;
+  // --json changes nothing here.
+  print_value(log.reply.body);
+  return exit_ok;
+}
+
+std::function<int(const context&)> add_session_log(CLI::App& sub) {
+  auto args = std::make_shared<session_log_args>();
+  sub.add_option("id", args->id, "session id")->required();
+  sub.add_flag("--cast", args->cast, "asciicast v2 text (for asciinema play) instead of raw bytes");
+  return [args](const context& ctx) { return run_session_log(ctx, *args); };
+}
+
+int run_session_kill(const context& ctx, const std::string& id) {
+  if (id.empty()) {
+    return usage_error("ID must not be empty");
+  }
+  auto client = ctx.make_client();
+  const auto ended = call(client, "DELETE", session_target(id));
+  if (ended.failed) {
+    return fail(*ended.failed);
+  }
+  if (ctx.json_output) {
+    print_raw(ended.reply.body);
+    return exit_ok;
+  }
+  std::cout << "ended " << id << "\n";
+  return exit_ok;
+}
+
+std::function<int(const context&)> add_session_kill(CLI::App& sub) {
+  auto id = std::make_shared<std::string>();
+  sub.add_option("id", *id, "session id")->required();
+  return [id](const context& ctx) { return run_session_kill(ctx, *id); };
+}
+
+// ---- session attach
+//
+// One thread, no busy loop: ws_client::wait sleeps until a message arrives,
+// stdin is readable, or a signal handler writes to a self-pipe; each event is
+// handled in full before the next wait. The terminal goes back to its own
+// settings on every way out: returns and exceptions through raw_terminal's
+// destructor, SIGINT/SIGTERM/SIGHUP through the loop (first signal) or the
+// handler itself (a second one, should the loop be stuck).
+
+/// Ctrl-], as in telnet: a byte programs running in a session rarely need.
+constexpr char detach_byte = 0x1d;
+/// stdin is forwarded in reads of at most this many bytes, one frame each;
+/// typing is a byte at a time, a paste is split.
+constexpr size_t attach_chunk_bytes = 4096;
+/// Signal bytes drained from the self-pipe per wake-up; more just wake again.
+constexpr size_t signal_bytes_max = 64;
+constexpr std::array<int, 4> attach_signals{SIGINT, SIGTERM, SIGHUP, SIGWINCH};
+
+// State the signal handler reads; written only while signals are blocked
+// from seeing half of it (the fences keep the order the handler relies on).
+termios saved_terminal{};
+volatile std::sig_atomic_t saved_terminal_valid = 0;
+volatile std::sig_atomic_t signal_pipe_write_fd = -1;
+volatile std::sig_atomic_t stop_signal = 0;
+
+void on_attach_signal(int signal_number) {
+  const int saved_errno = errno;
+  if (signal_number != SIGWINCH) {
+    if (stop_signal != 0) {
+      // The loop has not acted on the first one (stuck writing to a dead
+      // node, say): put the terminal back here and go. Only async-signal-safe calls.
+      if (saved_terminal_valid != 0) {
+        ::tcsetattr(STDIN_FILENO, TCSANOW, &saved_terminal);
+      }
+      constexpr std::string_view message = "\r\nerror: interrupted twice; exiting\n";
+      [[maybe_unused]] const auto written = ::write(STDERR_FILENO, message.data(), message.size());
+      ::_exit(exit_failure);
+    }
+    stop_signal = signal_number;
+  }
+  const char byte = static_cast<char>(signal_number);
+  [[maybe_unused]] const auto written = ::write(signal_pipe_write_fd, &byte, 1);
+  errno = saved_errno;
+}
+
+std::string signal_name(int signal_number) {
+  switch (signal_number) {
+    case SIGINT:
+      return "SIGINT";
+    case SIGTERM:
+      return "SIGTERM";
+    case SIGHUP:
+      return "SIGHUP";
+    default:
+      return "signal " + std::to_string(signal_number);
+  }
+}
+
+/// While alive, the attach signals wake the loop through a self-pipe instead
+/// of killing the process with the terminal still raw; SIGPIPE is ignored so
+/// a closed stdout is a write error the loop reports, not a silent death.
+class signal_guard {
+ public:
+  signal_guard() {
+    if (::pipe2(pipe_fds_.data(), O_NONBLOCK | O_CLOEXEC) != 0) {
+      error_ = std::strerror(errno);
+      return;
+    }
+    stop_signal = 0;
+    signal_pipe_write_fd = pipe_fds_[1];
+    struct sigaction action {};
+    action.sa_handler = on_attach_signal;
+    sigemptyset(&action.sa_mask);
+    // Restart interrupted calls: the loop learns of signals from the pipe, not EINTR.
+    action.sa_flags = SA_RESTART;
+    for (size_t i = 0; i < attach_signals.size(); ++i) {
+      ::sigaction(attach_signals[i], &action, &previous_[i]);
+    }
+    struct sigaction ignore {};
+    ignore.sa_handler = SIG_IGN;
+    sigemptyset(&ignore.sa_mask);
+    ::sigaction(SIGPIPE, &ignore, &previous_pipe_);
+    installed_ = true;
+  }
+
+  ~signal_guard() {
+    if (installed_) {
+      for (size_t i = 0; i < attach_signals.size(); ++i) {
+        ::sigaction(attach_signals[i], &previous_[i], nullptr);
+      }
+      ::sigaction(SIGPIPE, &previous_pipe_, nullptr);
+      signal_pipe_write_fd = -1;
+    }
+    for (const int fd : pipe_fds_) {
+      if (fd >= 0) {
+        ::close(fd);
+      }
+    }
+  }
+
+  signal_guard(const signal_guard&) = delete;
+  signal_guard& operator=(const signal_guard&) = delete;
+
+  [[nodiscard]] bool installed() const { return installed_; }
+  [[nodiscard]] const std::string& error_text() const { return error_; }
+  [[nodiscard]] int read_fd() const { return pipe_fds_[0]; }
+
+ private:
+  std::array<int, 2> pipe_fds_{-1, -1};
+  std::array<struct sigaction, attach_signals.size()> previous_{};
+  struct sigaction previous_pipe_ {};
+  bool installed_ = false;
+  std::string error_;
+};
+
+/// stdin's terminal in raw mode (cfmakeraw) while alive, like `tmux attach`:
+/// every key, Ctrl-C included, goes to the session.
+class raw_terminal {
+ public:
+  raw_terminal() {
+    termios raw{};
+    if (::tcgetattr(STDIN_FILENO, &saved_terminal) != 0) {
+      error_ = std::strerror(errno);
+      return;
+    }
+    raw = saved_terminal;
+    ::cfmakeraw(&raw);
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    saved_terminal_valid = 1;
+    if (::tcsetattr(STDIN_FILENO, TCSANOW, &raw) != 0) {
+      error_ = std::strerror(errno);
+      saved_terminal_valid = 0;
+      return;
+    }
+    active_ = true;
+  }
+
+  ~raw_terminal() { restore(); }
+
+  raw_terminal(const raw_terminal&) = delete;
+  raw_terminal& operator=(const raw_terminal&) = delete;
+
+  void restore() {
+    if (!active_) {
+      return;
+    }
+    ::tcsetattr(STDIN_FILENO, TCSANOW, &saved_terminal);
+    saved_terminal_valid = 0;
+    active_ = false;
+  }
+
+  [[nodiscard]] bool active() const { return active_; }
+  [[nodiscard]] const std::string& error_text() const { return error_; }
+
+ private:
+  bool active_ = false;
+  std::string error_;
+};
+
+struct attach_args {
+  std::string id;
+  bool readonly = false;
+};
+
+/// What one attach loop works with.
+struct attach_session {
+  ws_client& ws;
+  bool readonly = false;
+  /// stdin is a terminal in raw mode: lines end "\r\n" and resizes are followed.
+  bool raw = false;
+  int signal_fd = -1;
+  bool stdin_open = true;
+  /// The last `{"type":"error"}` the node sent; a close after it is a failure.
+  std::optional<std::string> remote_error;
+};
+
+/// How an attach ended: a failure, or a line to print once the terminal is back.
+struct attach_end {
+  std::optional<failure> failed;
+  std::string message;
+};
+
+// Status lines go to stderr, so stdout carries the session's bytes only.
+void print_status_line(const attach_session& s, std::string_view text) {
+  std::cerr << text << (s.raw ? "\r\n" : "\n") << std::flush;
+}
+
+// The session's bytes as they come; a terminal may take them slowly.
+std::optional<std::string> write_all(int fd, std::string_view bytes) {
+  while (!bytes.empty()) {
+    const auto written = ::write(fd, bytes.data(), bytes.size());
+    if (written >= 0) {
+      bytes.remove_prefix(static_cast<size_t>(written));
+      continue;
+    }
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      pollfd writable{fd, POLLOUT, 0};
+      ::poll(&writable, 1, -1);
+      continue;
+    }
+    if (errno != EINTR) {
+      return std::strerror(errno);
+    }
+  }
+  return std::nullopt;
+}
+
+std::optional<attach_end> send_resize(attach_session& s) {
+  const auto size = read_terminal_size(STDIN_FILENO);
+  if (!size) {
+    return std::nullopt;
+  }
+  const json resize{{"type", "resize"}, {"cols", size->cols}, {"rows", size->rows}};
+  if (auto failed = s.ws.write_text(dump_json(resize))) {
+    return attach_end{from_error(*failed), {}};
+  }
+  return std::nullopt;
+}
+
+std::optional<attach_end> on_control(attach_session& s, std::string_view text) {
+  const auto control = parse_json(text);
+  if (!control || !control->is_object()) {
+    print_status_line(s, "warning: ignored a control message that is not a JSON object");
+    return std::nullopt;
+  }
+  const auto type = field_text(*control, "type");
+  if (type == "notice") {
+    print_status_line(s, "notice: " + one_line(field_text(*control, "message")));
+  } else if (type == "error") {
+    s.remote_error = one_line(field_text(*control, "message"));
+    print_status_line(s, "error: " + *s.remote_error);
+  } else if (type == "exit") {
+    const auto status = field_text(*control, "status");
+    return attach_end{std::nullopt, status == "-" ? std::string("session ended")
+                                                  : "session ended (status " + status + ")"};
+  }
+  // Other types are for newer clients; ignoring them keeps this one working.
+  return std::nullopt;
+}
+
+std::optional<attach_end> on_message(attach_session& s, const ws_message& message) {
+  if (!message.binary) {
+    return on_control(s, message.data);
+  }
+  if (auto failed = write_all(STDOUT_FILENO, message.data)) {
+    return attach_end{failure{"io_error", "cannot write to stdout: " + *failed}, {}};
+  }
+  return std::nullopt;
+}
+
+// Normal closes end the attach quietly; any other code, or a close after the
+// node reported an error, is a failure (exit 1).
+attach_end on_close(const attach_session& s, const ws_event& event) {
+  constexpr uint16_t close_normal = 1000;
+  constexpr uint16_t close_going_away = 1001;
+  constexpr uint16_t close_no_status = 1005;
+  const auto reason = event.close_reason.empty() ? std::string() : ": " + event.close_reason;
+  if (s.remote_error) {
+    return {failure{"session_error", *s.remote_error}, {}};
+  }
+  const auto code = event.close_code;
+  if (code != 0 && code != close_normal && code != close_going_away && code != close_no_status) {
+    return {failure{"closed",
+                    "the node closed the connection with code " + std::to_string(code) + reason},
+            {}};
+  }
+  return {std::nullopt, "connection closed by the node" + reason};
+}
+
+std::optional<attach_end> on_stdin(attach_session& s) {
+  std::array<char, attach_chunk_bytes> chunk{};
+  const auto count = ::read(STDIN_FILENO, chunk.data(), chunk.size());
+  if (count < 0) {
+    if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) {
+      return std::nullopt;
+    }
+    return attach_end{
+        failure{"io_error", std::string("cannot read stdin: ") + std::strerror(errno)}, {}};
+  }
+  if (count == 0) {
+    // Piped input ran out: keep showing output until the session ends or a signal comes.
+    s.stdin_open = false;
+    return std::nullopt;
+  }
+  const std::string_view bytes(chunk.data(), static_cast<size_t>(count));
+  const auto detach = bytes.find(detach_byte);
+  const auto forward = bytes.substr(0, detach);
+  if (!s.readonly && !forward.empty()) {
+    if (auto failed = s.ws.write_binary(forward)) {
+      return attach_end{from_error(*failed), {}};
+    }
+  }
+  if (detach != std::string_view::npos) {
+    return attach_end{std::nullopt, "detached"};
+  }
+  return std::nullopt;
+}
+
+std::optional<attach_end> on_signal_pipe(attach_session& s) {
+  std::array<char, signal_bytes_max> bytes{};
+  const auto count = ::read(s.signal_fd, bytes.data(), bytes.size());
+  if (stop_signal != 0) {
+    return attach_end{failure{"interrupted", "got " + signal_name(stop_signal) +
+                                                 "; detached, the session keeps running"},
+                      {}};
+  }
+  // Resizes come in bursts while a window is dragged; one update per wake-up does.
+  const auto received = std::span(bytes.data(), static_cast<size_t>(std::max<ssize_t>(count, 0)));
+  const bool resized =
+      std::find(received.begin(), received.end(), static_cast<char>(SIGWINCH)) != received.end();
+  if (resized && s.raw && !s.readonly) {
+    return send_resize(s);
+  }
+  return std::nullopt;
+}
+
+attach_end attach_loop(attach_session& s) {
+  for (;;) {
+    // The signal pipe first: a stop beats more typing.
+    const std::array<int, 2> fds{s.signal_fd, STDIN_FILENO};
+    const auto event = s.ws.wait(std::span(fds.data(), s.stdin_open ? 2 : 1));
+    if (!event) {
+      return {from_error(event.err()), {}};
+    }
+    std::optional<attach_end> end;
+    switch (event->what) {
+      case ws_event::kind::message:
+        end = on_message(s, event->message);
+        break;
+      case ws_event::kind::closed:
+        end = on_close(s, *event);
+        break;
+      case ws_event::kind::fd_ready:
+        end = event->fd == STDIN_FILENO ? on_stdin(s) : on_signal_pipe(s);
+        break;
+    }
+    if (end) {
+      return std::move(*end);
+    }
+  }
+}
+
+std::string attach_target(const attach_args& args) {
+  return session_target(args.id) + "/attach" + (args.readonly ? "?readonly=1" : "");
+}
+
+// Raw mode and signals are set up only once the node has accepted the
+// attach, so a refusal (unknown id, bad token) prints like any other error.
+int run_session_attach(const context& ctx, const attach_args& args) {
+  if (args.id.empty()) {
+    return usage_error("ID must not be empty");
+  }
+  ws_client ws;
+  const auto timeout_ms = ctx.timeout_ms.value_or(default_timeout_ms);
+  if (auto failed = ws.connect(ctx.url, attach_target(args), ctx.token, timeout_ms)) {
+    return fail(ws.refusal() ? from_reply(*ws.refusal()) : from_error(*failed));
+  }
+  const signal_guard signals;
+  if (!signals.installed()) {
+    return fail({"internal", "cannot set up signal handling: " + signals.error_text()});
+  }
+  std::cerr << "attached to " << args.id << "; detach with Ctrl-]\n";
+  const bool tty = ::isatty(STDIN_FILENO) == 1;
+  std::optional<raw_terminal> raw;
+  if (tty) {
+    raw.emplace();
+    if (!raw->active()) {
+      return fail({"io_error", "cannot put the terminal in raw mode: " + raw->error_text()});
+    }
+  }
+  attach_session session{ws, args.readonly, tty, signals.read_fd(), true, std::nullopt};
+  auto end = tty && !args.readonly ? send_resize(session) : std::nullopt;
+  if (!end) {
+    end = attach_loop(session);
+  }
+  ws.close();
+  raw.reset();
+  if (end->failed) {
+    return fail(*end->failed);
+  }
+  std::cerr << end->message << "\n";
+  return exit_ok;
+}
+
+std::function<int(const context&)> add_session_attach(CLI::App& sub) {
+  auto args = std::make_shared<attach_args>();
+  sub.add_option("id", args->id, "session id")->required();
+  sub.add_flag("--readonly", args->readonly,
+               "watch only: keystrokes other than Ctrl-] are dropped");
+  return [args](const context& ctx) { return run_session_attach(ctx, *args); };
+}
+
+constexpr std::array<command_entry, 5> session_commands{{
+    {"new", "start a PTY session; prints its id", add_session_new},
+    {"ls", "sessions with state, size, traffic and idle time", add_session_ls},
+    {"attach", "attach this terminal to a session; detach with Ctrl-]", add_session_attach},
+    {"log", "print a session's recorded output (--cast: asciicast v2)", add_session_log},
+    {"kill", "end a session", add_session_kill},
+}};
+
+std::function<int(const context&)> add_session(CLI::App& sub) {
+  sub.require_subcommand(1);
+  auto runs = std::make_shared<command_runs>(add_commands(sub, session_commands));
+  return [runs](const context& ctx) { return run_given(*runs, ctx); };
+}
+
+// ---------------------------------------------------------------------------
 // Registration and main
 
-// Later: session.
-constexpr std::array<command_entry, 7> commands{{
+constexpr std::array<command_entry, 8> commands{{
     {"status", "node info and health", add_status},
     {"tree", "supervision tree with states and restart counts", add_tree},
     {"send", "send a message to any actor, print the reply", add_send},
@@ -868,6 +1599,7 @@ constexpr std::array<command_entry, 7> commands{{
     {"metrics", "raw Prometheus text", add_metrics},
     {"cache", "cache entries: get, put, del, stats, invalidate", add_cache},
     {"usage", "token ledger: upstream tokens, tokens served from cache, saved share", add_usage},
+    {"session", "PTY sessions: new, ls, attach, log, kill", add_session},
 }};
 
 /// Flags as given; empty strings mean "not given".

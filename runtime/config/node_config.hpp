@@ -127,8 +127,9 @@ struct cache_section {
 };
 
 struct llm_section {
-  /// Asio threads carrying upstream HTTP (the bytes never touch an actor thread).
-  uint32_t io_threads = 1;
+  /// Asio threads carrying upstream HTTP (the bytes never touch an actor
+  /// thread); 0: share the gateway's.
+  uint32_t io_threads = 0;
   /// Whole-call timeout of one upstream attempt; for a stream, the longest
   /// silence between two reads.
   uint32_t timeout_ms = 30000;
