@@ -1,7 +1,10 @@
 #include "actors/gateway/server.hpp"
 
+#include <sys/socket.h>
+
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <optional>
 #include <thread>
 #include <vector>
@@ -267,6 +270,34 @@ class session : public std::enable_shared_from_this<session> {
     }
   }
 
+  /// While an exchange runs nobody reads the socket: wait for it to turn
+  /// readable, and if that is the client closing, say so (producers stop,
+  /// queued requests are dropped). Bytes of a pipelined request are left
+  /// for the next read.
+  void watch_client(uint64_t id) {
+    stream_.socket().async_wait(
+        tcp::socket::wait_read, [self = shared_from_this(), id](beast::error_code ec) {
+          if (id != self->exchange_ || (!self->exchange_open_ && !self->streaming_)) {
+            return;  // that exchange is over
+          }
+          if (!ec) {
+            char byte = 0;
+            const auto n = ::recv(self->stream_.socket().native_handle(), &byte, 1,
+                                  MSG_PEEK | MSG_DONTWAIT);
+            if (n > 0) {
+              return;
+            }
+            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+              return self->watch_client(id);
+            }
+          }
+          if (ec == net::error::operation_aborted) {
+            return;
+          }
+          self->client_gone = true;
+        });
+  }
+
   /// The exchange's producer let go of its sink: a request never answered
   /// gets a 500, a stream never ended gets an error event and its end.
   void abandon(uint64_t id) {
@@ -489,6 +520,7 @@ void session::start_exchange() {
   req.body = std::move(request_.body());
   ++exchange_;
   exchange_open_ = true;
+  watch_client(exchange_);
   auto sink = std::make_shared<session_sink>(shared_from_this());
   if (!server_.ctx->llm) {
     return sink->reply(503, {{"content-type", "application/json"}},

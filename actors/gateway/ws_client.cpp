@@ -147,6 +147,10 @@ struct ws_client::impl {
       return make_error(errc::too_large, "a message from " + url_text + " exceeds " +
                                              std::to_string(message_bytes_max >> 20) + " MiB");
     }
+    if (ec == net::error::eof || ec == net::error::connection_reset) {
+      return make_error(errc::unavailable, "connection to " + url_text +
+                                               " lost: the node closed it without a close frame");
+    }
     return make_error(errc::unavailable, "connection to " + url_text + " lost: " + ec.message());
   }
 

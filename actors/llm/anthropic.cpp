@@ -967,4 +967,72 @@ expected<json> from_openai_response(const json& openai, std::string_view model) 
   };
 }
 
+namespace {
+
+bool has_cache_control(const json& node, int depth) {
+  if (depth > 64) {
+    return false;
+  }
+  if (node.is_object()) {
+    if (node.contains("cache_control")) {
+      return true;
+    }
+    for (const auto& item : node.items()) {
+      if (has_cache_control(item.value(), depth + 1)) {
+        return true;
+      }
+    }
+  } else if (node.is_array()) {
+    for (const auto& child : node) {
+      if (has_cache_control(child, depth + 1)) {
+        return true;
+      }
+    }
+  }
+  return false;
+}
+
+size_t text_chars(const json& system) {
+  if (system.is_string()) {
+    return system.get_ref<const std::string&>().size();
+  }
+  size_t n = 0;
+  if (system.is_array()) {
+    for (const auto& block : system) {
+      if (block.is_object() && block.contains("text") && block["text"].is_string()) {
+        n += block["text"].get_ref<const std::string&>().size();
+      }
+    }
+  }
+  return n;
+}
+
+}  // namespace
+
+int add_cache_breakpoints(json& body, size_t min_chars) {
+  if (!body.is_object() || has_cache_control(body, 0)) {
+    return 0;  // the client steers caching itself
+  }
+  const json mark = {{"type", "ephemeral"}};
+  int added = 0;
+  // Tools come first in the prompt, then the system prompt: the marks cover
+  // prefixes that stay the same from one call to the next.
+  if (auto tools = body.find("tools"); tools != body.end() && tools->is_array() &&
+                                       !tools->empty() && tools->back().is_object() &&
+                                       tools->dump().size() >= min_chars) {
+    tools->back()["cache_control"] = mark;
+    ++added;
+  }
+  if (auto system = body.find("system"); system != body.end() && text_chars(*system) >= min_chars) {
+    if (system->is_string()) {
+      *system = json::array({{{"type", "text"}, {"text", *system}, {"cache_control", mark}}});
+      ++added;
+    } else if (system->is_array() && !system->empty() && system->back().is_object()) {
+      system->back()["cache_control"] = mark;
+      ++added;
+    }
+  }
+  return added;
+}
+
 }  // namespace troupe::llm

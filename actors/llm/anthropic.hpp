@@ -49,6 +49,13 @@ struct request_info {
 /// whatever their key order, whitespace or streaming mode.
 [[nodiscard]] std::string canonical_key(const nlohmann::json& body);
 
+/// Automatic prompt caching: when the request sets no `cache_control` of
+/// its own, marks the end of each long stable prefix — the tool
+/// definitions, the system prompt — with {"type": "ephemeral"}, if that
+/// prefix holds at least `min_chars` characters (the API caches prefixes of
+/// 1024+ tokens, about 4 characters each). Returns how many marks it added.
+int add_cache_breakpoints(nlohmann::json& body, size_t min_chars);
+
 /// Absolute paths named by the conversation's `tool_use` blocks in their
 /// `input` fields `path`, `file_path`, `filename` or `notebook_path`: the
 /// files the answer depends on. Sorted, without duplicates.

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include <caf/actor.hpp>
+#include <caf/atom.hpp>
 #include <caf/allowed_unsafe_message_type.hpp>
 #include <nlohmann/json.hpp>
 
@@ -119,6 +120,9 @@ struct upstream_done_msg {
 struct attempt_done_msg {
   std::shared_ptr<attempt> a;
 };
+
+/// (pause, ms): the upstream said to wait; the limiter admits nothing until then.
+using pause_atom = caf::atom_constant<caf::atom("llmpause")>;
 
 /// Header names the gateway adds to answers.
 inline constexpr const char* cache_header = "x-troupe-cache";

@@ -1,6 +1,8 @@
 #include "actors/llm/provider.hpp"
 
 #include <cmath>
+#include <cstdio>
+#include <ctime>
 #include <random>
 #include <unordered_map>
 
@@ -46,11 +48,47 @@ bool is_spend_limit(const upstream_response& r) {
          b.find("credit balance") != std::string::npos;
 }
 
-/// Seconds of retry-after, or of the soonest anthropic-ratelimit-*-reset.
+/// "2026-11-24T15:54:47Z" (RFC 3339, UTC, as the API sends its resets).
+std::optional<std::chrono::system_clock::time_point> parse_utc(std::string_view text) {
+  std::tm tm{};
+  const std::string s(text);
+  if (sscanf(s.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+             &tm.tm_hour, &tm.tm_min, &tm.tm_sec) != 6) {
+    return std::nullopt;
+  }
+  tm.tm_year -= 1900;
+  tm.tm_mon -= 1;
+  const auto t = timegm(&tm);
+  if (t == -1) {
+    return std::nullopt;
+  }
+  return std::chrono::system_clock::from_time_t(t);
+}
+
+/// Without retry-after, the API's own buckets say when to come back: the
+/// latest reset among the exhausted ones.
+std::optional<std::chrono::milliseconds> ratelimit_reset(const upstream_response& r) {
+  std::optional<std::chrono::milliseconds> wait;
+  for (const char* bucket : {"requests", "input-tokens", "output-tokens", "tokens"}) {
+    const std::string prefix = std::string("anthropic-ratelimit-") + bucket;
+    if (r.header(prefix + "-remaining") != "0") {
+      continue;
+    }
+    if (auto at = parse_utc(r.header(prefix + "-reset"))) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          *at - std::chrono::system_clock::now());
+      wait = std::max(wait.value_or(std::chrono::milliseconds(0)),
+                      std::max(left, std::chrono::milliseconds(0)));
+    }
+  }
+  return wait;
+}
+
+/// Seconds of retry-after, else the exhausted bucket's reset.
 std::optional<std::chrono::milliseconds> retry_after(const upstream_response& r) {
   const auto value = r.header("retry-after");
   if (value.empty()) {
-    return std::nullopt;
+    return ratelimit_reset(r);
   }
   double seconds = 0;
   try {
@@ -199,6 +237,9 @@ void start(provider_actor* self, const std::shared_ptr<attempt>& a) {
       a->x->sink->begin_stream(200, std::move(headers));
     };
     cb.on_data = [a, limit = st.ctx->config.cache.value_bytes_max](std::string_view bytes) {
+      if (a->x->sink->gone()) {
+        return false;  // nobody reads: stop the upstream spending tokens
+      }
       a->x->sink->stream(std::string(bytes));
       if (!a->capture_overflow) {
         if (a->captured.size() + bytes.size() + 1 > limit) {
@@ -212,6 +253,7 @@ void start(provider_actor* self, const std::shared_ptr<attempt>& a) {
       if (!fed) {
         a->capture_overflow = true;
       }
+      return true;
     };
   }
   const bool answer_here = !a->stream && a->path == "/v1/messages" &&
@@ -246,8 +288,9 @@ void on_upstream_done(provider_actor* self, const std::shared_ptr<attempt>& a) {
   // transport failures count; refusals (4xx) and rate limits do not.
   const bool malformed = st.spec.kind == provider_kind::anthropic && !a->committed &&
                          r.status == 200 && !a->body_ok && !nlohmann::json::accept(r.body);
-  const bool sick = r.status == 0 || r.status >= 500 || malformed ||
-                    (a->committed && !a->assembler.complete() && !a->assembler.error());
+  const bool sick = !r.cancelled && (r.status == 0 || r.status >= 500 || malformed ||
+                                     (a->committed && !a->assembler.complete() &&
+                                      !a->assembler.error()));
   if (sick) {
     breaker_for(self, a->step.model).on_failure(now, took);
     st.upstream_failures->inc();
@@ -306,7 +349,13 @@ void on_upstream_done(provider_actor* self, const std::shared_ptr<attempt>& a) {
     if (is_spend_limit(r)) {
       return finish(self, a, outcome::refused, st.spec.name + ": spend limit reached");
     }
-    auto wait = retry_after(r).value_or(backoff(st, a->tries));
+    const auto told = retry_after(r);
+    auto wait = told.value_or(backoff(st, a->tries));
+    if (told) {
+      // The local limiter holds everyone else back as long, instead of
+      // letting them draw the same 429.
+      self->send(a->reply_to, pause_atom::value, static_cast<int64_t>(told->count()));
+    }
     if (can_retry && wait <= std::chrono::milliseconds(cfg.retry_after_max_ms)) {
       return retry_in(wait, "429 rate limited");
     }

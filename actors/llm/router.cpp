@@ -592,7 +592,9 @@ bool prepare(router_actor* self, exchange_state& x) {
     }
     x.info = std::move(*info);
   }
-  x.body_text = aliased ? x.body.dump() : std::move(x.req.body);
+  const bool marked = cfg.auto_cache_control && !count_tokens &&
+                      add_cache_breakpoints(x.body, cfg.auto_cache_min_chars) > 0;
+  x.body_text = aliased || marked ? x.body.dump() : std::move(x.req.body);
   x.agent = std::string(x.req.header("x-troupe-agent"));
 
   if (auto p = x.req.header("x-troupe-priority"); !p.empty()) {
@@ -716,6 +718,9 @@ child_spec router_child(std::shared_ptr<node_context> ctx, std::shared_ptr<db> s
           [self](exchange_msg& m) { on_exchange(self, m.x); },
           [self](attempt_done_msg& m) { on_attempt_done(self, m.a); },
           [self](poll_atom) { poll(self); },
+          [self](pause_atom, int64_t ms) {
+            self->state.limits->pause_until(clock::now() + std::chrono::milliseconds(ms));
+          },
           [self](flush_atom) {
             self->state.flush_armed = false;
             if (auto flushed = self->state.book->flush(); !flushed) {

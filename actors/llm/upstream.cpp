@@ -314,8 +314,9 @@ class connection : public connection_base, public std::enable_shared_from_this<c
     if (got > 0) {
       response_.body_bytes += got;
       if (response_.streamed) {
-        if (callbacks_.on_data) {
-          callbacks_.on_data(std::string_view(chunk_.data(), got));
+        if (callbacks_.on_data && !callbacks_.on_data(std::string_view(chunk_.data(), got))) {
+          response_.cancelled = true;
+          return fail("the client went away", false);
         }
       } else {
         response_.body.append(chunk_.data(), got);

@@ -62,6 +62,8 @@ struct upstream_response {
   /// The whole request reached the upstream: it may have acted on it (and
   /// billed it) even if no answer came back.
   bool delivered = false;
+  /// on_data asked to stop.
+  bool cancelled = false;
 
   [[nodiscard]] std::string_view header(std::string_view name) const;
 };
@@ -69,7 +71,9 @@ struct upstream_response {
 struct upstream_callbacks {
   /// A streamed 200's head, before its first on_data.
   std::function<void(const upstream_response& head)> on_head;
-  std::function<void(std::string_view bytes)> on_data;
+  /// False: the reader went away; the call stops (its connection closes)
+  /// and ends with `cancelled`.
+  std::function<bool(std::string_view bytes)> on_data;
   /// Exactly once, last.
   std::function<void(upstream_response done)> on_done;
 };

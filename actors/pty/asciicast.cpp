@@ -131,15 +131,15 @@ void append_seconds(std::string& out, double seconds) {
 
 std::string asciicast_header(uint16_t cols, uint16_t rows, int64_t unix_ts, std::string_view title,
                              std::string_view shell) {
-  std::string out = "{\"version\":2,\"width\":";
+  std::string out = R"({"version":2,"width":)";
   out += std::to_string(cols);
-  out += ",\"height\":";
+  out += R"(,"height":)";
   out += std::to_string(rows);
-  out += ",\"timestamp\":";
+  out += R"(,"timestamp":)";
   out += std::to_string(unix_ts);
-  out += ",\"env\":{\"TERM\":\"xterm-256color\",\"SHELL\":";
+  out += R"(,"env":{"TERM":"xterm-256color","SHELL":)";
   append_json_string(out, shell);
-  out += "},\"title\":";
+  out += R"(},"title":)";
   append_json_string(out, title);
   out += "}\n";
   return out;

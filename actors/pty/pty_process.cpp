@@ -8,6 +8,7 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include <array>
 #include <cassert>
 #include <cerrno>
 #include <csignal>
@@ -27,7 +28,7 @@ constexpr int eintr_retries_max = 8;
 constexpr std::string_view path_default = "/bin:/usr/bin";
 
 /// Variables the clean base environment copies from the parent.
-constexpr std::string_view inherited_env[] = {"PATH", "HOME", "USER", "SHELL", "LANG"};
+constexpr std::array<std::string_view, 5> inherited_env = {"PATH", "HOME", "USER", "SHELL", "LANG"};
 
 /// glibc's description of `err`: a static string, safe between fork and exec
 /// (unlike strerror, which may consult the locale and allocate).
@@ -77,6 +78,7 @@ bool has_nul(std::string_view s) {
 expected<std::map<std::string, std::string>> make_env(const spawn_options& o) {
   std::map<std::string, std::string> env;
   for (auto name : inherited_env) {
+    // NOLINTNEXTLINE(concurrency-mt-unsafe): troupe does not setenv once threads run.
     if (const char* value = std::getenv(std::string(name).c_str()); value != nullptr) {
       env[std::string(name)] = value;
     }
@@ -135,7 +137,9 @@ expected<exec_plan> make_plan(const spawn_options& o) {
   plan.candidates =
       search_candidates(plan.args.front(), path != env->end() ? path->second : path_default);
   for (const auto& [name, value] : *env) {
-    plan.env_entries.push_back(name + "=" + value);
+    std::string& entry = plan.env_entries.emplace_back(name);
+    entry += '=';
+    entry += value;
   }
   plan.cwd = o.cwd;
   const long open_max = ::sysconf(_SC_OPEN_MAX);
@@ -212,11 +216,11 @@ expected<int> open_master(uint16_t cols, uint16_t rows) {
 }
 
 expected<int> open_slave(int master) {
-  char name[128];
-  if (::ptsname_r(master, name, sizeof(name)) != 0) {
+  std::array<char, 128> name{};
+  if (::ptsname_r(master, name.data(), name.size()) != 0) {
     return unavailable("cannot name the pty", errno);
   }
-  fd_guard slave(::open(name, O_RDWR | O_NOCTTY | O_CLOEXEC));
+  fd_guard slave(::open(name.data(), O_RDWR | O_NOCTTY | O_CLOEXEC));
   if (slave.get() < 0) {
     return unavailable("cannot open the pty slave", errno);
   }
@@ -254,7 +258,7 @@ void child_put(const char* text) noexcept {
   child_put(subject);
   child_put("': ");
   child_put(describe(err));
-  child_put("\r\n");
+  child_put("\n");  // The terminal (ONLCR) turns it into CR LF.
   ::_exit(127);
 }
 
@@ -282,6 +286,7 @@ void child_reset_signals() noexcept {
   }
   sigset_t none;
   ::sigemptyset(&none);
+  // NOLINTNEXTLINE(concurrency-mt-unsafe): after fork the child has one thread.
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
 }
 
@@ -308,18 +313,19 @@ bool try_next_candidate(int err) noexcept {
     child_fail("cannot change directory to", plan.cwd.c_str(), errno);
   }
   child_reset_signals();
+  const char* program = plan.args.front().c_str();
   int err = ENOENT;
   bool denied = false;
   for (const auto& candidate : plan.candidates) {
     ::execve(candidate.c_str(), plan.argv.data(), plan.envp.data());
     err = errno;
-    denied = denied || err == EACCES;
     if (!try_next_candidate(err)) {
-      break;
+      child_fail("cannot run", program, err);
     }
+    denied = denied || err == EACCES;
   }
-  // Like execvp: a permission problem anywhere says more than "not found".
-  child_fail("cannot run", plan.args.front().c_str(), denied && err == ENOENT ? EACCES : err);
+  // Like execvp: a permission problem on the way says more than "not found".
+  child_fail("cannot run", program, denied ? EACCES : err);
 }
 
 }  // namespace

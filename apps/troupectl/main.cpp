@@ -1200,8 +1200,8 @@ constexpr size_t attach_chunk_bytes = 4096;
 constexpr size_t signal_bytes_max = 64;
 constexpr std::array<int, 4> attach_signals{SIGINT, SIGTERM, SIGHUP, SIGWINCH};
 
-// State the signal handler reads; written only while signals are blocked
-// from seeing half of it (the fences keep the order the handler relies on).
+// State the signal handler reads. `saved_terminal` is written before
+// `saved_terminal_valid` says it may be used; a signal fence keeps that order.
 termios saved_terminal{};
 volatile std::sig_atomic_t saved_terminal_valid = 0;
 volatile std::sig_atomic_t signal_pipe_write_fd = -1;
@@ -1348,12 +1348,19 @@ struct attach_args {
 
 /// What one attach loop works with.
 struct attach_session {
+  explicit attach_session(ws_client& client) : ws(client) {}
+
   ws_client& ws;
   bool readonly = false;
   /// stdin is a terminal in raw mode: lines end "\r\n" and resizes are followed.
   bool raw = false;
+  /// stdout and stderr are the same screen, so status lines share its cursor.
+  bool shared_screen = false;
   int signal_fd = -1;
   bool stdin_open = true;
+  /// The session's output left the cursor mid-line (at a prompt, say): a
+  /// status line then starts on a line of its own.
+  bool mid_line = false;
   /// The last `{"type":"error"}` the node sent; a close after it is a failure.
   std::optional<std::string> remote_error;
 };
@@ -1365,8 +1372,10 @@ struct attach_end {
 };
 
 // Status lines go to stderr, so stdout carries the session's bytes only.
-void print_status_line(const attach_session& s, std::string_view text) {
-  std::cerr << text << (s.raw ? "\r\n" : "\n") << std::flush;
+void print_status_line(attach_session& s, std::string_view text) {
+  const std::string_view newline = s.raw ? "\r\n" : "\n";
+  std::cerr << (s.mid_line ? newline : "") << text << newline << std::flush;
+  s.mid_line = false;
 }
 
 // The session's bytes as they come; a terminal may take them slowly.
@@ -1428,6 +1437,9 @@ std::optional<attach_end> on_message(attach_session& s, const ws_message& messag
   }
   if (auto failed = write_all(STDOUT_FILENO, message.data)) {
     return attach_end{failure{"io_error", "cannot write to stdout: " + *failed}, {}};
+  }
+  if (s.shared_screen && !message.data.empty()) {
+    s.mid_line = message.data.back() != '\n';
   }
   return std::nullopt;
 }
@@ -1528,6 +1540,42 @@ std::string attach_target(const attach_args& args) {
   return session_target(args.id) + "/attach" + (args.readonly ? "?readonly=1" : "");
 }
 
+// Runs once the node has accepted the attach: signals, then raw mode, then the
+// loop; the terminal is back to normal before the last line is printed.
+int run_attached(ws_client& ws, const attach_args& args) {
+  const signal_guard signals;
+  if (!signals.installed()) {
+    return fail({"internal", "cannot set up signal handling: " + signals.error_text()});
+  }
+  std::cerr << "attached to " << args.id << "; detach with Ctrl-]\n";
+  attach_session session(ws);
+  session.readonly = args.readonly;
+  session.raw = ::isatty(STDIN_FILENO) == 1;
+  session.shared_screen = ::isatty(STDOUT_FILENO) == 1 && ::isatty(STDERR_FILENO) == 1;
+  session.signal_fd = signals.read_fd();
+  std::optional<raw_terminal> raw;
+  if (session.raw) {
+    raw.emplace();
+    if (!raw->active()) {
+      return fail({"io_error", "cannot put the terminal in raw mode: " + raw->error_text()});
+    }
+  }
+  auto end = session.raw && !args.readonly ? send_resize(session) : std::nullopt;
+  if (!end) {
+    end = attach_loop(session);
+  }
+  ws.close();
+  raw.reset();
+  if (session.mid_line) {
+    std::cerr << "\n";
+  }
+  if (end->failed) {
+    return fail(*end->failed);
+  }
+  std::cerr << end->message << "\n";
+  return exit_ok;
+}
+
 // Raw mode and signals are set up only once the node has accepted the
 // attach, so a refusal (unknown id, bad token) prints like any other error.
 int run_session_attach(const context& ctx, const attach_args& args) {
@@ -1539,31 +1587,7 @@ int run_session_attach(const context& ctx, const attach_args& args) {
   if (auto failed = ws.connect(ctx.url, attach_target(args), ctx.token, timeout_ms)) {
     return fail(ws.refusal() ? from_reply(*ws.refusal()) : from_error(*failed));
   }
-  const signal_guard signals;
-  if (!signals.installed()) {
-    return fail({"internal", "cannot set up signal handling: " + signals.error_text()});
-  }
-  std::cerr << "attached to " << args.id << "; detach with Ctrl-]\n";
-  const bool tty = ::isatty(STDIN_FILENO) == 1;
-  std::optional<raw_terminal> raw;
-  if (tty) {
-    raw.emplace();
-    if (!raw->active()) {
-      return fail({"io_error", "cannot put the terminal in raw mode: " + raw->error_text()});
-    }
-  }
-  attach_session session{ws, args.readonly, tty, signals.read_fd(), true, std::nullopt};
-  auto end = tty && !args.readonly ? send_resize(session) : std::nullopt;
-  if (!end) {
-    end = attach_loop(session);
-  }
-  ws.close();
-  raw.reset();
-  if (end->failed) {
-    return fail(*end->failed);
-  }
-  std::cerr << end->message << "\n";
-  return exit_ok;
+  return run_attached(ws, args);
 }
 
 std::function<int(const context&)> add_session_attach(CLI::App& sub) {

@@ -292,6 +292,8 @@ constexpr std::array key_table{
     boolean(TROUPE_KEY(llm, cache_enabled), "response cache on /v1/messages"),
     boolean(TROUPE_KEY(llm, cache_sampled), "cache temperature > 0 requests too"),
     number(TROUPE_KEY(llm, cache_ttl_s), between(1, 365 * 86400), "cached answer lifetime"),
+    boolean(TROUPE_KEY(llm, auto_cache_control), "add prompt-cache breakpoints"),
+    number(TROUPE_KEY(llm, auto_cache_min_chars), between(1, 1 << 30), "shortest prefix marked"),
     // The limiter's exact integer buckets hold up to 50M per minute.
     number(TROUPE_KEY(llm, requests_per_minute), between(0, 5e7), "local limiter; 0: off"),
     number(TROUPE_KEY(llm, input_tokens_per_minute), between(0, 5e7), "local limiter; 0: off"),

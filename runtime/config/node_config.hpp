@@ -160,6 +160,10 @@ struct llm_section {
   bool cache_sampled = false;
   /// Lifetime of a cached answer.
   uint32_t cache_ttl_s = 24 * 3600;
+  /// Automatic prompt caching: requests without cache_control of their own
+  /// get a breakpoint after tools and system prompts of this many chars+.
+  bool auto_cache_control = false;
+  uint32_t auto_cache_min_chars = 4096;
   /// Local limiter mirroring the upstream's buckets; 0: unlimited.
   uint32_t requests_per_minute = 0;
   uint64_t input_tokens_per_minute = 0;

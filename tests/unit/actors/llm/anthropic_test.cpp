@@ -713,3 +713,28 @@ TEST_CASE("message_delta sets top-level fields but never replaces the assembled 
   CHECK(m["stop_reason"] == "end_turn");
   CHECK(assembler.usage().output_tokens == 4);
 }
+
+TEST_CASE("add_cache_breakpoints marks long stable prefixes, and only when the client did not") {
+  using nlohmann::json;
+  const std::string long_text(5000, 's');
+  json body = {{"model", "m"},
+               {"max_tokens", 10},
+               {"system", long_text},
+               {"tools", json::array({{{"name", "read"}, {"input_schema", {{"type", "object"}}},
+                                       {"description", long_text}}})},
+               {"messages", json::array({{{"role", "user"}, {"content", "hi"}}})}};
+  const auto key_before = troupe::llm::canonical_key(body);
+  CHECK(troupe::llm::add_cache_breakpoints(body, 4096) == 2);
+  CHECK(body["system"][0]["text"] == long_text);
+  CHECK(body["system"][0]["cache_control"]["type"] == "ephemeral");
+  CHECK(body["tools"][0]["cache_control"]["type"] == "ephemeral");
+  // The marks steer the provider's cache only: the answer's key is the same.
+  CHECK(troupe::llm::canonical_key(body) == key_before);
+  // Once marked (by us or by the client), nothing more is added.
+  CHECK(troupe::llm::add_cache_breakpoints(body, 4096) == 0);
+
+  json short_body = {{"model", "m"}, {"max_tokens", 10}, {"system", "be brief"},
+                     {"messages", json::array({{{"role", "user"}, {"content", "hi"}}})}};
+  CHECK(troupe::llm::add_cache_breakpoints(short_body, 4096) == 0);
+  CHECK(short_body["system"] == "be brief");
+}
