@@ -375,7 +375,10 @@ routed router::route(const http_request_view& req) const {
                         R"j("the troupe node is shutting down"}})j",
                         {}};
     }
-    return llm_exchange{};
+    return family_exchange{family_exchange::family::llm};
+  }
+  if (path == "/v1/sessions" || path.starts_with("/v1/sessions/")) {
+    return family_exchange{family_exchange::family::sessions};
   }
   return route_v1(req);
 }

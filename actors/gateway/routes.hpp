@@ -67,11 +67,13 @@ struct actor_kill {
   std::string path;
 };
 
-/// The Anthropic-compatible routes: the connection hands the whole request
-/// to the LLM family (node_context::llm), which answers it, maybe streamed.
-struct llm_exchange {};
+/// Routes a family answers itself: the connection hands it the whole
+/// request (node_context::llm or ::sessions), and it answers, maybe streamed.
+struct family_exchange {
+  enum class family : uint8_t { llm, sessions } to = family::llm;
+};
 
-using routed = std::variant<http_reply, actor_call, actor_kill, llm_exchange>;
+using routed = std::variant<http_reply, actor_call, actor_kill, family_exchange>;
 
 /// /v1/messages, /v1/messages/count_tokens, /v1/usage.
 [[nodiscard]] bool is_anthropic_route(std::string_view path);

@@ -163,8 +163,9 @@ class session : public std::enable_shared_from_this<session> {
                       : error_reply(http_status(killed.err().code), to_string(killed.err().code),
                                     killed.err().message));
     }
-    if (std::holds_alternative<llm_exchange>(result)) {
-      return start_exchange();
+    if (const auto* to = std::get_if<family_exchange>(&result)) {
+      return start_exchange(to->to == family_exchange::family::llm ? server_.ctx->llm
+                                                                   : server_.ctx->sessions);
     }
     auto& call = std::get<actor_call>(result);
     const auto shape = call.shape;
@@ -179,7 +180,7 @@ class session : public std::enable_shared_from_this<session> {
 
   /// Hands the request to the LLM family; it answers through a sink that
   /// hops back onto this connection's strand.
-  void start_exchange();
+  void start_exchange(const exchange_handler& family);
 
   /// Who is calling, for the ledger: a stable digest of the credential
   /// (FNV-1a), never the credential itself.
@@ -505,7 +506,7 @@ class session_sink : public exchange_sink {
   uint64_t id_;
 };
 
-void session::start_exchange() {
+void session::start_exchange(const exchange_handler& family) {
   exchange_request req;
   req.method = std::string(request_.method_string());
   req.target = std::string(request_.target());
@@ -522,12 +523,11 @@ void session::start_exchange() {
   exchange_open_ = true;
   watch_client(exchange_);
   auto sink = std::make_shared<session_sink>(shared_from_this());
-  if (!server_.ctx->llm) {
+  if (!family) {
     return sink->reply(503, {{"content-type", "application/json"}},
-                       R"j({"type":"error","error":{"type":"api_error","message":)j"
-                       R"j("this node serves no LLM routes"}})j");
+                       R"j({"error":{"code":"unavailable","message":"not served by this node"}})j");
   }
-  server_.ctx->llm(std::move(req), std::move(sink));
+  family(std::move(req), std::move(sink));
 }
 
 expected<tcp::endpoint> parse_listen(const std::string& listen) {

@@ -22,6 +22,7 @@
 #include "actors/gateway/server.hpp"
 #include "actors/gateway/token.hpp"
 #include "actors/llm/llm.hpp"
+#include "actors/pty/sessions.hpp"
 #include "actors/system/system_actor.hpp"
 #include "runtime/actor/atoms.hpp"
 #include "runtime/actor/error_text.hpp"
@@ -44,7 +45,7 @@ struct node_flags {
 /// stopped in reverse. agents/sessions/cache/llm are the supervisors the
 /// later families plug their actors into.
 supervisor_spec root_spec(const std::shared_ptr<node_context>& ctx, std::shared_ptr<db> store,
-                          child_spec llm) {
+                          child_spec llm, child_spec sessions) {
   auto policy = make_restart_policy(ctx->config.supervisor);
   auto family = [&](strategy s) { return supervisor_spec{s, policy, {}, 100000, 0x7e0b5eedULL}; };
   supervisor_spec root{strategy::one_for_one, policy, {}, 100000, 0x7e0b5eedULL};
@@ -52,7 +53,7 @@ supervisor_spec root_spec(const std::shared_ptr<node_context>& ctx, std::shared_
   root.children.push_back(cache_child(ctx, std::move(store)));
   root.children.push_back(std::move(llm));
   root.children.push_back(supervisor_child("agents", ctx, family(strategy::dynamic)));
-  root.children.push_back(supervisor_child("sessions", ctx, family(strategy::dynamic)));
+  root.children.push_back(std::move(sessions));
   root.children.push_back(gateway_child(ctx));
   return root;
 }
@@ -153,6 +154,7 @@ int run(const node_flags& flags) {
   register_node_metrics(ctx);
 
   ctx->llm = llm::exchange_entry(ctx);
+  ctx->sessions = pty::sessions_entry(ctx);
 
   // The gateway and the LLM family are declared before the actor system, so
   // destroyed after it: an actor that still holds a client's connection or
@@ -170,7 +172,8 @@ int run(const node_flags& flags) {
   caf::actor_system_config cfg;
   cfg.set("scheduler.max-threads", static_cast<size_t>(ctx->config.node.scheduler_threads));
   caf::actor_system system{cfg};
-  auto spec = root_spec(ctx, store, std::move(llm->child));
+  auto spec = root_spec(ctx, store, std::move(llm->child),
+                        pty::sessions_child(ctx, (*server)->io_context()));
   ctx->top_level_children = spec.children.size();
   auto root = spawn_supervisor(system, ctx, "", std::move(spec));
   // Announce the node (the line scripts wait for) once every top-level child

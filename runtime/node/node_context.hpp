@@ -34,6 +34,8 @@ struct node_context {
   /// Answers the Anthropic-compatible routes (/v1/messages, count_tokens,
   /// usage); installed by the llm family before the gateway serves.
   exchange_handler llm;
+  /// Answers /v1/sessions...; installed by the sessions family.
+  exchange_handler sessions;
 };
 
 }  // namespace troupe

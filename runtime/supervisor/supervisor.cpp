@@ -44,6 +44,10 @@ struct child_entry {
   /// whose generation no longer matches is stale (CAF 0.17 cannot cancel it).
   uint64_t generation = 0;
   std::deque<stashed> stash;
+  /// A dynamic supervisor's children are independent (sessions, agents):
+  /// each has its own restart intensity, so one crash loop gives up on
+  /// that child alone instead of taking its siblings down.
+  restart_intensity intensity{0, std::chrono::milliseconds{0}};
 };
 
 using child_list = std::list<child_entry>;
@@ -166,8 +170,9 @@ child_iter add_child(supervisor_actor* self, child_spec spec) {
   auto path = child_path(st.path, spec.name);
   auto name = spec.name;
   auto kind = spec.kind;
-  st.children.push_back(child_entry{
-      std::move(spec), path, {}, actor_state::starting, 0, {}, restart_backoff{st.policy}, 0, {}});
+  st.children.push_back(child_entry{std::move(spec), path, {}, actor_state::starting, 0, {},
+                                    restart_backoff{st.policy}, 0, {},
+                                    restart_intensity{st.policy.restarts_max, st.policy.period}});
   auto it = std::prev(st.children.end());
   st.by_name.emplace(name, it);
   actor_info info{path, name, st.path, kind, actor_state::starting, 0, {}, 0, 0};
@@ -341,7 +346,9 @@ void stop_for_good(supervisor_actor* self, child_iter it, actor_state state) {
   ++it->generation;
   drain_stash(*it, errc::unavailable, "actor '" + it->path + "' has stopped");
   it->state = state;
-  if (st.strat == strategy::dynamic) {
+  // A dynamic child that was given up on stays in the tree, failed, so an
+  // operator sees it; one that stopped is gone.
+  if (st.strat == strategy::dynamic && state != actor_state::failed) {
     remove_child(self, it);
     return;
   }
@@ -368,7 +375,16 @@ void handle_failure(supervisor_actor* self, child_iter it, const std::string& re
     return;
   }
   auto now = std::chrono::steady_clock::now();
-  if (!st.intensity.record(now)) {
+  if (st.strat == strategy::dynamic && !c.intensity.record(now)) {
+    count(self, "troupe_supervisor_give_ups_total",
+          "Supervisors that exceeded their restart intensity or escalated", c.path);
+    st.log->error("{}: more than {} restarts in {} ms; giving up on it: {}", c.path,
+                  st.policy.restarts_max, st.policy.period.count(), reason);
+    c.last_failure = "gave up after " + std::to_string(c.restarts) + " restarts: " + reason;
+    stop_for_good(self, it, actor_state::failed);
+    return;
+  }
+  if (st.strat != strategy::dynamic && !st.intensity.record(now)) {
     c.state = actor_state::failed;
     publish(self, c);
     give_up(self, "more than " + std::to_string(st.policy.restarts_max) + " restarts in " +

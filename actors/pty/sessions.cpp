@@ -1,0 +1,587 @@
+#include "actors/pty/sessions.hpp"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <array>
+#include <deque>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <random>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/post.hpp>
+#include <caf/all.hpp>
+#include <nlohmann/json.hpp>
+#include <spdlog/logger.h>
+
+#include "actors/pty/asciicast.hpp"
+#include "actors/pty/pty_process.hpp"
+#include "actors/pty/screen_state.hpp"
+#include "actors/pty/scrollback.hpp"
+#include "runtime/actor/atoms.hpp"
+#include "runtime/protocol/codec.hpp"
+#include "runtime/log/log.hpp"
+#include "runtime/node/node_context.hpp"
+
+namespace troupe::pty {
+
+namespace {
+
+using json = nlohmann::json;
+using clock = std::chrono::steady_clock;
+namespace net = boost::asio;
+
+/// Output kept per session in memory (and replayed to new viewers).
+constexpr size_t scrollback_bytes = 1u << 20;
+/// Time a shell gets after SIGHUP before SIGKILL.
+constexpr std::chrono::milliseconds hangup_grace{2000};
+/// EIO on the master can come a moment before the child can be reaped.
+constexpr std::chrono::milliseconds reap_retry{10};
+constexpr int reap_tries_max = 200;
+/// Sessions one node holds.
+constexpr size_t sessions_max = 10000;
+/// No output for this long: "idle".
+constexpr std::chrono::milliseconds idle_after{5000};
+
+struct session_spec {
+  std::vector<std::string> command;
+  std::string cwd;
+  std::map<std::string, std::string> env;
+  uint16_t cols = 80;
+  uint16_t rows = 24;
+  std::string name;
+  bool persistent = false;
+};
+
+/// What a session keeps across its incarnations (and what the manager
+/// reports): shared by the actor, its reader and the manager, so guarded.
+struct session_data {
+  session_data(std::string i, session_spec s)
+      : id(std::move(i)), spec(std::move(s)), screen(idle_after), created(clock::now()) {}
+
+  const std::string id;
+  const session_spec spec;
+
+  mutable std::mutex mutex;
+  scrollback output{scrollback_bytes};
+  /// asciicast events: (seconds since creation, 'o' or 'r', data), bounded
+  /// like the scrollback.
+  std::deque<std::tuple<double, char, std::string>> cast;
+  size_t cast_bytes = 0;
+  screen_state screen;
+  clock::time_point created;
+  pid_t pid = 0;
+  std::string phase = "starting";  // starting, running, exited, restarting, ended
+  std::optional<int> exit_status;
+  uint16_t cols = 80;
+  uint16_t rows = 24;
+  uint64_t bytes_in = 0;
+  uint64_t bytes_out = 0;
+  uint32_t incarnations = 0;
+
+  void record(char kind, std::string data) {
+    const double t = std::chrono::duration<double>(clock::now() - created).count();
+    cast_bytes += data.size();
+    cast.emplace_back(t, kind, std::move(data));
+    while (cast_bytes > scrollback_bytes && cast.size() > 1) {
+      cast_bytes -= std::get<2>(cast.front()).size();
+      cast.pop_front();
+    }
+  }
+
+  json info() const {
+    std::lock_guard lock(mutex);
+    const auto now = clock::now();
+    std::string state = phase;
+    if (phase == "running") {
+      state = std::string(to_string(screen.state(now)));
+    }
+    const auto last = screen.last_output().value_or(created);
+    return json{{"id", id},
+                {"name", spec.name},
+                {"pid", pid},
+                {"state", state},
+                {"cols", cols},
+                {"rows", rows},
+                {"bytes_in", bytes_in},
+                {"bytes_out", bytes_out},
+                {"idle_ms", std::chrono::duration_cast<std::chrono::milliseconds>(now - last).count()},
+                {"exit_status", exit_status ? json(*exit_status) : json(nullptr)},
+                {"persistent", spec.persistent},
+                {"restarts", incarnations > 0 ? incarnations - 1 : 0},
+                {"command", spec.command},
+                {"cwd", spec.cwd}};
+  }
+};
+
+// Messages of the session actor (local: they carry bytes from the reader).
+struct output_msg {
+  std::string bytes;
+};
+struct eof_msg {};
+struct end_msg {};
+
+}  // namespace
+
+}  // namespace troupe::pty
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::pty::output_msg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::pty::eof_msg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::pty::end_msg)
+
+namespace troupe::pty {
+
+namespace {
+
+using reap_atom = caf::atom_constant<caf::atom("ptyreap")>;
+using kill_atom = caf::atom_constant<caf::atom("ptykill")>;
+
+/// Reads a PTY master on an Asio thread and hands its output to the actor.
+class pty_reader : public std::enable_shared_from_this<pty_reader> {
+ public:
+  pty_reader(net::io_context& io, int fd, caf::actor owner)
+      : stream_(io, fd), owner_(std::move(owner)) {}
+
+  void start() {
+    net::post(stream_.get_executor(), [self = shared_from_this()] { self->read(); });
+  }
+  /// Stops reading; the descriptor (a dup) closes with the reader.
+  void stop() {
+    net::post(stream_.get_executor(), [self = shared_from_this()] {
+      boost::system::error_code ignored;
+      self->stream_.cancel(ignored);
+      self->stopped_ = true;
+    });
+  }
+
+ private:
+  void read() {
+    if (stopped_) {
+      return;
+    }
+    stream_.async_read_some(net::buffer(buffer_),
+                            [self = shared_from_this()](boost::system::error_code ec, size_t n) {
+                              if (n > 0) {
+                                caf::anon_send(self->owner_,
+                                               output_msg{std::string(self->buffer_.data(), n)});
+                              }
+                              if (ec) {
+                                // EIO: the last process holding the terminal ended.
+                                if (!self->stopped_) {
+                                  caf::anon_send(self->owner_, eof_msg{});
+                                }
+                                return;
+                              }
+                              self->read();
+                            });
+  }
+
+  net::posix::stream_descriptor stream_;
+  caf::actor owner_;
+  std::array<char, 65536> buffer_{};
+  bool stopped_ = false;
+};
+
+struct session_state {
+  std::shared_ptr<session_data> data;
+  std::unique_ptr<pty_process> proc;
+  std::shared_ptr<pty_reader> reader;
+  bool ending = false;
+  int reap_tries = 0;
+  std::shared_ptr<spdlog::logger> log;
+  static inline const char* name = "troupe.pty.session";
+};
+
+using session_actor = caf::stateful_actor<session_state>;
+
+void finish(session_actor* self, int status) {
+  auto& st = self->state;
+  {
+    std::lock_guard lock(st.data->mutex);
+    st.data->exit_status = status;
+    st.data->phase = st.ending || status == 0 ? "exited" : "restarting";
+  }
+  if (st.reader) {
+    st.reader->stop();
+  }
+  st.proc.reset();
+  if (st.ending || status == 0) {
+    self->quit();  // transient: a normal end is not restarted
+    return;
+  }
+  st.log->warn("session {}: the shell exited with status {}; restarting", st.data->id, status);
+  self->quit(caf::make_error(caf::sec::runtime_error,
+                             "the shell exited with status " + std::to_string(status)));
+}
+
+void try_reap(session_actor* self) {
+  auto& st = self->state;
+  if (!st.proc) {
+    return;
+  }
+  if (auto status = st.proc->reap()) {
+    return finish(self, *status);
+  }
+  if (++st.reap_tries >= reap_tries_max) {
+    st.proc->signal_group(SIGKILL);
+  }
+  self->delayed_send(self, reap_retry, reap_atom::value);
+}
+
+caf::behavior session_behavior(session_actor* self, std::shared_ptr<session_data> data,
+                               net::io_context& io) {
+  auto& st = self->state;
+  st.data = data;
+  st.log = logger("sessions");
+  spawn_options opts{data->spec.command, data->spec.cwd, data->spec.env, data->spec.cols,
+                     data->spec.rows};
+  auto proc = pty_process::spawn(opts);
+  if (!proc) {
+    {
+      std::lock_guard lock(data->mutex);
+      data->phase = "exited";
+      data->output.append("troupe: cannot start the session: " + proc.err().message + "\r\n");
+    }
+    self->quit(caf::make_error(caf::sec::runtime_error, proc.err().message));
+    return {};
+  }
+  st.proc = std::move(*proc);
+  {
+    std::lock_guard lock(data->mutex);
+    data->pid = st.proc->pid();
+    data->phase = "running";
+    data->exit_status.reset();
+    data->cols = data->spec.cols;
+    data->rows = data->spec.rows;
+    data->screen.feed("", clock::now());
+    if (++data->incarnations > 1) {
+      const auto notice = "\r\n[troupe: session restarted after the shell ended]\r\n";
+      data->output.append(notice);
+      data->record('o', notice);
+    }
+  }
+  const int fd = ::dup(st.proc->fd());
+  if (fd >= 0) {
+    st.reader = std::make_shared<pty_reader>(io, fd, caf::actor_cast<caf::actor>(self));
+    st.reader->start();
+  }
+  self->attach_functor([reader = st.reader](const caf::error&) {
+    if (reader) {
+      reader->stop();
+    }
+  });
+  self->set_exit_handler([self](caf::exit_msg& msg) {
+    // Stopping (shutdown, or the supervisor): end the shell, not just the actor.
+    auto& s = self->state;
+    if (s.proc) {
+      s.proc->signal_group(SIGKILL);
+      s.proc->reap();
+      s.proc.reset();
+    }
+    self->quit(msg.reason);
+  });
+  return {
+      [self](output_msg& m) {
+        auto& d = *self->state.data;
+        std::lock_guard lock(d.mutex);
+        d.bytes_out += m.bytes.size();
+        d.output.append(m.bytes);
+        d.screen.feed(m.bytes, clock::now());
+        d.record('o', std::move(m.bytes));
+      },
+      [self](eof_msg) { try_reap(self); },
+      [self](reap_atom) { try_reap(self); },
+      [self](end_msg) {
+        auto& s = self->state;
+        s.ending = true;
+        if (s.proc) {
+          s.proc->signal_group(SIGHUP);
+          self->delayed_send(self, hangup_grace, kill_atom::value);
+        }
+      },
+      [self](kill_atom) {
+        if (self->state.proc) {
+          self->state.proc->signal_group(SIGKILL);
+        }
+      },
+  };
+}
+
+// ---------------------------------------------------------------------------
+// The manager: /v1/sessions
+// ---------------------------------------------------------------------------
+
+struct session_exchange {
+  session_exchange(exchange_request r, std::shared_ptr<exchange_sink> s)
+      : req(std::move(r)), sink(std::move(s)) {}
+  session_exchange(const session_exchange&) = delete;
+  session_exchange& operator=(const session_exchange&) = delete;
+  ~session_exchange() {
+    if (!answered && sink) {
+      sink->reply(500, {{"content-type", "application/json"}},
+                  R"({"error":{"code":"internal","message":"the request was lost"}})");
+    }
+  }
+  void reply(int status, std::string body, std::string type = "application/json") {
+    answered = true;
+    sink->reply(status, {{"content-type", std::move(type)}}, std::move(body));
+  }
+  void error(int status, std::string_view code, std::string_view message) {
+    reply(status, json{{"error", {{"code", code}, {"message", message}}}}.dump());
+  }
+  exchange_request req;
+  std::shared_ptr<exchange_sink> sink;
+  bool answered = false;
+};
+
+struct exchange_msg {
+  std::shared_ptr<session_exchange> x;
+};
+
+}  // namespace
+
+}  // namespace troupe::pty
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::pty::exchange_msg)
+
+namespace troupe::pty {
+
+namespace {
+
+struct manager_state {
+  std::shared_ptr<node_context> ctx;
+  net::io_context* io = nullptr;
+  std::map<std::string, std::shared_ptr<session_data>> sessions;
+  std::mt19937_64 rng{std::random_device{}()};
+  std::shared_ptr<spdlog::logger> log;
+  static inline const char* name = "troupe.pty.manager";
+};
+
+using manager_actor = caf::stateful_actor<manager_state>;
+
+std::string new_id(manager_state& st) {
+  for (;;) {
+    char id[16];
+    std::snprintf(id, sizeof id, "s-%08x", static_cast<uint32_t>(st.rng()));
+    if (!st.sessions.contains(id)) {
+      return id;
+    }
+  }
+}
+
+expected<session_spec> parse_spec(const std::string& body) {
+  auto j = json::parse(body.empty() ? "{}" : body, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) {
+    return make_error(errc::bad_request, "the body must be a JSON object");
+  }
+  session_spec spec;
+  try {
+    if (j.contains("command")) {
+      spec.command = j["command"].get<std::vector<std::string>>();
+    }
+    spec.cwd = j.value("cwd", std::string{});
+    if (j.contains("env")) {
+      spec.env = j["env"].get<std::map<std::string, std::string>>();
+    }
+    const auto cols = j.value("cols", 80);
+    const auto rows = j.value("rows", 24);
+    if (cols < 1 || cols > 1000 || rows < 1 || rows > 1000) {
+      return make_error(errc::bad_request, "cols and rows must be between 1 and 1000");
+    }
+    spec.cols = static_cast<uint16_t>(cols);
+    spec.rows = static_cast<uint16_t>(rows);
+    spec.name = j.value("name", std::string{});
+    spec.persistent = j.value("persistent", false);
+  } catch (const json::exception& e) {
+    return make_error(errc::bad_request, std::string("bad field: ") + e.what());
+  }
+  if (!spec.cwd.empty() && spec.cwd.front() != '/') {
+    return make_error(errc::bad_request, "cwd must be an absolute path (got '" + spec.cwd + "')");
+  }
+  std::error_code ec;
+  if (!spec.cwd.empty() && !std::filesystem::is_directory(spec.cwd, ec)) {
+    return make_error(errc::bad_request, "cwd '" + spec.cwd + "' is not a directory");
+  }
+  return spec;
+}
+
+child_spec session_child(std::shared_ptr<session_data> data, net::io_context& io) {
+  child_spec child;
+  child.name = data->id;
+  child.kind = actor_kind::worker;
+  // A shell that ends normally (exit 0, `troupectl session kill`) is done;
+  // one that dies abnormally comes back, within the restart intensity.
+  child.restart = restart_type::transient;
+  child.start = [data, &io](caf::actor_system& system, const std::string&) {
+    return system.spawn([data, &io](session_actor* self) {
+      return session_behavior(self, data, io);
+    });
+  };
+  return child;
+}
+
+void create(manager_actor* self, const std::shared_ptr<session_exchange>& x) {
+  auto& st = self->state;
+  auto spec = parse_spec(x->req.body);
+  if (!spec) {
+    return x->error(400, "bad_request", spec.err().message);
+  }
+  if (st.sessions.size() >= sessions_max) {
+    return x->error(409, "conflict", "this node holds its maximum of sessions");
+  }
+  auto route = st.ctx->registry.find("sessions/live");
+  if (!route || !route->current) {
+    return x->error(503, "restarting", "the sessions supervisor is restarting; try again");
+  }
+  auto data = std::make_shared<session_data>(new_id(st), std::move(*spec));
+  st.sessions.emplace(data->id, data);
+  self->request(caf::actor_cast<caf::actor>(route->current), std::chrono::seconds(10),
+                start_child_atom::value, session_child(data, *st.io))
+      .then(
+          [self, x, data](std::string& type, std::string& body, uint64_t, std::string&) {
+            if (type == error_type) {
+              self->state.sessions.erase(data->id);
+              auto err = read_error(envelope{type, body, 0, {}});
+              return x->error(http_status(err.code), to_string(err.code), err.message);
+            }
+            x->reply(200, data->info().dump());
+          },
+          [self, x, data](caf::error& e) {
+            self->state.sessions.erase(data->id);
+            x->error(503, "unavailable", "starting the session failed: " + to_string(e));
+          });
+}
+
+void end_session(manager_actor* self, const std::shared_ptr<session_exchange>& x,
+                 const std::string& id) {
+  auto& st = self->state;
+  auto route = st.ctx->registry.find("sessions/live/" + id);
+  if (route && route->current) {
+    caf::anon_send(caf::actor_cast<caf::actor>(route->current), end_msg{});
+  }
+  {
+    std::lock_guard lock(st.sessions[id]->mutex);
+    st.sessions[id]->phase = "ended";
+  }
+  st.sessions.erase(id);
+  x->reply(200, json{{"ended", id}}.dump());
+}
+
+/// The session's report, with what only its supervisor knows: a session
+/// given up on (crash loop) is "failed".
+json info_of(const manager_state& st, const session_data& d) {
+  auto j = d.info();
+  if (auto route = st.ctx->registry.find("sessions/live/" + d.id);
+      route && route->state == actor_state::failed) {
+    j["state"] = "failed";
+  }
+  return j;
+}
+
+std::string cast_of(const session_data& d) {
+  std::lock_guard lock(d.mutex);
+  std::string out = asciicast_header(d.spec.cols, d.spec.rows,
+                                     std::chrono::duration_cast<std::chrono::seconds>(
+                                         std::chrono::system_clock::now().time_since_epoch())
+                                         .count(),
+                                     d.spec.name.empty() ? d.id : d.spec.name);
+  utf8_carry carry;
+  for (const auto& [t, kind, data] : d.cast) {
+    auto text = carry.take(data);
+    if (!text.empty()) {
+      out += asciicast_event(t, kind, text);
+    }
+  }
+  return out;
+}
+
+void on_exchange(manager_actor* self, const std::shared_ptr<session_exchange>& x) {
+  auto& st = self->state;
+  const auto& method = x->req.method;
+  auto path = std::string_view(x->req.target).substr(0, x->req.target.find('?'));
+  path.remove_prefix(std::string_view("/v1/sessions").size());
+  if (path.empty() || path == "/") {
+    if (method == "POST") {
+      return create(self, x);
+    }
+    if (method == "GET") {
+      json list = json::array();
+      for (const auto& [id, data] : st.sessions) {
+        list.push_back(info_of(st, *data));
+      }
+      return x->reply(200, json{{"sessions", std::move(list)}}.dump());
+    }
+    return x->error(405, "method_not_allowed", "use GET or POST /v1/sessions");
+  }
+  path.remove_prefix(1);
+  const auto slash = path.find('/');
+  const std::string id(path.substr(0, slash));
+  const auto rest = slash == std::string_view::npos ? std::string_view{} : path.substr(slash);
+  auto it = st.sessions.find(id);
+  if (it == st.sessions.end()) {
+    return x->error(404, "not_found", "no session '" + id + "'");
+  }
+  if (rest.empty() && method == "GET") {
+    return x->reply(200, info_of(st, *it->second).dump());
+  }
+  if (rest.empty() && method == "DELETE") {
+    return end_session(self, x, id);
+  }
+  if (rest == "/scrollback" && method == "GET") {
+    std::string bytes;
+    {
+      std::lock_guard lock(it->second->mutex);
+      bytes = it->second->output.contents();
+    }
+    return x->reply(200, std::move(bytes), "application/octet-stream");
+  }
+  if (rest == "/cast" && method == "GET") {
+    return x->reply(200, cast_of(*it->second), "application/x-asciicast");
+  }
+  x->error(404, "not_found",
+           "no route for " + method + " /v1/sessions/" + id + std::string(rest));
+}
+
+}  // namespace
+
+child_spec sessions_child(std::shared_ptr<node_context> ctx, net::io_context& io) {
+  auto policy = make_restart_policy(ctx->config.supervisor);
+  supervisor_spec family{strategy::one_for_one, policy, {}, 100, 0x5e55};
+  child_spec manager;
+  manager.name = "manager";
+  manager.start = [ctx, &io](caf::actor_system& system, const std::string&) {
+    return system.spawn([ctx, &io](manager_actor* self) -> caf::behavior {
+      self->state.ctx = ctx;
+      self->state.io = &io;
+      self->state.log = logger("sessions");
+      return {[self](exchange_msg& m) { on_exchange(self, m.x); }};
+    });
+  };
+  family.children.push_back(std::move(manager));
+  family.children.push_back(supervisor_child(
+      "live", ctx,
+      supervisor_spec{strategy::dynamic, policy, {}, static_cast<uint32_t>(sessions_max),
+                      0x5e56}));
+  return supervisor_child("sessions", ctx, std::move(family));
+}
+
+exchange_handler sessions_entry(std::shared_ptr<node_context> ctx) {
+  return [weak = std::weak_ptr<node_context>(ctx)](exchange_request request,
+                                                  std::shared_ptr<exchange_sink> sink) {
+    auto ctx = weak.lock();
+    auto route = ctx ? ctx->registry.find("sessions/manager") : std::nullopt;
+    if (!route || !route->current) {
+      sink->reply(503, {{"content-type", "application/json"}},
+                  R"({"error":{"code":"restarting","message":"the sessions manager is restarting"}})");
+      return;
+    }
+    caf::anon_send(caf::actor_cast<caf::actor>(route->current),
+                   exchange_msg{std::make_shared<session_exchange>(std::move(request),
+                                                                   std::move(sink))});
+  };
+}
+
+}  // namespace troupe::pty
