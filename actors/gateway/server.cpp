@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <deque>
 #include <optional>
 #include <thread>
 #include <vector>
@@ -13,6 +14,8 @@
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/websocket.hpp>
+#include <nlohmann/json.hpp>
 
 #include "actors/gateway/bridge.hpp"
 #include "actors/gateway/routes.hpp"
@@ -24,6 +27,7 @@ namespace troupe {
 
 namespace beast = boost::beast;
 namespace http = beast::http;
+namespace websocket = beast::websocket;
 namespace net = boost::asio;
 using tcp = net::ip::tcp;
 
@@ -62,6 +66,220 @@ namespace {
 
 /// Time a client gets to take a reply off the socket.
 constexpr std::chrono::seconds write_timeout{30};
+
+/// The sessions family's handle on a WebSocket viewer.
+template <class Session>
+class ws_viewer : public terminal_viewer {
+ public:
+  explicit ws_viewer(std::weak_ptr<Session> s) : session_(std::move(s)) {}
+  void output(std::string bytes) override {
+    if (auto s = session_.lock()) {
+      s->post_send(true, std::move(bytes));
+    }
+  }
+  void control(std::string json) override {
+    if (auto s = session_.lock()) {
+      s->post_send(false, std::move(json));
+    }
+  }
+  void close(std::string why) override {
+    if (auto s = session_.lock()) {
+      s->post_close(std::move(why));
+    }
+  }
+  bool gone() const override {
+    auto s = session_.lock();
+    return !s || s->gone.load();
+  }
+
+ private:
+  std::weak_ptr<Session> session_;
+};
+
+/// A terminal viewer on a WebSocket (GET /v1/sessions/{id}/attach): binary
+/// frames carry terminal bytes both ways, text frames JSON control. Output
+/// waits in a bounded queue; a viewer that cannot keep up is closed, so the
+/// session never waits for it.
+class ws_session : public std::enable_shared_from_this<ws_session> {
+ public:
+  ws_session(beast::tcp_stream&& stream, gateway_server::impl& server)
+      : ws_(std::move(stream)), server_(server) {
+    server_.connections.fetch_add(1, std::memory_order_relaxed);
+  }
+  ~ws_session() { server_.connections.fetch_sub(1, std::memory_order_relaxed); }
+
+  void run(http::request<http::string_body> request, std::string id, bool readonly) {
+    request_ = std::move(request);
+    id_ = std::move(id);
+    readonly_ = readonly;
+    // Attach before upgrading, so an unknown session is a plain 404. What
+    // the session sends meanwhile waits in the queue until the handshake.
+    auto port = server_.ctx->attach
+                    ? server_.ctx->attach(id_, std::make_shared<ws_viewer<ws_session>>(weak_from_this()))
+                    : expected<std::shared_ptr<terminal_port>>(
+                          make_error(errc::not_found, "this node serves no sessions"));
+    if (!port) {
+      return refuse(http_status(port.err().code), to_string(port.err().code), port.err().message);
+    }
+    port_ = std::move(*port);
+    ws_.set_option(websocket::stream_base::timeout::suggested(beast::role_type::server));
+    ws_.read_message_max(control_bytes_max + input_bytes_max);
+    ws_.async_accept(request_, beast::bind_front_handler(&ws_session::on_accept,
+                                                         shared_from_this()));
+  }
+
+  /// Called through the viewer, from any thread.
+  void post_send(bool binary, std::string data) {
+    net::post(ws_.get_executor(), [self = shared_from_this(), binary, d = std::move(data)]() mutable {
+      self->enqueue(binary, std::move(d));
+    });
+  }
+  void post_close(std::string why) {
+    net::post(ws_.get_executor(), [self = shared_from_this(), why = std::move(why)]() mutable {
+      self->close_after_ = std::move(why);
+      self->maybe_close();
+    });
+  }
+  std::atomic<bool> gone{false};
+
+ private:
+  static constexpr size_t queue_bytes_max = 8u << 20;
+  static constexpr size_t input_bytes_max = 1u << 20;
+  static constexpr size_t control_bytes_max = 4096;
+
+  void on_accept(beast::error_code ec) {
+    if (ec) {
+      gone = true;
+      return;
+    }
+    accepted_ = true;
+    if (!queue_.empty() && !writing_) {
+      write_next();
+    }
+    read();
+  }
+
+  void refuse(int status, std::string_view code, std::string_view message) {
+    gone = true;
+    auto res = std::make_shared<http::response<http::string_body>>(
+        static_cast<http::status>(status), request_.version());
+    res->set(http::field::content_type, "application/json");
+    res->body() = nlohmann::json{{"error", {{"code", code}, {"message", message}}}}.dump();
+    res->keep_alive(false);
+    res->prepare_payload();
+    http::async_write(ws_.next_layer(), *res,
+                      [self = shared_from_this(), res](beast::error_code, size_t) {
+                        beast::error_code ignored;
+                        self->ws_.next_layer().socket().shutdown(tcp::socket::shutdown_send,
+                                                                 ignored);
+                      });
+  }
+
+  void read() {
+    ws_.async_read(buffer_, beast::bind_front_handler(&ws_session::on_read, shared_from_this()));
+  }
+
+  void on_read(beast::error_code ec, size_t) {
+    if (ec) {
+      gone = true;
+      return;
+    }
+    auto data = beast::buffers_to_string(buffer_.data());
+    buffer_.consume(buffer_.size());
+    if (ws_.got_binary()) {
+      if (readonly_) {
+        enqueue(false, R"({"type":"error","message":"read-only viewer: input ignored"})");
+      } else if (!data.empty() && port_) {
+        port_->input(std::move(data));
+      }
+    } else {
+      control(data);
+    }
+    read();
+  }
+
+  void control(const std::string& text) {
+    auto j = nlohmann::json::parse(text, nullptr, false);
+    const bool resize = j.is_object() && j.value("type", "") == "resize" &&
+                        j.contains("cols") && j["cols"].is_number_integer() &&
+                        j.contains("rows") && j["rows"].is_number_integer();
+    if (!resize) {
+      enqueue(false, R"({"type":"error","message":"unknown control message: expected )"
+                     R"({\"type\":\"resize\",\"cols\":N,\"rows\":N}"})");
+      return;
+    }
+    const auto cols = j["cols"].get<int64_t>();
+    const auto rows = j["rows"].get<int64_t>();
+    if (cols < 1 || cols > 1000 || rows < 1 || rows > 1000) {
+      enqueue(false, R"({"type":"error","message":"cols and rows must be between 1 and 1000"})");
+      return;
+    }
+    if (port_) {
+      port_->resize(static_cast<uint16_t>(cols), static_cast<uint16_t>(rows));
+    }
+  }
+
+  void enqueue(bool binary, std::string data) {
+    if (gone || data.empty()) {
+      return;
+    }
+    queued_ += data.size();
+    if (queued_ > queue_bytes_max) {
+      // Too slow for its session: drop this viewer, nobody else.
+      server_.log->warn("closing a viewer of session {} that does not keep up", id_);
+      gone = true;
+      beast::get_lowest_layer(ws_).close();
+      return;
+    }
+    queue_.emplace_back(binary, std::move(data));
+    if (accepted_ && !writing_) {
+      write_next();
+    }
+  }
+
+  void write_next() {
+    writing_ = true;
+    ws_.binary(queue_.front().first);
+    ws_.async_write(net::buffer(queue_.front().second),
+                    beast::bind_front_handler(&ws_session::on_write, shared_from_this()));
+  }
+
+  void on_write(beast::error_code ec, size_t) {
+    writing_ = false;
+    queued_ -= queue_.front().second.size();
+    queue_.pop_front();
+    if (ec) {
+      gone = true;
+      return;
+    }
+    if (!queue_.empty()) {
+      return write_next();
+    }
+    maybe_close();
+  }
+
+  void maybe_close() {
+    if (!close_after_ || !accepted_ || writing_ || !queue_.empty() || gone) {
+      return;
+    }
+    gone = true;
+    ws_.async_close(websocket::close_reason(websocket::close_code::normal, *close_after_),
+                    [self = shared_from_this()](beast::error_code) {});
+  }
+
+  websocket::stream<beast::tcp_stream> ws_;
+  gateway_server::impl& server_;
+  http::request<http::string_body> request_;
+  std::string id_;
+  bool readonly_ = false;
+  beast::flat_buffer buffer_;
+  std::deque<std::pair<bool, std::string>> queue_;
+  size_t queued_ = 0;
+  bool writing_ = false;
+  bool accepted_ = false;
+  std::optional<std::string> close_after_;
+  std::shared_ptr<terminal_port> port_;
+};
 
 class session_sink;
 
@@ -164,6 +382,12 @@ class session : public std::enable_shared_from_this<session> {
                                     killed.err().message));
     }
     if (const auto* to = std::get_if<family_exchange>(&result)) {
+      if (to->to == family_exchange::family::sessions && websocket::is_upgrade(request_)) {
+        if (auto id = attach_target(view.target)) {
+          return start_attach(std::move(*id), view.target.find("readonly=1") !=
+                                                   std::string_view::npos);
+        }
+      }
       return start_exchange(to->to == family_exchange::family::llm ? server_.ctx->llm
                                                                    : server_.ctx->sessions);
     }
@@ -181,6 +405,32 @@ class session : public std::enable_shared_from_this<session> {
   /// Hands the request to the LLM family; it answers through a sink that
   /// hops back onto this connection's strand.
   void start_exchange(const exchange_handler& family);
+
+  /// The session id of "/v1/sessions/{id}/attach[?...]", if that is the target.
+  static std::optional<std::string> attach_target(std::string_view target) {
+    auto path = target.substr(0, target.find('?'));
+    constexpr std::string_view prefix = "/v1/sessions/";
+    constexpr std::string_view suffix = "/attach";
+    if (!path.starts_with(prefix) || !path.ends_with(suffix) ||
+        path.size() <= prefix.size() + suffix.size()) {
+      return std::nullopt;
+    }
+    auto id = path.substr(prefix.size(), path.size() - prefix.size() - suffix.size());
+    if (id.find('/') != std::string_view::npos) {
+      return std::nullopt;
+    }
+    return std::string(id);
+  }
+
+  /// The connection becomes a WebSocket viewer; this HTTP session ends.
+  void start_attach(std::string id, bool readonly) {
+    // A viewer may stay for hours: it does not hold a drain open.
+    server_.in_flight.fetch_sub(1, std::memory_order_relaxed);
+    server_.requests.inc();
+    stream_.expires_never();
+    std::make_shared<ws_session>(std::move(stream_), server_)
+        ->run(std::move(request_), std::move(id), readonly);
+  }
 
   /// Who is calling, for the ledger: a stable digest of the credential
   /// (FNV-1a), never the credential itself.
@@ -354,7 +604,7 @@ class session : public std::enable_shared_from_this<session> {
                      beast::bind_front_handler(&session::on_stream_write, shared_from_this()));
   }
 
-  void on_stream_write(beast::error_code ec, size_t n) {
+  void on_stream_write(beast::error_code ec, size_t) {
     writing_ = false;
     in_write_.clear();
     if (ec) {

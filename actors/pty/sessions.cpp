@@ -25,6 +25,7 @@
 #include "runtime/protocol/codec.hpp"
 #include "runtime/log/log.hpp"
 #include "runtime/node/node_context.hpp"
+#include "runtime/node/terminal.hpp"
 
 namespace troupe::pty {
 
@@ -43,8 +44,12 @@ constexpr std::chrono::milliseconds reap_retry{10};
 constexpr int reap_tries_max = 200;
 /// Sessions one node holds.
 constexpr size_t sessions_max = 10000;
+/// What viewers (and the scrollback) see when a session comes back.
+constexpr const char* restart_notice = "\r\n[troupe: session restarted after the shell ended]\r\n";
 /// No output for this long: "idle".
 constexpr std::chrono::milliseconds idle_after{5000};
+
+}  // namespace
 
 struct session_spec {
   std::vector<std::string> command;
@@ -81,6 +86,21 @@ struct session_data {
   uint64_t bytes_in = 0;
   uint64_t bytes_out = 0;
   uint32_t incarnations = 0;
+  std::vector<std::shared_ptr<terminal_viewer>> viewers;
+
+  /// Sends to every viewer; forgets those that went away. Call unlocked.
+  template <class F>
+  void each_viewer(F&& f) {
+    std::vector<std::shared_ptr<terminal_viewer>> now;
+    {
+      std::lock_guard lock(mutex);
+      std::erase_if(viewers, [](const auto& v) { return v->gone(); });
+      now = viewers;
+    }
+    for (const auto& v : now) {
+      f(*v);
+    }
+  }
 
   void record(char kind, std::string data) {
     const double t = std::chrono::duration<double>(clock::now() - created).count();
@@ -117,9 +137,54 @@ struct session_data {
   }
 };
 
+/// Every session of the node by id: the manager adds and removes, the
+/// attach handler (on a gateway thread) looks up.
+class session_table {
+ public:
+  std::shared_ptr<session_data> find(const std::string& id) const {
+    std::lock_guard lock(mutex_);
+    auto it = map_.find(id);
+    return it == map_.end() ? std::shared_ptr<session_data>{} : it->second;
+  }
+  bool contains(const std::string& id) const { return find(id) != nullptr; }
+  size_t size() const {
+    std::lock_guard lock(mutex_);
+    return map_.size();
+  }
+  void put(std::shared_ptr<session_data> d) {
+    std::lock_guard lock(mutex_);
+    map_[d->id] = std::move(d);
+  }
+  void erase(const std::string& id) {
+    std::lock_guard lock(mutex_);
+    map_.erase(id);
+  }
+  std::vector<std::shared_ptr<session_data>> all() const {
+    std::lock_guard lock(mutex_);
+    std::vector<std::shared_ptr<session_data>> out;
+    for (const auto& [id, d] : map_) {
+      out.push_back(d);
+    }
+    return out;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::map<std::string, std::shared_ptr<session_data>> map_;
+};
+
+namespace {
+
 // Messages of the session actor (local: they carry bytes from the reader).
 struct output_msg {
   std::string bytes;
+};
+struct input_msg {
+  std::string bytes;
+};
+struct resize_msg {
+  uint16_t cols = 0;
+  uint16_t rows = 0;
 };
 struct eof_msg {};
 struct end_msg {};
@@ -129,6 +194,8 @@ struct end_msg {};
 }  // namespace troupe::pty
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::pty::output_msg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::pty::input_msg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::pty::resize_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::pty::eof_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::pty::end_msg)
 
@@ -137,6 +204,7 @@ namespace troupe::pty {
 namespace {
 
 using reap_atom = caf::atom_constant<caf::atom("ptyreap")>;
+using flush_atom = caf::atom_constant<caf::atom("ptyflush")>;
 using kill_atom = caf::atom_constant<caf::atom("ptykill")>;
 
 /// Reads a PTY master on an Asio thread and hands its output to the actor.
@@ -191,6 +259,9 @@ struct session_state {
   std::shared_ptr<pty_reader> reader;
   bool ending = false;
   int reap_tries = 0;
+  /// Input the PTY did not take yet (its buffer was full).
+  std::string pending_input;
+  bool flush_armed = false;
   std::shared_ptr<spdlog::logger> log;
   static inline const char* name = "troupe.pty.session";
 };
@@ -208,13 +279,59 @@ void finish(session_actor* self, int status) {
     st.reader->stop();
   }
   st.proc.reset();
-  if (st.ending || status == 0) {
+  const bool done = st.ending || status == 0;
+  const auto notice = json{{"type", done ? "exit" : "notice"},
+                           {"status", status},
+                           {"message", done ? "the session ended (status " +
+                                                  std::to_string(status) + ")"
+                                            : "the shell exited with status " +
+                                                  std::to_string(status) + "; restarting"}}
+                          .dump();
+  st.data->each_viewer([&](terminal_viewer& v) {
+    v.control(notice);
+    if (done) {
+      v.close("session ended");
+    }
+  });
+  if (done) {
     self->quit();  // transient: a normal end is not restarted
     return;
   }
   st.log->warn("session {}: the shell exited with status {}; restarting", st.data->id, status);
   self->quit(caf::make_error(caf::sec::runtime_error,
                              "the shell exited with status " + std::to_string(status)));
+}
+
+/// Input waiting beyond this is dropped: a viewer typing into a program
+/// that reads nothing must not grow the node's memory.
+constexpr size_t pending_input_max = 1u << 20;
+
+void write_input(session_actor* self, std::string bytes) {
+  auto& st = self->state;
+  if (!st.proc) {
+    return;
+  }
+  if (st.pending_input.size() + bytes.size() > pending_input_max) {
+    st.log->warn("session {}: input dropped: the program reads none", st.data->id);
+    return;
+  }
+  st.pending_input += bytes;
+  st.flush_armed = false;
+  while (!st.pending_input.empty()) {
+    auto n = st.proc->write(st.pending_input);
+    if (!n || *n == 0) {
+      break;
+    }
+    {
+      std::lock_guard lock(st.data->mutex);
+      st.data->bytes_in += *n;
+    }
+    st.pending_input.erase(0, *n);
+  }
+  if (!st.pending_input.empty() && !st.flush_armed) {
+    st.flush_armed = true;
+    self->delayed_send(self, std::chrono::milliseconds(5), flush_atom::value);
+  }
 }
 
 void try_reap(session_actor* self) {
@@ -258,10 +375,12 @@ caf::behavior session_behavior(session_actor* self, std::shared_ptr<session_data
     data->rows = data->spec.rows;
     data->screen.feed("", clock::now());
     if (++data->incarnations > 1) {
-      const auto notice = "\r\n[troupe: session restarted after the shell ended]\r\n";
-      data->output.append(notice);
-      data->record('o', notice);
+      data->output.append(restart_notice);
+      data->record('o', restart_notice);
     }
+  }
+  if (data->incarnations > 1) {
+    data->each_viewer([](terminal_viewer& v) { v.output(restart_notice); });
   }
   const int fd = ::dup(st.proc->fd());
   if (fd >= 0) {
@@ -286,11 +405,28 @@ caf::behavior session_behavior(session_actor* self, std::shared_ptr<session_data
   return {
       [self](output_msg& m) {
         auto& d = *self->state.data;
-        std::lock_guard lock(d.mutex);
-        d.bytes_out += m.bytes.size();
-        d.output.append(m.bytes);
-        d.screen.feed(m.bytes, clock::now());
-        d.record('o', std::move(m.bytes));
+        {
+          std::lock_guard lock(d.mutex);
+          d.bytes_out += m.bytes.size();
+          d.output.append(m.bytes);
+          d.screen.feed(m.bytes, clock::now());
+          d.record('o', m.bytes);
+        }
+        d.each_viewer([&](terminal_viewer& v) { v.output(m.bytes); });
+      },
+      [self](input_msg& m) { write_input(self, std::move(m.bytes)); },
+      [self](flush_atom) { write_input(self, {}); },
+      [self](resize_msg& m) {
+        auto& s = self->state;
+        if (!s.proc) {
+          return;
+        }
+        if (auto resized = s.proc->resize(m.cols, m.rows); resized && *resized) {
+          std::lock_guard lock(s.data->mutex);
+          s.data->cols = m.cols;
+          s.data->rows = m.rows;
+          s.data->record('r', std::to_string(m.cols) + "x" + std::to_string(m.rows));
+        }
       },
       [self](eof_msg) { try_reap(self); },
       [self](reap_atom) { try_reap(self); },
@@ -354,7 +490,7 @@ namespace {
 struct manager_state {
   std::shared_ptr<node_context> ctx;
   net::io_context* io = nullptr;
-  std::map<std::string, std::shared_ptr<session_data>> sessions;
+  std::shared_ptr<session_table> sessions;
   std::mt19937_64 rng{std::random_device{}()};
   std::shared_ptr<spdlog::logger> log;
   static inline const char* name = "troupe.pty.manager";
@@ -366,7 +502,7 @@ std::string new_id(manager_state& st) {
   for (;;) {
     char id[16];
     std::snprintf(id, sizeof id, "s-%08x", static_cast<uint32_t>(st.rng()));
-    if (!st.sessions.contains(id)) {
+    if (!st.sessions->contains(id)) {
       return id;
     }
   }
@@ -429,7 +565,7 @@ void create(manager_actor* self, const std::shared_ptr<session_exchange>& x) {
   if (!spec) {
     return x->error(400, "bad_request", spec.err().message);
   }
-  if (st.sessions.size() >= sessions_max) {
+  if (st.sessions->size() >= sessions_max) {
     return x->error(409, "conflict", "this node holds its maximum of sessions");
   }
   auto route = st.ctx->registry.find("sessions/live");
@@ -437,20 +573,20 @@ void create(manager_actor* self, const std::shared_ptr<session_exchange>& x) {
     return x->error(503, "restarting", "the sessions supervisor is restarting; try again");
   }
   auto data = std::make_shared<session_data>(new_id(st), std::move(*spec));
-  st.sessions.emplace(data->id, data);
+  st.sessions->put(data);
   self->request(caf::actor_cast<caf::actor>(route->current), std::chrono::seconds(10),
                 start_child_atom::value, session_child(data, *st.io))
       .then(
           [self, x, data](std::string& type, std::string& body, uint64_t, std::string&) {
             if (type == error_type) {
-              self->state.sessions.erase(data->id);
+              self->state.sessions->erase(data->id);
               auto err = read_error(envelope{type, body, 0, {}});
               return x->error(http_status(err.code), to_string(err.code), err.message);
             }
             x->reply(200, data->info().dump());
           },
           [self, x, data](caf::error& e) {
-            self->state.sessions.erase(data->id);
+            self->state.sessions->erase(data->id);
             x->error(503, "unavailable", "starting the session failed: " + to_string(e));
           });
 }
@@ -462,11 +598,11 @@ void end_session(manager_actor* self, const std::shared_ptr<session_exchange>& x
   if (route && route->current) {
     caf::anon_send(caf::actor_cast<caf::actor>(route->current), end_msg{});
   }
-  {
-    std::lock_guard lock(st.sessions[id]->mutex);
-    st.sessions[id]->phase = "ended";
+  if (auto data = st.sessions->find(id)) {
+    std::lock_guard lock(data->mutex);
+    data->phase = "ended";
   }
-  st.sessions.erase(id);
+  st.sessions->erase(id);
   x->reply(200, json{{"ended", id}}.dump());
 }
 
@@ -509,7 +645,7 @@ void on_exchange(manager_actor* self, const std::shared_ptr<session_exchange>& x
     }
     if (method == "GET") {
       json list = json::array();
-      for (const auto& [id, data] : st.sessions) {
+      for (const auto& data : st.sessions->all()) {
         list.push_back(info_of(st, *data));
       }
       return x->reply(200, json{{"sessions", std::move(list)}}.dump());
@@ -520,12 +656,12 @@ void on_exchange(manager_actor* self, const std::shared_ptr<session_exchange>& x
   const auto slash = path.find('/');
   const std::string id(path.substr(0, slash));
   const auto rest = slash == std::string_view::npos ? std::string_view{} : path.substr(slash);
-  auto it = st.sessions.find(id);
-  if (it == st.sessions.end()) {
+  auto found = st.sessions->find(id);
+  if (!found) {
     return x->error(404, "not_found", "no session '" + id + "'");
   }
   if (rest.empty() && method == "GET") {
-    return x->reply(200, info_of(st, *it->second).dump());
+    return x->reply(200, info_of(st, *found).dump());
   }
   if (rest.empty() && method == "DELETE") {
     return end_session(self, x, id);
@@ -533,13 +669,13 @@ void on_exchange(manager_actor* self, const std::shared_ptr<session_exchange>& x
   if (rest == "/scrollback" && method == "GET") {
     std::string bytes;
     {
-      std::lock_guard lock(it->second->mutex);
-      bytes = it->second->output.contents();
+      std::lock_guard lock(found->mutex);
+      bytes = found->output.contents();
     }
     return x->reply(200, std::move(bytes), "application/octet-stream");
   }
   if (rest == "/cast" && method == "GET") {
-    return x->reply(200, cast_of(*it->second), "application/x-asciicast");
+    return x->reply(200, cast_of(*found), "application/x-asciicast");
   }
   x->error(404, "not_found",
            "no route for " + method + " /v1/sessions/" + id + std::string(rest));
@@ -547,14 +683,16 @@ void on_exchange(manager_actor* self, const std::shared_ptr<session_exchange>& x
 
 }  // namespace
 
-child_spec sessions_child(std::shared_ptr<node_context> ctx, net::io_context& io) {
+child_spec sessions_child(std::shared_ptr<node_context> ctx,
+                          std::shared_ptr<session_table> table, net::io_context& io) {
   auto policy = make_restart_policy(ctx->config.supervisor);
   supervisor_spec family{strategy::one_for_one, policy, {}, 100, 0x5e55};
   child_spec manager;
   manager.name = "manager";
-  manager.start = [ctx, &io](caf::actor_system& system, const std::string&) {
-    return system.spawn([ctx, &io](manager_actor* self) -> caf::behavior {
+  manager.start = [ctx, table, &io](caf::actor_system& system, const std::string&) {
+    return system.spawn([ctx, table, &io](manager_actor* self) -> caf::behavior {
       self->state.ctx = ctx;
+      self->state.sessions = table;
       self->state.io = &io;
       self->state.log = logger("sessions");
       return {[self](exchange_msg& m) { on_exchange(self, m.x); }};
@@ -581,6 +719,54 @@ exchange_handler sessions_entry(std::shared_ptr<node_context> ctx) {
     caf::anon_send(caf::actor_cast<caf::actor>(route->current),
                    exchange_msg{std::make_shared<session_exchange>(std::move(request),
                                                                    std::move(sink))});
+  };
+}
+
+namespace {
+
+/// A viewer's way into its session: messages to whichever incarnation runs.
+class session_port : public terminal_port {
+ public:
+  session_port(std::weak_ptr<node_context> ctx, std::string id)
+      : ctx_(std::move(ctx)), path_("sessions/live/" + id) {}
+  void input(std::string bytes) override { send(input_msg{std::move(bytes)}); }
+  void resize(uint16_t cols, uint16_t rows) override { send(resize_msg{cols, rows}); }
+
+ private:
+  template <class T>
+  void send(T msg) {
+    auto ctx = ctx_.lock();
+    auto route = ctx ? ctx->registry.find(path_) : std::nullopt;
+    if (route && route->current) {
+      caf::anon_send(caf::actor_cast<caf::actor>(route->current), std::move(msg));
+    }
+  }
+  std::weak_ptr<node_context> ctx_;
+  std::string path_;
+};
+
+}  // namespace
+
+std::shared_ptr<session_table> make_session_table() {
+  return std::make_shared<session_table>();
+}
+
+attach_handler sessions_attach(std::shared_ptr<node_context> ctx,
+                               std::shared_ptr<session_table> table) {
+  return [weak = std::weak_ptr<node_context>(ctx), table](
+             const std::string& id,
+             std::shared_ptr<terminal_viewer> viewer) -> expected<std::shared_ptr<terminal_port>> {
+    auto data = table->find(id);
+    if (!data) {
+      return make_error(errc::not_found, "no session '" + id + "'");
+    }
+    {
+      // Under the lock: the recent output goes out before anything newer.
+      std::lock_guard lock(data->mutex);
+      viewer->output(data->output.contents());
+      data->viewers.push_back(viewer);
+    }
+    return std::shared_ptr<terminal_port>(std::make_shared<session_port>(weak, id));
   };
 }
 

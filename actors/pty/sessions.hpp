@@ -14,6 +14,7 @@
 #include <memory>
 
 #include "runtime/node/http_exchange.hpp"
+#include "runtime/node/terminal.hpp"
 #include "runtime/supervisor/supervisor.hpp"
 
 namespace boost::asio {
@@ -26,10 +27,20 @@ struct node_context;
 
 namespace troupe::pty {
 
+/// The node's sessions by id, shared by the manager and the attach handler.
+class session_table;
+[[nodiscard]] std::shared_ptr<session_table> make_session_table();
+
 /// `io` reads the PTYs; it must outlive the actors (the gateway's, which
 /// the node destroys after the actor system).
 [[nodiscard]] child_spec sessions_child(std::shared_ptr<node_context> ctx,
+                                        std::shared_ptr<session_table> table,
                                         boost::asio::io_context& io);
+
+/// What the gateway calls for GET /v1/sessions/{id}/attach once the
+/// WebSocket is up.
+[[nodiscard]] attach_handler sessions_attach(std::shared_ptr<node_context> ctx,
+                                             std::shared_ptr<session_table> table);
 
 /// What the gateway calls for /v1/sessions...: hands the exchange to
 /// `sessions/manager`.

@@ -155,6 +155,8 @@ int run(const node_flags& flags) {
 
   ctx->llm = llm::exchange_entry(ctx);
   ctx->sessions = pty::sessions_entry(ctx);
+  auto session_table = pty::make_session_table();
+  ctx->attach = pty::sessions_attach(ctx, session_table);
 
   // The gateway and the LLM family are declared before the actor system, so
   // destroyed after it: an actor that still holds a client's connection or
@@ -173,7 +175,7 @@ int run(const node_flags& flags) {
   cfg.set("scheduler.max-threads", static_cast<size_t>(ctx->config.node.scheduler_threads));
   caf::actor_system system{cfg};
   auto spec = root_spec(ctx, store, std::move(llm->child),
-                        pty::sessions_child(ctx, (*server)->io_context()));
+                        pty::sessions_child(ctx, session_table, (*server)->io_context()));
   ctx->top_level_children = spec.children.size();
   auto root = spawn_supervisor(system, ctx, "", std::move(spec));
   // Announce the node (the line scripts wait for) once every top-level child

@@ -11,6 +11,7 @@
 #include "runtime/config/node_config.hpp"
 #include "runtime/metrics/metrics.hpp"
 #include "runtime/node/http_exchange.hpp"
+#include "runtime/node/terminal.hpp"
 #include "runtime/supervisor/actor_registry.hpp"
 
 namespace troupe {
@@ -36,6 +37,8 @@ struct node_context {
   exchange_handler llm;
   /// Answers /v1/sessions...; installed by the sessions family.
   exchange_handler sessions;
+  /// Attaches a WebSocket viewer to a session; installed by the sessions family.
+  attach_handler attach;
 };
 
 }  // namespace troupe

@@ -3,12 +3,15 @@
 // spares the siblings, ending a session.
 
 #include <signal.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
 
 #include <catch2/catch.hpp>
 
 #include <nlohmann/json.hpp>
 
 #include "actors/gateway/http_client.hpp"
+#include "actors/gateway/ws_client.hpp"
 #include "tests/integration/node_process.hpp"
 #include "tests/support/wait.hpp"
 
@@ -43,7 +46,109 @@ struct node_fixture {
   node_process node;
 };
 
+/// A WebSocket viewer with a deadline on every wait (a timerfd).
+struct viewer {
+  viewer(const node_process& node, const std::string& id, bool readonly = false) {
+    auto err = ws.connect(*parse_url(node.url()),
+                          "/v1/sessions/" + id + "/attach" + (readonly ? "?readonly=1" : ""),
+                          node.token(), 10000);
+    if (err) {
+      FAIL("attach failed: " << err->message);
+    }
+  }
+  ~viewer() { ::close(timer); }
+
+  /// Reads until the terminal output contains `text` (true) or 10 s pass.
+  bool read_until(const std::string& text) {
+    itimerspec deadline{};
+    deadline.it_value.tv_sec = 10;
+    timerfd_settime(timer, 0, &deadline, nullptr);
+    while (output.find(text) == std::string::npos) {
+      const int fds[] = {timer};
+      auto ev = ws.wait(fds);
+      if (!ev || ev->what != ws_event::kind::message) {
+        return false;
+      }
+      (ev->message.binary ? output : controls) += ev->message.data + (ev->message.binary ? "" : "\n");
+    }
+    return true;
+  }
+  /// Reads until a control message containing `text` arrives.
+  bool control_until(const std::string& text) {
+    itimerspec deadline{};
+    deadline.it_value.tv_sec = 10;
+    timerfd_settime(timer, 0, &deadline, nullptr);
+    while (controls.find(text) == std::string::npos) {
+      const int fds[] = {timer};
+      auto ev = ws.wait(fds);
+      if (!ev || ev->what != ws_event::kind::message) {
+        return false;
+      }
+      (ev->message.binary ? output : controls) += ev->message.data + (ev->message.binary ? "" : "\n");
+    }
+    return true;
+  }
+  void type(const std::string& keys) { REQUIRE_FALSE(ws.write_binary(keys)); }
+
+  ws_client ws;
+  int timer = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC);
+  std::string output;
+  std::string controls;
+};
+
 }  // namespace
+
+TEST_CASE("sessions: attach over WebSocket: echo, resize, read-only, two viewers, bad frames") {
+  node_fixture n;
+  const auto id = n.create({{"command", {"/bin/sh"}}, {"cols", 80}, {"rows", 24}});
+  viewer a(n.node, id);
+  a.type("echo $((6*7))\n");
+  REQUIRE(a.read_until("42"));
+
+  // Resize: the child sees the new size.
+  REQUIRE_FALSE(a.ws.write_text(R"({"type":"resize","cols":100,"rows":40})"));
+  a.type("stty size\n");
+  REQUIRE(a.read_until("40 100"));
+
+  // A second viewer first gets the recent output, then the same bytes as the first.
+  viewer b(n.node, id);
+  REQUIRE(b.read_until("40 100"));
+  a.type("echo shared-$((1+1))\n");
+  CHECK(a.read_until("shared-2"));
+  CHECK(b.read_until("shared-2"));
+
+  // A read-only viewer cannot type.
+  viewer ro(n.node, id, true);
+  ro.type("echo typed-by-$((2+3))\n");
+  CHECK(ro.control_until("read-only"));
+  a.type("echo after\n");
+  REQUIRE(a.read_until("after"));
+  CHECK(n.scrollback(id).find("typed-by-5") == std::string::npos);
+
+  // A bad control frame gets an error frame, and the viewer stays.
+  REQUIRE_FALSE(a.ws.write_text("{not json"));
+  CHECK(a.control_until("unknown control message"));
+  REQUIRE_FALSE(a.ws.write_binary(""));  // a zero-byte write is harmless
+  a.type("echo still-$((3*3))\n");
+  CHECK(a.read_until("still-9"));
+
+  // The shell is killed: the viewer gets a notice and stays attached.
+  REQUIRE(::kill(n.info(id)["pid"].get<pid_t>(), SIGKILL) == 0);
+  CHECK(a.control_until("restarting"));
+  CHECK(a.read_until("session restarted"));
+  a.type("echo back-$((4*4))\n");
+  CHECK(a.read_until("back-16"));
+}
+
+TEST_CASE("sessions: attaching to an unknown session is a 404") {
+  node_fixture n;
+  ws_client ws;
+  auto err = ws.connect(*parse_url(n.node.url()), "/v1/sessions/s-nope/attach", n.node.token(),
+                        10000);
+  REQUIRE(err);
+  REQUIRE(ws.refusal());
+  CHECK(ws.refusal()->status == 404);
+}
 
 TEST_CASE("sessions: a real shell, its scrollback, kill -9 brings it back with the same id") {
   node_fixture n;

@@ -1,0 +1,44 @@
+#pragma once
+
+// A terminal viewer (the gateway's WebSocket) and the session it watches
+// (the sessions family) meet through these two interfaces, so the gateway
+// does not link the family. Both sides are thread-safe.
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "runtime/error.hpp"
+
+namespace troupe {
+
+/// What a session does to a viewer.
+class terminal_viewer {
+ public:
+  virtual ~terminal_viewer() = default;
+  /// Terminal output (a binary frame).
+  virtual void output(std::string bytes) = 0;
+  /// A control message (a text frame), e.g. {"type":"notice",...}.
+  virtual void control(std::string json) = 0;
+  /// Ends the viewer's connection (the session ended, or the viewer is too
+  /// slow); `why` goes in the close frame.
+  virtual void close(std::string why) = 0;
+  /// The viewer went away; the session forgets it.
+  [[nodiscard]] virtual bool gone() const = 0;
+};
+
+/// What a viewer does to its session.
+class terminal_port {
+ public:
+  virtual ~terminal_port() = default;
+  virtual void input(std::string bytes) = 0;
+  virtual void resize(uint16_t cols, uint16_t rows) = 0;
+};
+
+/// Attaches `viewer` to session `id`: it first receives the recent output,
+/// then everything new. Errors: not_found (no such session).
+using attach_handler = std::function<expected<std::shared_ptr<terminal_port>>(
+    const std::string& id, std::shared_ptr<terminal_viewer> viewer)>;
+
+}  // namespace troupe
