@@ -23,6 +23,7 @@
 #include "actors/pty/scrollback.hpp"
 #include "runtime/actor/atoms.hpp"
 #include "runtime/protocol/codec.hpp"
+#include "storage/db.hpp"
 #include "runtime/log/log.hpp"
 #include "runtime/node/node_context.hpp"
 #include "runtime/node/terminal.hpp"
@@ -45,6 +46,8 @@ constexpr int reap_tries_max = 200;
 /// Sessions one node holds.
 constexpr size_t sessions_max = 10000;
 /// What viewers (and the scrollback) see when a session comes back.
+constexpr const char* node_restart_notice =
+    "\r\n[troupe: the node restarted; this session was started again]\r\n";
 constexpr const char* restart_notice = "\r\n[troupe: session restarted after the shell ended]\r\n";
 /// No output for this long: "idle".
 constexpr std::chrono::milliseconds idle_after{5000};
@@ -87,6 +90,45 @@ struct session_data {
   uint64_t bytes_out = 0;
   uint32_t incarnations = 0;
   std::vector<std::shared_ptr<terminal_viewer>> viewers;
+
+  // A persistent session's output also goes to the store, in chunks
+  // "sb/<id>/<seq>", the oldest dropped past the scrollback size.
+  std::shared_ptr<db> store;
+  uint64_t next_chunk = 0;
+  std::deque<std::pair<uint64_t, size_t>> chunks;
+  size_t chunk_bytes = 0;
+
+  void persist_output(std::string_view bytes) {
+    if (!store || !spec.persistent || bytes.empty()) {
+      return;
+    }
+    char seq[17];
+    std::snprintf(seq, sizeof seq, "%016llx", static_cast<unsigned long long>(next_chunk));
+    if (auto put = store->put(column::sessions, "sb/" + id + "/" + seq, bytes); !put) {
+      return;  // the memory copy stays; the next chunk tries again
+    }
+    chunks.emplace_back(next_chunk++, bytes.size());
+    chunk_bytes += bytes.size();
+    while (chunk_bytes > scrollback_bytes && chunks.size() > 1) {
+      std::snprintf(seq, sizeof seq, "%016llx", static_cast<unsigned long long>(chunks.front().first));
+      (void)store->remove(column::sessions, "sb/" + id + "/" + seq);
+      chunk_bytes -= chunks.front().second;
+      chunks.pop_front();
+    }
+  }
+
+  /// Forgets the session in the store (it ended, or was ended).
+  void unpersist() {
+    if (!store || !spec.persistent) {
+      return;
+    }
+    (void)store->remove(column::sessions, "desc/" + id);
+    if (auto rows = store->scan_prefix(column::sessions, "sb/" + id + "/", 0, 1'000'000)) {
+      for (const auto& [key, value] : *rows) {
+        (void)store->remove(column::sessions, key);
+      }
+    }
+  }
 
   /// Sends to every viewer; forgets those that went away. Call unlocked.
   template <class F>
@@ -205,6 +247,7 @@ namespace {
 
 using reap_atom = caf::atom_constant<caf::atom("ptyreap")>;
 using flush_atom = caf::atom_constant<caf::atom("ptyflush")>;
+using restore_atom = caf::atom_constant<caf::atom("ptyrestore")>;
 using kill_atom = caf::atom_constant<caf::atom("ptykill")>;
 
 /// Reads a PTY master on an Asio thread and hands its output to the actor.
@@ -294,6 +337,7 @@ void finish(session_actor* self, int status) {
     }
   });
   if (done) {
+    st.data->unpersist();
     self->quit();  // transient: a normal end is not restarted
     return;
   }
@@ -411,6 +455,7 @@ caf::behavior session_behavior(session_actor* self, std::shared_ptr<session_data
           d.output.append(m.bytes);
           d.screen.feed(m.bytes, clock::now());
           d.record('o', m.bytes);
+          d.persist_output(m.bytes);
         }
         d.each_viewer([&](terminal_viewer& v) { v.output(m.bytes); });
       },
@@ -491,6 +536,7 @@ struct manager_state {
   std::shared_ptr<node_context> ctx;
   net::io_context* io = nullptr;
   std::shared_ptr<session_table> sessions;
+  std::shared_ptr<db> store;
   std::mt19937_64 rng{std::random_device{}()};
   std::shared_ptr<spdlog::logger> log;
   static inline const char* name = "troupe.pty.manager";
@@ -559,6 +605,36 @@ child_spec session_child(std::shared_ptr<session_data> data, net::io_context& io
   return child;
 }
 
+/// A session's description as stored (and as POST /v1/sessions takes it).
+json describe(const session_spec& s) {
+  return json{{"command", s.command}, {"cwd", s.cwd}, {"env", s.env}, {"cols", s.cols},
+              {"rows", s.rows},       {"name", s.name}, {"persistent", s.persistent}};
+}
+
+/// Starts the session's actor under sessions/live; `done` gets nullopt or why not.
+void launch(manager_actor* self, const std::shared_ptr<session_data>& data,
+            const caf::actor& live,
+            std::function<void(const std::optional<error>&)> done) {
+  auto& st = self->state;
+  st.sessions->put(data);
+  self->request(live, std::chrono::seconds(10), start_child_atom::value,
+                session_child(data, *st.io))
+      .then(
+          [self, data, done](std::string& type, std::string& body, uint64_t, std::string&) {
+            if (type == error_type) {
+              self->state.sessions->erase(data->id);
+              data->unpersist();
+              return done(read_error(envelope{type, body, 0, {}}));
+            }
+            done(std::nullopt);
+          },
+          [self, data, done](caf::error& e) {
+            self->state.sessions->erase(data->id);
+            data->unpersist();
+            done(make_error(errc::unavailable, "starting the session failed: " + to_string(e)));
+          });
+}
+
 void create(manager_actor* self, const std::shared_ptr<session_exchange>& x) {
   auto& st = self->state;
   auto spec = parse_spec(x->req.body);
@@ -573,22 +649,68 @@ void create(manager_actor* self, const std::shared_ptr<session_exchange>& x) {
     return x->error(503, "restarting", "the sessions supervisor is restarting; try again");
   }
   auto data = std::make_shared<session_data>(new_id(st), std::move(*spec));
-  st.sessions->put(data);
-  self->request(caf::actor_cast<caf::actor>(route->current), std::chrono::seconds(10),
-                start_child_atom::value, session_child(data, *st.io))
-      .then(
-          [self, x, data](std::string& type, std::string& body, uint64_t, std::string&) {
-            if (type == error_type) {
-              self->state.sessions->erase(data->id);
-              auto err = read_error(envelope{type, body, 0, {}});
-              return x->error(http_status(err.code), to_string(err.code), err.message);
-            }
-            x->reply(200, data->info().dump());
-          },
-          [self, x, data](caf::error& e) {
-            self->state.sessions->erase(data->id);
-            x->error(503, "unavailable", "starting the session failed: " + to_string(e));
-          });
+  data->store = st.store;
+  if (data->spec.persistent && st.store) {
+    if (auto put = st.store->put(column::sessions, "desc/" + data->id, describe(data->spec).dump());
+        !put) {
+      return x->error(503, "unavailable", "the session could not be stored: " + put.err().message);
+    }
+  }
+  launch(self, data, route->current, [x, data](const std::optional<error>& err) {
+    if (err) {
+      return x->error(http_status(err->code), to_string(err->code), err->message);
+    }
+    x->reply(200, data->info().dump());
+  });
+}
+
+/// Persistent sessions of an earlier run come back, with their scrollback.
+void restore(manager_actor* self) {
+  auto& st = self->state;
+  if (!st.store) {
+    return;
+  }
+  auto route = st.ctx->registry.find("sessions/live");
+  if (!route || !route->current) {
+    self->delayed_send(self, std::chrono::milliseconds(20), restore_atom::value);
+    return;
+  }
+  auto descs = st.store->scan_prefix(column::sessions, "desc/", 0, sessions_max);
+  if (!descs) {
+    st.log->error("persistent sessions could not be read: {}", descs.err().message);
+    return;
+  }
+  for (const auto& [key, value] : *descs) {
+    const auto id = key.substr(5);
+    auto spec = parse_spec(value);
+    if (!spec) {
+      st.log->error("session {}: its stored description is unreadable ({}); skipped", id,
+                    spec.err().message);
+      continue;
+    }
+    spec->persistent = true;
+    auto data = std::make_shared<session_data>(id, std::move(*spec));
+    data->store = st.store;
+    if (auto rows = st.store->scan_prefix(column::sessions, "sb/" + id + "/", 0, 1'000'000)) {
+      for (const auto& [chunk_key, bytes] : *rows) {
+        data->output.append(bytes);
+        data->record('o', bytes);
+        data->chunks.emplace_back(std::stoull(chunk_key.substr(chunk_key.rfind('/') + 1), nullptr, 16),
+                                  bytes.size());
+        data->chunk_bytes += bytes.size();
+      }
+      data->next_chunk = data->chunks.empty() ? 0 : data->chunks.back().first + 1;
+    }
+    data->output.append(node_restart_notice);
+    data->record('o', node_restart_notice);
+    st.sessions->put(data);
+    launch(self, data, route->current, [self, id](const std::optional<error>& err) {
+      if (err) {
+        self->state.log->error("session {} did not come back: {}", id, err->message);
+      }
+    });
+    st.log->info("session {} restored after the node restart", id);
+  }
 }
 
 void end_session(manager_actor* self, const std::shared_ptr<session_exchange>& x,
@@ -599,8 +721,11 @@ void end_session(manager_actor* self, const std::shared_ptr<session_exchange>& x
     caf::anon_send(caf::actor_cast<caf::actor>(route->current), end_msg{});
   }
   if (auto data = st.sessions->find(id)) {
-    std::lock_guard lock(data->mutex);
-    data->phase = "ended";
+    {
+      std::lock_guard lock(data->mutex);
+      data->phase = "ended";
+    }
+    data->unpersist();
   }
   st.sessions->erase(id);
   x->reply(200, json{{"ended", id}}.dump());
@@ -684,18 +809,26 @@ void on_exchange(manager_actor* self, const std::shared_ptr<session_exchange>& x
 }  // namespace
 
 child_spec sessions_child(std::shared_ptr<node_context> ctx,
-                          std::shared_ptr<session_table> table, net::io_context& io) {
+                          std::shared_ptr<session_table> table, std::shared_ptr<db> store,
+                          net::io_context& io) {
   auto policy = make_restart_policy(ctx->config.supervisor);
   supervisor_spec family{strategy::one_for_one, policy, {}, 100, 0x5e55};
   child_spec manager;
   manager.name = "manager";
-  manager.start = [ctx, table, &io](caf::actor_system& system, const std::string&) {
-    return system.spawn([ctx, table, &io](manager_actor* self) -> caf::behavior {
+  manager.start = [ctx, table, store, &io](caf::actor_system& system, const std::string&) {
+    return system.spawn([ctx, table, store, &io](manager_actor* self) -> caf::behavior {
       self->state.ctx = ctx;
       self->state.sessions = table;
+      self->state.store = store;
+      if (table->size() == 0) {
+        self->send(self, restore_atom::value);  // first start of the node's manager
+      }
       self->state.io = &io;
       self->state.log = logger("sessions");
-      return {[self](exchange_msg& m) { on_exchange(self, m.x); }};
+      return {
+          [self](exchange_msg& m) { on_exchange(self, m.x); },
+          [self](restore_atom) { restore(self); },
+      };
     });
   };
   family.children.push_back(std::move(manager));

@@ -23,6 +23,7 @@ class io_context;
 
 namespace troupe {
 struct node_context;
+class db;
 }
 
 namespace troupe::pty {
@@ -33,9 +34,11 @@ class session_table;
 
 /// `io` reads the PTYs; it must outlive the actors (the gateway's, which
 /// the node destroys after the actor system).
+/// `store` keeps persistent sessions (description and scrollback) so they
+/// come back after a node restart.
 [[nodiscard]] child_spec sessions_child(std::shared_ptr<node_context> ctx,
                                         std::shared_ptr<session_table> table,
-                                        boost::asio::io_context& io);
+                                        std::shared_ptr<db> store, boost::asio::io_context& io);
 
 /// What the gateway calls for GET /v1/sessions/{id}/attach once the
 /// WebSocket is up.

@@ -175,7 +175,7 @@ int run(const node_flags& flags) {
   cfg.set("scheduler.max-threads", static_cast<size_t>(ctx->config.node.scheduler_threads));
   caf::actor_system system{cfg};
   auto spec = root_spec(ctx, store, std::move(llm->child),
-                        pty::sessions_child(ctx, session_table, (*server)->io_context()));
+                        pty::sessions_child(ctx, session_table, store, (*server)->io_context()));
   ctx->top_level_children = spec.children.size();
   auto root = spawn_supervisor(system, ctx, "", std::move(spec));
   // Announce the node (the line scripts wait for) once every top-level child

@@ -215,3 +215,47 @@ TEST_CASE("sessions: bad requests get clear errors") {
   CHECK(n.call("POST", "/v1/sessions", R"({"cols": 0})").status == 400);
   CHECK(n.call("PUT", "/v1/sessions").status == 405);
 }
+
+TEST_CASE("sessions: after a node SIGKILL and restart, persistent sessions come back with scrollback") {
+  temp_dir data;
+  std::string kept;
+  std::string dropped;
+  {
+    node_process node({{}, {}, data.path()});
+    REQUIRE(node.started());
+    auto http = http_client(*parse_url(node.url()), node.token(), 10000);
+    auto create = [&](bool persistent, const std::string& word) {
+      json spec{{"command", {"/bin/sh", "-c", "echo " + word + "-$((2*21)); exec sleep 60"}},
+                {"persistent", persistent}};
+      auto r = http.request("POST", "/v1/sessions", spec.dump());
+      REQUIRE(r);
+      REQUIRE(r->status == 200);
+      return json::parse(r->body)["id"].get<std::string>();
+    };
+    kept = create(true, "kept");
+    dropped = create(false, "dropped");
+    REQUIRE(wait_until([&] {
+      auto r = http.request("GET", "/v1/sessions/" + kept + "/scrollback");
+      return r && r->body.find("kept-42") != std::string::npos;
+    }));
+    CHECK(node.stop(SIGKILL) == 128 + SIGKILL);
+  }
+  node_process again({{}, {}, data.path()});
+  REQUIRE(again.started());
+  auto http = http_client(*parse_url(again.url()), again.token(), 10000);
+  auto list = http.request("GET", "/v1/sessions");
+  REQUIRE(list);
+  const auto sessions = json::parse(list->body)["sessions"];
+  REQUIRE(sessions.size() == 1);
+  CHECK(sessions[0]["id"] == kept);
+  CHECK(sessions[0]["persistent"] == true);
+  // The old output, a notice, and the new shell's output.
+  REQUIRE(wait_until([&] {
+    auto r = http.request("GET", "/v1/sessions/" + kept + "/scrollback");
+    return r && r->body.find("node restarted") != std::string::npos &&
+           r->body.find("kept-42") != r->body.rfind("kept-42");
+  }));
+  CHECK(http.request("GET", "/v1/sessions/" + dropped)->status == 404);
+  // Ending it forgets it for good.
+  CHECK(http.request("DELETE", "/v1/sessions/" + kept)->status == 200);
+}
