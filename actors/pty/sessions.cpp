@@ -38,8 +38,6 @@ namespace net = boost::asio;
 
 /// Output kept per session in memory (and replayed to new viewers).
 constexpr size_t scrollback_bytes = 1u << 20;
-/// Time a shell gets after SIGHUP before SIGKILL.
-constexpr std::chrono::milliseconds hangup_grace{2000};
 /// EIO on the master can come a moment before the child can be reaped.
 constexpr std::chrono::milliseconds reap_retry{10};
 constexpr int reap_tries_max = 200;
@@ -49,8 +47,6 @@ constexpr size_t sessions_max = 10000;
 constexpr const char* node_restart_notice =
     "\r\n[troupe: the node restarted; this session was started again]\r\n";
 constexpr const char* restart_notice = "\r\n[troupe: session restarted after the shell ended]\r\n";
-/// No output for this long: "idle".
-constexpr std::chrono::milliseconds idle_after{5000};
 
 }  // namespace
 
@@ -67,8 +63,14 @@ struct session_spec {
 /// What a session keeps across its incarnations (and what the manager
 /// reports): shared by the actor, its reader and the manager, so guarded.
 struct session_data {
-  session_data(std::string i, session_spec s)
-      : id(std::move(i)), spec(std::move(s)), screen(idle_after), created(clock::now()) {}
+  session_data(std::string i, session_spec s, const sessions_section& cfg)
+      : id(std::move(i)),
+        spec(std::move(s)),
+        screen(std::chrono::milliseconds(cfg.idle_after_ms), cfg.prompt_regex),
+        created(clock::now()),
+        last_activity(created),
+        hangup_grace(cfg.hangup_grace_ms),
+        idle_timeout(std::chrono::seconds(cfg.idle_timeout_s)) {}
 
   const std::string id;
   const session_spec spec;
@@ -81,6 +83,11 @@ struct session_data {
   size_t cast_bytes = 0;
   screen_state screen;
   clock::time_point created;
+  /// Last output or input: what the idle timeout measures.
+  clock::time_point last_activity;
+  const std::chrono::milliseconds hangup_grace;
+  /// 0: never.
+  const std::chrono::seconds idle_timeout;
   pid_t pid = 0;
   std::string phase = "starting";  // starting, running, exited, restarting, ended
   std::optional<int> exit_status;
@@ -248,6 +255,7 @@ namespace {
 using reap_atom = caf::atom_constant<caf::atom("ptyreap")>;
 using flush_atom = caf::atom_constant<caf::atom("ptyflush")>;
 using restore_atom = caf::atom_constant<caf::atom("ptyrestore")>;
+using idle_atom = caf::atom_constant<caf::atom("ptyidle")>;
 using kill_atom = caf::atom_constant<caf::atom("ptykill")>;
 
 /// Reads a PTY master on an Asio thread and hands its output to the actor.
@@ -369,6 +377,7 @@ void write_input(session_actor* self, std::string bytes) {
     {
       std::lock_guard lock(st.data->mutex);
       st.data->bytes_in += *n;
+      st.data->last_activity = clock::now();
     }
     st.pending_input.erase(0, *n);
   }
@@ -426,6 +435,9 @@ caf::behavior session_behavior(session_actor* self, std::shared_ptr<session_data
   if (data->incarnations > 1) {
     data->each_viewer([](terminal_viewer& v) { v.output(restart_notice); });
   }
+  if (data->idle_timeout.count() > 0) {
+    self->delayed_send(self, data->idle_timeout, idle_atom::value);
+  }
   const int fd = ::dup(st.proc->fd());
   if (fd >= 0) {
     st.reader = std::make_shared<pty_reader>(io, fd, caf::actor_cast<caf::actor>(self));
@@ -452,6 +464,7 @@ caf::behavior session_behavior(session_actor* self, std::shared_ptr<session_data
         {
           std::lock_guard lock(d.mutex);
           d.bytes_out += m.bytes.size();
+          d.last_activity = clock::now();
           d.output.append(m.bytes);
           d.screen.feed(m.bytes, clock::now());
           d.record('o', m.bytes);
@@ -480,8 +493,32 @@ caf::behavior session_behavior(session_actor* self, std::shared_ptr<session_data
         s.ending = true;
         if (s.proc) {
           s.proc->signal_group(SIGHUP);
-          self->delayed_send(self, hangup_grace, kill_atom::value);
+          self->delayed_send(self, s.data->hangup_grace, kill_atom::value);
         }
+      },
+      [self](idle_atom) {
+        auto& s = self->state;
+        const auto timeout = s.data->idle_timeout;
+        clock::time_point last;
+        {
+          std::lock_guard lock(s.data->mutex);
+          last = s.data->last_activity;
+        }
+        if (s.ending || !s.proc) {
+          return;
+        }
+        if (clock::now() - last >= timeout) {
+          s.log->info("session {}: idle for {} s; ending it", s.data->id, timeout.count());
+          s.data->each_viewer([](terminal_viewer& v) {
+            v.control(R"({"type":"notice","message":"idle timeout: the session ends"})");
+          });
+          self->send(self, end_msg{});
+          return;
+        }
+        self->delayed_send(self, std::min<clock::duration>(timeout - (clock::now() - last) +
+                                                               std::chrono::milliseconds(10),
+                                                           timeout),
+                           idle_atom::value);
       },
       [self](kill_atom) {
         if (self->state.proc) {
@@ -648,7 +685,7 @@ void create(manager_actor* self, const std::shared_ptr<session_exchange>& x) {
   if (!route || !route->current) {
     return x->error(503, "restarting", "the sessions supervisor is restarting; try again");
   }
-  auto data = std::make_shared<session_data>(new_id(st), std::move(*spec));
+  auto data = std::make_shared<session_data>(new_id(st), std::move(*spec), st.ctx->config.sessions);
   data->store = st.store;
   if (data->spec.persistent && st.store) {
     if (auto put = st.store->put(column::sessions, "desc/" + data->id, describe(data->spec).dump());
@@ -689,7 +726,7 @@ void restore(manager_actor* self) {
       continue;
     }
     spec->persistent = true;
-    auto data = std::make_shared<session_data>(id, std::move(*spec));
+    auto data = std::make_shared<session_data>(id, std::move(*spec), st.ctx->config.sessions);
     data->store = st.store;
     if (auto rows = st.store->scan_prefix(column::sessions, "sb/" + id + "/", 0, 1'000'000)) {
       for (const auto& [chunk_key, bytes] : *rows) {

@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstring>
 #include <limits>
+#include <regex>
 #include <string_view>
 #include <variant>
 #include <vector>
@@ -229,6 +230,15 @@ std::optional<std::string> check_aliases(std::string_view text) {
   return std::nullopt;
 }
 
+std::optional<std::string> check_regex(std::string_view text) {
+  try {
+    std::regex compiled{std::string(text)};
+  } catch (const std::regex_error& e) {
+    return std::string("not a valid regular expression: ") + e.what();
+  }
+  return std::nullopt;
+}
+
 constexpr double hour_ms = 3'600'000;
 constexpr double day_ms = 86'400'000;
 constexpr double gib = 1u << 30;
@@ -305,6 +315,10 @@ constexpr std::array key_table{
     text(TROUPE_SUBKEY(llm, anthropic, base_url), {}, check_url, "Anthropic API base URL"),
     secret(TROUPE_SUBKEY(llm, anthropic, api_key), check_token_or_empty, "upstream API key"),
     text(TROUPE_SUBKEY(llm, anthropic, version), {}, check_not_empty, "default anthropic-version"),
+    number(TROUPE_KEY(sessions, idle_timeout_s), between(0, 365 * 86400), "idle end; 0: never"),
+    number(TROUPE_KEY(sessions, idle_after_ms), between(1, day_ms), "quiet time that is idle"),
+    text(TROUPE_KEY(sessions, prompt_regex), {}, check_regex, "cursor line of a waiting shell"),
+    number(TROUPE_KEY(sessions, hangup_grace_ms), between(1, hour_ms), "SIGHUP to SIGKILL"),
 };
 
 #undef TROUPE_KEY

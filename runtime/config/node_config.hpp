@@ -187,6 +187,18 @@ struct llm_anthropic_section {
   std::string version = "2023-06-01";
 };
 
+struct sessions_section {
+  /// A session without output or input for this long is ended; 0: never.
+  uint32_t idle_timeout_s = 0;
+  /// No output for this long and a session reports "idle".
+  uint32_t idle_after_ms = 5000;
+  /// A session whose cursor line matches this (ECMAScript) and is quiet
+  /// reports "waiting" (for input).
+  std::string prompt_regex = "[$#>%] ?$";
+  /// Time a shell gets between SIGHUP and SIGKILL when its session ends.
+  uint32_t hangup_grace_ms = 2000;
+};
+
 struct node_config {
   node_section node;
   gateway_section gateway;
@@ -200,6 +212,7 @@ struct node_config {
   cache_section cache;
   llm_section llm;
   llm_anthropic_section llm_anthropic;
+  sessions_section sessions;
 };
 
 /// Where configuration comes from; later sources beat earlier ones:

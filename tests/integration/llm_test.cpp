@@ -75,6 +75,16 @@ struct gateway_fixture {
     REQUIRE(r->status == 200);
   }
 
+  /// The answer reaches the client before the cache has stored it (the
+  /// store is asynchronous): wait until `count` answers were stored.
+  void wait_cached(int count) {
+    auto http = client_for(node.url(), node.token());
+    REQUIRE(wait_until([&] {
+      auto r = http.request("GET", "/v1/cache");
+      return r && r->status == 200 && json::parse(r->body)["puts"].get<int>() >= count;
+    }));
+  }
+
   json usage() {
     auto http = client_for(node.url(), node.token());
     auto r = http.request("GET", "/v1/usage");
@@ -136,6 +146,7 @@ TEST_CASE("llm: a whole answer passes through, and the repeat comes from cache")
   const auto message = json::parse(first.body);
   CHECK(message["type"] == "message");
   CHECK(text_of(message).find("explain supervision trees") != std::string::npos);
+  gw.wait_cached(1);
 
   // Same question, other key order, other metadata, stream field spelled
   // out: the same canonical request.
@@ -178,6 +189,7 @@ TEST_CASE("llm: a stream is forwarded as SSE and replayed event for event") {
   REQUIRE(events.size() >= 6);
   CHECK(events.front().first == "message_start");
   CHECK(events.back().first == "message_stop");
+  gw.wait_cached(1);
 
   auto replay = gw.messages(question("stream a long answer about mailboxes and actors", true));
   CHECK(header(replay, "x-troupe-cache") == "hit");
@@ -197,6 +209,7 @@ TEST_CASE("llm: a stream is forwarded as SSE and replayed event for event") {
 
   // And a whole cached answer streams to a streaming client.
   REQUIRE(gw.messages(question("whole first")).status == 200);
+  gw.wait_cached(2);
   auto synthesized = gw.messages(question("whole first", true));
   CHECK(header(synthesized, "x-troupe-cache") == "hit");
   const auto synthesized_events = events_of(synthesized.body);
@@ -212,6 +225,7 @@ TEST_CASE("llm: cache control headers, sampling and file dependencies") {
   const http_client::headers depends{{"x-troupe-depends-on", file}};
 
   CHECK(header(gw.messages(question("review main.cpp"), depends), "x-troupe-cache") == "miss");
+  gw.wait_cached(1);
   CHECK(header(gw.messages(question("review main.cpp"), depends), "x-troupe-cache") == "hit");
   std::ofstream(file, std::ios::app) << "\n// edited";
   CHECK(header(gw.messages(question("review main.cpp"), depends), "x-troupe-cache") == "miss");
@@ -287,6 +301,7 @@ TEST_CASE("llm: an OpenAI-compatible local server and then a stale answer are th
   gateway_fixture gw(env_map{{"TROUPE_LLM_LOCAL_BASE_URL", local->url()},
                       {"TROUPE_LLM_LOCAL_MODEL", "llama-local"}});
   REQUIRE(gw.messages(question("cached before the outage")).status == 200);
+  gw.wait_cached(1);
 
   gw.mock_faults({{"faults", {{{"kind", "overloaded"}}}}, {"mode", "always"}});
   auto r = gw.messages(question("during the outage", true));
@@ -403,6 +418,7 @@ TEST_CASE("llm: the limiter queues instead of refusing, within its bounds") {
                       {"TROUPE_LLM_QUEUE_TIMEOUT_MS", "1500"}});
   CHECK(gw.messages(question("one")).status == 200);
   CHECK(gw.messages(question("two")).status == 200);
+  gw.wait_cached(2);
 
   // The bucket is empty: the next request waits in the queue (and times
   // out there), while one more finds the queue full.
@@ -429,6 +445,7 @@ TEST_CASE("llm: the limiter queues instead of refusing, within its bounds") {
 TEST_CASE("llm: a spent budget stops upstream calls with a clear error; the cache still answers") {
   gateway_fixture gw(env_map{{"TROUPE_LLM_BUDGET_TOKENS", "10"}});
   REQUIRE(gw.messages(question("the first question spends the budget")).status == 200);
+  gw.wait_cached(1);
   auto stopped = gw.messages(question("one more"));
   CHECK(stopped.status == 429);
   CHECK(header(stopped, "x-should-retry") == "false");

@@ -243,10 +243,13 @@ TEST_CASE("sessions: after a node SIGKILL and restart, persistent sessions come 
   node_process again({{}, {}, data.path()});
   REQUIRE(again.started());
   auto http = http_client(*parse_url(again.url()), again.token(), 10000);
-  auto list = http.request("GET", "/v1/sessions");
-  REQUIRE(list);
-  const auto sessions = json::parse(list->body)["sessions"];
-  REQUIRE(sessions.size() == 1);
+  // Restoring runs right after start-up.
+  json sessions;
+  REQUIRE(wait_until([&] {
+    auto list = http.request("GET", "/v1/sessions");
+    sessions = list ? json::parse(list->body)["sessions"] : json::array();
+    return sessions.size() == 1;
+  }));
   CHECK(sessions[0]["id"] == kept);
   CHECK(sessions[0]["persistent"] == true);
   // The old output, a notice, and the new shell's output.
@@ -258,4 +261,47 @@ TEST_CASE("sessions: after a node SIGKILL and restart, persistent sessions come 
   CHECK(http.request("GET", "/v1/sessions/" + dropped)->status == 404);
   // Ending it forgets it for good.
   CHECK(http.request("DELETE", "/v1/sessions/" + kept)->status == 200);
+}
+
+TEST_CASE("sessions: an idle session is ended after sessions.idle_timeout_s") {
+  node_fixture n(std::map<std::string, std::string>{{"TROUPE_SESSIONS_IDLE_TIMEOUT_S", "1"}});
+  const auto id = n.create({{"command", {"/bin/sh", "-c", "exec sleep 60"}}});
+  REQUIRE(wait_until([&] { return n.info(id)["state"] == "exited"; },
+                     std::chrono::seconds(10)));
+  CHECK_FALSE(n.info(id)["exit_status"].is_null());
+  CHECK(n.info(id)["restarts"] == 0);  // ended, not crashed: not restarted
+}
+
+TEST_CASE("sessions: troupectl session attach works in a real terminal (tmux)") {
+  if (run_process({"/usr/bin/env", "tmux", "-V"}).exit_code != 0) {
+    WARN("tmux is not installed (scripts/install-deps installs it); skipped");
+    return;
+  }
+  node_fixture n;
+  const auto id = n.create({{"command", {"/bin/sh"}}});
+  temp_dir dir;
+  const auto socket = dir.path() + "/tmux.sock";
+  auto tmux = [&](std::vector<std::string> args) {
+    std::vector<std::string> argv{"/usr/bin/env", "tmux", "-S", socket, "-f", "/dev/null"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return run_process(argv);
+  };
+  REQUIRE(tmux({"new-session", "-d", "-s", "t", "-x", "100", "-y", "30", "/bin/sh"}).exit_code ==
+          0);
+  auto pane = [&] { return tmux({"capture-pane", "-p", "-t", "t"}).out; };
+  const auto attach = troupectl_binary() + " --url " + n.node.url() + " --token " +
+                      n.node.token() + " session attach " + id;
+  tmux({"send-keys", "-t", "t", attach, "Enter"});
+  REQUIRE(wait_until([&] { return pane().find("detach with Ctrl-]") != std::string::npos; }));
+  tmux({"send-keys", "-t", "t", "echo hi-$((5*5))", "Enter"});
+  CHECK(wait_until([&] { return pane().find("hi-25") != std::string::npos; }));
+  tmux({"send-keys", "-t", "t", "stty size", "Enter"});
+  CHECK(wait_until([&] { return pane().find("30 100") != std::string::npos; }));
+  tmux({"send-keys", "-t", "t", "C-]", ""});
+  CHECK(wait_until([&] { return pane().find("detached") != std::string::npos; }));
+  // The terminal is back to normal: the outer shell echoes and runs commands.
+  tmux({"send-keys", "-t", "t", "echo outer-$((7*6))", "Enter"});
+  CHECK(wait_until([&] { return pane().find("outer-42") != std::string::npos; }));
+  tmux({"kill-server"});
+  CHECK(n.info(id)["state"] != "exited");  // detaching leaves the session running
 }
