@@ -281,11 +281,11 @@ class pty_reader : public std::enable_shared_from_this<pty_reader> {
     if (stopped_) {
       return;
     }
-    stream_.async_read_some(net::buffer(buffer_),
+    stream_.async_read_some(net::buffer(buffer_.get(), buffer_bytes),
                             [self = shared_from_this()](boost::system::error_code ec, size_t n) {
                               if (n > 0) {
                                 caf::anon_send(self->owner_,
-                                               output_msg{std::string(self->buffer_.data(), n)});
+                                               output_msg{std::string(self->buffer_.get(), n)});
                               }
                               if (ec) {
                                 // EIO: the last process holding the terminal ended.
@@ -300,7 +300,9 @@ class pty_reader : public std::enable_shared_from_this<pty_reader> {
 
   net::posix::stream_descriptor stream_;
   caf::actor owner_;
-  std::array<char, 65536> buffer_{};
+  /// Not zero-filled: an idle session's buffer costs no resident memory.
+  static constexpr size_t buffer_bytes = 16384;
+  std::unique_ptr<char[]> buffer_ = std::make_unique_for_overwrite<char[]>(buffer_bytes);
   bool stopped_ = false;
 };
 
