@@ -91,6 +91,10 @@ class ws_viewer : public terminal_viewer {
     auto s = session_.lock();
     return !s || s->gone.load();
   }
+  size_t backlog() const override {
+    auto s = session_.lock();
+    return s ? s->backlog.load(std::memory_order_relaxed) : 0;
+  }
 
  private:
   std::weak_ptr<Session> session_;
@@ -134,6 +138,8 @@ class ws_session : public std::enable_shared_from_this<ws_session> {
       self->enqueue(binary, std::move(d));
     });
   }
+  /// Bytes queued and not yet written (what the session's backpressure reads).
+  std::atomic<size_t> backlog{0};
   void post_close(std::string why) {
     net::post(ws_.get_executor(), [self = shared_from_this(), why = std::move(why)]() mutable {
       self->close_after_ = std::move(why);
@@ -181,7 +187,11 @@ class ws_session : public std::enable_shared_from_this<ws_session> {
 
   void on_read(beast::error_code ec, size_t) {
     if (ec) {
+      // The viewer left, broke the protocol or sent a frame over the limit
+      // (Beast answers 1009 then): either way this connection is done.
       gone = true;
+      beast::error_code ignored;
+      beast::get_lowest_layer(ws_).socket().shutdown(tcp::socket::shutdown_both, ignored);
       return;
     }
     auto data = beast::buffers_to_string(buffer_.data());
@@ -219,9 +229,10 @@ class ws_session : public std::enable_shared_from_this<ws_session> {
     }
   }
 
-  void enqueue(bool binary, std::string data) {
+  /// False when the data was not queued (closed, empty, or over the bound).
+  bool enqueue(bool binary, std::string data) {
     if (gone || data.empty()) {
-      return;
+      return false;
     }
     queued_ += data.size();
     if (queued_ > queue_bytes_max) {
@@ -229,12 +240,14 @@ class ws_session : public std::enable_shared_from_this<ws_session> {
       server_.log->warn("closing a viewer of session {} that does not keep up", id_);
       gone = true;
       beast::get_lowest_layer(ws_).close();
-      return;
+      return false;
     }
+    backlog.fetch_add(data.size(), std::memory_order_relaxed);
     queue_.emplace_back(binary, std::move(data));
     if (accepted_ && !writing_) {
       write_next();
     }
+    return true;
   }
 
   void write_next() {
@@ -247,6 +260,7 @@ class ws_session : public std::enable_shared_from_this<ws_session> {
   void on_write(beast::error_code ec, size_t) {
     writing_ = false;
     queued_ -= queue_.front().second.size();
+    backlog.fetch_sub(queue_.front().second.size(), std::memory_order_relaxed);
     queue_.pop_front();
     if (ec) {
       gone = true;

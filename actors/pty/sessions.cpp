@@ -9,10 +9,12 @@
 #include <map>
 #include <mutex>
 #include <random>
+#include <set>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/strand.hpp>
 #include <caf/all.hpp>
 #include <nlohmann/json.hpp>
 #include <spdlog/logger.h>
@@ -256,13 +258,39 @@ using reap_atom = caf::atom_constant<caf::atom("ptyreap")>;
 using flush_atom = caf::atom_constant<caf::atom("ptyflush")>;
 using restore_atom = caf::atom_constant<caf::atom("ptyrestore")>;
 using idle_atom = caf::atom_constant<caf::atom("ptyidle")>;
+using backpressure_atom = caf::atom_constant<caf::atom("ptybp")>;
+
+/// Reading pauses while a viewer has more than backlog_high bytes waiting,
+/// resumes below backlog_low, and never pauses longer than backpressure_max:
+/// a stuck viewer cannot hold the session (or the others) for longer.
+constexpr size_t backlog_high = 1u << 20;
+constexpr size_t backlog_low = 256u << 10;
+constexpr std::chrono::milliseconds backpressure_check{5};
+constexpr std::chrono::milliseconds backpressure_max{2000};
 using kill_atom = caf::atom_constant<caf::atom("ptykill")>;
 
 /// Reads a PTY master on an Asio thread and hands its output to the actor.
 class pty_reader : public std::enable_shared_from_this<pty_reader> {
  public:
+  // A strand of its own: with several gateway threads, its reads and the
+  // pause/resume/stop posts must not run at once.
   pty_reader(net::io_context& io, int fd, caf::actor owner)
-      : stream_(io, fd), owner_(std::move(owner)) {}
+      : stream_(net::make_strand(io), fd), owner_(std::move(owner)) {}
+
+  /// Backpressure: no further read until resume(); the program then blocks
+  /// on a full terminal, as it would under a slow real terminal.
+  void pause() {
+    net::post(stream_.get_executor(), [self = shared_from_this()] { self->paused_ = true; });
+  }
+  void resume() {
+    net::post(stream_.get_executor(), [self = shared_from_this()] {
+      self->paused_ = false;
+      if (self->parked_) {
+        self->parked_ = false;
+        self->read();
+      }
+    });
+  }
 
   void start() {
     net::post(stream_.get_executor(), [self = shared_from_this()] { self->read(); });
@@ -294,6 +322,10 @@ class pty_reader : public std::enable_shared_from_this<pty_reader> {
                                 }
                                 return;
                               }
+                              if (self->paused_) {
+                                self->parked_ = true;
+                                return;
+                              }
                               self->read();
                             });
   }
@@ -304,6 +336,9 @@ class pty_reader : public std::enable_shared_from_this<pty_reader> {
   static constexpr size_t buffer_bytes = 16384;
   std::unique_ptr<char[]> buffer_ = std::make_unique_for_overwrite<char[]>(buffer_bytes);
   bool stopped_ = false;
+  bool paused_ = false;
+  /// Paused with no read pending: resume() starts one.
+  bool parked_ = false;
 };
 
 struct session_state {
@@ -314,6 +349,11 @@ struct session_state {
   int reap_tries = 0;
   /// Input the PTY did not take yet (its buffer was full).
   std::string pending_input;
+  /// Since when reading is paused for viewers that are behind (unset: not).
+  std::optional<clock::time_point> paused_since;
+  /// Viewers that stayed behind through a whole pause: not waited for again
+  /// (their own bound drops them if they stay behind).
+  std::set<const terminal_viewer*> slow;
   bool flush_armed = false;
   std::shared_ptr<spdlog::logger> log;
   static inline const char* name = "troupe.pty.session";
@@ -472,7 +512,49 @@ caf::behavior session_behavior(session_actor* self, std::shared_ptr<session_data
           d.record('o', m.bytes);
           d.persist_output(m.bytes);
         }
-        d.each_viewer([&](terminal_viewer& v) { v.output(m.bytes); });
+        auto& s = self->state;
+        size_t behind = 0;
+        d.each_viewer([&](terminal_viewer& v) {
+          v.output(m.bytes);
+          if (!s.slow.contains(&v)) {
+            behind = std::max(behind, v.backlog());
+          }
+        });
+        if (behind > backlog_high && !s.paused_since && s.reader) {
+          s.reader->pause();
+          s.paused_since = clock::now();
+          self->delayed_send(self, backpressure_check, backpressure_atom::value);
+        }
+      },
+      [self](backpressure_atom) {
+        auto& s = self->state;
+        if (!s.paused_since || !s.reader) {
+          return;
+        }
+        size_t behind = 0;
+        std::set<const terminal_viewer*> alive;
+        s.data->each_viewer([&](terminal_viewer& v) {
+          alive.insert(&v);
+          if (!s.slow.contains(&v)) {
+            behind = std::max(behind, v.backlog());
+          }
+        });
+        std::erase_if(s.slow, [&](const terminal_viewer* v) { return !alive.contains(v); });
+        const bool stuck = clock::now() - *s.paused_since > backpressure_max;
+        if (stuck) {
+          // Reading goes on; whoever is still behind is not waited for again.
+          s.data->each_viewer([&](terminal_viewer& v) {
+            if (v.backlog() >= backlog_low) {
+              s.slow.insert(&v);
+            }
+          });
+        }
+        if (behind < backlog_low || stuck) {
+          s.paused_since.reset();
+          s.reader->resume();
+          return;
+        }
+        self->delayed_send(self, backpressure_check, backpressure_atom::value);
       },
       [self](input_msg& m) { write_input(self, std::move(m.bytes)); },
       [self](flush_atom) { write_input(self, {}); },

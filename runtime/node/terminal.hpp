@@ -4,6 +4,7 @@
 // (the sessions family) meet through these two interfaces, so the gateway
 // does not link the family. Both sides are thread-safe.
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -26,6 +27,9 @@ class terminal_viewer {
   virtual void close(std::string why) = 0;
   /// The viewer went away; the session forgets it.
   [[nodiscard]] virtual bool gone() const = 0;
+  /// Bytes sent to it and not yet written to its connection: the session
+  /// pauses reading while a viewer is far behind.
+  [[nodiscard]] virtual size_t backlog() const = 0;
 };
 
 /// What a viewer does to its session.

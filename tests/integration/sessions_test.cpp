@@ -63,7 +63,9 @@ struct viewer {
     itimerspec deadline{};
     deadline.it_value.tv_sec = 10;
     timerfd_settime(timer, 0, &deadline, nullptr);
-    while (output.find(text) == std::string::npos) {
+    size_t from = 0;  // only the new bytes (and a text's length before) are searched
+    while (output.find(text, from) == std::string::npos) {
+      from = output.size() > text.size() ? output.size() - text.size() : 0;
       const int fds[] = {timer};
       auto ev = ws.wait(fds);
       if (!ev || ev->what != ws_event::kind::message) {
@@ -304,4 +306,54 @@ TEST_CASE("sessions: troupectl session attach works in a real terminal (tmux)") 
   CHECK(wait_until([&] { return pane().find("outer-42") != std::string::npos; }));
   tmux({"kill-server"});
   CHECK(n.info(id)["state"] != "exited");  // detaching leaves the session running
+}
+
+TEST_CASE("sessions: a viewer that does not read is dropped; the session and other viewers go on") {
+  node_fixture n;
+  // Lots of output, paced by nothing: the stalled viewer falls behind fast.
+  // ~18 MB, paced a little so the reading viewer (a debug build) keeps up.
+  const auto id = n.create(
+      {{"command", {"/bin/sh", "-c",
+                    "read go; for i in $(seq 200); do head -c 65536 /dev/zero | base64; "
+                    "sleep 0.005; done; echo all-done; exec sleep 60"}}});
+  viewer stalled(n.node, id);  // attached, never reads again
+  viewer reader(n.node, id);
+  reader.type("\n");
+  // The reading viewer gets everything; the session finished its output.
+  CHECK(reader.read_until("all-done"));
+  CHECK(n.info(id)["bytes_out"].get<uint64_t>() > 17'000'000);
+  // The stalled one was closed by the node (its reads now end), not waited for.
+  auto first = stalled.ws.read();
+  bool closed = false;
+  for (int i = 0; i < 100000 && first && !closed; ++i) {
+    closed = first->what == ws_event::kind::closed;
+    if (!closed) {
+      first = stalled.ws.read();
+    }
+  }
+  CHECK((closed || !first));
+}
+
+TEST_CASE("sessions: large pastes go through; an oversized frame is refused, not fatal") {
+  node_fixture n;
+  const auto id =
+      n.create({{"command", {"/bin/sh", "-c", "stty raw -echo; printf ready; exec cat"}}});
+  viewer a(n.node, id);
+  REQUIRE(a.read_until("ready"));
+  // 256 KiB typed at once (the PTY takes it in pieces; the node retries).
+  std::string paste(256 * 1024, 'p');
+  paste += "end-of-paste";
+  a.type(paste);
+  CHECK(a.read_until("end-of-paste"));
+  CHECK(n.info(id)["bytes_in"].get<uint64_t>() >= paste.size());
+  // Over the frame limit: this viewer's connection ends; the session lives.
+  viewer big(n.node, id);
+  (void)big.ws.write_binary(std::string(3u << 20, 'x'));
+  auto ev = big.ws.read();
+  while (ev && ev->what == ws_event::kind::message) {
+    ev = big.ws.read();
+  }
+  viewer again(n.node, id);
+  again.type("still-alive");
+  CHECK(again.read_until("still-alive"));
 }
