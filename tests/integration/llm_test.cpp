@@ -245,7 +245,7 @@ TEST_CASE("llm: cache control headers, sampling and file dependencies") {
   CHECK(gw.mock_stats()["requests"] == 6);
 }
 
-TEST_CASE("llm: retries after 429 with retry-after and after 500; never after a spend limit") {
+TEST_CASE("llm: retries after 429 with retry-after and after 500, never after a spend limit") {
   gateway_fixture gw(env_map{{"TROUPE_LLM_RETRY_BACKOFF_MIN_MS", "10"}});
   gw.mock_faults({{"faults", {{{"kind", "rate_limit"}, {"retry_after_s", 0}},
                               {{"kind", "server_error"}}}}});
@@ -442,7 +442,7 @@ TEST_CASE("llm: the limiter queues instead of refusing, within its bounds") {
   CHECK(gw.mock_stats()["requests"] == 2);
 }
 
-TEST_CASE("llm: a spent budget stops upstream calls with a clear error; the cache still answers") {
+TEST_CASE("llm: a spent budget stops upstream calls with a clear error, the cache still answers") {
   gateway_fixture gw(env_map{{"TROUPE_LLM_BUDGET_TOKENS", "10"}});
   REQUIRE(gw.messages(question("the first question spends the budget")).status == 200);
   gw.wait_cached(1);
@@ -458,7 +458,7 @@ TEST_CASE("llm: a spent budget stops upstream calls with a clear error; the cach
   CHECK(metrics->body.find("troupe_llm_budget_alerts_total 1") != std::string::npos);
 }
 
-TEST_CASE("llm: count_tokens is passed through; the ledger survives a restart") {
+TEST_CASE("llm: count_tokens is passed through, the ledger survives a restart") {
   temp_dir data;
   mock_upstream_process mock;
   REQUIRE(mock.started());

@@ -69,7 +69,7 @@ TEST_CASE("a node starts on a free port, is healthy and ready, and exits 0 on SI
   CHECK(node.stderr_text().find("stopped") != std::string::npos);
 }
 
-TEST_CASE("/v1 routes need the node's token; health and metrics do not") {
+TEST_CASE("/v1 routes need the node's token, health and metrics do not") {
   node_process node({});
   REQUIRE(node.started());
   auto anonymous = client_for(node, "");

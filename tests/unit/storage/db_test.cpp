@@ -80,7 +80,7 @@ TEST_CASE("a sweep is bounded by its limit") {
   CHECK(store->sweep_expired(column::cache, now_ms, 100).value() == 6);
 }
 
-TEST_CASE("values survive closing and reopening; boots are counted") {
+TEST_CASE("values survive closing and reopening, boots are counted") {
   temp_store_dir dir;
   {
     auto store = open_store(dir.path());

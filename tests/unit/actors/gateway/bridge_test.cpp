@@ -63,7 +63,7 @@ TEST_CASE("a call through the gateway actor gets the target's reply") {
   CHECK(decode<sys::echo_message>(reply.body)->text == "through");
 }
 
-TEST_CASE("a target that keeps timing out opens its breaker; others are unaffected") {
+TEST_CASE("a target that keeps timing out opens its breaker, others are unaffected") {
   actor_harness h(breaker_config_for_test());
   supervisor_spec spec;
   spec.children = {system_child(h.ctx()), mute_child(), gateway_child(h.ctx())};

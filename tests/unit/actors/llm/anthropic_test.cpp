@@ -452,7 +452,7 @@ TEST_CASE("malformed events become an api_error instead of an exception") {
   }
 }
 
-TEST_CASE("events before message_start are an error; pings and unknown events are not") {
+TEST_CASE("events before message_start are an error, pings and unknown events are not") {
   stream_assembler early;
   early.add({"content_block_stop", R"({"type":"content_block_stop","index":0})"});
   CHECK(early.error().has_value());

@@ -18,7 +18,7 @@ const screen_state::time_point t0 = screen_state::time_point{} + 1h;
 
 }  // namespace
 
-TEST_CASE("output keeps a session running; silence for idle_after makes it idle") {
+TEST_CASE("output keeps a session running, silence for idle_after makes it idle") {
   screen_state s(1000ms);
   s.feed("compiling foo.cpp\n", t0);
   CHECK(s.state(t0) == activity::running);
@@ -43,7 +43,7 @@ TEST_CASE("a prompt on the cursor line after 200 ms of silence is waiting") {
   CHECK(s.state(t0 + 25s) == activity::idle);
 }
 
-TEST_CASE("before any output the state is running; an empty feed starts the clock") {
+TEST_CASE("before any output the state is running, an empty feed starts the clock") {
   screen_state s(1000ms);
   CHECK(s.state(t0 + 1h) == activity::running);
   CHECK_FALSE(s.last_output().has_value());
@@ -71,7 +71,7 @@ TEST_CASE("escape sequences are stripped, even when split across feeds") {
   CHECK(s.state(t0 + 200ms) == activity::waiting);
 }
 
-TEST_CASE("carriage return and newline start the line over; backspace erases") {
+TEST_CASE("carriage return and newline start the line over, backspace erases") {
   screen_state s(1000ms);
   s.feed("progress 10%\rprogress 20%", t0);
   CHECK(s.cursor_line() == "progress 20%");
@@ -85,7 +85,7 @@ TEST_CASE("carriage return and newline start the line over; backspace erases") {
   CHECK(s.cursor_line() == "$ a");
 }
 
-TEST_CASE("CAN aborts an escape sequence; controls inside one still act") {
+TEST_CASE("CAN aborts an escape sequence, controls inside one still act") {
   screen_state s(1000ms);
   s.feed("\x1b[12\x18ok", t0);
   CHECK(s.cursor_line() == "ok");

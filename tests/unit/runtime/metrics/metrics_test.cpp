@@ -122,7 +122,7 @@ TEST_CASE("numbers render without locale, exponent on integers, or lost precisio
   CHECK_THAT(text, Catch::Contains("\nh_total 18446744073709551615\n"));
 }
 
-TEST_CASE("gauge add and set; gauge_fn is read at render time and replaceable", "[metrics]") {
+TEST_CASE("gauge add and set, gauge_fn is read at render time and replaceable", "[metrics]") {
   metrics_registry reg;
   gauge& g = reg.gauge("depth", "h");
   g.add(5);
