@@ -3,17 +3,21 @@
 #include <chrono>
 #include <filesystem>
 #include <map>
+#include <mutex>
+#include <random>
 #include <set>
 #include <thread>
+#include <unordered_map>
 
-#include <caf/all.hpp>
 #include <spdlog/logger.h>
+#include <caf/all.hpp>
 
 #include "actors/cache/dependency.hpp"
 #include "actors/cache/lru_cache.hpp"
 #include "actors/cache/messages.hpp"
 #include "actors/cache/watcher.hpp"
 #include "runtime/actor/serve.hpp"
+#include "runtime/breaker/circuit_breaker.hpp"
 #include "runtime/log/log.hpp"
 #include "runtime/node/node_context.hpp"
 #include "storage/db.hpp"
@@ -26,8 +30,13 @@ namespace {
 /// value header).
 struct cold_entry {
   std::string value;
+  /// Encoded dependency records: files (`encode_record`) and keys
+  /// (`encode_key_record`), those of the keys it depends on included.
   std::vector<std::string> deps;
-  TROUPE_FIELDS(value, deps)
+  /// Drawn afresh by every put; dependents record it. 0: stored by a node
+  /// that predates key dependencies (nothing can depend on it yet).
+  uint64_t gen = 0;
+  TROUPE_FIELDS(value, deps, gen)
 };
 
 /// Entries one invalidation may touch per path: bounds the work of a single
@@ -40,6 +49,24 @@ std::string index_key(std::string_view dep_path, std::string_view key) {
   out.push_back('\0');
   out.append(key);
   return out;
+}
+
+/// Dependency index key of a key dependency: "\x01", the dependency key's
+/// length (4 bytes, big-endian), the dependency key, the dependent key. The
+/// length keeps keys holding any byte apart; "\x01" keeps these rows apart
+/// from the path rows, which start with '/'.
+std::string key_index_prefix(std::string_view dep_key) {
+  std::string out("\x01");
+  const auto n = static_cast<uint32_t>(dep_key.size());
+  for (int shift = 24; shift >= 0; shift -= 8) {
+    out.push_back(static_cast<char>((n >> shift) & 0xff));
+  }
+  out.append(dep_key);
+  return out;
+}
+
+std::string key_index_key(std::string_view dep_key, std::string_view key) {
+  return key_index_prefix(dep_key).append(key);
 }
 
 uint64_t wall_ms() {
@@ -55,15 +82,19 @@ struct shard_metrics {
       : hits_hot(m.counter(cache::hits_metric, "Cache hits by tier", {{"tier", "hot"}})),
         hits_cold(m.counter(cache::hits_metric, "Cache hits by tier", {{"tier", "cold"}})),
         puts(m.counter(cache::puts_metric, "Entries stored in the cache")),
-        invalidations(m.counter(cache::invalidations_metric,
-                                "Entries dropped because a dependency changed")),
+        invalidations(
+            m.counter(cache::invalidations_metric, "Entries dropped because a dependency changed")),
+        cascaded(
+            m.counter(cache::cascaded_metric, "Entries dropped because a key they depend on went")),
+        cascades_stopped(m.counter(cache::cascades_stopped_metric,
+                                   "Cascades cut short (cache.cascade_max or breaker open)")),
         evictions(m.counter(cache::evictions_metric, "Hot entries evicted for memory",
                             {{"shard", shard}})),
         entries(m.gauge(cache::entries_metric, "Entries in the hot tier", {{"shard", shard}})),
         bytes(m.gauge(cache::bytes_metric, "Bytes accounted in the hot tier", {{"shard", shard}})) {
     for (const char* reason : cache::miss_reasons) {
-      misses.emplace(reason, &m.counter(cache::misses_metric, "Cache misses by reason",
-                                        {{"reason", reason}}));
+      misses.emplace(
+          reason, &m.counter(cache::misses_metric, "Cache misses by reason", {{"reason", reason}}));
     }
   }
 
@@ -71,24 +102,64 @@ struct shard_metrics {
   counter& hits_cold;
   counter& puts;
   counter& invalidations;
+  counter& cascaded;
+  counter& cascades_stopped;
   counter& evictions;
   gauge& entries;
   gauge& bytes;
   std::map<std::string_view, counter*> misses;
 };
 
+/// The cascade breaker, one for the whole cache (a runaway cascade is a
+/// property of the data, not of the shard that happens to start it), shared
+/// by the shards' threads and kept across their restarts.
+class cascade_guard {
+ public:
+  explicit cascade_guard(const node_config& config) : breaker_(breaker_config_of(config)) {}
+
+  /// Whether a cascade may run now (false while the breaker is open).
+  bool allow() {
+    std::lock_guard lock(mutex_);
+    return breaker_.try_acquire(std::chrono::steady_clock::now()).allowed;
+  }
+
+  /// The outcome of a cascade `allow` let through: cut short or whole.
+  void record(bool cut) {
+    std::lock_guard lock(mutex_);
+    const auto now = std::chrono::steady_clock::now();
+    if (cut) {
+      breaker_.on_failure(now, {});
+    } else {
+      breaker_.on_success(now, {});
+    }
+  }
+
+ private:
+  static breaker_config breaker_config_of(const node_config& config) {
+    auto out = make_breaker_config(config.breaker);
+    out.seed = cache::key_hash("cache cascade");
+    return out;
+  }
+
+  std::mutex mutex_;
+  circuit_breaker breaker_;
+};
+
 /// One shard's state. Lives on the shard's own (detached) thread, so disk
 /// and file hashing never block a CAF scheduler thread.
 class shard {
  public:
-  shard(std::shared_ptr<node_context> ctx, std::shared_ptr<db> store, std::string path,
-        uint32_t index, uint64_t budget_bytes)
+  shard(std::shared_ptr<node_context> ctx, std::shared_ptr<db> store,
+        std::shared_ptr<cascade_guard> cascades, std::string path, uint32_t index,
+        uint64_t budget_bytes)
       : ctx_(std::move(ctx)),
         store_(std::move(store)),
+        cascades_(std::move(cascades)),
         path_(std::move(path)),
         index_(index),
         hot_(budget_bytes),
         metrics_(ctx_->metrics, path_),
+        generations_(std::random_device{}()),
         log_(logger("cache")) {}
 
   expected<cache::put_reply> put(const cache::put_request& req) {
@@ -106,36 +177,43 @@ class shard {
                                              " bytes exceeds cache.value_bytes_max (" +
                                              std::to_string(cfg.value_bytes_max) + ")");
     }
-    std::vector<std::string> records;
-    std::vector<std::string> dep_paths;
-    for (const auto& dep : req.deps) {
-      auto record = fingerprint(dep, fingerprint_limits{});
-      if (!record) {
-        return std::move(record).err();
-      }
-      dep_paths.push_back(record->path);
-      records.push_back(encode_record(*record));
-    }
     const uint64_t now = wall_ms();
+    auto records = dependency_records(req, now);
+    if (!records) {
+      return std::move(records).err();
+    }
     const uint64_t hot_ttl_ms = (req.ttl_s != 0 ? req.ttl_s : cfg.hot_ttl_s) * 1000ull;
     const uint64_t cold_ttl_ms = (req.ttl_s != 0 ? req.ttl_s : cfg.cold_ttl_s) * 1000ull;
-    auto stored = store_->put(column::cache, req.key, encode(cold_entry{req.value, records}),
-                              now + cold_ttl_ms);
+    // The replaced value's index rows go first: its dependencies may not be
+    // the new value's.
+    unindex(req.key, previous_deps(req.key, now));
+    auto stored =
+        store_->put(column::cache, req.key,
+                    encode(cold_entry{req.value, *records, next_generation()}), now + cold_ttl_ms);
     if (!stored) {
       return std::move(stored).err();
     }
-    for (const auto& dep_path : dep_paths) {
-      // Same lifetime as the entry, so index records age out with it.
-      auto indexed = store_->put(column::deps, index_key(dep_path, req.key), {}, now + cold_ttl_ms);
-      if (!indexed) {
-        return std::move(indexed).err();
+    // Same lifetime as the entry, so index rows age out with it.
+    if (auto indexed = index(req.key, *records, now + cold_ttl_ms); !indexed) {
+      return std::move(indexed).err();
+    }
+    std::vector<std::string> watched;
+    uint64_t key_records = 0;
+    for (const auto& encoded : *records) {
+      if (is_key_record(encoded)) {
+        ++key_records;
+      } else if (auto record = decode_record(encoded)) {
+        watched.push_back(record->path);
       }
     }
-    (void)hot_.put(req.key, cache_entry{req.value, now + hot_ttl_ms, records}, now);
-    watch(dep_paths);
+    const uint64_t file_records = records->size() - key_records;
+    (void)hot_.put(req.key, cache_entry{req.value, now + hot_ttl_ms, std::move(*records)}, now);
+    watch(watched);
     metrics_.puts.inc();
+    // Whatever depended on the value this put replaced is stale now.
+    const uint64_t cascaded = cascade_from({req.key}, now).found;
     publish_size();
-    return cache::put_reply{req.key, records.size()};
+    return cache::put_reply{req.key, file_records, key_records, cascaded};
   }
 
   expected<cache::get_reply> get(const cache::get_request& req) {
@@ -144,8 +222,8 @@ class shard {
     }
     const uint64_t now = wall_ms();
     if (const auto* entry = hot_.get(req.key, now)) {
-      if (!still_valid(entry->deps)) {
-        drop(req.key);
+      if (!still_valid(entry->deps, now)) {
+        drop(req.key, now);
         return miss("stale");
       }
       metrics_.hits_hot.inc();
@@ -157,7 +235,8 @@ class shard {
   /// Drops the entries named by key, and those depending on a path (the
   /// path itself, anything below it, or a directory above it). Every shard
   /// gets the request and acts only on keys it owns, so each entry is
-  /// counted once.
+  /// counted once; the owner of a named key also cascades to its dependents
+  /// (dropping its own, handing the others to their shards).
   expected<cache::invalidate_reply> invalidate(const cache::invalidate_request& req) {
     std::set<std::string> keys;
     for (const auto& key : req.keys) {
@@ -165,6 +244,7 @@ class shard {
         keys.insert(key);
       }
     }
+    const std::vector<std::string> named(keys.begin(), keys.end());
     const uint64_t now = wall_ms();
     for (const auto& raw_path : req.paths) {
       std::error_code ec;
@@ -179,31 +259,268 @@ class shard {
       }
       keys.insert(found->begin(), found->end());
     }
-    uint64_t dropped = 0;
+    cache::invalidate_reply reply;
     for (const auto& key : keys) {
       auto existed = forget(key, now);
       if (!existed) {
         return std::move(existed).err();
       }
       if (*existed) {
-        ++dropped;
+        ++reply.invalidated;
         metrics_.invalidations.inc();
+        if (!req.cascade) {
+          metrics_.cascaded.inc();  // handed here by another shard's cascade
+        }
       }
     }
+    if (req.cascade) {
+      const auto cascade = cascade_from(named, now);
+      reply.invalidated += cascade.found;
+      reply.cascaded = cascade.found;
+      reply.cascade_stopped = cascade.stopped;
+    }
     publish_size();
-    return cache::invalidate_reply{dropped};
+    return reply;
   }
 
   expected<cache::del_reply> del(const cache::del_request& req) {
-    auto existed = forget(req.key, wall_ms());
+    const uint64_t now = wall_ms();
+    auto existed = forget(req.key, now);
     if (!existed) {
       return std::move(existed).err();
     }
+    const uint64_t cascaded = cascade_from({req.key}, now).found;
     publish_size();
-    return cache::del_reply{*existed};
+    return cache::del_reply{*existed, cascaded};
   }
 
  private:
+  /// What one cascade did.
+  struct cascade_result {
+    /// Dependents found: dropped here or handed to their shard.
+    uint64_t found = 0;
+    /// Cut short by cache.cascade_max or refused by the open breaker.
+    bool stopped = false;
+  };
+
+  uint64_t next_generation() {
+    uint64_t g = 0;
+    while (g == 0) {
+      g = generations_();
+    }
+    return g;
+  }
+
+  /// The records a put stores: one per file dependency (fingerprinted now,
+  /// before anyone reads the value), one per key dependency with that
+  /// entry's generation, and the records of each key dependency, so one
+  /// look-up finds every dependent and a read checks the whole chain.
+  expected<std::vector<std::string>> dependency_records(const cache::put_request& req,
+                                                        uint64_t now) {
+    std::vector<std::string> records;
+    std::set<std::string> seen;
+    auto add = [&](std::string encoded) {
+      if (seen.insert(encoded).second) {
+        records.push_back(std::move(encoded));
+      }
+    };
+    for (const auto& dep : req.deps) {
+      auto record = fingerprint(dep, fingerprint_limits{});
+      if (!record) {
+        return std::move(record).err();
+      }
+      add(encode_record(*record));
+    }
+    for (const auto& dep_key : req.dep_keys) {
+      if (auto bad = check_key(dep_key); bad) {
+        return *bad;
+      }
+      if (dep_key == req.key) {
+        return make_error(errc::bad_request, "an entry cannot depend on its own key");
+      }
+      auto dep = read_cold(dep_key, now);
+      if (!dep) {
+        return std::move(dep).err();
+      }
+      if (!dep->has_value()) {
+        return make_error(errc::not_found, "dependency key '" + dep_key + "' is not in the cache");
+      }
+      if (!still_valid((*dep)->deps, now)) {
+        return make_error(errc::conflict, "dependency key '" + dep_key +
+                                              "' is stale: something it depends on changed");
+      }
+      add(encode_key_record(key_record{dep_key, (*dep)->gen}));
+      for (auto& inherited : (*dep)->deps) {
+        if (is_key_record(inherited)) {
+          if (auto record = decode_key_record(inherited); record && record->key == req.key) {
+            return make_error(errc::bad_request, "dependency cycle: '" + dep_key +
+                                                     "' already depends on '" + req.key + "'");
+          }
+        }
+        add(std::move(inherited));
+      }
+    }
+    if (records.size() > ctx_->config.cache.deps_max) {
+      return make_error(errc::too_large,
+                        std::to_string(records.size()) +
+                            " dependency records (those of the dependency keys included) "
+                            "exceed cache.deps_max (" +
+                            std::to_string(ctx_->config.cache.deps_max) + ")");
+    }
+    return records;
+  }
+
+  /// The cold copy of `key`: nullopt when absent or expired; an error for a
+  /// store failure. An unreadable value counts as absent (and is logged).
+  expected<std::optional<cold_entry>> read_cold(const std::string& key, uint64_t now) {
+    auto raw = store_->get(column::cache, key, now);
+    if (!raw) {
+      if (raw.err().code == errc::corrupt) {
+        log_->warn("{}: unreadable cold entry '{}': {}", path_, key, raw.err().message);
+        return std::optional<cold_entry>{};
+      }
+      return std::move(raw).err();
+    }
+    if (!raw->has_value()) {
+      return std::optional<cold_entry>{};
+    }
+    auto entry = decode<cold_entry>(**raw);
+    if (!entry) {
+      log_->warn("{}: cold entry '{}' does not decode: {}", path_, key, entry.err().message);
+      return std::optional<cold_entry>{};
+    }
+    return std::optional<cold_entry>{std::move(*entry)};
+  }
+
+  /// Dependency records of the value stored under `key` now, if any.
+  std::vector<std::string> previous_deps(const std::string& key, uint64_t now) {
+    if (auto cold = read_cold(key, now); cold && cold->has_value()) {
+      return std::move((*cold)->deps);
+    }
+    return {};
+  }
+
+  /// Writes the dependency index rows of `key`: one per file or directory
+  /// path, one per key it depends on.
+  expected<bool> index(const std::string& key, const std::vector<std::string>& records,
+                       uint64_t expires_at_ms) {
+    for (const auto& encoded : records) {
+      std::string row;
+      if (is_key_record(encoded)) {
+        if (auto record = decode_key_record(encoded)) {
+          row = key_index_key(record->key, key);
+        }
+      } else if (auto record = decode_record(encoded)) {
+        row = index_key(record->path, key);
+      }
+      if (row.empty()) {
+        continue;
+      }
+      if (auto indexed = store_->put(column::deps, row, {}, expires_at_ms); !indexed) {
+        return std::move(indexed).err();
+      }
+    }
+    return true;
+  }
+
+  /// Removes the index rows `index` wrote for these records (best effort: a
+  /// row left behind only costs a needless invalidation later).
+  void unindex(const std::string& key, const std::vector<std::string>& records) {
+    for (const auto& encoded : records) {
+      if (is_key_record(encoded)) {
+        if (auto record = decode_key_record(encoded)) {
+          (void)store_->remove(column::deps, key_index_key(record->key, key));
+        }
+      } else if (auto record = decode_record(encoded)) {
+        (void)store_->remove(column::deps, index_key(record->path, key));
+      }
+    }
+  }
+
+  /// Drops every entry that depends on one of `keys` (they are gone or
+  /// replaced). Dependents of this shard are dropped here; the others are
+  /// handed to their shards in one message each. Bounded by
+  /// cache.cascade_max and guarded by the cascade breaker: a cut cascade is
+  /// logged and counted, and what it did not reach is refused when read,
+  /// since every dependent checks the generation of each key it depends on.
+  cascade_result cascade_from(const std::vector<std::string>& keys, uint64_t now) {
+    cascade_result result;
+    if (keys.empty()) {
+      return result;
+    }
+    const uint64_t limit = ctx_->config.cache.cascade_max;
+    std::set<std::string> found;
+    bool over = false;
+    for (const auto& key : keys) {
+      auto rows = store_->scan_prefix(column::deps, key_index_prefix(key), now,
+                                      static_cast<size_t>(limit - found.size() + 1));
+      if (!rows) {
+        log_->warn("{}: cascade from '{}' could not read the dependency index: {}", path_, key,
+                   rows.err().message);
+        result.stopped = true;
+        break;
+      }
+      const size_t prefix_bytes = key_index_prefix(key).size();
+      for (auto& [row, unused] : *rows) {
+        if (found.size() == limit) {
+          over = true;
+          break;
+        }
+        found.insert(row.substr(prefix_bytes));
+      }
+      if (over) {
+        break;
+      }
+    }
+    for (const auto& key : keys) {
+      found.erase(key);  // named ones are dropped by the caller
+    }
+    if (found.empty()) {
+      return result;
+    }
+    if (!cascades_->allow()) {
+      metrics_.cascades_stopped.inc();
+      log_->warn(
+          "{}: cascade breaker open: {} dependents of '{}' not dropped now (they are "
+          "refused when read)",
+          path_, found.size(), keys.front());
+      result.stopped = true;
+      return result;
+    }
+    cascades_->record(over);
+    if (over) {
+      metrics_.cascades_stopped.inc();
+      log_->warn(
+          "{}: cascade from '{}' cut at {} dependents (cache.cascade_max); the rest are "
+          "refused when read",
+          path_, keys.front(), limit);
+      result.stopped = true;
+    }
+    result.found = found.size();
+    const uint32_t shards = cache::shard_count(ctx_->config);
+    std::unordered_map<uint32_t, std::vector<std::string>> elsewhere;
+    for (const auto& key : found) {
+      const auto owner = static_cast<uint32_t>(cache::key_hash(key) % shards);
+      if (owner != index_) {
+        elsewhere[owner].push_back(key);
+        continue;
+      }
+      if (auto existed = forget(key, now); existed && *existed) {
+        metrics_.invalidations.inc();
+        metrics_.cascaded.inc();
+      }
+    }
+    for (auto& [owner, owned] : elsewhere) {
+      if (auto target = ctx_->registry.current("cache/shard-" + std::to_string(owner))) {
+        auto msg = make_envelope(cache::invalidate_type,
+                                 cache::invalidate_request{{}, std::move(owned), false});
+        caf::anon_send(target, std::move(msg.type), std::move(msg.body), msg.correlation_id,
+                       std::move(msg.reply_to));
+      }
+    }
+    return result;
+  }
+
   expected<cache::get_reply> get_cold(const std::string& key, uint64_t now) {
     auto raw = store_->get(column::cache, key, now);
     if (!raw) {
@@ -224,8 +541,8 @@ class shard {
       (void)store_->remove(column::cache, key);
       return miss("corrupt");
     }
-    if (!still_valid(entry->deps)) {
-      drop(key);
+    if (!still_valid(entry->deps, now)) {
+      drop(key, now);
       return miss("stale");
     }
     // Promoted with the hot lifetime; the cold copy keeps its own expiry.
@@ -267,11 +584,7 @@ class shard {
     if (auto removed = store_->remove(column::cache, key); !removed) {
       return std::move(removed).err();
     }
-    for (const auto& encoded : deps) {
-      if (auto record = decode_record(encoded)) {
-        (void)store_->remove(column::deps, index_key(record->path, key));
-      }
-    }
+    unindex(key, deps);
     return existed;
   }
 
@@ -297,8 +610,8 @@ class shard {
         const std::string_view dep(index.data(), nul);
         // Below "/" is everything; below "/a" is "/a/..." but not "/ab".
         const bool below = path == "/" || (dep.size() > path.size() && dep[path.size()] == '/');
-        const bool match = exact ? dep == prefix.substr(0, prefix.size() - 1)
-                                 : dep == path || below;
+        const bool match =
+            exact ? dep == prefix.substr(0, prefix.size() - 1) : dep == path || below;
         auto key = index.substr(nul + 1);
         if (match && owns(key)) {
           keys.insert(std::move(key));
@@ -322,9 +635,22 @@ class shard {
   }
 
   /// Every dependency unchanged (an unreadable record counts as changed:
-  /// serving is only allowed when staleness is ruled out).
-  bool still_valid(const std::vector<std::string>& deps) {
+  /// serving is only allowed when staleness is ruled out). A key dependency
+  /// holds while that key's cold copy is the very put recorded; the files
+  /// behind it were copied into `deps` at put and are checked here too.
+  bool still_valid(const std::vector<std::string>& deps, uint64_t now) {
     for (const auto& encoded : deps) {
+      if (is_key_record(encoded)) {
+        auto record = decode_key_record(encoded);
+        if (!record) {
+          return false;
+        }
+        auto current = read_cold(record->key, now);
+        if (!current || !current->has_value() || (*current)->gen != record->generation) {
+          return false;
+        }
+        continue;
+      }
       auto record = decode_record(encoded);
       if (!record) {
         return false;
@@ -337,9 +663,11 @@ class shard {
     return true;
   }
 
-  void drop(const std::string& key) {
-    (void)forget(key, wall_ms());  // a failed delete leaves it for the next read to catch
+  /// Drops a stale entry and, with it, whatever depended on it.
+  void drop(const std::string& key, uint64_t now) {
+    (void)forget(key, now);  // a failed delete leaves it for the next read to catch
     metrics_.invalidations.inc();
+    (void)cascade_from({key}, now);
     publish_size();
   }
 
@@ -367,35 +695,37 @@ class shard {
 
   std::shared_ptr<node_context> ctx_;
   std::shared_ptr<db> store_;
+  std::shared_ptr<cascade_guard> cascades_;
   std::string path_;
   uint32_t index_;
   lru_cache hot_;
   shard_metrics metrics_;
+  std::mt19937_64 generations_;
   std::shared_ptr<spdlog::logger> log_;
   uint64_t evictions_published_ = 0;
 };
 
-child_spec shard_child(uint32_t index, std::shared_ptr<node_context> ctx,
-                       std::shared_ptr<db> store, uint64_t budget_bytes) {
+child_spec shard_child(uint32_t index, std::shared_ptr<node_context> ctx, std::shared_ptr<db> store,
+                       std::shared_ptr<cascade_guard> cascades, uint64_t budget_bytes) {
   child_spec spec;
   spec.name = "shard-" + std::to_string(index);
-  spec.start = [ctx, store, index, budget_bytes](caf::actor_system& system,
-                                                 const std::string& path) {
-    return system.spawn<caf::detached>(
-        [ctx, store, index, budget_bytes, path](caf::event_based_actor* self) -> caf::behavior {
-          auto state = std::make_shared<shard>(ctx, store, path, index, budget_bytes);
-          auto table = std::make_shared<handler_table>(
-              decode_limits{.body_bytes_max = ctx->config.limits.message_bytes_max});
-          table->on<cache::get_request>(cache::get_type,
-                                        [state](const auto& r) { return state->get(r); });
-          table->on<cache::put_request>(cache::put_type,
-                                        [state](const auto& r) { return state->put(r); });
-          table->on<cache::del_request>(cache::del_type,
-                                        [state](const auto& r) { return state->del(r); });
-          table->on<cache::invalidate_request>(
-              cache::invalidate_type, [state](const auto& r) { return state->invalidate(r); });
-          return serve(self, table);
-        });
+  spec.start = [ctx, store, cascades, index, budget_bytes](caf::actor_system& system,
+                                                           const std::string& path) {
+    return system.spawn<caf::detached>([ctx, store, cascades, index, budget_bytes,
+                                        path](caf::event_based_actor* self) -> caf::behavior {
+      auto state = std::make_shared<shard>(ctx, store, cascades, path, index, budget_bytes);
+      auto table = std::make_shared<handler_table>(
+          decode_limits{.body_bytes_max = ctx->config.limits.message_bytes_max});
+      table->on<cache::get_request>(cache::get_type,
+                                    [state](const auto& r) { return state->get(r); });
+      table->on<cache::put_request>(cache::put_type,
+                                    [state](const auto& r) { return state->put(r); });
+      table->on<cache::del_request>(cache::del_type,
+                                    [state](const auto& r) { return state->del(r); });
+      table->on<cache::invalidate_request>(cache::invalidate_type,
+                                           [state](const auto& r) { return state->invalidate(r); });
+      return serve(self, table);
+    });
   };
   return spec;
 }
@@ -409,8 +739,9 @@ child_spec cache_child(std::shared_ptr<node_context> ctx, std::shared_ptr<db> st
   spec.policy = make_restart_policy(ctx->config.supervisor);
   spec.children.push_back(watcher_child(ctx));
   const uint64_t budget = ctx->config.cache.memory_budget_bytes / shards;
+  auto cascades = std::make_shared<cascade_guard>(ctx->config);
   for (uint32_t i = 0; i < shards; ++i) {
-    spec.children.push_back(shard_child(i, ctx, store, budget));
+    spec.children.push_back(shard_child(i, ctx, store, cascades, budget));
   }
   return supervisor_child("cache", ctx, std::move(spec));
 }

@@ -33,6 +33,7 @@ constexpr std::size_t path_bytes_max = 4096;
 // encoding can never make an old record look unchanged.
 constexpr std::string_view merkle_domain = "troupe.merkle.v1\n";
 constexpr std::string_view record_magic = "dep1";
+constexpr std::string_view key_record_magic = "key1";
 // Digits of UINT64_MAX; longer length prefixes are garbage.
 constexpr std::size_t length_digits_max = 20;
 
@@ -122,7 +123,9 @@ node_meta meta_of(const struct stat& st) {
   return meta;
 }
 
-bool is_absent(int err) { return err == ENOENT || err == ENOTDIR; }
+bool is_absent(int err) {
+  return err == ENOENT || err == ENOTDIR;
+}
 
 error not_found_error(const std::string& path) {
   return make_error(errc::not_found, "dependency '" + path + "' does not exist");
@@ -300,7 +303,8 @@ expected<entry_hash> hash_entry_by_kind(tree_walk& walk, const std::string& path
     std::error_code ec;
     const fs::path target = fs::read_symlink(path, ec);
     if (ec) {
-      return is_absent(ec.value()) ? not_found_error(path) : io_error("read link", path, ec.value());
+      return is_absent(ec.value()) ? not_found_error(path)
+                                   : io_error("read link", path, ec.value());
     }
     sha256 hasher;
     hasher.update(target.native());
@@ -437,7 +441,8 @@ class field_reader {
     }
     const std::string_view digits = rest_.substr(0, colon);
     uint64_t size_bytes = 0;
-    const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), size_bytes);
+    const auto [end, ec] =
+        std::from_chars(digits.data(), digits.data() + digits.size(), size_bytes);
     // Leading zeros are refused so each record has exactly one encoding.
     if (ec != std::errc{} || end != digits.data() + digits.size() ||
         (digits.size() > 1 && digits.front() == '0')) {
@@ -520,8 +525,7 @@ expected<dependency_record> decode_record(std::string_view bytes) {
     return corrupt("it does not start with \"dep1\"");
   }
   field_reader reader(bytes.substr(record_magic.size()));
-  constexpr std::array<std::string_view, 5> names{"path", "kind", "size", "mtime_ns",
-                                                  "sha256_hex"};
+  constexpr std::array<std::string_view, 5> names{"path", "kind", "size", "mtime_ns", "sha256_hex"};
   std::array<std::string_view, 5> fields{};
   for (std::size_t i = 0; i < names.size(); ++i) {
     auto field = reader.next(names[i]);
@@ -536,8 +540,41 @@ expected<dependency_record> decode_record(std::string_view bytes) {
   return validate_fields(fields[0], fields[1], fields[2], fields[3], fields[4]);
 }
 
-expected<dependency_record> fingerprint(const std::string& path,
-                                        const fingerprint_limits& limits) {
+std::string encode_key_record(const key_record& record) {
+  std::string out(key_record_magic);
+  put_field(out, record.key);
+  put_field(out, std::to_string(record.generation));
+  return out;
+}
+
+bool is_key_record(std::string_view bytes) noexcept {
+  return bytes.substr(0, key_record_magic.size()) == key_record_magic;
+}
+
+expected<key_record> decode_key_record(std::string_view bytes) {
+  if (!is_key_record(bytes)) {
+    return corrupt("it does not start with \"key1\"");
+  }
+  field_reader reader(bytes.substr(key_record_magic.size()));
+  auto key = reader.next("key");
+  if (!key) {
+    return std::move(key).err();
+  }
+  auto generation_text = reader.next("generation");
+  if (!generation_text) {
+    return std::move(generation_text).err();
+  }
+  if (!reader.at_end()) {
+    return corrupt("bytes follow the last field");
+  }
+  auto generation = parse_integer<uint64_t>(*generation_text, "generation");
+  if (!generation) {
+    return std::move(generation).err();
+  }
+  return key_record{std::string(*key), *generation};
+}
+
+expected<dependency_record> fingerprint(const std::string& path, const fingerprint_limits& limits) {
   auto absolute = normalize_path(path);
   if (!absolute) {
     return std::move(absolute).err();
@@ -589,9 +626,9 @@ expected<dep_status> check(const dependency_record& recorded, const fingerprint_
   }
   // A directory's own mtime moves on create+delete of a temp file, which
   // leaves the tree as it was; its hash alone decides.
-  const bool same = now->is_dir == recorded.is_dir && now->sha256_hex == recorded.sha256_hex &&
-                    (recorded.is_dir ||
-                     (now->size == recorded.size && now->mtime_ns == recorded.mtime_ns));
+  const bool same =
+      now->is_dir == recorded.is_dir && now->sha256_hex == recorded.sha256_hex &&
+      (recorded.is_dir || (now->size == recorded.size && now->mtime_ns == recorded.mtime_ns));
   return same ? dep_status::unchanged : dep_status::changed;
 }
 

@@ -65,6 +65,27 @@ struct dependency_record {
 /// reason for anything `encode_record` would not have produced.
 [[nodiscard]] expected<dependency_record> decode_record(std::string_view bytes);
 
+/// A dependency on another cache entry: its key and the generation it had
+/// when the dependent entry was stored. Every put gives an entry a fresh
+/// generation, so a dependent is valid only while that very put is stored.
+struct key_record {
+  std::string key;
+  uint64_t generation = 0;
+
+  friend bool operator==(const key_record&, const key_record&) = default;
+};
+
+/// Encodes a key record: "key1" then the fields key and generation
+/// (decimal), in the same `<decimal length>:<bytes>` form as `encode_record`.
+/// The magic tells the two kinds apart in one list of records.
+[[nodiscard]] std::string encode_key_record(const key_record& record);
+
+/// Decodes exactly one key record; `errc::corrupt` with the reason otherwise.
+[[nodiscard]] expected<key_record> decode_key_record(std::string_view bytes);
+
+/// Whether `bytes` claims to be a key record (starts with its magic).
+[[nodiscard]] bool is_key_record(std::string_view bytes) noexcept;
+
 /// Fingerprints `path` (made absolute against the working directory).
 ///
 /// A file gives size, mtime and the SHA-256 of its content. A directory gives

@@ -3,9 +3,14 @@
 // Schema of the cache family (its public face). Keys go to shard
 // "cache/shard-<shard_for(key, shards)>".
 //   cache.get        {key}                     -> {found, value, tier, miss}
-//   cache.put        {key, value, ttl_s, deps} -> {key, deps}
-//   cache.del        {key}                     -> {deleted}
-//   cache.invalidate {paths, keys}             -> {invalidated}
+//   cache.put        {key, value, ttl_s, deps, dep_keys} -> {key, deps, dep_keys, cascaded}
+//   cache.del        {key}                     -> {deleted, cascaded}
+//   cache.invalidate {paths, keys, cascade}    -> {invalidated, cascaded, cascade_stopped}
+//
+// An entry that depends on other keys depends on everything they depend on
+// (their records are copied into it at put), so a key's dependents are found
+// with one look-up in the dependency index, and a dependent whose eager
+// invalidation was cut short is still refused at its next read.
 
 #include <cstdint>
 #include <string>
@@ -53,13 +58,20 @@ struct put_request {
   uint64_t ttl_s = 0;
   /// Absolute paths of files or directories the value depends on.
   std::vector<std::string> deps;
-  TROUPE_FIELDS(key, value, ttl_s, deps)
+  /// Keys of other entries the value depends on; each must be in the cache.
+  std::vector<std::string> dep_keys;
+  TROUPE_FIELDS(key, value, ttl_s, deps, dep_keys)
 };
 
 struct put_reply {
   std::string key;
+  /// Dependency records stored with the entry: its files and keys, and
+  /// those of the keys it depends on.
   uint64_t deps = 0;
-  TROUPE_FIELDS(key, deps)
+  uint64_t dep_keys = 0;
+  /// Entries dropped because they depended on the value this put replaced.
+  uint64_t cascaded = 0;
+  TROUPE_FIELDS(key, deps, dep_keys, cascaded)
 };
 
 struct del_request {
@@ -69,18 +81,30 @@ struct del_request {
 
 struct del_reply {
   bool deleted = false;
-  TROUPE_FIELDS(deleted)
+  /// Entries dropped because they depended on this one.
+  uint64_t cascaded = 0;
+  TROUPE_FIELDS(deleted, cascaded)
 };
 
 struct invalidate_request {
   std::vector<std::string> paths;
   std::vector<std::string> keys;
-  TROUPE_FIELDS(paths, keys)
+  /// Also drop the entries that depend on `keys`. False for the lists a
+  /// shard hands to another one: those are already the whole cascade.
+  bool cascade = true;
+  TROUPE_FIELDS(paths, keys, cascade)
 };
 
 struct invalidate_reply {
+  /// Entries dropped, cascaded ones included (those handed to another
+  /// shard are dropped there right after).
   uint64_t invalidated = 0;
-  TROUPE_FIELDS(invalidated)
+  /// Of those, the ones dropped because they depended on a named key.
+  uint64_t cascaded = 0;
+  /// The cascade was cut short (more dependents than cache.cascade_max, or
+  /// the cascade breaker is open); the rest are refused when read.
+  bool cascade_stopped = false;
+  TROUPE_FIELDS(invalidated, cascaded, cascade_stopped)
 };
 
 /// Stable across processes and builds (FNV-1a), so every node maps a key to
@@ -113,6 +137,8 @@ inline constexpr const char* misses_metric = "troupe_cache_misses_total";
 inline constexpr const char* puts_metric = "troupe_cache_puts_total";
 inline constexpr const char* evictions_metric = "troupe_cache_evictions_total";
 inline constexpr const char* invalidations_metric = "troupe_cache_invalidations_total";
+inline constexpr const char* cascaded_metric = "troupe_cache_cascaded_total";
+inline constexpr const char* cascades_stopped_metric = "troupe_cache_cascades_stopped_total";
 inline constexpr const char* entries_metric = "troupe_cache_hot_entries";
 inline constexpr const char* bytes_metric = "troupe_cache_hot_bytes";
 

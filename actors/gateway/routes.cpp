@@ -234,7 +234,8 @@ routed router::route_cache(const http_request_view& req, std::string_view path) 
   if (req.method != "PUT") {
     return error_reply(405, "method_not_allowed", "use GET, PUT or DELETE /v1/cache/{key}");
   }
-  cache::put_request put{*key, std::string(req.body), 0, query_values(req.target, "dep")};
+  cache::put_request put{*key, std::string(req.body), 0, query_values(req.target, "dep"),
+                         query_values(req.target, "dep_key")};
   if (auto ttl = query_values(req.target, "ttl"); !ttl.empty()) {
     auto [end, ec] = std::from_chars(ttl[0].data(), ttl[0].data() + ttl[0].size(), put.ttl_s);
     if (ec != std::errc{} || end != ttl[0].data() + ttl[0].size() || put.ttl_s == 0 ||
@@ -284,16 +285,18 @@ routed router::cache_invalidate(const http_request_view& req) const {
   // Every shard acts on the keys it owns: the total is the sum, and any
   // shard's error is the answer.
   call.merge = [](const std::vector<envelope>& replies) {
-    uint64_t total = 0;
+    cache::invalidate_reply total;
     for (const auto& r : replies) {
       if (r.is_error()) {
         return r;
       }
       if (auto body = decode<cache::invalidate_reply>(r.body)) {
-        total += body->invalidated;
+        total.invalidated += body->invalidated;
+        total.cascaded += body->cascaded;
+        total.cascade_stopped = total.cascade_stopped || body->cascade_stopped;
       }
     }
-    return make_envelope("cache.invalidate.reply", cache::invalidate_reply{total});
+    return make_envelope("cache.invalidate.reply", total);
   };
   return call;
 }
@@ -334,6 +337,8 @@ http_reply router::cache_stats() const {
       {"hit_ratio", hits + missed == 0 ? 0.0 : static_cast<double>(hits) / static_cast<double>(hits + missed)},
       {"evictions", evictions},
       {"invalidations", counter(cache::invalidations_metric)},
+      {"cascaded", counter(cache::cascaded_metric)},
+      {"cascades_stopped", counter(cache::cascades_stopped_metric)},
       {"puts", counter(cache::puts_metric)},
   });
 }

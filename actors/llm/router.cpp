@@ -316,7 +316,7 @@ void store_answer(router_actor* self, exchange_state& x, std::string value) {
       st.log->warn("keeping a stale copy failed: {}", put.err().message);
     }
   }
-  cache::put_request put{x.key, std::move(value), cfg.llm.cache_ttl_s, x.deps};
+  cache::put_request put{x.key, std::move(value), cfg.llm.cache_ttl_s, x.deps, {}};
   ask(self, st.ctx->registry, cache::shard_path(x.key, st.shards),
       make_envelope(cache::put_type, put),
       std::chrono::milliseconds(cfg.gateway.request_timeout_ms), [self](envelope r) {

@@ -611,11 +611,21 @@ std::function<int(const context&)> add_cache_get(CLI::App& sub) {
   return [key](const context& ctx) { return run_cache_get(ctx, *key); };
 }
 
+/// Says how many dependents a put or del dropped with it, if any.
+void print_cascaded(const std::string& body, std::string_view of_what) {
+  const auto reply = parse_json(body);
+  if (reply && reply->is_object() && (*reply).value("cascaded", uint64_t{0}) > 0) {
+    std::cout << "dropped " << (*reply)["cascaded"].get<uint64_t>() << " entries that depended on "
+              << of_what << "\n";
+  }
+}
+
 struct cache_put_args {
   std::string key;
   std::string value;
   uint64_t ttl_s = 0;
   std::vector<std::string> deps;
+  std::vector<std::string> dep_keys;
   // Given or not: an empty VALUE is a value, while no VALUE means stdin.
   CLI::Option* value_option = nullptr;
   CLI::Option* ttl_option = nullptr;
@@ -636,6 +646,9 @@ std::string cache_put_target(const cache_put_args& args, const std::vector<std::
   }
   for (const auto& dep : deps) {
     add_query("dep", dep);
+  }
+  for (const auto& dep_key : args.dep_keys) {
+    add_query("dep_key", dep_key);
   }
   return target;
 }
@@ -665,6 +678,7 @@ int run_cache_put(const context& ctx, const cache_put_args& args) {
     return exit_ok;
   }
   std::cout << "stored " << args.key << "\n";
+  print_cascaded(put.reply.body, "the value it replaced");
   return exit_ok;
 }
 
@@ -676,6 +690,10 @@ std::function<int(const context&)> add_cache_put(CLI::App& sub) {
                          ->check(CLI::Range(uint64_t{1}, ttl_s_max));
   // One path per --dep, so `--dep a KEY` cannot swallow the key.
   sub.add_option("--dep", args->deps, "a file the value depends on (repeatable)")
+      ->allow_extra_args(false);
+  sub.add_option("--dep-key", args->dep_keys,
+                 "another cache entry the value depends on (repeatable); dropping or "
+                 "replacing it drops this one")
       ->allow_extra_args(false);
   return [args](const context& ctx) { return run_cache_put(ctx, *args); };
 }
@@ -694,6 +712,7 @@ int run_cache_del(const context& ctx, const std::string& key) {
     return exit_ok;
   }
   std::cout << "deleted " << key << "\n";
+  print_cascaded(deleted.reply.body, "it");
   return exit_ok;
 }
 
@@ -767,13 +786,22 @@ std::function<int(const context&)> add_cache_stats(CLI::App& /*sub*/) {
   return run_cache_stats;
 }
 
-int run_cache_invalidate(const context& ctx, const std::vector<std::string>& raw_paths) {
-  const auto paths = absolute_paths(raw_paths);
+struct cache_invalidate_args {
+  std::vector<std::string> paths;
+  std::vector<std::string> keys;
+};
+
+int run_cache_invalidate(const context& ctx, const cache_invalidate_args& args) {
+  if (args.paths.empty() && args.keys.empty()) {
+    return usage_error("name at least one PATH or --key KEY");
+  }
+  const auto paths = absolute_paths(args.paths);
   if (!paths) {
     return usage_error("PATH: " + paths.err().message);
   }
   auto client = ctx.make_client();
-  const auto done = call(client, "POST", "/v1/cache/invalidate", dump_json({{"paths", *paths}}));
+  const auto done = call(client, "POST", "/v1/cache/invalidate",
+                         dump_json({{"paths", *paths}, {"keys", args.keys}}));
   if (done.failed) {
     return fail(*done.failed);
   }
@@ -787,22 +815,33 @@ int run_cache_invalidate(const context& ctx, const std::vector<std::string>& raw
   if (!counted) {
     return fail(bad_reply("POST /v1/cache/invalidate"));
   }
-  std::cout << "invalidated " << (*reply)["invalidated"].get<uint64_t>() << " entries\n";
+  std::cout << "invalidated " << (*reply)["invalidated"].get<uint64_t>() << " entries";
+  if (const uint64_t cascaded = reply->value("cascaded", uint64_t{0}); cascaded > 0) {
+    std::cout << " (" << cascaded << " of them because they depended on a named key)";
+  }
+  std::cout << "\n";
+  if (reply->value("cascade_stopped", false)) {
+    std::cout << "the cascade was cut short (cache.cascade_max or its breaker); the entries it "
+                 "did not reach are refused when read\n";
+  }
   return exit_ok;
 }
 
 std::function<int(const context&)> add_cache_invalidate(CLI::App& sub) {
-  auto paths = std::make_shared<std::vector<std::string>>();
-  sub.add_option("paths", *paths, "files or directories whose dependent entries go")->required();
-  return [paths](const context& ctx) { return run_cache_invalidate(ctx, *paths); };
+  auto args = std::make_shared<cache_invalidate_args>();
+  sub.add_option("paths", args->paths, "files or directories whose dependent entries go");
+  sub.add_option("--key", args->keys, "a key to drop with its dependents (repeatable)")
+      ->allow_extra_args(false);
+  return [args](const context& ctx) { return run_cache_invalidate(ctx, *args); };
 }
 
 constexpr std::array<command_entry, 5> cache_commands{{
     {"get", "print an entry's value", add_cache_get},
-    {"put", "store a value from an argument or stdin; --ttl, --dep PATH", add_cache_put},
+    {"put", "store a value from an argument or stdin; --ttl, --dep PATH, --dep-key KEY",
+     add_cache_put},
     {"del", "delete an entry", add_cache_del},
     {"stats", "entries, bytes, hits, misses, evictions, invalidations", add_cache_stats},
-    {"invalidate", "drop the entries that depend on PATH...", add_cache_invalidate},
+    {"invalidate", "drop the entries that depend on PATH... (or --key KEY)", add_cache_invalidate},
 }};
 
 std::function<int(const context&)> add_cache(CLI::App& sub) {
@@ -820,16 +859,15 @@ void print_usage_row(const std::string& label, const json& row) {
   auto number = [&](const char* name) {
     return row.contains(name) && row[name].is_number() ? number_text(row[name]) : "-";
   };
-  const double saved =
-      row.contains("saved_fraction") && row["saved_fraction"].is_number()
-          ? row["saved_fraction"].get<double>() * 100
-          : 0.0;
+  const double saved = row.contains("saved_fraction") && row["saved_fraction"].is_number()
+                           ? row["saved_fraction"].get<double>() * 100
+                           : 0.0;
   std::ostringstream percent;
   percent << std::fixed << std::setprecision(1) << saved << "%";
   std::cout << std::left << std::setw(34) << label << std::right << std::setw(9)
             << number("requests") << std::setw(9) << number("cache_hits") << std::setw(12)
-            << number("input_tokens") << std::setw(12) << number("output_tokens")
-            << std::setw(12) << number("served_tokens") << std::setw(8) << percent.str() << "\n";
+            << number("input_tokens") << std::setw(12) << number("output_tokens") << std::setw(12)
+            << number("served_tokens") << std::setw(8) << percent.str() << "\n";
 }
 
 int run_usage(const context& ctx) {
@@ -848,7 +886,8 @@ int run_usage(const context& ctx) {
   }
   std::cout << std::left << std::setw(34) << "" << std::right << std::setw(9) << "requests"
             << std::setw(9) << "hits" << std::setw(12) << "input" << std::setw(12) << "output"
-            << std::setw(12) << "served" << std::setw(8) << "saved" << "\n";
+            << std::setw(12) << "served" << std::setw(8) << "saved"
+            << "\n";
   print_usage_row("total", (*ledger)["total"]);
   for (const char* group : {"by_model", "by_client", "by_agent"}) {
     if (!ledger->contains(group) || !(*ledger)[group].is_object()) {

@@ -287,6 +287,8 @@ constexpr std::array key_table{
     number(TROUPE_KEY(cache, cold_ttl_s), between(1, 365 * 86400), "default lifetime on disk"),
     number(TROUPE_KEY(cache, key_bytes_max), between(1, 1 << 20), "largest cache key"),
     number(TROUPE_KEY(cache, value_bytes_max), between(1, gib), "largest cache value"),
+    number(TROUPE_KEY(cache, cascade_max), between(1, 10000000), "dependents one invalidation drops"),
+    number(TROUPE_KEY(cache, deps_max), between(1, 65536), "dependency records per entry"),
     number(TROUPE_KEY(llm, io_threads), between(0, 64), "upstream HTTP threads; 0: gateway's"),
     number(TROUPE_KEY(llm, timeout_ms), between(1, hour_ms), "upstream attempt timeout"),
     number(TROUPE_KEY(llm, retries_max), between(0, 10), "retries per provider"),

@@ -124,6 +124,13 @@ struct cache_section {
   /// Largest key and value accepted.
   uint32_t key_bytes_max = 4096;
   uint64_t value_bytes_max = 4u << 20;
+  /// Most dependents one invalidation drops eagerly; a larger cascade is cut
+  /// there (the rest are refused when read) and counts against the cascade
+  /// breaker, which stops cascading while open.
+  uint32_t cascade_max = 10000;
+  /// Dependency records one entry may carry (its own and those copied from
+  /// the keys it depends on).
+  uint32_t deps_max = 1024;
 };
 
 struct llm_section {

@@ -118,7 +118,7 @@ TEST_CASE("cold entries survive a SIGKILL of the node") {
   CHECK(cache_header(call(http, "GET", "/v1/cache/durable")) == "hit-hot");  // promoted
 }
 
-TEST_CASE("empty keys and values work; oversized ones and bad dependencies are refused") {
+TEST_CASE("empty keys and values work, oversized ones and bad dependencies are refused") {
   node_process::options o;
   o.env["TROUPE_CACHE_VALUE_BYTES_MAX"] = "1000";
   node_process node(o);
@@ -176,9 +176,12 @@ TEST_CASE("explicit invalidation by path (file, directory above, below) and by k
   node_process node({});
   REQUIRE(node.started());
   auto http = client_of(node);
-  REQUIRE(call(http, "PUT", "/v1/cache/on-file?dep=" + dir.path() + "/proj/src/a.cpp", "1").status == 200);
+  REQUIRE(
+      call(http, "PUT", "/v1/cache/on-file?dep=" + dir.path() + "/proj/src/a.cpp", "1").status ==
+      200);
   REQUIRE(call(http, "PUT", "/v1/cache/on-dir?dep=" + dir.path() + "/proj", "2").status == 200);
-  REQUIRE(call(http, "PUT", "/v1/cache/on-readme?dep=" + dir.path() + "/proj/README", "3").status == 200);
+  REQUIRE(call(http, "PUT", "/v1/cache/on-readme?dep=" + dir.path() + "/proj/README", "3").status ==
+          200);
   REQUIRE(call(http, "PUT", "/v1/cache/plain", "4").status == 200);
 
   // The file itself and the directory above it depend on src/a.cpp.
@@ -307,4 +310,142 @@ TEST_CASE("deleted and invalidated entries leave no rows in the dependency index
   auto rows = (*store)->scan_prefix(column::deps, "", 1, 100);
   REQUIRE(rows.has_value());
   CHECK(rows->empty());
+}
+
+TEST_CASE("an entry depending on other keys goes with them, through every shard") {
+  temp_dir dir;
+  const auto file = dir.path() + "/spec.md";
+  write_file(file, "spec v1");
+  node_process::options o;
+  o.env["TROUPE_CACHE_SHARDS"] = "4";  // so a chain crosses shards
+  node_process node(o);
+  REQUIRE(node.started());
+  auto http = client_of(node);
+  auto stats = [&] { return json::parse(call(http, "GET", "/v1/cache").body); };
+
+  // spec <- summary <- review-N: each review depends on the summary, which
+  // depends on the spec, which depends on a file.
+  REQUIRE(call(http, "PUT", "/v1/cache/spec?dep=" + file, "S").status == 200);
+  auto summary = call(http, "PUT", "/v1/cache/summary?dep_key=spec", "s");
+  REQUIRE(summary.status == 200);
+  CHECK(json::parse(summary.body)["dep_keys"] == 1);
+  CHECK(json::parse(summary.body)["deps"] == 1);  // the spec's file, inherited
+  for (int i = 0; i < 8; ++i) {
+    auto review = call(http, "PUT", "/v1/cache/review-" + std::to_string(i) + "?dep_key=summary",
+                       "r" + std::to_string(i));
+    REQUIRE(review.status == 200);
+    CHECK(json::parse(review.body)["dep_keys"] == 2);  // summary, and spec through it
+  }
+  for (int i = 0; i < 8; ++i) {
+    CHECK(call(http, "GET", "/v1/cache/review-" + std::to_string(i)).status == 200);
+  }
+
+  SECTION("invalidating a key drops everything that depends on it") {
+    auto r = http.request("POST", "/v1/cache/invalidate", R"({"keys": ["spec"]})");
+    REQUIRE(r.has_value());
+    const auto body = json::parse(r->body);
+    CHECK(body["cascaded"] == 9);
+    CHECK(body["invalidated"] == 10);
+    CHECK(body["cascade_stopped"] == false);
+    // Dependents on other shards are handed over before the reply is sent.
+    CHECK(wait_until([&] { return stats()["invalidations"] == 10; }));
+    for (int i = 0; i < 8; ++i) {
+      CHECK(cache_header(call(http, "GET", "/v1/cache/review-" + std::to_string(i))) ==
+            "miss-absent");
+    }
+  }
+  SECTION("replacing a key's value drops its dependents, not the key") {
+    auto put = call(http, "PUT", "/v1/cache/summary?dep_key=spec", "s2");
+    REQUIRE(put.status == 200);
+    CHECK(json::parse(put.body)["cascaded"] == 8);
+    CHECK(call(http, "GET", "/v1/cache/summary").body == "s2");
+    CHECK(call(http, "GET", "/v1/cache/review-3").status == 404);
+    CHECK(call(http, "GET", "/v1/cache/spec").status == 200);
+  }
+  SECTION("deleting a key drops its dependents") {
+    auto del = call(http, "DELETE", "/v1/cache/summary");
+    CHECK(json::parse(del.body)["cascaded"] == 8);
+    CHECK(call(http, "GET", "/v1/cache/review-5").status == 404);
+    CHECK(call(http, "GET", "/v1/cache/spec").status == 200);
+  }
+  SECTION("an edit of a file two keys away makes the dependents stale") {
+    write_file(file, "spec v2");
+    CHECK(call(http, "GET", "/v1/cache/review-0").status == 404);
+    CHECK(wait_until([&] {
+      return call(http, "GET", "/v1/cache/review-7").status == 404 &&
+             call(http, "GET", "/v1/cache/spec").status == 404;
+    }));
+  }
+}
+
+TEST_CASE("key dependencies that cannot hold are refused") {
+  node_process node({});
+  REQUIRE(node.started());
+  auto http = client_of(node);
+  REQUIRE(call(http, "PUT", "/v1/cache/a", "a").status == 200);
+  REQUIRE(call(http, "PUT", "/v1/cache/b?dep_key=a", "b").status == 200);
+
+  auto missing = call(http, "PUT", "/v1/cache/c?dep_key=nowhere", "c");
+  CHECK(missing.status == 404);
+  CHECK(missing.body.find("dependency key 'nowhere' is not in the cache") != std::string::npos);
+  auto self = call(http, "PUT", "/v1/cache/a?dep_key=a", "a");
+  CHECK(self.status == 400);
+  auto cycle = call(http, "PUT", "/v1/cache/a?dep_key=b", "a2");
+  CHECK(cycle.status == 400);
+  CHECK(cycle.body.find("dependency cycle") != std::string::npos);
+  // Nothing was lost by the refusals.
+  CHECK(call(http, "GET", "/v1/cache/a").body == "a");
+  CHECK(call(http, "GET", "/v1/cache/b").body == "b");
+  CHECK(call(http, "GET", "/v1/cache/c").status == 404);
+}
+
+TEST_CASE("a runaway cascade is cut, the breaker opens, and what it missed is refused on read") {
+  node_process::options o;
+  o.env["TROUPE_CACHE_CASCADE_MAX"] = "5";
+  o.env["TROUPE_BREAKER_FAILURES_MAX"] = "2";
+  o.env["TROUPE_BREAKER_OPEN_MS"] = "30000";
+  node_process node(o);
+  REQUIRE(node.started());
+  auto http = client_of(node);
+  auto fan_out = [&](const std::string& root, int n) {
+    REQUIRE(call(http, "PUT", "/v1/cache/" + root, "root").status == 200);
+    for (int i = 0; i < n; ++i) {
+      REQUIRE(call(http, "PUT",
+                   "/v1/cache/" + root + "-dep-" + std::to_string(i) + "?dep_key=" + root, "x")
+                  .status == 200);
+    }
+  };
+  auto invalidate = [&](const std::string& key) {
+    auto r = http.request("POST", "/v1/cache/invalidate", json{{"keys", {key}}}.dump());
+    REQUIRE(r.has_value());
+    REQUIRE(r->status == 200);
+    return json::parse(r->body);
+  };
+
+  fan_out("small", 3);
+  auto small = invalidate("small");
+  CHECK(small["cascaded"] == 3);
+  CHECK(small["cascade_stopped"] == false);
+
+  fan_out("big", 20);
+  auto big = invalidate("big");
+  CHECK(big["cascade_stopped"] == true);
+  CHECK(big["cascaded"] == 5);
+  CHECK(big["invalidated"] == 6);
+  // The dependents the cascade did not reach are still never served.
+  for (int i = 0; i < 20; ++i) {
+    CHECK(call(http, "GET", "/v1/cache/big-dep-" + std::to_string(i)).status == 404);
+  }
+
+  // A second cut opens the breaker: the next cascade is not even tried.
+  fan_out("huge", 12);
+  CHECK(invalidate("huge")["cascade_stopped"] == true);
+  fan_out("after", 2);
+  auto after = invalidate("after");
+  CHECK(after["cascade_stopped"] == true);
+  CHECK(after["cascaded"] == 0);
+  CHECK(call(http, "GET", "/v1/cache/after-dep-1").status == 404);
+  auto stats = json::parse(call(http, "GET", "/v1/cache").body);
+  CHECK(stats["cascades_stopped"] == 3);
+  CHECK(node.stderr_text().find("cascade breaker open") != std::string::npos);
 }

@@ -255,7 +255,30 @@ TEST_CASE("a record survives encode and decode unchanged") {
 
 TEST_CASE("the record encoding is pinned") {
   const dependency_record record{"/a/b", false, 3, 123456, std::string(64, '0')};
-  CHECK(encode_record(record) == "dep14:/a/b1:f1:36:123456" "64:" + std::string(64, '0'));
+  CHECK(encode_record(record) ==
+        "dep14:/a/b1:f1:36:123456"
+        "64:" +
+            std::string(64, '0'));
+}
+
+TEST_CASE("a key record survives encode and decode, and its encoding is pinned") {
+  const key_record record{std::string("a:b\0c", 5), 18446744073709551615ull};
+  const auto encoded = encode_key_record(record);
+  CHECK(encoded == std::string("key15:a:b\0c20:18446744073709551615", 34));
+  CHECK(is_key_record(encoded));
+  CHECK_FALSE(
+      is_key_record(encode_record(dependency_record{"/a", false, 0, 0, std::string(64, '0')})));
+  auto decoded = decode_key_record(encoded);
+  REQUIRE(decoded.has_value());
+  CHECK(*decoded == record);
+  CHECK(decode_key_record(encode_key_record({"", 1})).has_value());  // the empty key is a key
+  for (const std::string bad :
+       {"", "key1", "key11:k", "key11:k1:x", "key11:k2:1x", "key11:k1:1z", "dep11:k1:1"}) {
+    INFO("input: " << bad);
+    auto r = decode_key_record(bad);
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.err().code == errc::corrupt);
+  }
 }
 
 TEST_CASE("decoding garbage gives a corrupt error") {
@@ -267,14 +290,14 @@ TEST_CASE("decoding garbage gives a corrupt error") {
       "",
       "garbage",
       "dep1",
-      good.substr(0, good.size() - 1),           // cut short
-      good + "x",                                // trailing bytes
-      "dep14:/a/b1:x1:36:12345664:" + hex64,     // bad kind
-      "dep14:a/bb1:f1:36:12345664:" + hex64,     // relative path
-      "dep14:/a/b1:f1:x6:12345664:" + hex64,     // size not a number
+      good.substr(0, good.size() - 1),                       // cut short
+      good + "x",                                            // trailing bytes
+      "dep14:/a/b1:x1:36:12345664:" + hex64,                 // bad kind
+      "dep14:a/bb1:f1:36:12345664:" + hex64,                 // relative path
+      "dep14:/a/b1:f1:x6:12345664:" + hex64,                 // size not a number
       "dep14:/a/b1:f1:36:12345664:" + std::string(64, 'G'),  // not hex
-      "dep104:/a/b1:f1:36:12345664:" + hex64,    // leading zero in a length
-      "dep199999999999999999999999:/a",          // absurd length
+      "dep104:/a/b1:f1:36:12345664:" + hex64,                // leading zero in a length
+      "dep199999999999999999999999:/a",                      // absurd length
   };
   for (const std::string& input : bad_inputs) {
     INFO("input: " << input);
