@@ -110,6 +110,74 @@ struct shard_metrics {
   std::map<std::string_view, counter*> misses;
 };
 
+/// A shard's hot tier behind a lock: the shard actor owns what goes in and
+/// out, and the gateway's threads read hits of entries that need no
+/// dependency check (`get_plain`) without a hop to the shard. Every section
+/// under the lock is a hash look-up and a copy: no disk, no hashing.
+class hot_tier {
+ public:
+  explicit hot_tier(uint64_t budget_bytes)
+      : budget_bytes_(budget_bytes), lru_(std::make_unique<lru_cache>(budget_bytes)) {}
+
+  /// A copy of the live entry under `key`, made most recent.
+  std::optional<cache_entry> get(std::string_view key, uint64_t now_ms) {
+    std::lock_guard lock(mutex_);
+    if (const auto* entry = lru_->get(key, now_ms)) {
+      return *entry;
+    }
+    return std::nullopt;
+  }
+
+  /// The value of a live entry without dependency records (made most
+  /// recent); nullopt when absent, expired or dependent on something.
+  std::optional<std::string> get_plain(std::string_view key, uint64_t now_ms) {
+    std::lock_guard lock(mutex_);
+    const auto* entry = lru_->get(key, now_ms);
+    if (entry == nullptr || !entry->deps.empty()) {
+      return std::nullopt;
+    }
+    return entry->value;
+  }
+
+  bool put(std::string key, cache_entry entry, uint64_t now_ms) {
+    std::lock_guard lock(mutex_);
+    return lru_->put(std::move(key), std::move(entry), now_ms);
+  }
+
+  std::optional<cache_entry> take(std::string_view key) {
+    std::lock_guard lock(mutex_);
+    return lru_->take(key);
+  }
+
+  /// Empties the tier (a new shard incarnation starts from the cold tier).
+  void clear() {
+    std::lock_guard lock(mutex_);
+    lru_ = std::make_unique<lru_cache>(budget_bytes_);
+    evictions_before_ += evictions_now_;
+    evictions_now_ = 0;
+  }
+
+  struct sizes {
+    size_t entries = 0;
+    uint64_t bytes = 0;
+    /// Since the tier was made, across clears.
+    uint64_t evictions = 0;
+  };
+
+  sizes measure() {
+    std::lock_guard lock(mutex_);
+    evictions_now_ = lru_->counters().evictions;
+    return sizes{lru_->size(), lru_->bytes(), evictions_before_ + evictions_now_};
+  }
+
+ private:
+  const uint64_t budget_bytes_;
+  std::mutex mutex_;
+  std::unique_ptr<lru_cache> lru_;
+  uint64_t evictions_before_ = 0;
+  uint64_t evictions_now_ = 0;
+};
+
 /// The cascade breaker, one for the whole cache (a runaway cascade is a
 /// property of the data, not of the shard that happens to start it), shared
 /// by the shards' threads and kept across their restarts.
@@ -150,17 +218,21 @@ class cascade_guard {
 class shard {
  public:
   shard(std::shared_ptr<node_context> ctx, std::shared_ptr<db> store,
-        std::shared_ptr<cascade_guard> cascades, std::string path, uint32_t index,
-        uint64_t budget_bytes)
+        std::shared_ptr<cascade_guard> cascades, std::shared_ptr<hot_tier> hot, std::string path,
+        uint32_t index)
       : ctx_(std::move(ctx)),
         store_(std::move(store)),
         cascades_(std::move(cascades)),
         path_(std::move(path)),
         index_(index),
-        hot_(budget_bytes),
+        hot_(std::move(hot)),
         metrics_(ctx_->metrics, path_),
         generations_(std::random_device{}()),
-        log_(logger("cache")) {}
+        log_(logger("cache")) {
+    hot_->clear();
+    evictions_published_ = hot_->measure().evictions;
+    publish_size();
+  }
 
   expected<cache::put_reply> put(const cache::put_request& req) {
     const auto& cfg = ctx_->config.cache;
@@ -207,7 +279,7 @@ class shard {
       }
     }
     const uint64_t file_records = records->size() - key_records;
-    (void)hot_.put(req.key, cache_entry{req.value, now + hot_ttl_ms, std::move(*records)}, now);
+    (void)hot_->put(req.key, cache_entry{req.value, now + hot_ttl_ms, std::move(*records)}, now);
     watch(watched);
     metrics_.puts.inc();
     // Whatever depended on the value this put replaced is stale now.
@@ -221,13 +293,14 @@ class shard {
       return *bad;
     }
     const uint64_t now = wall_ms();
-    if (const auto* entry = hot_.get(req.key, now)) {
+    if (auto entry = hot_->get(req.key, now)) {
+      // Checked outside the tier's lock: the check may hash files.
       if (!still_valid(entry->deps, now)) {
         drop(req.key, now);
         return miss("stale");
       }
       metrics_.hits_hot.inc();
-      return cache::get_reply{true, entry->value, "hot", {}};
+      return cache::get_reply{true, std::move(entry->value), "hot", {}};
     }
     return get_cold(req.key, now);
   }
@@ -547,7 +620,7 @@ class shard {
     }
     // Promoted with the hot lifetime; the cold copy keeps its own expiry.
     const uint64_t hot_ttl_ms = ctx_->config.cache.hot_ttl_s * 1000ull;
-    (void)hot_.put(key, cache_entry{entry->value, now + hot_ttl_ms, entry->deps}, now);
+    (void)hot_->put(key, cache_entry{entry->value, now + hot_ttl_ms, entry->deps}, now);
     publish_size();
     metrics_.hits_cold.inc();
     return cache::get_reply{true, std::move(entry->value), "cold", {}};
@@ -571,7 +644,7 @@ class shard {
   expected<bool> forget(const std::string& key, uint64_t now) {
     std::vector<std::string> deps;
     bool existed = false;
-    if (auto hot = hot_.take(key)) {
+    if (auto hot = hot_->take(key)) {
       deps = std::move(hot->deps);
       existed = true;
     }
@@ -687,10 +760,11 @@ class shard {
   }
 
   void publish_size() {
-    metrics_.entries.set(static_cast<double>(hot_.size()));
-    metrics_.bytes.set(static_cast<double>(hot_.bytes()));
-    metrics_.evictions.inc(hot_.counters().evictions - evictions_published_);
-    evictions_published_ = hot_.counters().evictions;
+    const auto sizes = hot_->measure();
+    metrics_.entries.set(static_cast<double>(sizes.entries));
+    metrics_.bytes.set(static_cast<double>(sizes.bytes));
+    metrics_.evictions.inc(sizes.evictions - evictions_published_);
+    evictions_published_ = sizes.evictions;
   }
 
   std::shared_ptr<node_context> ctx_;
@@ -698,7 +772,7 @@ class shard {
   std::shared_ptr<cascade_guard> cascades_;
   std::string path_;
   uint32_t index_;
-  lru_cache hot_;
+  std::shared_ptr<hot_tier> hot_;
   shard_metrics metrics_;
   std::mt19937_64 generations_;
   std::shared_ptr<spdlog::logger> log_;
@@ -706,14 +780,14 @@ class shard {
 };
 
 child_spec shard_child(uint32_t index, std::shared_ptr<node_context> ctx, std::shared_ptr<db> store,
-                       std::shared_ptr<cascade_guard> cascades, uint64_t budget_bytes) {
+                       std::shared_ptr<cascade_guard> cascades, std::shared_ptr<hot_tier> hot) {
   child_spec spec;
   spec.name = "shard-" + std::to_string(index);
-  spec.start = [ctx, store, cascades, index, budget_bytes](caf::actor_system& system,
-                                                           const std::string& path) {
-    return system.spawn<caf::detached>([ctx, store, cascades, index, budget_bytes,
+  spec.start = [ctx, store, cascades, hot, index](caf::actor_system& system,
+                                                  const std::string& path) {
+    return system.spawn<caf::detached>([ctx, store, cascades, hot, index,
                                         path](caf::event_based_actor* self) -> caf::behavior {
-      auto state = std::make_shared<shard>(ctx, store, cascades, path, index, budget_bytes);
+      auto state = std::make_shared<shard>(ctx, store, cascades, hot, path, index);
       auto table = std::make_shared<handler_table>(
           decode_limits{.body_bytes_max = ctx->config.limits.message_bytes_max});
       table->on<cache::get_request>(cache::get_type,
@@ -732,7 +806,7 @@ child_spec shard_child(uint32_t index, std::shared_ptr<node_context> ctx, std::s
 
 }  // namespace
 
-child_spec cache_child(std::shared_ptr<node_context> ctx, std::shared_ptr<db> store) {
+cache_family make_cache(std::shared_ptr<node_context> ctx, std::shared_ptr<db> store) {
   const uint32_t shards = cache::shard_count(ctx->config);
   supervisor_spec spec;
   spec.strat = strategy::one_for_one;
@@ -740,10 +814,21 @@ child_spec cache_child(std::shared_ptr<node_context> ctx, std::shared_ptr<db> st
   spec.children.push_back(watcher_child(ctx));
   const uint64_t budget = ctx->config.cache.memory_budget_bytes / shards;
   auto cascades = std::make_shared<cascade_guard>(ctx->config);
+  std::vector<std::shared_ptr<hot_tier>> tiers;
   for (uint32_t i = 0; i < shards; ++i) {
-    spec.children.push_back(shard_child(i, ctx, store, cascades, budget));
+    tiers.push_back(std::make_shared<hot_tier>(budget));
+    spec.children.push_back(shard_child(i, ctx, store, cascades, tiers.back()));
   }
-  return supervisor_child("cache", ctx, std::move(spec));
+  // Counted under the same series as the shards' own hot hits.
+  auto& hits = ctx->metrics.counter(cache::hits_metric, "Cache hits by tier", {{"tier", "hot"}});
+  auto reader = [tiers = std::move(tiers), &hits](std::string_view key) {
+    auto value = tiers[cache::key_hash(key) % tiers.size()]->get_plain(key, wall_ms());
+    if (value) {
+      hits.inc();
+    }
+    return value;
+  };
+  return cache_family{supervisor_child("cache", ctx, std::move(spec)), std::move(reader)};
 }
 
 }  // namespace troupe

@@ -122,10 +122,12 @@ struct invalidate_reply {
   return "cache/shard-" + std::to_string(key_hash(key) % shards);
 }
 
-/// Shards the node runs: `cache.shards`, or one per core when 0.
+/// Shards the node runs: `cache.shards`, or one per core when 0. The core
+/// count is read once: glibc reads it from /sys on every call, which cost
+/// an open() per cache request.
 [[nodiscard]] inline uint32_t shard_count(const node_config& config) {
-  return config.cache.shards != 0 ? config.cache.shards
-                                  : std::max(1u, std::thread::hardware_concurrency());
+  static const uint32_t cores = std::max(1u, std::thread::hardware_concurrency());
+  return config.cache.shards != 0 ? config.cache.shards : cores;
 }
 
 /// Every value get_reply.miss takes.

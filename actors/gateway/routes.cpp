@@ -221,6 +221,14 @@ routed router::route_cache(const http_request_view& req, std::string_view path) 
   if (!key) {
     return error_reply(400, "bad_request", "the key in the path has a malformed %-escape");
   }
+  // A hot entry without dependencies is served here, on the HTTP thread.
+  if (req.method == "GET" && ctx_->cache_hot) {
+    if (auto value = ctx_->cache_hot(*key)) {
+      http_reply r{200, "application/octet-stream", std::move(*value), {}};
+      r.headers.emplace_back("X-Troupe-Cache", "hit-hot");
+      return r;
+    }
+  }
   const auto shard = cache::shard_path(*key, cache::shard_count(ctx_->config));
   const auto timeout = std::chrono::milliseconds{ctx_->config.gateway.request_timeout_ms};
   if (req.method == "GET") {

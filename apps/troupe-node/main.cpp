@@ -44,13 +44,13 @@ struct node_flags {
 /// Top-level children: the families of the node, started in this order and
 /// stopped in reverse. agents/sessions/cache/llm are the supervisors the
 /// later families plug their actors into.
-supervisor_spec root_spec(const std::shared_ptr<node_context>& ctx, std::shared_ptr<db> store,
+supervisor_spec root_spec(const std::shared_ptr<node_context>& ctx, child_spec cache,
                           child_spec llm, child_spec sessions) {
   auto policy = make_restart_policy(ctx->config.supervisor);
   auto family = [&](strategy s) { return supervisor_spec{s, policy, {}, 100000, 0x7e0b5eedULL}; };
   supervisor_spec root{strategy::one_for_one, policy, {}, 100000, 0x7e0b5eedULL};
   root.children.push_back(system_child(ctx));
-  root.children.push_back(cache_child(ctx, std::move(store)));
+  root.children.push_back(std::move(cache));
   root.children.push_back(std::move(llm));
   root.children.push_back(supervisor_child("agents", ctx, family(strategy::dynamic)));
   root.children.push_back(std::move(sessions));
@@ -174,7 +174,9 @@ int run(const node_flags& flags) {
   caf::actor_system_config cfg;
   cfg.set("scheduler.max-threads", static_cast<size_t>(ctx->config.node.scheduler_threads));
   caf::actor_system system{cfg};
-  auto spec = root_spec(ctx, store, std::move(llm->child),
+  auto cache = make_cache(ctx, store);
+  ctx->cache_hot = std::move(cache.hot_reader);
+  auto spec = root_spec(ctx, std::move(cache.child), std::move(llm->child),
                         pty::sessions_child(ctx, session_table, store, (*server)->io_context()));
   ctx->top_level_children = spec.children.size();
   auto root = spawn_supervisor(system, ctx, "", std::move(spec));

@@ -6,7 +6,10 @@
 // registries, which are thread-safe.
 
 #include <chrono>
+#include <functional>
+#include <optional>
 #include <string>
+#include <string_view>
 
 #include "runtime/config/node_config.hpp"
 #include "runtime/metrics/metrics.hpp"
@@ -15,6 +18,11 @@
 #include "runtime/supervisor/actor_registry.hpp"
 
 namespace troupe {
+
+/// The value of a hot cache entry that may be served on the calling thread
+/// (live, no dependency to re-check, so no disk and no hashing); nullopt
+/// sends the caller to the shard actor. Thread-safe; counts the hit.
+using cache_hot_reader = std::function<std::optional<std::string>(std::string_view key)>;
 
 /// troupe's version, as reported by /v1/node.
 inline constexpr const char* troupe_version = "0.1.0";
@@ -39,6 +47,9 @@ struct node_context {
   exchange_handler sessions;
   /// Attaches a WebSocket viewer to a session; installed by the sessions family.
   attach_handler attach;
+  /// Hot cache hits for GET /v1/cache/{key} without an actor hop; installed
+  /// by the cache family.
+  cache_hot_reader cache_hot;
 };
 
 }  // namespace troupe
