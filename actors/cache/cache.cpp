@@ -1,5 +1,10 @@
 #include "actors/cache/cache.hpp"
 
+#include <pthread.h>
+#include <sched.h>
+
+#include <cstring>
+
 #include <chrono>
 #include <filesystem>
 #include <map>
@@ -787,6 +792,14 @@ child_spec shard_child(uint32_t index, std::shared_ptr<node_context> ctx, std::s
                                                   const std::string& path) {
     return system.spawn<caf::detached>([ctx, store, cascades, hot, index,
                                         path](caf::event_based_actor* self) -> caf::behavior {
+      // Runs on the shard's own thread, so only that thread changes policy.
+      if (ctx->config.cache.shard_policy == "idle") {
+        const sched_param param{};
+        if (const int rc = ::pthread_setschedparam(::pthread_self(), SCHED_IDLE, &param); rc != 0) {
+          logger("cache")->warn("{}: could not switch to SCHED_IDLE: {}", path,
+                                std::strerror(rc));
+        }
+      }
       auto state = std::make_shared<shard>(ctx, store, cascades, hot, path, index);
       auto table = std::make_shared<handler_table>(
           decode_limits{.body_bytes_max = ctx->config.limits.message_bytes_max});

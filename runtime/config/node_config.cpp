@@ -289,6 +289,8 @@ constexpr std::array key_table{
     number(TROUPE_KEY(cache, value_bytes_max), between(1, gib), "largest cache value"),
     number(TROUPE_KEY(cache, cascade_max), between(1, 10000000), "dependents one invalidation drops"),
     number(TROUPE_KEY(cache, deps_max), between(1, 65536), "dependency records per entry"),
+    text(TROUPE_KEY(cache, shard_policy), "normal idle", nullptr,
+         "scheduling of the shard threads"),
     number(TROUPE_KEY(llm, io_threads), between(0, 64), "upstream HTTP threads; 0: gateway's"),
     number(TROUPE_KEY(llm, timeout_ms), between(1, hour_ms), "upstream attempt timeout"),
     number(TROUPE_KEY(llm, retries_max), between(0, 10), "retries per provider"),

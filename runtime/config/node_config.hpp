@@ -131,6 +131,9 @@ struct cache_section {
   /// Dependency records one entry may carry (its own and those copied from
   /// the keys it depends on).
   uint32_t deps_max = 1024;
+  /// Scheduling of the shards' threads: "normal", or "idle" (SCHED_IDLE:
+  /// their disk reads and hashing only use CPU no other thread wants).
+  std::string shard_policy = "normal";
 };
 
 struct llm_section {
