@@ -234,7 +234,6 @@ class shard {
         metrics_(ctx_->metrics, path_),
         generations_(std::random_device{}()),
         log_(logger("cache")) {
-    hot_->clear();
     evictions_published_ = hot_->measure().evictions;
     publish_size();
   }
@@ -790,6 +789,11 @@ child_spec shard_child(uint32_t index, std::shared_ptr<node_context> ctx, std::s
   spec.name = "shard-" + std::to_string(index);
   spec.start = [ctx, store, cascades, hot, index](caf::actor_system& system,
                                                   const std::string& path) {
+    // Each incarnation starts from the cold tier. Emptied here, before the
+    // new actor exists, so no reader sees the old tier once it is up (until
+    // then the gateway may still serve the old tier's plain entries, which
+    // are as valid as their cold copies).
+    hot->clear();
     return system.spawn<caf::detached>([ctx, store, cascades, hot, index,
                                         path](caf::event_based_actor* self) -> caf::behavior {
       // Runs on the shard's own thread, so only that thread changes policy.
