@@ -44,6 +44,28 @@ struct cold_entry {
   TROUPE_FIELDS(value, deps, gen)
 };
 
+/// Parts of a cold_entry, decoded from the same bytes for the reads that
+/// need no value (the decoder skips the fields a struct does not name, so
+/// the value is not copied).
+struct cold_deps {
+  std::vector<std::string> deps;
+  TROUPE_FIELDS(deps)
+};
+
+struct cold_generation {
+  uint64_t gen = 0;
+  TROUPE_FIELDS(gen)
+};
+
+/// What the cold tier holds under a key, decoded as T (cold_entry or a part).
+template <class T>
+struct cold_read {
+  /// Empty when absent or expired, or when unreadable.
+  std::optional<T> entry;
+  /// Set when a value is stored but cannot be read (foreign or damaged): why.
+  std::string unreadable;
+};
+
 /// Entries one invalidation may touch per path: bounds the work of a single
 /// request (a larger cascade is done by repeating it).
 constexpr size_t invalidation_scan_max = 100000;
@@ -415,19 +437,24 @@ class shard {
       if (dep_key == req.key) {
         return make_error(errc::bad_request, "an entry cannot depend on its own key");
       }
-      auto dep = read_cold(dep_key, now);
-      if (!dep) {
-        return std::move(dep).err();
+      auto cold = read_cold<cold_entry>(dep_key, now);
+      if (!cold) {
+        return std::move(cold).err();
       }
-      if (!dep->has_value()) {
+      if (!cold->unreadable.empty()) {
+        return make_error(errc::conflict, "dependency key '" + dep_key +
+                                              "' is stored but unreadable: " + cold->unreadable);
+      }
+      auto& dep = cold->entry;
+      if (!dep) {
         return make_error(errc::not_found, "dependency key '" + dep_key + "' is not in the cache");
       }
-      if (!still_valid((*dep)->deps, now)) {
+      if (!still_valid(dep->deps, now)) {
         return make_error(errc::conflict, "dependency key '" + dep_key +
                                               "' is stale: something it depends on changed");
       }
-      add(encode_key_record(key_record{dep_key, (*dep)->gen}));
-      for (auto& inherited : (*dep)->deps) {
+      add(encode_key_record(key_record{dep_key, dep->gen}));
+      for (auto& inherited : dep->deps) {
         if (is_key_record(inherited)) {
           if (auto record = decode_key_record(inherited); record && record->key == req.key) {
             return make_error(errc::bad_request, "dependency cycle: '" + dep_key +
@@ -447,32 +474,30 @@ class shard {
     return records;
   }
 
-  /// The cold copy of `key`: nullopt when absent or expired; an error for a
-  /// store failure. An unreadable value counts as absent (and is logged).
-  expected<std::optional<cold_entry>> read_cold(const std::string& key, uint64_t now) {
+  /// The cold copy of `key` decoded as T; an error only for a store failure.
+  template <class T>
+  expected<cold_read<T>> read_cold(const std::string& key, uint64_t now) {
     auto raw = store_->get(column::cache, key, now);
     if (!raw) {
       if (raw.err().code == errc::corrupt) {
-        log_->warn("{}: unreadable cold entry '{}': {}", path_, key, raw.err().message);
-        return std::optional<cold_entry>{};
+        return cold_read<T>{std::nullopt, raw.err().message};
       }
       return std::move(raw).err();
     }
     if (!raw->has_value()) {
-      return std::optional<cold_entry>{};
+      return cold_read<T>{};
     }
-    auto entry = decode<cold_entry>(**raw);
+    auto entry = decode<T>(**raw);
     if (!entry) {
-      log_->warn("{}: cold entry '{}' does not decode: {}", path_, key, entry.err().message);
-      return std::optional<cold_entry>{};
+      return cold_read<T>{std::nullopt, "it does not decode: " + entry.err().message};
     }
-    return std::optional<cold_entry>{std::move(*entry)};
+    return cold_read<T>{std::move(*entry), {}};
   }
 
   /// Dependency records of the value stored under `key` now, if any.
   std::vector<std::string> previous_deps(const std::string& key, uint64_t now) {
-    if (auto cold = read_cold(key, now); cold && cold->has_value()) {
-      return std::move((*cold)->deps);
+    if (auto cold = read_cold<cold_deps>(key, now); cold && cold->entry) {
+      return std::move(cold->entry->deps);
     }
     return {};
   }
@@ -599,24 +624,19 @@ class shard {
   }
 
   expected<cache::get_reply> get_cold(const std::string& key, uint64_t now) {
-    auto raw = store_->get(column::cache, key, now);
-    if (!raw) {
-      if (raw.err().code == errc::corrupt) {
-        // A foreign or damaged value is skipped (and dropped), not served.
-        log_->warn("{}: dropping unreadable cold entry: {}", path_, raw.err().message);
-        (void)store_->remove(column::cache, key);
-        return miss("corrupt");
-      }
-      return std::move(raw).err();
+    auto cold = read_cold<cold_entry>(key, now);
+    if (!cold) {
+      return std::move(cold).err();
     }
-    if (!raw->has_value()) {
-      return miss("absent");
-    }
-    auto entry = decode<cold_entry>(**raw);
-    if (!entry) {
-      log_->warn("{}: dropping cold entry that does not decode: {}", path_, entry.err().message);
+    if (!cold->unreadable.empty()) {
+      // A foreign or damaged value is skipped (and dropped), not served.
+      log_->warn("{}: dropping unreadable cold entry '{}': {}", path_, key, cold->unreadable);
       (void)store_->remove(column::cache, key);
       return miss("corrupt");
+    }
+    auto& entry = cold->entry;
+    if (!entry) {
+      return miss("absent");
     }
     if (!still_valid(entry->deps, now)) {
       drop(key, now);
@@ -652,10 +672,11 @@ class shard {
       deps = std::move(hot->deps);
       existed = true;
     }
-    if (auto cold = store_->get(column::cache, key, now); cold && cold->has_value()) {
+    if (auto cold = read_cold<cold_deps>(key, now);
+        cold && (cold->entry || !cold->unreadable.empty())) {
       existed = true;
-      if (auto entry = decode<cold_entry>(**cold); entry && deps.empty()) {
-        deps = std::move(entry->deps);
+      if (cold->entry && deps.empty()) {
+        deps = std::move(cold->entry->deps);
       }
     }
     if (auto removed = store_->remove(column::cache, key); !removed) {
@@ -722,8 +743,10 @@ class shard {
         if (!record) {
           return false;
         }
-        auto current = read_cold(record->key, now);
-        if (!current || !current->has_value() || (*current)->gen != record->generation) {
+        // Only the generation is decoded: a hit does not copy the values
+        // it depends on.
+        auto current = read_cold<cold_generation>(record->key, now);
+        if (!current || !current->entry || current->entry->gen != record->generation) {
           return false;
         }
         continue;
@@ -800,8 +823,7 @@ child_spec shard_child(uint32_t index, std::shared_ptr<node_context> ctx, std::s
       if (ctx->config.cache.shard_policy == "idle") {
         const sched_param param{};
         if (const int rc = ::pthread_setschedparam(::pthread_self(), SCHED_IDLE, &param); rc != 0) {
-          logger("cache")->warn("{}: could not switch to SCHED_IDLE: {}", path,
-                                std::strerror(rc));
+          logger("cache")->warn("{}: could not switch to SCHED_IDLE: {}", path, std::strerror(rc));
         }
       }
       auto state = std::make_shared<shard>(ctx, store, cascades, hot, path, index);
