@@ -1,11 +1,15 @@
 #include "storage/db.hpp"
 
+#include <algorithm>
 #include <array>
 #include <cstring>
 #include <filesystem>
 
+#include <rocksdb/cache.h>
 #include <rocksdb/db.h>
 #include <rocksdb/options.h>
+#include <rocksdb/table.h>
+#include <rocksdb/write_buffer_manager.h>
 
 namespace troupe {
 
@@ -136,6 +140,20 @@ expected<std::unique_ptr<db>> db::open(const storage_options& options) {
   db_options.create_if_missing = true;
   db_options.create_missing_column_families = true;
   db_options.max_open_files = 512;  // a node shares the fd limit with sockets and PTYs
+  // One memory bound for the whole store (RocksDB's defaults give every
+  // column family its own 8 MiB block cache and two 64 MiB memtables).
+  auto memory = rocksdb::NewLRUCache(static_cast<size_t>(options.memory_bytes));
+  db_options.write_buffer_manager =
+      std::make_shared<rocksdb::WriteBufferManager>(options.memory_bytes / 2, memory);
+  rocksdb::BlockBasedTableOptions table;
+  table.block_cache = memory;
+  // Index and filter blocks live in that cache too, not beside it.
+  table.cache_index_and_filter_blocks = true;
+  table.pin_l0_filter_and_index_blocks_in_cache = true;
+  rocksdb::ColumnFamilyOptions family;
+  family.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  family.write_buffer_size =
+      static_cast<size_t>(std::max<uint64_t>(uint64_t{64} << 10, options.memory_bytes / 8));
 
   // Every family the store has must be opened, including ones a newer build
   // added: list them first.

@@ -43,6 +43,10 @@ struct storage_options {
   /// fsync the write-ahead log on every write. Off: a killed process loses
   /// nothing (the OS has the log), a power loss may lose the last writes.
   bool sync_writes = false;
+  /// RocksDB's memory: one block cache of this size for every column
+  /// family, with the memtables of all of them charged to it (they flush
+  /// once they hold half of it), so reads and a write flood stay within it.
+  uint64_t memory_bytes = uint64_t{64} << 20;
 };
 
 /// The value format this build writes and reads.

@@ -851,7 +851,7 @@ cache_family make_cache(std::shared_ptr<node_context> ctx, std::shared_ptr<db> s
   spec.strat = strategy::one_for_one;
   spec.policy = make_restart_policy(ctx->config.supervisor);
   spec.children.push_back(watcher_child(ctx));
-  const uint64_t budget = ctx->config.cache.memory_budget_bytes / shards;
+  const uint64_t budget = split_cache_memory(ctx->config.cache).hot / shards;
   auto cascades = std::make_shared<cascade_guard>(ctx->config);
   std::vector<std::shared_ptr<hot_tier>> tiers;
   for (uint32_t i = 0; i < shards; ++i) {

@@ -140,7 +140,7 @@ int run(const node_flags& flags) {
 
   auto opened = db::open(storage_options{
       (std::filesystem::path(config->node.data_dir) / "store").string(),
-      config->storage.sync_writes});
+      config->storage.sync_writes, split_cache_memory(config->cache).store});
   if (!opened) {
     log->critical("{}", opened.err().message);
     return 1;

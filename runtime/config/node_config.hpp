@@ -4,6 +4,7 @@
 // are the embedded defaults `make run` starts with; configs/node.toml documents
 // every key. Units are last in every name.
 
+#include <algorithm>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -116,7 +117,8 @@ struct storage_section {
 struct cache_section {
   /// Shard actors; 0: one per core.
   uint32_t shards = 0;
-  /// Memory for the hot tier of all shards together, divided evenly.
+  /// Memory of the cache as a whole: the store's RocksDB takes
+  /// `store_memory_bytes` of it, the shards' hot tiers the rest, evenly.
   uint64_t memory_budget_bytes = 1ull << 30;
   /// Default lifetime of an entry in memory and on disk.
   uint32_t hot_ttl_s = 4 * 3600;
@@ -135,6 +137,27 @@ struct cache_section {
   /// their disk reads and hashing only use CPU no other thread wants).
   std::string shard_policy = "normal";
 };
+
+/// How cache.memory_budget_bytes is spent, so that the node's memory stays
+/// within it under a flood of writes (bench/cache_rss.sh measures it).
+struct cache_memory {
+  /// The store's RocksDB: memtables and block cache (a quarter, at most
+  /// 64 MiB).
+  uint64_t store = 0;
+  /// Not handed out: entries on their way in and out (request bodies,
+  /// encodings), RocksDB's own buffers and the allocator's slack (an eighth).
+  uint64_t working = 0;
+  /// The shards' hot tiers together: the rest.
+  uint64_t hot = 0;
+};
+
+[[nodiscard]] inline cache_memory split_cache_memory(const cache_section& cache) {
+  cache_memory out;
+  out.store = std::min<uint64_t>(cache.memory_budget_bytes / 4, uint64_t{64} << 20);
+  out.working = cache.memory_budget_bytes / 8;
+  out.hot = cache.memory_budget_bytes - out.store - out.working;
+  return out;
+}
 
 struct llm_section {
   /// Asio threads carrying upstream HTTP (the bytes never touch an actor
