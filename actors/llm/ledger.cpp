@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "storage/db.hpp"
+#include "storage/writer.hpp"
 
 namespace troupe::llm {
 
@@ -66,7 +67,8 @@ ledger_counts& ledger_counts::operator+=(const ledger_counts& other) {
   return *this;
 }
 
-ledger::ledger(std::shared_ptr<db> store) : store_(std::move(store)) {
+ledger::ledger(std::shared_ptr<db> store, std::shared_ptr<store_writer> writer)
+    : store_(std::move(store)), writer_(std::move(writer)) {
   rows_[total_key] = {};
 }
 
@@ -111,20 +113,13 @@ void ledger::book(const ledger_entry& entry) {
   }
 }
 
-expected<bool> ledger::flush() {
-  if (!store_) {
-    dirty_.clear();
-    return true;
-  }
-  while (!dirty_.empty()) {
-    const auto& row = *dirty_.begin();
-    auto put = store_->put(column::ledger, row, to_json_counts(rows_[row]).dump());
-    if (!put) {
-      return std::move(put).err();
+void ledger::flush() {
+  if (writer_) {
+    for (const auto& row : dirty_) {
+      writer_->put(column::ledger, row, to_json_counts(rows_[row]).dump());
     }
-    dirty_.erase(dirty_.begin());
   }
-  return true;
+  dirty_.clear();
 }
 
 ledger_counts ledger::client(const std::string& client) const {

@@ -2,8 +2,9 @@
 
 // The token ledger: what the LLM gateway spent upstream and what the cache
 // saved, in total and per model, client token and agent. Kept in memory,
-// written to the store's `ledger` column family (flush()), loaded at start,
-// so the figures survive restarts. Not thread-safe: one actor owns it.
+// written to the store's `ledger` column family (flush(), through a
+// store_writer, so the owner never waits for the disk), loaded at start, so
+// the figures survive restarts. Not thread-safe: one actor owns it.
 
 #include <cstdint>
 #include <map>
@@ -15,6 +16,7 @@
 
 namespace troupe {
 class db;
+class store_writer;
 }
 
 namespace troupe::llm {
@@ -60,14 +62,15 @@ struct ledger_entry {
 
 class ledger {
  public:
-  /// `store` may be null (tests, or no durable ledger).
-  explicit ledger(std::shared_ptr<db> store);
+  /// Reads from `store`, writes through `writer`; both may be null (tests,
+  /// or no durable ledger).
+  ledger(std::shared_ptr<db> store, std::shared_ptr<store_writer> writer);
 
   /// Reads what earlier runs booked.
   [[nodiscard]] expected<bool> load();
   void book(const ledger_entry& entry);
-  /// Writes the rows changed since the last flush.
-  [[nodiscard]] expected<bool> flush();
+  /// Hands the rows changed since the last flush to the writer.
+  void flush();
   [[nodiscard]] bool dirty() const { return !dirty_.empty(); }
 
   [[nodiscard]] const ledger_counts& total() const { return rows_.at(total_key); }
@@ -80,6 +83,7 @@ class ledger {
   void add(const std::string& row, const ledger_counts& counts);
 
   std::shared_ptr<db> store_;
+  std::shared_ptr<store_writer> writer_;
   /// "total", "model/<m>", "client/<c>", "agent/<a>".
   std::map<std::string, ledger_counts> rows_;
   std::set<std::string> dirty_;

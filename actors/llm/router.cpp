@@ -13,6 +13,7 @@
 #include "runtime/log/log.hpp"
 #include "runtime/node/node_context.hpp"
 #include "storage/db.hpp"
+#include "storage/writer.hpp"
 
 namespace troupe::llm {
 
@@ -97,6 +98,9 @@ uint64_t now_ms() {
 struct router_state {
   std::shared_ptr<node_context> ctx;
   std::shared_ptr<db> store;
+  /// The router's writes (ledger rows, stale copies) go through it, so the
+  /// router never waits for the disk.
+  std::shared_ptr<store_writer> writer;
   std::shared_ptr<ledger> book;
   std::unique_ptr<limiter> limits;
   std::unordered_map<ticket_id, std::shared_ptr<exchange_state>> waiting;
@@ -308,13 +312,10 @@ void store_answer(router_actor* self, exchange_state& x, std::string value) {
   if (value.size() > cfg.cache.value_bytes_max) {
     return;
   }
-  if (st.ctx->config.llm.stale_fallback && st.store) {
+  if (st.ctx->config.llm.stale_fallback && st.writer) {
     const auto lifetime_ms = uint64_t{cfg.llm.cache_ttl_s} * 1000 * stale_lifetimes;
-    if (auto put = st.store->put(column::ledger, std::string(answer_prefix) + x.key, value,
-                                 now_ms() + lifetime_ms);
-        !put) {
-      st.log->warn("keeping a stale copy failed: {}", put.err().message);
-    }
+    st.writer->put(column::ledger, std::string(answer_prefix) + x.key, value,
+                   now_ms() + lifetime_ms);
   }
   cache::put_request put{x.key, std::move(value), cfg.llm.cache_ttl_s, x.deps, {}};
   ask(self, st.ctx->registry, cache::shard_path(x.key, st.shards),
@@ -690,7 +691,8 @@ child_spec router_child(std::shared_ptr<node_context> ctx, std::shared_ptr<db> s
       st.metrics = &ctx->metrics;
       st.queue_waiting =
           &ctx->metrics.gauge("troupe_llm_queue_waiting", "Requests waiting for the local limiter");
-      st.book = std::make_shared<ledger>(store);
+      st.writer = store ? std::make_shared<store_writer>(store, "llm/router") : nullptr;
+      st.book = std::make_shared<ledger>(store, st.writer);
       if (auto loaded = st.book->load(); !loaded) {
         st.log->error("the token ledger could not be read ({}); counting from zero",
                       loaded.err().message);
@@ -708,11 +710,10 @@ child_spec router_child(std::shared_ptr<node_context> ctx, std::shared_ptr<db> s
       st.fallback_models = split_list(cfg.fallback_models);
       st.has_local = !cfg.local_base_url.empty();
       st.shards = cache::shard_count(ctx->config);
-      self->attach_functor([book = st.book, log = st.log](const caf::error&) {
-        // Whatever was booked reaches the disk, even on a crash.
-        if (auto flushed = book->flush(); !flushed) {
-          log->error("flushing the token ledger failed: {}", flushed.err().message);
-        }
+      self->attach_functor([book = st.book](const caf::error&) {
+        // Whatever was booked reaches the disk, even on a crash: the writer
+        // applies it before it goes.
+        book->flush();
       });
       return {
           [self](exchange_msg& m) { on_exchange(self, m.x); },
@@ -723,9 +724,7 @@ child_spec router_child(std::shared_ptr<node_context> ctx, std::shared_ptr<db> s
           },
           [self](flush_atom) {
             self->state.flush_armed = false;
-            if (auto flushed = self->state.book->flush(); !flushed) {
-              self->state.log->error("flushing the token ledger failed: {}", flushed.err().message);
-            }
+            self->state.book->flush();
           },
       };
     });

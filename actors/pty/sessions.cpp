@@ -26,6 +26,7 @@
 #include "runtime/actor/atoms.hpp"
 #include "runtime/protocol/codec.hpp"
 #include "storage/db.hpp"
+#include "storage/writer.hpp"
 #include "runtime/log/log.hpp"
 #include "runtime/node/node_context.hpp"
 #include "runtime/node/terminal.hpp"
@@ -102,25 +103,21 @@ struct session_data {
 
   // A persistent session's output also goes to the store, in chunks
   // "sb/<id>/<seq>", the oldest dropped past the scrollback size.
-  std::shared_ptr<db> store;
+  // Through the sessions' writer: the session actor never waits for the disk.
+  std::shared_ptr<store_writer> writer;
   uint64_t next_chunk = 0;
   std::deque<std::pair<uint64_t, size_t>> chunks;
   size_t chunk_bytes = 0;
 
   void persist_output(std::string_view bytes) {
-    if (!store || !spec.persistent || bytes.empty()) {
+    if (!writer || !spec.persistent || bytes.empty()) {
       return;
     }
-    char seq[17];
-    std::snprintf(seq, sizeof seq, "%016llx", static_cast<unsigned long long>(next_chunk));
-    if (auto put = store->put(column::sessions, "sb/" + id + "/" + seq, bytes); !put) {
-      return;  // the memory copy stays; the next chunk tries again
-    }
+    writer->put(column::sessions, chunk_key(next_chunk), std::string(bytes));
     chunks.emplace_back(next_chunk++, bytes.size());
     chunk_bytes += bytes.size();
     while (chunk_bytes > scrollback_bytes && chunks.size() > 1) {
-      std::snprintf(seq, sizeof seq, "%016llx", static_cast<unsigned long long>(chunks.front().first));
-      (void)store->remove(column::sessions, "sb/" + id + "/" + seq);
+      writer->remove(column::sessions, chunk_key(chunks.front().first));
       chunk_bytes -= chunks.front().second;
       chunks.pop_front();
     }
@@ -128,15 +125,17 @@ struct session_data {
 
   /// Forgets the session in the store (it ended, or was ended).
   void unpersist() {
-    if (!store || !spec.persistent) {
+    if (!writer || !spec.persistent) {
       return;
     }
-    (void)store->remove(column::sessions, "desc/" + id);
-    if (auto rows = store->scan_prefix(column::sessions, "sb/" + id + "/", 0, 1'000'000)) {
-      for (const auto& [key, value] : *rows) {
-        (void)store->remove(column::sessions, key);
-      }
-    }
+    writer->remove(column::sessions, "desc/" + id);
+    writer->remove_prefix(column::sessions, "sb/" + id + "/");
+  }
+
+  [[nodiscard]] std::string chunk_key(uint64_t seq) const {
+    char hex[17];
+    std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(seq));
+    return "sb/" + id + "/" + hex;
   }
 
   /// Sends to every viewer; forgets those that went away. Call unlocked.
@@ -410,7 +409,6 @@ void write_input(session_actor* self, std::string bytes) {
     return;
   }
   st.pending_input += bytes;
-  st.flush_armed = false;
   while (!st.pending_input.empty()) {
     auto n = st.proc->write(st.pending_input);
     if (!n || *n == 0) {
@@ -557,7 +555,10 @@ caf::behavior session_behavior(session_actor* self, std::shared_ptr<session_data
         self->delayed_send(self, backpressure_check, backpressure_atom::value);
       },
       [self](input_msg& m) { write_input(self, std::move(m.bytes)); },
-      [self](flush_atom) { write_input(self, {}); },
+      [self](flush_atom) {
+        self->state.flush_armed = false;  // only the timer disarms itself
+        write_input(self, {});
+      },
       [self](resize_msg& m) {
         auto& s = self->state;
         if (!s.proc) {
@@ -657,7 +658,9 @@ struct manager_state {
   std::shared_ptr<node_context> ctx;
   net::io_context* io = nullptr;
   std::shared_ptr<session_table> sessions;
+  /// Read at boot (restore) and when a persistent session is created.
   std::shared_ptr<db> store;
+  std::shared_ptr<store_writer> writer;
   std::mt19937_64 rng{std::random_device{}()};
   std::shared_ptr<spdlog::logger> log;
   static inline const char* name = "troupe.pty.manager";
@@ -770,7 +773,7 @@ void create(manager_actor* self, const std::shared_ptr<session_exchange>& x) {
     return x->error(503, "restarting", "the sessions supervisor is restarting; try again");
   }
   auto data = std::make_shared<session_data>(new_id(st), std::move(*spec), st.ctx->config.sessions);
-  data->store = st.store;
+  data->writer = st.writer;
   if (data->spec.persistent && st.store) {
     if (auto put = st.store->put(column::sessions, "desc/" + data->id, describe(data->spec).dump());
         !put) {
@@ -791,9 +794,10 @@ void restore(manager_actor* self) {
   if (!st.store) {
     return;
   }
+  // `live` starts before the manager, so it is registered by now.
   auto route = st.ctx->registry.find("sessions/live");
   if (!route || !route->current) {
-    self->delayed_send(self, std::chrono::milliseconds(20), restore_atom::value);
+    st.log->error("persistent sessions not restored: sessions/live is not running");
     return;
   }
   auto descs = st.store->scan_prefix(column::sessions, "desc/", 0, sessions_max);
@@ -811,7 +815,7 @@ void restore(manager_actor* self) {
     }
     spec->persistent = true;
     auto data = std::make_shared<session_data>(id, std::move(*spec), st.ctx->config.sessions);
-    data->store = st.store;
+    data->writer = st.writer;
     if (auto rows = st.store->scan_prefix(column::sessions, "sb/" + id + "/", 0, 1'000'000)) {
       for (const auto& [chunk_key, bytes] : *rows) {
         data->output.append(bytes);
@@ -936,11 +940,13 @@ child_spec sessions_child(std::shared_ptr<node_context> ctx,
   supervisor_spec family{strategy::one_for_one, policy, {}, 100, 0x5e55};
   child_spec manager;
   manager.name = "manager";
-  manager.start = [ctx, table, store, &io](caf::actor_system& system, const std::string&) {
-    return system.spawn([ctx, table, store, &io](manager_actor* self) -> caf::behavior {
+  auto writer = store ? std::make_shared<store_writer>(store, "sessions") : nullptr;
+  manager.start = [ctx, table, store, writer, &io](caf::actor_system& system, const std::string&) {
+    return system.spawn([ctx, table, store, writer, &io](manager_actor* self) -> caf::behavior {
       self->state.ctx = ctx;
       self->state.sessions = table;
       self->state.store = store;
+      self->state.writer = writer;
       if (table->size() == 0) {
         self->send(self, restore_atom::value);  // first start of the node's manager
       }
@@ -952,11 +958,12 @@ child_spec sessions_child(std::shared_ptr<node_context> ctx,
       };
     });
   };
-  family.children.push_back(std::move(manager));
+  // `live` first: the manager restores sessions into it when it starts.
   family.children.push_back(supervisor_child(
       "live", ctx,
       supervisor_spec{strategy::dynamic, policy, {}, static_cast<uint32_t>(sessions_max),
                       0x5e56}));
+  family.children.push_back(std::move(manager));
   return supervisor_child("sessions", ctx, std::move(family));
 }
 

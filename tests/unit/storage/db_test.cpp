@@ -1,6 +1,7 @@
 // The store against a real RocksDB in a temp dir.
 
 #include "storage/db.hpp"
+#include "storage/writer.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -152,4 +153,26 @@ TEST_CASE("the stored form pins magic, version and expiry") {
   auto newer = decode_stored(bytes);
   REQUIRE_FALSE(newer.has_value());
   CHECK(newer.err().message == "value format 9 is not the format this build reads (1)");
+}
+
+TEST_CASE("the writer applies writes in the order posted, and all of them before it goes") {
+  temp_store_dir dir;
+  std::shared_ptr<db> store = open_store(dir.path());
+  {
+    store_writer writer(store, "test");
+    for (int i = 0; i < 2500; ++i) {
+      writer.put(column::sessions, "sb/a/" + std::to_string(10000 + i), "x");
+    }
+    writer.put(column::sessions, "sb/b/1", "kept");
+    writer.put(column::sessions, "k", "first");
+    writer.put(column::sessions, "k", "second");  // the later put wins
+    writer.remove_prefix(column::sessions, "sb/a/");
+    writer.drain();
+    CHECK(store->scan_prefix(column::sessions, "sb/a/", 0, 10).value().empty());
+    CHECK(store->get(column::sessions, "k", 0).value() == "second");
+    writer.put(column::sessions, "late", "written before the writer goes");
+    writer.remove(column::sessions, "sb/b/1");
+  }
+  CHECK(store->get(column::sessions, "late", 0).value() == "written before the writer goes");
+  CHECK_FALSE(store->get(column::sessions, "sb/b/1", 0).value().has_value());
 }
