@@ -14,6 +14,7 @@
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
+#include <thread>
 #include <utility>
 
 namespace troupe::pty {
@@ -376,9 +377,14 @@ expected<std::unique_ptr<pty_process>> pty_process::spawn(const spawn_options& o
 
 pty_process::~pty_process() {
   ::close(fd_);
-  if (!exit_code_) {
-    (void)reap();
+  if (exit_code_ || reap()) {
+    return;
   }
+  std::thread([pid = pid_] {
+    int status = 0;
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+  }).detach();
 }
 
 expected<size_t> pty_process::write(std::string_view bytes) {

@@ -53,8 +53,10 @@ class pty_process {
   [[nodiscard]] static expected<std::unique_ptr<pty_process>> spawn(const spawn_options& o);
 
   /// Closes the master fd (the kernel then hangs up the terminal, which sends
-  /// SIGHUP to the child's session). Does not kill: the owner decides. Reaps
-  /// the child if it has already exited, so a finished child leaves no zombie.
+  /// SIGHUP to the child's session). Does not kill: the owner decides. A
+  /// child not reaped yet (e.g. just sent SIGKILL, which takes a moment) is
+  /// reaped by a thread of its own once it ends, so destroying never blocks
+  /// and never leaves a zombie.
   ~pty_process();
 
   pty_process(const pty_process&) = delete;

@@ -187,6 +187,22 @@ TEST_CASE("sessions: a real shell, its scrollback, kill -9 brings it back with t
   CHECK(wait_until([&] { return ::kill(pid, 0) != 0; }));
 }
 
+TEST_CASE("sessions: a session actor stopped from outside leaves no zombie behind") {
+  node_fixture n(std::map<std::string, std::string>{{"TROUPE_CHAOS_ENABLED", "true"}});
+  const auto id = n.create({{"command", {"/bin/sh", "-c", "exec sleep 60"}}});
+  pid_t pid = 0;
+  REQUIRE(wait_until([&] { return (pid = n.info(id)["pid"].get<pid_t>()) > 0; }));
+  // The actor is stopped by an exit message (here the chaos route's): it
+  // kills its shell, which must be reaped too, not left a zombie.
+  REQUIRE(n.call("POST", "/v1/actors/sessions/live/" + id + "/kill").status == 200);
+  REQUIRE(wait_until([&] {
+    auto now = n.info(id);
+    return now["restarts"] == 1 && now["pid"].get<pid_t>() != pid;
+  }));
+  // kill(pid, 0) succeeds on a zombie: only a reaped child is gone.
+  CHECK(wait_until([&] { return ::kill(pid, 0) != 0; }));
+}
+
 TEST_CASE("sessions: a command that keeps dying is given up on, its siblings live on") {
   node_fixture n({{"TROUPE_SUPERVISOR_RESTARTS_MAX", "3"},
                   {"TROUPE_SUPERVISOR_BACKOFF_MIN_MS", "10"},
