@@ -564,16 +564,23 @@ class session : public std::enable_shared_from_this<session> {
   }
 
   /// The exchange's producer let go of its sink: a request never answered
-  /// gets a 500, a stream never ended gets an error event and its end.
+  /// gets a 500 (in the error shape of its route), a stream never ended gets
+  /// an error event and its end. The one place that guarantees an answer:
+  /// producers need no guard of their own.
   void abandon(uint64_t id) {
     if (id != exchange_) {
       return;
     }
     if (exchange_open_) {
+      const auto target = std::string_view(request_.target().data(), request_.target().size());
+      const bool anthropic = is_anthropic_route(target.substr(0, target.find('?')));
       return exchange_reply(
-          id, 500, {},
-          R"j({"type":"error","error":{"type":"api_error","message":)j"
-          R"j("the gateway lost this request before answering it; it is safe to retry"}})j");
+          id, 500, {{"content-type", "application/json"}},
+          anthropic
+              ? R"j({"type":"error","error":{"type":"api_error","message":)j"
+                R"j("the gateway lost this request before answering it; it is safe to retry"}})j"
+              : R"j({"error":{"code":"internal","message":)j"
+                R"j("the node lost this request before answering it; it is safe to retry"}})j");
     }
     if (streaming_ && !stream_ended_) {
       stream_chunk(id, "\n\nevent: error\ndata: {\"type\":\"error\",\"error\":{\"type\":"

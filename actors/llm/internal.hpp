@@ -33,9 +33,8 @@ struct exchange_state {
       : req(std::move(r)), sink(std::move(s)), started(clock::now()) {}
   exchange_state(const exchange_state&) = delete;
   exchange_state& operator=(const exchange_state&) = delete;
-  /// An exchange dropped unanswered (an actor died holding it) still gets
-  /// an answer, so no client waits forever.
-  ~exchange_state();
+  // Dropped unanswered (an actor died holding it), its sink still answers
+  // (the gateway's abandon()), so no client waits forever.
 
   exchange_request req;
   std::shared_ptr<exchange_sink> sink;

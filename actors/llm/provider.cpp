@@ -16,15 +16,6 @@
 
 namespace troupe::llm {
 
-exchange_state::~exchange_state() {
-  if (!answered.exchange(true) && sink) {
-    sink->reply(500, {{"content-type", "application/json"}},
-                error_body("api_error",
-                           "the request was lost inside the gateway (an actor "
-                           "handling it stopped); it is safe to retry"));
-  }
-}
-
 http_headers passthrough_headers(const upstream_response& r) {
   http_headers out;
   for (const auto& [name, value] : r.headers) {

@@ -622,14 +622,8 @@ struct session_exchange {
       : req(std::move(r)), sink(std::move(s)) {}
   session_exchange(const session_exchange&) = delete;
   session_exchange& operator=(const session_exchange&) = delete;
-  ~session_exchange() {
-    if (!answered && sink) {
-      sink->reply(500, {{"content-type", "application/json"}},
-                  R"({"error":{"code":"internal","message":"the request was lost"}})");
-    }
-  }
+  // Dropped unanswered, its sink answers 500 (the gateway's abandon()).
   void reply(int status, std::string body, std::string type = "application/json") {
-    answered = true;
     sink->reply(status, {{"content-type", std::move(type)}}, std::move(body));
   }
   void error(int status, std::string_view code, std::string_view message) {
@@ -637,7 +631,6 @@ struct session_exchange {
   }
   exchange_request req;
   std::shared_ptr<exchange_sink> sink;
-  bool answered = false;
 };
 
 struct exchange_msg {
