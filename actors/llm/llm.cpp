@@ -51,15 +51,18 @@ exchange_handler exchange_entry(std::shared_ptr<node_context> ctx) {
   return [weak = std::weak_ptr<node_context>(ctx)](exchange_request request,
                                                   std::shared_ptr<exchange_sink> sink) {
     auto ctx = weak.lock();
-    auto route = ctx ? ctx->registry.find("llm/router") : std::nullopt;
-    if (!route || !route->current) {
-      sink->reply(
-          529, {{"content-type", "application/json"}},
-          error_body("overloaded_error", "the LLM router is restarting; retry in a moment"));
+    auto router = ctx ? ctx->registry.current("llm/router") : caf::actor{};
+    if (!router) {
+      // Only on this path is the whole route worth copying: to say why.
+      auto route = ctx ? ctx->registry.find("llm/router") : std::nullopt;
+      const std::string state = route ? std::string(to_string(route->state)) : "not started";
+      sink->reply(529, {{"content-type", "application/json"}},
+                  error_body("overloaded_error",
+                             "the LLM router is " + state + "; retry in a moment"));
       return;
     }
     caf::anon_send(
-        caf::actor_cast<caf::actor>(route->current),
+        router,
         exchange_msg{std::make_shared<exchange_state>(std::move(request), std::move(sink))});
   };
 }

@@ -429,13 +429,13 @@ void start_step(router_actor* self, const std::shared_ptr<exchange_state>& x) {
   a->path = x->req.target.starts_with("/v1/messages/count_tokens") ? "/v1/messages/count_tokens"
                                                                    : "/v1/messages";
   a->stream = x->info.stream && a->path == "/v1/messages";
-  auto route = st.ctx->registry.find("llm/" + a->step.provider);
-  if (!route || !route->current) {
+  auto provider = st.ctx->registry.current("llm/" + a->step.provider);
+  if (!provider) {
     a->result = outcome::unavailable;
     a->reason = "provider '" + a->step.provider + "' is not running";
     return on_attempt_done(self, a);
   }
-  self->send(caf::actor_cast<caf::actor>(route->current), call_msg{a});
+  self->send(provider, call_msg{a});
 }
 
 // ---------------------------------------------------------------------------
