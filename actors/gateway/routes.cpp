@@ -8,6 +8,7 @@
 
 #include "actors/cache/messages.hpp"
 #include "runtime/error.hpp"
+#include "runtime/node/json_body.hpp"
 #include "runtime/node/node_context.hpp"
 #include "runtime/protocol/codec.hpp"
 
@@ -98,22 +99,8 @@ json tree_json(const std::vector<actor_info>& all, const actor_info& node) {
   };
 }
 
-/// Parses a JSON request body with a depth bound; errors name the problem.
 expected<json> parse_json_body(std::string_view body) {
-  try {
-    json::parser_callback_t limit_depth = [](int depth, json::parse_event_t, json&) {
-      if (depth > json_depth_max) {
-        throw std::out_of_range("JSON nests deeper than " + std::to_string(json_depth_max) +
-                                " levels");
-      }
-      return true;
-    };
-    return json::parse(body.begin(), body.end(), limit_depth);
-  } catch (const json::parse_error& e) {
-    return make_error(errc::bad_request, std::string("body is not valid JSON: ") + e.what());
-  } catch (const std::out_of_range& e) {
-    return make_error(errc::too_large, e.what());
-  }
+  return troupe::parse_json_body(body, json_depth_max);
 }
 
 /// Parses a msgpack request body, bounded by the codec's limits first.

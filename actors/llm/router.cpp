@@ -14,6 +14,7 @@
 #include "runtime/node/node_context.hpp"
 #include "storage/db.hpp"
 #include "storage/writer.hpp"
+#include "runtime/node/json_body.hpp"
 
 namespace troupe::llm {
 
@@ -53,34 +54,11 @@ std::vector<std::string> split_list(std::string_view text) {
   return out;
 }
 
-/// JSON nesting deeper than this is refused before parsing: the parser
-/// (and every copy) recurses once per level, so a body of a few megabytes
-/// of '[' would otherwise overflow the stack. Real requests nest ~10 deep.
-constexpr size_t json_depth_max = 128;
-
-bool nested_too_deep(std::string_view text) {
-  size_t depth = 0;
-  bool in_string = false;
-  for (size_t i = 0; i < text.size(); ++i) {
-    const char c = text[i];
-    if (in_string) {
-      if (c == '\\') {
-        ++i;
-      } else if (c == '"') {
-        in_string = false;
-      }
-    } else if (c == '"') {
-      in_string = true;
-    } else if (c == '[' || c == '{') {
-      if (++depth > json_depth_max) {
-        return true;
-      }
-    } else if ((c == ']' || c == '}') && depth > 0) {
-      --depth;
-    }
-  }
-  return false;
-}
+/// JSON nesting deeper than this is refused while parsing: copies of a
+/// json value recurse once per level, so a body of a few megabytes of '['
+/// would otherwise overflow the stack. Real requests nest ~10 deep (tool
+/// schemas more, hence more room than the gateway's own routes get).
+constexpr int json_depth_max = 128;
 
 /// Longest anthropic-beta value that still gets cached answers (it is part
 /// of the key, which has a size limit).
@@ -540,16 +518,12 @@ void admit(router_actor* self, const std::shared_ptr<exchange_state>& x) {
 bool prepare(router_actor* self, exchange_state& x) {
   auto& st = self->state;
   const auto& cfg = st.ctx->config.llm;
-  if (nested_too_deep(x.req.body)) {
-    reply_error(x, "invalid_request_error",
-                "the request body nests deeper than " + std::to_string(json_depth_max) + " levels");
+  auto parsed = parse_json_body(x.req.body, json_depth_max);
+  if (!parsed) {
+    reply_error(x, "invalid_request_error", "the request " + parsed.err().message);
     return false;
   }
-  x.body = json::parse(x.req.body, nullptr, false);
-  if (x.body.is_discarded()) {
-    reply_error(x, "invalid_request_error", "the request body is not valid JSON");
-    return false;
-  }
+  x.body = std::move(*parsed);
   const bool count_tokens = x.req.target.starts_with("/v1/messages/count_tokens");
   if (!x.body.is_object()) {
     reply_error(x, "invalid_request_error", "the request body must be a JSON object");

@@ -394,6 +394,13 @@ TEST_CASE("llm: bad client input is answered like the Anthropic API would") {
 
   auto deep = post(std::string(10000, '[') + std::string(10000, ']'), auth);
   CHECK(deep.status == 400);
+  CHECK(json::parse(deep.body)["error"]["message"].get<std::string>().find(
+            "nests deeper than 128 levels") != std::string::npos);
+  auto broken = post(R"({"model": "claude-x", "max_tokens": )", auth);
+  CHECK(broken.status == 400);
+  // Where the parse failed, not just that it did.
+  CHECK(json::parse(broken.body)["error"]["message"].get<std::string>().find("not valid JSON: ") !=
+        std::string::npos);
 
   // The model name ends up in headers and metric labels: bounded, no spaces.
   auto odd_model = question("x");
