@@ -1,5 +1,7 @@
 #include "actors/gateway/http_client.hpp"
 
+#include "actors/gateway/client_common.hpp"
+
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
@@ -19,6 +21,11 @@ namespace http = beast::http;
 namespace net = boost::asio;
 using tcp = net::ip::tcp;
 using steady_clock = std::chrono::steady_clock;
+
+using client_detail::check_target;
+using client_detail::has_control_chars;
+using client_detail::host_header;
+using client_detail::to_response;
 
 namespace {
 
@@ -83,11 +90,6 @@ expected<std::pair<std::string, uint16_t>> parse_authority(std::string_view text
   return std::pair{std::string(host), port};
 }
 
-bool has_control_chars(std::string_view text) {
-  return std::any_of(text.begin(), text.end(),
-                     [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; });
-}
-
 // A method is an HTTP token; refusing anything else keeps the request line well-formed.
 bool is_method_token(std::string_view method) {
   return !method.empty() && std::all_of(method.begin(), method.end(), [](char c) {
@@ -100,11 +102,8 @@ std::optional<error> check_request(std::string_view method, std::string_view tar
   if (!is_method_token(method)) {
     return make_error(errc::bad_request, "invalid HTTP method '" + std::string(method) + "'");
   }
-  if (!target.starts_with('/') || has_control_chars(target) ||
-      target.find(' ') != std::string_view::npos) {
-    return make_error(errc::bad_request,
-                      "invalid request target '" + std::string(target) +
-                          "': it must start with '/' and hold no spaces or control characters");
+  if (auto bad = check_target(target)) {
+    return bad;
   }
   for (const auto& [name, value] : extra) {
     if (name.empty() || has_control_chars(name) || has_control_chars(value)) {
@@ -114,28 +113,12 @@ std::optional<error> check_request(std::string_view method, std::string_view tar
   return std::nullopt;
 }
 
-std::string host_header(const http_url& url) {
-  const bool v6 = url.host.find(':') != std::string::npos;
-  return (v6 ? "[" + url.host + "]" : url.host) + ":" + std::to_string(url.port);
-}
-
 // Errors that mean the peer closed a connection we thought was alive: the
 // request never reached a handler, so sending it again is safe.
 bool is_closed_by_peer(const beast::error_code& ec) {
   return ec == http::error::end_of_stream || ec == net::error::eof ||
          ec == net::error::connection_reset || ec == net::error::broken_pipe ||
          ec == net::error::connection_aborted;
-}
-
-http_response to_response(http::response<http::string_body>&& message) {
-  http_response response;
-  response.status = static_cast<int>(message.result_int());
-  response.content_type = std::string(message[http::field::content_type]);
-  for (const auto& field : message) {
-    response.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
-  }
-  response.body = std::move(message.body());
-  return response;
 }
 
 }  // namespace
@@ -233,31 +216,13 @@ struct http_client::impl {
 
 std::optional<error> http_client::impl::connect(steady_clock::time_point deadline) {
   assert(!stream);
-  beast::error_code ec;
-  // Resolution is synchronous: Asio cannot abandon a running getaddrinfo, and
-  // the node is addressed by IP or localhost in practice, which resolves at once.
-  tcp::resolver resolver(ioc);
-  const auto endpoints =
-      resolver.resolve(url.host, std::to_string(url.port), tcp::resolver::numeric_service, ec);
-  if (ec) {
-    return make_error(errc::unavailable, "cannot reach " + url_text + ": cannot resolve host '" +
-                                             url.host + "': " + ec.message());
-  }
   stream.emplace(ioc);
-  stream->expires_at(deadline);
-  stream->async_connect(endpoints, [&ec](beast::error_code e, const tcp::endpoint&) { ec = e; });
-  run();
-  if (ec) {
+  auto failed = client_detail::connect_tcp(ioc, *stream, url, url_text, deadline, timeout,
+                                           [this](const bool&) { run(); });
+  if (failed) {
     stream.reset();
-    if (ec == beast::error::timeout) {
-      return make_error(errc::timeout, "cannot reach " + url_text + ": no connection within " +
-                                           std::to_string(timeout.count()) + " ms");
-    }
-    return make_error(errc::unavailable, "cannot reach " + url_text + ": " + ec.message());
   }
-  // Small requests and replies: do not let Nagle hold a request back.
-  stream->socket().set_option(tcp::no_delay(true), ec);
-  return std::nullopt;
+  return failed;
 }
 
 error http_client::impl::transport_error(const beast::error_code& ec) const {

@@ -1,5 +1,7 @@
 #include "actors/gateway/ws_client.hpp"
 
+#include "actors/gateway/client_common.hpp"
+
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
@@ -29,6 +31,10 @@ namespace net = boost::asio;
 using tcp = net::ip::tcp;
 using steady_clock = std::chrono::steady_clock;
 
+using client_detail::check_target;
+using client_detail::host_header;
+using client_detail::to_response;
+
 namespace {
 
 constexpr std::string_view user_agent = "troupe-ws-client/0.1";
@@ -40,16 +46,6 @@ using ws_stream = websocket::stream<beast::tcp_stream>;
 
 beast::string_view to_beast(std::string_view text) {
   return {text.data(), text.size()};
-}
-
-bool has_control_chars(std::string_view text) {
-  return std::any_of(text.begin(), text.end(),
-                     [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; });
-}
-
-std::string host_header(const http_url& url) {
-  const bool v6 = url.host.find(':') != std::string::npos;
-  return (v6 ? "[" + url.host + "]" : url.host) + ":" + std::to_string(url.port);
 }
 
 // The codes API.md answers with; anything else is the node being unreachable
@@ -71,17 +67,6 @@ errc errc_from_status(int status) {
     default:
       return errc::unavailable;
   }
-}
-
-http_response to_response(const websocket::response_type& message) {
-  http_response response;
-  response.status = static_cast<int>(message.result_int());
-  response.content_type = std::string(message[http::field::content_type]);
-  for (const auto& field : message) {
-    response.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
-  }
-  response.body = message.body();
-  return response;
 }
 
 }  // namespace
@@ -154,7 +139,8 @@ struct ws_client::impl {
     return make_error(errc::unavailable, "connection to " + url_text + " lost: " + ec.message());
   }
 
-  std::optional<error> open_tcp(const http_url& url, steady_clock::time_point deadline);
+  std::optional<error> open_tcp(const http_url& url, steady_clock::time_point deadline,
+                                std::chrono::milliseconds timeout);
   std::optional<error> handshake(const http_url& url, std::string_view target,
                                  std::string_view token, steady_clock::time_point deadline);
   void start_read();
@@ -166,35 +152,16 @@ struct ws_client::impl {
 };
 
 std::optional<error> ws_client::impl::open_tcp(const http_url& url,
-                                               steady_clock::time_point deadline) {
-  beast::error_code ec;
-  // Synchronous like http_client's: the node is addressed by IP or localhost.
-  tcp::resolver resolver(ioc);
-  const auto endpoints =
-      resolver.resolve(url.host, std::to_string(url.port), tcp::resolver::numeric_service, ec);
-  if (ec) {
-    return make_error(errc::unavailable, "cannot reach " + url_text + ": cannot resolve host '" +
-                                             url.host + "': " + ec.message());
-  }
+                                               steady_clock::time_point deadline,
+                                               std::chrono::milliseconds timeout) {
   ws.emplace(ioc);
   auto& stream = ws->next_layer();
-  stream.expires_at(deadline);
-  bool done = false;
-  stream.async_connect(endpoints, [&](beast::error_code e, const tcp::endpoint&) {
-    ec = e;
-    done = true;
-  });
-  run_until(done);
-  if (ec == beast::error::timeout) {
-    return make_error(errc::timeout, "cannot reach " + url_text + ": no connection in time");
-  }
-  if (ec) {
-    return make_error(errc::unavailable, "cannot reach " + url_text + ": " + ec.message());
+  if (auto failed = client_detail::connect_tcp(ioc, stream, url, url_text, deadline, timeout,
+                                               [this](const bool& done) { run_until(done); })) {
+    return failed;
   }
   // Beast: once the WebSocket layer runs, its own timeouts replace the stream's.
   stream.expires_never();
-  // Keystrokes are a byte or two each: do not let Nagle hold them back.
-  stream.socket().set_option(tcp::no_delay(true), ec);
   return std::nullopt;
 }
 
@@ -379,14 +346,11 @@ std::optional<error> ws_client::connect(const http_url& url, std::string_view ta
   impl_->drop();
   impl_->refusal.reset();
   impl_->url_text = to_string(url);
-  if (!target.starts_with('/') || has_control_chars(target) ||
-      target.find(' ') != std::string_view::npos) {
-    return make_error(errc::bad_request,
-                      "invalid request target '" + std::string(target) +
-                          "': it must start with '/' and hold no spaces or control characters");
+  if (auto bad = check_target(target)) {
+    return bad;
   }
   const auto deadline = steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-  auto failed = impl_->open_tcp(url, deadline);
+  auto failed = impl_->open_tcp(url, deadline, std::chrono::milliseconds(timeout_ms));
   if (!failed) {
     failed = impl_->handshake(url, target, token, deadline);
   }
