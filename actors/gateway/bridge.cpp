@@ -87,31 +87,10 @@ bool counts_as_failure(const envelope& reply) {
 /// `breaker_open` instead of collecting requests that will time out.
 struct bridge_state {
   std::shared_ptr<node_context> ctx;
-  breaker_config config;
-  std::unordered_map<std::string, circuit_breaker> breakers;
+  std::unique_ptr<keyed_breakers> breakers;
   std::shared_ptr<spdlog::logger> log;
 
-  circuit_breaker& breaker_for(const std::string& path) {
-    auto it = breakers.find(path);
-    if (it != breakers.end()) {
-      return it->second;
-    }
-    if (breakers.size() >= breakers_max) {
-      std::erase_if(breakers,
-                    [](const auto& kv) { return kv.second.state() == breaker_state::closed; });
-    }
-    auto cfg = config;
-    cfg.seed = std::hash<std::string>{}(path);  // breakers must not probe in lockstep
-    auto& breaker = breakers.emplace(path, circuit_breaker(cfg)).first->second;
-    breaker.on_transition([this, path](breaker_state from, breaker_state to) {
-      log->warn("breaker for '{}': {} -> {}", path, to_string(from), to_string(to));
-      ctx->metrics
-          .counter("troupe_breaker_transitions_total", "Circuit breaker state changes",
-                   {{"target", path}, {"to", std::string(to_string(to))}})
-          .inc();
-    });
-    return breaker;
-  }
+  circuit_breaker& breaker_for(const std::string& path) { return (*breakers)[path]; }
 
   static inline const char* name = "troupe.gateway";
 };
@@ -175,8 +154,10 @@ child_spec gateway_child(std::shared_ptr<node_context> ctx) {
   spec.start = [ctx](caf::actor_system& system, const std::string&) {
     return system.spawn([ctx](bridge_actor* self) -> caf::behavior {
       self->state.ctx = ctx;
-      self->state.config = make_breaker_config(ctx->config.breaker);
       self->state.log = logger("gateway");
+      self->state.breakers = std::make_unique<keyed_breakers>(
+          make_breaker_config(ctx->config.breaker), breakers_max,
+          report_transitions(ctx->metrics, self->state.log, ""));
       return {
           [self](http_call& call) {
             if (!call.fanout.empty()) {

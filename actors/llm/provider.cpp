@@ -96,10 +96,10 @@ std::optional<std::chrono::milliseconds> retry_after(const upstream_response& r)
 struct provider_state {
   std::shared_ptr<node_context> ctx;
   provider_spec spec;
-  breaker_config breaker_cfg;
+  /// One per model.
+  std::unique_ptr<keyed_breakers> breakers;
   /// One breaker per model: overload is usually per model, and the next
   /// model of the chain on this upstream must still get its chance.
-  std::unordered_map<std::string, std::unique_ptr<circuit_breaker>> breakers;
   std::shared_ptr<spdlog::logger> log;
   std::mt19937_64 rng{0x5eed};
   counter* upstream_calls = nullptr;
@@ -116,27 +116,7 @@ using provider_actor = caf::stateful_actor<provider_state>;
 constexpr size_t breakers_max = 1000;
 
 circuit_breaker& breaker_for(provider_actor* self, const std::string& model) {
-  auto& st = self->state;
-  if (auto it = st.breakers.find(model); it != st.breakers.end()) {
-    return *it->second;
-  }
-  if (st.breakers.size() >= breakers_max) {
-    std::erase_if(st.breakers,
-                  [](const auto& kv) { return kv.second->state() == breaker_state::closed; });
-  }
-  auto cfg = st.breaker_cfg;
-  cfg.seed = std::hash<std::string>{}(st.spec.name + "/" + model);
-  auto& breaker = *st.breakers.emplace(model, std::make_unique<circuit_breaker>(cfg)).first->second;
-  breaker.on_transition([self, model](breaker_state from, breaker_state to) {
-    auto& s = self->state;
-    const auto target = "llm/" + s.spec.name + "/" + model;
-    s.log->warn("breaker of '{}': {} -> {}", target, to_string(from), to_string(to));
-    s.ctx->metrics
-        .counter("troupe_breaker_transitions_total", "Circuit breaker state changes",
-                 {{"target", target}, {"to", std::string(to_string(to))}})
-        .inc();
-  });
-  return breaker;
+  return (*self->state.breakers)[model];
 }
 
 /// Backoff before retry `k` (1-based): min * 2^(k-1), capped, +-20 %.
@@ -381,7 +361,9 @@ child_spec provider_child(std::shared_ptr<node_context> ctx, provider_spec spec)
       st.ctx = ctx;
       st.spec = spec;
       st.log = logger("llm");
-      st.breaker_cfg = make_breaker_config(ctx->config.breaker);
+      st.breakers = std::make_unique<keyed_breakers>(
+          make_breaker_config(ctx->config.breaker), breakers_max,
+          report_transitions(ctx->metrics, st.log, "llm/" + spec.name + "/"));
       const metric_labels labels{{"provider", spec.name}};
       st.upstream_calls = &ctx->metrics.counter("troupe_llm_upstream_calls_total",
                                                 "Calls sent to an upstream", labels);

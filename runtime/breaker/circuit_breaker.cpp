@@ -1,5 +1,9 @@
 #include "runtime/breaker/circuit_breaker.hpp"
 
+#include <spdlog/logger.h>
+
+#include "runtime/metrics/metrics.hpp"
+
 #include <algorithm>
 #include <cassert>
 #include <cmath>
@@ -355,6 +359,41 @@ milliseconds circuit_breaker::jittered(milliseconds period) {
   std::uniform_real_distribution<double> spread(-config_.jitter, config_.jitter);
   const double spread_ms = static_cast<double>(period.count()) * (1.0 + spread(rng_));
   return milliseconds{std::llround(spread_ms)};
+}
+
+keyed_breakers::keyed_breakers(breaker_config config, size_t max, listener on_transition)
+    : config_(config), max_(max), on_transition_(std::move(on_transition)) {}
+
+circuit_breaker& keyed_breakers::operator[](const std::string& key) {
+  if (auto it = breakers_.find(key); it != breakers_.end()) {
+    return it->second;
+  }
+  if (breakers_.size() >= max_) {
+    std::erase_if(breakers_,
+                  [](const auto& kv) { return kv.second.state() == breaker_state::closed; });
+  }
+  auto config = config_;
+  config.seed = config_.seed ^ std::hash<std::string>{}(key);
+  auto& breaker = breakers_.emplace(key, circuit_breaker(config)).first->second;
+  if (on_transition_) {
+    breaker.on_transition(
+        [this, key](breaker_state from, breaker_state to) { on_transition_(key, from, to); });
+  }
+  return breaker;
+}
+
+keyed_breakers::listener report_transitions(metrics_registry& metrics,
+                                            std::shared_ptr<spdlog::logger> log,
+                                            std::string target_prefix) {
+  return [&metrics, log = std::move(log), prefix = std::move(target_prefix)](
+             const std::string& key, breaker_state from, breaker_state to) {
+    const auto target = prefix + key;
+    log->warn("breaker of '{}': {} -> {}", target, to_string(from), to_string(to));
+    metrics
+        .counter("troupe_breaker_transitions_total", "Circuit breaker state changes",
+                 {{"target", target}, {"to", std::string(to_string(to))}})
+        .inc();
+  };
 }
 
 }  // namespace troupe

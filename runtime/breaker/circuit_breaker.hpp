@@ -17,15 +17,24 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <random>
+#include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "runtime/config/node_config.hpp"
 #include "runtime/error.hpp"
 
+namespace spdlog {
+class logger;
+}
+
 namespace troupe {
+
+class metrics_registry;
 
 enum class breaker_state : uint8_t { closed, open, half_open };
 
@@ -177,5 +186,37 @@ class circuit_breaker {
   uint32_t probes_in_flight_ = 0;
   uint32_t probe_successes_ = 0;
 };
+
+/// One breaker per key (a target path, a model), made on first use with a
+/// jitter seed of its own, so breakers tripped together do not probe in
+/// lockstep. At most `max` are kept: past that, closed breakers are dropped
+/// (they remember nothing that matters). Not thread-safe: one actor owns it.
+class keyed_breakers {
+ public:
+  using listener = std::function<void(const std::string& key, breaker_state from, breaker_state to)>;
+
+  /// `on_transition` hears every state change of every breaker.
+  keyed_breakers(breaker_config config, size_t max, listener on_transition);
+  keyed_breakers(const keyed_breakers&) = delete;  // breakers' listeners point at it
+  keyed_breakers& operator=(const keyed_breakers&) = delete;
+
+  /// The breaker of `key`, made if needed. The reference is valid until the
+  /// next call (which may drop closed breakers).
+  circuit_breaker& operator[](const std::string& key);
+
+  [[nodiscard]] size_t size() const { return breakers_.size(); }
+
+ private:
+  breaker_config config_;
+  size_t max_;
+  listener on_transition_;
+  std::unordered_map<std::string, circuit_breaker> breakers_;
+};
+
+/// The usual listener: a warning in `log` and a count in
+/// troupe_breaker_transitions_total{target = target_prefix + key, to}.
+[[nodiscard]] keyed_breakers::listener report_transitions(metrics_registry& metrics,
+                                                         std::shared_ptr<spdlog::logger> log,
+                                                         std::string target_prefix);
 
 }  // namespace troupe

@@ -13,6 +13,7 @@ using namespace std::chrono_literals;
 using troupe::breaker_config;
 using troupe::breaker_state;
 using troupe::circuit_breaker;
+using troupe::keyed_breakers;
 
 namespace {
 
@@ -459,4 +460,23 @@ TEST_CASE("breaker states have stable names", "[breaker]") {
   CHECK(troupe::to_string(breaker_state::closed) == "closed");
   CHECK(troupe::to_string(breaker_state::open) == "open");
   CHECK(troupe::to_string(breaker_state::half_open) == "half_open");
+}
+
+TEST_CASE("keyed breakers: one per key, transitions named by key, closed ones dropped past max",
+          "[breaker]") {
+  std::vector<std::string> heard;
+  keyed_breakers breakers(test_config(), 3,
+                          [&](const std::string& key, breaker_state, breaker_state to) {
+                            heard.push_back(key + ":" + std::string(to_string(to)));
+                          });
+  trip(breakers["a"], t0);
+  CHECK(heard == std::vector<std::string>{"a:open"});
+  CHECK(breakers["b"].state() == breaker_state::closed);  // keys do not share a breaker
+  CHECK(&breakers["a"] == &breakers["a"]);
+  call(breakers["c"], t0, true);
+  REQUIRE(breakers.size() == 3);
+  // A fourth key drops the closed ones (b, c), never the open one.
+  (void)breakers["d"];
+  CHECK(breakers.size() == 2);
+  CHECK(breakers["a"].state() == breaker_state::open);
 }
