@@ -220,8 +220,8 @@ class ws_session : public std::enable_shared_from_this<ws_session> {
     }
     const auto cols = j["cols"].get<int64_t>();
     const auto rows = j["rows"].get<int64_t>();
-    if (cols < 1 || cols > 1000 || rows < 1 || rows > 1000) {
-      enqueue(false, R"({"type":"error","message":"cols and rows must be between 1 and 1000"})");
+    if (auto bad = check_terminal_size(cols, rows)) {
+      enqueue(false, nlohmann::json{{"type", "error"}, {"message", bad->message}}.dump());
       return;
     }
     if (port_) {
@@ -234,8 +234,7 @@ class ws_session : public std::enable_shared_from_this<ws_session> {
     if (gone || data.empty()) {
       return false;
     }
-    queued_ += data.size();
-    if (queued_ > queue_bytes_max) {
+    if (backlog.load(std::memory_order_relaxed) + data.size() > queue_bytes_max) {
       // Too slow for its session: drop this viewer, nobody else.
       server_.log->warn("closing a viewer of session {} that does not keep up", id_);
       gone = true;
@@ -259,7 +258,6 @@ class ws_session : public std::enable_shared_from_this<ws_session> {
 
   void on_write(beast::error_code ec, size_t) {
     writing_ = false;
-    queued_ -= queue_.front().second.size();
     backlog.fetch_sub(queue_.front().second.size(), std::memory_order_relaxed);
     queue_.pop_front();
     if (ec) {
@@ -288,7 +286,6 @@ class ws_session : public std::enable_shared_from_this<ws_session> {
   bool readonly_ = false;
   beast::flat_buffer buffer_;
   std::deque<std::pair<bool, std::string>> queue_;
-  size_t queued_ = 0;
   bool writing_ = false;
   bool accepted_ = false;
   std::optional<std::string> close_after_;

@@ -687,8 +687,8 @@ expected<session_spec> parse_spec(const std::string& body) {
     }
     const auto cols = j.value("cols", 80);
     const auto rows = j.value("rows", 24);
-    if (cols < 1 || cols > 1000 || rows < 1 || rows > 1000) {
-      return make_error(errc::bad_request, "cols and rows must be between 1 and 1000");
+    if (auto bad = check_terminal_size(cols, rows)) {
+      return *bad;
     }
     spec.cols = static_cast<uint16_t>(cols);
     spec.rows = static_cast<uint16_t>(rows);

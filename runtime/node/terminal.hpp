@@ -8,11 +8,25 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "runtime/error.hpp"
 
 namespace troupe {
+
+/// Largest side (columns or rows) of a session's terminal.
+inline constexpr int64_t terminal_side_max = 1000;
+
+/// nullopt for a size the node accepts; else a bad_request naming it.
+[[nodiscard]] inline std::optional<error> check_terminal_size(int64_t cols, int64_t rows) {
+  if (cols >= 1 && cols <= terminal_side_max && rows >= 1 && rows <= terminal_side_max) {
+    return std::nullopt;
+  }
+  return make_error(errc::bad_request, "cols and rows must be between 1 and " +
+                                           std::to_string(terminal_side_max) + " (got " +
+                                           std::to_string(cols) + "x" + std::to_string(rows) + ")");
+}
 
 /// What a session does to a viewer.
 class terminal_viewer {
