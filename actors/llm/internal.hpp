@@ -96,9 +96,20 @@ struct attempt {
   sse_parser parser;
   stream_assembler assembler;
 
-  /// A whole 200's body was checked to be JSON (and answered) on the
-  /// upstream thread.
-  bool body_ok = false;
+  /// A whole 200's body, parsed once (on the upstream thread when it was
+  /// answered there): `parsed` holds it, discarded when it is not JSON.
+  /// Everyone after (breaker, usage, cache, stream replay) reads this.
+  bool body_parsed = false;
+  nlohmann::json parsed;
+
+  /// Parses the response body if that was not done yet; whether it is JSON.
+  bool parse_body() {
+    if (!body_parsed) {
+      parsed = nlohmann::json::parse(response.body, nullptr, false);
+      body_parsed = true;
+    }
+    return !parsed.is_discarded();
+  }
 
   // The end.
   outcome result = outcome::unavailable;

@@ -236,8 +236,7 @@ void start(provider_actor* self, const std::shared_ptr<attempt>& a) {
     // thread: the client does not wait for two actor hops. The actors
     // still judge the call (breaker, ledger, cache) right after.
     if (answer_here && a->response.status == 200) {
-      a->body_ok = nlohmann::json::accept(a->response.body);
-      if (a->body_ok && !a->x->answered.exchange(true)) {
+      if (a->parse_body() && !a->x->answered.exchange(true)) {
         auto headers = passthrough_headers(a->response);
         headers.emplace_back("content-type", "application/json");
         headers.emplace_back(cache_header, a->x->mode == cache_mode::bypass ? "bypass" : "miss");
@@ -258,7 +257,7 @@ void on_upstream_done(provider_actor* self, const std::shared_ptr<attempt>& a) {
   // The breaker judges the upstream's health: overload, server errors and
   // transport failures count; refusals (4xx) and rate limits do not.
   const bool malformed = st.spec.kind == provider_kind::anthropic && !a->committed &&
-                         r.status == 200 && !a->body_ok && !nlohmann::json::accept(r.body);
+                         r.status == 200 && !a->parse_body();
   const bool sick = !r.cancelled && (r.status == 0 || r.status >= 500 || malformed ||
                                      (a->committed && !a->assembler.complete() &&
                                       !a->assembler.error()));
@@ -298,6 +297,8 @@ void on_upstream_done(provider_actor* self, const std::shared_ptr<attempt>& a) {
                     st.spec.name + ": unreadable answer: " + message.err().message);
     }
     a->response.body = message->dump();
+    a->parsed = std::move(*message);  // the router reads it, not the text
+    a->body_parsed = true;
     return finish(self, a, outcome::ok, {});
   }
   if (malformed) {

@@ -379,7 +379,8 @@ void on_attempt_done(router_actor* self, const std::shared_ptr<attempt>& a) {
     h.emplace_back(upstream_header, upstream_label);
     reply(*x, 200, std::move(h), a->response.body);
   } else {
-    auto message = json::parse(a->response.body, nullptr, false);
+    a->parse_body();  // once per answer: usually done on the upstream thread
+    const auto& message = a->parsed;
     u = usage_of(message);
     auto h = passthrough_headers(a->response);
     h.emplace_back(cache_header, cache_label);
