@@ -157,6 +157,8 @@ std::optional<std::string> percent_decode(std::string_view s) {
   return out;
 }
 
+}  // namespace
+
 /// Every value of `key` in the query of `target`, percent-decoded.
 std::vector<std::string> query_values(std::string_view target, std::string_view key) {
   std::vector<std::string> out;
@@ -178,6 +180,8 @@ std::vector<std::string> query_values(std::string_view target, std::string_view 
   }
   return out;
 }
+
+namespace {
 
 http_reply cache_get_reply(const envelope& reply) {
   auto body = decode<cache::get_reply>(reply.body);

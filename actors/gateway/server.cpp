@@ -395,8 +395,8 @@ class session : public std::enable_shared_from_this<session> {
     if (const auto* to = std::get_if<family_exchange>(&result)) {
       if (to->to == family_exchange::family::sessions && websocket::is_upgrade(request_)) {
         if (auto id = attach_target(view.target)) {
-          return start_attach(std::move(*id), view.target.find("readonly=1") !=
-                                                   std::string_view::npos);
+          const auto readonly = query_values(view.target, "readonly");
+          return start_attach(std::move(*id), !readonly.empty() && readonly.front() == "1");
         }
       }
       return start_exchange(to->to == family_exchange::family::llm ? server_.ctx->llm

@@ -1047,7 +1047,8 @@ std::function<int(const context&)> add_session_new(CLI::App& sub) {
   // One pair per --env, so `--env A=1 bash` cannot swallow the command.
   sub.add_option("--env", args->env, "NAME=VALUE for the session's environment (repeatable)")
       ->allow_extra_args(false);
-  sub.add_flag("--persistent", args->persistent, "restart the command when it exits");
+  sub.add_flag("--persistent", args->persistent,
+               "keep the session across node restarts (stored, restored with its scrollback)");
   args->cols_option =
       sub.add_option("--cols", args->cols, "columns (default: this terminal's, else 80)")
           ->check(CLI::Range(uint32_t{1}, terminal_side_max));
