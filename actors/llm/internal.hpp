@@ -52,6 +52,9 @@ struct exchange_state {
   int priority = 1;
   /// Index of the chain step being tried.
   size_t step = 0;
+  /// Why each step tried so far failed ("provider/model: reason"), for the
+  /// error when every step did.
+  std::vector<std::string> failures;
   uint64_t retries = 0;
   bool queued = false;
   /// What the limiter was told to expect; settled with the real usage.

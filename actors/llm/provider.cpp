@@ -175,8 +175,8 @@ void end_committed_stream(const attempt& a) {
     const auto why =
         a.response.error.empty() ? std::string("the stream ended early") : a.response.error;
     // The blank line first ends whatever event the upstream left half-sent.
-    a.x->sink->stream("\n\n" + sse_format("error", error_body("api_error",
-                                                              "upstream stream broke off: " + why)));
+    a.x->sink->stream(
+        "\n\n" + sse_format("error", error_body("api_error", "upstream stream broke off: " + why)));
   }
   a.x->sink->end_stream();
 }
@@ -227,8 +227,8 @@ void start(provider_actor* self, const std::shared_ptr<attempt>& a) {
       return true;
     };
   }
-  const bool answer_here = !a->stream && a->path == "/v1/messages" &&
-                           st.spec.kind == provider_kind::anthropic;
+  const bool answer_here =
+      !a->stream && a->path == "/v1/messages" && st.spec.kind == provider_kind::anthropic;
   cb.on_done = [a, answer_here, handle = caf::actor_cast<caf::actor>(self),
                 name = st.spec.name](upstream_response r) {
     a->response = std::move(r);
@@ -258,9 +258,9 @@ void on_upstream_done(provider_actor* self, const std::shared_ptr<attempt>& a) {
   // transport failures count; refusals (4xx) and rate limits do not.
   const bool malformed = st.spec.kind == provider_kind::anthropic && !a->committed &&
                          r.status == 200 && !a->parse_body();
-  const bool sick = !r.cancelled && (r.status == 0 || r.status >= 500 || malformed ||
-                                     (a->committed && !a->assembler.complete() &&
-                                      !a->assembler.error()));
+  const bool sick =
+      !r.cancelled && (r.status == 0 || r.status >= 500 || malformed ||
+                       (a->committed && !a->assembler.complete() && !a->assembler.error()));
   if (sick) {
     breaker_for(self, a->step.model).on_failure(now, took);
     st.upstream_failures->inc();
@@ -331,7 +331,13 @@ void on_upstream_done(provider_actor* self, const std::shared_ptr<attempt>& a) {
     if (can_retry && wait <= std::chrono::milliseconds(cfg.retry_after_max_ms)) {
       return retry_in(wait, "429 rate limited");
     }
-    return finish(self, a, outcome::unavailable, st.spec.name + ": rate limited (429)");
+    const auto why =
+        a->x->sink->gone() ? std::string("the client went away")
+        : !can_retry ? "retries spent (llm.retries_max = " + std::to_string(cfg.retries_max) + ")"
+                     : "it asked to wait " + std::to_string(wait.count()) +
+                           " ms, more than llm.retry_after_max_ms (" +
+                           std::to_string(cfg.retry_after_max_ms) + ")";
+    return finish(self, a, outcome::unavailable, st.spec.name + ": rate limited (429); " + why);
   }
   if (r.status == 529) {
     // Overloaded: waiting on the same model rarely helps; fail over.

@@ -325,7 +325,11 @@ void all_failed(router_actor* self, const std::shared_ptr<exchange_state>& x, co
   if (last.response.status >= 400) {
     return reply(*x, last.response.status, passthrough_headers(last.response), last.response.body);
   }
-  reply_error(*x, "overloaded_error", "every upstream failed; last: " + last.reason);
+  std::string why;
+  for (const auto& failure : x->failures) {
+    why += (why.empty() ? "" : "; ") + failure;
+  }
+  reply_error(*x, "overloaded_error", "every upstream failed: " + why);
 }
 
 void on_attempt_done(router_actor* self, const std::shared_ptr<attempt>& a) {
@@ -333,6 +337,7 @@ void on_attempt_done(router_actor* self, const std::shared_ptr<attempt>& a) {
   auto& x = a->x;
   if (a->result == outcome::unavailable) {
     st.log->info("{}: {}", a->step.provider, a->reason);
+    x->failures.push_back(a->step.provider + "/" + a->step.model + ": " + a->reason);
     ++x->step;
     if (x->sink->gone()) {
       settle(self, *x, {});

@@ -323,6 +323,10 @@ TEST_CASE("llm: an OpenAI-compatible local server and then a stale answer are th
   auto none = gw.messages(question("never asked before"));
   CHECK(none.status == 529);
   CHECK(json::parse(none.body)["error"]["type"] == "overloaded_error");
+  // Every step of the chain says why it failed, not only the last one.
+  const auto why = json::parse(none.body)["error"]["message"].get<std::string>();
+  CHECK(why.find("anthropic/") != std::string::npos);
+  CHECK(why.find("local/llama-local") != std::string::npos);
 }
 
 TEST_CASE("llm: errors inside a stream reach the client and are not cached") {
