@@ -2,7 +2,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -48,15 +48,12 @@ std::vector<std::string> merged_env(const std::map<std::string, std::string>& ex
   return out;
 }
 
+/// Starts `argv` with stdin/stdout/stderr on the given files. The child is
+/// killed when the process that started it dies (PR_SET_PDEATHSIG), so a
+/// test or bench that crashes or aborts leaves no node running behind it to
+/// skew whatever runs next.
 pid_t spawn(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env,
             const std::string& in_path, const std::string& out_path, const std::string& err_path) {
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 0, in_path.c_str(), O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, 1, out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
-                                   0644);
-  posix_spawn_file_actions_addopen(&actions, 2, err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
-                                   0644);
   std::vector<char*> args;
   for (const auto& a : argv) {
     args.push_back(const_cast<char*>(a.c_str()));
@@ -68,11 +65,25 @@ pid_t spawn(const std::vector<std::string>& argv, const std::map<std::string, st
     envp.push_back(e.data());
   }
   envp.push_back(nullptr);
-  pid_t pid = -1;
-  int rc = posix_spawn(&pid, args[0], &actions, nullptr, args.data(), envp.data());
-  posix_spawn_file_actions_destroy(&actions);
-  if (rc != 0) {
-    throw std::runtime_error("cannot spawn " + argv[0] + ": " + std::strerror(rc));
+  const pid_t parent = ::getpid();
+  const pid_t pid = ::fork();
+  if (pid < 0) {
+    throw std::runtime_error("cannot spawn " + argv[0] + ": " + std::strerror(errno));
+  }
+  if (pid == 0) {
+    // The child of a threaded process: async-signal-safe calls only.
+    if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || ::getppid() != parent) {
+      ::_exit(127);
+    }
+    const int in = ::open(in_path.c_str(), O_RDONLY | O_CLOEXEC);
+    const int out = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    const int err = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (in < 0 || out < 0 || err < 0 || ::dup2(in, 0) < 0 || ::dup2(out, 1) < 0 ||
+        ::dup2(err, 2) < 0) {
+      ::_exit(127);
+    }
+    ::execve(args[0], args.data(), envp.data());
+    ::_exit(127);
   }
   return pid;
 }
