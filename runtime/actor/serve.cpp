@@ -11,11 +11,11 @@ namespace {
 /// Dispatches `in`; an exception is turned into an `internal` reply, and
 /// unless the decider says resume, the actor ends so it is restarted.
 envelope answer(caf::event_based_actor* self, const handler_table& table, const decider& decide,
-                const envelope& in) {
+                const envelope_view& in) {
   try {
     return table.dispatch(in);
   } catch (const std::exception& e) {
-    auto why = "handler for '" + in.type + "' threw: " + e.what();
+    auto why = "handler for '" + std::string(in.type) + "' threw: " + e.what();
     if (decide(failure{failure_kind::exception, why}) == directive::resume) {
       return make_error_envelope(make_error(errc::internal, why), in.correlation_id);
     }
@@ -32,11 +32,13 @@ envelope answer(caf::event_based_actor* self, const handler_table& table, const 
 caf::behavior serve(caf::event_based_actor* self, std::shared_ptr<const handler_table> table,
                     decider decide) {
   return {
+      // Read in place: the message may be shared (an asker keeps the request
+      // for a retry), and a handler taking mutable references would copy it.
       [self, table = std::move(table), decide = std::move(decide)](
-          std::string& type, std::string& body, uint64_t correlation_id,
-          std::string& reply_to) -> caf::message {
-        auto in = from_fields(type, body, correlation_id, reply_to);
-        return to_message(answer(self, *table, decide, in));
+          const std::string& type, const std::string& body, uint64_t correlation_id,
+          const std::string& reply_to) -> caf::message {
+        return to_message(
+            answer(self, *table, decide, envelope_view{type, body, correlation_id, reply_to}));
       },
   };
 }

@@ -56,7 +56,7 @@ void empty_body::troupe_read(detail::msgpack_reader& r) {
   if (r.read_nil()) {
     return;
   }
-  if (r.peek_type_name() != "map") {
+  if (r.peek_kind() != detail::value_kind::map) {
     throw detail::decode_failure(errc::bad_body,
                                  "body must be a map, got " + std::string(r.peek_type_name()));
   }

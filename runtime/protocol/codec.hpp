@@ -72,8 +72,8 @@ template <class T>
 /// (`too_large` for a body, nesting or container over its limit).
 template <class T>
 [[nodiscard]] expected<T> decode(std::string_view bytes, const decode_limits& limits = {}) {
-  if (auto refused = detail::check_body_size(bytes, limits)) {
-    return std::move(*refused);
+  if (bytes.empty() || bytes.size() > limits.body_bytes_max) {
+    return std::move(*detail::check_body_size(bytes, limits));
   }
   T value{};
   try {

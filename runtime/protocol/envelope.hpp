@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 namespace troupe {
 
@@ -25,6 +26,21 @@ struct envelope {
   std::string reply_to;
 
   [[nodiscard]] bool is_error() const noexcept { return type == error_type; }
+};
+
+/// A received envelope, read in place from the message that carries it.
+struct envelope_view {
+  std::string_view type;
+  std::string_view body;
+  uint64_t correlation_id = 0;
+  std::string_view reply_to;
+
+  envelope_view() = default;
+  envelope_view(std::string_view t, std::string_view b, uint64_t id, std::string_view r)
+      : type(t), body(b), correlation_id(id), reply_to(r) {}
+  // NOLINTNEXTLINE(google-explicit-constructor): a view of an envelope, as string_view is
+  envelope_view(const envelope& e)
+      : type(e.type), body(e.body), correlation_id(e.correlation_id), reply_to(e.reply_to) {}
 };
 
 }  // namespace troupe

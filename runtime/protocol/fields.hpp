@@ -68,13 +68,13 @@ void pack_fields(Packer& pk, const Tuple& values, const auto& names, std::index_
 
 template <class Tuple, size_t... Is>
 void read_fields(msgpack_reader& r, Tuple values, const auto& names, std::index_sequence<Is...>) {
-  if (r.peek_type_name() != "map") {
+  if (r.peek_kind() != value_kind::map) {
     throw decode_failure(errc::bad_body,
                          "body must be a map, got " + std::string(r.peek_type_name()));
   }
   const size_t entries = r.read_map_header();
   for (size_t i = 0; i < entries; ++i) {
-    if (r.peek_type_name() != "str") {
+    if (r.peek_kind() != value_kind::str) {
       throw decode_failure(errc::bad_body,
                            "map keys must be strings, got " + std::string(r.peek_type_name()));
     }

@@ -5,16 +5,27 @@
 
 namespace troupe {
 
-void handler_table::add(std::string type, raw_handler fn) {
-  assert(!type.empty());
-  auto [it, inserted] = handlers_.emplace(std::move(type), std::move(fn));
-  assert(inserted && "a message type is registered twice");
-  (void)it;
-  (void)inserted;
+namespace {
+
+template <class Handlers>
+auto find_handler(Handlers& handlers, std::string_view type) {
+  auto it = std::lower_bound(handlers.begin(), handlers.end(), type,
+                             [](const auto& entry, std::string_view t) { return entry.first < t; });
+  return it != handlers.end() && it->first == type ? it : handlers.end();
 }
 
-envelope handler_table::dispatch(const envelope& in) const {
-  auto it = handlers_.find(std::string_view{in.type});
+}  // namespace
+
+void handler_table::add(std::string type, raw_handler fn) {
+  assert(!type.empty());
+  assert(find_handler(handlers_, type) == handlers_.end() && "a message type is registered twice");
+  auto at = std::lower_bound(handlers_.begin(), handlers_.end(), type,
+                             [](const auto& entry, const std::string& t) { return entry.first < t; });
+  handlers_.emplace(at, std::move(type), std::move(fn));
+}
+
+envelope handler_table::dispatch(const envelope_view& in) const {
+  auto it = find_handler(handlers_, in.type);
   if (it == handlers_.end()) {
     std::string known;
     for (const auto& name : types()) {
@@ -22,14 +33,14 @@ envelope handler_table::dispatch(const envelope& in) const {
     }
     return make_error_envelope(
         make_error(errc::unknown_type,
-                   "this actor does not handle '" + in.type + "' (it handles: " + known + ")"),
+                   "this actor does not handle '" + std::string(in.type) + "' (it handles: " + known + ")"),
         in.correlation_id);
   }
   return it->second(in);
 }
 
 bool handler_table::handles(std::string_view type) const {
-  return handlers_.find(type) != handlers_.end();
+  return find_handler(handlers_, type) != handlers_.end();
 }
 
 std::vector<std::string> handler_table::types() const {
@@ -38,7 +49,6 @@ std::vector<std::string> handler_table::types() const {
   for (const auto& [name, fn] : handlers_) {
     names.push_back(name);
   }
-  std::sort(names.begin(), names.end());
   return names;
 }
 

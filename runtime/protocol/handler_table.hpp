@@ -9,7 +9,6 @@
 #include <string>
 #include <string_view>
 #include <type_traits>
-#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -24,7 +23,7 @@ inline constexpr std::string_view reply_suffix = ".reply";
 
 class handler_table {
  public:
-  using raw_handler = std::function<envelope(const envelope&)>;
+  using raw_handler = std::function<envelope(const envelope_view&)>;
 
   explicit handler_table(decode_limits limits = {}) : limits_(limits) {}
 
@@ -37,7 +36,7 @@ class handler_table {
     std::string reply_type = type + std::string(reply_suffix);
     add(std::move(type),
         [fn = std::move(fn), reply_type = std::move(reply_type),
-         limits = limits_](const envelope& in) mutable -> envelope {
+         limits = limits_](const envelope_view& in) mutable -> envelope {
           auto request = decode<Req>(in.body, limits);
           if (!request) {
             return make_error_envelope(request.err(), in.correlation_id);
@@ -56,7 +55,7 @@ class handler_table {
   /// Answers `in`: the handler's reply, or an `error` envelope when the type
   /// is unknown or the body does not decode. Exceptions from handlers pass
   /// through: the actor decides whether to resume or fail (see decider).
-  [[nodiscard]] envelope dispatch(const envelope& in) const;
+  [[nodiscard]] envelope dispatch(const envelope_view& in) const;
 
   [[nodiscard]] bool handles(std::string_view type) const;
 
@@ -69,18 +68,12 @@ class handler_table {
   template <class T>
   struct is_expected<expected<T>> : std::true_type {};
 
-  // std::string keys with a transparent hash: lookups take string_view.
-  struct string_hash {
-    using is_transparent = void;
-    size_t operator()(std::string_view s) const noexcept {
-      return std::hash<std::string_view>{}(s);
-    }
-  };
-
   void add(std::string type, raw_handler fn);
 
   decode_limits limits_;
-  std::unordered_map<std::string, raw_handler, string_hash, std::equal_to<>> handlers_;
+  /// Sorted by type. An actor handles a handful of types: a binary search over
+  /// them costs a few compares, less than hashing the name.
+  std::vector<std::pair<std::string, raw_handler>> handlers_;
 };
 
 }  // namespace troupe

@@ -57,41 +57,32 @@ size_t msgpack_reader::check_count(uint64_t n) {
   return static_cast<size_t>(n);
 }
 
-std::string_view msgpack_reader::peek_type_name() const {
-  if (data_ == end_) {
-    return "nothing";
-  }
-  const uint8_t b = *data_;
-  if (b <= 0x7f || b >= 0xe0 || (b >= 0xcc && b <= 0xd3)) {
-    return "int";
-  }
-  if (b <= 0x8f || b == 0xde || b == 0xdf) {
-    return "map";
-  }
-  if (b <= 0x9f || b == 0xdc || b == 0xdd) {
-    return "array";
-  }
-  if (b <= 0xbf || (b >= 0xd9 && b <= 0xdb)) {
-    return "str";
-  }
-  switch (b) {
-    case 0xc0:
+std::string_view name_of(value_kind k) {
+  switch (k) {
+    case value_kind::nothing:
+      return "nothing";
+    case value_kind::nil:
       return "nil";
-    case 0xc2:
-    case 0xc3:
+    case value_kind::boolean:
       return "bool";
-    case 0xc4:
-    case 0xc5:
-    case 0xc6:
-      return "bin";
-    case 0xca:
-    case 0xcb:
+    case value_kind::integer:
+      return "int";
+    case value_kind::floating:
       return "float";
-    case 0xc1:
+    case value_kind::str:
+      return "str";
+    case value_kind::bin:
+      return "bin";
+    case value_kind::array:
+      return "array";
+    case value_kind::map:
+      return "map";
+    case value_kind::reserved:
       return "reserved byte";
-    default:
+    case value_kind::ext:
       return "ext";
   }
+  return "ext";
 }
 
 void msgpack_reader::wrong_type(std::string_view expected) const {
@@ -156,7 +147,7 @@ int64_t msgpack_reader::read_int() {
   }
 }
 
-uint64_t msgpack_reader::read_uint() {
+uint64_t msgpack_reader::read_uint_slow() {
   auto b = peek();
   if (b <= 0x7f) {
     ++data_;
@@ -192,7 +183,7 @@ double msgpack_reader::read_double() {
   wrong_type("float");
 }
 
-std::string_view msgpack_reader::read_str() {
+std::string_view msgpack_reader::read_str_slow() {
   auto b = peek();
   size_t n = 0;
   if (b >= 0xa0 && b <= 0xbf) {
@@ -208,7 +199,7 @@ std::string_view msgpack_reader::read_str() {
   return {reinterpret_cast<const char*>(p), n};
 }
 
-size_t msgpack_reader::read_map_header() {
+size_t msgpack_reader::read_map_header_slow() {
   auto b = peek();
   if (b >= 0x80 && b <= 0x8f) {
     ++data_;

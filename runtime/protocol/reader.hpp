@@ -42,6 +42,46 @@ struct decode_failure : std::runtime_error {
   bool type_mismatch;
 };
 
+/// The msgpack type of a value, as far as errors name it.
+enum class value_kind : uint8_t { nothing, nil, boolean, integer, floating, str, bin, array, map, ext, reserved };
+
+/// "int", "str", ...: how errors name a kind.
+[[nodiscard]] std::string_view name_of(value_kind k);
+
+/// The kind of the value whose first byte is `b`.
+[[nodiscard]] constexpr value_kind kind_of(uint8_t b) {
+  if (b <= 0x7f || b >= 0xe0 || (b >= 0xcc && b <= 0xd3)) {
+    return value_kind::integer;
+  }
+  if (b <= 0x8f || b == 0xde || b == 0xdf) {
+    return value_kind::map;
+  }
+  if (b <= 0x9f || b == 0xdc || b == 0xdd) {
+    return value_kind::array;
+  }
+  if (b <= 0xbf || (b >= 0xd9 && b <= 0xdb)) {
+    return value_kind::str;
+  }
+  switch (b) {
+    case 0xc0:
+      return value_kind::nil;
+    case 0xc2:
+    case 0xc3:
+      return value_kind::boolean;
+    case 0xc4:
+    case 0xc5:
+    case 0xc6:
+      return value_kind::bin;
+    case 0xca:
+    case 0xcb:
+      return value_kind::floating;
+    case 0xc1:
+      return value_kind::reserved;
+    default:
+      return value_kind::ext;
+  }
+}
+
 class msgpack_reader {
  public:
   msgpack_reader(std::string_view bytes, const decode_limits& limits)
@@ -52,17 +92,46 @@ class msgpack_reader {
   [[nodiscard]] bool at_end() const { return data_ == end_; }
   [[nodiscard]] size_t left() const { return static_cast<size_t>(end_ - data_); }
 
+  /// Kind of the next value (`nothing` at the end).
+  [[nodiscard]] value_kind peek_kind() const {
+    return data_ == end_ ? value_kind::nothing : kind_of(*data_);
+  }
   /// Name of the msgpack type of the next value ("int", "str", ...).
-  [[nodiscard]] std::string_view peek_type_name() const;
+  [[nodiscard]] std::string_view peek_type_name() const { return name_of(peek_kind()); }
 
   [[nodiscard]] bool read_nil();  // true (and consumed) if the next value is nil
   bool read_bool();
   int64_t read_int();
-  uint64_t read_uint();
+  // The common one-byte forms are read inline; the rest out of line.
+  uint64_t read_uint() {
+    if (data_ != end_ && *data_ <= 0x7f) {
+      return *data_++;
+    }
+    return read_uint_slow();
+  }
   double read_double();
-  std::string_view read_str();
+  std::string_view read_str() {
+    if (data_ != end_ && (*data_ & 0xe0) == 0xa0) {
+      const size_t n = *data_ & 0x1fu;
+      if (n < left()) {
+        auto p = reinterpret_cast<const char*>(data_ + 1);
+        data_ += n + 1;
+        return {p, n};
+      }
+    }
+    return read_str_slow();
+  }
   /// Map or array header: the element count, checked against the limits.
-  size_t read_map_header();
+  size_t read_map_header() {
+    if (data_ != end_ && (*data_ & 0xf0) == 0x80) {
+      const size_t n = *data_ & 0x0fu;
+      if (n <= limits_.elements_max && n < left()) {
+        ++data_;
+        return n;
+      }
+    }
+    return read_map_header_slow();
+  }
   size_t read_array_header();
   /// Skips one value of any type (unknown fields).
   void skip();
@@ -91,6 +160,9 @@ class msgpack_reader {
   const uint8_t* take(size_t n);
   uint64_t read_be(size_t n);
   size_t check_count(uint64_t n);
+  uint64_t read_uint_slow();
+  std::string_view read_str_slow();
+  size_t read_map_header_slow();
 
   const uint8_t* data_;
   const uint8_t* end_;
@@ -183,7 +255,7 @@ void read_value(msgpack_reader& r, std::optional<T>& out) {
 /// Reads one named field, naming it in the error when its type is wrong.
 template <class Field>
 void read_field(msgpack_reader& r, Field& field, std::string_view name) {
-  const auto type_name = r.peek_type_name();
+  const auto kind = r.peek_kind();
   try {
     read_value(r, field);
   } catch (const decode_failure& e) {
@@ -191,7 +263,7 @@ void read_field(msgpack_reader& r, Field& field, std::string_view name) {
       throw;  // truncation, limits, or a nested field's own message
     }
     throw decode_failure(errc::bad_body, "field '" + std::string(name) + "' has the wrong type (" +
-                                             std::string(type_name) + ")");
+                                             std::string(name_of(kind)) + ")");
   }
 }
 
