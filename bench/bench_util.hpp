@@ -46,6 +46,16 @@ inline bool has_flag(int argc, char** argv, const char* flag) {
   return false;
 }
 
+/// The argument after `flag` ("--only x" -> "x"); empty when absent.
+inline std::string flag_value(int argc, char** argv, const char* flag) {
+  for (int i = 1; i + 1 < argc; ++i) {
+    if (std::strcmp(argv[i], flag) == 0) {
+      return argv[i + 1];
+    }
+  }
+  return {};
+}
+
 struct result {
   std::string bench;
   double figure = 0;

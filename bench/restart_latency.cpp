@@ -43,8 +43,8 @@ std::shared_ptr<const handler_table> ping_table() {
 }
 
 /// Crash the running incarnation, then ask it by path; latency until the reply.
-void crash_loop(caf::event_based_actor* self, std::shared_ptr<node_context> ctx, int left,
-                std::shared_ptr<std::vector<double>> out, std::promise<void>* done) {
+void crash_loop(caf::event_based_actor* self, std::shared_ptr<node_context> ctx, asker* requests,
+                int left, std::shared_ptr<std::vector<double>> out, std::promise<void>* done) {
   if (left == 0) {
     done->set_value();
     self->quit();
@@ -56,21 +56,21 @@ void crash_loop(caf::event_based_actor* self, std::shared_ptr<node_context> ctx,
     self->delayed_send(self, 100us, caf::ok_atom::value);
     self->become(caf::keep_behavior, [=](caf::ok_atom) {
       self->unbecome();
-      crash_loop(self, ctx, left, out, done);
+      crash_loop(self, ctx, requests, left, out, done);
     });
     return;
   }
   auto t0 = clock_type::now();
   self->send_exit(route->current, caf::make_error(caf::sec::runtime_error, std::string("bench")));
-  ask(self, ctx->registry, "worker", make_envelope("bench.ping", empty_body{}), 5s,
-      [=](envelope reply) {
-        if (reply.is_error()) {
-          std::fprintf(stderr, "error: %s\n", read_error(reply).message.c_str());
-          std::abort();
-        }
-        out->push_back(micros_since(t0));
-        crash_loop(self, ctx, left - 1, out, done);
-      });
+  requests->ask(self, "worker", make_envelope("bench.ping", empty_body{}), 5s,
+                [=](envelope reply) {
+                  if (reply.is_error()) {
+                    std::fprintf(stderr, "error: %s\n", read_error(reply).message.c_str());
+                    std::abort();
+                  }
+                  out->push_back(micros_since(t0));
+                  crash_loop(self, ctx, requests, left - 1, out, done);
+                });
 }
 
 /// Baseline: spawn a fresh raw CAF actor and get its first reply, driven by an
@@ -132,7 +132,10 @@ int main(int argc, char** argv) {
   auto samples = std::make_shared<std::vector<double>>();
   std::promise<void> done;
   auto finished = done.get_future();
-  system.spawn([&](caf::event_based_actor* self) { crash_loop(self, ctx, runs, samples, &done); });
+  asker requests{ctx->registry};
+  system.spawn([&](caf::event_based_actor* self) {
+    crash_loop(self, ctx, &requests, runs, samples, &done);
+  });
   finished.wait();
 
   const double p50 = bench::quantile(*samples, 0.5);

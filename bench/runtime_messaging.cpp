@@ -4,7 +4,11 @@
 // count, rounds alternated. Figure: troupe request/reply round trips per
 // second; ratio: troupe / raw CAF.
 //
-//   runtime_messaging [--quick]
+//   runtime_messaging [--quick] [--only raw-rr|troupe-rr|raw-pp|troupe-pp|untimed-rr] [--rounds N]
+//
+// --only runs one loop (for a profiler; untimed-rr is raw CAF request/reply
+// with no timeout); it prints no ratio.
+// --rounds sets the round trips per loop.
 
 #include <chrono>
 #include <cstdio>
@@ -53,8 +57,12 @@ double run_client(caf::actor_system& system, uint64_t rounds, Start start) {
   auto result = done.get_future();
   system.spawn([&, rounds, start](caf::event_based_actor* self) {
     auto t0 = clock_type::now();
-    start(self, rounds,
-          [&done, t0, rounds] { done.set_value(static_cast<double>(rounds) / seconds_since(t0)); });
+    // quit(): an asker's armed deadline would keep the client alive until it
+    // passes, like any awaited reply.
+    start(self, rounds, [self, &done, t0, rounds] {
+      done.set_value(static_cast<double>(rounds) / seconds_since(t0));
+      self->quit();
+    });
   });
   return result.get();
 }
@@ -65,14 +73,16 @@ caf::behavior raw_server() {
   return {[](ping_atom, uint64_t n) { return caf::make_message(pong_atom::value, n); }};
 }
 
-void raw_request_loop(caf::event_based_actor* self, caf::actor server, uint64_t left,
-                      std::function<void()> finish) {
+/// `timeout` is the request's (caf::infinite: none, so no clock entry).
+void raw_request_loop(caf::event_based_actor* self, caf::actor server, caf::duration timeout,
+                      uint64_t left, std::function<void()> finish) {
   if (left == 0) {
     finish();
     return;
   }
-  self->request(server, request_timeout, ping_atom::value, left)
-      .then([=](pong_atom, uint64_t) { raw_request_loop(self, server, left - 1, finish); },
+  self->request(server, timeout, ping_atom::value, left)
+      .then([=](pong_atom,
+                uint64_t) { raw_request_loop(self, server, timeout, left - 1, finish); },
             [](caf::error&) { std::abort(); });
 }
 
@@ -85,20 +95,20 @@ std::shared_ptr<const handler_table> echo_table() {
   return table;
 }
 
-void troupe_request_loop(caf::event_based_actor* self, const actor_registry& registry,
-                         uint64_t left, std::function<void()> finish) {
+void troupe_request_loop(caf::event_based_actor* self, asker& requests, uint64_t left,
+                         std::function<void()> finish) {
   if (left == 0) {
     finish();
     return;
   }
-  ask(self, registry, "echo", make_envelope("bench.echo", counter_msg{left}), request_timeout,
-      [self, &registry, left, finish](envelope reply) {
-        auto body = decode<counter_msg>(reply.body);
-        if (!body || body->n != left) {
-          std::abort();
-        }
-        troupe_request_loop(self, registry, left - 1, finish);
-      });
+  requests.ask(self, "echo", make_envelope("bench.echo", counter_msg{left}), request_timeout,
+               [self, &requests, left, finish](envelope reply) {
+                 auto body = decode<counter_msg>(reply.body);
+                 if (!body || body->n != left) {
+                   std::abort();
+                 }
+                 troupe_request_loop(self, requests, left - 1, finish);
+               });
 }
 
 // --- ping-pong (plain sends, no request ids) ---------------------------------
@@ -151,10 +161,13 @@ double troupe_ping_pong(caf::actor_system& system, caf::actor server, uint64_t r
 
 int main(int argc, char** argv) {
   const bool quick = bench::has_flag(argc, argv, "--quick");
+  const std::string only = bench::flag_value(argc, argv, "--only");
+  auto runs = [&only](const char* name) { return only.empty() || only == name; };
   // Benches crash and restart actors on purpose: keep the log to real errors.
   (void)init_logging(log_options{"error", "text"});
-  const uint64_t rounds = quick ? 2000 : 200000;
-  const int reps = quick ? 1 : 7;
+  const std::string rounds_flag = bench::flag_value(argc, argv, "--rounds");
+  const uint64_t rounds = !rounds_flag.empty() ? std::stoull(rounds_flag) : quick ? 2000 : 200000;
+  const int reps = quick ? 1 : 11;
 
   caf::actor_system_config cfg;
   cfg.set("scheduler.max-threads", threads);
@@ -177,35 +190,75 @@ int main(int argc, char** argv) {
   auto troupe_server = ctx->registry.find("echo")->current;
   auto raw = system.spawn(raw_server);
 
-  std::vector<double> raw_rr, troupe_rr, raw_pp, troupe_pp;
+  std::vector<double> raw_rr, troupe_rr, raw_pp, troupe_pp, untimed_rr;
   for (int i = 0; i < reps; ++i) {
-    raw_rr.push_back(run_client(system, rounds, [raw](auto* self, uint64_t n, auto fin) {
-      raw_request_loop(self, raw, n, fin);
-    }));
-    troupe_rr.push_back(run_client(system, rounds, [&ctx](auto* self, uint64_t n, auto fin) {
-      troupe_request_loop(self, ctx->registry, n, fin);
-    }));
-    raw_pp.push_back(raw_ping_pong(system, raw, rounds));
-    troupe_pp.push_back(troupe_ping_pong(system, troupe_server, rounds));
+    if (runs("raw-rr")) {
+      raw_rr.push_back(run_client(system, rounds, [raw](auto* self, uint64_t n, auto fin) {
+        raw_request_loop(self, raw, caf::duration{request_timeout}, n, fin);
+      }));
+    }
+    if (runs("troupe-rr")) {
+      // The client's asker lives as long as the run (run_client waits).
+      asker requests{ctx->registry};
+      troupe_rr.push_back(run_client(system, rounds, [&requests](auto* self, uint64_t n, auto fin) {
+        troupe_request_loop(self, requests, n, fin);
+      }));
+    }
+    if (runs("raw-pp")) {
+      raw_pp.push_back(raw_ping_pong(system, raw, rounds));
+    }
+    if (runs("troupe-pp")) {
+      troupe_pp.push_back(troupe_ping_pong(system, troupe_server, rounds));
+    }
+    if (runs("untimed-rr")) {
+      untimed_rr.push_back(run_client(system, rounds, [raw](auto* self, uint64_t n, auto fin) {
+        raw_request_loop(self, raw, caf::infinite, n, fin);
+      }));
+    }
+  }
+  auto stop = [&] {
+    caf::anon_send_exit(raw, caf::exit_reason::user_shutdown);
+    caf::anon_send(root, shutdown_atom::value);
+    troupe_server = nullptr;
+    ctx->registry.remove("");
+  };
+  if (!only.empty()) {
+    for (const auto* samples : {&raw_rr, &troupe_rr, &raw_pp, &troupe_pp, &untimed_rr}) {
+      if (!samples->empty()) {
+        std::printf("%s: %.0f rt/s (median of %d)\n", only.c_str(), bench::median(*samples), reps);
+      }
+    }
+    stop();
+    return 0;
   }
 
-  const double rr_raw = bench::median(raw_rr);
-  const double rr_troupe = bench::median(troupe_rr);
-  const double pp_raw = bench::median(raw_pp);
-  const double pp_troupe = bench::median(troupe_pp);
-  std::printf("runtime_messaging (%zu scheduler threads, %llu round trips x %d reps)\n", threads,
-              static_cast<unsigned long long>(rounds), reps);
-  std::printf("  request/reply  raw CAF %10.0f rt/s  troupe %10.0f rt/s (MAD %.0f)  ratio %.3f\n",
-              rr_raw, rr_troupe, bench::mad(troupe_rr), rr_troupe / rr_raw);
-  std::printf("  ping-pong      raw CAF %10.0f rt/s  troupe %10.0f rt/s (MAD %.0f)  ratio %.3f\n",
-              pp_raw, pp_troupe, bench::mad(troupe_pp), pp_troupe / pp_raw);
+  // Each troupe run is compared with the raw run next to it, so a change in
+  // the machine's load between repetitions cancels out.
+  auto paired = [](const std::vector<double>& ours, const std::vector<double>& base) {
+    std::vector<double> ratios;
+    for (size_t i = 0; i < ours.size(); ++i) {
+      ratios.push_back(ours[i] / base[i]);
+    }
+    return ratios;
+  };
+  const auto rr_ratios = paired(troupe_rr, raw_rr);
+  const auto pp_ratios = paired(troupe_pp, raw_pp);
+  const auto untimed_ratios = paired(troupe_rr, untimed_rr);
+  const double rr_ratio = bench::median(rr_ratios);
+  std::printf("runtime_messaging (%zu scheduler threads, %llu round trips x %d reps; ratio: median "
+              "of the reps' troupe/raw ratios, with its MAD)\n",
+              threads, static_cast<unsigned long long>(rounds), reps);
+  std::printf("  request/reply  raw CAF %10.0f rt/s  troupe %10.0f rt/s  ratio %.3f (MAD %.3f)\n",
+              bench::median(raw_rr), bench::median(troupe_rr), rr_ratio, bench::mad(rr_ratios));
+  std::printf("  ping-pong      raw CAF %10.0f rt/s  troupe %10.0f rt/s  ratio %.3f (MAD %.3f)\n",
+              bench::median(raw_pp), bench::median(troupe_pp), bench::median(pp_ratios),
+              bench::mad(pp_ratios));
+  std::printf("  for reference: raw CAF request/reply with no timeout %10.0f rt/s; troupe / that "
+              "%.3f\n",
+              bench::median(untimed_rr), bench::median(untimed_ratios));
 
-  caf::anon_send_exit(raw, caf::exit_reason::user_shutdown);
-  caf::anon_send(root, shutdown_atom::value);
-  troupe_server = nullptr;
-  ctx->registry.remove("");
-
-  bench::print_json({"runtime_messaging", rr_troupe, "round_trips_per_s", rr_raw,
-                     rr_troupe / rr_raw, 0, 0, reps});
+  stop();
+  bench::print_json({"runtime_messaging", bench::median(troupe_rr), "round_trips_per_s",
+                     bench::median(raw_rr), rr_ratio, 0, 0, reps});
   return 0;
 }

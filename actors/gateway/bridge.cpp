@@ -87,6 +87,7 @@ bool counts_as_failure(const envelope& reply) {
 /// `breaker_open` instead of collecting requests that will time out.
 struct bridge_state {
   std::shared_ptr<node_context> ctx;
+  asker requests;
   std::unique_ptr<keyed_breakers> breakers;
   std::shared_ptr<spdlog::logger> log;
 
@@ -110,8 +111,8 @@ void fan_out(bridge_actor* self, std::vector<std::string> paths, const envelope&
   state->replies.resize(paths.size());
   state->waiting = paths.size();
   for (size_t i = 0; i < paths.size(); ++i) {
-    ask(self, self->state.ctx->registry, paths[i], msg, timeout,
-        [state, i, merge, done](envelope reply) {
+    self->state.requests.ask(self, paths[i], msg, timeout,
+                             [state, i, merge, done](envelope reply) {
           state->replies[i] = std::move(reply);
           if (--state->waiting == 0) {
             (*done)(merge(state->replies));
@@ -131,7 +132,8 @@ void forward(bridge_actor* self, http_call& call) {
     return;
   }
   const auto started = clock::now();
-  ask(self, st.ctx->registry, call.path, std::move(call.msg), call.timeout,
+  st.requests.ask(
+      self, call.path, std::move(call.msg), call.timeout,
       [self, path = call.path, started, done = std::move(call.done)](envelope reply) {
         const auto now = clock::now();
         auto& breaker = self->state.breaker_for(path);
@@ -154,6 +156,7 @@ child_spec gateway_child(std::shared_ptr<node_context> ctx) {
   spec.start = [ctx](caf::actor_system& system, const std::string&) {
     return system.spawn([ctx](bridge_actor* self) -> caf::behavior {
       self->state.ctx = ctx;
+      self->state.requests = asker{ctx->registry};
       self->state.log = logger("gateway");
       self->state.breakers = std::make_unique<keyed_breakers>(
           make_breaker_config(ctx->config.breaker), breakers_max,

@@ -75,6 +75,8 @@ uint64_t now_ms() {
 
 struct router_state {
   std::shared_ptr<node_context> ctx;
+  /// Requests to the cache shards.
+  asker shard_requests;
   std::shared_ptr<db> store;
   /// The router's writes (ledger rows, stale copies) go through it, so the
   /// router never waits for the disk.
@@ -296,8 +298,8 @@ void store_answer(router_actor* self, exchange_state& x, std::string value) {
                    now_ms() + lifetime_ms);
   }
   cache::put_request put{x.key, std::move(value), cfg.llm.cache_ttl_s, x.deps, {}};
-  ask(self, st.ctx->registry, cache::shard_path(x.key, st.shards),
-      make_envelope(cache::put_type, put),
+  st.shard_requests.ask(
+      self, cache::shard_path(x.key, st.shards), make_envelope(cache::put_type, put),
       std::chrono::milliseconds(cfg.gateway.request_timeout_ms), [self](envelope r) {
         if (r.is_error()) {
           self->state.log->warn("caching an answer failed: {}", read_error(r).message);
@@ -641,7 +643,8 @@ void on_exchange(router_actor* self, const std::shared_ptr<exchange_state>& x) {
   if (x->key.empty() || !x->cacheable || x->mode != cache_mode::use) {
     return admit(self, x);
   }
-  ask(self, st.ctx->registry, cache::shard_path(x->key, st.shards),
+  st.shard_requests.ask(
+      self, cache::shard_path(x->key, st.shards),
       make_envelope(cache::get_type, cache::get_request{x->key}),
       std::chrono::milliseconds(st.ctx->config.gateway.request_timeout_ms), [self, x](envelope r) {
         if (!r.is_error()) {
@@ -666,6 +669,7 @@ child_spec router_child(std::shared_ptr<node_context> ctx, std::shared_ptr<db> s
       auto& st = self->state;
       const auto& cfg = ctx->config.llm;
       st.ctx = ctx;
+      st.shard_requests = asker{ctx->registry};
       st.store = store;
       st.log = logger("llm");
       st.metrics = &ctx->metrics;

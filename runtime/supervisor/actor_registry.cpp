@@ -42,6 +42,7 @@ void actor_registry::put(actor_info info, caf::actor current, caf::actor supervi
   actor_route route{std::move(current), std::move(supervisor), info.name, info.state};
   auto path = info.path;
   entries_.insert_or_assign(std::move(path), entry{std::move(info), std::move(route)});
+  generation_.fetch_add(1, std::memory_order_release);
 }
 
 void actor_registry::update(std::string_view path, actor_state state, caf::actor current,
@@ -56,7 +57,10 @@ void actor_registry::update(std::string_view path, actor_state state, caf::actor
   it->second.info.last_failure = std::move(last_failure);
   it->second.info.stashed = stashed;
   it->second.route.state = state;
-  it->second.route.current = std::move(current);
+  if (it->second.route.current != current) {
+    it->second.route.current = std::move(current);
+    generation_.fetch_add(1, std::memory_order_release);
+  }
 }
 
 void actor_registry::remove(std::string_view path) {
@@ -65,11 +69,13 @@ void actor_registry::remove(std::string_view path) {
     entries_.erase(it);
   }
   erase_below(path);
+  generation_.fetch_add(1, std::memory_order_release);
 }
 
 void actor_registry::remove_below(std::string_view path) {
   std::unique_lock lock(mutex_);
   erase_below(path);
+  generation_.fetch_add(1, std::memory_order_release);
 }
 
 void actor_registry::erase_below(std::string_view path) {

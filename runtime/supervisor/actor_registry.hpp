@@ -6,6 +6,7 @@
 // supervisor that stashes messages while it restarts. Supervisors keep it up
 // to date; it is also the source of the tree shown by GET /v1/actors.
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -91,6 +92,14 @@ class actor_registry {
 
   /// The running incarnation at `path`, or null: the hot path of every send.
   [[nodiscard]] caf::actor current(std::string_view path) const;
+
+  /// Changes whenever some path's incarnation may have changed (a put, an
+  /// update that replaces the incarnation, a removal). A caller may keep a
+  /// handle from current() for as long as this stays the same, provided it
+  /// read this before calling current().
+  [[nodiscard]] uint64_t generation() const noexcept {
+    return generation_.load(std::memory_order_acquire);
+  }
   [[nodiscard]] std::optional<actor_info> info(std::string_view path) const;
 
   /// All entries, parents before children, siblings in start order.
@@ -119,6 +128,7 @@ class actor_registry {
   mutable std::shared_mutex mutex_;
   std::map<std::string, entry, std::less<>> entries_;
   uint64_t next_order_ = 0;
+  std::atomic<uint64_t> generation_{0};
 };
 
 /// "a/b" + "c" -> "a/b/c"; "" + "c" -> "c".

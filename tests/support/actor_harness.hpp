@@ -31,6 +31,12 @@ inline caf::actor_system_config& test_system_config(caf::actor_system_config& cf
   return cfg;
 }
 
+/// The actor behind actor_harness::call: one request, then it quits.
+struct caller_state {
+  asker requests;
+};
+using caller_actor = caf::stateful_actor<caller_state>;
+
 /// An actor system, a node context and a root supervisor that is stopped
 /// (and waited for) when the harness goes away.
 class actor_harness {
@@ -73,8 +79,9 @@ class actor_harness {
     auto promise = std::make_shared<std::promise<envelope>>();
     auto reply = promise->get_future();
     auto ctx = ctx_;
-    system_.spawn([ctx, path, msg, timeout, promise](caf::event_based_actor* self) {
-      ask(self, ctx->registry, path, msg, timeout, [self, promise](envelope r) {
+    system_.spawn([ctx, path, msg, timeout, promise](caller_actor* self) {
+      self->state.requests = asker{ctx->registry};
+      self->state.requests.ask(self, path, msg, timeout, [self, promise](envelope r) {
         promise->set_value(std::move(r));
         self->quit();
       });
