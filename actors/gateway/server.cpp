@@ -778,13 +778,7 @@ void session::start_exchange(const exchange_handler& family) {
   exchange_request req;
   req.method = std::string(request_.method_string());
   req.target = std::string(request_.target());
-  for (const auto& field : request_) {
-    std::string name(field.name_string());
-    for (auto& c : name) {
-      c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    }
-    req.headers.emplace_back(std::move(name), std::string(field.value()));
-  }
+  req.headers = lowered_headers(request_);
   req.client = client_label();
   req.body = std::move(request_.body());
   ++exchange_;

@@ -18,6 +18,7 @@ namespace troupe::llm {
 
 http_headers passthrough_headers(const upstream_response& r) {
   http_headers out;
+  out.reserve(r.headers.size() + 4);  // room for what callers add
   for (const auto& [name, value] : r.headers) {
     if (name == "request-id" || name == "retry-after" || name == "x-should-retry" ||
         name.starts_with("anthropic-")) {

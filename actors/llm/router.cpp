@@ -283,15 +283,21 @@ std::vector<chain_step> chain_for(const router_state& st, const exchange_state& 
 
 void start_step(router_actor* self, const std::shared_ptr<exchange_state>& x);
 
-void store_answer(router_actor* self, exchange_state& x, std::string value) {
+/// Caches an answer: `kind` 'M' (a whole message) or 'S' (the event stream)
+/// in front of `body`.
+void store_answer(router_actor* self, exchange_state& x, char kind, std::string_view body) {
   auto& st = self->state;
   if (!x.cacheable || x.mode == cache_mode::bypass) {
     return;
   }
   const auto& cfg = st.ctx->config;
-  if (value.size() > cfg.cache.value_bytes_max) {
+  if (body.size() + 1 > cfg.cache.value_bytes_max) {
     return;
   }
+  std::string value;
+  value.reserve(body.size() + 1);
+  value += kind;
+  value += body;
   if (st.ctx->config.llm.stale_fallback && st.writer) {
     const auto lifetime_ms = uint64_t{cfg.llm.cache_ttl_s} * 1000 * stale_lifetimes;
     st.writer->put(column::ledger, std::string(answer_prefix) + x.key, value,
@@ -379,7 +385,7 @@ void on_attempt_done(router_actor* self, const std::shared_ptr<attempt>& a) {
     // Streamed to the client already; book it, cache it if it is whole.
     u = a->assembler.usage();
     if (a->assembler.complete() && !a->capture_overflow) {
-      store_answer(self, *x, "S" + a->captured);
+      store_answer(self, *x, 'S', a->captured);
     }
   } else if (count_tokens) {
     auto h = passthrough_headers(a->response);
@@ -389,15 +395,18 @@ void on_attempt_done(router_actor* self, const std::shared_ptr<attempt>& a) {
     a->parse_body();  // once per answer: usually done on the upstream thread
     const auto& message = a->parsed;
     u = usage_of(message);
-    auto h = passthrough_headers(a->response);
-    h.emplace_back(cache_header, cache_label);
-    h.emplace_back(upstream_header, upstream_label);
-    if (x->info.stream) {
-      reply_stream(*x, std::move(h), events_for_message(message));
-    } else {
-      reply(*x, 200, std::move(h), a->response.body);
+    // Usually answered on the upstream thread already (see provider.cpp).
+    if (!x->answered.load()) {
+      auto h = passthrough_headers(a->response);
+      h.emplace_back(cache_header, cache_label);
+      h.emplace_back(upstream_header, upstream_label);
+      if (x->info.stream) {
+        reply_stream(*x, std::move(h), events_for_message(message));
+      } else {
+        reply(*x, 200, std::move(h), a->response.body);
+      }
     }
-    store_answer(self, *x, "M" + a->response.body);
+    store_answer(self, *x, 'M', a->response.body);
   }
   add_usage(e.counts, u);
   book(self, e);

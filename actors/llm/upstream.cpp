@@ -277,13 +277,7 @@ class connection : public connection_base, public std::enable_shared_from_this<c
     }
     const auto& head = parser_->get();
     response_.status = static_cast<int>(head.result_int());
-    for (const auto& field : head) {
-      std::string name(field.name_string());
-      for (auto& c : name) {
-        c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-      }
-      response_.headers.emplace_back(std::move(name), std::string(field.value()));
-    }
+    response_.headers = lowered_headers(head);
     response_.streamed = request_.stream && response_.status == 200;
     if (!response_.streamed) {
       parser_->body_limit(body_bytes_max);  // an error body of a stream request is bounded too

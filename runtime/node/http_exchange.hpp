@@ -6,6 +6,7 @@
 // the family installs its handler in node_context at boot.
 
 #include <functional>
+#include <iterator>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -15,6 +16,32 @@
 namespace troupe {
 
 using http_headers = std::vector<std::pair<std::string, std::string>>;
+
+/// A header name in lower case (names are ASCII; no locale lookups).
+[[nodiscard]] inline std::string lower_name(std::string_view name) {
+  std::string out(name);
+  for (auto& c : out) {
+    if (c >= 'A' && c <= 'Z') {
+      c = static_cast<char>(c + ('a' - 'A'));
+    }
+  }
+  return out;
+}
+
+/// The fields of a parsed HTTP head (a Beast message: fields with
+/// name_string() and value()) as headers, names lower-cased.
+template <class Fields>
+[[nodiscard]] http_headers lowered_headers(const Fields& fields) {
+  http_headers out;
+  out.reserve(static_cast<size_t>(std::distance(fields.begin(), fields.end())));
+  for (const auto& field : fields) {
+    const auto name = field.name_string();
+    const auto value = field.value();
+    out.emplace_back(lower_name({name.data(), name.size()}),
+                     std::string(value.data(), value.size()));
+  }
+  return out;
+}
 
 struct exchange_request {
   std::string method;
