@@ -134,10 +134,16 @@ class pool_impl : public upstream_pool, public std::enable_shared_from_this<pool
   }
 };
 
-beast::tcp_stream& lowest(beast::tcp_stream& s) {
+// A connection runs on a strand; its type is named so that asynchronous
+// operations do not allocate a type-erased any_io_executor each.
+using conn_executor = net::strand<net::io_context::executor_type>;
+using plain_stream = beast::basic_stream<tcp, conn_executor>;
+using tls_stream = beast::ssl_stream<plain_stream>;
+
+plain_stream& lowest(plain_stream& s) {
   return s;
 }
-beast::tcp_stream& lowest(beast::ssl_stream<beast::tcp_stream>& s) {
+plain_stream& lowest(tls_stream& s) {
   return beast::get_lowest_layer(s);
 }
 
@@ -210,7 +216,7 @@ class connection : public connection_base, public std::enable_shared_from_this<c
     }
     beast::error_code ignored;
     lowest(stream_).socket().set_option(tcp::no_delay(true), ignored);
-    if constexpr (std::is_same_v<Stream, beast::tcp_stream>) {
+    if constexpr (std::is_same_v<Stream, plain_stream>) {
       connected_ = true;
       write();
     } else {
@@ -219,7 +225,7 @@ class connection : public connection_base, public std::enable_shared_from_this<c
   }
 
   void handshake() {
-    if constexpr (!std::is_same_v<Stream, beast::tcp_stream>) {
+    if constexpr (!std::is_same_v<Stream, plain_stream>) {
       const auto& host = pool_->url().host;
       // SNI, and the certificate must name the host we meant to reach.
       if (SSL_set_tlsext_host_name(stream_.native_handle(), host.c_str()) != 1) {
@@ -400,10 +406,9 @@ class connection : public connection_base, public std::enable_shared_from_this<c
 std::shared_ptr<connection_base> pool_impl::make_fresh() {
   auto self = shared_from_this();
   if (url_.tls) {
-    return std::make_shared<connection<beast::ssl_stream<beast::tcp_stream>>>(
-        self, net::make_strand(ioc_), tls_);
+    return std::make_shared<connection<tls_stream>>(self, net::make_strand(ioc_), tls_);
   }
-  return std::make_shared<connection<beast::tcp_stream>>(self, net::make_strand(ioc_));
+  return std::make_shared<connection<plain_stream>>(self, net::make_strand(ioc_));
 }
 
 void pool_impl::send(upstream_request request, upstream_callbacks callbacks) {
