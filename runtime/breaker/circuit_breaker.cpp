@@ -371,7 +371,13 @@ circuit_breaker& keyed_breakers::operator[](const std::string& key) {
   if (breakers_.size() >= max_) {
     std::erase_if(breakers_,
                   [](const auto& kv) { return kv.second.state() == breaker_state::closed; });
+    std::erase_if(made_, [this](const std::string& k) { return !breakers_.contains(k); });
+    while (breakers_.size() >= max_ && !made_.empty()) {
+      breakers_.erase(made_.front());
+      made_.pop_front();
+    }
   }
+  made_.push_back(key);
   auto config = config_;
   config.seed = config_.seed ^ std::hash<std::string>{}(key);
   auto& breaker = breakers_.emplace(key, circuit_breaker(config)).first->second;

@@ -16,6 +16,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -190,7 +191,9 @@ class circuit_breaker {
 /// One breaker per key (a target path, a model), made on first use with a
 /// jitter seed of its own, so breakers tripped together do not probe in
 /// lockstep. At most `max` are kept: past that, closed breakers are dropped
-/// (they remember nothing that matters). Not thread-safe: one actor owns it.
+/// (they remember nothing that matters); if none is closed, the one made
+/// first goes (its key starts closed again), so the bound holds even when
+/// every key keeps failing. Not thread-safe: one actor owns it.
 class keyed_breakers {
  public:
   using listener = std::function<void(const std::string& key, breaker_state from, breaker_state to)>;
@@ -211,6 +214,8 @@ class keyed_breakers {
   size_t max_;
   listener on_transition_;
   std::unordered_map<std::string, circuit_breaker> breakers_;
+  /// Keys in the order their breakers were made (for dropping past `max_`).
+  std::deque<std::string> made_;
 };
 
 /// The usual listener: a warning in `log` and a count in

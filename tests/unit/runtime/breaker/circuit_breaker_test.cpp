@@ -480,3 +480,23 @@ TEST_CASE("keyed breakers: one per key, transitions named by key, closed ones dr
   CHECK(breakers.size() == 2);
   CHECK(breakers["a"].state() == breaker_state::open);
 }
+
+TEST_CASE("keyed breakers stay within their bound when every key keeps failing") {
+  keyed_breakers breakers(test_config(), 3, {});
+  for (const auto* key : {"a", "b", "c"}) {
+    trip(breakers[key], t0);
+  }
+  REQUIRE(breakers.size() == 3);
+  // Nothing is closed: the oldest (a) goes to make room for d.
+  trip(breakers["d"], t0);
+  CHECK(breakers.size() == 3);
+  CHECK(breakers["b"].state() == breaker_state::open);
+  CHECK(breakers["d"].state() == breaker_state::open);
+  // a was forgotten: it comes back closed, in place of the oldest left (b).
+  CHECK(breakers["a"].state() == breaker_state::closed);
+  CHECK(breakers.size() == 3);
+  for (int i = 0; i < 100; ++i) {
+    trip(breakers["k" + std::to_string(i)], t0);
+    REQUIRE(breakers.size() <= 3);
+  }
+}
