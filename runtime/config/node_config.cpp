@@ -199,6 +199,18 @@ std::optional<std::string> check_url(std::string_view url) {
   if (rest.empty() || rest.front() == '/' || rest.front() == ':') {
     return "has no host (got " + quoted(url) + ")";
   }
+  // A port, when given (not the colons inside an [IPv6] host), is 1..65535.
+  const auto authority = rest.substr(0, rest.find('/'));
+  const auto colon = authority.rfind(':');
+  if (colon != std::string_view::npos && authority.find(']', colon) == std::string_view::npos) {
+    const auto port = authority.substr(colon + 1);
+    uint32_t value = 0;
+    auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
+    if (port.empty() || ec != std::errc{} || end != port.data() + port.size() || value == 0 ||
+        value > 65535) {
+      return "has a port that is not a number from 1 to 65535 (got " + quoted(url) + ")";
+    }
+  }
   return std::nullopt;
 }
 

@@ -263,6 +263,21 @@ TEST_CASE("env errors name the variable, key and reason", "[config]") {
         "(did you mean TROUPE_GATEWAY_IO_THREADS?)");
 }
 
+TEST_CASE("upstream URLs need a host and, if they name one, a real port", "[config]") {
+  using env_map = std::map<std::string, std::string>;
+  const auto env_error = [](env_map env) { return load_error({std::nullopt, env, {}}); };
+  CHECK_THAT(env_error({{"TROUPE_LLM_LOCAL_BASE_URL", "https://h:"}}),
+             Contains("has a port that is not a number from 1 to 65535"));
+  CHECK_THAT(env_error({{"TROUPE_LLM_LOCAL_BASE_URL", "http://h:99999/v1"}}),
+             Contains("has a port that is not a number from 1 to 65535"));
+  CHECK_THAT(env_error({{"TROUPE_LLM_LOCAL_BASE_URL", "http://:8080"}}), Contains("has no host"));
+  for (const auto* good : {"http://h:8080/v1", "https://h", "http://[::1]:8080", "http://[::1]"}) {
+    INFO(good);
+    CHECK(troupe::load_config({std::nullopt, {{"TROUPE_LLM_LOCAL_BASE_URL", good}}, {}})
+              .has_value());
+  }
+}
+
 TEST_CASE("flag errors name the flag, key and reason", "[config]") {
   using flag_map = std::map<std::string, std::string>;
   const auto flag_error = [](flag_map flags) { return load_error({std::nullopt, {}, flags}); };
