@@ -1,5 +1,6 @@
 #include "runtime/actor/ask.hpp"
 
+#include <algorithm>
 #include <cassert>
 #include <deque>
 #include <optional>
@@ -34,6 +35,9 @@ struct call {
   caf::message request;
   std::string path;
   std::chrono::milliseconds timeout{0};
+  /// The id its reply arrives with now (a retry through the supervisor
+  /// replaces it); a deadline kept for an earlier id is stale.
+  caf::message_id awaiting;
   bool answered = false;
 
   void answer(envelope reply) {
@@ -46,9 +50,9 @@ struct call {
 
 envelope error_reply(caf::event_based_actor* self, const caf::error& err, const call& c) {
   if (err == caf::sec::request_timeout) {
-    return make_error_envelope(make_error(errc::timeout, "no reply from '" + c.path + "' within " +
-                                                             std::to_string(c.timeout.count()) +
-                                                             " ms"));
+    return make_error_envelope(make_error(
+        errc::timeout,
+        "no reply from '" + c.path + "' within " + std::to_string(c.timeout.count()) + " ms"));
   }
   if (err == caf::sec::request_receiver_down) {
     return make_error_envelope(make_error(errc::unavailable, "actor '" + c.path + "' is down"));
@@ -71,6 +75,9 @@ struct asker::state : std::enable_shared_from_this<asker::state> {
     /// The id its reply (or our timeout error) arrives with.
     caf::message_id response_id;
     std::shared_ptr<call> of;
+
+    /// Still waited for: not answered, and not replaced by a retry.
+    [[nodiscard]] bool live() const { return !of->answered && of->awaiting == response_id; }
   };
 
   /// Requests sent with one timeout value.
@@ -91,7 +98,6 @@ struct asker::state : std::enable_shared_from_this<asker::state> {
   std::vector<timeout_queue> queues;
   /// When the earliest clock entry fires, if one is set.
   std::optional<clock_type::time_point> tick_at;
-  size_t waiting = 0;
 
   explicit state(const actor_registry& r) : registry(&r), routes_generation(r.generation()) {}
 
@@ -118,23 +124,19 @@ struct asker::state : std::enable_shared_from_this<asker::state> {
     auto handle = self->request(dest, caf::infinite, std::move(msg));
     const auto response_id = handle.id();
     handle.then(
-        [this_state = shared_from_this(), c](std::string& type, std::string& body,
-                                             uint64_t correlation_id, std::string& reply_to) {
-          --this_state->waiting;
+        [c](std::string& type, std::string& body, uint64_t correlation_id, std::string& reply_to) {
           c->answer(from_fields(type, body, correlation_id, reply_to));
         },
         [self, this_state = shared_from_this(), c, to_target](caf::error& err) {
           if (to_target && err == caf::sec::request_receiver_down) {
             if (auto route = this_state->registry->find(c->path)) {
-              --this_state->waiting;
               this_state->via_supervisor(self, *route, c);
               return;
             }
           }
-          --this_state->waiting;
           c->answer(error_reply(self, err, *c));
         });
-    ++waiting;
+    c->awaiting = response_id;
     track(self, response_id, std::move(c));
   }
 
@@ -165,7 +167,7 @@ struct asker::state : std::enable_shared_from_this<asker::state> {
 
   void track(caf::event_based_actor* self, caf::message_id response_id, std::shared_ptr<call> c) {
     auto& q = queue_for(c->timeout);
-    while (!q.entries.empty() && q.entries.front().of->answered) {
+    while (!q.entries.empty() && !q.entries.front().live()) {
       q.entries.pop_front();
     }
     const auto at = clock_type::now() + c->timeout;
@@ -181,8 +183,7 @@ struct asker::state : std::enable_shared_from_this<asker::state> {
     tick_at = at;
     const auto id = self->new_request_id(caf::message_priority::normal);
     self->add_multiplexed_response_handler(
-        id.response_id(),
-        caf::behavior{[self, this_state = shared_from_this(), at](caf::error&) {
+        id.response_id(), caf::behavior{[self, this_state = shared_from_this(), at](caf::error&) {
           this_state->expire(self, at);
         }});
     const auto delay = std::max(at - clock_type::now(), clock_type::duration::zero());
@@ -199,8 +200,8 @@ struct asker::state : std::enable_shared_from_this<asker::state> {
     std::optional<clock_type::time_point> next;
     for (auto q = queues.begin(); q != queues.end();) {
       auto& entries = q->entries;
-      while (!entries.empty() && (entries.front().of->answered || entries.front().at <= now)) {
-        if (!entries.front().of->answered) {
+      while (!entries.empty() && (!entries.front().live() || entries.front().at <= now)) {
+        if (entries.front().live()) {
           // Answered by the request's own error handler, the way CAF's clock
           // would: that also drops CAF's handler for a reply that never came.
           self->eq_impl(entries.front().response_id, nullptr, self->context(),
@@ -230,14 +231,21 @@ asker::asker(asker&&) noexcept = default;
 asker& asker::operator=(asker&&) noexcept = default;
 
 size_t asker::waiting() const {
-  return state_ ? state_->waiting : 0;
+  size_t n = 0;
+  if (state_) {
+    for (const auto& q : state_->queues) {
+      n += static_cast<size_t>(std::count_if(q.entries.begin(), q.entries.end(),
+                                             [](const auto& d) { return d.live(); }));
+    }
+  }
+  return n;
 }
 
 void asker::ask(caf::event_based_actor* self, std::string_view path, envelope msg,
                 std::chrono::milliseconds timeout, reply_handler on_reply) {
   assert(state_ && "an asker made by default was used before being assigned");
-  auto c = std::make_shared<call>(call{std::move(on_reply), to_message(std::move(msg)),
-                                       std::string(path), timeout, false});
+  auto c = std::make_shared<call>(
+      call{std::move(on_reply), to_message(std::move(msg)), std::string(path), timeout, {}, false});
   if (auto current = state_->current(path)) {
     auto request = c->request;
     state_->send(self, current, std::move(request), std::move(c), true);

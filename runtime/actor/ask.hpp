@@ -59,7 +59,7 @@ class asker {
   void ask(caf::event_based_actor* self, std::string_view path, envelope msg,
            std::chrono::milliseconds timeout, reply_handler on_reply);
 
-  /// Requests sent and not yet answered.
+  /// Requests sent and not yet answered (counted from the deadlines kept).
   [[nodiscard]] size_t waiting() const;
 
  private:

@@ -64,9 +64,8 @@ child_spec counting(const std::string& name) {
   spec.start = [](caf::actor_system& system, const std::string&) {
     auto table = std::make_shared<handler_table>();
     auto seen = std::make_shared<uint32_t>(0);
-    table->on<empty_body>("t.count", [seen](const empty_body&) {
-      return expected<count_body>(count_body{++*seen});
-    });
+    table->on<empty_body>(
+        "t.count", [seen](const empty_body&) { return expected<count_body>(count_body{++*seen}); });
     return system.spawn(
         [table](caf::event_based_actor* self) -> caf::behavior { return serve(self, table); });
   };
@@ -166,26 +165,32 @@ TEST_CASE("answered requests reach their handler once and never time out afterwa
   CHECK(read_error(r.got.back().reply).code == errc::timeout);
 }
 
-TEST_CASE("an asker whose requests are all answered holds none of them") {
+TEST_CASE("an asker whose requests are all answered waits for none of them") {
   actor_harness h;
   h.start_root(spec_of({half_silent("quiet")}));
   REQUIRE(wait_until([&] { return h.state_of("quiet") == actor_state::running; }));
-  std::promise<size_t> left;
-  auto waiting = left.get_future();
+  std::promise<size_t> sent_promise;
+  std::promise<size_t> left_promise;
+  auto sent = sent_promise.get_future();
+  auto left = left_promise.get_future();
   auto answered = std::make_shared<int>(0);
-  run_asking(h, [&left, answered](caller_actor* self) {
+  run_asking(h, [&sent_promise, &left_promise, answered](caller_actor* self) {
     for (int i = 0; i < 10; ++i) {
       self->state.requests.ask(self, "quiet", make_envelope("t.ping", empty_body{}), 5s,
-                               [self, &left, answered](envelope) {
+                               [self, &left_promise, answered](envelope) {
                                  if (++*answered == 10) {
-                                   left.set_value(self->state.requests.waiting());
+                                   left_promise.set_value(self->state.requests.waiting());
                                    self->quit();
                                  }
                                });
     }
+    // No reply can arrive before this handler returns.
+    sent_promise.set_value(self->state.requests.waiting());
   });
-  REQUIRE(waiting.wait_for(10s) == std::future_status::ready);
-  CHECK(waiting.get() == 0);
+  REQUIRE(sent.wait_for(10s) == std::future_status::ready);
+  CHECK(sent.get() == 10);
+  REQUIRE(left.wait_for(10s) == std::future_status::ready);
+  CHECK(left.get() == 0);
 }
 
 TEST_CASE("a request right after its target crashed is served by the next incarnation") {
@@ -204,12 +209,12 @@ TEST_CASE("a request right after its target crashed is served by the next incarn
     auto ctx = h.ctx();
     run_asking(h, [&r, ctx](caller_actor* self) {
       self->state.requests.ask(
-          self, "c", make_envelope("t.count", empty_body{}), 5s,
-          [self, &r, ctx](envelope reply) {
+          self, "c", make_envelope("t.count", empty_body{}), 5s, [self, &r, ctx](envelope reply) {
             r.collector("first")(std::move(reply));
-            caf::anon_send(ctx->registry.current("c"),
-                           caf::exit_msg{{}, caf::make_error(caf::sec::runtime_error,
-                                                             std::string("test crash"))});
+            caf::anon_send(
+                ctx->registry.current("c"),
+                caf::exit_msg{{},
+                              caf::make_error(caf::sec::runtime_error, std::string("test crash"))});
             self->state.requests.ask(self, "c", make_envelope("t.count", empty_body{}), 5s,
                                      r.collector("second"));
           });
