@@ -366,21 +366,22 @@ keyed_breakers::keyed_breakers(breaker_config config, size_t max, listener on_tr
 
 circuit_breaker& keyed_breakers::operator[](const std::string& key) {
   if (auto it = breakers_.find(key); it != breakers_.end()) {
-    return it->second;
+    return it->second.breaker;
   }
   if (breakers_.size() >= max_) {
-    std::erase_if(breakers_,
-                  [](const auto& kv) { return kv.second.state() == breaker_state::closed; });
-    std::erase_if(made_, [this](const std::string& k) { return !breakers_.contains(k); });
-    while (breakers_.size() >= max_ && !made_.empty()) {
-      breakers_.erase(made_.front());
-      made_.pop_front();
+    std::erase_if(breakers_, [](const auto& kv) {
+      return kv.second.breaker.state() == breaker_state::closed;
+    });
+    while (breakers_.size() >= max_) {
+      breakers_.erase(std::min_element(
+          breakers_.begin(), breakers_.end(),
+          [](const auto& a, const auto& b) { return a.second.made < b.second.made; }));
     }
   }
-  made_.push_back(key);
   auto config = config_;
   config.seed = config_.seed ^ std::hash<std::string>{}(key);
-  auto& breaker = breakers_.emplace(key, circuit_breaker(config)).first->second;
+  auto& breaker =
+      breakers_.emplace(key, entry{circuit_breaker(config), made_++}).first->second.breaker;
   if (on_transition_) {
     breaker.on_transition(
         [this, key](breaker_state from, breaker_state to) { on_transition_(key, from, to); });

@@ -16,7 +16,6 @@
 
 #include <chrono>
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -196,7 +195,8 @@ class circuit_breaker {
 /// every key keeps failing. Not thread-safe: one actor owns it.
 class keyed_breakers {
  public:
-  using listener = std::function<void(const std::string& key, breaker_state from, breaker_state to)>;
+  using listener =
+      std::function<void(const std::string& key, breaker_state from, breaker_state to)>;
 
   /// `on_transition` hears every state change of every breaker.
   keyed_breakers(breaker_config config, size_t max, listener on_transition);
@@ -213,15 +213,19 @@ class keyed_breakers {
   breaker_config config_;
   size_t max_;
   listener on_transition_;
-  std::unordered_map<std::string, circuit_breaker> breakers_;
-  /// Keys in the order their breakers were made (for dropping past `max_`).
-  std::deque<std::string> made_;
+  struct entry {
+    circuit_breaker breaker;
+    /// When it was made, in breakers made so far (the oldest goes first).
+    uint64_t made = 0;
+  };
+  std::unordered_map<std::string, entry> breakers_;
+  uint64_t made_ = 0;
 };
 
 /// The usual listener: a warning in `log` and a count in
 /// troupe_breaker_transitions_total{target = target_prefix + key, to}.
 [[nodiscard]] keyed_breakers::listener report_transitions(metrics_registry& metrics,
-                                                         std::shared_ptr<spdlog::logger> log,
-                                                         std::string target_prefix);
+                                                          std::shared_ptr<spdlog::logger> log,
+                                                          std::string target_prefix);
 
 }  // namespace troupe

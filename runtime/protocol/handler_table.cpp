@@ -7,10 +7,16 @@ namespace troupe {
 
 namespace {
 
+/// Where `type` is or would go in the sorted handlers.
+template <class Handlers>
+auto position(Handlers& handlers, std::string_view type) {
+  return std::lower_bound(handlers.begin(), handlers.end(), type,
+                          [](const auto& entry, std::string_view t) { return entry.first < t; });
+}
+
 template <class Handlers>
 auto find_handler(Handlers& handlers, std::string_view type) {
-  auto it = std::lower_bound(handlers.begin(), handlers.end(), type,
-                             [](const auto& entry, std::string_view t) { return entry.first < t; });
+  auto it = position(handlers, type);
   return it != handlers.end() && it->first == type ? it : handlers.end();
 }
 
@@ -19,9 +25,7 @@ auto find_handler(Handlers& handlers, std::string_view type) {
 void handler_table::add(std::string type, raw_handler fn) {
   assert(!type.empty());
   assert(find_handler(handlers_, type) == handlers_.end() && "a message type is registered twice");
-  auto at = std::lower_bound(handlers_.begin(), handlers_.end(), type,
-                             [](const auto& entry, const std::string& t) { return entry.first < t; });
-  handlers_.emplace(at, std::move(type), std::move(fn));
+  handlers_.emplace(position(handlers_, type), std::move(type), std::move(fn));
 }
 
 envelope handler_table::dispatch(const envelope_view& in) const {
@@ -32,8 +36,8 @@ envelope handler_table::dispatch(const envelope_view& in) const {
       known += known.empty() ? name : ", " + name;
     }
     return make_error_envelope(
-        make_error(errc::unknown_type,
-                   "this actor does not handle '" + std::string(in.type) + "' (it handles: " + known + ")"),
+        make_error(errc::unknown_type, "this actor does not handle '" + std::string(in.type) +
+                                           "' (it handles: " + known + ")"),
         in.correlation_id);
   }
   return it->second(in);
