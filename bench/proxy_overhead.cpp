@@ -208,8 +208,8 @@ int main(int argc, char** argv) {
   const std::string body =
       R"({"model":"claude-bench","max_tokens":64,"temperature":0,"messages":)"
       R"([{"role":"user","content":"Summarise the supervision tree of this node in one line."}]})";
-  const auto direct = target_of(mock.url(), {{"x-api-key", "sk-ant-bench"},
-                                             {"anthropic-version", "2023-06-01"}});
+  const auto direct =
+      target_of(mock.url(), {{"x-api-key", "sk-ant-bench"}, {"anthropic-version", "2023-06-01"}});
   const auto proxied = target_of(node.url(), {{"x-api-key", node.token()},
                                               {"anthropic-version", "2023-06-01"},
                                               {"x-troupe-cache", "bypass"}});
@@ -226,9 +226,8 @@ int main(int argc, char** argv) {
       (through ? p99 : d99).push_back(quantile(res.latencies_us, 0.99));
       (through ? prps : drps).push_back(res.rps());
       std::printf("  %-8s rep %d: %8.0f req/s  p50 %7.0f us  p99 %7.0f us  errors %llu\n",
-                  through ? "troupe" : "direct", r + 1, res.rps(),
-                  quantile(res.latencies_us, 0.5), quantile(res.latencies_us, 0.99),
-                  static_cast<unsigned long long>(res.errors));
+                  through ? "troupe" : "direct", r + 1, res.rps(), quantile(res.latencies_us, 0.5),
+                  quantile(res.latencies_us, 0.99), static_cast<unsigned long long>(res.errors));
     }
   }
   using troupe::bench::mad;
@@ -250,9 +249,10 @@ int main(int argc, char** argv) {
               median(d99));
   std::printf("  troupe: %.0f req/s, p50 %.0f us, p99 %.0f us\n", median(prps), median(p50),
               median(p99));
-  std::printf("  added (median of the reps' differences, MAD):  p50 %.0f us (%.0f), p99 %.0f us "
-              "(%.0f) (bar: p99 <= 1000 us)\n",
-              added50, mad(added50s), added99, mad(added99s));
+  std::printf(
+      "  added (median of the reps' differences, MAD):  p50 %.0f us (%.0f), p99 %.0f us "
+      "(%.0f) (bar: p99 <= 1000 us)\n",
+      added50, mad(added50s), added99, mad(added99s));
   if (errors != 0) {
     std::fprintf(stderr, "proxy_overhead: %llu failed requests\n",
                  static_cast<unsigned long long>(errors));

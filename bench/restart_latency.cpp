@@ -62,15 +62,14 @@ void crash_loop(caf::event_based_actor* self, std::shared_ptr<node_context> ctx,
   }
   auto t0 = clock_type::now();
   self->send_exit(route->current, caf::make_error(caf::sec::runtime_error, std::string("bench")));
-  requests->ask(self, "worker", make_envelope("bench.ping", empty_body{}), 5s,
-                [=](envelope reply) {
-                  if (reply.is_error()) {
-                    std::fprintf(stderr, "error: %s\n", read_error(reply).message.c_str());
-                    std::abort();
-                  }
-                  out->push_back(micros_since(t0));
-                  crash_loop(self, ctx, requests, left - 1, out, done);
-                });
+  requests->ask(self, "worker", make_envelope("bench.ping", empty_body{}), 5s, [=](envelope reply) {
+    if (reply.is_error()) {
+      std::fprintf(stderr, "error: %s\n", read_error(reply).message.c_str());
+      std::abort();
+    }
+    out->push_back(micros_since(t0));
+    crash_loop(self, ctx, requests, left - 1, out, done);
+  });
 }
 
 /// Baseline: spawn a fresh raw CAF actor and get its first reply, driven by an

@@ -81,8 +81,7 @@ void raw_request_loop(caf::event_based_actor* self, caf::actor server, caf::dura
     return;
   }
   self->request(server, timeout, ping_atom::value, left)
-      .then([=](pong_atom,
-                uint64_t) { raw_request_loop(self, server, timeout, left - 1, finish); },
+      .then([=](pong_atom, uint64_t) { raw_request_loop(self, server, timeout, left - 1, finish); },
             [](caf::error&) { std::abort(); });
 }
 
@@ -245,17 +244,19 @@ int main(int argc, char** argv) {
   const auto pp_ratios = paired(troupe_pp, raw_pp);
   const auto untimed_ratios = paired(troupe_rr, untimed_rr);
   const double rr_ratio = bench::median(rr_ratios);
-  std::printf("runtime_messaging (%zu scheduler threads, %llu round trips x %d reps; ratio: median "
-              "of the reps' troupe/raw ratios, with its MAD)\n",
-              threads, static_cast<unsigned long long>(rounds), reps);
+  std::printf(
+      "runtime_messaging (%zu scheduler threads, %llu round trips x %d reps; ratio: median "
+      "of the reps' troupe/raw ratios, with its MAD)\n",
+      threads, static_cast<unsigned long long>(rounds), reps);
   std::printf("  request/reply  raw CAF %10.0f rt/s  troupe %10.0f rt/s  ratio %.3f (MAD %.3f)\n",
               bench::median(raw_rr), bench::median(troupe_rr), rr_ratio, bench::mad(rr_ratios));
   std::printf("  ping-pong      raw CAF %10.0f rt/s  troupe %10.0f rt/s  ratio %.3f (MAD %.3f)\n",
               bench::median(raw_pp), bench::median(troupe_pp), bench::median(pp_ratios),
               bench::mad(pp_ratios));
-  std::printf("  for reference: raw CAF request/reply with no timeout %10.0f rt/s; troupe / that "
-              "%.3f\n",
-              bench::median(untimed_rr), bench::median(untimed_ratios));
+  std::printf(
+      "  for reference: raw CAF request/reply with no timeout %10.0f rt/s; troupe / that "
+      "%.3f\n",
+      bench::median(untimed_rr), bench::median(untimed_ratios));
 
   stop();
   bench::print_json({"runtime_messaging", bench::median(troupe_rr), "round_trips_per_s",

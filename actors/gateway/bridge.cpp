@@ -111,13 +111,12 @@ void fan_out(bridge_actor* self, std::vector<std::string> paths, const envelope&
   state->replies.resize(paths.size());
   state->waiting = paths.size();
   for (size_t i = 0; i < paths.size(); ++i) {
-    self->state.requests.ask(self, paths[i], msg, timeout,
-                             [state, i, merge, done](envelope reply) {
-          state->replies[i] = std::move(reply);
-          if (--state->waiting == 0) {
-            (*done)(merge(state->replies));
-          }
-        });
+    self->state.requests.ask(self, paths[i], msg, timeout, [state, i, merge, done](envelope reply) {
+      state->replies[i] = std::move(reply);
+      if (--state->waiting == 0) {
+        (*done)(merge(state->replies));
+      }
+    });
   }
 }
 
@@ -132,18 +131,17 @@ void forward(bridge_actor* self, http_call& call) {
     return;
   }
   const auto started = clock::now();
-  st.requests.ask(
-      self, call.path, std::move(call.msg), call.timeout,
-      [self, path = call.path, started, done = std::move(call.done)](envelope reply) {
-        const auto now = clock::now();
-        auto& breaker = self->state.breaker_for(path);
-        if (counts_as_failure(reply)) {
-          breaker.on_failure(now, now - started);
-        } else {
-          breaker.on_success(now, now - started);
-        }
-        (*done)(std::move(reply));
-      });
+  st.requests.ask(self, call.path, std::move(call.msg), call.timeout,
+                  [self, path = call.path, started, done = std::move(call.done)](envelope reply) {
+                    const auto now = clock::now();
+                    auto& breaker = self->state.breaker_for(path);
+                    if (counts_as_failure(reply)) {
+                      breaker.on_failure(now, now - started);
+                    } else {
+                      breaker.on_success(now, now - started);
+                    }
+                    (*done)(std::move(reply));
+                  });
 }
 
 }  // namespace
@@ -158,9 +156,9 @@ child_spec gateway_child(std::shared_ptr<node_context> ctx) {
       self->state.ctx = ctx;
       self->state.requests = asker{ctx->registry};
       self->state.log = logger("gateway");
-      self->state.breakers = std::make_unique<keyed_breakers>(
-          make_breaker_config(ctx->config.breaker), breakers_max,
-          report_transitions(ctx->metrics, self->state.log, ""));
+      self->state.breakers =
+          std::make_unique<keyed_breakers>(make_breaker_config(ctx->config.breaker), breakers_max,
+                                           report_transitions(ctx->metrics, self->state.log, ""));
       return {
           [self](http_call& call) {
             if (!call.fanout.empty()) {
@@ -183,10 +181,9 @@ void submit_call(const node_context& ctx, actor_call call, call_done done) {
         make_error(errc::restarting, "the gateway actor is restarting; try again")));
     return;
   }
-  caf::anon_send(route->current,
-                 http_call{std::move(call.path), std::move(call.msg), call.timeout,
-                           std::make_shared<once_reply>(std::move(done)), std::move(call.fanout),
-                           std::move(call.merge)});
+  caf::anon_send(route->current, http_call{std::move(call.path), std::move(call.msg), call.timeout,
+                                           std::make_shared<once_reply>(std::move(done)),
+                                           std::move(call.fanout), std::move(call.merge)});
 }
 
 expected<bool> kill_actor(const node_context& ctx, const std::string& path) {

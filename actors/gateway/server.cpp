@@ -126,25 +126,27 @@ class ws_session : public std::enable_shared_from_this<ws_session> {
     readonly_ = readonly;
     // Attach before upgrading, so an unknown session is a plain 404. What
     // the session sends meanwhile waits in the queue until the handshake.
-    auto port = server_.ctx->attach
-                    ? server_.ctx->attach(id_, std::make_shared<ws_viewer<ws_session>>(weak_from_this()))
-                    : expected<std::shared_ptr<terminal_port>>(
-                          make_error(errc::not_found, "this node serves no sessions"));
+    auto port =
+        server_.ctx->attach
+            ? server_.ctx->attach(id_, std::make_shared<ws_viewer<ws_session>>(weak_from_this()))
+            : expected<std::shared_ptr<terminal_port>>(
+                  make_error(errc::not_found, "this node serves no sessions"));
     if (!port) {
       return refuse(http_status(port.err().code), to_string(port.err().code), port.err().message);
     }
     port_ = std::move(*port);
     ws_.set_option(websocket::stream_base::timeout::suggested(beast::role_type::server));
     ws_.read_message_max(control_bytes_max + input_bytes_max);
-    ws_.async_accept(request_, beast::bind_front_handler(&ws_session::on_accept,
-                                                         shared_from_this()));
+    ws_.async_accept(request_,
+                     beast::bind_front_handler(&ws_session::on_accept, shared_from_this()));
   }
 
   /// Called through the viewer, from any thread.
   void post_send(bool binary, std::string data) {
-    net::post(ws_.get_executor(), [self = shared_from_this(), binary, d = std::move(data)]() mutable {
-      self->enqueue(binary, std::move(d));
-    });
+    net::post(ws_.get_executor(),
+              [self = shared_from_this(), binary, d = std::move(data)]() mutable {
+                self->enqueue(binary, std::move(d));
+              });
   }
   /// Bytes queued and not yet written (what the session's backpressure reads).
   std::atomic<size_t> backlog{0};
@@ -181,12 +183,11 @@ class ws_session : public std::enable_shared_from_this<ws_session> {
     res->body() = nlohmann::json{{"error", {{"code", code}, {"message", message}}}}.dump();
     res->keep_alive(false);
     res->prepare_payload();
-    http::async_write(ws_.next_layer(), *res,
-                      [self = shared_from_this(), res](beast::error_code, size_t) {
-                        beast::error_code ignored;
-                        self->ws_.next_layer().socket().shutdown(tcp::socket::shutdown_send,
-                                                                 ignored);
-                      });
+    http::async_write(
+        ws_.next_layer(), *res, [self = shared_from_this(), res](beast::error_code, size_t) {
+          beast::error_code ignored;
+          self->ws_.next_layer().socket().shutdown(tcp::socket::shutdown_send, ignored);
+        });
   }
 
   void read() {
@@ -218,9 +219,9 @@ class ws_session : public std::enable_shared_from_this<ws_session> {
 
   void control(const std::string& text) {
     auto j = nlohmann::json::parse(text, nullptr, false);
-    const bool resize = j.is_object() && j.value("type", "") == "resize" &&
-                        j.contains("cols") && j["cols"].is_number_integer() &&
-                        j.contains("rows") && j["rows"].is_number_integer();
+    const bool resize = j.is_object() && j.value("type", "") == "resize" && j.contains("cols") &&
+                        j["cols"].is_number_integer() && j.contains("rows") &&
+                        j["rows"].is_number_integer();
     if (!resize) {
       enqueue(false, R"({"type":"error","message":"unknown control message: expected )"
                      R"({\"type\":\"resize\",\"cols\":N,\"rows\":N}"})");
@@ -333,11 +334,12 @@ class session : public std::enable_shared_from_this<session> {
       return do_close();
     }
     if (ec == http::error::body_limit && anthropic_target()) {
-      return reply_and_close(http_reply{
-          413, "application/json",
-          R"j({"type":"error","error":{"type":"request_too_large","message":)j"
-          R"j("request body exceeds the gateway's limit (gateway.body_bytes_max)"}})j",
-          {}});
+      return reply_and_close(
+          http_reply{413,
+                     "application/json",
+                     R"j({"type":"error","error":{"type":"request_too_large","message":)j"
+                     R"j("request body exceeds the gateway's limit (gateway.body_bytes_max)"}})j",
+                     {}});
     }
     if (ec == http::error::body_limit) {
       return reply_and_close(
@@ -395,10 +397,10 @@ class session : public std::enable_shared_from_this<session> {
     }
     if (auto* kill = std::get_if<actor_kill>(&result)) {
       auto killed = kill_actor(*server_.ctx, kill->path);
-      return send(killed
-                      ? http_reply{200, "application/json", "{\"killed\":\"" + kill->path + "\"}", {}}
-                      : error_reply(http_status(killed.err().code), to_string(killed.err().code),
-                                    killed.err().message));
+      return send(
+          killed ? http_reply{200, "application/json", "{\"killed\":\"" + kill->path + "\"}", {}}
+                 : error_reply(http_status(killed.err().code), to_string(killed.err().code),
+                               killed.err().message));
     }
     if (const auto* to = std::get_if<family_exchange>(&result)) {
       if (to->to == family_exchange::family::sessions && websocket::is_upgrade(request_)) {
@@ -412,13 +414,11 @@ class session : public std::enable_shared_from_this<session> {
     }
     auto& call = std::get<actor_call>(result);
     const auto shape = call.shape;
-    submit_call(
-        *server_.ctx, std::move(call), [self = shared_from_this(), shape](envelope reply) {
-          // Runs on an actor thread: hop back to this connection's strand.
-          net::post(self->stream_.get_executor(), [self, shape, reply = std::move(reply)] {
-            self->send_reply(reply, shape);
-          });
-        });
+    submit_call(*server_.ctx, std::move(call), [self = shared_from_this(), shape](envelope reply) {
+      // Runs on an actor thread: hop back to this connection's strand.
+      net::post(self->stream_.get_executor(),
+                [self, shape, reply = std::move(reply)] { self->send_reply(reply, shape); });
+    });
   }
 
   /// Hands the request to the LLM family; it answers through a sink that
@@ -481,7 +481,8 @@ class session : public std::enable_shared_from_this<session> {
     exchange_open_ = false;
     // Header values come partly from upstreams and clients: no line breaks.
     auto clean = [](std::string v) {
-      std::replace_if(v.begin(), v.end(), [](char c) { return c == '\r' || c == '\n'; }, ' ');
+      std::replace_if(
+          v.begin(), v.end(), [](char c) { return c == '\r' || c == '\n'; }, ' ');
       return v;
     };
     std::string head = "HTTP/1.1 " + std::to_string(status) + " " +
@@ -552,8 +553,8 @@ class session : public std::enable_shared_from_this<session> {
           }
           if (!ec) {
             char byte = 0;
-            const auto n = ::recv(self->stream_.socket().native_handle(), &byte, 1,
-                                  MSG_PEEK | MSG_DONTWAIT);
+            const auto n =
+                ::recv(self->stream_.socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
             if (n > 0) {
               return;
             }
@@ -588,8 +589,9 @@ class session : public std::enable_shared_from_this<session> {
                 R"j("the node lost this request before answering it; it is safe to retry"}})j");
     }
     if (streaming_ && !stream_ended_) {
-      stream_chunk(id, "\n\nevent: error\ndata: {\"type\":\"error\",\"error\":{\"type\":"
-                       "\"api_error\",\"message\":\"the gateway lost this stream\"}}\n\n");
+      stream_chunk(id,
+                   "\n\nevent: error\ndata: {\"type\":\"error\",\"error\":{\"type\":"
+                   "\"api_error\",\"message\":\"the gateway lost this stream\"}}\n\n");
       stream_end(id);
     }
   }
@@ -749,7 +751,8 @@ class session : public std::enable_shared_from_this<session> {
 /// connection's strand, in the order made.
 class session_sink : public exchange_sink {
  public:
-  explicit session_sink(std::shared_ptr<session> s) : session_(std::move(s)), id_(session_->exchange_id()) {}
+  explicit session_sink(std::shared_ptr<session> s)
+      : session_(std::move(s)), id_(session_->exchange_id()) {}
   ~session_sink() override {
     post([id = id_](session& s) { s.abandon(id); });
   }
@@ -757,8 +760,10 @@ class session_sink : public exchange_sink {
   session_sink& operator=(const session_sink&) = delete;
 
   void reply(int status, http_headers headers, std::string body) override {
-    post([id = id_, status, headers = std::move(headers), body = std::move(body)](
-             session& s) mutable { s.exchange_reply(id, status, std::move(headers), std::move(body)); });
+    post([id = id_, status, headers = std::move(headers),
+          body = std::move(body)](session& s) mutable {
+      s.exchange_reply(id, status, std::move(headers), std::move(body));
+    });
   }
   void begin_stream(int status, http_headers headers) override {
     post([id = id_, status, headers = std::move(headers)](session& s) {

@@ -11,10 +11,10 @@
 #include "actors/llm/limiter.hpp"
 #include "runtime/actor/ask.hpp"
 #include "runtime/log/log.hpp"
+#include "runtime/node/json_body.hpp"
 #include "runtime/node/node_context.hpp"
 #include "storage/db.hpp"
 #include "storage/writer.hpp"
-#include "runtime/node/json_body.hpp"
 
 namespace troupe::llm {
 
@@ -556,8 +556,8 @@ bool prepare(router_actor* self, exchange_state& x) {
   // The model name travels into headers, metric labels and breaker keys.
   if (auto it = x.body.find("model"); it != x.body.end() && it->is_string()) {
     const auto& model = it->get_ref<const std::string&>();
-    const bool printable = std::all_of(model.begin(), model.end(),
-                                       [](char c) { return c > ' ' && c <= '~'; });
+    const bool printable =
+        std::all_of(model.begin(), model.end(), [](char c) { return c > ' ' && c <= '~'; });
     if (model.empty() || model.size() > model_chars_max || !printable) {
       reply_error(x, "invalid_request_error",
                   "model: must be 1 to " + std::to_string(model_chars_max) +
@@ -652,18 +652,18 @@ void on_exchange(router_actor* self, const std::shared_ptr<exchange_state>& x) {
   if (x->key.empty() || !x->cacheable || x->mode != cache_mode::use) {
     return admit(self, x);
   }
-  st.shard_requests.ask(
-      self, cache::shard_path(x->key, st.shards),
-      make_envelope(cache::get_type, cache::get_request{x->key}),
-      std::chrono::milliseconds(st.ctx->config.gateway.request_timeout_ms), [self, x](envelope r) {
-        if (!r.is_error()) {
-          auto got = decode<cache::get_reply>(r.body);
-          if (got && got->found && serve_cached(self, *x, got->value, "hit")) {
-            return;
-          }
-        }
-        admit(self, x);
-      });
+  st.shard_requests.ask(self, cache::shard_path(x->key, st.shards),
+                        make_envelope(cache::get_type, cache::get_request{x->key}),
+                        std::chrono::milliseconds(st.ctx->config.gateway.request_timeout_ms),
+                        [self, x](envelope r) {
+                          if (!r.is_error()) {
+                            auto got = decode<cache::get_reply>(r.body);
+                            if (got && got->found && serve_cached(self, *x, got->value, "hit")) {
+                              return;
+                            }
+                          }
+                          admit(self, x);
+                        });
 }
 
 }  // namespace

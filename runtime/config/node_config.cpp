@@ -299,7 +299,8 @@ constexpr std::array key_table{
     number(TROUPE_KEY(cache, cold_ttl_s), between(1, 365 * 86400), "default lifetime on disk"),
     number(TROUPE_KEY(cache, key_bytes_max), between(1, 1 << 20), "largest cache key"),
     number(TROUPE_KEY(cache, value_bytes_max), between(1, gib), "largest cache value"),
-    number(TROUPE_KEY(cache, cascade_max), between(1, 10000000), "dependents one invalidation drops"),
+    number(TROUPE_KEY(cache, cascade_max), between(1, 10000000),
+           "dependents one invalidation drops"),
     number(TROUPE_KEY(cache, deps_max), between(1, 65536), "dependency records per entry"),
     text(TROUPE_KEY(cache, shard_policy), "normal idle", nullptr,
          "scheduling of the shard threads"),
@@ -906,8 +907,8 @@ std::optional<error> apply_env_var(const std::string& name, const std::string& v
   // TROUPE_ANTHROPIC_* is the documented short form of TROUPE_LLM_ANTHROPIC_*.
   const auto short_form = std::string_view(name).substr(prefix.size()).starts_with("ANTHROPIC_");
   const auto long_name = short_form ? "LLM_" + name.substr(prefix.size()) : std::string{};
-  const auto rest = short_form ? std::string_view(long_name)
-                               : std::string_view(name).substr(prefix.size());
+  const auto rest =
+      short_form ? std::string_view(long_name) : std::string_view(name).substr(prefix.size());
   const auto section = env_section(rest);
   if (section.empty()) {
     return std::nullopt;

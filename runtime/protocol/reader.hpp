@@ -43,7 +43,19 @@ struct decode_failure : std::runtime_error {
 };
 
 /// The msgpack type of a value, as far as errors name it.
-enum class value_kind : uint8_t { nothing, nil, boolean, integer, floating, str, bin, array, map, ext, reserved };
+enum class value_kind : uint8_t {
+  nothing,
+  nil,
+  boolean,
+  integer,
+  floating,
+  str,
+  bin,
+  array,
+  map,
+  ext,
+  reserved
+};
 
 /// "int", "str", ...: how errors name a kind.
 [[nodiscard]] std::string_view name_of(value_kind k);

@@ -273,8 +273,8 @@ TEST_CASE("upstream URLs need a host and, if they name one, a real port", "[conf
   CHECK_THAT(env_error({{"TROUPE_LLM_LOCAL_BASE_URL", "http://:8080"}}), Contains("has no host"));
   for (const auto* good : {"http://h:8080/v1", "https://h", "http://[::1]:8080", "http://[::1]"}) {
     INFO(good);
-    CHECK(troupe::load_config({std::nullopt, {{"TROUPE_LLM_LOCAL_BASE_URL", good}}, {}})
-              .has_value());
+    CHECK(
+        troupe::load_config({std::nullopt, {{"TROUPE_LLM_LOCAL_BASE_URL", good}}, {}}).has_value());
   }
 }
 
