@@ -39,7 +39,14 @@ namespace detail {
 /// msgpack output stream appending to a std::string (no 8 KiB sbuffer).
 struct string_sink {
   std::string* out;
-  void write(const char* data, size_t size) { out->append(data, size); }
+  void write(const char* data, size_t size) {
+    // Headers and small values come one byte at a time; push_back is inline.
+    if (size == 1) {
+      out->push_back(*data);
+    } else {
+      out->append(data, size);
+    }
+  }
 };
 
 /// The error for a body that is empty or over the size limit, if it is.

@@ -4,7 +4,9 @@
 // one list come the msgpack encoder (a map keyed by field name), the decoder
 // (msgpack_reader straight into the fields: unknown keys skipped, missing
 // keys keep their defaults, so old and new nodes interoperate) and the field
-// names used in decode errors.
+// names used in decode errors. Field names are at most 31 characters (a
+// msgpack fixstr); the macro's own names start with `troupe_` and end in
+// `_`, so a field may be called anything else.
 //
 //   struct echo_request {
 //     std::string text;
@@ -13,6 +15,7 @@
 
 #include <array>
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <tuple>
@@ -57,24 +60,47 @@ constexpr std::array<std::string_view, N> split_fields(std::string_view names) {
   return out;
 }
 
+/// Longest field name: its key is a msgpack fixstr (a one-byte header).
+inline constexpr size_t field_name_max = 31;
+
+/// A field's key as it is encoded: the fixstr header, then the name.
+struct packed_key {
+  std::array<char, field_name_max + 1> bytes{};
+  uint32_t size = 0;
+};
+
+template <size_t N>
+constexpr std::array<packed_key, N> pack_keys(const std::array<std::string_view, N>& names) {
+  std::array<packed_key, N> keys{};
+  for (size_t i = 0; i < N; ++i) {
+    if (names[i].size() > field_name_max) {
+      throw "TROUPE_FIELDS: a field name is longer than 31 characters";  // compile-time error
+    }
+    keys[i].bytes[0] = static_cast<char>(0xa0u | names[i].size());
+    for (size_t j = 0; j < names[i].size(); ++j) {
+      keys[i].bytes[j + 1] = names[i][j];
+    }
+    keys[i].size = static_cast<uint32_t>(names[i].size() + 1);
+  }
+  return keys;
+}
+
+/// Writes a map of `keys` to `values`; each key goes out in one write.
 template <class Packer, class Tuple, size_t... Is>
-void pack_fields(Packer& pk, const Tuple& values, const auto& names, std::index_sequence<Is...>) {
+void pack_fields(Packer& pk, const Tuple& values, const auto& keys, std::index_sequence<Is...>) {
   pk.pack_map(static_cast<uint32_t>(sizeof...(Is)));
-  ((pk.pack_str(static_cast<uint32_t>(names[Is].size())),
-    pk.pack_str_body(names[Is].data(), static_cast<uint32_t>(names[Is].size())),
-    pk.pack(std::get<Is>(values))),
-   ...);
+  ((pk.pack_str_body(keys[Is].bytes.data(), keys[Is].size), pk.pack(std::get<Is>(values))), ...);
 }
 
 template <class Tuple, size_t... Is>
 void read_fields(msgpack_reader& r, Tuple values, const auto& names, std::index_sequence<Is...>) {
-  if (r.peek_kind() != value_kind::map) {
+  if (!r.next_is_map()) {
     throw decode_failure(errc::bad_body,
                          "body must be a map, got " + std::string(r.peek_type_name()));
   }
   const size_t entries = r.read_map_header();
   for (size_t i = 0; i < entries; ++i) {
-    if (r.peek_kind() != value_kind::str) {
+    if (!r.next_is_str()) {
       throw decode_failure(errc::bad_body,
                            "map keys must be strings, got " + std::string(r.peek_type_name()));
     }
@@ -91,19 +117,19 @@ void read_fields(msgpack_reader& r, Tuple values, const auto& names, std::index_
 
 }  // namespace troupe::detail
 
-#define TROUPE_FIELDS(...)                                                   \
-  static constexpr auto troupe_field_names() {                               \
-    constexpr size_t n = ::troupe::detail::count_fields(#__VA_ARGS__);       \
-    return ::troupe::detail::split_fields<n>(#__VA_ARGS__);                  \
-  }                                                                          \
-  template <class Packer>                                                    \
-  void msgpack_pack(Packer& pk) const {                                      \
-    constexpr auto names = troupe_field_names();                             \
-    ::troupe::detail::pack_fields(pk, std::tie(__VA_ARGS__), names,          \
-                                  std::make_index_sequence<names.size()>{}); \
-  }                                                                          \
-  void troupe_read(::troupe::detail::msgpack_reader& r) {                    \
-    constexpr auto names = troupe_field_names();                             \
-    ::troupe::detail::read_fields(r, std::tie(__VA_ARGS__), names,           \
-                                  std::make_index_sequence<names.size()>{}); \
+#define TROUPE_FIELDS(...)                                                           \
+  static constexpr auto troupe_field_names() {                                       \
+    constexpr size_t n = ::troupe::detail::count_fields(#__VA_ARGS__);               \
+    return ::troupe::detail::split_fields<n>(#__VA_ARGS__);                          \
+  }                                                                                  \
+  template <class Packer>                                                            \
+  void msgpack_pack(Packer& troupe_pk_) const {                                      \
+    constexpr auto troupe_keys_ = ::troupe::detail::pack_keys(troupe_field_names()); \
+    ::troupe::detail::pack_fields(troupe_pk_, std::tie(__VA_ARGS__), troupe_keys_,   \
+                                  std::make_index_sequence<troupe_keys_.size()>{});  \
+  }                                                                                  \
+  void troupe_read(::troupe::detail::msgpack_reader& troupe_r_) {                    \
+    constexpr auto troupe_names_ = troupe_field_names();                             \
+    ::troupe::detail::read_fields(troupe_r_, std::tie(__VA_ARGS__), troupe_names_,   \
+                                  std::make_index_sequence<troupe_names_.size()>{}); \
   }

@@ -71,8 +71,7 @@ class handler_table {
   void add(std::string type, raw_handler fn);
 
   decode_limits limits_;
-  /// Sorted by type. An actor handles a handful of types: a binary search over
-  /// them costs a few compares, less than hashing the name.
+  /// Sorted by type (for types()); looked up by a scan (see find_handler).
   std::vector<std::pair<std::string, raw_handler>> handlers_;
 };
 

@@ -108,6 +108,18 @@ class msgpack_reader {
   [[nodiscard]] value_kind peek_kind() const {
     return data_ == end_ ? value_kind::nothing : kind_of(*data_);
   }
+  /// Whether the next value is a map / a string (cheaper than peek_kind).
+  [[nodiscard]] bool next_is_map() const {
+    return data_ != end_ && ((*data_ & 0xf0) == 0x80 || *data_ == 0xde || *data_ == 0xdf);
+  }
+  [[nodiscard]] bool next_is_str() const {
+    return data_ != end_ && ((*data_ & 0xe0) == 0xa0 || (*data_ >= 0xd9 && *data_ <= 0xdb));
+  }
+  /// Where the reader is: kind_at() names what was there after a failed read.
+  [[nodiscard]] const uint8_t* position() const { return data_; }
+  [[nodiscard]] value_kind kind_at(const uint8_t* at) const {
+    return at == end_ ? value_kind::nothing : kind_of(*at);
+  }
   /// Name of the msgpack type of the next value ("int", "str", ...).
   [[nodiscard]] std::string_view peek_type_name() const { return name_of(peek_kind()); }
 
@@ -267,7 +279,7 @@ void read_value(msgpack_reader& r, std::optional<T>& out) {
 /// Reads one named field, naming it in the error when its type is wrong.
 template <class Field>
 void read_field(msgpack_reader& r, Field& field, std::string_view name) {
-  const auto kind = r.peek_kind();
+  const auto* at = r.position();
   try {
     read_value(r, field);
   } catch (const decode_failure& e) {
@@ -275,7 +287,7 @@ void read_field(msgpack_reader& r, Field& field, std::string_view name) {
       throw;  // truncation, limits, or a nested field's own message
     }
     throw decode_failure(errc::bad_body, "field '" + std::string(name) + "' has the wrong type (" +
-                                             std::string(name_of(kind)) + ")");
+                                             std::string(name_of(r.kind_at(at))) + ")");
   }
 }
 

@@ -34,6 +34,16 @@ struct wide {
   TROUPE_FIELDS(small, port, ratio, maybe, table, inner)
 };
 
+// Fields named like the macro's own helpers, and the longest name allowed.
+struct awkward_names {
+  std::vector<std::string> keys;
+  std::string names;
+  uint32_t r = 0;
+  uint32_t pk = 0;
+  uint32_t a_name_thirty_one_chars_long_xy = 0;
+  TROUPE_FIELDS(keys, names, r, pk, a_name_thirty_one_chars_long_xy)
+};
+
 struct too_big {
   int64_t small = 1000;
   TROUPE_FIELDS(small)
@@ -72,6 +82,21 @@ TEST_CASE("the wire format is a map keyed by field name (golden bytes)") {
   // {"text": "hi"}: fixmap(1), fixstr(4) "text", fixstr(2) "hi".
   CHECK(encode(sample_v0{"hi"}) == bytes({0x81, 0xa4, 't', 'e', 'x', 't', 0xa2, 'h', 'i'}));
   CHECK(encode(empty_body{}) == bytes({0x80}));
+}
+
+TEST_CASE("fields may be named like anything the macro uses inside") {
+  awkward_names in{{"k1", "k2"}, "n", 3, 4, 5};
+  auto packed = encode(in);
+  // The longest key: fixstr header 0xa0 | 31, then the name.
+  CHECK(packed.find(std::string(1, static_cast<char>(0xbf)) + "a_name_thirty_one_chars_long_xy") !=
+        std::string::npos);
+  auto out = decode<awkward_names>(packed);
+  REQUIRE(out.has_value());
+  CHECK(out->keys == std::vector<std::string>{"k1", "k2"});
+  CHECK(out->names == "n");
+  CHECK(out->r == 3);
+  CHECK(out->pk == 4);
+  CHECK(out->a_name_thirty_one_chars_long_xy == 5);
 }
 
 TEST_CASE("old and new senders interoperate: unknown keys skipped, missing keys default") {
