@@ -10,6 +10,7 @@
 #include <caf/all.hpp>
 
 #include "actors/llm/internal.hpp"
+#include "runtime/backoff.hpp"
 #include "runtime/breaker/circuit_breaker.hpp"
 #include "runtime/log/log.hpp"
 #include "runtime/node/node_context.hpp"
@@ -120,13 +121,13 @@ circuit_breaker& breaker_for(provider_actor* self, const std::string& model) {
   return (*self->state.breakers)[model];
 }
 
-/// Backoff before retry `k` (1-based): min * 2^(k-1), capped, +-20 %.
+/// Backoff before retry `k` (1-based): min(max, min * 2^(k-1)) +-20 %.
 std::chrono::milliseconds backoff(provider_state& st, int k) {
   const auto& cfg = st.ctx->config.llm;
-  double ms = cfg.retry_backoff_min_ms * std::pow(2.0, std::max(0, k - 1));
-  ms = std::min(ms, static_cast<double>(cfg.retry_backoff_max_ms));
-  std::uniform_real_distribution<double> spread(0.8, 1.2);
-  return std::chrono::milliseconds(static_cast<int64_t>(ms * spread(st.rng)));
+  std::uniform_real_distribution<double> draw(0.0, 1.0);
+  return exponential_backoff(std::chrono::milliseconds(cfg.retry_backoff_min_ms),
+                             std::chrono::milliseconds(cfg.retry_backoff_max_ms),
+                             static_cast<uint32_t>(std::max(1, k)), 0.2, draw(st.rng));
 }
 
 void finish(provider_actor* self, const std::shared_ptr<attempt>& a, outcome result,

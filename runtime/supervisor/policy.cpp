@@ -4,6 +4,8 @@
 #include <cassert>
 #include <cmath>
 
+#include "runtime/backoff.hpp"
+
 namespace troupe {
 
 directive default_decider(const failure&) {
@@ -96,15 +98,9 @@ std::chrono::milliseconds restart_backoff::next_delay(steady_time now, double ra
   if (attempts_ == 1) {
     return std::chrono::milliseconds{0};
   }
-  // 2^(k-2) with k >= 2, capped early so the shift cannot overflow.
-  const uint32_t exponent = std::min<uint32_t>(attempts_ - 2, 30);
-  const double base_ms = std::min<double>(
-      static_cast<double>(policy_.backoff_max.count()),
-      static_cast<double>(policy_.backoff_min.count()) * static_cast<double>(1ull << exponent));
-  const double spread = 1.0 + policy_.backoff_jitter * (2.0 * random01 - 1.0);
-  const double delay_ms =
-      std::clamp(base_ms * spread, 0.0, static_cast<double>(policy_.backoff_max.count()));
-  return std::chrono::milliseconds{static_cast<int64_t>(std::llround(delay_ms))};
+  // The second consecutive failure waits the minimum, and so on.
+  return exponential_backoff(policy_.backoff_min, policy_.backoff_max, attempts_ - 1,
+                             policy_.backoff_jitter, random01);
 }
 
 }  // namespace troupe

@@ -2,6 +2,8 @@
 
 #include <catch2/catch.hpp>
 
+#include "runtime/backoff.hpp"
+
 using namespace troupe;
 using namespace std::chrono_literals;
 
@@ -61,6 +63,19 @@ TEST_CASE("the first restart is immediate, then the delay doubles up to the cap"
   }
   CHECK(backoff.next_delay(t0 + 100ms, no_jitter) == 1000ms);
   CHECK(backoff.attempts() == 25);
+}
+
+TEST_CASE("exponential backoff: doubles from the minimum, jitter both ways, never past the cap") {
+  CHECK(exponential_backoff(250ms, 8000ms, 1, 0.2, 0.5) == 250ms);
+  CHECK(exponential_backoff(250ms, 8000ms, 2, 0.2, 0.5) == 500ms);
+  CHECK(exponential_backoff(250ms, 8000ms, 6, 0.2, 0.5) == 8000ms);
+  CHECK(exponential_backoff(250ms, 8000ms, 1000, 0.2, 0.5) == 8000ms);
+  // +-20 %: the lowest draw takes 20 % off, the highest adds nearly 20 %...
+  CHECK(exponential_backoff(250ms, 8000ms, 1, 0.2, 0.0) == 200ms);
+  CHECK(exponential_backoff(250ms, 8000ms, 1, 0.2, 0.999) == 300ms);
+  // ...except at the cap, which jitter does not cross.
+  CHECK(exponential_backoff(250ms, 8000ms, 6, 0.2, 0.999) == 8000ms);
+  CHECK(exponential_backoff(250ms, 8000ms, 6, 0.2, 0.0) == 6400ms);
 }
 
 TEST_CASE("backoff starts over after a quiet period") {
