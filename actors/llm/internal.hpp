@@ -9,8 +9,8 @@
 #include <vector>
 
 #include <caf/actor.hpp>
-#include <caf/atom.hpp>
 #include <caf/allowed_unsafe_message_type.hpp>
+#include <caf/atom.hpp>
 #include <nlohmann/json.hpp>
 
 #include "actors/llm/anthropic.hpp"
@@ -25,6 +25,13 @@ using clock = std::chrono::steady_clock;
 
 /// How a request may use the response cache (X-Troupe-Cache).
 enum class cache_mode : uint8_t { use, bypass, refresh };
+
+/// One place in the fallback chain.
+struct chain_step {
+  /// Child name of the provider actor ("anthropic", "local").
+  std::string provider;
+  std::string model;
+};
 
 /// One client request to /v1/messages (or count_tokens), from arrival to
 /// answer. Owned by the router; providers hold it while they call.
@@ -50,6 +57,8 @@ struct exchange_state {
   std::vector<std::string> deps;
   std::string agent;
   int priority = 1;
+  /// Where the request may go, in order (worked out at its first step).
+  std::vector<chain_step> chain;
   /// Index of the chain step being tried.
   size_t step = 0;
   /// Why each step tried so far failed ("provider/model: reason"), for the
@@ -61,13 +70,6 @@ struct exchange_state {
   ticket ticket_estimate;
   /// Set once the client got its answer (or its stream's head).
   std::atomic<bool> answered{false};
-};
-
-/// One place in the fallback chain.
-struct chain_step {
-  /// Child name of the provider actor ("anthropic", "local").
-  std::string provider;
-  std::string model;
 };
 
 /// How an attempt ended.

@@ -354,11 +354,11 @@ void on_attempt_done(router_actor* self, const std::shared_ptr<attempt>& a) {
       book(self, e);
       return;
     }
-    const auto chain = chain_for(st, *x);
-    if (x->step < chain.size()) {
+    if (x->step < x->chain.size()) {
+      const auto& next = x->chain[x->step];
       st.metrics
           ->counter("troupe_llm_fallbacks_total", "Requests passed on to the next chain step",
-                    {{"to", chain[x->step].provider + "/" + chain[x->step].model}})
+                    {{"to", next.provider + "/" + next.model}})
           .inc();
       return start_step(self, x);
     }
@@ -416,11 +416,13 @@ void on_attempt_done(router_actor* self, const std::shared_ptr<attempt>& a) {
 
 void start_step(router_actor* self, const std::shared_ptr<exchange_state>& x) {
   auto& st = self->state;
-  const auto chain = chain_for(st, *x);
+  if (x->chain.empty()) {
+    x->chain = chain_for(st, *x);
+  }
   auto a = std::make_shared<attempt>();
   a->x = x;
   a->reply_to = caf::actor_cast<caf::actor>(self);
-  a->step = chain[x->step];
+  a->step = x->chain[x->step];
   a->path = x->req.target.starts_with("/v1/messages/count_tokens") ? "/v1/messages/count_tokens"
                                                                    : "/v1/messages";
   a->stream = x->info.stream && a->path == "/v1/messages";
