@@ -127,7 +127,7 @@ ledger_counts ledger::client(const std::string& client) const {
   return it == rows_.end() ? ledger_counts{} : it->second;
 }
 
-std::string ledger::to_json() const {
+json ledger::to_json() const {
   json out = json::object();
   out["total"] = to_json_counts(total());
   json by_model = json::object();
@@ -146,7 +146,7 @@ std::string ledger::to_json() const {
   out["by_model"] = std::move(by_model);
   out["by_client"] = std::move(by_client);
   out["by_agent"] = std::move(by_agent);
-  return out.dump();
+  return out;
 }
 
 }  // namespace troupe::llm

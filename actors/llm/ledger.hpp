@@ -12,12 +12,14 @@
 #include <set>
 #include <string>
 
+#include <nlohmann/json_fwd.hpp>
+
 #include "runtime/error.hpp"
 
 namespace troupe {
 class db;
 class store_writer;
-}
+}  // namespace troupe
 
 namespace troupe::llm {
 
@@ -76,7 +78,7 @@ class ledger {
   [[nodiscard]] const ledger_counts& total() const { return rows_.at(total_key); }
   [[nodiscard]] ledger_counts client(const std::string& client) const;
   /// {"total": {...}, "by_model": {...}, "by_client": {...}, "by_agent": {...}}
-  [[nodiscard]] std::string to_json() const;
+  [[nodiscard]] nlohmann::json to_json() const;
 
  private:
   static constexpr const char* total_key = "total";

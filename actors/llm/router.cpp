@@ -638,7 +638,7 @@ void on_exchange(router_actor* self, const std::shared_ptr<exchange_state>& x) {
     if (x->req.method != "GET") {
       return reply_error(*x, "not_found_error", "use GET /v1/usage");
     }
-    auto body = json::parse(st.book->to_json());
+    auto body = st.book->to_json();
     body["queue"] = {{"waiting", st.waiting.size()}};
     x->answered = true;
     x->sink->reply(200, {{"content-type", "application/json"}}, body.dump());

@@ -68,7 +68,7 @@ TEST_CASE("ledger: books per model, client and agent, and the saved share") {
   CHECK(book.client("nobody").requests == 0);
   CHECK(book.total().saved_fraction() == Approx(120.0 / 300.0));
 
-  const auto j = nlohmann::json::parse(book.to_json());
+  const auto j = book.to_json();
   CHECK(j["total"]["served_tokens"] == 120);
   CHECK(j["by_model"]["claude-a"]["requests"] == 2);
   CHECK(j["by_model"]["claude-b"]["input_tokens"] == 50);
@@ -80,7 +80,7 @@ TEST_CASE("ledger: books per model, client and agent, and the saved share") {
 TEST_CASE("ledger: an empty ledger saves nothing and divides by nothing") {
   ledger book(nullptr, nullptr);
   CHECK(book.total().saved_fraction() == 0.0);
-  CHECK(nlohmann::json::parse(book.to_json())["total"]["requests"] == 0);
+  CHECK(book.to_json()["total"]["requests"] == 0);
 }
 
 TEST_CASE("ledger: survives a restart through the store, writing only changed rows") {
