@@ -35,7 +35,7 @@ constexpr int keys = 8;
 constexpr size_t dep_bytes = 8u << 20;
 
 http_client client_of(const node_process& node) {
-  auto url = parse_url(node.url());
+  auto url = parse_node_url(node.url());
   if (!url) {
     std::fprintf(stderr, "bad node url %s\n", node.url().c_str());
     std::exit(1);
@@ -107,8 +107,7 @@ struct policy_result {
 };
 
 /// One node with the shards under `policy`; idle and loaded phases alternated.
-policy_result measure(const std::string& policy, const std::string& dep, double seconds,
-                      int reps) {
+policy_result measure(const std::string& policy, const std::string& dep, double seconds, int reps) {
   node_process::options o;
   o.env["TROUPE_LOG_LEVEL"] = "error";
   o.env["TROUPE_CACHE_SHARD_POLICY"] = policy;

@@ -117,7 +117,7 @@ class deadline {
 // ---------------------------------------------------------------------------
 
 inline http_client node_client(const test::node_process& node) {
-  return http_client(*parse_url(node.url()), node.token(), http_timeout_ms);
+  return http_client(*parse_node_url(node.url()), node.token(), http_timeout_ms);
 }
 
 struct session_ref {
@@ -156,7 +156,7 @@ inline std::optional<error> end_session(http_client& http, const std::string& id
 /// GET /v1/sessions/{id}/attach as a WebSocket.
 inline std::optional<error> attach(ws_client& ws, const test::node_process& node,
                                    const std::string& id) {
-  auto url = parse_url(node.url());
+  auto url = parse_node_url(node.url());
   if (!url) {
     return url.err();
   }

@@ -63,8 +63,8 @@ std::string source_file(int index, int lines) {
   std::string text = "// module " + std::to_string(index) + "\n#include <vector>\n\n";
   for (int i = 0; i < lines; ++i) {
     text += "int function_" + std::to_string(index) + "_" + std::to_string(i) +
-            "(std::vector<int>& v) { return v.empty() ? " + std::to_string(i) +
-            " : v.front() + " + std::to_string(index) + "; }\n";
+            "(std::vector<int>& v) { return v.empty() ? " + std::to_string(i) + " : v.front() + " +
+            std::to_string(index) + "; }\n";
   }
   return text;
 }
@@ -141,7 +141,7 @@ run_result run_workload(bool cache, int files, int passes, int lines) {
     out.failed = 1;
     return out;
   }
-  auto http = http_client(*troupe::parse_url(node.url()), node.token(), 30000);
+  auto http = http_client(*troupe::parse_node_url(node.url()), node.token(), 30000);
   const auto team = agents();
   for (int pass = 0; pass < passes; ++pass) {
     if (pass == 2) {
@@ -181,7 +181,8 @@ run_result run_workload(bool cache, int files, int passes, int lines) {
       }
     }
   }
-  auto stats = http_client(*troupe::parse_url(mock.url()), "", 10000).request("GET", "/mock/stats");
+  auto stats =
+      http_client(*troupe::parse_node_url(mock.url()), "", 10000).request("GET", "/mock/stats");
   if (stats && stats->status == 200) {
     auto s = json::parse(stats->body);
     out.upstream_tokens = s["input_tokens"].get<uint64_t>() + s["output_tokens"].get<uint64_t>();
@@ -205,10 +206,10 @@ int main(int argc, char** argv) {
                  static_cast<unsigned long long>(on.failed));
     return 1;
   }
-  const double reduction =
-      off.upstream_tokens == 0
-          ? 0
-          : 1.0 - static_cast<double>(on.upstream_tokens) / static_cast<double>(off.upstream_tokens);
+  const double reduction = off.upstream_tokens == 0
+                               ? 0
+                               : 1.0 - static_cast<double>(on.upstream_tokens) /
+                                           static_cast<double>(off.upstream_tokens);
   std::printf("token_reduction: %d files, 3 agents, %d passes, edits after pass 2, %llu requests\n",
               files, passes, static_cast<unsigned long long>(on.requests));
   std::printf("  cache off: %llu upstream tokens, %llu stale answers\n",

@@ -38,11 +38,6 @@ inline std::optional<error> check_target(std::string_view target) {
   return std::nullopt;
 }
 
-inline std::string host_header(const http_url& url) {
-  const bool v6 = url.host.find(':') != std::string::npos;
-  return (v6 ? "[" + url.host + "]" : url.host) + ":" + std::to_string(url.port);
-}
-
 /// Any Beast response with a string body (moved from when given an rvalue).
 template <class Message>
 http_response to_response(Message&& message) {
@@ -63,7 +58,7 @@ http_response to_response(Message&& message) {
 /// Errors name `url_text` and, for a timeout, `timeout`.
 template <class Wait>
 std::optional<error> connect_tcp(boost::asio::io_context& ioc, boost::beast::tcp_stream& stream,
-                                 const http_url& url, const std::string& url_text,
+                                 const base_url& url, const std::string& url_text,
                                  std::chrono::steady_clock::time_point deadline,
                                  std::chrono::milliseconds timeout, Wait&& wait) {
   using tcp = boost::asio::ip::tcp;

@@ -24,7 +24,6 @@ using steady_clock = std::chrono::steady_clock;
 
 using client_detail::check_target;
 using client_detail::has_control_chars;
-using client_detail::host_header;
 using client_detail::to_response;
 
 namespace {
@@ -44,50 +43,9 @@ bool iequals(std::string_view a, std::string_view b) {
   });
 }
 
-bool starts_with_icase(std::string_view text, std::string_view prefix) {
-  return text.size() >= prefix.size() && iequals(text.substr(0, prefix.size()), prefix);
-}
-
 error url_error(std::string_view text, std::string_view why) {
   return make_error(errc::bad_request, "invalid URL '" + std::string(text) + "': " +
                                            std::string(why) + "; " + std::string(url_shape));
-}
-
-// Splits "host:port" or "[v6]:port"; the port is optional and defaults to 80.
-expected<std::pair<std::string, uint16_t>> parse_authority(std::string_view text,
-                                                           std::string_view authority) {
-  std::string_view host = authority;
-  std::string_view port_text;
-  if (authority.starts_with('[')) {
-    const auto close = authority.find(']');
-    if (close == std::string_view::npos) {
-      return url_error(text, "unclosed '[' in host");
-    }
-    host = authority.substr(1, close - 1);
-    const auto rest = authority.substr(close + 1);
-    if (!rest.empty() && !rest.starts_with(':')) {
-      return url_error(text, "junk after ']'");
-    }
-    port_text = rest.empty() ? rest : rest.substr(1);
-  } else if (const auto colon = authority.rfind(':'); colon != std::string_view::npos) {
-    host = authority.substr(0, colon);
-    port_text = authority.substr(colon + 1);
-  }
-  if (host.empty()) {
-    return url_error(text, "no host");
-  }
-  if (host.find('@') != std::string_view::npos) {
-    return url_error(text, "credentials in the URL are not supported; use --token");
-  }
-  uint16_t port = 80;
-  if (!port_text.empty() || authority.ends_with(':')) {
-    const auto [end, ec] =
-        std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
-    if (ec != std::errc{} || end != port_text.data() + port_text.size() || port == 0) {
-      return url_error(text, "port must be a number from 1 to 65535");
-    }
-  }
-  return std::pair{std::string(host), port};
 }
 
 // A method is an HTTP token; refusing anything else keeps the request line well-formed.
@@ -123,34 +81,16 @@ bool is_closed_by_peer(const beast::error_code& ec) {
 
 }  // namespace
 
-expected<http_url> parse_url(std::string_view text) {
-  if (starts_with_icase(text, "https://")) {
+expected<base_url> parse_node_url(std::string_view text) {
+  auto url = parse_base_url(text);
+  if (!url) {
+    return url_error(text, url.err().message);
+  }
+  if (url->tls) {
     return make_error(errc::bad_request,
                       "https not supported yet: '" + std::string(text) + "'; use http://host:port");
   }
-  if (!starts_with_icase(text, "http://")) {
-    return url_error(text, "missing http:// scheme");
-  }
-  const auto rest = text.substr(7);
-  const auto slash = rest.find('/');
-  const auto authority = rest.substr(0, slash);
-  std::string_view path = slash == std::string_view::npos ? std::string_view{} : rest.substr(slash);
-  if (path.find_first_of("?#") != std::string_view::npos || has_control_chars(path) ||
-      path.find(' ') != std::string_view::npos) {
-    return url_error(text, "the path may not hold a query, fragment, spaces or control characters");
-  }
-  auto host_port = parse_authority(text, authority);
-  if (!host_port) {
-    return std::move(host_port).err();
-  }
-  while (path.ends_with('/')) {
-    path.remove_suffix(1);
-  }
-  return http_url{std::move(host_port->first), host_port->second, std::string(path)};
-}
-
-std::string to_string(const http_url& url) {
-  return "http://" + host_header(url) + url.base_path;
+  return url;
 }
 
 std::string_view find_header(const http_response& response, std::string_view name) {
@@ -172,7 +112,7 @@ struct http_client::impl {
     bool retry_on_new_connection = false;
   };
 
-  http_url url;
+  base_url url;
   std::string url_text;
   std::string token;
   std::chrono::milliseconds timeout;
@@ -182,7 +122,7 @@ struct http_client::impl {
   beast::flat_buffer buffer;
   uint32_t requests_on_connection = 0;
 
-  impl(http_url u, std::string t, uint32_t timeout_ms)
+  impl(base_url u, std::string t, uint32_t timeout_ms)
       : url(std::move(u)), url_text(to_string(url)), token(std::move(t)), timeout(timeout_ms) {}
 
   ~impl() { disconnect(); }
@@ -318,14 +258,14 @@ http_client::impl::request_type http_client::impl::build(std::string_view method
   return request;
 }
 
-http_client::http_client(http_url url, std::string token, uint32_t timeout_ms)
+http_client::http_client(base_url url, std::string token, uint32_t timeout_ms)
     : impl_(std::make_unique<impl>(std::move(url), std::move(token), timeout_ms)) {}
 
 http_client::~http_client() = default;
 http_client::http_client(http_client&&) noexcept = default;
 http_client& http_client::operator=(http_client&&) noexcept = default;
 
-const http_url& http_client::url() const noexcept {
+const base_url& http_client::url() const noexcept {
   return impl_->url;
 }
 

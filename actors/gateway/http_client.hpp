@@ -13,23 +13,14 @@
 #include <vector>
 
 #include "runtime/error.hpp"
+#include "runtime/net/base_url.hpp"
 
 namespace troupe {
 
-/// Where a node listens: `http://host:port[/prefix]`.
-struct http_url {
-  std::string host;
-  uint16_t port = 0;
-  /// Empty, or a prefix like "/troupe" (no trailing slash) put before every target.
-  std::string base_path;
-};
-
-/// Parses `http://host:port[/prefix]`; an IPv6 host goes in brackets. https is
-/// refused with a clear error until the client speaks TLS.
-[[nodiscard]] expected<http_url> parse_url(std::string_view text);
-
-/// The URL back as text, e.g. "http://127.0.0.1:7700", for messages.
-[[nodiscard]] std::string to_string(const http_url& url);
+/// Parses where a node listens, `http://host:port[/prefix]` (see
+/// runtime/net/base_url.hpp; an IPv6 host goes in brackets). https is
+/// refused with a clear error until this client speaks TLS.
+[[nodiscard]] expected<base_url> parse_node_url(std::string_view text);
 
 using http_headers = std::vector<std::pair<std::string, std::string>>;
 
@@ -58,7 +49,7 @@ class http_client {
 
   /// `token` empty: no Authorization header. `timeout_ms` bounds each request
   /// as a whole: resolve aside, connect, write and read share one deadline.
-  http_client(http_url url, std::string token, uint32_t timeout_ms);
+  http_client(base_url url, std::string token, uint32_t timeout_ms);
   ~http_client();
   http_client(http_client&&) noexcept;
   http_client& operator=(http_client&&) noexcept;
@@ -76,7 +67,7 @@ class http_client {
                                                 std::string content_type = "application/json",
                                                 headers extra = {});
 
-  [[nodiscard]] const http_url& url() const noexcept;
+  [[nodiscard]] const base_url& url() const noexcept;
 
  private:
   struct impl;

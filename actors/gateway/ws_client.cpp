@@ -32,7 +32,6 @@ using tcp = net::ip::tcp;
 using steady_clock = std::chrono::steady_clock;
 
 using client_detail::check_target;
-using client_detail::host_header;
 using client_detail::to_response;
 
 namespace {
@@ -139,9 +138,9 @@ struct ws_client::impl {
     return make_error(errc::unavailable, "connection to " + url_text + " lost: " + ec.message());
   }
 
-  std::optional<error> open_tcp(const http_url& url, steady_clock::time_point deadline,
+  std::optional<error> open_tcp(const base_url& url, steady_clock::time_point deadline,
                                 std::chrono::milliseconds timeout);
-  std::optional<error> handshake(const http_url& url, std::string_view target,
+  std::optional<error> handshake(const base_url& url, std::string_view target,
                                  std::string_view token, steady_clock::time_point deadline);
   void start_read();
   void on_read(const beast::error_code& ec);
@@ -151,7 +150,7 @@ struct ws_client::impl {
   void drop();
 };
 
-std::optional<error> ws_client::impl::open_tcp(const http_url& url,
+std::optional<error> ws_client::impl::open_tcp(const base_url& url,
                                                steady_clock::time_point deadline,
                                                std::chrono::milliseconds timeout) {
   ws.emplace(ioc);
@@ -165,7 +164,7 @@ std::optional<error> ws_client::impl::open_tcp(const http_url& url,
   return std::nullopt;
 }
 
-std::optional<error> ws_client::impl::handshake(const http_url& url, std::string_view target,
+std::optional<error> ws_client::impl::handshake(const base_url& url, std::string_view target,
                                                 std::string_view token,
                                                 steady_clock::time_point deadline) {
   websocket::stream_base::timeout timeouts{};
@@ -341,7 +340,7 @@ ws_client::~ws_client() = default;
 ws_client::ws_client(ws_client&&) noexcept = default;
 ws_client& ws_client::operator=(ws_client&&) noexcept = default;
 
-std::optional<error> ws_client::connect(const http_url& url, std::string_view target,
+std::optional<error> ws_client::connect(const base_url& url, std::string_view target,
                                         std::string_view token, uint32_t timeout_ms) {
   impl_->drop();
   impl_->refusal.reset();

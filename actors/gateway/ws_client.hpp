@@ -81,7 +81,7 @@ class ws_client {
   /// (cannot connect), timeout, bad_request (a malformed target), and, when
   /// the node answered with a plain HTTP reply instead of upgrading (401, 404),
   /// a code from that status; the reply itself is then kept in `refusal()`.
-  [[nodiscard]] std::optional<error> connect(const http_url& url, std::string_view target,
+  [[nodiscard]] std::optional<error> connect(const base_url& url, std::string_view target,
                                              std::string_view token, uint32_t timeout_ms);
 
   /// The node's HTTP reply when the last `connect` was refused, so the caller

@@ -14,7 +14,7 @@ namespace troupe::llm {
 expected<llm_family> llm_child(std::shared_ptr<node_context> ctx, std::shared_ptr<db> store,
                                boost::asio::io_context& shared_io) {
   const auto& cfg = ctx->config;
-  auto anthropic_url = parse_url(cfg.llm_anthropic.base_url);
+  auto anthropic_url = parse_base_url(cfg.llm_anthropic.base_url);
   if (!anthropic_url) {
     return make_error(errc::config_invalid,
                       "llm.anthropic.base_url: " + anthropic_url.err().message);
@@ -29,18 +29,21 @@ expected<llm_family> llm_child(std::shared_ptr<node_context> ctx, std::shared_pt
     }
   }
   supervisor_spec spec{strategy::one_for_one, make_restart_policy(cfg.supervisor), {}, 100, 0x11a};
-  spec.children.push_back(provider_child(
-      ctx, provider_spec{"anthropic", provider_kind::anthropic,
-                         io->pool(*anthropic_url, cfg.llm.connections_max), key,
-                         cfg.llm_anthropic.version}));
+  spec.children.push_back(
+      provider_child(ctx, provider_spec{"anthropic", provider_kind::anthropic,
+                                        io->pool(*anthropic_url, cfg.llm.connections_max), key,
+                                        cfg.llm_anthropic.version}));
   if (!cfg.llm.local_base_url.empty()) {
-    auto local_url = parse_url(cfg.llm.local_base_url);
+    auto local_url = parse_base_url(cfg.llm.local_base_url);
     if (!local_url) {
       return make_error(errc::config_invalid, "llm.local_base_url: " + local_url.err().message);
     }
-    spec.children.push_back(provider_child(
-        ctx, provider_spec{"local", provider_kind::openai,
-                           io->pool(*local_url, cfg.llm.connections_max), {}, {}}));
+    spec.children.push_back(
+        provider_child(ctx, provider_spec{"local",
+                                          provider_kind::openai,
+                                          io->pool(*local_url, cfg.llm.connections_max),
+                                          {},
+                                          {}}));
   }
   spec.children.push_back(router_child(ctx, std::move(store)));
   return llm_family{supervisor_child("llm", ctx, std::move(spec)), io};
@@ -49,21 +52,20 @@ expected<llm_family> llm_child(std::shared_ptr<node_context> ctx, std::shared_pt
 exchange_handler exchange_entry(std::shared_ptr<node_context> ctx) {
   // Weak: the handler lives inside the context it looks things up in.
   return [weak = std::weak_ptr<node_context>(ctx)](exchange_request request,
-                                                  std::shared_ptr<exchange_sink> sink) {
+                                                   std::shared_ptr<exchange_sink> sink) {
     auto ctx = weak.lock();
     auto router = ctx ? ctx->registry.current("llm/router") : caf::actor{};
     if (!router) {
       // Only on this path is the whole route worth copying: to say why.
       auto route = ctx ? ctx->registry.find("llm/router") : std::nullopt;
       const std::string state = route ? std::string(to_string(route->state)) : "not started";
-      sink->reply(529, {{"content-type", "application/json"}},
-                  error_body("overloaded_error",
-                             "the LLM router is " + state + "; retry in a moment"));
+      sink->reply(
+          529, {{"content-type", "application/json"}},
+          error_body("overloaded_error", "the LLM router is " + state + "; retry in a moment"));
       return;
     }
-    caf::anon_send(
-        router,
-        exchange_msg{std::make_shared<exchange_state>(std::move(request), std::move(sink))});
+    caf::anon_send(router, exchange_msg{std::make_shared<exchange_state>(std::move(request),
+                                                                         std::move(sink))});
   };
 }
 

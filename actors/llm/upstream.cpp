@@ -32,41 +32,6 @@ std::string_view upstream_response::header(std::string_view name) const {
   return {};
 }
 
-expected<upstream_url> parse_url(std::string_view url) {
-  upstream_url out;
-  if (url.starts_with("https://")) {
-    out.tls = true;
-    url.remove_prefix(8);
-  } else if (url.starts_with("http://")) {
-    url.remove_prefix(7);
-  } else {
-    return make_error(errc::config_invalid, "upstream URL must start with http:// or https://: '" +
-                                                std::string(url) + "'");
-  }
-  const auto slash = url.find('/');
-  auto authority = url.substr(0, slash);
-  auto path = slash == std::string_view::npos ? std::string_view{} : url.substr(slash);
-  while (!path.empty() && path.back() == '/') {
-    path.remove_suffix(1);
-  }
-  out.base_path = std::string(path);
-  const auto colon = authority.rfind(':');
-  if (colon != std::string_view::npos && authority.find(']', colon) == std::string_view::npos) {
-    out.host = std::string(authority.substr(0, colon));
-    out.port = std::string(authority.substr(colon + 1));
-  } else {
-    out.host = std::string(authority);
-    out.port = out.tls ? "443" : "80";
-  }
-  if (out.host.size() >= 2 && out.host.front() == '[' && out.host.back() == ']') {
-    out.host = out.host.substr(1, out.host.size() - 2);
-  }
-  if (out.host.empty() || out.port.empty()) {
-    return make_error(errc::config_invalid, "upstream URL has no host: '" + std::string(url) + "'");
-  }
-  return out;
-}
-
 namespace {
 
 /// Largest non-streamed upstream body we accept (an answer is far smaller).
@@ -83,7 +48,7 @@ class connection_base {
 
 class pool_impl : public upstream_pool, public std::enable_shared_from_this<pool_impl> {
  public:
-  pool_impl(net::io_context& ioc, ssl::context& tls, upstream_url url, size_t idle_max)
+  pool_impl(net::io_context& ioc, ssl::context& tls, base_url url, size_t idle_max)
       : ioc_(ioc), tls_(tls), url_(std::move(url)), idle_max_(idle_max) {}
 
   void send(upstream_request request, upstream_callbacks callbacks) override;
@@ -106,7 +71,7 @@ class pool_impl : public upstream_pool, public std::enable_shared_from_this<pool
   /// A new, unconnected connection to this upstream.
   std::shared_ptr<connection_base> make_fresh();
 
-  const upstream_url& url() const { return url_; }
+  const base_url& url() const { return url_; }
   ssl::context& tls() { return tls_; }
   net::io_context& ioc() { return ioc_; }
   std::atomic<size_t> open_{0};
@@ -118,7 +83,7 @@ class pool_impl : public upstream_pool, public std::enable_shared_from_this<pool
  private:
   net::io_context& ioc_;
   ssl::context& tls_;
-  upstream_url url_;
+  base_url url_;
   size_t idle_max_;
   std::mutex mutex_;
   std::vector<std::shared_ptr<connection_base>> idle_;
@@ -184,7 +149,7 @@ class connection : public connection_base, public std::enable_shared_from_this<c
     }
     resolver_.emplace(stream_.get_executor());
     resolver_->async_resolve(
-        pool_->url().host, pool_->url().port,
+        pool_->url().host, std::to_string(pool_->url().port),
         [self = this->shared_from_this()](beast::error_code ec, tcp::resolver::results_type r) {
           self->on_resolved(ec, std::move(r));
         });
@@ -210,9 +175,8 @@ class connection : public connection_base, public std::enable_shared_from_this<c
       pool_->endpoints.reset();
     }
     if (ec) {
-      return fail(
-          "cannot connect to " + pool_->url().host + ":" + pool_->url().port + ": " + ec.message(),
-          ec == beast::error::timeout);
+      return fail("cannot connect to " + authority_of(pool_->url()) + ": " + ec.message(),
+                  ec == beast::error::timeout);
     }
     beast::error_code ignored;
     lowest(stream_).socket().set_option(tcp::no_delay(true), ignored);
@@ -252,7 +216,7 @@ class connection : public connection_base, public std::enable_shared_from_this<c
     message_.method_string(request_.method);
     message_.target(url.base_path + request_.path);
     message_.version(11);
-    message_.set(http::field::host, url.host);
+    message_.set(http::field::host, host_header(url));
     for (const auto& [name, value] : request_.headers) {
       message_.set(name, value);
     }
@@ -472,7 +436,7 @@ void upstream_io::stop() {
   }
 }
 
-std::shared_ptr<upstream_pool> upstream_io::pool(upstream_url url, size_t idle_max) {
+std::shared_ptr<upstream_pool> upstream_io::pool(base_url url, size_t idle_max) {
   auto pool = std::make_shared<pool_impl>(impl_->ioc, impl_->tls, std::move(url), idle_max);
   std::lock_guard lock(impl_->pools_mutex);
   impl_->pools.push_back(pool);

@@ -13,6 +13,7 @@
 #include <string_view>
 
 #include "runtime/error.hpp"
+#include "runtime/net/base_url.hpp"
 #include "runtime/node/http_exchange.hpp"
 
 namespace boost::asio {
@@ -20,17 +21,6 @@ class io_context;
 }
 
 namespace troupe::llm {
-
-struct upstream_url {
-  bool tls = false;
-  std::string host;
-  std::string port;
-  /// Path prefix of every call ("" or e.g. "/proxy"), without a trailing '/'.
-  std::string base_path;
-};
-
-/// "https://api.anthropic.com", "http://127.0.0.1:8080/prefix".
-[[nodiscard]] expected<upstream_url> parse_url(std::string_view url);
 
 struct upstream_request {
   std::string method = "POST";
@@ -92,7 +82,7 @@ class upstream_io {
   upstream_io& operator=(const upstream_io&) = delete;
 
   /// A pool for `url`, keeping up to `idle_max` idle connections.
-  [[nodiscard]] std::shared_ptr<upstream_pool> pool(upstream_url url, size_t idle_max);
+  [[nodiscard]] std::shared_ptr<upstream_pool> pool(base_url url, size_t idle_max);
 
   /// Stops the threads; pending calls end with an error.
   void stop();

@@ -79,7 +79,7 @@ constexpr size_t stats_depth_max = 8;
 
 /// Options every subcommand sees, resolved from flags, environment and files.
 struct context {
-  http_url url;
+  base_url url;
   std::string token;
   bool json_output = false;
   std::optional<uint32_t> timeout_ms;
@@ -1722,7 +1722,7 @@ expected<context> resolve_context(const global_flags& flags) {
   if (url_text.empty()) {
     url_text = default_url;
   }
-  auto url = parse_url(url_text);
+  auto url = parse_node_url(url_text);
   if (!url) {
     return std::move(url).err();
   }

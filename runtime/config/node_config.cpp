@@ -26,6 +26,8 @@
 #endif
 #include <toml++/toml.h>
 
+#include "runtime/net/base_url.hpp"
+
 namespace troupe {
 
 namespace {
@@ -190,26 +192,9 @@ std::optional<std::string> check_token(std::string_view token) {
 }
 
 std::optional<std::string> check_url(std::string_view url) {
-  const auto scheme_end = url.find("://");
-  const auto scheme = url.substr(0, scheme_end == std::string_view::npos ? 0 : scheme_end);
-  if (scheme != "http" && scheme != "https") {
-    return "must start with http:// or https:// (got " + quoted(url) + ")";
-  }
-  const auto rest = url.substr(scheme_end + 3);
-  if (rest.empty() || rest.front() == '/' || rest.front() == ':') {
-    return "has no host (got " + quoted(url) + ")";
-  }
-  // A port, when given (not the colons inside an [IPv6] host), is 1..65535.
-  const auto authority = rest.substr(0, rest.find('/'));
-  const auto colon = authority.rfind(':');
-  if (colon != std::string_view::npos && authority.find(']', colon) == std::string_view::npos) {
-    const auto port = authority.substr(colon + 1);
-    uint32_t value = 0;
-    auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
-    if (port.empty() || ec != std::errc{} || end != port.data() + port.size() || value == 0 ||
-        value > 65535) {
-      return "has a port that is not a number from 1 to 65535 (got " + quoted(url) + ")";
-    }
+  auto parsed = parse_base_url(url);
+  if (!parsed) {
+    return parsed.err().message + " (got " + quoted(url) + ")";
   }
   return std::nullopt;
 }

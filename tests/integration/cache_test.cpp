@@ -23,7 +23,7 @@ using json = nlohmann::json;
 namespace {
 
 http_client client_of(const node_process& node) {
-  auto url = parse_url(node.url());
+  auto url = parse_node_url(node.url());
   REQUIRE(url.has_value());
   return http_client(*url, node.token(), 10000);
 }

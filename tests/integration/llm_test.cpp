@@ -28,7 +28,7 @@ namespace {
 using env_map = std::map<std::string, std::string>;
 
 http_client client_for(const std::string& url, const std::string& token) {
-  auto parsed = parse_url(url);
+  auto parsed = parse_node_url(url);
   REQUIRE(parsed.has_value());
   return http_client(*parsed, token, 30000);
 }
@@ -172,8 +172,8 @@ TEST_CASE("llm: a whole answer passes through, and the repeat comes from cache")
   CHECK(usage["by_model"]["claude-test"]["requests"] == 3);
 
   // troupectl usage shows it to people.
-  auto ctl = run_process({troupectl_binary(), "--url", gw.node.url(), "--token", gw.node.token(),
-                          "usage"});
+  auto ctl = run_process(
+      {troupectl_binary(), "--url", gw.node.url(), "--token", gw.node.token(), "usage"});
   CHECK(ctl.exit_code == 0);
   CHECK(ctl.out.find("total") != std::string::npos);
   CHECK(ctl.out.find("model claude-test") != std::string::npos);
@@ -247,8 +247,8 @@ TEST_CASE("llm: cache control headers, sampling and file dependencies") {
 
 TEST_CASE("llm: retries after 429 with retry-after and after 500, never after a spend limit") {
   gateway_fixture gw(env_map{{"TROUPE_LLM_RETRY_BACKOFF_MIN_MS", "10"}});
-  gw.mock_faults({{"faults", {{{"kind", "rate_limit"}, {"retry_after_s", 0}},
-                              {{"kind", "server_error"}}}}});
+  gw.mock_faults(
+      {{"faults", {{{"kind", "rate_limit"}, {"retry_after_s", 0}}, {{"kind", "server_error"}}}}});
   auto r = gw.messages(question("retry me"));
   CHECK(r.status == 200);
   auto stats = gw.mock_stats();
@@ -272,11 +272,11 @@ TEST_CASE("llm: retries after 429 with retry-after and after 500, never after a 
 
 TEST_CASE("llm: 529 opens the model's breaker and the fallback chain answers") {
   gateway_fixture gw(env_map{{"TROUPE_LLM_FALLBACK_MODELS", "claude-backup"},
-                      {"TROUPE_BREAKER_FAILURES_MAX", "2"},
-                      {"TROUPE_BREAKER_OPEN_MS", "60000"},
-                      {"TROUPE_BREAKER_OPEN_MS_MAX", "60000"}});
-  gw.mock_faults({{"faults", {{{"kind", "overloaded"}, {"model", "claude-test"}}}},
-                  {"mode", "always"}});
+                             {"TROUPE_BREAKER_FAILURES_MAX", "2"},
+                             {"TROUPE_BREAKER_OPEN_MS", "60000"},
+                             {"TROUPE_BREAKER_OPEN_MS_MAX", "60000"}});
+  gw.mock_faults(
+      {{"faults", {{{"kind", "overloaded"}, {"model", "claude-test"}}}}, {"mode", "always"}});
   for (int i = 0; i < 3; ++i) {
     auto r = gw.messages(question("question " + std::to_string(i)));
     REQUIRE(r.status == 200);
@@ -299,7 +299,7 @@ TEST_CASE("llm: an OpenAI-compatible local server and then a stale answer are th
   std::optional<mock_upstream_process> local(std::in_place);
   REQUIRE(local->started());
   gateway_fixture gw(env_map{{"TROUPE_LLM_LOCAL_BASE_URL", local->url()},
-                      {"TROUPE_LLM_LOCAL_MODEL", "llama-local"}});
+                             {"TROUPE_LLM_LOCAL_MODEL", "llama-local"}});
   REQUIRE(gw.messages(question("cached before the outage")).status == 200);
   gw.wait_cached(1);
 
@@ -425,8 +425,8 @@ TEST_CASE("llm: bad client input is answered like the Anthropic API would") {
 
 TEST_CASE("llm: the limiter queues instead of refusing, within its bounds") {
   gateway_fixture gw(env_map{{"TROUPE_LLM_REQUESTS_PER_MINUTE", "2"},
-                      {"TROUPE_LLM_QUEUE_MAX", "1"},
-                      {"TROUPE_LLM_QUEUE_TIMEOUT_MS", "1500"}});
+                             {"TROUPE_LLM_QUEUE_MAX", "1"},
+                             {"TROUPE_LLM_QUEUE_TIMEOUT_MS", "1500"}});
   CHECK(gw.messages(question("one")).status == 200);
   CHECK(gw.messages(question("two")).status == 200);
   gw.wait_cached(2);

@@ -21,7 +21,7 @@ using json = nlohmann::json;
 namespace {
 
 http_client client_for(const node_process& node, std::string token) {
-  auto url = parse_url(node.url());
+  auto url = parse_node_url(node.url());
   REQUIRE(url.has_value());
   return http_client(*url, std::move(token), 10000);
 }

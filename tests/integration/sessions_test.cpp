@@ -27,7 +27,7 @@ struct node_fixture {
     REQUIRE(node.started());
   }
   http_response call(std::string_view method, const std::string& target, std::string body = {}) {
-    auto http = http_client(*parse_url(node.url()), node.token(), 10000);
+    auto http = http_client(*parse_node_url(node.url()), node.token(), 10000);
     auto r = http.request(method, target, std::move(body));
     if (!r) {
       FAIL("request failed: " << r.err().message);
@@ -49,7 +49,7 @@ struct node_fixture {
 /// A WebSocket viewer with a deadline on every wait (a timerfd).
 struct viewer {
   viewer(const node_process& node, const std::string& id, bool readonly = false) {
-    auto err = ws.connect(*parse_url(node.url()),
+    auto err = ws.connect(*parse_node_url(node.url()),
                           "/v1/sessions/" + id + "/attach" + (readonly ? "?readonly=1" : ""),
                           node.token(), 10000);
     if (err) {
@@ -142,8 +142,8 @@ TEST_CASE("sessions: attach over WebSocket: echo, resize, read-only, two viewers
 TEST_CASE("sessions: attaching to an unknown session is a 404") {
   node_fixture n;
   ws_client ws;
-  auto err =
-      ws.connect(*parse_url(n.node.url()), "/v1/sessions/s-nope/attach", n.node.token(), 10000);
+  auto err = ws.connect(*parse_node_url(n.node.url()), "/v1/sessions/s-nope/attach", n.node.token(),
+                        10000);
   REQUIRE(err);
   REQUIRE(ws.refusal());
   CHECK(ws.refusal()->status == 404);
@@ -239,7 +239,7 @@ TEST_CASE(
   {
     node_process node({{}, {}, data.path()});
     REQUIRE(node.started());
-    auto http = http_client(*parse_url(node.url()), node.token(), 10000);
+    auto http = http_client(*parse_node_url(node.url()), node.token(), 10000);
     auto create = [&](bool persistent, const std::string& word) {
       json spec{{"command", {"/bin/sh", "-c", "echo " + word + "-$((2*21)); exec sleep 60"}},
                 {"persistent", persistent}};
@@ -258,7 +258,7 @@ TEST_CASE(
   }
   node_process again({{}, {}, data.path()});
   REQUIRE(again.started());
-  auto http = http_client(*parse_url(again.url()), again.token(), 10000);
+  auto http = http_client(*parse_node_url(again.url()), again.token(), 10000);
   // Restoring runs right after start-up.
   json sessions;
   REQUIRE(wait_until([&] {
