@@ -27,13 +27,19 @@ envelope answer(caf::event_based_actor* self, const handler_table& table, const 
   }
 }
 
+/// Whether `type` names an answer: an error, or a reply ("x.y.reply").
+bool is_answer(std::string_view type) {
+  return type == error_type || type.ends_with(reply_suffix);
+}
+
 /// Sends `reply` to whoever sent the message being handled, as CAF's response
 /// promise would (a request's response id, or a plain message for a plain
 /// send), but in one allocation: the values go straight into the mailbox
 /// element, with no caf::message and no promise in between.
 void reply_to_current(caf::event_based_actor* self, envelope reply) {
   auto* current = self->current_mailbox_element();
-  if (current == nullptr || current->mid.is_answered()) {
+  // A response is never answered (CAF's promise refuses to as well).
+  if (current == nullptr || current->mid.is_answered() || current->mid.is_response()) {
     return;
   }
   if (!current->stages.empty()) {
@@ -64,8 +70,17 @@ caf::behavior serve(caf::event_based_actor* self, std::shared_ptr<const handler_
       [self, table = std::move(table), decide = std::move(decide)](
           const std::string& type, const std::string& body, uint64_t correlation_id,
           const std::string& reply_to) {
-        reply_to_current(self, answer(self, *table, decide,
-                                      envelope_view{type, body, correlation_id, reply_to}));
+        const envelope_view in{type, body, correlation_id, reply_to};
+        auto reply = answer(self, *table, decide, in);
+        // An answer sent to an actor that has no use for it (a plain send of
+        // "x.reply" or "error") is not answered with an error: two such
+        // actors would bounce errors at each other forever. A request is
+        // always answered, or its sender would wait for the timeout.
+        if (reply.is_error() && is_answer(in.type) &&
+            !self->current_mailbox_element()->mid.is_request()) {
+          return;
+        }
+        reply_to_current(self, std::move(reply));
       },
   };
 }

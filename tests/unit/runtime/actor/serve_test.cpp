@@ -139,3 +139,36 @@ TEST_CASE("serve handles an anonymous send and keeps serving", "[serve]") {
                 caf::after(50ms) >> [] {});
   caf::anon_send_exit(doubler, caf::exit_reason::user_shutdown);
 }
+
+TEST_CASE("serve does not answer a plain-sent reply or error it has no handler for", "[serve]") {
+  actor_harness h;
+  auto handled = std::make_shared<std::atomic<int>>(0);
+  auto doubler = spawn_doubler(h.system(), handled);
+  caf::scoped_actor self{h.system()};
+
+  // Two actors answering each other's stray answers with errors would never
+  // stop; the doubler drops them instead.
+  for (const auto& stray : {make_envelope("t.double.reply", number{1}, 1),
+                            make_error_envelope(make_error(errc::internal, "x"), 2)}) {
+    self->send(doubler, stray.type, stray.body, stray.correlation_id, stray.reply_to);
+  }
+  self->receive([&](caf::message& m) { FAIL("unexpected answer: " << to_string(m)); },
+                caf::after(100ms) >> [] {});
+
+  // A request is always answered, even one with such a type.
+  auto reply = request(self, doubler, make_envelope("t.double.reply", number{1}, 3));
+  CHECK(reply.is_error());
+  CHECK(read_error(reply).code == errc::unknown_type);
+  // A plain send of an unknown type that is not an answer still gets its error.
+  auto e = make_envelope("t.halve", number{4}, 4);
+  self->send(doubler, e.type, e.body, e.correlation_id, e.reply_to);
+  bool got_error = false;
+  self->receive(
+      [&](std::string& type, std::string& body, uint64_t correlation_id, std::string& to) {
+        got_error =
+            read_error(from_fields(type, body, correlation_id, to)).code == errc::unknown_type;
+      },
+      caf::after(3s) >> [] {});
+  CHECK(got_error);
+  caf::anon_send_exit(doubler, caf::exit_reason::user_shutdown);
+}
