@@ -1,7 +1,7 @@
 #include "runtime/protocol/handler_table.hpp"
 
 #include <algorithm>
-#include <cassert>
+#include <stdexcept>
 
 namespace troupe {
 
@@ -26,8 +26,11 @@ auto find_handler(Handlers& handlers, std::string_view type) {
 }  // namespace
 
 void handler_table::add(std::string type, raw_handler fn) {
-  assert(!type.empty());
-  assert(find_handler(handlers_, type) == handlers_.end() && "a message type is registered twice");
+  if (type.empty() || find_handler(handlers_, type) != handlers_.end()) {
+    // A programming error, caught where the actor sets up its table.
+    throw std::invalid_argument(type.empty() ? "a message type name is empty"
+                                             : "message type '" + type + "' is registered twice");
+  }
   handlers_.emplace(position(handlers_, type), std::move(type), std::move(fn));
 }
 

@@ -28,7 +28,8 @@ class handler_table {
   explicit handler_table(decode_limits limits = {}) : limits_(limits) {}
 
   /// Registers `fn` for `type`. `Fn` takes `const Req&` and returns
-  /// `expected<Rep>`; the table decodes `Req` and encodes `Rep`.
+  /// `expected<Rep>`; the table decodes `Req` and encodes `Rep`. Throws
+  /// std::invalid_argument when `type` is empty or already registered.
   template <class Req, class Fn>
   void on(std::string type, Fn fn) {
     using result_type = std::invoke_result_t<Fn&, const Req&>;

@@ -276,7 +276,11 @@ void read_value(msgpack_reader& r, std::optional<T>& out) {
   read_value(r, out.emplace());
 }
 
-/// Reads one named field, naming it in the error when its type is wrong.
+/// Reads one named field, naming it in the error when its value does not fit:
+/// "field 'text' has the wrong type (int)" when the value itself is of
+/// another type; "field 'ids': expected int, got str" when an element inside
+/// it is, or "field 'port': integer out of range" (the reader stops at the
+/// value it refused, so the two cases are told apart by where it stopped).
 template <class Field>
 void read_field(msgpack_reader& r, Field& field, std::string_view name) {
   const auto* at = r.position();
@@ -286,8 +290,12 @@ void read_field(msgpack_reader& r, Field& field, std::string_view name) {
     if (!e.type_mismatch) {
       throw;  // truncation, limits, or a nested field's own message
     }
-    throw decode_failure(errc::bad_body, "field '" + std::string(name) + "' has the wrong type (" +
-                                             std::string(name_of(r.kind_at(at))) + ")");
+    if (r.position() == at) {
+      throw decode_failure(errc::bad_body, "field '" + std::string(name) +
+                                               "' has the wrong type (" +
+                                               std::string(name_of(r.kind_at(at))) + ")");
+    }
+    throw decode_failure(errc::bad_body, "field '" + std::string(name) + "': " + e.what());
   }
 }
 

@@ -196,7 +196,23 @@ TEST_CASE("fields of every supported kind round-trip, and values out of range ar
 
   auto overflow = decode<wide>(encode(too_big{}));
   REQUIRE_FALSE(overflow.has_value());
-  CHECK(overflow.err().message == "field 'small' has the wrong type (int)");
+  CHECK(overflow.err().message == "field 'small': integer out of range");
+}
+
+TEST_CASE("a bad value inside a field is named with the field, not blamed on its type") {
+  // {"tags": ["a", 5]}: the field is an array, as it should be; its second
+  // element is not a string.
+  auto element = decode<sample>(bytes({0x81, 0xa4, 't', 'a', 'g', 's', 0x92, 0xa1, 'a', 0x05}));
+  REQUIRE_FALSE(element.has_value());
+  CHECK(element.err().message == "field 'tags': expected str, got int");
+  // {"count": -1} for an unsigned field.
+  auto negative = decode<sample>(bytes({0x81, 0xa5, 'c', 'o', 'u', 'n', 't', 0xff}));
+  REQUIRE_FALSE(negative.has_value());
+  CHECK(negative.err().message == "field 'count': negative integer for an unsigned field");
+  // {"tags": "a"}: the field itself has the wrong type.
+  auto whole = decode<sample>(bytes({0x81, 0xa4, 't', 'a', 'g', 's', 0xa1, 'a'}));
+  REQUIRE_FALSE(whole.has_value());
+  CHECK(whole.err().message == "field 'tags' has the wrong type (str)");
 }
 
 TEST_CASE("keys and values of zero bytes round-trip") {

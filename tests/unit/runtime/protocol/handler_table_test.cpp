@@ -45,6 +45,16 @@ TEST_CASE("a handler gets the decoded struct and its reply is encoded") {
   CHECK(body->sum == 5);
 }
 
+TEST_CASE("a type registered twice, or with no name, is refused at registration") {
+  auto table = make_table();
+  auto again = [](const add_request&) -> expected<add_reply> { return add_reply{0}; };
+  CHECK_THROWS_WITH(table.on<add_request>("math.add", again),
+                    "message type 'math.add' is registered twice");
+  CHECK_THROWS_WITH(table.on<add_request>("", again), "a message type name is empty");
+  // The table is as it was.
+  CHECK(table.types() == std::vector<std::string>{"math.add", "math.fail"});
+}
+
 TEST_CASE("a handler's error becomes an error envelope") {
   auto table = make_table();
   auto reply = table.dispatch(make_envelope("math.add", add_request{-1, 3}));
