@@ -1,6 +1,7 @@
 #include "actors/gateway/routes.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <charconv>
 #include <map>
 
@@ -315,14 +316,18 @@ http_reply router::cache_stats() const {
     missed += n;
   }
   misses["total"] = missed;
-  double entries = 0;
-  double bytes = 0;
+  // Gauges hold doubles; these are counts, and print as integers.
+  uint64_t entries = 0;
+  uint64_t bytes = 0;
   uint64_t evictions = 0;
   const uint32_t shards = cache::shard_count(ctx_->config);
   for (uint32_t i = 0; i < shards; ++i) {
     metric_labels shard{{"shard", "cache/shard-" + std::to_string(i)}};
-    entries += m.gauge(cache::entries_metric, "", shard).value();
-    bytes += m.gauge(cache::bytes_metric, "", shard).value();
+    auto count = [&](const char* gauge) {
+      return static_cast<uint64_t>(std::llround(m.gauge(gauge, "", shard).value()));
+    };
+    entries += count(cache::entries_metric);
+    bytes += count(cache::bytes_metric);
     evictions += m.counter(cache::evictions_metric, "", shard).value();
   }
   const uint64_t hits = hot + cold;
@@ -381,6 +386,16 @@ routed router::route(const http_request_view& req) const {
     }
     return family_exchange{family_exchange::family::llm};
   }
+  if (path == "/v1/usage") {
+    // The LLM family's ledger, but troupe's own route: troupe's error shape.
+    if (req.method != "GET") {
+      return error_reply(405, "method_not_allowed", "use GET /v1/usage");
+    }
+    if (draining.load()) {
+      return error_reply(503, "shutting_down", "the troupe node is shutting down");
+    }
+    return family_exchange{family_exchange::family::llm};
+  }
   if (path == "/v1/sessions" || path.starts_with("/v1/sessions/")) {
     return family_exchange{family_exchange::family::sessions};
   }
@@ -388,7 +403,7 @@ routed router::route(const http_request_view& req) const {
 }
 
 bool is_anthropic_route(std::string_view path) {
-  return path == "/v1/messages" || path == "/v1/messages/count_tokens" || path == "/v1/usage";
+  return path == "/v1/messages" || path == "/v1/messages/count_tokens";
 }
 
 bool router::authorized(const http_request_view& req) const {

@@ -79,7 +79,9 @@ struct family_exchange {
 
 using routed = std::variant<http_reply, actor_call, actor_kill, family_exchange>;
 
-/// /v1/messages, /v1/messages/count_tokens, /v1/usage.
+/// /v1/messages and /v1/messages/count_tokens: the routes that answer in the
+/// Anthropic API's own error shape (/v1/usage, also the LLM family's, is
+/// troupe's own route and answers in troupe's).
 [[nodiscard]] bool is_anthropic_route(std::string_view path);
 
 class router {

@@ -711,7 +711,14 @@ int run_cache_del(const context& ctx, const std::string& key) {
     print_raw(deleted.reply.body);
     return exit_ok;
   }
-  std::cout << "deleted " << key << "\n";
+  // Deleting is idempotent: a key that was not there is not an error, but
+  // the message says which case it was.
+  const auto reply = parse_json(deleted.reply.body);
+  if (reply && reply->is_object() && !reply->value("deleted", true)) {
+    std::cout << key << " was not in the cache\n";
+  } else {
+    std::cout << "deleted " << key << "\n";
+  }
   print_cascaded(deleted.reply.body, "it");
   return exit_ok;
 }

@@ -82,6 +82,9 @@ TEST_CASE("put, hit, and a dependency edit turns the next get into a miss") {
   auto stats = json::parse(call(http, "GET", "/v1/cache").body);
   CHECK(stats["invalidations"] == 1);
   CHECK(stats["hits"]["hot"] == 1);
+  // Counts are integers on the wire ("0", not "0.0").
+  CHECK(stats["entries"].is_number_unsigned());
+  CHECK(stats["bytes"].is_number_unsigned());
 }
 
 TEST_CASE("a directory dependency is invalidated by a change anywhere below it") {
@@ -167,6 +170,13 @@ TEST_CASE("troupectl cache put, get and stats against a node") {
   REQUIRE(stats.exit_code == 0);
   // Dropped once: by the watcher or at that read, whichever came first.
   CHECK(json::parse(stats.out)["invalidations"] == 1);
+  // del says whether there was something to delete; both are successes.
+  auto del = ctl({"cache", "del", "s"});
+  CHECK(del.exit_code == 0);
+  CHECK(del.out == "deleted s\n");
+  auto again = ctl({"cache", "del", "s"});
+  CHECK(again.exit_code == 0);
+  CHECK(again.out == "s was not in the cache\n");
 }
 
 TEST_CASE("explicit invalidation by path (file, directory above, below) and by key") {

@@ -179,6 +179,25 @@ TEST_CASE("llm: a whole answer passes through, and the repeat comes from cache")
   CHECK(ctl.out.find("model claude-test") != std::string::npos);
 }
 
+TEST_CASE("llm: /v1/usage is troupe's own route and answers errors in troupe's shape") {
+  gateway_fixture gw;
+  auto error_code = [](const expected<http_response>& r) {
+    REQUIRE(r);
+    return json::parse(r->body)["error"]["code"].get<std::string>();
+  };
+  auto post = client_for(gw.node.url(), gw.node.token()).request("POST", "/v1/usage", "{}");
+  CHECK(post->status == 405);
+  CHECK(error_code(post) == "method_not_allowed");
+  auto anonymous = client_for(gw.node.url(), "").request("GET", "/v1/usage");
+  CHECK(anonymous->status == 401);
+  CHECK(error_code(anonymous) == "unauthorized");
+  // The Anthropic routes keep the API's shape.
+  auto messages = client_for(gw.node.url(), "").request("POST", "/v1/messages", "{}");
+  REQUIRE(messages);
+  CHECK(messages->status == 401);
+  CHECK(json::parse(messages->body)["error"]["type"] == "authentication_error");
+}
+
 TEST_CASE("llm: a stream is forwarded as SSE and replayed event for event") {
   gateway_fixture gw;
   auto live = gw.messages(question("stream a long answer about mailboxes and actors", true));
