@@ -1,6 +1,7 @@
 #include "runtime/config/node_config.hpp"
 
-#include <unistd.h>  // environ
+#include <arpa/inet.h>  // inet_pton
+#include <unistd.h>     // environ
 
 #include <algorithm>
 #include <array>
@@ -132,25 +133,30 @@ std::optional<std::string> check_node_name(std::string_view name) {
   return std::nullopt;
 }
 
+/// The gateway binds its host, it does not resolve it: an IP address or
+/// "localhost".
 std::optional<std::string> check_host(std::string_view host) {
   if (host.empty()) {
     return "host must not be empty";
   }
+  if (host == "localhost") {
+    return std::nullopt;
+  }
   if (host.front() == '[') {
     // IPv6 literal: brackets keep its colons apart from the port's.
-    const bool closed = host.size() > 2 && host.back() == ']';
-    const auto inner = host.substr(1, host.size() - 2);
-    const bool ok = closed && std::all_of(inner.begin(), inner.end(), [](char c) {
-                      return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == ':' ||
-                             c == '.' || c == '%';
-                    });
+    const std::string inner(host.substr(1, host.size() >= 2 ? host.size() - 2 : 0));
+    in6_addr v6{};
+    const bool ok =
+        host.size() > 2 && host.back() == ']' && inet_pton(AF_INET6, inner.c_str(), &v6) == 1;
     return ok ? std::nullopt : std::optional<std::string>("malformed [IPv6] host");
   }
   if (host.find(':') != std::string_view::npos) {
     return "an IPv6 host must be in brackets, e.g. [::1]:7700";
   }
-  if (!std::all_of(host.begin(), host.end(), is_name_char)) {
-    return "host may only contain letters, digits, '.', '-' and '_'";
+  in_addr v4{};
+  if (inet_pton(AF_INET, std::string(host).c_str(), &v4) != 1) {
+    return "host must be an IP address (127.0.0.1, [::1]) or localhost: the gateway binds it, "
+           "it does not look names up";
   }
   return std::nullopt;
 }

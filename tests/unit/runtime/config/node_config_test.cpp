@@ -205,6 +205,15 @@ TEST_CASE("file errors name the file, key and reason", "[config]") {
           ": gateway.listen: host must not be empty (got ':80')");
     CHECK(file_error("[gateway]\nlisten = \"::1:80\"\n") ==
           ": gateway.listen: an IPv6 host must be in brackets, e.g. [::1]:7700 (got '::1:80')");
+    // A name would pass a syntax check and then fail at bind time.
+    CHECK(file_error("[gateway]\nlisten = \"example.com:80\"\n") ==
+          ": gateway.listen: host must be an IP address (127.0.0.1, [::1]) or localhost: the "
+          "gateway binds it, it does not look names up (got 'example.com:80')");
+    CHECK(file_error("[gateway]\nlisten = \"[::g]:80\"\n") ==
+          ": gateway.listen: malformed [IPv6] host (got '[::g]:80')");
+    troupe::config_sources local;
+    local.flags = {{"gateway.listen", "localhost:0"}};
+    CHECK(load_ok(local).gateway.listen == "localhost:0");
   }
   SECTION("bad enum value") {
     CHECK(file_error("[log]\nlevel = \"verbose\"\n") ==
