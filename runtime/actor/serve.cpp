@@ -72,10 +72,11 @@ caf::behavior serve(caf::event_based_actor* self, std::shared_ptr<const handler_
           const std::string& reply_to) {
         const envelope_view in{type, body, correlation_id, reply_to};
         auto reply = answer(self, *table, decide, in);
-        // An answer sent to an actor that has no use for it (a plain send of
-        // "x.reply" or "error") is not answered with an error: two such
-        // actors would bounce errors at each other forever. A request is
-        // always answered, or its sender would wait for the timeout.
+        // An answer that arrives by plain send ("x.reply" or "error") is
+        // never answered with an error (unknown type, bad body, a failing
+        // handler): two actors doing that to each other would bounce errors
+        // forever. A request is always answered, or its sender would wait
+        // for the timeout.
         if (reply.is_error() && is_answer(in.type) &&
             !self->current_mailbox_element()->mid.is_request()) {
           return;
