@@ -127,6 +127,9 @@ int run(const node_flags& flags) {
   auto log = logger("node");
   log->info("starting node '{}' (troupe {}), config: {}", config->node.name, troupe_version,
             sources.file.value_or("(embedded defaults)"));
+  for (const auto& [name, why] : ignored_environment(sources.env)) {
+    log->warn("env {}: {}", name, why);
+  }
   std::istringstream effective(describe(*config));
   for (std::string line; std::getline(effective, line);) {
     log->info("config: {}", line);
@@ -138,9 +141,9 @@ int run(const node_flags& flags) {
     return 1;
   }
 
-  auto opened = db::open(storage_options{
-      (std::filesystem::path(config->node.data_dir) / "store").string(),
-      config->storage.sync_writes, split_cache_memory(config->cache).store});
+  auto opened = db::open(
+      storage_options{(std::filesystem::path(config->node.data_dir) / "store").string(),
+                      config->storage.sync_writes, split_cache_memory(config->cache).store});
   if (!opened) {
     log->critical("{}", opened.err().message);
     return 1;

@@ -1024,6 +1024,36 @@ std::map<std::string, std::string> troupe_environment() {
   return out;
 }
 
+std::map<std::string, std::string> ignored_environment(
+    const std::map<std::string, std::string>& env) {
+  constexpr std::string_view prefix = "TROUPE_";
+  std::map<std::string, std::string> out;
+  for (const auto& [name, value] : env) {
+    const std::string_view rest = std::string_view(name).substr(
+        std::string_view(name).starts_with(prefix) ? prefix.size() : name.size());
+    if (rest.empty() || rest == "URL" || rest == "TOKEN" || rest.starts_with("ANTHROPIC_") ||
+        !env_section(rest).empty()) {
+      continue;  // not ours, troupectl's, or config (checked when applied)
+    }
+    // The nearest config variable, by the whole name.
+    const key_spec* near = nullptr;
+    size_t near_distance = typo_distance_max(rest) + 1;
+    if (rest.size() <= typo_chars_max) {
+      for (const auto& spec : key_table) {
+        const auto distance = edit_distance(env_name(spec), name);
+        if (distance < near_distance) {
+          near = &spec;
+          near_distance = distance;
+        }
+      }
+    }
+    const auto section = rest.substr(0, rest.find('_'));
+    out[name] = "ignored: no config section '" + std::string(section) + "'" +
+                (near == nullptr ? "" : " (did you mean " + env_name(*near) + "?)");
+  }
+  return out;
+}
+
 std::string describe(const node_config& config) {
   node_config copy = config;  // the table's accessors hand out mutable fields
   std::string out;

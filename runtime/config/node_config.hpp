@@ -269,6 +269,14 @@ struct config_sources {
 /// Collects the TROUPE_* variables of the process environment.
 [[nodiscard]] std::map<std::string, std::string> troupe_environment();
 
+/// The TROUPE_* variables in `env` that are no config key (no section
+/// matches) and that troupe does not use elsewhere (TROUPE_URL and
+/// TROUPE_TOKEN are troupectl's), each with why: "ignored: no config section
+/// 'GATWAY' (did you mean TROUPE_GATEWAY_LISTEN?)". The node logs them as
+/// warnings: the prefix is shared, so they cannot be refused outright.
+[[nodiscard]] std::map<std::string, std::string> ignored_environment(
+    const std::map<std::string, std::string>& env);
+
 /// Multi-line "section.key = value" rendering of the effective config for the
 /// start-up log; secrets (auth.token) are masked.
 [[nodiscard]] std::string describe(const node_config& config);

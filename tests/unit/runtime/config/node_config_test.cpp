@@ -325,3 +325,17 @@ TEST_CASE("troupe_environment collects only TROUPE_ variables", "[config]") {
     CHECK_THAT(name, StartsWith("TROUPE_"));
   }
 }
+
+TEST_CASE("TROUPE_* variables that are no config key are named, with a hint", "[config]") {
+  auto ignored = troupe::ignored_environment({{"TROUPE_GATWAY_LISTEN", "127.0.0.1:1"},
+                                              {"TROUPE_GATEWAY_LISTEN", "127.0.0.1:0"},
+                                              {"TROUPE_URL", "http://127.0.0.1:7700"},
+                                              {"TROUPE_TOKEN", "t"},
+                                              {"TROUPE_ANTHROPIC_BASE_URL", "http://x"},
+                                              {"TROUPE_PTY_VAR", "1"},
+                                              {"HOME", "/root"}});
+  REQUIRE(ignored.size() == 2);
+  CHECK(ignored["TROUPE_GATWAY_LISTEN"] ==
+        "ignored: no config section 'GATWAY' (did you mean TROUPE_GATEWAY_LISTEN?)");
+  CHECK(ignored["TROUPE_PTY_VAR"] == "ignored: no config section 'PTY'");
+}
