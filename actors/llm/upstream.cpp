@@ -2,8 +2,10 @@
 
 #include <openssl/ssl.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
+#include <deque>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -48,16 +50,20 @@ class connection_base {
 
 class pool_impl : public upstream_pool, public std::enable_shared_from_this<pool_impl> {
  public:
-  pool_impl(net::io_context& ioc, ssl::context& tls, base_url url, size_t idle_max)
-      : ioc_(ioc), tls_(tls), url_(std::move(url)), idle_max_(idle_max) {}
+  pool_impl(net::io_context& ioc, ssl::context& tls, base_url url, size_t connections_max)
+      : ioc_(ioc), tls_(tls), url_(std::move(url)), max_(std::max<size_t>(1, connections_max)) {}
 
   void send(upstream_request request, upstream_callbacks callbacks) override;
   size_t connections() const override { return open_.load(std::memory_order_relaxed); }
+  size_t waiting() const override {
+    std::lock_guard lock(mutex_);
+    return waiting_.size();
+  }
 
   /// A connection whose call ended cleanly and may serve another.
   void give_back(std::shared_ptr<connection_base> conn) {
     std::lock_guard lock(mutex_);
-    if (idle_.size() < idle_max_) {
+    if (idle_.size() < max_) {
       idle_.push_back(std::move(conn));
     }
   }
@@ -81,11 +87,32 @@ class pool_impl : public upstream_pool, public std::enable_shared_from_this<pool
   std::mutex resolve_mutex;
 
  private:
+  /// A call that found every connection busy, until one is free or its
+  /// timeout passes.
+  struct waiting_call {
+    waiting_call(net::io_context& ioc, upstream_request r, upstream_callbacks c)
+        : request(std::move(r)), callbacks(std::move(c)), timer(ioc) {}
+    upstream_request request;
+    upstream_callbacks callbacks;
+    net::steady_timer timer;
+    bool taken = false;  // started, or timed out; guarded by the pool's mutex
+  };
+
+  /// Runs a call that has its slot: on an idle connection, or a fresh one.
+  void begin(upstream_request request, upstream_callbacks callbacks);
+  /// A call ended: its slot goes to the next waiting call, or is freed.
+  void call_ended();
+  void expire(const std::shared_ptr<waiting_call>& call);
+
   net::io_context& ioc_;
   ssl::context& tls_;
   base_url url_;
-  size_t idle_max_;
-  std::mutex mutex_;
+  /// Bound on calls in flight. A connection is made only when none is idle,
+  /// so connections open (busy + idle) never exceed it either.
+  size_t max_;
+  mutable std::mutex mutex_;
+  size_t in_flight_ = 0;
+  std::deque<std::shared_ptr<waiting_call>> waiting_;
   std::vector<std::shared_ptr<connection_base>> idle_;
 
   std::shared_ptr<connection_base> take_idle() {
@@ -376,11 +403,82 @@ std::shared_ptr<connection_base> pool_impl::make_fresh() {
 }
 
 void pool_impl::send(upstream_request request, upstream_callbacks callbacks) {
+  std::unique_lock lock(mutex_);
+  if (in_flight_ < max_) {
+    ++in_flight_;
+    lock.unlock();
+    return begin(std::move(request), std::move(callbacks));
+  }
+  const auto timeout = request.timeout;
+  auto call = std::make_shared<waiting_call>(ioc_, std::move(request), std::move(callbacks));
+  waiting_.push_back(call);
+  lock.unlock();
+  // Not cancelled when the call starts (the timer is not thread-safe): it
+  // then finds the call taken and does nothing.
+  call->timer.expires_after(timeout);
+  call->timer.async_wait([weak = weak_from_this(), call](beast::error_code ec) {
+    if (auto self = weak.lock(); self && !ec) {
+      self->expire(call);
+    }
+  });
+}
+
+void pool_impl::begin(upstream_request request, upstream_callbacks callbacks) {
+  // The slot is handed on before the caller hears the answer, so that an
+  // idle connection given back by this call serves the next waiting one.
+  callbacks.on_done = [self = shared_from_this(),
+                       done = std::move(callbacks.on_done)](upstream_response r) {
+    self->call_ended();
+    if (done) {
+      done(std::move(r));
+    }
+  };
   auto conn = take_idle();
   if (!conn) {
     conn = make_fresh();
   }
   conn->start(std::move(request), std::move(callbacks));
+}
+
+void pool_impl::call_ended() {
+  std::shared_ptr<waiting_call> next;
+  {
+    std::lock_guard lock(mutex_);
+    while (!waiting_.empty() && !next) {
+      next = std::move(waiting_.front());
+      waiting_.pop_front();
+      if (next->taken) {
+        next.reset();  // timed out meanwhile
+      }
+    }
+    if (!next) {
+      --in_flight_;
+      return;
+    }
+    next->taken = true;
+  }
+  begin(std::move(next->request), std::move(next->callbacks));
+}
+
+void pool_impl::expire(const std::shared_ptr<waiting_call>& call) {
+  {
+    std::lock_guard lock(mutex_);
+    if (call->taken) {
+      return;
+    }
+    call->taken = true;
+    waiting_.erase(std::find(waiting_.begin(), waiting_.end(), call));
+  }
+  upstream_response response;
+  response.timed_out = true;
+  response.error = "no connection to " + url_.host + " came free within " +
+                   std::to_string(call->request.timeout.count()) + " ms (all " +
+                   std::to_string(max_) + " of llm.connections_max busy)";
+  auto done = std::move(call->callbacks.on_done);
+  call->callbacks = {};
+  if (done) {
+    done(std::move(response));
+  }
 }
 
 }  // namespace
@@ -436,8 +534,8 @@ void upstream_io::stop() {
   }
 }
 
-std::shared_ptr<upstream_pool> upstream_io::pool(base_url url, size_t idle_max) {
-  auto pool = std::make_shared<pool_impl>(impl_->ioc, impl_->tls, std::move(url), idle_max);
+std::shared_ptr<upstream_pool> upstream_io::pool(base_url url, size_t connections_max) {
+  auto pool = std::make_shared<pool_impl>(impl_->ioc, impl_->tls, std::move(url), connections_max);
   std::lock_guard lock(impl_->pools_mutex);
   impl_->pools.push_back(pool);
   return pool;

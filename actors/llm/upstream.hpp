@@ -81,8 +81,10 @@ class upstream_io {
   upstream_io(const upstream_io&) = delete;
   upstream_io& operator=(const upstream_io&) = delete;
 
-  /// A pool for `url`, keeping up to `idle_max` idle connections.
-  [[nodiscard]] std::shared_ptr<upstream_pool> pool(base_url url, size_t idle_max);
+  /// A pool for `url` with at most `connections_max` calls in flight (and so
+  /// connections open); further calls wait for a free one, in order, each up
+  /// to its own timeout, and then end with `timed_out`.
+  [[nodiscard]] std::shared_ptr<upstream_pool> pool(base_url url, size_t connections_max);
 
   /// Stops the threads; pending calls end with an error.
   void stop();
@@ -100,6 +102,8 @@ class upstream_pool {
   virtual void send(upstream_request request, upstream_callbacks callbacks) = 0;
   /// Connections open now (idle + busy).
   [[nodiscard]] virtual size_t connections() const = 0;
+  /// Calls waiting for a connection to come free.
+  [[nodiscard]] virtual size_t waiting() const = 0;
 };
 
 }  // namespace troupe::llm

@@ -301,7 +301,7 @@ constexpr std::array key_table{
     number(TROUPE_KEY(llm, retry_backoff_min_ms), between(1, hour_ms), "first retry delay"),
     number(TROUPE_KEY(llm, retry_backoff_max_ms), between(1, hour_ms), "retry delay cap"),
     number(TROUPE_KEY(llm, retry_after_max_ms), between(0, hour_ms), "longest retry-after waited"),
-    number(TROUPE_KEY(llm, connections_max), between(1, 100'000), "keep-alive pool per upstream"),
+    number(TROUPE_KEY(llm, connections_max), between(1, 100'000), "calls in flight per upstream"),
     text(TROUPE_KEY(llm, fallback_models), {}, nullptr, "models tried after the asked one"),
     text(TROUPE_KEY(llm, local_base_url), {}, check_url_or_empty, "OpenAI-compatible fallback"),
     text(TROUPE_KEY(llm, local_model), {}, check_not_empty, "model sent to the local fallback"),

@@ -174,7 +174,7 @@ struct llm_section {
   /// Longest retry-after (or ratelimit reset) the gateway waits out; longer
   /// ones fail over at once.
   uint32_t retry_after_max_ms = 20000;
-  /// Keep-alive connections per upstream.
+  /// Calls in flight, and so connections open, per upstream; more wait.
   uint32_t connections_max = 256;
   /// Comma-separated models tried, in order, on the same upstream after the
   /// asked model failed (overloaded, breaker open, retries spent).

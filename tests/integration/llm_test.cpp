@@ -8,6 +8,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <optional>
@@ -537,4 +538,48 @@ TEST_CASE("llm: a provider crashing under a stream still ends the client's strea
   // The provider is back and serves the next request; nothing was cached.
   REQUIRE(wait_until([&] { return gw.messages(question("after the crash")).status == 200; }));
   CHECK(header(gw.messages(question("a slow stream", true)), "x-troupe-cache") == "miss");
+}
+
+TEST_CASE("llm: calls beyond llm.connections_max wait for a connection, in order") {
+  // Every answer takes 300 ms upstream; six at once through two connections.
+  gateway_fixture gw(env_map{{"TROUPE_LLM_CONNECTIONS_MAX", "2"}}, {"--delay-ms", "300"});
+  std::atomic<int> answered{0};
+  const auto t0 = std::chrono::steady_clock::now();
+  std::vector<std::thread> clients;
+  for (int i = 0; i < 6; ++i) {
+    clients.emplace_back([&gw, &answered, i] {
+      if (gw.messages(question("question number " + std::to_string(i))).status == 200) {
+        ++answered;
+      }
+    });
+  }
+  for (auto& c : clients) {
+    c.join();
+  }
+  const auto took = std::chrono::steady_clock::now() - t0;
+  CHECK(answered == 6);
+  // Three rounds of two: no less than 3 x 300 ms.
+  CHECK(took >= std::chrono::milliseconds(900));
+  // The peak counts this stats request's own connection too.
+  CHECK(gw.mock_stats()["connections"]["peak"].get<int>() <= 2 + 1);
+}
+
+TEST_CASE("llm: a call that waits longer than its timeout for a connection fails clearly") {
+  gateway_fixture gw(env_map{{"TROUPE_LLM_CONNECTIONS_MAX", "1"},
+                             {"TROUPE_LLM_TIMEOUT_MS", "1000"},
+                             {"TROUPE_LLM_RETRIES_MAX", "0"}});
+  // A stream paced 400 ms an event holds the one connection for seconds
+  // without ever being silent for the 1 s timeout.
+  gw.mock_faults({{"faults", {{{"kind", "slow"}, {"delay_ms", 0}, {"interval_ms", 400}}}}});
+  std::optional<http_response> streamed;
+  std::thread holder([&] {
+    streamed = gw.messages(question("a slow stream that holds the only connection", true));
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  auto waited = gw.messages(question("a question that finds no connection"));
+  holder.join();
+  CHECK(waited.status != 200);
+  CHECK(waited.body.find("llm.connections_max") != std::string::npos);
+  REQUIRE(streamed);
+  CHECK(streamed->status == 200);
 }

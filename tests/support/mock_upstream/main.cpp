@@ -104,8 +104,12 @@ class session : public std::enable_shared_from_this<session> {
   session(tcp::socket&& socket, server_state& state)
       : stream_(std::move(socket)), timer_(stream_.get_executor()), state_(state) {
     state_.connections.fetch_add(1, std::memory_order_relaxed);
+    state_.api.connection_opened();
   }
-  ~session() { state_.connections.fetch_sub(1, std::memory_order_relaxed); }
+  ~session() {
+    state_.connections.fetch_sub(1, std::memory_order_relaxed);
+    state_.api.connection_closed();
+  }
 
   void run() {
     net::dispatch(stream_.get_executor(),

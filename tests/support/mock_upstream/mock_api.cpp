@@ -14,11 +14,11 @@
 #include <exception>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 #include <iostream>
 #include <map>
 #include <mutex>
 #include <optional>
+#include <sstream>
 
 #include <nlohmann/json.hpp>
 
@@ -883,6 +883,14 @@ struct mock_api::impl {
     return r;
   }
 
+  void connection_opened() {
+    const auto open = open_connections_.fetch_add(1, std::memory_order_relaxed) + 1;
+    auto peak = peak_connections_.load(std::memory_order_relaxed);
+    while (open > peak && !peak_connections_.compare_exchange_weak(peak, open)) {
+    }
+  }
+  void connection_closed() { open_connections_.fetch_sub(1, std::memory_order_relaxed); }
+
   reply refuse_unparsed(reply r) {
     stamp(r, next_request_.fetch_add(1, std::memory_order_relaxed));
     return rejected(std::move(r));
@@ -902,7 +910,12 @@ struct mock_api::impl {
       return chat(req, n);
     }
     if (get && req.path == "/mock/stats") {
-      return locked_json([this] { return stats_.to_json(); });
+      return locked_json([this] {
+        auto out = stats_.to_json();
+        out["connections"] =
+            ojson{{"open", open_connections_.load()}, {"peak", peak_connections_.load()}};
+        return out;
+      });
     }
     if (get && req.path == "/mock/faults") {
       return locked_json([this] { return faults_.to_json(); });
@@ -914,6 +927,7 @@ struct mock_api::impl {
       return locked_json([this] {
         stats_ = stats{};
         faults_.clear();
+        peak_connections_.store(open_connections_.load());
         return ojson{{"reset", true}};
       });
     }
@@ -1044,6 +1058,8 @@ struct mock_api::impl {
 
   const milliseconds delay_;  ///< --delay-ms: before every model call's reply
   std::atomic<std::uint64_t> next_request_{1};
+  std::atomic<std::size_t> open_connections_{0};
+  std::atomic<std::size_t> peak_connections_{0};
   std::mutex mutex_;  ///< guards stats_ and faults_
   stats stats_;
   fault_script faults_;
@@ -1052,6 +1068,14 @@ struct mock_api::impl {
 mock_api::mock_api(milliseconds delay) : impl_(std::make_unique<impl>(delay)) {}
 
 mock_api::~mock_api() = default;
+
+void mock_api::connection_opened() {
+  impl_->connection_opened();
+}
+
+void mock_api::connection_closed() {
+  impl_->connection_closed();
+}
 
 reply mock_api::handle(const request_view& req) {
   return impl_->handle(req);

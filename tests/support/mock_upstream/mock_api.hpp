@@ -62,6 +62,11 @@ class mock_api {
   /// The reply to one request. Never throws: a failure is a 500 reply.
   reply handle(const request_view& req);
 
+  /// Client connections open: /mock/stats reports them and their peak
+  /// ("connections": {"open", "peak"}), so tests can check a client's bound.
+  void connection_opened();
+  void connection_closed();
+
   /// The reply to a request the connection could not parse (413, 431, bad
   /// HTTP): an Anthropic error body, numbered and counted like any other.
   reply refuse_unparsed(unsigned status, std::string_view type, std::string_view message);
