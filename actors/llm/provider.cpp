@@ -107,6 +107,15 @@ struct provider_state {
   counter* upstream_calls = nullptr;
   counter* upstream_failures = nullptr;
   counter* retries = nullptr;
+  /// The pool as of the last call started or ended here.
+  gauge* pool_connections = nullptr;
+  gauge* pool_waiting = nullptr;
+
+  /// Publishes the pool's connections and waiting calls.
+  void observe_pool() const {
+    pool_connections->set(static_cast<double>(spec.pool->connections()));
+    pool_waiting->set(static_cast<double>(spec.pool->waiting()));
+  }
 
   static inline const char* name = "troupe.llm.provider";
 };
@@ -249,10 +258,12 @@ void start(provider_actor* self, const std::shared_ptr<attempt>& a) {
     caf::anon_send(handle, upstream_done_msg{a});
   };
   st.spec.pool->send(build_request(st, *a), std::move(cb));
+  st.observe_pool();
 }
 
 void on_upstream_done(provider_actor* self, const std::shared_ptr<attempt>& a) {
   auto& st = self->state;
+  st.observe_pool();
   const auto now = clock::now();
   const auto took = now - a->started;
   const auto& r = a->response;
@@ -381,6 +392,11 @@ child_spec provider_child(std::shared_ptr<node_context> ctx, provider_spec spec)
           "Upstream calls that failed (5xx, overload, transport, cut stream)", labels);
       st.retries =
           &ctx->metrics.counter("troupe_llm_retries_total", "Upstream calls retried", labels);
+      st.pool_connections = &ctx->metrics.gauge("troupe_llm_upstream_connections",
+                                                "Connections open to the upstream", labels);
+      st.pool_waiting = &ctx->metrics.gauge(
+          "troupe_llm_upstream_waiting",
+          "Calls waiting for a free upstream connection (llm.connections_max)", labels);
       return {
           [self](call_msg& m) { start(self, m.a); },
           [self](upstream_done_msg& m) { on_upstream_done(self, m.a); },

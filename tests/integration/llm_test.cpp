@@ -562,6 +562,18 @@ TEST_CASE("llm: calls beyond llm.connections_max wait for a connection, in order
   CHECK(took >= std::chrono::milliseconds(900));
   // The peak counts this stats request's own connection too.
   CHECK(gw.mock_stats()["connections"]["peak"].get<int>() <= 2 + 1);
+  // Operators see the pool in /metrics.
+  auto metrics = client_for(gw.node.url(), "").request("GET", "/metrics");
+  REQUIRE(metrics);
+  auto value_of = [&](const std::string& series) {
+    const auto at = metrics->body.find(series + " ");
+    REQUIRE(at != std::string::npos);
+    return std::stod(metrics->body.substr(at + series.size() + 1));
+  };
+  CHECK(value_of(R"(troupe_llm_upstream_waiting{provider="anthropic"})") == 0);
+  const double open = value_of(R"(troupe_llm_upstream_connections{provider="anthropic"})");
+  CHECK(open >= 1);
+  CHECK(open <= 2);
 }
 
 TEST_CASE("llm: a call that waits longer than its timeout for a connection fails clearly") {
