@@ -205,6 +205,8 @@ void start(provider_actor* self, const std::shared_ptr<attempt>& a) {
   a->started = now;
   st.upstream_calls->inc();
   upstream_callbacks cb;
+  // A call still waiting for a connection when its client leaves is dropped.
+  cb.abandoned = [a] { return a->x->sink->gone(); };
   if (a->stream && st.spec.kind == provider_kind::anthropic) {
     cb.on_head = [a, name = st.spec.name](const upstream_response& head) {
       a->committed = true;
@@ -265,8 +267,16 @@ void on_upstream_done(provider_actor* self, const std::shared_ptr<attempt>& a) {
   auto& st = self->state;
   st.observe_pool();
   const auto now = clock::now();
-  const auto took = now - a->started;
   const auto& r = a->response;
+  if (r.pool_timeout || (r.cancelled && !r.delivered && r.status == 0)) {
+    // The call never left this node (every connection to the upstream was
+    // busy, or its client left while it waited): that says nothing of the
+    // upstream's health, and retrying would only queue again.
+    breaker_for(self, a->step.model).on_not_attempted();
+    return finish(self, a, outcome::unavailable, st.spec.name + ": " + r.error);
+  }
+  // Time waiting for a free connection is this node's, not the upstream's.
+  const auto took = now - a->started - r.queued;
   // The breaker judges the upstream's health: overload, server errors and
   // transport failures count; refusals (4xx) and rate limits do not.
   const bool malformed = st.spec.kind == provider_kind::anthropic && !a->committed &&

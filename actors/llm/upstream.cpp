@@ -68,11 +68,9 @@ class pool_impl : public upstream_pool, public std::enable_shared_from_this<pool
     }
   }
 
-  /// Breaks the pool <-> idle connection cycle at shutdown.
-  void drop_idle() {
-    std::lock_guard lock(mutex_);
-    idle_.clear();
-  }
+  /// At shutdown: breaks the pool <-> idle connection cycle, and ends the
+  /// calls still waiting for a connection (nothing will start them).
+  void stop();
 
   /// A new, unconnected connection to this upstream.
   std::shared_ptr<connection_base> make_fresh();
@@ -95,11 +93,22 @@ class pool_impl : public upstream_pool, public std::enable_shared_from_this<pool
     upstream_request request;
     upstream_callbacks callbacks;
     net::steady_timer timer;
-    bool taken = false;  // started, or timed out; guarded by the pool's mutex
+    std::chrono::steady_clock::time_point since = std::chrono::steady_clock::now();
+    bool taken = false;  // started, or ended; guarded by the pool's mutex
   };
 
+  /// Ends a call that never started: on_done with `response`.
+  static void end_unstarted(upstream_callbacks& callbacks, upstream_response response) {
+    auto done = std::move(callbacks.on_done);
+    callbacks = {};
+    if (done) {
+      done(std::move(response));
+    }
+  }
+
   /// Runs a call that has its slot: on an idle connection, or a fresh one.
-  void begin(upstream_request request, upstream_callbacks callbacks);
+  void begin(upstream_request request, upstream_callbacks callbacks,
+             std::chrono::milliseconds queued = {});
   /// A call ended: its slot goes to the next waiting call, or is freed.
   void call_ended();
   void expire(const std::shared_ptr<waiting_call>& call);
@@ -423,41 +432,81 @@ void pool_impl::send(upstream_request request, upstream_callbacks callbacks) {
   });
 }
 
-void pool_impl::begin(upstream_request request, upstream_callbacks callbacks) {
+void pool_impl::begin(upstream_request request, upstream_callbacks callbacks,
+                      std::chrono::milliseconds queued) {
   // The slot is handed on before the caller hears the answer, so that an
   // idle connection given back by this call serves the next waiting one.
-  callbacks.on_done = [self = shared_from_this(),
-                       done = std::move(callbacks.on_done)](upstream_response r) {
+  callbacks.on_done = [self = shared_from_this(), done = std::move(callbacks.on_done),
+                       queued](upstream_response r) {
     self->call_ended();
+    r.queued = queued;
     if (done) {
       done(std::move(r));
     }
   };
-  auto conn = take_idle();
-  if (!conn) {
-    conn = make_fresh();
+  std::shared_ptr<connection_base> conn;
+  try {
+    conn = take_idle();
+    if (!conn) {
+      conn = make_fresh();
+    }
+  } catch (const std::exception& e) {
+    // No connection could be made (e.g. TLS state): the call ends, its slot
+    // is freed.
+    upstream_response failed;
+    failed.error = std::string("cannot open a connection to ") + url_.host + ": " + e.what();
+    return end_unstarted(callbacks, std::move(failed));
   }
   conn->start(std::move(request), std::move(callbacks));
 }
 
 void pool_impl::call_ended() {
-  std::shared_ptr<waiting_call> next;
+  for (;;) {
+    std::shared_ptr<waiting_call> next;
+    {
+      std::lock_guard lock(mutex_);
+      while (!waiting_.empty() && !next) {
+        next = std::move(waiting_.front());
+        waiting_.pop_front();
+        if (next->taken) {
+          next.reset();  // ended meanwhile
+        }
+      }
+      if (!next) {
+        --in_flight_;
+        return;
+      }
+      next->taken = true;
+    }
+    if (next->callbacks.abandoned && next->callbacks.abandoned()) {
+      // Nobody wants this answer any more: do not send (and pay for) it.
+      upstream_response gone;
+      gone.cancelled = true;
+      gone.error = "the caller went away while waiting for a connection";
+      end_unstarted(next->callbacks, std::move(gone));
+      continue;  // the slot goes to the next one
+    }
+    const auto queued = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::steady_clock::now() - next->since);
+    return begin(std::move(next->request), std::move(next->callbacks), queued);
+  }
+}
+
+void pool_impl::stop() {
+  std::deque<std::shared_ptr<waiting_call>> waiting;
   {
     std::lock_guard lock(mutex_);
-    while (!waiting_.empty() && !next) {
-      next = std::move(waiting_.front());
-      waiting_.pop_front();
-      if (next->taken) {
-        next.reset();  // timed out meanwhile
-      }
+    idle_.clear();
+    waiting.swap(waiting_);
+    for (auto& call : waiting) {
+      call->taken = true;
     }
-    if (!next) {
-      --in_flight_;
-      return;
-    }
-    next->taken = true;
   }
-  begin(std::move(next->request), std::move(next->callbacks));
+  for (auto& call : waiting) {
+    upstream_response stopped;
+    stopped.error = "the node is stopping; the call was not sent";
+    end_unstarted(call->callbacks, std::move(stopped));
+  }
 }
 
 void pool_impl::expire(const std::shared_ptr<waiting_call>& call) {
@@ -471,14 +520,12 @@ void pool_impl::expire(const std::shared_ptr<waiting_call>& call) {
   }
   upstream_response response;
   response.timed_out = true;
+  response.pool_timeout = true;
+  response.queued = call->request.timeout;
   response.error = "no connection to " + url_.host + " came free within " +
                    std::to_string(call->request.timeout.count()) + " ms (all " +
                    std::to_string(max_) + " of llm.connections_max busy)";
-  auto done = std::move(call->callbacks.on_done);
-  call->callbacks = {};
-  if (done) {
-    done(std::move(response));
-  }
+  end_unstarted(call->callbacks, std::move(response));
 }
 
 }  // namespace
@@ -529,7 +576,7 @@ void upstream_io::stop() {
   std::lock_guard lock(impl_->pools_mutex);
   for (auto& weak : impl_->pools) {
     if (auto pool = weak.lock()) {
-      pool->drop_idle();
+      pool->stop();
     }
   }
 }

@@ -54,6 +54,11 @@ struct upstream_response {
   bool delivered = false;
   /// on_data asked to stop.
   bool cancelled = false;
+  /// No connection came free within the timeout (llm.connections_max calls
+  /// were in flight): the call never left this node. Not the upstream's fault.
+  bool pool_timeout = false;
+  /// How long the call waited for a free connection before it started.
+  std::chrono::milliseconds queued{0};
 
   [[nodiscard]] std::string_view header(std::string_view name) const;
 };
@@ -66,6 +71,9 @@ struct upstream_callbacks {
   std::function<bool(std::string_view bytes)> on_data;
   /// Exactly once, last.
   std::function<void(upstream_response done)> on_done;
+  /// Optional: true once nobody wants the answer any more. A call still
+  /// waiting for a connection then ends `cancelled` without being sent.
+  std::function<bool()> abandoned;
 };
 
 class upstream_pool;
@@ -86,7 +94,7 @@ class upstream_io {
   /// to its own timeout, and then end with `timed_out`.
   [[nodiscard]] std::shared_ptr<upstream_pool> pool(base_url url, size_t connections_max);
 
-  /// Stops the threads; pending calls end with an error.
+  /// Stops the threads; calls waiting for a connection end with an error.
   void stop();
 
   struct impl;

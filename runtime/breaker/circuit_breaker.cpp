@@ -163,6 +163,13 @@ void circuit_breaker::on_failure(time_point now, nanoseconds duration) {
   record_outcome(now, true, duration);
 }
 
+void circuit_breaker::on_not_attempted() {
+  if (state_ == breaker_state::half_open && probes_in_flight_ > 0) {
+    --probes_in_flight_;
+    --probes_admitted_;
+  }
+}
+
 void circuit_breaker::on_transition(transition_listener listener) {
   listener_ = std::move(listener);
 }

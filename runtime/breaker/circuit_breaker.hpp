@@ -111,7 +111,7 @@ class circuit_breaker {
   explicit circuit_breaker(breaker_config config);
 
   /// Asks to make one call. An allowed call must be answered by exactly one
-  /// `on_success` or `on_failure`; a half-open probe never answered keeps
+  /// `on_success`, `on_failure` or `on_not_attempted`; a half-open probe never answered keeps
   /// its slot taken, so the caller reports a timeout as `on_failure`.
   [[nodiscard]] permit try_acquire(time_point now);
 
@@ -121,6 +121,11 @@ class circuit_breaker {
   /// flight they are ignored for the same reason.
   void on_success(time_point now, std::chrono::nanoseconds duration);
   void on_failure(time_point now, std::chrono::nanoseconds duration);
+  /// The third way to answer an allowed call: it never reached the guarded
+  /// dependency (it found no free connection, or its caller left first), so
+  /// there is no verdict. A half-open probe's slot is given back for another
+  /// call; nothing else changes.
+  void on_not_attempted();
 
   /// Replaces the listener (one per breaker: the owning actor fans out).
   void on_transition(transition_listener listener);

@@ -94,6 +94,15 @@ struct gateway_fixture {
     return json::parse(r->body);
   }
 
+  /// The value of one series in the node's /metrics.
+  double metric(const std::string& series) {
+    auto metrics = client_for(node.url(), "").request("GET", "/metrics");
+    REQUIRE(metrics);
+    const auto at = metrics->body.find(series + " ");
+    REQUIRE(at != std::string::npos);
+    return std::stod(metrics->body.substr(at + series.size() + 1));
+  }
+
   mock_upstream_process mock;
   node_process node;
 };
@@ -563,23 +572,16 @@ TEST_CASE("llm: calls beyond llm.connections_max wait for a connection, in order
   // The peak counts this stats request's own connection too.
   CHECK(gw.mock_stats()["connections"]["peak"].get<int>() <= 2 + 1);
   // Operators see the pool in /metrics.
-  auto metrics = client_for(gw.node.url(), "").request("GET", "/metrics");
-  REQUIRE(metrics);
-  auto value_of = [&](const std::string& series) {
-    const auto at = metrics->body.find(series + " ");
-    REQUIRE(at != std::string::npos);
-    return std::stod(metrics->body.substr(at + series.size() + 1));
-  };
-  CHECK(value_of(R"(troupe_llm_upstream_waiting{provider="anthropic"})") == 0);
-  const double open = value_of(R"(troupe_llm_upstream_connections{provider="anthropic"})");
+  CHECK(gw.metric(R"(troupe_llm_upstream_waiting{provider="anthropic"})") == 0);
+  const double open = gw.metric(R"(troupe_llm_upstream_connections{provider="anthropic"})");
   CHECK(open >= 1);
   CHECK(open <= 2);
 }
 
 TEST_CASE("llm: a call that waits longer than its timeout for a connection fails clearly") {
-  gateway_fixture gw(env_map{{"TROUPE_LLM_CONNECTIONS_MAX", "1"},
-                             {"TROUPE_LLM_TIMEOUT_MS", "1000"},
-                             {"TROUPE_LLM_RETRIES_MAX", "0"}});
+  // Retries allowed (the default 2): a wait for a connection is not retried.
+  gateway_fixture gw(
+      env_map{{"TROUPE_LLM_CONNECTIONS_MAX", "1"}, {"TROUPE_LLM_TIMEOUT_MS", "1000"}});
   // A stream paced 400 ms an event holds the one connection for seconds
   // without ever being silent for the 1 s timeout.
   gw.mock_faults({{"faults", {{{"kind", "slow"}, {"delay_ms", 0}, {"interval_ms", 400}}}}});
@@ -594,4 +596,7 @@ TEST_CASE("llm: a call that waits longer than its timeout for a connection fails
   CHECK(waited.body.find("llm.connections_max") != std::string::npos);
   REQUIRE(streamed);
   CHECK(streamed->status == 200);
+  // The wait was this node's, not the upstream's: no failure, no retry.
+  CHECK(gw.metric(R"(troupe_llm_upstream_failures_total{provider="anthropic"})") == 0);
+  CHECK(gw.metric(R"(troupe_llm_retries_total{provider="anthropic"})") == 0);
 }

@@ -213,6 +213,28 @@ TEST_CASE("half-open lets exactly half_open_probes calls through", "[breaker]") 
   CHECK(breaker.state() == breaker_state::half_open);
 }
 
+TEST_CASE("a call that never reached the dependency gives its probe slot back", "[breaker]") {
+  circuit_breaker breaker(test_config());
+  trip(breaker, t0);
+  const auto now = t0 + 1000ms;
+  REQUIRE(breaker.try_acquire(now).allowed);
+  REQUIRE(breaker.try_acquire(now).allowed);
+  CHECK_FALSE(breaker.try_acquire(now).allowed);
+  breaker.on_not_attempted();
+  // No verdict: still half-open, and one more call may probe.
+  CHECK(breaker.state() == breaker_state::half_open);
+  CHECK(breaker.probes_in_flight() == 1);
+  REQUIRE(breaker.try_acquire(now).allowed);
+  breaker.on_success(now, fast);
+  breaker.on_success(now, fast);
+  CHECK(breaker.state() == breaker_state::closed);
+  // While closed it changes nothing: no call is counted either way.
+  const auto window = breaker.window_calls();
+  breaker.on_not_attempted();
+  CHECK(breaker.window_calls() == window);
+  CHECK(breaker.state() == breaker_state::closed);
+}
+
 TEST_CASE("all probes succeeding closes the breaker and restores open_ms", "[breaker]") {
   circuit_breaker breaker(test_config());
   trip(breaker, t0);
