@@ -77,7 +77,7 @@ caf::behavior serve(caf::event_based_actor* self, std::shared_ptr<const handler_
         // handler): two actors doing that to each other would bounce errors
         // forever. A request is always answered, or its sender would wait
         // for the timeout.
-        if (reply.is_error() && is_answer(in.type) &&
+        if (is_answer(in.type) && reply.is_error() &&
             !self->current_mailbox_element()->mid.is_request()) {
           return;
         }

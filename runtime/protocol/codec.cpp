@@ -4,16 +4,13 @@ namespace troupe {
 
 namespace detail {
 
-std::optional<error> check_body_size(std::string_view bytes, const decode_limits& limits) {
-  if (bytes.size() > limits.body_bytes_max) {
-    return make_error(errc::too_large, "body of " + std::to_string(bytes.size()) +
-                                           " bytes exceeds the limit of " +
-                                           std::to_string(limits.body_bytes_max));
-  }
+error body_size_error(std::string_view bytes, const decode_limits& limits) {
   if (bytes.empty()) {
     return make_error(errc::bad_body, "body is empty (an empty message is the map {})");
   }
-  return std::nullopt;
+  return make_error(errc::too_large, "body of " + std::to_string(bytes.size()) +
+                                         " bytes exceeds the limit of " +
+                                         std::to_string(limits.body_bytes_max));
 }
 
 error trailing_bytes(size_t left) {

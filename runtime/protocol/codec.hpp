@@ -49,9 +49,18 @@ struct string_sink {
   }
 };
 
-/// The error for a body that is empty or over the size limit, if it is.
-[[nodiscard]] std::optional<error> check_body_size(std::string_view bytes,
-                                                   const decode_limits& limits);
+/// Why a body that is empty or over the size limit is refused.
+[[nodiscard]] error body_size_error(std::string_view bytes, const decode_limits& limits);
+
+/// The error for a body that is empty or over the size limit, if it is. The
+/// test is inline: every decode makes it.
+[[nodiscard]] inline std::optional<error> check_body_size(std::string_view bytes,
+                                                          const decode_limits& limits) {
+  if (!bytes.empty() && bytes.size() <= limits.body_bytes_max) {
+    return std::nullopt;
+  }
+  return body_size_error(bytes, limits);
+}
 
 /// Trailing-bytes error for a body with `left` bytes after its value.
 [[nodiscard]] error trailing_bytes(size_t left);
@@ -79,8 +88,8 @@ template <class T>
 /// (`too_large` for a body, nesting or container over its limit).
 template <class T>
 [[nodiscard]] expected<T> decode(std::string_view bytes, const decode_limits& limits = {}) {
-  if (bytes.empty() || bytes.size() > limits.body_bytes_max) {
-    return std::move(*detail::check_body_size(bytes, limits));
+  if (auto refused = detail::check_body_size(bytes, limits)) {
+    return std::move(*refused);
   }
   T value{};
   try {

@@ -60,18 +60,31 @@ enum class value_kind : uint8_t {
 /// "int", "str", ...: how errors name a kind.
 [[nodiscard]] std::string_view name_of(value_kind k);
 
+/// Whether `b` starts a value of that kind: msgpack's byte ranges, in one
+/// place (fixmap 0x80-0x8f, map16/32; fixarray 0x90-0x9f, array16/32;
+/// fixstr 0xa0-0xbf, str8/16/32).
+[[nodiscard]] constexpr bool starts_map(uint8_t b) {
+  return (b & 0xf0) == 0x80 || b == 0xde || b == 0xdf;
+}
+[[nodiscard]] constexpr bool starts_array(uint8_t b) {
+  return (b & 0xf0) == 0x90 || b == 0xdc || b == 0xdd;
+}
+[[nodiscard]] constexpr bool starts_str(uint8_t b) {
+  return (b & 0xe0) == 0xa0 || (b >= 0xd9 && b <= 0xdb);
+}
+
 /// The kind of the value whose first byte is `b`.
 [[nodiscard]] constexpr value_kind kind_of(uint8_t b) {
   if (b <= 0x7f || b >= 0xe0 || (b >= 0xcc && b <= 0xd3)) {
     return value_kind::integer;
   }
-  if (b <= 0x8f || b == 0xde || b == 0xdf) {
+  if (starts_map(b)) {
     return value_kind::map;
   }
-  if (b <= 0x9f || b == 0xdc || b == 0xdd) {
+  if (starts_array(b)) {
     return value_kind::array;
   }
-  if (b <= 0xbf || (b >= 0xd9 && b <= 0xdb)) {
+  if (starts_str(b)) {
     return value_kind::str;
   }
   switch (b) {
@@ -109,12 +122,8 @@ class msgpack_reader {
     return data_ == end_ ? value_kind::nothing : kind_of(*data_);
   }
   /// Whether the next value is a map / a string (cheaper than peek_kind).
-  [[nodiscard]] bool next_is_map() const {
-    return data_ != end_ && ((*data_ & 0xf0) == 0x80 || *data_ == 0xde || *data_ == 0xdf);
-  }
-  [[nodiscard]] bool next_is_str() const {
-    return data_ != end_ && ((*data_ & 0xe0) == 0xa0 || (*data_ >= 0xd9 && *data_ <= 0xdb));
-  }
+  [[nodiscard]] bool next_is_map() const { return data_ != end_ && starts_map(*data_); }
+  [[nodiscard]] bool next_is_str() const { return data_ != end_ && starts_str(*data_); }
   /// Where the reader is: kind_at() names what was there after a failed read.
   [[nodiscard]] const uint8_t* position() const { return data_; }
   [[nodiscard]] value_kind kind_at(const uint8_t* at) const {
