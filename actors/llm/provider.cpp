@@ -268,10 +268,10 @@ void on_upstream_done(provider_actor* self, const std::shared_ptr<attempt>& a) {
   st.observe_pool();
   const auto now = clock::now();
   const auto& r = a->response;
-  if (r.pool_timeout || (r.cancelled && !r.delivered && r.status == 0)) {
-    // The call never left this node (every connection to the upstream was
-    // busy, or its client left while it waited): that says nothing of the
-    // upstream's health, and retrying would only queue again.
+  if (r.not_sent) {
+    // The call never left this node (see upstream_response::not_sent): that
+    // says nothing of the upstream's health, and retrying would only queue
+    // again.
     breaker_for(self, a->step.model).on_not_attempted();
     return finish(self, a, outcome::unavailable, st.spec.name + ": " + r.error);
   }

@@ -97,8 +97,9 @@ class pool_impl : public upstream_pool, public std::enable_shared_from_this<pool
     bool taken = false;  // started, or ended; guarded by the pool's mutex
   };
 
-  /// Ends a call that never started: on_done with `response`.
+  /// Ends a call that never started: on_done with `response`, marked not sent.
   static void end_unstarted(upstream_callbacks& callbacks, upstream_response response) {
+    response.not_sent = true;
     auto done = std::move(callbacks.on_done);
     callbacks = {};
     if (done) {
@@ -520,7 +521,6 @@ void pool_impl::expire(const std::shared_ptr<waiting_call>& call) {
   }
   upstream_response response;
   response.timed_out = true;
-  response.pool_timeout = true;
   response.queued = call->request.timeout;
   response.error = "no connection to " + url_.host + " came free within " +
                    std::to_string(call->request.timeout.count()) + " ms (all " +

@@ -54,9 +54,11 @@ struct upstream_response {
   bool delivered = false;
   /// on_data asked to stop.
   bool cancelled = false;
-  /// No connection came free within the timeout (llm.connections_max calls
-  /// were in flight): the call never left this node. Not the upstream's fault.
-  bool pool_timeout = false;
+  /// The call never left this node: no connection came free within its
+  /// timeout (llm.connections_max calls in flight), its caller left while it
+  /// waited, the pool stopped, or no connection could be made. Says nothing
+  /// of the upstream's health; `error` says which.
+  bool not_sent = false;
   /// How long the call waited for a free connection before it started.
   std::chrono::milliseconds queued{0};
 
