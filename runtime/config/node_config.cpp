@@ -889,17 +889,21 @@ std::string env_section(std::string_view rest) {
 /// TROUPE_<SECTION>_<KEY> with a known section is config; an unknown key there
 /// is a typo. Other TROUPE_* variables (TROUPE_URL, TROUPE_TOKEN) belong to
 /// the CLI and are left alone.
+/// What follows TROUPE_ in `name`, in its long form (TROUPE_ANTHROPIC_* is
+/// the documented short form of TROUPE_LLM_ANTHROPIC_*); "" when `name` does
+/// not start with TROUPE_.
+std::string env_rest(std::string_view name) {
+  constexpr std::string_view prefix = "TROUPE_";
+  if (!name.starts_with(prefix)) {
+    return {};
+  }
+  name.remove_prefix(prefix.size());
+  return name.starts_with("ANTHROPIC_") ? "LLM_" + std::string(name) : std::string(name);
+}
+
 std::optional<error> apply_env_var(const std::string& name, const std::string& value,
                                    load_state& state) {
-  constexpr std::string_view prefix = "TROUPE_";
-  if (!std::string_view(name).starts_with(prefix)) {
-    return std::nullopt;
-  }
-  // TROUPE_ANTHROPIC_* is the documented short form of TROUPE_LLM_ANTHROPIC_*.
-  const auto short_form = std::string_view(name).substr(prefix.size()).starts_with("ANTHROPIC_");
-  const auto long_name = short_form ? "LLM_" + name.substr(prefix.size()) : std::string{};
-  const auto rest =
-      short_form ? std::string_view(long_name) : std::string_view(name).substr(prefix.size());
+  const auto rest = env_rest(name);
   const auto section = env_section(rest);
   if (section.empty()) {
     return std::nullopt;
@@ -1026,13 +1030,10 @@ std::map<std::string, std::string> troupe_environment() {
 
 std::map<std::string, std::string> ignored_environment(
     const std::map<std::string, std::string>& env) {
-  constexpr std::string_view prefix = "TROUPE_";
   std::map<std::string, std::string> out;
   for (const auto& [name, value] : env) {
-    const std::string_view rest = std::string_view(name).substr(
-        std::string_view(name).starts_with(prefix) ? prefix.size() : name.size());
-    if (rest.empty() || rest == "URL" || rest == "TOKEN" || rest.starts_with("ANTHROPIC_") ||
-        !env_section(rest).empty()) {
+    const auto rest = env_rest(name);
+    if (rest.empty() || rest == "URL" || rest == "TOKEN" || !env_section(rest).empty()) {
       continue;  // not ours, troupectl's, or config (checked when applied)
     }
     // The nearest config variable, by the whole name.
@@ -1048,7 +1049,7 @@ std::map<std::string, std::string> ignored_environment(
       }
     }
     const auto section = rest.substr(0, rest.find('_'));
-    out[name] = "ignored: no config section '" + std::string(section) + "'" +
+    out[name] = "ignored: no config section '" + section + "'" +
                 (near == nullptr ? "" : " (did you mean " + env_name(*near) + "?)");
   }
   return out;

@@ -73,7 +73,9 @@ expected<base_url> parse_base_url(std::string_view text) {
     return refused("has no host");
   }
   if (host.find('@') != std::string_view::npos) {
-    return refused("holds credentials, which are not accepted in a URL");
+    return refused(
+        "holds credentials (user@): give the token or key on its own (troupectl --token, "
+        "llm.anthropic.api_key), not in the URL");
   }
   out.host = std::string(host);
   out.port = out.tls ? 443 : 80;

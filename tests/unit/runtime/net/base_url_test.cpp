@@ -64,7 +64,9 @@ TEST_CASE("base URLs: each refusal says why", "[url]") {
   CHECK(refusal("http:///path") == "has no host");
   CHECK(refusal("http://[::1") == "has an unclosed '[' in its host");
   CHECK(refusal("http://[::1]x") == "has something other than a port after ']'");
-  CHECK(refusal("http://user:pw@host:80") == "holds credentials, which are not accepted in a URL");
+  CHECK(refusal("http://user:pw@host:80") ==
+        "holds credentials (user@): give the token or key on its own (troupectl --token, "
+        "llm.anthropic.api_key), not in the URL");
   for (const char* bad_port : {"http://h:", "http://h:0", "http://h:65536", "http://h:80x",
                                "http://h:-1", "http://[::1]:"}) {
     CHECK(refusal(bad_port) == "has a port that is not a number from 1 to 65535");
