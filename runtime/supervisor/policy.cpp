@@ -1,8 +1,6 @@
 #include "runtime/supervisor/policy.hpp"
 
-#include <algorithm>
 #include <cassert>
-#include <cmath>
 
 #include "runtime/backoff.hpp"
 
