@@ -1,6 +1,7 @@
 // The mock upstream's endpoints: what each request is answered, decided from
-// the request alone so that replays get the same answer. Reading order:
-// limits; text and token counting; faults; stats; replies; request
+// the request alone so that replays get the same answer (and, for prompt
+// caching, what earlier requests left in the cache). Reading order: limits;
+// text and token counting; prompt cache; faults; stats; replies; request
 // validation; mock_api.
 
 #include "tests/support/mock_upstream/mock_api.hpp"
@@ -18,7 +19,9 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <sstream>
+#include <unordered_map>
 
 #include <nlohmann/json.hpp>
 
@@ -53,12 +56,50 @@ constexpr std::uint64_t requests_per_minute = 4'000;
 constexpr std::uint64_t input_tokens_per_minute = 400'000;
 constexpr std::uint64_t output_tokens_per_minute = 80'000;
 
+/// The API's rule of thumb for token counts.
+constexpr std::uint64_t bytes_per_token = 4;
+
+// Prompt caching, as the API documents it.
+/// Cached prefixes kept at once, over all models: the mock outlives many
+/// tests, and a client sending random prompts must not grow it without end.
+constexpr std::size_t prompt_cache_entries_max = 100'000;
+/// Lifetime of a cached prefix, renewed by each read: the default
+/// "ephemeral" 5 minutes, or an hour for "ttl": "1h".
+constexpr std::uint64_t cache_ttl_default_s = 300;
+constexpr std::uint64_t cache_ttl_1h_s = 3'600;
+/// Shortest prefix, in tokens, that a breakpoint caches; shorter ones are
+/// ignored. Haiku models need twice as much.
+constexpr std::uint64_t cache_prefix_tokens_min = 1'024;
+constexpr std::uint64_t cache_prefix_tokens_min_haiku = 2'048;
+/// Block boundaries before a breakpoint where a read also looks for a hit.
+constexpr std::size_t cache_lookback_blocks = 20;
+
 // ---------------------------------------------------------------- text and tokens
 
 /// The API's rule of thumb, four bytes a token, rounded up.
 std::uint64_t tokens_for_bytes(std::uint64_t bytes) {
-  return (bytes + 3) / 4;
+  return (bytes + bytes_per_token - 1) / bytes_per_token;
 }
+
+/// A prompt's input tokens: the API never says 0.
+std::uint64_t prompt_tokens_for_bytes(std::uint64_t bytes) {
+  return std::max<std::uint64_t>(1, tokens_for_bytes(bytes));
+}
+
+/// The tokens of one model call, named as the API's `usage` names them.
+struct token_usage {
+  std::uint64_t input_tokens = 0;  ///< neither read from nor written to the cache
+  std::uint64_t cache_creation_input_tokens = 0;
+  std::uint64_t cache_read_input_tokens = 0;
+  std::uint64_t output_tokens = 0;
+
+  void add(const token_usage& u) {
+    input_tokens += u.input_tokens;
+    cache_creation_input_tokens += u.cache_creation_input_tokens;
+    cache_read_input_tokens += u.cache_read_input_tokens;
+    output_tokens += u.output_tokens;
+  }
+};
 
 bool is_utf8_continuation(char c) {
   return (static_cast<unsigned char>(c) & 0xC0u) == 0x80u;
@@ -109,10 +150,9 @@ std::string_view string_field(const json& object, const char* key) {
 }
 
 /// Calls `visit(text)` for each piece of text in a content value: the string
-/// itself, or each text block's text; with `tool_results`, also the text in
-/// tool_result blocks (one level: their content holds no further results).
+/// itself, or each text block's text.
 template <class Visit>
-void for_each_text(const json& content, bool tool_results, const Visit& visit) {
+void for_each_text(const json& content, const Visit& visit) {
   if (content.is_string()) {
     visit(content.get_ref<const std::string&>());
     return;
@@ -121,31 +161,111 @@ void for_each_text(const json& content, bool tool_results, const Visit& visit) {
     return;
   }
   for (const auto& block : content) {
-    const std::string_view type = string_field(block, "type");
-    if (type == "text") {
+    if (string_field(block, "type") == "text") {
       visit(string_field(block, "text"));
-    } else if (tool_results && type == "tool_result" && block.contains("content")) {
-      for_each_text(block.at("content"), false, visit);
     }
   }
 }
 
-/// Input tokens of a request: all text in `system` and in every message's
-/// content (tool results included), at least 1 as the API never says 0.
-std::uint64_t prompt_tokens(const json& body) {
-  std::uint64_t bytes = 0;
-  const auto add = [&bytes](std::string_view text) { bytes += text.size(); };
-  if (const auto system = body.find("system"); system != body.end()) {
-    for_each_text(*system, false, add);
+/// Compact JSON, as the prompt holds a tool or a non-text block. Request
+/// text is valid UTF-8 (the parser checks), so replacing never happens; it
+/// only keeps dump() from throwing on a broken invariant.
+std::string compact_json(const json& j) {
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+/// `object` as compact JSON without its top-level cache_control: the marker
+/// steers the cache and is no part of the prompt.
+std::string compact_without_cache_control(const json& object) {
+  if (!object.is_object() || !object.contains("cache_control")) {
+    return compact_json(object);
   }
-  if (const auto messages = body.find("messages"); messages != body.end()) {
-    for (const auto& message : *messages) {
-      if (message.is_object() && message.contains("content")) {
-        for_each_text(message.at("content"), true, add);
+  json copy = object;
+  copy.erase("cache_control");
+  return compact_json(copy);
+}
+
+/// The prompt bytes of a content block that is not a text block: the text
+/// of a tool_result, the input of a tool_use, any other block as JSON.
+std::string non_text_block_bytes(const json& block) {
+  const std::string_view type = string_field(block, "type");
+  if (type == "tool_result") {
+    std::string text;
+    if (const auto content = block.find("content"); content != block.end()) {
+      for_each_text(*content, [&text](std::string_view t) { text += t; });
+    }
+    return text;
+  }
+  if (type == "tool_use") {
+    const auto input = block.find("input");
+    return input == block.end() ? std::string() : compact_json(*input);
+  }
+  return compact_without_cache_control(block);
+}
+
+/// Calls `visit(tag, bytes, holder)` for each block of one message's content.
+/// `tag` marks the turn's first block apart from the rest, so that the cache
+/// tells the same blocks in other turns apart.
+template <class Visit>
+void for_each_message_block(const json& message, const Visit& visit) {
+  const auto content = message.find("content");
+  if (content == message.end()) {
+    return;
+  }
+  const bool user = string_field(message, "role") == "user";
+  char tag = user ? 'U' : 'A';
+  if (content->is_string()) {
+    visit(tag, content->get_ref<const std::string&>(), nullptr);
+    return;
+  }
+  if (!content->is_array()) {
+    return;
+  }
+  for (const auto& block : *content) {
+    if (string_field(block, "type") == "text") {
+      visit(tag, string_field(block, "text"), &block);
+    } else {
+      visit(tag, non_text_block_bytes(block), &block);
+    }
+    tag = user ? 'u' : 'a';
+  }
+}
+
+/// Calls `visit(tag, bytes, holder)` for each block of a request's prompt in
+/// the API's order: each tool, then `system`, then every message's content.
+/// `holder` is the object whose cache_control makes the block a breakpoint
+/// (nullptr for string content, which cannot carry one); `tag` keeps the
+/// sections apart in the cache's hash.
+template <class Visit>
+void for_each_prompt_block(const json& body, const Visit& visit) {
+  if (const auto tools = body.find("tools"); tools != body.end() && tools->is_array()) {
+    for (const auto& tool : *tools) {
+      visit('T', compact_without_cache_control(tool), &tool);
+    }
+  }
+  if (const auto system = body.find("system"); system != body.end()) {
+    if (system->is_string()) {
+      visit('S', system->get_ref<const std::string&>(), nullptr);
+    } else if (system->is_array()) {
+      for (const auto& block : *system) {
+        visit('S', string_field(block, "text"), &block);
       }
     }
   }
-  return std::max<std::uint64_t>(1, tokens_for_bytes(bytes));
+  if (const auto messages = body.find("messages"); messages != body.end() && messages->is_array()) {
+    for (const auto& message : *messages) {
+      for_each_message_block(message, visit);
+    }
+  }
+}
+
+/// Input tokens of a request: every block of its prompt, tools included, as
+/// the API counts them.
+std::uint64_t prompt_tokens(const json& body) {
+  std::uint64_t bytes = 0;
+  for_each_prompt_block(
+      body, [&bytes](char, std::string_view block, const json*) { bytes += block.size(); });
+  return prompt_tokens_for_bytes(bytes);
 }
 
 /// The text of the last message whose role is "user" ("" when none).
@@ -156,11 +276,209 @@ std::string last_user_text(const json& messages) {
       continue;
     }
     if (const auto content = it->find("content"); content != it->end()) {
-      for_each_text(*content, false, [&text](std::string_view t) { text += t; });
+      for_each_text(*content, [&text](std::string_view t) { text += t; });
     }
     break;
   }
   return text;
+}
+
+// ---------------------------------------------------------------- prompt cache
+
+constexpr std::uint64_t fnv_offset_basis = 0xcbf29ce484222325ULL;
+constexpr std::uint64_t fnv_prime = 0x100000001b3ULL;
+
+/// FNV-1a 64 continued from `h` over `bytes`.
+std::uint64_t fnv_extend(std::uint64_t h, std::string_view bytes) {
+  for (const char c : bytes) {
+    h ^= static_cast<std::uint8_t>(c);
+    h *= fnv_prime;
+  }
+  return h;
+}
+
+/// `h` continued over one field framed as tag, length, ':', bytes: the
+/// framing keeps blocks "ab" + "c" apart from "a" + "bc".
+std::uint64_t fnv_extend_framed(std::uint64_t h, char tag, std::string_view bytes) {
+  h = fnv_extend(h, std::string_view(&tag, 1));
+  h = fnv_extend(h, std::to_string(bytes.size()));
+  h = fnv_extend(h, ":");
+  return fnv_extend(h, bytes);
+}
+
+/// The lifetime a block's cache_control asks for, or 0 when the block
+/// carries none (it is no breakpoint).
+std::uint64_t breakpoint_ttl_s(const json* holder) {
+  if (holder == nullptr || !holder->is_object()) {
+    return 0;
+  }
+  const auto marker = holder->find("cache_control");
+  if (marker == holder->end() || !marker->is_object()) {
+    return 0;
+  }
+  return string_field(*marker, "ttl") == "1h" ? cache_ttl_1h_s : cache_ttl_default_s;
+}
+
+/// One block of a prompt, as the cache sees it.
+struct prompt_block {
+  std::uint64_t end_bytes = 0;   ///< bytes of blocks 0..i: the prefix this block ends
+  std::uint64_t prefix_key = 0;  ///< hash of the model and blocks 0..i
+  std::uint64_t ttl_s = 0;       ///< its cache_control's lifetime; 0: no breakpoint
+};
+
+/// A Messages prompt as the cache sees it: its blocks in the API's order.
+/// Bounded by the request body's size limit (main.cpp).
+struct prompt_plan {
+  std::vector<prompt_block> blocks;
+  std::uint64_t bytes = 0;
+  std::size_t breakpoints = 0;
+
+  std::uint64_t input_tokens() const { return prompt_tokens_for_bytes(bytes); }
+};
+
+/// The prompt of a validated Messages request, with a hash of every prefix
+/// at a block boundary, each continuing the last, so that looking a prefix
+/// up costs no more hashing.
+prompt_plan plan_prompt(const json& body) {
+  prompt_plan plan;
+  std::uint64_t key = fnv_extend_framed(fnv_offset_basis, 'M', string_field(body, "model"));
+  for_each_prompt_block(body, [&](char tag, std::string_view bytes, const json* holder) {
+    key = fnv_extend_framed(key, tag, bytes);
+    plan.bytes += bytes.size();
+    const std::uint64_t ttl_s = breakpoint_ttl_s(holder);
+    plan.breakpoints += ttl_s > 0 ? 1 : 0;
+    plan.blocks.push_back(prompt_block{plan.bytes, key, ttl_s});
+  });
+  return plan;
+}
+
+/// The shortest prefix a breakpoint caches for `model`, in tokens.
+std::uint64_t cache_prefix_tokens_min_for(std::string_view model) {
+  return model.find("haiku") != std::string_view::npos ? cache_prefix_tokens_min_haiku
+                                                       : cache_prefix_tokens_min;
+}
+
+/// Cached prompt prefixes and when each expires, shared by all requests as
+/// the API shares an organisation's cache. Not thread-safe: the caller holds
+/// the api's lock.
+class prompt_cache {
+ public:
+  using clock = std::chrono::steady_clock;
+
+  /// Whether the prefix `key` is cached. A hit lives its lifetime again from
+  /// `now`, as a read refreshes an entry in the API.
+  bool read(std::uint64_t key, clock::time_point now) {
+    forget_expired(now);
+    const auto it = entries_.find(key);
+    if (it == entries_.end()) {
+      return false;
+    }
+    reschedule(key, it->second, now + it->second.ttl);
+    return true;
+  }
+
+  /// Caches the prefix `key` for `ttl` from `now`. When the cache is full,
+  /// the entry closest to expiring (the oldest, for one lifetime) goes.
+  void write(std::uint64_t key, std::chrono::seconds ttl, clock::time_point now) {
+    forget_expired(now);
+    if (const auto it = entries_.find(key); it != entries_.end()) {
+      it->second.ttl = ttl;
+      reschedule(key, it->second, now + ttl);
+      return;
+    }
+    if (by_expiry_.size() >= prompt_cache_entries_max) {
+      entries_.erase(by_expiry_.begin()->second);
+      by_expiry_.erase(by_expiry_.begin());
+    }
+    // The schedule first: should the map then fail to grow, an entry in the
+    // schedule alone is harmless (forgetting it erases nothing).
+    by_expiry_.emplace(now + ttl, key);
+    entries_.emplace(key, entry{now + ttl, ttl});
+  }
+
+  void clear() {
+    entries_.clear();
+    by_expiry_.clear();
+  }
+
+ private:
+  struct entry {
+    clock::time_point expires_at;
+    std::chrono::seconds ttl;
+  };
+
+  void forget_expired(clock::time_point now) {
+    while (!by_expiry_.empty() && by_expiry_.begin()->first <= now) {
+      entries_.erase(by_expiry_.begin()->second);
+      by_expiry_.erase(by_expiry_.begin());
+    }
+  }
+
+  /// Moves an entry in the schedule; reuses the schedule's node, so it
+  /// cannot fail halfway.
+  void reschedule(std::uint64_t key, entry& e, clock::time_point expires_at) {
+    auto node = by_expiry_.extract({e.expires_at, key});
+    assert(!node.empty() && "every cached entry is scheduled");
+    e.expires_at = expires_at;
+    if (!node.empty()) {
+      node.value() = {expires_at, key};
+      by_expiry_.insert(std::move(node));
+    }
+  }
+
+  std::unordered_map<std::uint64_t, entry> entries_;
+  /// Entries by expiry, soonest first: what to forget, and what to evict.
+  std::set<std::pair<clock::time_point, std::uint64_t>> by_expiry_;
+};
+
+/// The last block of the longest prefix `cache` holds among those a request
+/// may read: each breakpoint and the cache_lookback_blocks block boundaries
+/// before it, as the API looks back. Only that hit is refreshed.
+std::optional<std::size_t> longest_cached(const prompt_plan& plan, prompt_cache& cache,
+                                          prompt_cache::clock::time_point now) {
+  const auto& blocks = plan.blocks;
+  std::vector<bool> candidate(blocks.size(), false);
+  for (std::size_t i = 0; i < blocks.size(); ++i) {
+    if (blocks[i].ttl_s > 0) {
+      const std::size_t first = i - std::min(i, cache_lookback_blocks);
+      std::fill(candidate.begin() + static_cast<std::ptrdiff_t>(first),
+                candidate.begin() + static_cast<std::ptrdiff_t>(i + 1), true);
+    }
+  }
+  for (std::size_t i = blocks.size(); i-- > 0;) {
+    if (candidate[i] && cache.read(blocks[i].prefix_key, now)) {
+      return i;
+    }
+  }
+  return std::nullopt;
+}
+
+/// Settles a Messages request's breakpoints against `cache` as the API
+/// does and charges `usage` for it: the longest cached prefix is read;
+/// every breakpoint beyond it whose prefix reaches the model's minimum is
+/// written (shorter ones are ignored). Whole tokens of the bytes each way;
+/// the rest of the prompt stays in input_tokens.
+void settle_cache(const prompt_plan& plan, std::string_view model, prompt_cache& cache,
+                  prompt_cache::clock::time_point now, token_usage& usage) {
+  if (plan.breakpoints == 0) {
+    return;
+  }
+  const std::optional<std::size_t> hit = longest_cached(plan, cache, now);
+  const std::uint64_t read_tokens = hit ? plan.blocks[*hit].end_bytes / bytes_per_token : 0;
+  const std::uint64_t tokens_min = cache_prefix_tokens_min_for(model);
+  std::uint64_t written_tokens = read_tokens;
+  for (std::size_t i = hit ? *hit + 1 : 0; i < plan.blocks.size(); ++i) {
+    const prompt_block& b = plan.blocks[i];
+    if (b.ttl_s > 0 && tokens_for_bytes(b.end_bytes) >= tokens_min) {
+      cache.write(b.prefix_key, std::chrono::seconds(b.ttl_s), now);
+      written_tokens = b.end_bytes / bytes_per_token;
+    }
+  }
+  assert(written_tokens >= read_tokens && "a later prefix is no shorter");
+  usage.cache_read_input_tokens = read_tokens;
+  usage.cache_creation_input_tokens = written_tokens - std::min(written_tokens, read_tokens);
+  const std::uint64_t cached = read_tokens + usage.cache_creation_input_tokens;
+  usage.input_tokens -= std::min(usage.input_tokens, cached);
 }
 
 // ---------------------------------------------------------------- faults
@@ -330,8 +648,7 @@ class fault_script {
 
 struct usage_totals {
   std::uint64_t requests = 0;
-  std::uint64_t input_tokens = 0;
-  std::uint64_t output_tokens = 0;
+  token_usage tokens;
 };
 
 /// What the mock answered since start or the last reset. Not thread-safe: the
@@ -349,12 +666,10 @@ class stats {
   }
 
   /// A model call answered 200 with its content.
-  void answered(std::string_view path, std::string_view model, std::uint64_t input_tokens,
-                std::uint64_t output_tokens) {
+  void answered(std::string_view path, std::string_view model, const token_usage& usage) {
     for (usage_totals* t : {&total_, &model_totals(model)}) {
       t->requests += 1;
-      t->input_tokens += input_tokens;
-      t->output_tokens += output_tokens;
+      t->tokens.add(usage);
     }
     by_path_[std::string(path)] += 1;
   }
@@ -369,24 +684,29 @@ class stats {
   ojson to_json() const {
     ojson models = ojson::object();
     for (const auto& [name, t] : by_model_) {
-      models[name] = ojson{{"requests", t.requests},
-                           {"input_tokens", t.input_tokens},
-                           {"output_tokens", t.output_tokens}};
+      ojson model{{"requests", t.requests}};
+      add_tokens(model, t.tokens);
+      models[name] = std::move(model);
     }
     ojson paths = ojson::object();
     for (const auto& [path, n] : by_path_) {
       paths[path] = n;
     }
-    return ojson{{"requests", total_.requests},
-                 {"errors", errors_},
-                 {"rejected", rejected_},
-                 {"input_tokens", total_.input_tokens},
-                 {"output_tokens", total_.output_tokens},
-                 {"by_path", std::move(paths)},
-                 {"by_model", std::move(models)}};
+    ojson out{{"requests", total_.requests}, {"errors", errors_}, {"rejected", rejected_}};
+    add_tokens(out, total_.tokens);
+    out["by_path"] = std::move(paths);
+    out["by_model"] = std::move(models);
+    return out;
   }
 
  private:
+  static void add_tokens(ojson& out, const token_usage& t) {
+    out["input_tokens"] = t.input_tokens;
+    out["cache_creation_input_tokens"] = t.cache_creation_input_tokens;
+    out["cache_read_input_tokens"] = t.cache_read_input_tokens;
+    out["output_tokens"] = t.output_tokens;
+  }
+
   usage_totals& model_totals(std::string_view model) {
     if (const auto it = by_model_.find(model); it != by_model_.end()) {
       return it->second;
@@ -468,8 +788,7 @@ struct answer {
   std::string model;
   std::string text;       ///< a text answer: T
   std::string tool_name;  ///< set instead for a tool call
-  std::uint64_t input_tokens = 0;
-  std::uint64_t output_tokens = 0;
+  token_usage usage;      ///< the cache's share is settled when the call is admitted
 
   bool is_tool_call() const { return !tool_name.empty(); }
 };
@@ -491,23 +810,22 @@ void add_rate_limit_headers(reply& r, const answer& a) {
   r.headers.emplace_back("anthropic-ratelimit-requests-reset", reset);
   r.headers.emplace_back("anthropic-ratelimit-input-tokens-limit",
                          std::to_string(input_tokens_per_minute));
+  // Cache reads do not count against the input-token limit; writes do, as
+  // the API documents for current models.
   r.headers.emplace_back("anthropic-ratelimit-input-tokens-remaining",
-                         remaining(input_tokens_per_minute, a.input_tokens));
+                         remaining(input_tokens_per_minute,
+                                   a.usage.input_tokens + a.usage.cache_creation_input_tokens));
   r.headers.emplace_back("anthropic-ratelimit-input-tokens-reset", reset);
   r.headers.emplace_back("anthropic-ratelimit-output-tokens-limit",
                          std::to_string(output_tokens_per_minute));
   r.headers.emplace_back("anthropic-ratelimit-output-tokens-remaining",
-                         remaining(output_tokens_per_minute, a.output_tokens));
+                         remaining(output_tokens_per_minute, a.usage.output_tokens));
   r.headers.emplace_back("anthropic-ratelimit-output-tokens-reset", reset);
 }
 
 /// FNV-1a 64 of `text`, as 16 hex digits.
 std::string fnv_digest(std::string_view text) {
-  std::uint64_t h = 0xcbf29ce484222325ULL;
-  for (char c : text) {
-    h ^= static_cast<std::uint8_t>(c);
-    h *= 0x100000001b3ULL;
-  }
+  const std::uint64_t h = fnv_extend(fnv_offset_basis, text);
   char out[17];
   std::snprintf(out, sizeof out, "%016llx", static_cast<unsigned long long>(h));
   return out;
@@ -540,30 +858,33 @@ std::string files_seen(std::string_view asked) {
   return out;
 }
 
-/// The answer to a validated Messages request.
-answer message_answer(const json& body, std::uint64_t n) {
+/// The answer to a validated Messages request whose prompt is `plan`, before
+/// the cache has its say.
+answer message_answer(const json& body, std::uint64_t n, const prompt_plan& plan) {
   answer a;
   a.n = n;
   a.model = body.at("model").get<std::string>();
-  a.input_tokens = prompt_tokens(body);
+  a.usage.input_tokens = plan.input_tokens();
   const std::string asked = last_user_text(body.at("messages"));
   const auto tools = body.find("tools");
   if (tools != body.end() && !tools->empty() && asked.find("use tool") != std::string::npos) {
     a.tool_name = tools->at(0).at("name").get<std::string>();
-    a.output_tokens = tokens_for_bytes(dump(tool_input()).size());
+    a.usage.output_tokens = tokens_for_bytes(dump(tool_input()).size());
     return a;
   }
   a.text = "mock answer to: ";
   a.text += utf8_prefix(asked, echo_code_points_max);
   a.text += files_seen(asked);
-  a.output_tokens = tokens_for_bytes(a.text.size());
+  a.usage.output_tokens = tokens_for_bytes(a.text.size());
   return a;
 }
 
-ojson usage_json(std::uint64_t input_tokens, std::uint64_t output_tokens) {
-  return ojson{{"input_tokens", input_tokens},
-               {"cache_creation_input_tokens", 0},
-               {"cache_read_input_tokens", 0},
+/// `usage` as the API writes it; `output_tokens` so far (a stream's
+/// message_start says 1).
+ojson usage_json(const token_usage& usage, std::uint64_t output_tokens) {
+  return ojson{{"input_tokens", usage.input_tokens},
+               {"cache_creation_input_tokens", usage.cache_creation_input_tokens},
+               {"cache_read_input_tokens", usage.cache_read_input_tokens},
                {"output_tokens", output_tokens}};
 }
 
@@ -577,7 +898,7 @@ ojson message_json(const answer& a, ojson content, bool finished, std::uint64_t 
                {"content", std::move(content)},
                {"stop_reason", finished ? ojson(stop_reason) : ojson(nullptr)},
                {"stop_sequence", nullptr},
-               {"usage", usage_json(a.input_tokens, output_tokens)}};
+               {"usage", usage_json(a.usage, output_tokens)}};
 }
 
 /// The content block of an answer; a stream starts it with no text and input.
@@ -592,7 +913,8 @@ ojson content_block(const answer& a, bool streaming) {
 }
 
 std::string message_body(const answer& a) {
-  return dump(message_json(a, ojson::array({content_block(a, false)}), true, a.output_tokens));
+  return dump(
+      message_json(a, ojson::array({content_block(a, false)}), true, a.usage.output_tokens));
 }
 
 /// The full event sequence of a streamed answer, as the API sends it.
@@ -622,7 +944,7 @@ std::vector<std::string> message_events(const answer& a) {
                                    {"delta",
                                     {{"stop_reason", a.is_tool_call() ? "tool_use" : "end_turn"},
                                      {"stop_sequence", nullptr}}},
-                                   {"usage", {{"output_tokens", a.output_tokens}}}}));
+                                   {"usage", {{"output_tokens", a.usage.output_tokens}}}}));
   events.push_back(sse_event("message_stop", ojson{{"type", "message_stop"}}));
   return events;
 }
@@ -632,10 +954,10 @@ answer chat_answer(const json& body, std::uint64_t n) {
   answer a;
   a.n = n;
   a.model = body.at("model").get<std::string>();
-  a.input_tokens = prompt_tokens(body);
+  a.usage.input_tokens = prompt_tokens(body);
   a.text = "mock chat answer to: ";
   a.text += utf8_prefix(last_user_text(body.at("messages")), echo_code_points_max);
-  a.output_tokens = tokens_for_bytes(a.text.size());
+  a.usage.output_tokens = tokens_for_bytes(a.text.size());
   return a;
 }
 
@@ -652,9 +974,9 @@ std::string chat_body(const answer& a) {
                     {"model", a.model},
                     {"choices", ojson::array({choice})},
                     {"usage",
-                     {{"prompt_tokens", a.input_tokens},
-                      {"completion_tokens", a.output_tokens},
-                      {"total_tokens", a.input_tokens + a.output_tokens}}}});
+                     {{"prompt_tokens", a.usage.input_tokens},
+                      {"completion_tokens", a.usage.output_tokens},
+                      {"total_tokens", a.usage.input_tokens + a.usage.output_tokens}}}});
 }
 
 /// The events a broken stream still sends: everything up to the first delta.
@@ -863,7 +1185,7 @@ std::string chat_request_error(const json& body) {
 // ---------------------------------------------------------------- mock_api
 
 /// Routing, and the state the endpoints share. Replies are built outside the
-/// lock; only counting and taking a fault hold it.
+/// lock; only counting, taking a fault and the prompt cache hold it.
 struct mock_api::impl {
   explicit impl(milliseconds delay) : delay_(delay) {}
 
@@ -927,6 +1249,7 @@ struct mock_api::impl {
       return locked_json([this] {
         stats_ = stats{};
         faults_.clear();
+        prompt_cache_.clear();
         peak_connections_.store(open_connections_.load());
         return ojson{{"reset", true}};
       });
@@ -942,13 +1265,17 @@ struct mock_api::impl {
     if (auto why = messages_body_error(body, true); !why.empty()) {
       return rejected(error_reply(dialect::anthropic, 400, "invalid_request_error", why));
     }
-    const answer a = message_answer(body, n);
+    const prompt_plan plan = plan_prompt(body);
+    answer a = message_answer(body, n, plan);
+    const std::optional<fault> f = admit(stats::messages_path, a, &plan);
+    // Built after admit, which settles the cache's share of the usage; a
+    // faulted call leaves the cache alone, so its events show none.
     const bool streaming = body.contains("stream") && body.at("stream").get<bool>();
     std::vector<std::string> events = streaming ? message_events(a) : std::vector<std::string>{};
     reply normal =
         streaming ? sse_reply(events, delivery::stream) : json_reply(200, message_body(a));
     add_rate_limit_headers(normal, a);
-    return conclude(stats::messages_path, dialect::anthropic, a, events, std::move(normal));
+    return deliver(f, dialect::anthropic, events, std::move(normal));
   }
 
   reply count_tokens(const request_view& req) {
@@ -971,23 +1298,32 @@ struct mock_api::impl {
     if (auto why = chat_request_error(body); !why.empty()) {
       return rejected(error_reply(dialect::openai, 400, "invalid_request_error", why));
     }
-    const answer a = chat_answer(body, n);
-    return conclude(stats::chat_path, dialect::openai, a, {}, json_reply(200, chat_body(a)));
+    answer a = chat_answer(body, n);
+    // The chat endpoint knows no prompt caching: no plan.
+    const std::optional<fault> f = admit(stats::chat_path, a, nullptr);
+    return deliver(f, dialect::openai, {}, json_reply(200, chat_body(a)));
   }
 
-  /// A model call's reply: a scripted fault's, or `normal`. Counts it.
-  reply conclude(std::string_view path, dialect d, const answer& a,
-                 const std::vector<std::string>& events, reply normal) {
-    std::optional<fault> f;
-    {
-      const std::lock_guard lock(mutex_);
-      f = faults_.take(a.model);
-      if (f && f->kind != fault_kind::slow) {
-        stats_.faulted();
-      } else {
-        stats_.answered(path, a.model, a.input_tokens, a.output_tokens);
-      }
+  /// Takes the fault a model call meets. Unless it stops the call, settles
+  /// the call's prompt cache (given a `plan`) into `a.usage` and counts the
+  /// call. One lock for both, so concurrent calls meet the cache in one order.
+  std::optional<fault> admit(std::string_view path, answer& a, const prompt_plan* plan) {
+    const std::lock_guard lock(mutex_);
+    std::optional<fault> f = faults_.take(a.model);
+    if (f && f->kind != fault_kind::slow) {
+      stats_.faulted();
+      return f;
     }
+    if (plan != nullptr) {
+      settle_cache(*plan, a.model, prompt_cache_, prompt_cache::clock::now(), a.usage);
+    }
+    stats_.answered(path, a.model, a.usage);
+    return f;
+  }
+
+  /// A model call's reply: the one fault `f` makes, or `normal`.
+  reply deliver(const std::optional<fault>& f, dialect d, const std::vector<std::string>& events,
+                reply normal) {
     reply r = (f && f->kind != fault_kind::slow) ? fault_reply(*f, d, events) : std::move(normal);
     r.delay = delay_;
     if (f && f->kind == fault_kind::slow) {
@@ -1060,9 +1396,10 @@ struct mock_api::impl {
   std::atomic<std::uint64_t> next_request_{1};
   std::atomic<std::size_t> open_connections_{0};
   std::atomic<std::size_t> peak_connections_{0};
-  std::mutex mutex_;  ///< guards stats_ and faults_
+  std::mutex mutex_;  ///< guards stats_, faults_ and prompt_cache_
   stats stats_;
   fault_script faults_;
+  prompt_cache prompt_cache_;
 };
 
 mock_api::mock_api(milliseconds delay) : impl_(std::make_unique<impl>(delay)) {}
