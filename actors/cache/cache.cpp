@@ -255,7 +255,8 @@ class shard {
         hot_(std::move(hot)),
         metrics_(ctx_->metrics, path_),
         generations_(std::random_device{}()),
-        log_(logger("cache")) {
+        log_(logger("cache")),
+        roots_(cache::dependency_roots(ctx_->config)) {
     evictions_published_ = hot_->measure().evictions;
     publish_size();
   }
@@ -351,6 +352,11 @@ class shard {
       if (raw_path.empty() || ec) {
         return make_error(errc::bad_request, "'" + raw_path + "' is not a path");
       }
+      if (raw_path.front() != '/') {
+        // Relative to what? The node's working directory is not the caller's.
+        return make_error(errc::bad_request,
+                          "invalidation paths must be absolute (got '" + raw_path + "')");
+      }
       const auto path = absolute.lexically_normal().string();
       auto found = dependents(path, now);
       if (!found) {
@@ -424,6 +430,9 @@ class shard {
       }
     };
     for (const auto& dep : req.deps) {
+      if (auto why = cache::dependency_refusal(dep, roots_); !why.empty()) {
+        return make_error(errc::bad_request, std::move(why));
+      }
       auto record = fingerprint(dep, fingerprint_limits{});
       if (!record) {
         return std::move(record).err();
@@ -803,6 +812,8 @@ class shard {
   shard_metrics metrics_;
   std::mt19937_64 generations_;
   std::shared_ptr<spdlog::logger> log_;
+  /// Where dependency paths must lie (resolved once per incarnation).
+  std::vector<std::string> roots_;
   uint64_t evictions_published_ = 0;
 };
 
@@ -827,8 +838,14 @@ child_spec shard_child(uint32_t index, std::shared_ptr<node_context> ctx, std::s
         }
       }
       auto state = std::make_shared<shard>(ctx, store, cascades, hot, path, index);
-      auto table = std::make_shared<handler_table>(
-          decode_limits{.body_bytes_max = ctx->config.limits.message_bytes_max});
+      // A put carries a value of up to cache.value_bytes_max and a key of up
+      // to cache.key_bytes_max on top of an ordinary message (dependencies,
+      // ttl): those limits govern it, each refused with its own name by
+      // the shard, not the generic message bound.
+      const auto& limits = ctx->config;
+      auto table = std::make_shared<handler_table>(decode_limits{
+          .body_bytes_max = limits.limits.message_bytes_max + limits.cache.value_bytes_max +
+                            limits.cache.key_bytes_max});
       table->on<cache::get_request>(cache::get_type,
                                     [state](const auto& r) { return state->get(r); });
       table->on<cache::put_request>(cache::put_type,

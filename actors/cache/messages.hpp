@@ -19,6 +19,8 @@
 
 #include <algorithm>
 #include <array>
+#include <filesystem>
+#include <system_error>
 #include <thread>
 
 #include "runtime/config/node_config.hpp"
@@ -128,6 +130,46 @@ struct invalidate_reply {
 [[nodiscard]] inline uint32_t shard_count(const node_config& config) {
   static const uint32_t cores = std::max(1u, std::thread::hardware_concurrency());
   return config.cache.shards != 0 ? config.cache.shards : cores;
+}
+
+/// The directories a dependency must lie in (`cache.dependency_roots`, or
+/// the working directory and the data dir), symlinks resolved.
+[[nodiscard]] inline std::vector<std::string> dependency_roots(const node_config& config) {
+  auto roots = split_list(config.cache.dependency_roots);
+  std::error_code ec;
+  if (roots.empty()) {
+    roots.push_back(std::filesystem::current_path(ec).string());
+    roots.push_back(std::filesystem::absolute(config.node.data_dir, ec).string());
+  }
+  for (auto& root : roots) {
+    root = std::filesystem::weakly_canonical(root, ec).string();
+  }
+  return roots;
+}
+
+/// Why `path` may not be a dependency (it is not absolute, or it lies
+/// outside every root once symlinks are resolved); empty when it may.
+[[nodiscard]] inline std::string dependency_refusal(const std::string& path,
+                                                    const std::vector<std::string>& roots) {
+  if (path.empty() || path.front() != '/') {
+    return "dependency paths must be absolute (got '" + path + "')";
+  }
+  std::error_code ec;
+  const auto real = std::filesystem::weakly_canonical(path, ec).string();
+  if (ec) {
+    return "cannot resolve dependency path '" + path + "': " + ec.message();
+  }
+  for (const auto& root : roots) {
+    if (real == root ||
+        (real.starts_with(root) && (root.ends_with('/') || real[root.size()] == '/'))) {
+      return {};
+    }
+  }
+  std::string listed;
+  for (const auto& root : roots) {
+    listed += (listed.empty() ? "" : ", ") + root;
+  }
+  return "dependency path '" + path + "' lies outside cache.dependency_roots (" + listed + ")";
 }
 
 /// Every value get_reply.miss takes.

@@ -1,8 +1,8 @@
 #include "actors/gateway/routes.hpp"
 
 #include <algorithm>
-#include <cmath>
 #include <charconv>
+#include <cmath>
 #include <map>
 
 #include <nlohmann/json.hpp>
@@ -124,7 +124,13 @@ expected<json> parse_msgpack_body(std::string_view body, uint64_t bytes_max) {
 }  // namespace
 
 http_reply error_reply(int status, std::string_view code, std::string_view message) {
-  return json_reply(status, json{{"error", {{"code", code}, {"message", message}}}});
+  auto reply = json_reply(status, json{{"error", {{"code", code}, {"message", message}}}});
+  if (status == 503) {
+    // Restarting, a breaker open, a drain: each passes within about a second
+    // or is told again; a client that honours the hint does not hammer.
+    reply.headers.emplace_back("Retry-After", "1");
+  }
+  return reply;
 }
 
 namespace {
@@ -132,7 +138,6 @@ namespace {
 http_reply error_reply_of(const error& err) {
   return error_reply(http_status(err.code), to_string(err.code), err.message);
 }
-
 
 /// Decodes %XX escapes (and nothing else: '+' stays '+'); nullopt when an
 /// escape is malformed.
@@ -213,6 +218,9 @@ routed router::route_cache(const http_request_view& req, std::string_view path) 
   if (!key) {
     return error_reply(400, "bad_request", "the key in the path has a malformed %-escape");
   }
+  if (key->empty()) {
+    return error_reply(400, "bad_request", "the key is empty: use /v1/cache/{key}");
+  }
   // A hot entry without dependencies is served here, on the HTTP thread.
   if (req.method == "GET" && ctx_->cache_hot) {
     if (auto value = ctx_->cache_hot(*key)) {
@@ -224,12 +232,14 @@ routed router::route_cache(const http_request_view& req, std::string_view path) 
   const auto shard = cache::shard_path(*key, cache::shard_count(ctx_->config));
   const auto timeout = std::chrono::milliseconds{ctx_->config.gateway.request_timeout_ms};
   if (req.method == "GET") {
-    return actor_call{shard, make_envelope(cache::get_type, cache::get_request{*key}), timeout,
-                      reply_shape::cache_get, {}, {}};
+    return actor_call{shard,   make_envelope(cache::get_type, cache::get_request{*key}),
+                      timeout, reply_shape::cache_get,
+                      {},      {}};
   }
   if (req.method == "DELETE") {
-    return actor_call{shard, make_envelope(cache::del_type, cache::del_request{*key}), timeout,
-                      reply_shape::body_json, {}, {}};
+    return actor_call{shard,   make_envelope(cache::del_type, cache::del_request{*key}),
+                      timeout, reply_shape::body_json,
+                      {},      {}};
   }
   if (req.method != "PUT") {
     return error_reply(405, "method_not_allowed", "use GET, PUT or DELETE /v1/cache/{key}");
@@ -240,12 +250,13 @@ routed router::route_cache(const http_request_view& req, std::string_view path) 
     auto [end, ec] = std::from_chars(ttl[0].data(), ttl[0].data() + ttl[0].size(), put.ttl_s);
     if (ec != std::errc{} || end != ttl[0].data() + ttl[0].size() || put.ttl_s == 0 ||
         put.ttl_s > cache::ttl_s_max) {
-      return error_reply(400, "bad_request",
-                         "ttl must be a number of seconds from 1 to " +
-                             std::to_string(cache::ttl_s_max));
+      return error_reply(
+          400, "bad_request",
+          "ttl must be a number of seconds from 1 to " + std::to_string(cache::ttl_s_max));
     }
   }
-  return actor_call{shard, make_envelope(cache::put_type, put), timeout, reply_shape::body_json, {}, {}};
+  return actor_call{shard, make_envelope(cache::put_type, put), timeout, reply_shape::body_json, {},
+                    {}};
 }
 
 routed router::cache_invalidate(const http_request_view& req) const {
@@ -272,12 +283,16 @@ routed router::cache_invalidate(const http_request_view& req) const {
   };
   if (!doc.is_object() || !strings("paths", inv.paths) || !strings("keys", inv.keys) ||
       std::any_of(inv.paths.begin(), inv.paths.end(), [](const auto& p) { return p.empty(); })) {
-    return error_reply(400, "bad_request",
-                       "the body must be {\"paths\": [non-empty string...]} and/or {\"keys\": [string...]}");
+    return error_reply(
+        400, "bad_request",
+        "the body must be {\"paths\": [non-empty string...]} and/or {\"keys\": [string...]}");
   }
-  actor_call call{"", make_envelope(cache::invalidate_type, inv),
+  actor_call call{"",
+                  make_envelope(cache::invalidate_type, inv),
                   std::chrono::milliseconds{ctx_->config.gateway.request_timeout_ms},
-                  reply_shape::body_json, {}, {}};
+                  reply_shape::body_json,
+                  {},
+                  {}};
   const uint32_t shards = cache::shard_count(ctx_->config);
   for (uint32_t i = 0; i < shards; ++i) {
     call.fanout.push_back("cache/shard-" + std::to_string(i));
@@ -331,20 +346,23 @@ http_reply router::cache_stats() const {
     evictions += m.counter(cache::evictions_metric, "", shard).value();
   }
   const uint64_t hits = hot + cold;
-  return json_reply(200, json{
-      {"shards", shards},
-      {"entries", entries},
-      {"bytes", bytes},
-      {"memory_budget_bytes", ctx_->config.cache.memory_budget_bytes},
-      {"hits", {{"hot", hot}, {"cold", cold}, {"total", hits}}},
-      {"misses", misses},
-      {"hit_ratio", hits + missed == 0 ? 0.0 : static_cast<double>(hits) / static_cast<double>(hits + missed)},
-      {"evictions", evictions},
-      {"invalidations", counter(cache::invalidations_metric)},
-      {"cascaded", counter(cache::cascaded_metric)},
-      {"cascades_stopped", counter(cache::cascades_stopped_metric)},
-      {"puts", counter(cache::puts_metric)},
-  });
+  return json_reply(
+      200, json{
+               {"shards", shards},
+               {"entries", entries},
+               {"bytes", bytes},
+               {"memory_budget_bytes", ctx_->config.cache.memory_budget_bytes},
+               {"hits", {{"hot", hot}, {"cold", cold}, {"total", hits}}},
+               {"misses", misses},
+               {"hit_ratio", hits + missed == 0
+                                 ? 0.0
+                                 : static_cast<double>(hits) / static_cast<double>(hits + missed)},
+               {"evictions", evictions},
+               {"invalidations", counter(cache::invalidations_metric)},
+               {"cascaded", counter(cache::cascaded_metric)},
+               {"cascades_stopped", counter(cache::cascades_stopped_metric)},
+               {"puts", counter(cache::puts_metric)},
+           });
 }
 
 router::router(std::shared_ptr<node_context> ctx, std::string token)
@@ -368,10 +386,12 @@ routed router::route(const http_request_view& req) const {
   if (!authorized(req)) {
     if (anthropic) {
       // Anthropic clients parse the API's own error shape.
-      return http_reply{401, "application/json",
-                        R"j({"type":"error","error":{"type":"authentication_error","message":)j"
-                        R"j("invalid x-api-key: use the troupe node's token (see <data_dir>/token)"}})j",
-                        {}};
+      return http_reply{
+          401,
+          "application/json",
+          R"j({"type":"error","error":{"type":"authentication_error","message":)j"
+          R"j("invalid x-api-key: use the troupe node's token (see <data_dir>/token)"}})j",
+          {}};
     }
     return error_reply(401, "unauthorized",
                        "this route needs 'Authorization: Bearer <token>' with the node's token "
@@ -379,7 +399,8 @@ routed router::route(const http_request_view& req) const {
   }
   if (anthropic) {
     if (draining.load()) {
-      return http_reply{529, "application/json",
+      return http_reply{529,
+                        "application/json",
                         R"j({"type":"error","error":{"type":"overloaded_error","message":)j"
                         R"j("the troupe node is shutting down"}})j",
                         {}};
@@ -453,6 +474,10 @@ routed router::route_actor(const http_request_view& req, std::string_view rest) 
                            "' is not an actor path (segments of [A-Za-z0-9_.-] joined by '/')");
   }
   if (!ctx_->registry.find(path)) {
+    if (ctx_->registry.coming_back(path)) {
+      return error_reply(503, "restarting",
+                         "actor '" + std::string(path) + "' is restarting with its supervisor");
+    }
     return error_reply(404, "unknown_actor", unknown_actor_message(path));
   }
   if (is_kill) {
@@ -510,8 +535,12 @@ routed router::parse_actor_call(const http_request_view& req, std::string path) 
   }
   std::vector<uint8_t> bytes = json::to_msgpack(body);
   envelope msg{doc["type"].get<std::string>(), std::string(bytes.begin(), bytes.end()), 0, {}};
-  return actor_call{std::move(path), std::move(msg), std::chrono::milliseconds{timeout_ms},
-                    msgpack ? reply_shape::envelope_msgpack : reply_shape::envelope_json, {}, {}};
+  return actor_call{std::move(path),
+                    std::move(msg),
+                    std::chrono::milliseconds{timeout_ms},
+                    msgpack ? reply_shape::envelope_msgpack : reply_shape::envelope_json,
+                    {},
+                    {}};
 }
 
 http_reply router::reply_for(const envelope& reply, reply_shape shape) const {
@@ -596,6 +625,12 @@ http_reply router::actor_tree() const {
     }
   }
   return error_reply(503, "unavailable", "the supervision tree is not up yet");
+}
+
+http_reply anthropic_error_reply(int status, std::string_view type, std::string_view message) {
+  const json body{{"type", "error"}, {"error", {{"type", type}, {"message", message}}}};
+  return http_reply{
+      status, "application/json", body.dump(-1, ' ', false, json::error_handler_t::replace), {}};
 }
 
 }  // namespace troupe

@@ -116,4 +116,10 @@ class router {
 /// `{"error": {"code": ..., "message": ...}}` with `status`.
 [[nodiscard]] http_reply error_reply(int status, std::string_view code, std::string_view message);
 
+/// The Anthropic API's error shape, `{"type": "error", "error": {"type",
+/// "message"}}`, for what the gateway refuses on the Anthropic routes
+/// before the LLM family sees the request.
+[[nodiscard]] http_reply anthropic_error_reply(int status, std::string_view type,
+                                               std::string_view message);
+
 }  // namespace troupe

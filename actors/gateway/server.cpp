@@ -18,6 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include "actors/gateway/bridge.hpp"
+#include "actors/gateway/http_framing.hpp"
 #include "actors/gateway/routes.hpp"
 #include "runtime/log/log.hpp"
 #include "runtime/metrics/metrics.hpp"
@@ -66,8 +67,17 @@ struct gateway_server::impl {
   // handlers, which hold sessions, which touch the members above.
   net::io_context ioc;
   tcp::acceptor acceptor;
+  /// After an accept that failed for want of resources (no fds left), the
+  /// loop waits on this before trying again instead of spinning.
+  net::steady_timer accept_pause{acceptor.get_executor()};
+  std::chrono::milliseconds accept_backoff{0};
+  std::chrono::steady_clock::time_point accept_logged{};
+  counter& accept_failures =
+      ctx->metrics.counter("troupe_http_accept_failures_total",
+                           "Accepts that failed for want of resources (file descriptors, memory)");
 
   void do_accept();
+  void on_accept_failure(const beast::error_code& ec);
 };
 
 namespace {
@@ -218,23 +228,14 @@ class ws_session : public std::enable_shared_from_this<ws_session> {
   }
 
   void control(const std::string& text) {
-    auto j = nlohmann::json::parse(text, nullptr, false);
-    const bool resize = j.is_object() && j.value("type", "") == "resize" && j.contains("cols") &&
-                        j["cols"].is_number_integer() && j.contains("rows") &&
-                        j["rows"].is_number_integer();
-    if (!resize) {
-      enqueue(false, R"({"type":"error","message":"unknown control message: expected )"
-                     R"({\"type\":\"resize\",\"cols\":N,\"rows\":N}"})");
+    auto parsed = parse_control_frame(text);
+    if (auto* why = std::get_if<std::string>(&parsed)) {
+      enqueue(false, nlohmann::json{{"type", "error"}, {"message", *why}}.dump());
       return;
     }
-    const auto cols = j["cols"].get<int64_t>();
-    const auto rows = j["rows"].get<int64_t>();
-    if (auto bad = check_terminal_size(cols, rows)) {
-      enqueue(false, nlohmann::json{{"type", "error"}, {"message", bad->message}}.dump());
-      return;
-    }
+    const auto& size = std::get<terminal_resize>(parsed);
     if (port_) {
-      port_->resize(static_cast<uint16_t>(cols), static_cast<uint16_t>(rows));
+      port_->resize(size.cols, size.rows);
     }
   }
 
@@ -357,12 +358,28 @@ class session : public std::enable_shared_from_this<session> {
       return reply_and_close(
           error_reply(400, "bad_request", "malformed HTTP request: " + ec.message()));
     }
+    const auto& head = parser_->get();
+    const auto codings = head.count(http::field::transfer_encoding);
+    const auto te = head[http::field::transfer_encoding];
+    if (auto why = framing_error(codings > 0,
+                                 codings > 1 ? std::string_view("(several headers)")
+                                             : std::string_view(te.data(), te.size()),
+                                 head.count(http::field::content_length) > 0);
+        !why.empty()) {
+      return reply_and_close(anthropic_target()
+                                 ? anthropic_error_reply(400, "invalid_request_error", why)
+                                 : error_reply(400, "bad_request", why));
+    }
     // The idle timer covered the read; the reply may take as long as the call
     // does (up to request_timeout_max_ms), so it must not close the socket.
     stream_.expires_never();
     started_ = std::chrono::steady_clock::now();
     server_.in_flight.fetch_add(1, std::memory_order_relaxed);
     request_ = parser_->release();
+    const auto target = std::string_view(request_.target().data(), request_.target().size());
+    if (auto origin = origin_form(target); origin != target) {
+      request_.target(std::move(origin));
+    }
     handle();
   }
 
@@ -370,8 +387,8 @@ class session : public std::enable_shared_from_this<session> {
   /// the Anthropic shape).
   bool anthropic_target() const {
     const auto target = parser_->get().target();
-    const auto path = std::string_view(target.data(), target.size());
-    return is_anthropic_route(path.substr(0, path.find('?')));
+    const auto path = origin_form(std::string_view(target.data(), target.size()));
+    return is_anthropic_route(std::string_view(path).substr(0, path.find('?')));
   }
 
   void handle() {
@@ -831,7 +848,11 @@ void gateway_server::impl::do_accept() {
     if (ec == net::error::operation_aborted || !acceptor.is_open()) {
       return;
     }
-    if (!ec) {
+    if (ec) {
+      return on_accept_failure(ec);
+    }
+    accept_backoff = std::chrono::milliseconds(0);
+    {
       if (connections.load(std::memory_order_relaxed) >= ctx->config.gateway.connections_max) {
         rejected.inc();
         beast::error_code ignored;
@@ -844,6 +865,28 @@ void gateway_server::impl::do_accept() {
       }
     }
     do_accept();
+  });
+}
+
+void gateway_server::impl::on_accept_failure(const beast::error_code& ec) {
+  // Out of fds (EMFILE/ENFILE) or buffers: the pending connection stays in
+  // the backlog and every retry fails at once, so back off (doubling, at
+  // most a second), count it, and log it once a second at most.
+  constexpr std::chrono::milliseconds backoff_min{10};
+  constexpr std::chrono::milliseconds backoff_max{1000};
+  accept_failures.inc();
+  accept_backoff = std::clamp(accept_backoff * 2, backoff_min, backoff_max);
+  const auto now = std::chrono::steady_clock::now();
+  if (now - accept_logged >= std::chrono::seconds(1)) {
+    accept_logged = now;
+    log->error("accepting a connection failed: {} ({} connections open); retrying in {} ms",
+               ec.message(), connections.load(std::memory_order_relaxed), accept_backoff.count());
+  }
+  accept_pause.expires_after(accept_backoff);
+  accept_pause.async_wait([this](beast::error_code waited) {
+    if (!waited && acceptor.is_open()) {
+      do_accept();
+    }
   });
 }
 
@@ -900,6 +943,7 @@ void gateway_server::stop_accepting() {
   net::post(impl_->acceptor.get_executor(), [p = impl_.get()] {
     beast::error_code ec;
     p->acceptor.close(ec);
+    p->accept_pause.cancel();
   });
 }
 

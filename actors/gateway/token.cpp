@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -51,6 +52,15 @@ expected<node_token> load_or_create_token(const std::string& configured,
                       "cannot create data dir '" + data_dir + "': " + ec.message());
   }
   const auto path = (std::filesystem::path(data_dir) / "token").string();
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0 && (st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
+    // Whoever can read it can call every route of this node.
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+    return make_error(errc::config_invalid, "token file '" + path +
+                                                "' is open to other users (mode " + mode +
+                                                "); run: chmod 600 '" + path + "'");
+  }
   if (std::ifstream in(path); in) {
     std::stringstream text;
     text << in.rdbuf();

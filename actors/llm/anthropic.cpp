@@ -289,9 +289,46 @@ void normalise_number(json& value) {
 
 // ---- validation, keys, paths, usage ----------------------------------------
 
-expected<request_info> validate_request(const json& body) {
+namespace {
+
+error too_many(const char* what, std::size_t count, std::size_t max) {
+  return make_error(errc::too_large, std::string(what) + ": " + std::to_string(count) +
+                                         " exceeds the gateway's limit of " + std::to_string(max));
+}
+
+std::optional<error> check_counts(const json& body, const request_limits& limits) {
+  const json* messages = member(body, "messages");
+  if (messages != nullptr && messages->is_array()) {
+    if (messages->size() > limits.messages_max) {
+      return too_many("messages", messages->size(), limits.messages_max);
+    }
+    std::size_t blocks = 0;
+    for (const json& message : *messages) {
+      const json* content = member(message, "content");
+      blocks += content != nullptr && content->is_array() ? content->size() : 1;
+    }
+    if (const json* system = member(body, "system"); system != nullptr && system->is_array()) {
+      blocks += system->size();
+    }
+    if (blocks > limits.blocks_max) {
+      return too_many("content blocks", blocks, limits.blocks_max);
+    }
+  }
+  const json* tools = member(body, "tools");
+  if (tools != nullptr && tools->is_array() && tools->size() > limits.tools_max) {
+    return too_many("tools", tools->size(), limits.tools_max);
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+expected<request_info> validate_request(const json& body, const request_limits& limits) {
   if (!body.is_object()) {
     return invalid("request body must be a JSON object");
+  }
+  if (auto err = check_counts(body, limits)) {
+    return std::move(*err);
   }
   request_info info;
   const json* model = member(body, "model");
@@ -992,43 +1029,116 @@ bool has_cache_control(const json& node, int depth) {
   return false;
 }
 
-size_t text_chars(const json& system) {
-  if (system.is_string()) {
-    return system.get_ref<const std::string&>().size();
+/// Bytes of prompt a content value adds: text as it stands, anything else
+/// (tool calls and results with structure, images) as its JSON. Only an
+/// estimate of size is needed, so tokens are taken as bytes / 4.
+size_t prompt_bytes(const json& content) {
+  if (content.is_string()) {
+    return content.get_ref<const std::string&>().size();
   }
   size_t n = 0;
-  if (system.is_array()) {
-    for (const auto& block : system) {
-      if (block.is_object() && block.contains("text") && block["text"].is_string()) {
-        n += block["text"].get_ref<const std::string&>().size();
-      }
+  if (content.is_array()) {
+    for (const auto& block : content) {
+      const std::string* text = string_member(block, "text");
+      n += text != nullptr ? text->size() : dump(block).size();
     }
   }
   return n;
 }
 
+constexpr size_t bytes_per_token = 4;
+
+/// The API refuses a breakpoint on these blocks, and on empty text.
+bool can_mark(const json& block) {
+  const std::string* type = string_member(block, "type");
+  if (type == nullptr || *type == "thinking" || *type == "redacted_thinking") {
+    return false;
+  }
+  const std::string* text = string_member(block, "text");
+  return *type != "text" || (text != nullptr && !text->empty());
+}
+
+/// Marks the last block of a message's content (a string becomes one text
+/// block); false when that block cannot carry a mark.
+bool mark_last_block(json& content, const json& mark) {
+  if (content.is_string()) {
+    if (content.get_ref<const std::string&>().empty()) {
+      return false;
+    }
+    json text = std::move(content);
+    content = json::array({json{{"type", "text"}, {"text", std::move(text)}}});
+  }
+  if (!content.is_array() || content.empty() || !content.back().is_object() ||
+      !can_mark(content.back())) {
+    return false;
+  }
+  content.back()["cache_control"] = mark;
+  return true;
+}
+
 }  // namespace
 
-int add_cache_breakpoints(json& body, size_t min_chars) {
+size_t min_cacheable_tokens(std::string_view model) {
+  return model.find("haiku") != std::string_view::npos ? 2048 : 1024;
+}
+
+int add_cache_breakpoints(json& body, size_t min_tokens) {
   if (!body.is_object() || has_cache_control(body, 0)) {
     return 0;  // the client steers caching itself
   }
   const json mark = {{"type", "ephemeral"}};
+  const size_t min_bytes = min_tokens * bytes_per_token;
+  // The prompt is tools, then system, then the messages; a mark caches the
+  // whole prefix before it, and the API ignores a prefix shorter than the
+  // model's minimum, so each mark is placed only where the prefix so far
+  // reaches it.
+  size_t prefix = 0;
   int added = 0;
-  // Tools come first in the prompt, then the system prompt: the marks cover
-  // prefixes that stay the same from one call to the next.
-  if (auto tools = body.find("tools"); tools != body.end() && tools->is_array() &&
-                                       !tools->empty() && tools->back().is_object() &&
-                                       tools->dump().size() >= min_chars) {
-    tools->back()["cache_control"] = mark;
-    ++added;
-  }
-  if (auto system = body.find("system"); system != body.end() && text_chars(*system) >= min_chars) {
-    if (system->is_string()) {
-      *system = json::array({{{"type", "text"}, {"text", *system}, {"cache_control", mark}}});
+  if (auto tools = body.find("tools");
+      tools != body.end() && tools->is_array() && !tools->empty() && tools->back().is_object()) {
+    prefix += dump(*tools).size();
+    if (prefix >= min_bytes) {
+      tools->back()["cache_control"] = mark;
       ++added;
-    } else if (system->is_array() && !system->empty() && system->back().is_object()) {
-      system->back()["cache_control"] = mark;
+    }
+  }
+  if (auto system = body.find("system"); system != body.end() && !system->is_null()) {
+    prefix += prompt_bytes(*system);
+    if (prefix >= min_bytes && mark_last_block(*system, mark)) {
+      ++added;
+    }
+  }
+  auto messages = body.find("messages");
+  if (messages == body.end() || !messages->is_array() || messages->size() < 2) {
+    // One message is a question, not yet a conversation: marking it would
+    // pay the cache write premium on text that no later call repeats.
+    return added;
+  }
+  // A conversation grows at its end. A mark on its last message stores the
+  // whole of it for the next turn; a mark on the user message before that
+  // finds what the previous turn stored, however many blocks this turn
+  // added (the API looks back only 20 blocks from a mark).
+  std::vector<size_t> ends;  // prefix bytes at the end of each message
+  ends.reserve(messages->size());
+  for (const auto& message : *messages) {
+    const json* content = member(message, "content");
+    prefix += content != nullptr ? prompt_bytes(*content) : 0;
+    ends.push_back(prefix);
+  }
+  const size_t last = messages->size() - 1;
+  std::vector<size_t> targets{last};
+  for (size_t i = last; i-- > 0;) {
+    const std::string* role = string_member((*messages)[i], "role");
+    if (role != nullptr && *role == "user") {
+      targets.push_back(i);
+      break;
+    }
+  }
+  constexpr int marks_max = 4;  // the API's limit per request
+  for (const size_t i : targets) {
+    auto& message = (*messages)[i];
+    if (added < marks_max && ends[i] >= min_bytes && message.is_object() &&
+        message.contains("content") && mark_last_block(message["content"], mark)) {
       ++added;
     }
   }

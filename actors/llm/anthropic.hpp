@@ -30,12 +30,24 @@ struct request_info {
   std::int64_t max_tokens = 0;
 };
 
+/// Bounds on what one request may hold, beyond its size in bytes: each
+/// message, block and tool costs the gateway work (validation, the key,
+/// breakpoints), so a body of many tiny ones must not cost seconds.
+struct request_limits {
+  std::size_t messages_max = 10'000;
+  /// Content blocks over all messages and the system prompt.
+  std::size_t blocks_max = 100'000;
+  std::size_t tools_max = 1'000;
+};
+
 /// Checks `body` the way the API does and answers `bad_request` with the
 /// API's wording ("max_tokens: Field required", "messages.0.role: Input
 /// should be 'user' or 'assistant'", ...), so clients see the error they
 /// would have seen upstream without a round trip. Checks only what decides
 /// routing and caching plus cheap shape checks; the upstream judges the rest.
-[[nodiscard]] expected<request_info> validate_request(const nlohmann::json& body);
+/// Past `limits`: `too_large`, naming the count and the bound.
+[[nodiscard]] expected<request_info> validate_request(const nlohmann::json& body,
+                                                      const request_limits& limits = {});
 
 /// The form of `body` that `canonical_key` hashes: without `stream`,
 /// `metadata`, `service_tier` and prompt-caching `cache_control` markers;
@@ -49,12 +61,18 @@ struct request_info {
 /// whatever their key order, whitespace or streaming mode.
 [[nodiscard]] std::string canonical_key(const nlohmann::json& body);
 
+/// The shortest prefix, in tokens, the provider caches for `model`: 1024,
+/// and 2048 for Haiku models.
+[[nodiscard]] std::size_t min_cacheable_tokens(std::string_view model);
+
 /// Automatic prompt caching: when the request sets no `cache_control` of
-/// its own, marks the end of each long stable prefix — the tool
-/// definitions, the system prompt — with {"type": "ephemeral"}, if that
-/// prefix holds at least `min_chars` characters (the API caches prefixes of
-/// 1024+ tokens, about 4 characters each). Returns how many marks it added.
-int add_cache_breakpoints(nlohmann::json& body, size_t min_chars);
+/// its own, adds {"type": "ephemeral"} breakpoints at the end of the tool
+/// definitions, of the system prompt and, in a conversation (two messages
+/// or more), of the last message and of the user message before it — each
+/// only where the prompt up to it holds an estimated `min_tokens` tokens
+/// (4 bytes a token), at most four. Returns how many it added. Marks never
+/// change the request's `canonical_key`.
+int add_cache_breakpoints(nlohmann::json& body, std::size_t min_tokens);
 
 /// Absolute paths named by the conversation's `tool_use` blocks in their
 /// `input` fields `path`, `file_path`, `filename` or `notebook_path`: the

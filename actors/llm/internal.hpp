@@ -70,6 +70,14 @@ struct exchange_state {
   ticket ticket_estimate;
   /// Set once the client got its answer (or its stream's head).
   std::atomic<bool> answered{false};
+  /// Identical requests wait for this one's answer (set by the router when
+  /// the first joins): its call goes on even if its own client leaves.
+  std::atomic<bool> shared{false};
+  /// Whether this request leads its key's flight in the router (router only).
+  bool leads = false;
+
+  /// Nobody waits for the answer any more: producers should stop.
+  [[nodiscard]] bool abandoned() const { return sink->gone() && !shared.load(); }
 };
 
 /// How an attempt ended.
@@ -136,7 +144,8 @@ struct attempt_done_msg {
   std::shared_ptr<attempt> a;
 };
 
-/// (pause, ms): the upstream said to wait; the limiter admits nothing until then.
+/// (pause, "provider/model", ms): that upstream model said to wait; the
+/// router calls it no sooner (capped by llm.retry_after_max_ms).
 using pause_atom = caf::atom_constant<caf::atom("llmpause")>;
 
 /// Header names the gateway adds to answers.

@@ -1,5 +1,7 @@
 #include "actors/llm/ledger.hpp"
 
+#include <cmath>
+
 #include <nlohmann/json.hpp>
 
 #include "storage/db.hpp"
@@ -16,6 +18,7 @@ using json = nlohmann::json;
 constexpr std::pair<const char*, uint64_t ledger_counts::*> fields[] = {
     {"requests", &ledger_counts::requests},
     {"cache_hits", &ledger_counts::cache_hits},
+    {"coalesced", &ledger_counts::coalesced},
     {"stale_served", &ledger_counts::stale_served},
     {"fallbacks", &ledger_counts::fallbacks},
     {"errors", &ledger_counts::errors},
@@ -39,6 +42,8 @@ json to_json_counts(const ledger_counts& c) {
   out["upstream_tokens"] = c.spent();
   out["served_tokens"] = served;
   out["saved_fraction"] = c.saved_fraction();
+  out["billed_input_tokens"] = std::llround(c.billed_input_tokens());
+  out["prompt_cache_saved_tokens"] = std::llround(c.prompt_cache_saved_tokens());
   return out;
 }
 
@@ -58,6 +63,21 @@ double ledger_counts::saved_fraction() const {
   const double served = static_cast<double>(served_input_tokens + served_output_tokens);
   const double all = served + static_cast<double>(spent());
   return all == 0 ? 0.0 : served / all;
+}
+
+// The provider's prices relative to an input token.
+constexpr double cache_write_price = 1.25;
+constexpr double cache_read_price = 0.1;
+
+double ledger_counts::billed_input_tokens() const {
+  return static_cast<double>(input_tokens) +
+         cache_write_price * static_cast<double>(cache_creation_input_tokens) +
+         cache_read_price * static_cast<double>(cache_read_input_tokens);
+}
+
+double ledger_counts::prompt_cache_saved_tokens() const {
+  return static_cast<double>(input_tokens + cache_creation_input_tokens + cache_read_input_tokens) -
+         billed_input_tokens();
 }
 
 ledger_counts& ledger_counts::operator+=(const ledger_counts& other) {
@@ -90,6 +110,9 @@ expected<bool> ledger::load() {
         return make_error(errc::corrupt, "ledger row '" + key + "' is not a JSON object");
       }
       rows_[key] = from_json_counts(parsed);
+      if (const auto slash = key.find('/'); slash != std::string::npos) {
+        ++names_[key.substr(0, slash)];
+      }
     }
   }
   return true;
@@ -100,16 +123,29 @@ void ledger::add(const std::string& row, const ledger_counts& counts) {
   dirty_.insert(row);
 }
 
+std::string ledger::row_for(const char* kind, const std::string& name) {
+  auto row = std::string(kind) + "/" + name;
+  if (rows_.contains(row)) {
+    return row;
+  }
+  auto& count = names_[kind];
+  if (count >= names_max) {
+    return std::string(kind) + "/" + other_name;
+  }
+  ++count;
+  return row;
+}
+
 void ledger::book(const ledger_entry& entry) {
   add(total_key, entry.counts);
   if (!entry.model.empty()) {
-    add("model/" + entry.model, entry.counts);
+    add(row_for("model", entry.model), entry.counts);
   }
   if (!entry.client.empty()) {
-    add("client/" + entry.client, entry.counts);
+    add(row_for("client", entry.client), entry.counts);
   }
   if (!entry.agent.empty()) {
-    add("agent/" + entry.agent, entry.counts);
+    add(row_for("agent", entry.agent), entry.counts);
   }
 }
 

@@ -180,9 +180,6 @@ expected<limiter::submitted> limiter::submit(const ticket& request, time_point n
 std::vector<ticket_id> limiter::poll(time_point now) {
   std::vector<ticket_id> admitted;
   refill(now);
-  if (now < paused_until_) {
-    return admitted;
-  }
   // Each pass admits and removes one request, so this ends within waiting().
   int priority = 0;
   while (const waiting_ticket* next = head(&priority)) {
@@ -202,8 +199,7 @@ std::optional<limiter::time_point> limiter::next_ready(time_point now) const {
   if (next == nullptr) {
     return std::nullopt;
   }
-  return std::max({now, paused_until_, requests_.ready_at(1),
-                   input_tokens_.ready_at(next->input_tokens),
+  return std::max({now, requests_.ready_at(1), input_tokens_.ready_at(next->input_tokens),
                    output_tokens_.ready_at(next->output_tokens)});
 }
 
@@ -241,10 +237,6 @@ void limiter::settle(const ticket& estimate, std::int64_t actual_input_tokens,
   output_tokens_.adjust(estimate.output_tokens - std::max<std::int64_t>(actual_output_tokens, 0));
 }
 
-void limiter::pause_until(time_point until) {
-  paused_until_ = std::max(paused_until_, until);
-}
-
 std::size_t limiter::waiting() const noexcept {
   return waiting_by_id_.size();
 }
@@ -271,10 +263,7 @@ std::optional<error> limiter::check(const ticket& request) const {
   return check_estimate("output_tokens", request.output_tokens, config_.output_tokens_per_minute);
 }
 
-bool limiter::may_admit_at_once(int priority, time_point now) const {
-  if (now < paused_until_) {
-    return false;
-  }
+bool limiter::may_admit_at_once(int priority, time_point /*now*/) const {
   // A request may not overtake one of the same or a higher priority.
   for (int p = 0; p <= priority; ++p) {
     if (levels_[static_cast<std::size_t>(p)].count > 0) {

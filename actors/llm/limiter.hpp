@@ -94,7 +94,7 @@ class limiter {
   limiter(limiter_config config, time_point now);
 
   /// Admits the request at once when no request of the same or a higher
-  /// priority waits, no pause is in force and the buckets allow it; queues it
+  /// priority waits and the buckets allow it; queues it
   /// otherwise. Errors: `bad_request` for a priority out of range, a negative
   /// estimate, or an estimate larger than its bucket's per-minute capacity
   /// (it could never be admitted); `too_large` when it would have to wait and
@@ -126,11 +126,6 @@ class limiter {
   /// counted the request.
   void settle(const ticket& estimate, std::int64_t actual_input_tokens,
               std::int64_t actual_output_tokens, time_point now);
-
-  /// Upstream said wait (429 `retry-after`, `anthropic-ratelimit-*-reset`):
-  /// nothing is admitted before `until`. An earlier `until` than a pause
-  /// already in force changes nothing.
-  void pause_until(time_point until);
 
   /// Waiting requests, all clients together / of one client.
   [[nodiscard]] std::size_t waiting() const noexcept;
@@ -194,7 +189,6 @@ class limiter {
   bucket requests_;
   bucket input_tokens_;
   bucket output_tokens_;
-  time_point paused_until_{};
   ticket_id next_id_ = 1;
 
   std::vector<level> levels_;

@@ -206,7 +206,7 @@ void start(provider_actor* self, const std::shared_ptr<attempt>& a) {
   st.upstream_calls->inc();
   upstream_callbacks cb;
   // A call still waiting for a connection when its client leaves is dropped.
-  cb.abandoned = [a] { return a->x->sink->gone(); };
+  cb.abandoned = [a] { return a->x->abandoned(); };
   if (a->stream && st.spec.kind == provider_kind::anthropic) {
     cb.on_head = [a, name = st.spec.name](const upstream_response& head) {
       a->committed = true;
@@ -221,7 +221,7 @@ void start(provider_actor* self, const std::shared_ptr<attempt>& a) {
       a->x->sink->begin_stream(200, std::move(headers));
     };
     cb.on_data = [a, limit = st.ctx->config.cache.value_bytes_max](std::string_view bytes) {
-      if (a->x->sink->gone()) {
+      if (a->x->abandoned()) {
         return false;  // nobody reads: stop the upstream spending tokens
       }
       a->x->sink->stream(std::string(bytes));
@@ -301,7 +301,7 @@ void on_upstream_done(provider_actor* self, const std::shared_ptr<attempt>& a) {
   }
 
   const auto& cfg = st.ctx->config.llm;
-  const bool can_retry = a->tries <= static_cast<int>(cfg.retries_max) && !a->x->sink->gone();
+  const bool can_retry = a->tries <= static_cast<int>(cfg.retries_max) && !a->x->abandoned();
   auto retry_in = [&](std::chrono::milliseconds delay, std::string why) {
     st.log->info("{}: {}; retry {} of {} in {} ms", st.spec.name, why, a->tries, cfg.retries_max,
                  delay.count());
@@ -347,15 +347,16 @@ void on_upstream_done(provider_actor* self, const std::shared_ptr<attempt>& a) {
     const auto told = retry_after(r);
     auto wait = told.value_or(backoff(st, a->tries));
     if (told) {
-      // The local limiter holds everyone else back as long, instead of
-      // letting them draw the same 429.
-      self->send(a->reply_to, pause_atom::value, static_cast<int64_t>(told->count()));
+      // The router holds back other calls to this model as long (capped),
+      // instead of letting them draw the same 429; other models go on.
+      self->send(a->reply_to, pause_atom::value, st.spec.name + "/" + a->step.model,
+                 static_cast<int64_t>(told->count()));
     }
     if (can_retry && wait <= std::chrono::milliseconds(cfg.retry_after_max_ms)) {
       return retry_in(wait, "429 rate limited");
     }
     const auto why =
-        a->x->sink->gone() ? std::string("the client went away")
+        a->x->abandoned() ? std::string("the client went away")
         : !can_retry ? "retries spent (llm.retries_max = " + std::to_string(cfg.retries_max) + ")"
                      : "it asked to wait " + std::to_string(wait.count()) +
                            " ms, more than llm.retry_after_max_ms (" +

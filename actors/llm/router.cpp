@@ -1,5 +1,7 @@
 #include "actors/llm/router.hpp"
 
+#include <cassert>
+#include <map>
 #include <unordered_map>
 
 #include <spdlog/logger.h>
@@ -9,6 +11,7 @@
 #include "actors/llm/internal.hpp"
 #include "actors/llm/ledger.hpp"
 #include "actors/llm/limiter.hpp"
+#include "actors/llm/pauses.hpp"
 #include "runtime/actor/ask.hpp"
 #include "runtime/log/log.hpp"
 #include "runtime/node/json_body.hpp"
@@ -32,27 +35,15 @@ constexpr std::chrono::milliseconds ledger_flush_period{500};
 constexpr uint64_t stale_lifetimes = 7;
 /// Where those copies live in the ledger column family.
 constexpr std::string_view answer_prefix = "answer/";
+/// Models paused at once by their upstream's retry-after; past it, the
+/// pause that ends first is forgotten (client-chosen names are unbounded).
+constexpr size_t pauses_max = 1000;
 /// Queue timeouts are checked at least this often while requests wait.
 constexpr std::chrono::milliseconds queue_check_period{100};
-
-std::vector<std::string> split_list(std::string_view text) {
-  std::vector<std::string> out;
-  while (!text.empty()) {
-    const auto comma = text.find(',');
-    auto item = text.substr(0, comma);
-    text = comma == std::string_view::npos ? std::string_view{} : text.substr(comma + 1);
-    while (!item.empty() && item.front() == ' ') {
-      item.remove_prefix(1);
-    }
-    while (!item.empty() && item.back() == ' ') {
-      item.remove_suffix(1);
-    }
-    if (!item.empty()) {
-      out.emplace_back(item);
-    }
-  }
-  return out;
-}
+/// Requests that may wait for one identical request in flight. Each is a
+/// client connection the gateway already bounds; past this, a request
+/// makes its own call rather than grow one list without end.
+constexpr size_t followers_max = 10'000;
 
 /// JSON nesting deeper than this is refused while parsing: copies of a
 /// json value recurse once per level, so a body of a few megabytes of '['
@@ -73,6 +64,20 @@ uint64_t now_ms() {
                                    .count());
 }
 
+/// Identical requests (one canonical key) in flight at once: the leader
+/// calls the upstream, the followers wait for its answer.
+struct flight {
+  /// Empty once the answer landed; expired too if the leader was dropped
+  /// unanswered (an actor died holding it): then a follower takes over
+  /// (recover_flights), so nobody waits on a call that will never end.
+  std::weak_ptr<exchange_state> leader;
+  std::vector<std::shared_ptr<exchange_state>> followers;
+  /// The leader's answer as the cache keeps it, from when it landed until
+  /// the cache acknowledged storing it: a repeat in that window gets it at
+  /// once instead of missing.
+  std::string landed;
+};
+
 struct router_state {
   std::shared_ptr<node_context> ctx;
   /// Requests to the cache shards.
@@ -84,6 +89,13 @@ struct router_state {
   std::shared_ptr<ledger> book;
   std::unique_ptr<limiter> limits;
   std::unordered_map<ticket_id, std::shared_ptr<exchange_state>> waiting;
+  /// By canonical key.
+  std::unordered_map<std::string, flight> flights;
+  /// Where dependency paths must lie (cache.dependency_roots).
+  std::vector<std::string> roots;
+  /// Back-off per provider/model, and the requests held until theirs ends.
+  std::unique_ptr<upstream_pauses> pauses;
+  std::multimap<clock::time_point, std::shared_ptr<exchange_state>> held;
   std::map<std::string, std::string> aliases;
   std::vector<std::string> fallback_models;
   bool has_local = false;
@@ -249,16 +261,133 @@ bool serve_cached(router_actor* self, exchange_state& x, std::string_view value,
   }
   const auto u = usage_of(*message);
   auto e = entry_for(x);
-  const bool stale = label == "stale";
-  e.counts.cache_hits = stale ? 0 : 1;
-  e.counts.stale_served = stale ? 1 : 0;
+  e.counts.cache_hits = label == "hit" ? 1 : 0;
+  e.counts.coalesced = label == "coalesced" ? 1 : 0;
+  e.counts.stale_served = label == "stale" ? 1 : 0;
   // Every answer the cache gives is an upstream call (and its retries) not made.
   e.counts.retries_avoided = 1;
-  e.counts.served_input_tokens = static_cast<uint64_t>(std::max<int64_t>(0, u.input_tokens));
-  e.counts.served_output_tokens = static_cast<uint64_t>(std::max<int64_t>(0, u.output_tokens));
+  // All the input the call would have sent: the prompt-cache reads and
+  // writes are input tokens too, billed at other rates.
+  const auto tokens = [](int64_t n) { return static_cast<uint64_t>(std::max<int64_t>(0, n)); };
+  e.counts.served_input_tokens = tokens(u.input_tokens) + tokens(u.cache_read_input_tokens) +
+                                 tokens(u.cache_creation_input_tokens);
+  e.counts.served_output_tokens = tokens(u.output_tokens);
   book(self, e);
   self->state.requests(label).inc();
   return true;
+}
+
+void start_step(router_actor* self, const std::shared_ptr<exchange_state>& x);
+void arm_poll(router_actor* self);
+/// Asks the cache, then the upstream, for a request that calls for itself.
+void lead(router_actor* self, const std::shared_ptr<exchange_state>& x);
+
+// ---------------------------------------------------------------------------
+// Flights: identical requests in flight at once make one call
+// ---------------------------------------------------------------------------
+
+/// Whether `x` was answered from a flight (joined or served at once); if
+/// not, and it may share, it now leads a new flight for its key.
+bool join_flight(router_actor* self, const std::shared_ptr<exchange_state>& x) {
+  auto& st = self->state;
+  if (x->key.empty() || !x->cacheable) {
+    return false;
+  }
+  auto it = st.flights.find(x->key);
+  if (it == st.flights.end()) {
+    st.flights.emplace(x->key, flight{x, {}, {}});
+    x->leads = true;
+    return false;
+  }
+  // A refresh asks for a new sample: it makes its own call.
+  if (x->mode != cache_mode::use) {
+    return false;
+  }
+  auto& f = it->second;
+  if (!f.landed.empty()) {
+    return serve_cached(self, *x, f.landed, "coalesced");
+  }
+  auto leader = f.leader.lock();
+  if (!leader) {
+    // Its leader was dropped: this request leads the ones still waiting.
+    f.leader = x;
+    x->leads = true;
+    x->shared = !f.followers.empty();
+    return false;
+  }
+  if (f.followers.size() >= followers_max) {
+    return false;
+  }
+  leader->shared = true;
+  f.followers.push_back(x);
+  arm_poll(self);  // to notice a leader dropped unanswered
+  return true;
+}
+
+/// The leader's answer `value` (as the cache keeps it) reaches every
+/// follower. With `storing`, the flight stays until the store is done.
+void land_flight(router_actor* self, const exchange_state& x, const std::string& value,
+                 bool storing) {
+  auto& st = self->state;
+  auto it = x.leads ? st.flights.find(x.key) : st.flights.end();
+  if (it == st.flights.end()) {
+    return;
+  }
+  auto followers = std::move(it->second.followers);
+  if (storing) {
+    it->second.leader.reset();
+    it->second.followers.clear();
+    it->second.landed = value;
+  } else {
+    st.flights.erase(it);
+  }
+  for (const auto& f : followers) {
+    if (!serve_cached(self, *f, value, "coalesced")) {
+      reply_error(*f, "api_error", "the shared upstream answer could not be read");
+    }
+  }
+}
+
+/// The leader's call failed (or its answer is an error): every follower
+/// gets the same answer.
+void fail_flight(router_actor* self, const exchange_state& x, int status,
+                 const http_headers& headers, const std::string& body) {
+  auto& st = self->state;
+  auto it = x.leads ? st.flights.find(x.key) : st.flights.end();
+  if (it == st.flights.end()) {
+    return;
+  }
+  auto followers = std::move(it->second.followers);
+  st.flights.erase(it);
+  for (const auto& f : followers) {
+    auto e = entry_for(*f);
+    e.counts.errors = 1;
+    book(self, e);
+    st.requests("error").inc();
+    reply(*f, status, headers, body);
+  }
+}
+
+/// The leader `x` was abandoned: its client left and nobody follows it.
+void drop_flight(router_actor* self, const exchange_state& x) {
+  auto& st = self->state;
+  auto it = x.leads ? st.flights.find(x.key) : st.flights.end();
+  if (it != st.flights.end()) {
+    assert(it->second.followers.empty());  // followers make the leader shared
+    st.flights.erase(it);
+  }
+}
+
+/// Answers the leader `x` with an error, and its followers alike.
+void refuse(router_actor* self, exchange_state& x, int status, http_headers headers,
+            std::string body) {
+  fail_flight(self, x, status, headers, body);
+  reply(x, status, std::move(headers), std::move(body));
+}
+
+void refuse_error(router_actor* self, exchange_state& x, std::string_view type,
+                  std::string_view message, http_headers headers = {}) {
+  refuse(self, x, status_for(type), std::move(headers), error_body(type, message));
 }
 
 // ---------------------------------------------------------------------------
@@ -281,23 +410,25 @@ std::vector<chain_step> chain_for(const router_state& st, const exchange_state& 
   return chain;
 }
 
-void start_step(router_actor* self, const std::shared_ptr<exchange_state>& x);
-
-/// Caches an answer: `kind` 'M' (a whole message) or 'S' (the event stream)
-/// in front of `body`.
-void store_answer(router_actor* self, exchange_state& x, char kind, std::string_view body) {
-  auto& st = self->state;
-  if (!x.cacheable || x.mode == cache_mode::bypass) {
-    return;
-  }
-  const auto& cfg = st.ctx->config;
-  if (body.size() + 1 > cfg.cache.value_bytes_max) {
-    return;
-  }
+/// An answer as the cache keeps it: `kind` 'M' (a whole message) or 'S'
+/// (the event stream) in front of `body`.
+std::string cache_value(char kind, std::string_view body) {
   std::string value;
   value.reserve(body.size() + 1);
   value += kind;
   value += body;
+  return value;
+}
+
+/// Caches an answer (a cache_value) and hands it to the requests waiting
+/// for it; the flight ends once the cache has it.
+void store_answer(router_actor* self, exchange_state& x, std::string value) {
+  auto& st = self->state;
+  const auto& cfg = st.ctx->config;
+  if (!x.cacheable || x.mode == cache_mode::bypass || value.size() > cfg.cache.value_bytes_max) {
+    return land_flight(self, x, value, false);
+  }
+  land_flight(self, x, value, true);
   if (st.ctx->config.llm.stale_fallback && st.writer) {
     const auto lifetime_ms = uint64_t{cfg.llm.cache_ttl_s} * 1000 * stale_lifetimes;
     st.writer->put(column::ledger, std::string(answer_prefix) + x.key, value,
@@ -306,9 +437,13 @@ void store_answer(router_actor* self, exchange_state& x, char kind, std::string_
   cache::put_request put{x.key, std::move(value), cfg.llm.cache_ttl_s, x.deps, {}};
   st.shard_requests.ask(
       self, cache::shard_path(x.key, st.shards), make_envelope(cache::put_type, put),
-      std::chrono::milliseconds(cfg.gateway.request_timeout_ms), [self](envelope r) {
+      std::chrono::milliseconds(cfg.gateway.request_timeout_ms),
+      [self, key = x.leads ? x.key : std::string()](envelope r) {
         if (r.is_error()) {
           self->state.log->warn("caching an answer failed: {}", read_error(r).message);
+        }
+        if (!key.empty()) {
+          self->state.flights.erase(key);  // the cache answers repeats from now on
         }
       });
 }
@@ -323,6 +458,15 @@ void all_failed(router_actor* self, const std::shared_ptr<exchange_state>& x, co
     auto copy = st.store->get(column::ledger, std::string(answer_prefix) + x->key, now_ms());
     if (copy && *copy && serve_cached(self, *x, **copy, "stale")) {
       st.log->warn("every upstream failed ({}); answered with a stale cached answer", last.reason);
+      // The followers get the same stale answer (and are booked as such).
+      auto it = x->leads ? st.flights.find(x->key) : st.flights.end();
+      if (it != st.flights.end()) {
+        auto followers = std::move(it->second.followers);
+        st.flights.erase(it);
+        for (const auto& f : followers) {
+          serve_cached(self, *f, **copy, "stale");
+        }
+      }
       return;
     }
   }
@@ -331,13 +475,14 @@ void all_failed(router_actor* self, const std::shared_ptr<exchange_state>& x, co
   book(self, e);
   st.requests("error").inc();
   if (last.response.status >= 400) {
-    return reply(*x, last.response.status, passthrough_headers(last.response), last.response.body);
+    return refuse(self, *x, last.response.status, passthrough_headers(last.response),
+                  last.response.body);
   }
   std::string why;
   for (const auto& failure : x->failures) {
     why += (why.empty() ? "" : "; ") + failure;
   }
-  reply_error(*x, "overloaded_error", "every upstream failed: " + why);
+  refuse_error(self, *x, "overloaded_error", "every upstream failed: " + why);
 }
 
 void on_attempt_done(router_actor* self, const std::shared_ptr<attempt>& a) {
@@ -347,7 +492,8 @@ void on_attempt_done(router_actor* self, const std::shared_ptr<attempt>& a) {
     st.log->info("{}: {}", a->step.provider, a->reason);
     x->failures.push_back(a->step.provider + "/" + a->step.model + ": " + a->reason);
     ++x->step;
-    if (x->sink->gone()) {
+    if (x->abandoned()) {
+      drop_flight(self, *x);
       settle(self, *x, {});
       auto e = entry_for(*x);
       e.counts.errors = 1;
@@ -371,11 +517,14 @@ void on_attempt_done(router_actor* self, const std::shared_ptr<attempt>& a) {
     e.counts.fallbacks = 1;
   }
   if (a->result == outcome::refused) {
+    // The upstream refused the request itself (an unknown model, a bad
+    // field): a name it did not accept gets no row of its own.
+    e.model.clear();
     e.counts.errors = 1;
     book(self, e);
     settle(self, *x, {});
     st.requests("refused").inc();
-    return reply(*x, a->response.status, passthrough_headers(a->response), a->response.body);
+    return refuse(self, *x, a->response.status, passthrough_headers(a->response), a->response.body);
   }
   const bool count_tokens = a->path != "/v1/messages";
   const auto upstream_label = a->step.provider + "/" + a->step.model;
@@ -385,7 +534,16 @@ void on_attempt_done(router_actor* self, const std::shared_ptr<attempt>& a) {
     // Streamed to the client already; book it, cache it if it is whole.
     u = a->assembler.usage();
     if (a->assembler.complete() && !a->capture_overflow) {
-      store_answer(self, *x, 'S', a->captured);
+      store_answer(self, *x, cache_value('S', a->captured));
+    } else if (a->assembler.complete()) {
+      // Too long to keep, but whoever waits for it still gets the message.
+      land_flight(self, *x, cache_value('M', a->assembler.message().dump()), false);
+    } else {
+      const auto err = a->assembler.error();
+      const auto type = err ? err->value("type", "api_error") : std::string("api_error");
+      fail_flight(self, *x, status_for(type), {{"content-type", "application/json"}},
+                  error_body(type, "the shared upstream stream broke off: " +
+                                       (err ? err->value("message", "") : a->reason)));
     }
   } else if (count_tokens) {
     auto h = passthrough_headers(a->response);
@@ -406,7 +564,7 @@ void on_attempt_done(router_actor* self, const std::shared_ptr<attempt>& a) {
         reply(*x, 200, std::move(h), a->response.body);
       }
     }
-    store_answer(self, *x, 'M', a->response.body);
+    store_answer(self, *x, cache_value('M', a->response.body));
   }
   add_usage(e.counts, u);
   book(self, e);
@@ -419,10 +577,23 @@ void start_step(router_actor* self, const std::shared_ptr<exchange_state>& x) {
   if (x->chain.empty()) {
     x->chain = chain_for(st, *x);
   }
+  const auto& step = x->chain[x->step];
+  if (auto until = st.pauses->until(step.provider + "/" + step.model, clock::now())) {
+    // The upstream asked for a pause on this model: the next step of the
+    // chain answers, or, at the last step, the request waits it out.
+    if (x->step + 1 < x->chain.size()) {
+      x->failures.push_back(step.provider + "/" + step.model +
+                            ": paused by the upstream's retry-after");
+      ++x->step;
+      return start_step(self, x);
+    }
+    st.held.emplace(*until, x);
+    return arm_poll(self);
+  }
   auto a = std::make_shared<attempt>();
   a->x = x;
   a->reply_to = caf::actor_cast<caf::actor>(self);
-  a->step = x->chain[x->step];
+  a->step = step;
   a->path = x->req.target.starts_with("/v1/messages/count_tokens") ? "/v1/messages/count_tokens"
                                                                    : "/v1/messages";
   a->stream = x->info.stream && a->path == "/v1/messages";
@@ -441,11 +612,16 @@ void start_step(router_actor* self, const std::shared_ptr<exchange_state>& x) {
 
 void arm_poll(router_actor* self) {
   auto& st = self->state;
-  if (st.poll_armed || st.waiting.empty()) {
+  if (st.poll_armed || (st.waiting.empty() && st.held.empty() && st.flights.empty())) {
     return;
   }
   const auto now = clock::now();
   auto delay = queue_check_period;
+  if (!st.held.empty()) {
+    delay = std::min(
+        delay, std::chrono::duration_cast<std::chrono::milliseconds>(st.held.begin()->first - now) +
+                   std::chrono::milliseconds(1));
+  }
   if (auto ready = st.limits->next_ready(now)) {
     delay = std::min(delay, std::chrono::duration_cast<std::chrono::milliseconds>(*ready - now) +
                                 std::chrono::milliseconds(1));
@@ -454,10 +630,50 @@ void arm_poll(router_actor* self) {
   self->delayed_send(self, std::max(delay, std::chrono::milliseconds(1)), poll_atom::value);
 }
 
+/// Starts the held requests whose pause ended; drops those nobody waits for.
+void release_held(router_actor* self, clock::time_point now) {
+  auto& st = self->state;
+  for (auto it = st.held.begin(); it != st.held.end();) {
+    auto x = it->second;
+    if (it->first <= now) {
+      it = st.held.erase(it);
+      start_step(self, x);
+    } else if (x->abandoned()) {
+      it = st.held.erase(it);
+      drop_flight(self, *x);
+      settle(self, *x, {});
+    } else {
+      ++it;
+    }
+  }
+}
+
+/// Flights whose leader was dropped unanswered: the first follower leads.
+void recover_flights(router_actor* self) {
+  auto& st = self->state;
+  std::vector<std::shared_ptr<exchange_state>> new_leaders;
+  for (auto& [key, f] : st.flights) {
+    if (f.landed.empty() && f.leader.expired() && !f.followers.empty()) {
+      auto next = std::move(f.followers.front());
+      f.followers.erase(f.followers.begin());
+      next->leads = true;
+      next->shared = !f.followers.empty();
+      f.leader = next;
+      new_leaders.push_back(std::move(next));
+    }
+  }
+  for (const auto& x : new_leaders) {
+    st.log->warn("a request shared by others was dropped unanswered; the next one calls");
+    lead(self, x);
+  }
+}
+
 void poll(router_actor* self) {
   auto& st = self->state;
   st.poll_armed = false;
   const auto now = clock::now();
+  release_held(self, now);
+  recover_flights(self);
   for (auto id : st.limits->poll(now)) {
     auto it = st.waiting.find(id);
     if (it == st.waiting.end()) {
@@ -471,13 +687,15 @@ void poll(router_actor* self) {
   for (auto it = st.waiting.begin(); it != st.waiting.end();) {
     auto& x = it->second;
     const bool expired = now - x->started >= timeout;
-    if (expired || x->sink->gone()) {
+    if (expired || x->abandoned()) {
       st.limits->cancel(it->first);
-      if (expired) {
-        reply_error(*x, "rate_limit_error",
-                    "waited " + std::to_string(timeout.count()) +
-                        " ms in the gateway's queue (llm.queue_timeout_ms) without a free slot "
-                        "under the configured per-minute limits");
+      if (!expired) {
+        drop_flight(self, *x);
+      } else {
+        refuse_error(self, *x, "rate_limit_error",
+                     "waited " + std::to_string(timeout.count()) +
+                         " ms in the gateway's queue (llm.queue_timeout_ms) without a free slot "
+                         "under the configured per-minute limits");
         st.requests("queue_timeout").inc();
       }
       it = st.waiting.erase(it);
@@ -497,12 +715,12 @@ void admit(router_actor* self, const std::shared_ptr<exchange_state>& x) {
     const auto spent = st.book->client(x->req.client).spent();
     if (spent >= budget) {
       st.requests("budget").inc();
-      return reply_error(*x, "rate_limit_error",
-                         "this client's token budget is spent (" + std::to_string(spent) + " of " +
-                             std::to_string(budget) +
-                             " upstream tokens, llm.budget_tokens); cached answers are still "
-                             "served",
-                         {{"x-should-retry", "false"}});
+      return refuse_error(self, *x, "rate_limit_error",
+                          "this client's token budget is spent (" + std::to_string(spent) + " of " +
+                              std::to_string(budget) +
+                              " upstream tokens, llm.budget_tokens); cached answers are still "
+                              "served",
+                          {{"x-should-retry", "false"}});
     }
   }
   ticket t;
@@ -517,8 +735,8 @@ void admit(router_actor* self, const std::shared_ptr<exchange_state>& x) {
   if (!submitted) {
     st.requests("rejected").inc();
     const bool full = submitted.err().code == errc::too_large;
-    return reply_error(*x, full ? "rate_limit_error" : "invalid_request_error",
-                       submitted.err().message);
+    return refuse_error(self, *x, full ? "rate_limit_error" : "invalid_request_error",
+                        submitted.err().message);
   }
   if (submitted->admitted) {
     return start_step(self, x);
@@ -579,15 +797,20 @@ bool prepare(router_actor* self, exchange_state& x) {
     }
     x.info.model = x.body["model"].get<std::string>();
   } else {
-    auto info = validate_request(x.body);
+    auto info = validate_request(
+        x.body, request_limits{cfg.messages_max, cfg.content_blocks_max, cfg.tools_max});
     if (!info) {
-      reply_error(x, "invalid_request_error", info.err().message);
+      reply_error(
+          x, info.err().code == errc::too_large ? "request_too_large" : "invalid_request_error",
+          info.err().message);
       return false;
     }
     x.info = std::move(*info);
   }
-  const bool marked = cfg.auto_cache_control && !count_tokens &&
-                      add_cache_breakpoints(x.body, cfg.auto_cache_min_chars) > 0;
+  const auto min_tokens = cfg.auto_cache_min_tokens != 0 ? cfg.auto_cache_min_tokens
+                                                         : min_cacheable_tokens(x.info.model);
+  const bool marked =
+      cfg.auto_cache_control && !count_tokens && add_cache_breakpoints(x.body, min_tokens) > 0;
   x.body_text = aliased || marked ? x.body.dump() : std::move(x.req.body);
   x.agent = std::string(x.req.header("x-troupe-agent"));
 
@@ -620,10 +843,14 @@ bool prepare(router_actor* self, exchange_state& x) {
     x.key += "+" + std::string(beta);
   }
   x.deps = referenced_paths(x.body);
+  // A file the conversation names outside the dependency roots cannot be
+  // watched: an answer about it is not cached rather than risk going stale.
+  x.cacheable = x.cacheable && std::all_of(x.deps.begin(), x.deps.end(), [&](const auto& dep) {
+                  return cache::dependency_refusal(dep, st.roots).empty();
+                });
   for (auto& dep : split_list(x.req.header("x-troupe-depends-on"))) {
-    if (dep.front() != '/') {
-      reply_error(x, "invalid_request_error",
-                  "x-troupe-depends-on: paths must be absolute (got '" + dep + "')");
+    if (auto why = cache::dependency_refusal(dep, st.roots); !why.empty()) {
+      reply_error(x, "invalid_request_error", "x-troupe-depends-on: " + why);
       return false;
     }
     x.deps.push_back(std::move(dep));
@@ -637,7 +864,12 @@ void on_exchange(router_actor* self, const std::shared_ptr<exchange_state>& x) {
   if (path == "/v1/usage") {
     // The gateway sends only GETs here (and answers the rest itself).
     auto body = st.book->to_json();
-    body["queue"] = {{"waiting", st.waiting.size()}};
+    body["queue"] = {{"waiting", st.waiting.size()}, {"held", st.held.size()}};
+    auto paused = json::object();
+    for (const auto& [key, left_ms] : st.pauses->in_force(clock::now())) {
+      paused[key] = left_ms;
+    }
+    body["paused"] = std::move(paused);
     x->answered = true;
     x->sink->reply(200, {{"content-type", "application/json"}}, body.dump());
     return;
@@ -649,6 +881,14 @@ void on_exchange(router_actor* self, const std::shared_ptr<exchange_state>& x) {
   if (!prepare(self, *x)) {
     return;
   }
+  if (join_flight(self, x)) {
+    return;
+  }
+  lead(self, x);
+}
+
+void lead(router_actor* self, const std::shared_ptr<exchange_state>& x) {
+  auto& st = self->state;
   if (x->key.empty() || !x->cacheable || x->mode != cache_mode::use) {
     return admit(self, x);
   }
@@ -659,7 +899,7 @@ void on_exchange(router_actor* self, const std::shared_ptr<exchange_state>& x) {
                           if (!r.is_error()) {
                             auto got = decode<cache::get_reply>(r.body);
                             if (got && got->found && serve_cached(self, *x, got->value, "hit")) {
-                              return;
+                              return land_flight(self, *x, got->value, false);
                             }
                           }
                           admit(self, x);
@@ -696,6 +936,8 @@ child_spec router_child(std::shared_ptr<node_context> ctx, std::shared_ptr<db> s
       lc.output_tokens_per_minute = static_cast<int64_t>(cfg.output_tokens_per_minute);
       lc.queue_max = cfg.queue_max;
       st.limits = std::make_unique<limiter>(lc, clock::now());
+      st.pauses = std::make_unique<upstream_pauses>(
+          std::chrono::milliseconds(cfg.retry_after_max_ms), pauses_max);
       for (const auto& pair : split_list(cfg.model_aliases)) {
         const auto eq = pair.find('=');
         st.aliases[pair.substr(0, eq)] = pair.substr(eq + 1);
@@ -703,17 +945,37 @@ child_spec router_child(std::shared_ptr<node_context> ctx, std::shared_ptr<db> s
       st.fallback_models = split_list(cfg.fallback_models);
       st.has_local = !cfg.local_base_url.empty();
       st.shards = cache::shard_count(ctx->config);
+      st.roots = cache::dependency_roots(ctx->config);
       self->attach_functor([book = st.book](const caf::error&) {
         // Whatever was booked reaches the disk, even on a crash: the writer
         // applies it before it goes.
         book->flush();
       });
       return {
-          [self](exchange_msg& m) { on_exchange(self, m.x); },
+          [self](exchange_msg& m) {
+            // No request may end the router (and every other client's
+            // request with it): what escapes a request's handling answers
+            // that request alone.
+            try {
+              on_exchange(self, m.x);
+            } catch (const std::exception& e) {
+              self->state.log->error("a request failed inside the router: {}", e.what());
+              self->state.requests("internal_error").inc();
+              refuse_error(self, *m.x, "api_error",
+                           std::string("the gateway failed on this request: ") + e.what());
+            }
+          },
           [self](attempt_done_msg& m) { on_attempt_done(self, m.a); },
           [self](poll_atom) { poll(self); },
-          [self](pause_atom, int64_t ms) {
-            self->state.limits->pause_until(clock::now() + std::chrono::milliseconds(ms));
+          [self](pause_atom, const std::string& key, int64_t ms) {
+            auto& st = self->state;
+            const auto applied = st.pauses->pause(key, std::chrono::milliseconds(ms), clock::now());
+            st.log->info("{} asked to wait {} ms: its calls pause for {} ms", key, ms,
+                         applied.count());
+            st.metrics
+                ->counter("troupe_llm_upstream_pauses_total",
+                          "Pauses of one upstream model after a 429 that said when to retry")
+                .inc();
           },
           [self](flush_atom) {
             self->state.flush_armed = false;

@@ -51,6 +51,7 @@ struct exec_plan {
   /// the child's PATH rather than the parent's).
   std::vector<std::string> candidates;
   std::string cwd;
+  mode_t umask = 022;
   /// Pointers into the strings above; filled by `seal` once the plan no
   /// longer moves (moving a short string moves its characters).
   std::vector<char*> argv;
@@ -143,6 +144,7 @@ expected<exec_plan> make_plan(const spawn_options& o) {
     entry += value;
   }
   plan.cwd = o.cwd;
+  plan.umask = o.umask;
   const long open_max = ::sysconf(_SC_OPEN_MAX);
   plan.fd_limit = open_max > 0 && open_max < (1L << 20) ? static_cast<int>(open_max) : (1 << 20);
   return plan;
@@ -314,6 +316,7 @@ bool try_next_candidate(int err) noexcept {
     child_fail("cannot change directory to", plan.cwd.c_str(), errno);
   }
   child_reset_signals();
+  ::umask(plan.umask);
   const char* program = plan.args.front().c_str();
   int err = ENOENT;
   bool denied = false;
@@ -331,7 +334,10 @@ bool try_next_candidate(int err) noexcept {
 
 }  // namespace
 
-expected<std::unique_ptr<pty_process>> pty_process::spawn(const spawn_options& o) {
+namespace {
+
+/// Every check made before fork, and the plan the child will follow.
+expected<exec_plan> checked_plan(const spawn_options& o) {
   if (o.cols == 0 || o.rows == 0) {
     return make_error(errc::bad_request, "the terminal size must be at least 1x1");
   }
@@ -339,7 +345,21 @@ expected<std::unique_ptr<pty_process>> pty_process::spawn(const spawn_options& o
   if (!cwd_ok) {
     return std::move(cwd_ok).err();
   }
-  auto plan = make_plan(o);
+  return make_plan(o);
+}
+
+}  // namespace
+
+expected<bool> pty_process::check(const spawn_options& o) {
+  auto plan = checked_plan(o);
+  if (!plan) {
+    return std::move(plan).err();
+  }
+  return true;
+}
+
+expected<std::unique_ptr<pty_process>> pty_process::spawn(const spawn_options& o) {
+  auto plan = checked_plan(o);
   if (!plan) {
     return std::move(plan).err();
   }

@@ -38,6 +38,9 @@ struct spawn_options {
   std::map<std::string, std::string> env;
   uint16_t cols = 80;
   uint16_t rows = 24;
+  /// The child's file-mode creation mask. The node itself runs with 077 so
+  /// that its own files stay private; a shell gets the usual default.
+  mode_t umask = 022;
 };
 
 /// A child running on its own PTY, in its own session and process group.
@@ -51,6 +54,11 @@ class pty_process {
   /// "troupe: cannot run 'X': <reason>" to the terminal and exits with 127,
   /// as a shell would.
   [[nodiscard]] static expected<std::unique_ptr<pty_process>> spawn(const spawn_options& o);
+
+  /// The checks spawn() makes before it forks, alone: a caller that will
+  /// spawn later (a session actor) refuses bad options up front instead of
+  /// failing, and restarting, on every spawn.
+  [[nodiscard]] static expected<bool> check(const spawn_options& o);
 
   /// Closes the master fd (the kernel then hangs up the terminal, which sends
   /// SIGHUP to the child's session). Does not kill: the owner decides. A

@@ -6,30 +6,31 @@
 #include <array>
 #include <deque>
 #include <filesystem>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <random>
 #include <set>
 
+#include <spdlog/logger.h>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/strand.hpp>
 #include <caf/all.hpp>
 #include <nlohmann/json.hpp>
-#include <spdlog/logger.h>
 
 #include "actors/pty/asciicast.hpp"
 #include "actors/pty/pty_process.hpp"
 #include "actors/pty/screen_state.hpp"
 #include "actors/pty/scrollback.hpp"
 #include "runtime/actor/atoms.hpp"
-#include "runtime/protocol/codec.hpp"
-#include "storage/db.hpp"
-#include "storage/writer.hpp"
 #include "runtime/log/log.hpp"
 #include "runtime/node/node_context.hpp"
 #include "runtime/node/terminal.hpp"
+#include "runtime/protocol/codec.hpp"
+#include "storage/db.hpp"
+#include "storage/writer.hpp"
 
 namespace troupe::pty {
 
@@ -170,20 +171,21 @@ struct session_data {
       state = std::string(to_string(screen.state(now)));
     }
     const auto last = screen.last_output().value_or(created);
-    return json{{"id", id},
-                {"name", spec.name},
-                {"pid", pid},
-                {"state", state},
-                {"cols", cols},
-                {"rows", rows},
-                {"bytes_in", bytes_in},
-                {"bytes_out", bytes_out},
-                {"idle_ms", std::chrono::duration_cast<std::chrono::milliseconds>(now - last).count()},
-                {"exit_status", exit_status ? json(*exit_status) : json(nullptr)},
-                {"persistent", spec.persistent},
-                {"restarts", incarnations > 0 ? incarnations - 1 : 0},
-                {"command", spec.command},
-                {"cwd", spec.cwd}};
+    return json{
+        {"id", id},
+        {"name", spec.name},
+        {"pid", pid},
+        {"state", state},
+        {"cols", cols},
+        {"rows", rows},
+        {"bytes_in", bytes_in},
+        {"bytes_out", bytes_out},
+        {"idle_ms", std::chrono::duration_cast<std::chrono::milliseconds>(now - last).count()},
+        {"exit_status", exit_status ? json(*exit_status) : json(nullptr)},
+        {"persistent", spec.persistent},
+        {"restarts", incarnations > 0 ? incarnations - 1 : 0},
+        {"command", spec.command},
+        {"cwd", spec.cwd}};
   }
 };
 
@@ -372,13 +374,13 @@ void finish(session_actor* self, int status) {
   }
   st.proc.reset();
   const bool done = st.ending || status == 0;
-  const auto notice = json{{"type", done ? "exit" : "notice"},
-                           {"status", status},
-                           {"message", done ? "the session ended (status " +
-                                                  std::to_string(status) + ")"
-                                            : "the shell exited with status " +
-                                                  std::to_string(status) + "; restarting"}}
-                          .dump();
+  const auto notice =
+      json{{"type", done ? "exit" : "notice"},
+           {"status", status},
+           {"message",
+            done ? "the session ended (status " + std::to_string(status) + ")"
+                 : "the shell exited with status " + std::to_string(status) + "; restarting"}}
+          .dump();
   st.data->each_viewer([&](terminal_viewer& v) {
     v.control(notice);
     if (done) {
@@ -446,6 +448,15 @@ caf::behavior session_behavior(session_actor* self, std::shared_ptr<session_data
   auto& st = self->state;
   st.data = data;
   st.log = logger("sessions");
+  {
+    // Deleted while this incarnation was on its way (a restart already
+    // scheduled): an ended session never starts a shell again.
+    std::lock_guard lock(data->mutex);
+    if (data->phase == "ended") {
+      self->quit();
+      return {};
+    }
+  }
   spawn_options opts{data->spec.command, data->spec.cwd, data->spec.env, data->spec.cols,
                      data->spec.rows};
   auto proc = pty_process::spawn(opts);
@@ -600,10 +611,11 @@ caf::behavior session_behavior(session_actor* self, std::shared_ptr<session_data
           self->send(self, end_msg{});
           return;
         }
-        self->delayed_send(self, std::min<clock::duration>(timeout - (clock::now() - last) +
-                                                               std::chrono::milliseconds(10),
-                                                           timeout),
-                           idle_atom::value);
+        self->delayed_send(
+            self,
+            std::min<clock::duration>(
+                timeout - (clock::now() - last) + std::chrono::milliseconds(10), timeout),
+            idle_atom::value);
       },
       [self](kill_atom) {
         if (self->state.proc) {
@@ -671,6 +683,25 @@ std::string new_id(manager_state& st) {
   }
 }
 
+/// An integer field, its type and range checked before any conversion
+/// (a double such as 1e20 does not fit the integer it would be cast to).
+expected<int64_t> integer_field(const json& j, const char* name, int64_t fallback) {
+  const auto it = j.find(name);
+  if (it == j.end()) {
+    return fallback;
+  }
+  const bool fits =
+      it->is_number_integer() &&
+      !(it->is_number_unsigned() &&
+        it->get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()));
+  if (!fits) {
+    return make_error(errc::bad_request, std::string(name) + ": must be an integer from 1 to " +
+                                             std::to_string(terminal_side_max) + " (got " +
+                                             it->dump() + ")");
+  }
+  return it->get<int64_t>();
+}
+
 expected<session_spec> parse_spec(const std::string& body) {
   auto j = json::parse(body.empty() ? "{}" : body, nullptr, false);
   if (j.is_discarded() || !j.is_object()) {
@@ -685,13 +716,16 @@ expected<session_spec> parse_spec(const std::string& body) {
     if (j.contains("env")) {
       spec.env = j["env"].get<std::map<std::string, std::string>>();
     }
-    const auto cols = j.value("cols", 80);
-    const auto rows = j.value("rows", 24);
-    if (auto bad = check_terminal_size(cols, rows)) {
+    const auto cols = integer_field(j, "cols", 80);
+    const auto rows = integer_field(j, "rows", 24);
+    if (!cols || !rows) {
+      return cols ? rows.err() : cols.err();
+    }
+    if (auto bad = check_terminal_size(*cols, *rows)) {
       return *bad;
     }
-    spec.cols = static_cast<uint16_t>(cols);
-    spec.rows = static_cast<uint16_t>(rows);
+    spec.cols = static_cast<uint16_t>(*cols);
+    spec.rows = static_cast<uint16_t>(*rows);
     spec.name = j.value("name", std::string{});
     spec.persistent = j.value("persistent", false);
   } catch (const json::exception& e) {
@@ -704,6 +738,13 @@ expected<session_spec> parse_spec(const std::string& body) {
   if (!spec.cwd.empty() && !std::filesystem::is_directory(spec.cwd, ec)) {
     return make_error(errc::bad_request, "cwd '" + spec.cwd + "' is not a directory");
   }
+  // What would fail every spawn (a bad env name, a NUL in an argument) is
+  // refused now, not retried into a crash loop.
+  if (auto ok =
+          pty_process::check(spawn_options{spec.command, spec.cwd, spec.env, spec.cols, spec.rows});
+      !ok) {
+    return std::move(ok).err();
+  }
   return spec;
 }
 
@@ -715,22 +756,25 @@ child_spec session_child(std::shared_ptr<session_data> data, net::io_context& io
   // one that dies abnormally comes back, within the restart intensity.
   child.restart = restart_type::transient;
   child.start = [data, &io](caf::actor_system& system, const std::string&) {
-    return system.spawn([data, &io](session_actor* self) {
-      return session_behavior(self, data, io);
-    });
+    return system.spawn(
+        [data, &io](session_actor* self) { return session_behavior(self, data, io); });
   };
   return child;
 }
 
 /// A session's description as stored (and as POST /v1/sessions takes it).
 json describe(const session_spec& s) {
-  return json{{"command", s.command}, {"cwd", s.cwd}, {"env", s.env}, {"cols", s.cols},
-              {"rows", s.rows},       {"name", s.name}, {"persistent", s.persistent}};
+  return json{{"command", s.command},
+              {"cwd", s.cwd},
+              {"env", s.env},
+              {"cols", s.cols},
+              {"rows", s.rows},
+              {"name", s.name},
+              {"persistent", s.persistent}};
 }
 
 /// Starts the session's actor under sessions/live; `done` gets nullopt or why not.
-void launch(manager_actor* self, const std::shared_ptr<session_data>& data,
-            const caf::actor& live,
+void launch(manager_actor* self, const std::shared_ptr<session_data>& data, const caf::actor& live,
             std::function<void(const std::optional<error>&)> done) {
   auto& st = self->state;
   st.sessions->put(data);
@@ -813,8 +857,8 @@ void restore(manager_actor* self) {
       for (const auto& [chunk_key, bytes] : *rows) {
         data->output.append(bytes);
         data->record('o', bytes);
-        data->chunks.emplace_back(std::stoull(chunk_key.substr(chunk_key.rfind('/') + 1), nullptr, 16),
-                                  bytes.size());
+        data->chunks.emplace_back(
+            std::stoull(chunk_key.substr(chunk_key.rfind('/') + 1), nullptr, 16), bytes.size());
         data->chunk_bytes += bytes.size();
       }
       data->next_chunk = data->chunks.empty() ? 0 : data->chunks.back().first + 1;
@@ -834,16 +878,22 @@ void restore(manager_actor* self) {
 void end_session(manager_actor* self, const std::shared_ptr<session_exchange>& x,
                  const std::string& id) {
   auto& st = self->state;
-  auto route = st.ctx->registry.find("sessions/live/" + id);
-  if (route && route->current) {
-    caf::anon_send(caf::actor_cast<caf::actor>(route->current), end_msg{});
-  }
+  // Marked ended first: an incarnation that starts from now on quits at once.
   if (auto data = st.sessions->find(id)) {
     {
       std::lock_guard lock(data->mutex);
       data->phase = "ended";
     }
     data->unpersist();
+  }
+  auto route = st.ctx->registry.find("sessions/live/" + id);
+  if (route && route->current) {
+    // Running: it hangs up its shell (SIGKILL after the grace) and ends.
+    caf::anon_send(caf::actor_cast<caf::actor>(route->current), end_msg{});
+  } else if (route && route->supervisor) {
+    // Restarting or given up on: its supervisor cancels the pending restart
+    // and takes it out of the tree.
+    caf::anon_send(route->supervisor, stop_child_atom::value, id);
   }
   st.sessions->erase(id);
   x->reply(200, json{{"ended", id}}.dump());
@@ -920,15 +970,13 @@ void on_exchange(manager_actor* self, const std::shared_ptr<session_exchange>& x
   if (rest == "/cast" && method == "GET") {
     return x->reply(200, cast_of(*found), "application/x-asciicast");
   }
-  x->error(404, "not_found",
-           "no route for " + method + " /v1/sessions/" + id + std::string(rest));
+  x->error(404, "not_found", "no route for " + method + " /v1/sessions/" + id + std::string(rest));
 }
 
 }  // namespace
 
-child_spec sessions_child(std::shared_ptr<node_context> ctx,
-                          std::shared_ptr<session_table> table, std::shared_ptr<db> store,
-                          net::io_context& io) {
+child_spec sessions_child(std::shared_ptr<node_context> ctx, std::shared_ptr<session_table> table,
+                          std::shared_ptr<db> store, net::io_context& io) {
   auto policy = make_restart_policy(ctx->config.supervisor);
   supervisor_spec family{strategy::one_for_one, policy, {}, 100, 0x5e55};
   child_spec manager;
@@ -954,25 +1002,25 @@ child_spec sessions_child(std::shared_ptr<node_context> ctx,
   // `live` first: the manager restores sessions into it when it starts.
   family.children.push_back(supervisor_child(
       "live", ctx,
-      supervisor_spec{strategy::dynamic, policy, {}, static_cast<uint32_t>(sessions_max),
-                      0x5e56}));
+      supervisor_spec{strategy::dynamic, policy, {}, static_cast<uint32_t>(sessions_max), 0x5e56}));
   family.children.push_back(std::move(manager));
   return supervisor_child("sessions", ctx, std::move(family));
 }
 
 exchange_handler sessions_entry(std::shared_ptr<node_context> ctx) {
   return [weak = std::weak_ptr<node_context>(ctx)](exchange_request request,
-                                                  std::shared_ptr<exchange_sink> sink) {
+                                                   std::shared_ptr<exchange_sink> sink) {
     auto ctx = weak.lock();
     auto route = ctx ? ctx->registry.find("sessions/manager") : std::nullopt;
     if (!route || !route->current) {
-      sink->reply(503, {{"content-type", "application/json"}},
-                  R"({"error":{"code":"restarting","message":"the sessions manager is restarting"}})");
+      sink->reply(
+          503, {{"content-type", "application/json"}},
+          R"({"error":{"code":"restarting","message":"the sessions manager is restarting"}})");
       return;
     }
-    caf::anon_send(caf::actor_cast<caf::actor>(route->current),
-                   exchange_msg{std::make_shared<session_exchange>(std::move(request),
-                                                                   std::move(sink))});
+    caf::anon_send(
+        caf::actor_cast<caf::actor>(route->current),
+        exchange_msg{std::make_shared<session_exchange>(std::move(request), std::move(sink))});
   };
 }
 

@@ -24,7 +24,7 @@ class io_context;
 namespace troupe {
 struct node_context;
 class db;
-}
+}  // namespace troupe
 
 namespace troupe::pty {
 

@@ -3,10 +3,14 @@
 // root supervisor gives up), then shuts down in reverse order.
 
 #include <signal.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <iostream>
 #include <sstream>
@@ -105,6 +109,54 @@ sigset_t block_shutdown_signals() {
   return set;
 }
 
+/// File descriptors kept for everything but gateway connections: the
+/// store's files, PTYs and their readers, logs, listening sockets.
+constexpr rlim_t fds_reserved = 256;
+
+/// Raises the soft limit on open files to the hard one (the default soft
+/// 1024 is far below what a node with hundreds of clients needs) and keeps
+/// gateway.connections_max within what that allows.
+void fit_fd_limit(node_config& config, spdlog::logger& log) {
+  rlimit fds{};
+  if (::getrlimit(RLIMIT_NOFILE, &fds) != 0) {
+    log.warn("cannot read the open-file limit: {}", std::strerror(errno));
+    return;
+  }
+  if (fds.rlim_cur < fds.rlim_max) {
+    rlimit raised{fds.rlim_max, fds.rlim_max};
+    if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) {
+      fds = raised;
+    } else {
+      log.warn("cannot raise the open-file limit to {}: {}", fds.rlim_max, std::strerror(errno));
+    }
+  }
+  const rlim_t upstream = config.llm.connections_max;
+  const rlim_t room =
+      fds.rlim_cur > fds_reserved + upstream ? fds.rlim_cur - fds_reserved - upstream : 1;
+  log.info("open-file limit {} (hard {})", fds.rlim_cur, fds.rlim_max);
+  if (config.gateway.connections_max > room) {
+    log.warn(
+        "gateway.connections_max {} does not fit the open-file limit {} (less {} reserved "
+        "and llm.connections_max {}): using {}",
+        config.gateway.connections_max, fds.rlim_cur, fds_reserved, upstream, room);
+    config.gateway.connections_max = static_cast<uint32_t>(room);
+  }
+}
+
+/// Creates the data dir (mode 0700) or makes an existing one 0700.
+expected<bool> private_data_dir(const std::string& dir) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) {
+    return make_error(errc::unavailable, "cannot create data dir '" + dir + "': " + ec.message());
+  }
+  if (::chmod(dir.c_str(), 0700) != 0) {
+    return make_error(errc::unavailable,
+                      "cannot make data dir '" + dir + "' private (0700): " + std::strerror(errno));
+  }
+  return true;
+}
+
 int run(const node_flags& flags) {
   const auto signals = block_shutdown_signals();
   config_sources sources;
@@ -135,6 +187,14 @@ int run(const node_flags& flags) {
     log->info("config: {}", line);
   }
 
+  fit_fd_limit(*config, *log);
+  // The store holds terminal output, transcripts and answers in plain
+  // text: what the node creates is its user's alone.
+  ::umask(077);
+  if (auto ok = private_data_dir(config->node.data_dir); !ok) {
+    log->critical("{}", ok.err().message);
+    return 1;
+  }
   auto token = load_or_create_token(config->auth.token, config->node.data_dir);
   if (!token) {
     log->critical("{}", token.err().message);

@@ -860,8 +860,9 @@ std::function<int(const context&)> add_cache(CLI::App& sub) {
 // ---------------------------------------------------------------------------
 // usage
 
-/// One ledger row as a table line: requests, hits, upstream and served
-/// tokens, and the share of tokens the cache answered.
+/// One ledger row as a table line: requests, hits, upstream tokens, tokens
+/// the response cache answered and their share of all tokens, and the
+/// full-price input tokens that prompt caching saved.
 void print_usage_row(const std::string& label, const json& row) {
   auto number = [&](const char* name) {
     return row.contains(name) && row[name].is_number() ? number_text(row[name]) : "-";
@@ -873,8 +874,8 @@ void print_usage_row(const std::string& label, const json& row) {
   percent << std::fixed << std::setprecision(1) << saved << "%";
   std::cout << std::left << std::setw(34) << label << std::right << std::setw(9)
             << number("requests") << std::setw(9) << number("cache_hits") << std::setw(12)
-            << number("input_tokens") << std::setw(12) << number("output_tokens") << std::setw(12)
-            << number("served_tokens") << std::setw(8) << percent.str() << "\n";
+            << number("upstream_tokens") << std::setw(12) << number("served_tokens") << std::setw(8)
+            << percent.str() << std::setw(14) << number("prompt_cache_saved_tokens") << "\n";
 }
 
 int run_usage(const context& ctx) {
@@ -892,8 +893,8 @@ int run_usage(const context& ctx) {
     return fail(bad_reply("GET /v1/usage"));
   }
   std::cout << std::left << std::setw(34) << "" << std::right << std::setw(9) << "requests"
-            << std::setw(9) << "hits" << std::setw(12) << "input" << std::setw(12) << "output"
-            << std::setw(12) << "served" << std::setw(8) << "saved"
+            << std::setw(9) << "hits" << std::setw(12) << "upstream" << std::setw(12) << "served"
+            << std::setw(8) << "saved" << std::setw(14) << "prompt-cache"
             << "\n";
   print_usage_row("total", (*ledger)["total"]);
   for (const char* group : {"by_model", "by_client", "by_agent"}) {

@@ -254,7 +254,10 @@ void asker::ask(caf::event_based_actor* self, std::string_view path, envelope ms
   auto route = state_->registry->find(path);
   if (!route) {
     c->answer(make_error_envelope(
-        make_error(errc::unknown_actor, "no actor at '" + std::string(path) + "'")));
+        state_->registry->coming_back(path)
+            ? make_error(errc::restarting,
+                         "actor '" + std::string(path) + "' is restarting with its supervisor")
+            : make_error(errc::unknown_actor, "no actor at '" + std::string(path) + "'")));
     return;
   }
   state_->via_supervisor(self, *route, std::move(c));

@@ -108,7 +108,7 @@ bool is_name_char(char c) {
   return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '_' || c == '.' || c == '-';
 }
 
-std::string quoted(std::string_view value) {
+std::string quoted_text(std::string_view value) {
   return "'" + std::string(value) + "'";
 }
 
@@ -128,7 +128,7 @@ std::optional<std::string> check_node_name(std::string_view name) {
     return "must be at most 64 characters (got " + std::to_string(name.size()) + ")";
   }
   if (!std::all_of(name.begin(), name.end(), is_name_char)) {
-    return "may only contain letters, digits, '_', '.' and '-' (got " + quoted(name) + ")";
+    return "may only contain letters, digits, '_', '.' and '-' (got " + quoted_text(name) + ")";
   }
   return std::nullopt;
 }
@@ -162,7 +162,7 @@ std::optional<std::string> check_host(std::string_view host) {
 }
 
 std::optional<std::string> check_listen(std::string_view listen) {
-  const std::string got = " (got " + quoted(listen) + ")";
+  const std::string got = " (got " + quoted_text(listen) + ")";
   const auto colon = listen.rfind(':');
   if (colon == std::string_view::npos) {
     return "must be HOST:PORT" + got;
@@ -200,7 +200,7 @@ std::optional<std::string> check_token(std::string_view token) {
 std::optional<std::string> check_url(std::string_view url) {
   auto parsed = parse_base_url(url);
   if (!parsed) {
-    return parsed.err().message + " (got " + quoted(url) + ")";
+    return parsed.err().message + " (got " + quoted_text(url) + ")";
   }
   return std::nullopt;
 }
@@ -215,19 +215,20 @@ std::optional<std::string> check_token_or_empty(std::string_view token) {
 
 // "alias=model,alias=model": both sides non-empty.
 std::optional<std::string> check_aliases(std::string_view text) {
-  while (!text.empty()) {
-    const auto comma = text.find(',');
-    auto pair = text.substr(0, comma);
-    text = comma == std::string_view::npos ? std::string_view{} : text.substr(comma + 1);
-    while (!pair.empty() && pair.front() == ' ') {
-      pair.remove_prefix(1);
-    }
-    while (!pair.empty() && pair.back() == ' ') {
-      pair.remove_suffix(1);
-    }
+  for (const auto& pair : split_list(text)) {
     const auto eq = pair.find('=');
-    if (eq == 0 || eq == std::string_view::npos || eq + 1 == pair.size()) {
-      return "expected alias=model pairs separated by commas (got " + quoted(pair) + ")";
+    if (eq == 0 || eq == std::string::npos || eq + 1 == pair.size()) {
+      return "expected alias=model pairs separated by commas (got " + quoted_text(pair) + ")";
+    }
+  }
+  return std::nullopt;
+}
+
+// "/a,/b": comma-separated absolute paths (or none).
+std::optional<std::string> check_absolute_list(std::string_view text) {
+  for (const auto& item : split_list(text)) {
+    if (item.front() != '/') {
+      return "expected absolute directories separated by commas (got " + quoted_text(item) + ")";
     }
   }
   return std::nullopt;
@@ -295,6 +296,8 @@ constexpr std::array key_table{
     number(TROUPE_KEY(cache, deps_max), between(1, 65536), "dependency records per entry"),
     text(TROUPE_KEY(cache, shard_policy), "normal idle", nullptr,
          "scheduling of the shard threads"),
+    text(TROUPE_KEY(cache, dependency_roots), {}, check_absolute_list,
+         "directories dependencies must lie in"),
     number(TROUPE_KEY(llm, io_threads), between(0, 64), "upstream HTTP threads; 0: gateway's"),
     number(TROUPE_KEY(llm, timeout_ms), between(1, hour_ms), "upstream attempt timeout"),
     number(TROUPE_KEY(llm, retries_max), between(0, 10), "retries per provider"),
@@ -311,7 +314,12 @@ constexpr std::array key_table{
     boolean(TROUPE_KEY(llm, cache_sampled), "cache temperature > 0 requests too"),
     number(TROUPE_KEY(llm, cache_ttl_s), between(1, 365 * 86400), "cached answer lifetime"),
     boolean(TROUPE_KEY(llm, auto_cache_control), "add prompt-cache breakpoints"),
-    number(TROUPE_KEY(llm, auto_cache_min_chars), between(1, 1 << 30), "shortest prefix marked"),
+    number(TROUPE_KEY(llm, auto_cache_min_tokens), between(0, 1 << 24),
+           "shortest prefix marked; 0: the model's minimum"),
+    number(TROUPE_KEY(llm, messages_max), between(1, 1'000'000), "messages per request"),
+    number(TROUPE_KEY(llm, content_blocks_max), between(1, 10'000'000),
+           "content blocks per request"),
+    number(TROUPE_KEY(llm, tools_max), between(0, 100'000), "tools per request"),
     // The limiter's exact integer buckets hold up to 50M per minute.
     number(TROUPE_KEY(llm, requests_per_minute), between(0, 5e7), "local limiter; 0: off"),
     number(TROUPE_KEY(llm, input_tokens_per_minute), between(0, 5e7), "local limiter; 0: off"),
@@ -366,6 +374,9 @@ template <class... fs>
 struct overloaded : fs... {
   using fs::operator()...;
 };
+// Clang 14 does not deduce aggregate templates without a guide.
+template <class... fs>
+overloaded(fs...) -> overloaded<fs...>;
 
 std::string full_name(const key_spec& spec) {
   return std::string(spec.name.section) + "." + std::string(spec.name.key);
@@ -450,7 +461,7 @@ std::optional<std::string> check_allowed(std::string_view allowed, const std::st
   for (const auto word : words) {
     list += (list.empty() ? "" : ", ") + std::string(word);
   }
-  return "must be one of " + list + " (got " + quoted(value) + ")";
+  return "must be one of " + list + " (got " + quoted_text(value) + ")";
 }
 
 std::string mismatch(field_ref field, const raw_value& raw) {
@@ -568,7 +579,7 @@ std::optional<raw_value> parse_text(field_ref field, std::string_view text) {
 std::string parse_text_problem(field_ref field, std::string_view text) {
   constexpr std::array<std::string_view, 5> names{"", "an unsigned integer", "an unsigned integer",
                                                   "a number", "a boolean (true or false)"};
-  return "not " + std::string(names[field.index()]) + ": " + quoted(text);
+  return "not " + std::string(names[field.index()]) + ": " + quoted_text(text);
 }
 
 // ---------------------------------------------------------------------------
@@ -1065,6 +1076,25 @@ std::string describe(const node_config& config) {
       value = std::get<std::string>(raw).empty() ? "(generated)" : "(set)";
     }
     out += full_name(spec) + " = " + value + "\n";
+  }
+  return out;
+}
+
+std::vector<std::string> split_list(std::string_view text) {
+  std::vector<std::string> out;
+  while (!text.empty()) {
+    const auto comma = text.find(',');
+    auto item = text.substr(0, comma);
+    text = comma == std::string_view::npos ? std::string_view{} : text.substr(comma + 1);
+    while (!item.empty() && item.front() == ' ') {
+      item.remove_prefix(1);
+    }
+    while (!item.empty() && item.back() == ' ') {
+      item.remove_suffix(1);
+    }
+    if (!item.empty()) {
+      out.emplace_back(item);
+    }
   }
   return out;
 }

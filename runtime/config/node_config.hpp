@@ -9,6 +9,8 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "runtime/error.hpp"
 
@@ -136,6 +138,11 @@ struct cache_section {
   /// Scheduling of the shards' threads: "normal", or "idle" (SCHED_IDLE:
   /// their disk reads and hashing only use CPU no other thread wants).
   std::string shard_policy = "normal";
+  /// Comma-separated absolute directories a dependency path must lie in
+  /// (symlinks resolved); empty: the node's working directory and its data
+  /// dir. The node reads what a dependency names, so it must not name any
+  /// file the node can read.
+  std::string dependency_roots;
 };
 
 /// How cache.memory_budget_bytes is spent, so that the node's memory stays
@@ -189,14 +196,23 @@ struct llm_section {
   std::string model_aliases;
   /// Response cache on /v1/messages.
   bool cache_enabled = true;
-  /// Also cache requests with temperature > 0 (their answers vary).
-  bool cache_sampled = false;
+  /// Also cache requests with temperature > 0: a cached answer is a valid
+  /// sample of its request, and real clients never send temperature 0.
+  bool cache_sampled = true;
   /// Lifetime of a cached answer.
   uint32_t cache_ttl_s = 24 * 3600;
   /// Automatic prompt caching: requests without cache_control of their own
-  /// get a breakpoint after tools and system prompts of this many chars+.
-  bool auto_cache_control = false;
-  uint32_t auto_cache_min_chars = 4096;
+  /// get breakpoints after their tools, system prompt and conversation when
+  /// the prefix is long enough for the provider to cache it.
+  bool auto_cache_control = true;
+  /// Shortest prefix (estimated tokens) marked; 0: the model's own minimum
+  /// (1024 tokens, 2048 for Haiku models).
+  uint32_t auto_cache_min_tokens = 0;
+  /// What one /v1/messages request may hold (each costs the gateway work);
+  /// beyond: 413 request_too_large.
+  uint32_t messages_max = 10'000;
+  uint32_t content_blocks_max = 100'000;
+  uint32_t tools_max = 1'000;
   /// Local limiter mirroring the upstream's buckets; 0: unlimited.
   uint32_t requests_per_minute = 0;
   uint64_t input_tokens_per_minute = 0;
@@ -280,5 +296,9 @@ struct config_sources {
 /// Multi-line "section.key = value" rendering of the effective config for the
 /// start-up log; secrets (auth.token) are masked.
 [[nodiscard]] std::string describe(const node_config& config);
+
+/// The items of a comma-separated config value ("a, b,c"), each trimmed of
+/// spaces, empty ones dropped.
+[[nodiscard]] std::vector<std::string> split_list(std::string_view text);
 
 }  // namespace troupe

@@ -72,6 +72,11 @@ expected<base_url> parse_base_url(std::string_view text) {
   if (host.empty()) {
     return refused("has no host");
   }
+  if (host.find_first_of("[]") != std::string_view::npos) {
+    // "http://[[x]" would read as host "[x", which prints back as a URL
+    // that no longer parses.
+    return refused("has a '[' or ']' inside its host");
+  }
   if (host.find('@') != std::string_view::npos) {
     return refused(
         "holds credentials (user@): give the token or key on its own (troupectl --token, "

@@ -24,14 +24,17 @@ namespace troupe {
                                                                 nlohmann::json::parse_event_t,
                                                                 nlohmann::json&) {
       if (depth > depth_max) {
-        throw std::out_of_range("JSON nests deeper than " + std::to_string(depth_max) +
-                                " levels");
+        throw std::out_of_range("JSON nests deeper than " + std::to_string(depth_max) + " levels");
       }
       return true;
     };
     return nlohmann::json::parse(body.begin(), body.end(), limit_depth);
   } catch (const nlohmann::json::parse_error& e) {
     return make_error(errc::bad_request, std::string("body is not valid JSON: ") + e.what());
+  } catch (const nlohmann::json::exception& e) {
+    // A number out of double's range (1e400) is valid JSON that no double
+    // holds: the parser's out_of_range (not std::out_of_range) says so.
+    return make_error(errc::bad_request, std::string("body holds an unusable value: ") + e.what());
   } catch (const std::out_of_range& e) {
     return make_error(errc::too_large, e.what());
   }

@@ -125,11 +125,13 @@ void read_fields(msgpack_reader& r, Tuple values, const auto& names, std::index_
   template <class Packer>                                                            \
   void msgpack_pack(Packer& troupe_pk_) const {                                      \
     constexpr auto troupe_keys_ = ::troupe::detail::pack_keys(troupe_field_names()); \
-    ::troupe::detail::pack_fields(troupe_pk_, std::tie(__VA_ARGS__), troupe_keys_,   \
-                                  std::make_index_sequence<troupe_keys_.size()>{});  \
+    ::troupe::detail::pack_fields(                                                   \
+        troupe_pk_, std::tie(__VA_ARGS__), troupe_keys_,                             \
+        std::make_index_sequence<std::tuple_size_v<decltype(troupe_keys_)>>{});      \
   }                                                                                  \
   void troupe_read(::troupe::detail::msgpack_reader& troupe_r_) {                    \
     constexpr auto troupe_names_ = troupe_field_names();                             \
-    ::troupe::detail::read_fields(troupe_r_, std::tie(__VA_ARGS__), troupe_names_,   \
-                                  std::make_index_sequence<troupe_names_.size()>{}); \
+    ::troupe::detail::read_fields(                                                   \
+        troupe_r_, std::tie(__VA_ARGS__), troupe_names_,                             \
+        std::make_index_sequence<std::tuple_size_v<decltype(troupe_names_)>>{});     \
   }

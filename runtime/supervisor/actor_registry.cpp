@@ -100,6 +100,27 @@ std::optional<actor_route> actor_registry::find(std::string_view path) const {
   return it->second.route;
 }
 
+bool actor_registry::coming_back(std::string_view path) const {
+  std::shared_lock lock(mutex_);
+  if (entries_.find(path) != entries_.end()) {
+    return false;
+  }
+  // Paths are '/'-separated; the root is "".
+  while (!path.empty()) {
+    const auto slash = path.rfind('/');
+    path = slash == std::string_view::npos ? std::string_view() : path.substr(0, slash);
+    auto it = entries_.find(path);
+    if (it == entries_.end()) {
+      continue;
+    }
+    const auto& info = it->second.info;
+    return info.kind == actor_kind::supervisor &&
+           (info.state == actor_state::restarting || info.state == actor_state::starting ||
+            !info.children_started);
+  }
+  return false;
+}
+
 caf::actor actor_registry::current(std::string_view path) const {
   std::shared_lock lock(mutex_);
   auto it = entries_.find(path);

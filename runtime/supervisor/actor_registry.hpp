@@ -90,6 +90,12 @@ class actor_registry {
 
   [[nodiscard]] std::optional<actor_route> find(std::string_view path) const;
 
+  /// `path` is not registered now, but may be again in a moment: its
+  /// nearest registered ancestor is a supervisor that is restarting,
+  /// starting, or has not started its children yet (its subtree is being
+  /// rebuilt). Callers answer `restarting` rather than `unknown_actor`.
+  [[nodiscard]] bool coming_back(std::string_view path) const;
+
   /// The running incarnation at `path`, or null: the hot path of every send.
   [[nodiscard]] caf::actor current(std::string_view path) const;
 

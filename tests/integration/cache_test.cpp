@@ -122,23 +122,31 @@ TEST_CASE("cold entries survive a SIGKILL of the node") {
   CHECK(cache_header(call(http, "GET", "/v1/cache/durable")) == "hit-hot");  // promoted
 }
 
-TEST_CASE("empty keys and values work, oversized ones and bad dependencies are refused") {
+TEST_CASE("empty values work, empty keys, oversized values and bad dependencies are refused") {
   node_process::options o;
   o.env["TROUPE_CACHE_VALUE_BYTES_MAX"] = "1000";
   node_process node(o);
   REQUIRE(node.started());
   auto http = client_of(node);
-  REQUIRE(call(http, "PUT", "/v1/cache/", "").status == 200);
-  auto empty = call(http, "GET", "/v1/cache/");
+  for (const char* method : {"PUT", "GET", "DELETE"}) {
+    auto no_key = call(http, method, "/v1/cache/", "");
+    CHECK(no_key.status == 400);
+    CHECK(json::parse(no_key.body)["error"]["message"].get<std::string>().find("empty") !=
+          std::string::npos);
+  }
+  REQUIRE(call(http, "PUT", "/v1/cache/nothing", "").status == 200);
+  auto empty = call(http, "GET", "/v1/cache/nothing");
   CHECK(empty.status == 200);
   CHECK(empty.body.empty());
   REQUIRE(call(http, "PUT", "/v1/cache/max", std::string(1000, 'x')).status == 200);
   auto big = call(http, "PUT", "/v1/cache/big", std::string(1001, 'x'));
   CHECK(big.status == 413);
   CHECK(json::parse(big.body)["error"]["code"] == "too_large");
-  auto missing = call(http, "PUT", "/v1/cache/k?dep=/no/such/file", "v");
+  temp_dir dir;
+  const auto absent = dir.path() + "/no/such/file";
+  auto missing = call(http, "PUT", "/v1/cache/k?dep=" + absent, "v");
   CHECK(missing.status == 404);
-  CHECK(json::parse(missing.body)["error"]["message"].get<std::string>().find("/no/such/file") !=
+  CHECK(json::parse(missing.body)["error"]["message"].get<std::string>().find(absent) !=
         std::string::npos);
   CHECK(call(http, "DELETE", "/v1/cache/max").status == 200);
   CHECK(call(http, "GET", "/v1/cache/max").status == 404);
@@ -218,6 +226,76 @@ TEST_CASE("explicit invalidation by path (file, directory above, below) and by k
                           "invalidate", dir.path() + "/proj"});
   CHECK(ctl.exit_code == 0);
   CHECK(ctl.out.find("invalidated 1 entries") != std::string::npos);  // on-readme
+}
+
+TEST_CASE("dependencies must be absolute and inside cache.dependency_roots") {
+  temp_dir root;
+  temp_dir elsewhere;
+  write_file(root.path() + "/in.txt", "inside");
+  write_file(elsewhere.path() + "/out.txt", "outside");
+  std::filesystem::create_symlink(elsewhere.path() + "/out.txt", root.path() + "/link.txt");
+  node_process::options o;
+  o.env["TROUPE_CACHE_DEPENDENCY_ROOTS"] = root.path();
+  node_process node(o);
+  REQUIRE(node.started());
+  auto http = client_of(node);
+  CHECK(call(http, "PUT", "/v1/cache/a?dep=" + root.path() + "/in.txt", "v").status == 200);
+  for (const auto& dep :
+       {elsewhere.path() + "/out.txt", root.path() + "/link.txt",
+        root.path() + "/../" + std::filesystem::path(elsewhere.path()).filename().string() +
+            "/out.txt",
+        std::string("in.txt"), std::string("/etc/passwd")}) {
+    INFO(dep);
+    auto refused = call(http, "PUT", "/v1/cache/b?dep=" + dep, "v");
+    CHECK(refused.status == 400);
+    CHECK(json::parse(refused.body)["error"]["message"].get<std::string>().find(
+              dep.front() == '/' ? "cache.dependency_roots" : "absolute") != std::string::npos);
+  }
+  // Whether a file outside exists is not told either: the same refusal.
+  CHECK(call(http, "PUT", "/v1/cache/b?dep=/no/such/file", "v").status == 400);
+  auto relative = http.request("POST", "/v1/cache/invalidate", R"({"paths": ["in.txt"]})");
+  REQUIRE(relative);
+  CHECK(relative->status == 400);
+}
+
+TEST_CASE("values up to cache.value_bytes_max are stored, whatever the message bound") {
+  node_process node({});  // defaults: 4 MiB values, 1 MiB ordinary messages
+  REQUIRE(node.started());
+  auto http = client_of(node);
+  const std::string value(3u << 20, 'v');
+  auto put = call(http, "PUT", "/v1/cache/large", value);
+  INFO(put.body);
+  REQUIRE(put.status == 200);
+  auto got = call(http, "GET", "/v1/cache/large");
+  CHECK(got.status == 200);
+  CHECK(got.body == value);
+  auto over = call(http, "PUT", "/v1/cache/larger", std::string((4u << 20) + 1, 'v'));
+  CHECK(over.status == 413);
+  CHECK(json::parse(over.body)["error"]["message"].get<std::string>().find(
+            "cache.value_bytes_max") != std::string::npos);
+}
+
+TEST_CASE("while the cache supervisor restarts, its keys answer 503 restarting, never 404") {
+  node_process::options o;
+  o.env["TROUPE_CHAOS_ENABLED"] = "true";
+  node_process node(o);
+  REQUIRE(node.started());
+  auto http = client_of(node);
+  REQUIRE(call(http, "PUT", "/v1/cache/kept", "across a crash").status == 200);
+  REQUIRE(http.request("POST", "/v1/actors/cache/kill", "").value().status == 200);
+  // Until the shards are back: served, or refused as restarting with a hint.
+  REQUIRE(wait_until([&] {
+    auto r = call(http, "GET", "/v1/cache/kept");
+    if (r.status == 503) {
+      // restarting, or breaker_open once enough of those came in a row
+      const auto code = json::parse(r.body)["error"]["code"].get<std::string>();
+      CHECK((code == "restarting" || code == "breaker_open"));
+      CHECK_FALSE(find_header(r, "retry-after").empty());
+      return false;
+    }
+    CHECK(r.status == 200);
+    return r.status == 200;
+  }));
 }
 
 TEST_CASE("a crashed shard is restarted and finds its entries in the cold tier") {

@@ -98,9 +98,10 @@ struct gateway_fixture {
   double metric(const std::string& series) {
     auto metrics = client_for(node.url(), "").request("GET", "/metrics");
     REQUIRE(metrics);
-    const auto at = metrics->body.find(series + " ");
+    // At a line's start: "# HELP <name> ..." names the series too.
+    const auto at = metrics->body.find("\n" + series + " ");
     REQUIRE(at != std::string::npos);
-    return std::stod(metrics->body.substr(at + series.size() + 1));
+    return std::stod(metrics->body.substr(at + series.size() + 2));
   }
 
   mock_upstream_process mock;
@@ -266,12 +267,192 @@ TEST_CASE("llm: cache control headers, sampling and file dependencies") {
                "x-troupe-cache") == "miss");
   CHECK(gw.mock_stats()["requests"] == 4);
 
-  // temperature > 0 answers vary by design: not cached unless configured.
+  // A cached answer is a valid sample of its request: temperature > 0 is
+  // cached too, by default.
   auto sampled = question("write a poem");
   sampled["temperature"] = 0.7;
-  gw.messages(sampled);
   CHECK(header(gw.messages(sampled), "x-troupe-cache") == "miss");
-  CHECK(gw.mock_stats()["requests"] == 6);
+  CHECK(header(gw.messages(sampled), "x-troupe-cache") == "hit");
+  CHECK(gw.mock_stats()["requests"] == 5);
+}
+
+TEST_CASE("llm: llm.cache_sampled = false sends every sampled request upstream") {
+  gateway_fixture gw(env_map{{"TROUPE_LLM_CACHE_SAMPLED", "false"}});
+  auto sampled = question("write a poem");
+  sampled["temperature"] = 0.7;
+  CHECK(header(gw.messages(sampled), "x-troupe-cache") == "miss");
+  CHECK(header(gw.messages(sampled), "x-troupe-cache") == "miss");
+  CHECK(gw.mock_stats()["requests"] == 2);
+}
+
+namespace {
+
+/// `n` sentences: a prompt long enough for the provider's prompt cache.
+std::string long_text(const std::string& topic, int n) {
+  std::string text;
+  for (int i = 0; i < n; ++i) {
+    text += "Rule " + std::to_string(i) + " about " + topic + ": keep the answer short. ";
+  }
+  return text;
+}
+
+/// A request as the official SDK sends one: no temperature, no
+/// cache_control, a long system prompt and a tool list.
+json sdk_request(const std::string& text, bool stream) {
+  return json{{"model", "claude-sonnet-4-5"},
+              {"max_tokens", 1024},
+              {"stream", stream},
+              {"system", long_text("style", 200)},
+              {"tools", json::array({{{"name", "Read"},
+                                      {"description", long_text("reading files", 100)},
+                                      {"input_schema", {{"type", "object"}}}}})},
+              {"messages", json::array({{{"role", "user"}, {"content", text}}})}};
+}
+
+const http_client::headers sdk_headers{{"user-agent", "Anthropic/JS 0.68.0"},
+                                       {"x-stainless-lang", "js"},
+                                       {"x-stainless-retry-count", "0"}};
+
+}  // namespace
+
+TEST_CASE("llm: with the shipped defaults a real client's repeat is served from the cache") {
+  gateway_fixture gw;
+  for (const bool stream : {false, true}) {
+    const auto text = std::string("summarise the design, streamed: ") + (stream ? "yes" : "no");
+    auto first = gw.messages(sdk_request(text, stream), sdk_headers);
+    REQUIRE(first.status == 200);
+    CHECK(header(first, "x-troupe-cache") == "miss");
+    // No wait for the store: a repeat right after the answer is a hit (or
+    // shares the answer still being stored).
+    auto again = gw.messages(sdk_request(text, stream), sdk_headers);
+    REQUIRE(again.status == 200);
+    const auto label = header(again, "x-troupe-cache");
+    CHECK((label == "hit" || label == "coalesced"));
+    CHECK(again.body == first.body);
+  }
+  CHECK(gw.mock_stats()["requests"] == 2);
+
+  // Claude Code marks its own breakpoints and sends a beta header and
+  // metadata: its repeat is a hit all the same.
+  auto claude_code = sdk_request("fix the failing test", true);
+  claude_code["temperature"] = 1;
+  claude_code["metadata"] = {{"user_id", "user_abc_account_def_session_1"}};
+  claude_code["system"] = json::array({{{"type", "text"},
+                                        {"text", long_text("agents", 300)},
+                                        {"cache_control", {{"type", "ephemeral"}}}}});
+  const http_client::headers beta{{"anthropic-beta", "claude-code-20250219"}};
+  REQUIRE(header(gw.messages(claude_code, beta), "x-troupe-cache") == "miss");
+  claude_code["metadata"]["user_id"] = "user_abc_account_def_session_2";
+  const auto label = header(gw.messages(claude_code, beta), "x-troupe-cache");
+  CHECK((label == "hit" || label == "coalesced"));
+  CHECK(gw.mock_stats()["requests"] == 3);
+}
+
+TEST_CASE("llm: breakpoints are added by default and every saved token is counted") {
+  gateway_fixture gw;
+  // Two questions with the same long prefix: the second reads the prefix
+  // from the provider's cache.
+  auto first = json::parse(gw.messages(sdk_request("first question", false)).body);
+  CHECK(first["usage"]["cache_creation_input_tokens"].get<int>() > 1024);
+  auto second = json::parse(gw.messages(sdk_request("second question", false)).body);
+  CHECK(second["usage"]["cache_read_input_tokens"].get<int>() > 1024);
+  CHECK(second["usage"]["cache_creation_input_tokens"] == 0);
+  // A short request gets no breakpoint: the provider would not cache it.
+  auto short_answer = json::parse(gw.messages(question("short")).body);
+  CHECK(short_answer["usage"]["cache_creation_input_tokens"] == 0);
+
+  // The repeat of the first: the response cache avoided all its input.
+  REQUIRE(header(gw.messages(sdk_request("first question", false)), "x-troupe-cache") == "hit");
+  const auto u = first["usage"];
+  const auto usage = gw.usage()["total"];
+  CHECK(usage["served_input_tokens"] == u["input_tokens"].get<int>() +
+                                            u["cache_creation_input_tokens"].get<int>() +
+                                            u["cache_read_input_tokens"].get<int>());
+  CHECK(usage["served_output_tokens"] == u["output_tokens"]);
+  // The upstream's own counts and the ledger's agree.
+  const auto stats = gw.mock_stats();
+  CHECK(usage["input_tokens"] == stats["input_tokens"]);
+  CHECK(usage["cache_read_input_tokens"] == stats["cache_read_input_tokens"]);
+  CHECK(usage["cache_creation_input_tokens"] == stats["cache_creation_input_tokens"]);
+  // Prompt caching saved full-price input: reads cost a tenth, writes 1.25.
+  const double reads = usage["cache_read_input_tokens"].get<double>();
+  const double writes = usage["cache_creation_input_tokens"].get<double>();
+  CHECK(usage["prompt_cache_saved_tokens"].get<double>() ==
+        Approx(0.9 * reads - 0.25 * writes).margin(1));
+  CHECK(usage["prompt_cache_saved_tokens"].get<double>() > 0);
+}
+
+namespace {
+
+/// `n` clients send `body` at once; their answers in arrival order.
+std::vector<http_response> at_once(gateway_fixture& gw, const json& body, int n) {
+  std::vector<std::optional<http_response>> answers(static_cast<size_t>(n));
+  std::vector<std::thread> clients;
+  for (int i = 0; i < n; ++i) {
+    clients.emplace_back([&, i] {
+      auto http = client_for(gw.node.url(), gw.node.token());
+      auto r = http.request("POST", "/v1/messages", body.dump());
+      if (r) {
+        answers[static_cast<size_t>(i)] = std::move(*r);
+      }
+    });
+  }
+  for (auto& c : clients) {
+    c.join();
+  }
+  std::vector<http_response> out;
+  for (auto& a : answers) {
+    REQUIRE(a.has_value());
+    out.push_back(std::move(*a));
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("llm: identical requests at once make one upstream call") {
+  // Each upstream answer takes 400 ms, so the 50 requests overlap.
+  gateway_fixture gw({}, {"--delay-ms", "400"});
+  for (const bool stream : {false, true}) {
+    const auto answers =
+        at_once(gw, question(stream ? "one stream for all" : "one call for all", stream), 50);
+    int shared = 0;
+    for (const auto& r : answers) {
+      CHECK(r.status == 200);
+      CHECK(r.body == answers.front().body);  // a stream is replayed from its start
+      const auto label = header(r, "x-troupe-cache");
+      shared += label == "coalesced" || label == "hit" ? 1 : 0;
+    }
+    CHECK(shared == 49);
+  }
+  CHECK(gw.mock_stats()["requests"] == 2);
+  CHECK(gw.usage()["total"]["coalesced"].get<int>() >= 1);
+
+  // A failure of the one call reaches every one of them.
+  gw.mock_faults({{"faults", {{{"kind", "overloaded"}}}}, {"mode", "always"}});
+  const auto failed = at_once(gw, question("one failure for all"), 10);
+  for (const auto& r : failed) {
+    CHECK(r.status == 529);
+  }
+  CHECK(gw.mock_stats()["errors"] == 1);
+}
+
+TEST_CASE("llm: a waiting client that leaves does not cancel the shared call") {
+  gateway_fixture gw({}, {"--delay-ms", "1500"});
+  // The first client streams and leaves after 300 ms, before any byte.
+  auto leaver = std::thread([&] {
+    run_process({"/usr/bin/curl", "-s", "-N", "-m", "0.3", "-H", "x-api-key: " + gw.node.token(),
+                 "-H", "anthropic-version: 2023-06-01", "-H", "content-type: application/json",
+                 "-d", question("shared and left", true).dump(), gw.node.url() + "/v1/messages"});
+  });
+  // The node's call is open at the mock (beside this stats request's own).
+  REQUIRE(wait_until([&] { return gw.mock_stats()["connections"]["open"].get<int>() >= 2; }));
+  auto stayed = gw.messages(question("shared and left", false));
+  leaver.join();
+  CHECK(stayed.status == 200);
+  CHECK(header(stayed, "x-troupe-cache") == "coalesced");
+  CHECK(text_of(json::parse(stayed.body)).find("shared and left") != std::string::npos);
+  CHECK(gw.mock_stats()["requests"] == 1);
 }
 
 TEST_CASE("llm: retries after 429 with retry-after and after 500, never after a spend limit") {
@@ -297,6 +478,23 @@ TEST_CASE("llm: retries after 429 with retry-after and after 500, never after a 
   CHECK(failed.status == 500);
   CHECK(json::parse(failed.body)["error"]["type"] == "api_error");
   CHECK(gw.mock_stats()["errors"] == 6);
+}
+
+TEST_CASE("llm: a retry-after pauses only the model that said it, and no longer than the cap") {
+  gateway_fixture gw(env_map{{"TROUPE_LLM_RETRY_AFTER_MAX_MS", "60000"}});
+  gw.mock_faults(
+      {{"faults", {{{"kind", "rate_limit"}, {"retry_after_s", 86400}, {"model", "claude-a"}}}}});
+  auto limited = gw.messages(question("first", false, "claude-a"));
+  CHECK(limited.status == 429);
+  const auto paused = gw.usage()["paused"];
+  REQUIRE(paused.contains("anthropic/claude-a"));
+  CHECK(paused["anthropic/claude-a"].get<int>() <= 60000);
+  CHECK(paused["anthropic/claude-a"].get<int>() > 0);
+  // Another model is not held back at all.
+  auto other = gw.messages(question("second", false, "claude-b"));
+  CHECK(other.status == 200);
+  CHECK(gw.mock_stats()["by_model"]["claude-b"]["requests"] == 1);
+  CHECK(gw.metric("troupe_llm_upstream_pauses_total") == 1);
 }
 
 TEST_CASE("llm: 529 opens the model's breaker and the fallback chain answers") {
@@ -434,6 +632,29 @@ TEST_CASE("llm: bad client input is answered like the Anthropic API would") {
   // Where the parse failed, not just that it did.
   CHECK(json::parse(broken.body)["error"]["message"].get<std::string>().find("not valid JSON: ") !=
         std::string::npos);
+
+  // A number no double holds is a bad request on every route that takes
+  // JSON, and the router is not restarted by it.
+  auto overflow = post(R"({"model":"claude-test","max_tokens":5,"temperature":1e400,
+      "messages":[{"role":"user","content":"x"}]})",
+                       auth);
+  CHECK(overflow.status == 400);
+  CHECK(json::parse(overflow.body)["error"]["message"].get<std::string>().find("number overflow") !=
+        std::string::npos);
+  auto counted = http.request("POST", "/v1/messages/count_tokens", R"({"a": 1e400})",
+                              "application/json", auth);
+  REQUIRE(counted);
+  CHECK(counted->status == 400);
+  auto control = client_for(gw.node.url(), gw.node.token());
+  for (const char* target : {"/v1/actors/sys/messages", "/v1/cache/invalidate"}) {
+    auto r = control.request("POST", target, R"({"type": "sys.echo", "x": -1e400})");
+    REQUIRE(r);
+    CHECK(r->status == 400);
+    CHECK(json::parse(r->body)["error"]["code"] == "bad_request");
+  }
+  auto tree = control.request("GET", "/v1/actors");
+  REQUIRE(tree);
+  CHECK(tree->body.find("\"restarts\":1") == std::string::npos);
 
   // The model name ends up in headers and metric labels: bounded, no spaces.
   auto odd_model = question("x");

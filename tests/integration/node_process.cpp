@@ -161,6 +161,10 @@ node_process::node_process(options opts) {
   err_path_ = log_base + ".err";
   std::vector<std::string> argv{node_binary(), "--listen", "127.0.0.1:0", "--data-dir", data_dir_};
   argv.insert(argv.end(), opts.args.begin(), opts.args.end());
+  // Tests keep their files in temp dirs (temp_dir): those are the roots a
+  // user would configure for their projects, unless a test says otherwise.
+  opts.env.emplace("TROUPE_CACHE_DEPENDENCY_ROOTS",
+                   std::filesystem::temp_directory_path().string());
   pid_ = spawn(argv, opts.env, "/dev/null", out_path_, err_path_);
   const std::regex listening("listening on (http://127\\.0\\.0\\.1:[0-9]+)");
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);

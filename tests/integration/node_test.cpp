@@ -1,7 +1,12 @@
 // A real troupe-node process, driven over HTTP and with troupectl.
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <catch2/catch.hpp>
 
@@ -47,6 +52,45 @@ process_result ctl(const node_process& node, std::vector<std::string> args,
   std::vector<std::string> argv{troupectl_binary(), "--url", node.url(), "--token", node.token()};
   argv.insert(argv.end(), args.begin(), args.end());
   return run_process(argv, {}, input);
+}
+
+/// Sends `bytes` on a fresh connection to `node` and returns all it
+/// answers until it closes the connection (or 5 s pass).
+std::string raw_exchange(const node_process& node, const std::string& bytes) {
+  auto url = parse_node_url(node.url());
+  REQUIRE(url.has_value());
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  REQUIRE(fd >= 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(url->port);
+  inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+  REQUIRE(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  REQUIRE(send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(bytes.size()));
+  std::string answer;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  char buf[4096];
+  while (std::chrono::steady_clock::now() < deadline) {
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, 100) <= 0) {
+      continue;
+    }
+    const auto n = read(fd, buf, sizeof buf);
+    if (n <= 0) {
+      break;
+    }
+    answer.append(buf, static_cast<size_t>(n));
+  }
+  close(fd);
+  return answer;
+}
+
+size_t count_of(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) {
+    ++n;
+  }
+  return n;
 }
 
 node_process::options chaos_on() {
@@ -107,6 +151,29 @@ TEST_CASE("the token file is made once, mode 0600, and reused on restart") {
   node_process again(o);
   REQUIRE(again.started());
   CHECK(again.token() == first);
+  // What the node made is its user's alone: the data dir and the store.
+  struct stat st {};
+  REQUIRE(::stat(o.data_dir->c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0700);
+  for (const auto& file : std::filesystem::recursive_directory_iterator(*o.data_dir + "/store")) {
+    if (file.is_regular_file()) {
+      INFO(file.path());
+      REQUIRE(::stat(file.path().c_str(), &st) == 0);
+      CHECK((st.st_mode & 077) == 0);
+    }
+  }
+}
+
+TEST_CASE("a token file open to other users is refused with the fix") {
+  temp_dir dir;
+  const auto data = dir.path() + "/data";
+  std::filesystem::create_directories(data);
+  std::ofstream(data + "/token") << "0123456789abcdef0123456789abcdef\n";
+  ::chmod((data + "/token").c_str(), 0644);
+  auto r = run_process({node_binary(), "--data-dir", data});
+  CHECK(r.exit_code == 1);
+  CHECK(r.err.find("chmod 600 '" + data + "/token'") != std::string::npos);
+  CHECK(r.err.find("0644") != std::string::npos);
 }
 
 TEST_CASE("the sys actor answers echo, ping and info in JSON and msgpack") {
@@ -175,6 +242,42 @@ TEST_CASE("bad input gets a precise error and the node keeps serving") {
   auto still = must(http.request("POST", sys, send_body("sys.echo", {{"text", "alive"}})));
   CHECK(still.status == 200);
   CHECK(node.stop(SIGTERM) == 0);
+}
+
+TEST_CASE("framing other than a lone chunked is refused and closes the connection") {
+  node_process node({});
+  REQUIRE(node.started());
+  // Each head hides a second, authenticated request in what it calls a body.
+  const std::string smuggled =
+      "GET /v1/actors HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + node.token() + "\r\n\r\n";
+  for (const std::string coding :
+       {"gzip", "identity", "xchunked", "chunked, identity", "gzip, chunked"}) {
+    INFO(coding);
+    const auto answer = raw_exchange(
+        node, "POST /v1/actors/sys/messages HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: " + coding +
+                  "\r\n\r\n" + smuggled);
+    CHECK(answer.starts_with("HTTP/1.1 400"));
+    CHECK(count_of(answer, "HTTP/1.1 ") == 1);  // the hidden request was never read
+  }
+  const auto both = raw_exchange(node,
+                                 "POST /v1/actors/sys/messages HTTP/1.1\r\nHost: x\r\n"
+                                 "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n"
+                                 "0\r\n\r\n" +
+                                     smuggled);
+  CHECK(both.starts_with("HTTP/1.1 400"));
+  CHECK(count_of(both, "HTTP/1.1 ") == 1);
+  // A lone chunked body is read as such, and an absolute-form target works.
+  const std::string echo = R"({"type":"sys.echo","body":{"text":"chunks"}})";
+  char size[16];
+  std::snprintf(size, sizeof size, "%zx", echo.size());
+  const auto chunked = raw_exchange(
+      node,
+      "POST http://127.0.0.1/v1/actors/sys/messages HTTP/1.1\r\nHost: x\r\n"
+      "Authorization: Bearer " +
+          node.token() + "\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n" + size +
+          "\r\n" + echo + "\r\n0\r\n\r\n");
+  CHECK(chunked.starts_with("HTTP/1.1 200"));
+  CHECK(chunked.find("chunks") != std::string::npos);
 }
 
 TEST_CASE("the kill route is forbidden unless chaos is enabled") {

@@ -8,6 +8,10 @@
 
 #include <catch2/catch.hpp>
 
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
 #include <nlohmann/json.hpp>
 
 #include "actors/gateway/http_client.hpp"
@@ -127,6 +131,10 @@ TEST_CASE("sessions: attach over WebSocket: echo, resize, read-only, two viewers
   // A bad control frame gets an error frame, and the viewer stays.
   REQUIRE_FALSE(a.ws.write_text("{not json"));
   CHECK(a.control_until("unknown control message"));
+  // A mistyped member is an error frame too, never an exception on the
+  // node's I/O thread (which would end the node).
+  REQUIRE_FALSE(a.ws.write_text(R"({"type":1,"cols":80,"rows":24})"));
+  CHECK(a.control_until("unknown control message"));
   REQUIRE_FALSE(a.ws.write_binary(""));  // a zero-byte write is harmless
   a.type("echo still-$((3*3))\n");
   CHECK(a.read_until("still-9"));
@@ -219,6 +227,68 @@ TEST_CASE("sessions: a command that keeps dying is given up on, its siblings liv
   CHECK(tree.out.find("failed") != std::string::npos);
 }
 
+namespace {
+
+/// Processes whose command line is exactly `argv`.
+int processes_running(const std::vector<std::string>& argv) {
+  std::string wanted;
+  for (const auto& arg : argv) {
+    wanted += arg;
+    wanted.push_back('\0');
+  }
+  int n = 0;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc", ec)) {
+    std::ifstream in(entry.path() / "cmdline", std::ios::binary);
+    std::stringstream text;
+    text << in.rdbuf();
+    n += text.str() == wanted ? 1 : 0;
+  }
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("sessions: a session deleted while it waits to restart never comes back") {
+  // The second death in a row waits 3 s before its restart.
+  node_fixture n({{"TROUPE_SUPERVISOR_RESTARTS_MAX", "10"},
+                  {"TROUPE_SUPERVISOR_BACKOFF_MIN_MS", "3000"},
+                  {"TROUPE_SUPERVISOR_BACKOFF_MAX_MS", "3000"},
+                  {"TROUPE_SUPERVISOR_BACKOFF_JITTER", "0"}});
+  const std::vector<std::string> command{"sleep", "4243"};
+  const auto id = n.create({{"command", command}});
+  pid_t last = 0;
+  for (int death = 1; death <= 2; ++death) {
+    pid_t pid = 0;
+    REQUIRE(wait_until([&] {
+      pid = n.info(id)["pid"].get<pid_t>();
+      return pid > 0 && pid != last && n.info(id)["state"] != "restarting";
+    }));
+    REQUIRE(::kill(pid, SIGKILL) == 0);
+    last = pid;
+  }
+  REQUIRE(wait_until([&] { return n.info(id)["state"] == "restarting"; }));
+  CHECK(n.call("DELETE", "/v1/sessions/" + id).status == 200);
+  // Out of the tree at once (its pending restart cancelled), and no shell.
+  CHECK(wait_until([&] {
+    return n.call("GET", "/v1/actors").body.find("sessions/live/" + id) == std::string::npos;
+  }));
+  CHECK(processes_running(command) == 0);
+  CHECK(n.call("GET", "/v1/sessions/" + id).status == 404);
+}
+
+TEST_CASE("sessions: a session given up on leaves the tree when deleted") {
+  node_fixture n({{"TROUPE_SUPERVISOR_RESTARTS_MAX", "3"},
+                  {"TROUPE_SUPERVISOR_BACKOFF_MIN_MS", "10"},
+                  {"TROUPE_SUPERVISOR_BACKOFF_MAX_MS", "50"}});
+  const auto id = n.create({{"command", {"/bin/sh", "-c", "exit 3"}}});
+  REQUIRE(wait_until([&] { return n.info(id)["state"] == "failed"; }));
+  CHECK(n.call("DELETE", "/v1/sessions/" + id).status == 200);
+  CHECK(wait_until([&] {
+    return n.call("GET", "/v1/actors").body.find("sessions/live/" + id) == std::string::npos;
+  }));
+}
+
 TEST_CASE("sessions: bad requests get clear errors") {
   node_fixture n;
   CHECK(n.call("GET", "/v1/sessions/s-nope").status == 404);
@@ -229,6 +299,19 @@ TEST_CASE("sessions: bad requests get clear errors") {
         std::string::npos);
   CHECK(n.call("POST", "/v1/sessions", R"({"cols": 0})").status == 400);
   CHECK(n.call("PUT", "/v1/sessions").status == 405);
+  // Numbers are checked for range before conversion.
+  auto huge = n.call("POST", "/v1/sessions", R"({"cols": 1e20})");
+  CHECK(huge.status == 400);
+  CHECK(json::parse(huge.body)["error"]["message"].get<std::string>().find("cols") !=
+        std::string::npos);
+  CHECK(n.call("POST", "/v1/sessions", R"({"rows": 18446744073709551615})").status == 400);
+  // What would fail every spawn is refused now, not crash-looped later.
+  auto bad_env = n.call("POST", "/v1/sessions", R"({"env": {"A=B": "x"}})");
+  CHECK(bad_env.status == 400);
+  CHECK(json::parse(bad_env.body)["error"]["message"].get<std::string>().find("A=B") !=
+        std::string::npos);
+  CHECK(n.call("POST", "/v1/sessions", R"({"command": ["sh", "-c", "a\u0000b"]})").status == 400);
+  CHECK(json::parse(n.call("GET", "/v1/sessions").body)["sessions"].empty());
 }
 
 TEST_CASE(

@@ -720,21 +720,88 @@ TEST_CASE("add_cache_breakpoints marks long stable prefixes, and only when the c
   json body = {{"model", "m"},
                {"max_tokens", 10},
                {"system", long_text},
-               {"tools", json::array({{{"name", "read"}, {"input_schema", {{"type", "object"}}},
+               {"tools", json::array({{{"name", "read"},
+                                       {"input_schema", {{"type", "object"}}},
                                        {"description", long_text}}})},
                {"messages", json::array({{{"role", "user"}, {"content", "hi"}}})}};
   const auto key_before = troupe::llm::canonical_key(body);
-  CHECK(troupe::llm::add_cache_breakpoints(body, 4096) == 2);
+  CHECK(troupe::llm::add_cache_breakpoints(body, 1024) == 2);
   CHECK(body["system"][0]["text"] == long_text);
   CHECK(body["system"][0]["cache_control"]["type"] == "ephemeral");
   CHECK(body["tools"][0]["cache_control"]["type"] == "ephemeral");
+  // One message is a question, not a conversation: it stays unmarked.
+  CHECK(body["messages"][0]["content"] == "hi");
   // The marks steer the provider's cache only: the answer's key is the same.
   CHECK(troupe::llm::canonical_key(body) == key_before);
   // Once marked (by us or by the client), nothing more is added.
-  CHECK(troupe::llm::add_cache_breakpoints(body, 4096) == 0);
+  CHECK(troupe::llm::add_cache_breakpoints(body, 1024) == 0);
 
-  json short_body = {{"model", "m"}, {"max_tokens", 10}, {"system", "be brief"},
+  json short_body = {{"model", "m"},
+                     {"max_tokens", 10},
+                     {"system", "be brief"},
                      {"messages", json::array({{{"role", "user"}, {"content", "hi"}}})}};
-  CHECK(troupe::llm::add_cache_breakpoints(short_body, 4096) == 0);
+  CHECK(troupe::llm::add_cache_breakpoints(short_body, 1024) == 0);
   CHECK(short_body["system"] == "be brief");
+}
+
+TEST_CASE("add_cache_breakpoints counts the prefix so far and the model's minimum") {
+  using nlohmann::json;
+  // Tools of ~750 tokens alone are too short; with a ~750-token system
+  // prompt the prefix reaches 1024 tokens, so only the system is marked.
+  json body = {{"model", "claude-sonnet-4-5"},
+               {"max_tokens", 10},
+               {"system", std::string(3000, 'y')},
+               {"tools", json::array({{{"name", "t"}, {"description", std::string(3000, 'x')}}})},
+               {"messages", json::array({{{"role", "user"}, {"content", "hi"}}})}};
+  auto haiku = body;
+  CHECK(troupe::llm::add_cache_breakpoints(
+            body, troupe::llm::min_cacheable_tokens(body["model"].get<std::string>())) == 1);
+  CHECK_FALSE(body["tools"][0].contains("cache_control"));
+  CHECK(body["system"][0]["cache_control"]["type"] == "ephemeral");
+  // Haiku models cache prefixes of 2048 tokens and more.
+  haiku["model"] = "claude-haiku-4-5";
+  CHECK(troupe::llm::min_cacheable_tokens("claude-haiku-4-5") == 2048);
+  CHECK(troupe::llm::add_cache_breakpoints(haiku, 2048) == 0);
+}
+
+TEST_CASE("add_cache_breakpoints marks a conversation's end and the turn before, four at most") {
+  using nlohmann::json;
+  const std::string text(5000, 'c');
+  json body = {{"model", "m"},
+               {"max_tokens", 10},
+               {"system", text},
+               {"tools", json::array({{{"name", "t"}, {"description", text}}})},
+               {"messages",
+                json::array({{{"role", "user"}, {"content", "read the file"}},
+                             {{"role", "assistant"},
+                              {"content", json::array({{{"type", "thinking"}, {"thinking", "hmm"}},
+                                                       {{"type", "tool_use"},
+                                                        {"id", "t1"},
+                                                        {"name", "Read"},
+                                                        {"input", {{"file_path", "/a"}}}}})}},
+                             {{"role", "user"},
+                              {"content", json::array({{{"type", "tool_result"},
+                                                        {"tool_use_id", "t1"},
+                                                        {"content", text}}})}}})}};
+  const auto key_before = troupe::llm::canonical_key(body);
+  CHECK(troupe::llm::add_cache_breakpoints(body, 1024) == 4);
+  const auto& messages = body["messages"];
+  CHECK(messages[2]["content"][0]["cache_control"]["type"] == "ephemeral");
+  // The previous user turn: what the last call stored is read back.
+  CHECK(messages[0]["content"][0]["cache_control"]["type"] == "ephemeral");
+  CHECK(messages[0]["content"][0]["text"] == "read the file");
+  CHECK_FALSE(messages[1]["content"][1].contains("cache_control"));
+  CHECK(troupe::llm::canonical_key(body) == key_before);
+
+  // A conversation ending on a block that cannot carry a mark is left as is.
+  json thinking_end = {
+      {"model", "m"},
+      {"max_tokens", 10},
+      {"messages",
+       json::array({{{"role", "user"}, {"content", text}},
+                    {{"role", "assistant"},
+                     {"content", json::array({{{"type", "thinking"}, {"thinking", "hmm"}}})}}})}};
+  CHECK(troupe::llm::add_cache_breakpoints(thinking_end, 1024) == 1);
+  CHECK(thinking_end["messages"][0]["content"][0].contains("cache_control"));
+  CHECK_FALSE(thinking_end["messages"][1]["content"][0].contains("cache_control"));
 }

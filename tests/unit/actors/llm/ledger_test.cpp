@@ -77,6 +77,45 @@ TEST_CASE("ledger: books per model, client and agent, and the saved share") {
   CHECK_FALSE(j["by_agent"].contains(""));
 }
 
+TEST_CASE("ledger: prompt-cache reads and writes are billed input at their own prices") {
+  ledger book(nullptr, nullptr);
+  auto e = upstream_call("claude-a", "t1", 100, 20);
+  e.counts.cache_creation_input_tokens = 2000;  // billed 1.25 each
+  e.counts.cache_read_input_tokens = 0;
+  book.book(e);
+  e.counts.cache_creation_input_tokens = 0;
+  e.counts.cache_read_input_tokens = 2000;  // billed 0.1 each
+  book.book(e);
+  const auto& total = book.total();
+  CHECK(total.billed_input_tokens() == Approx(200 + 2500 + 200));
+  // Without prompt caching the 4000 cached tokens would have cost 4000.
+  CHECK(total.prompt_cache_saved_tokens() == Approx(4200 - 2900));
+  const auto j = book.to_json();
+  CHECK(j["total"]["billed_input_tokens"] == 2900);
+  CHECK(j["by_agent"]["reviewer"]["prompt_cache_saved_tokens"] == 1300);
+  // Before a write is read back, prompt caching has cost more than it saved.
+  ledger first(nullptr, nullptr);
+  auto write = upstream_call("claude-a", "t1", 0, 0);
+  write.counts.cache_creation_input_tokens = 1000;
+  first.book(write);
+  CHECK(first.to_json()["total"]["prompt_cache_saved_tokens"] == -250);
+}
+
+TEST_CASE("ledger: client-chosen names beyond the bound share one row") {
+  ledger book(nullptr, nullptr);
+  for (size_t i = 0; i < ledger::names_max + 50; ++i) {
+    book.book(upstream_call("model-" + std::to_string(i), "t1", 1, 1));
+  }
+  const auto j = book.to_json();
+  CHECK(j["by_model"].size() == ledger::names_max + 1);
+  CHECK(j["by_model"]["other"]["requests"] == 50);
+  CHECK(j["by_model"]["model-0"]["requests"] == 1);
+  // A name that has its row keeps it.
+  book.book(upstream_call("model-0", "t1", 1, 1));
+  CHECK(book.to_json()["by_model"]["model-0"]["requests"] == 2);
+  CHECK(j["total"]["requests"] == ledger::names_max + 50);
+}
+
 TEST_CASE("ledger: an empty ledger saves nothing and divides by nothing") {
   ledger book(nullptr, nullptr);
   CHECK(book.total().saved_fraction() == 0.0);

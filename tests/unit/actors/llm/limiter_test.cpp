@@ -450,37 +450,6 @@ TEST_CASE("cancelling the head lets the next request through", "[llm][limiter]")
   CHECK(lim.poll(t0 + 600ms) == ids{small});
 }
 
-TEST_CASE("pause_until admits nothing before the instant", "[llm][limiter]") {
-  limiter lim(make_config(0), t0);
-  lim.pause_until(t0 + 5s);
-  const ticket_id id = enqueue(lim, make_ticket("a"), t0);
-  CHECK(lim.next_ready(t0) == t0 + 5s);
-  CHECK(lim.poll(t0 + 5s - 1ns).empty());
-
-  // An earlier pause does not shorten the one in force.
-  lim.pause_until(t0 + 1s);
-  CHECK(lim.next_ready(t0 + 2s) == t0 + 5s);
-  CHECK(lim.poll(t0 + 2s).empty());
-
-  CHECK(lim.poll(t0 + 5s) == ids{id});
-  admit(lim, make_ticket("a"), t0 + 5s);
-}
-
-TEST_CASE("pause and buckets: the later of the two decides", "[llm][limiter]") {
-  limiter lim(make_config(60), t0);
-  for (int i = 0; i < 60; ++i) {
-    admit(lim, make_ticket("a"), t0);
-  }
-  enqueue(lim, make_ticket("a"), t0);
-  CHECK(lim.next_ready(t0) == t0 + 1s);
-  lim.pause_until(t0 + 500ms);
-  CHECK(lim.next_ready(t0) == t0 + 1s);
-  lim.pause_until(t0 + 3s);
-  CHECK(lim.next_ready(t0) == t0 + 3s);
-  CHECK(lim.poll(t0 + 2s).empty());
-  CHECK(lim.poll(t0 + 3s).size() == 1);
-}
-
 TEST_CASE("next_ready is nullopt when empty and now when overdue", "[llm][limiter]") {
   limiter lim(make_config(1), t0);
   CHECK_FALSE(lim.next_ready(t0).has_value());

@@ -77,3 +77,8 @@ TEST_CASE("base URLs: each refusal says why", "[url]") {
   }
   CHECK(refusal("http://h:65535/ok") == "");
 }
+
+TEST_CASE("base_url: brackets inside a host are refused") {
+  CHECK_FALSE(troupe::parse_base_url("http://[[x]").has_value());
+  CHECK_FALSE(troupe::parse_base_url("http://a]b:80").has_value());
+}

@@ -42,3 +42,27 @@ TEST_CASE("removing a subtree keeps its siblings and the root") {
   CHECK(r.find("ab").has_value());  // a sibling whose name only starts with "a"
   CHECK(r.find("").has_value());
 }
+
+TEST_CASE("a path under a supervisor that is rebuilding its subtree is coming back") {
+  actor_registry r;
+  r.put(entry("", "", actor_kind::supervisor, actor_state::running), {}, {});
+  r.set_children_started("", true);
+  r.put(entry("cache", "", actor_kind::supervisor, actor_state::running), {}, {});
+  r.set_children_started("cache", true);
+  r.put(entry("cache/shard-0", "cache", actor_kind::worker, actor_state::running), {}, {});
+  CHECK_FALSE(r.coming_back("cache/shard-0"));  // it is there
+  CHECK_FALSE(r.coming_back("cache/shard-9"));  // never was: unknown
+  CHECK_FALSE(r.coming_back("nobody/at/all"));
+
+  // The cache supervisor crashed: its subtree is gone until it restarts.
+  r.remove_below("cache");
+  r.update("cache", actor_state::restarting, {}, 1, "killed", 0);
+  CHECK(r.coming_back("cache/shard-0"));
+  CHECK(r.coming_back("cache/shard-0/deeper"));
+  // Running again but its children not started yet: still coming back.
+  r.update("cache", actor_state::running, {}, 1, "killed", 0);
+  r.set_children_started("cache", false);
+  CHECK(r.coming_back("cache/shard-0"));
+  r.set_children_started("cache", true);
+  CHECK_FALSE(r.coming_back("cache/shard-0"));
+}
