@@ -2,10 +2,16 @@
 JOBS ?= 2
 DEBUG_DIR ?= build/debug
 RELEASE_DIR ?= build/release
+# Fuzzing (fuzz/README.md): clang + libFuzzer, a build of its own.
+FUZZ_DIR ?= build/fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_TARGET ?=
+FUZZ_CMAKE := cmake -S fuzz -B $(FUZZ_DIR) -G Ninja -DCMAKE_CXX_COMPILER=clang++ \
+  -DCMAKE_BUILD_TYPE=RelWithDebInfo
 # CI treats warnings in troupe's own code as errors.
 WERROR := $(if $(CI),ON,OFF)
 
-.PHONY: all deps release run test bench fmt tidy clean
+.PHONY: all deps release run test fuzz bench fmt tidy clean
 
 all: release
 
@@ -23,12 +29,22 @@ run: release
 	@echo "troupectl: $(RELEASE_DIR)/apps/troupectl (token in ./data/token)"
 	@exec $(RELEASE_DIR)/apps/troupe-node --config configs/node.toml
 
-# Debug build with ASan+UBSan, then every test (unit, integration, bench smoke).
+# Debug build with ASan+UBSan, then every test (unit, integration, bench
+# smoke), then each fuzz target briefly over its seed corpus.
 test: deps
 	@cmake -S . -B $(DEBUG_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DTROUPE_SANITIZE=ON \
 	  -DTROUPE_BUILD_TESTS=ON -DTROUPE_BUILD_BENCH=ON -DTROUPE_WERROR=$(WERROR) > /dev/null
 	@cmake --build $(DEBUG_DIR) -j $(JOBS)
 	@cd $(DEBUG_DIR) && ctest --output-on-failure -j $(JOBS) --timeout 300
+	@$(FUZZ_CMAKE) > /dev/null
+	@cmake --build $(FUZZ_DIR) -j $(JOBS)
+	@cd $(FUZZ_DIR) && ctest --output-on-failure -j $(JOBS)
+
+# Each fuzz target for FUZZ_SECONDS; FUZZ_TARGET=fuzz_sse runs one.
+fuzz: deps
+	@$(FUZZ_CMAKE) > /dev/null
+	@cmake --build $(FUZZ_DIR) -j $(JOBS)
+	@scripts/run-fuzz $(FUZZ_DIR) $(FUZZ_SECONDS) $(FUZZ_TARGET)
 
 # Benchmarks (Release). NAME=runtime_messaging runs one.
 bench: release
