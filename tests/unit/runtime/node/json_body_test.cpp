@@ -29,3 +29,14 @@ TEST_CASE("json_body: malformed JSON and deep nesting are named") {
   REQUIRE(fine);
   CHECK((*fine)["temperature"].get<double>() == 1e300);
 }
+
+TEST_CASE("json_body: brackets inside strings do not count toward the depth") {
+  auto quoted = parse_json_body(R"({"a": "[[[[[[[[[[{{{{{{", "b": "\"[[[[[[[[[[[["})", 4);
+  REQUIRE(quoted);
+  CHECK((*quoted)["a"] == "[[[[[[[[[[{{{{{{");
+  auto exact = parse_json_body("[[[[1]]]]", 4);
+  CHECK(exact.has_value());
+  auto over = parse_json_body("[[[[[1]]]]]", 4);
+  REQUIRE_FALSE(over);
+  CHECK(over.err().code == errc::too_large);
+}
