@@ -1,9 +1,14 @@
 #include "actors/llm/router.hpp"
 
+#include <algorithm>
 #include <cassert>
+#include <deque>
 #include <map>
+#include <thread>
 #include <unordered_map>
 
+#include <boost/asio/post.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <spdlog/logger.h>
 #include <caf/all.hpp>
 
@@ -26,6 +31,8 @@ namespace {
 using json = nlohmann::json;
 using poll_atom = caf::atom_constant<caf::atom("llmpoll")>;
 using flush_atom = caf::atom_constant<caf::atom("llmflush")>;
+/// (parsed, exchange, ok): the parse pool checked a large body.
+using parsed_atom = caf::atom_constant<caf::atom("llmparsed")>;
 
 /// How often the ledger reaches the disk at most: bookings in between are
 /// batched into one write per row.
@@ -57,6 +64,24 @@ constexpr size_t beta_key_chars_max = 256;
 
 /// Longest model name accepted; real ones are a few dozen characters.
 constexpr size_t model_chars_max = 256;
+
+/// Bodies up to this size are parsed and checked on the router's own thread
+/// (a fraction of a millisecond). Larger ones (Claude Code sends a few
+/// hundred KB; a hostile client megabytes of tiny messages) go to the parse
+/// pool, so that one client's big bodies never hold up everyone's requests.
+constexpr size_t inline_parse_bytes_max = 64 * 1024;
+
+/// Threads of the parse pool: half the cores, at least two.
+size_t parse_threads() { return std::max<size_t>(2, std::thread::hardware_concurrency() / 2); }
+
+/// What checking a request needs from the router's configuration: fixed
+/// when the router starts, shared read-only with the parse pool.
+struct request_rules {
+  llm_section cfg;
+  std::map<std::string, std::string> aliases;
+  /// Where dependency paths must lie (cache.dependency_roots).
+  std::vector<std::string> roots;
+};
 
 uint64_t now_ms() {
   return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -91,12 +116,21 @@ struct router_state {
   std::unordered_map<ticket_id, std::shared_ptr<exchange_state>> waiting;
   /// By canonical key.
   std::unordered_map<std::string, flight> flights;
-  /// Where dependency paths must lie (cache.dependency_roots).
-  std::vector<std::string> roots;
+  std::shared_ptr<const request_rules> rules;
+  /// Large bodies are parsed here (see inline_parse_bytes_max), at most
+  /// `parses_per_client` of one client at a time; the rest of that client's
+  /// wait in order, so another client always finds a free thread.
+  std::unique_ptr<boost::asio::thread_pool> parse_pool;
+  size_t parses_per_client = 1;
+  std::unordered_map<std::string, size_t> parsing;
+  std::unordered_map<std::string, std::deque<std::shared_ptr<exchange_state>>> parse_waiting;
+  size_t parses_in_pool = 0;
+  size_t parses_waiting = 0;
+  gauge* parse_gauge = nullptr;
+  gauge* parse_waiting_gauge = nullptr;
   /// Back-off per provider/model, and the requests held until theirs ends.
   std::unique_ptr<upstream_pauses> pauses;
   std::multimap<clock::time_point, std::shared_ptr<exchange_state>> held;
-  std::map<std::string, std::string> aliases;
   std::vector<std::string> fallback_models;
   bool has_local = false;
   uint32_t shards = 1;
@@ -752,9 +786,9 @@ void admit(router_actor* self, const std::shared_ptr<exchange_state>& x) {
 // ---------------------------------------------------------------------------
 
 /// Parses and checks what the client sent; false when it was answered.
-bool prepare(router_actor* self, exchange_state& x) {
-  auto& st = self->state;
-  const auto& cfg = st.ctx->config.llm;
+/// Touches nothing of the router's: the parse pool runs it too.
+bool prepare(const request_rules& rules, exchange_state& x) {
+  const auto& cfg = rules.cfg;
   auto parsed = parse_json_body(x.req.body, json_depth_max);
   if (!parsed) {
     reply_error(x, "invalid_request_error", "the request " + parsed.err().message);
@@ -768,7 +802,7 @@ bool prepare(router_actor* self, exchange_state& x) {
   }
   bool aliased = false;
   if (auto it = x.body.find("model"); it != x.body.end() && it->is_string()) {
-    if (auto alias = st.aliases.find(it->get<std::string>()); alias != st.aliases.end()) {
+    if (auto alias = rules.aliases.find(it->get<std::string>()); alias != rules.aliases.end()) {
       *it = alias->second;
       aliased = true;
     }
@@ -846,10 +880,10 @@ bool prepare(router_actor* self, exchange_state& x) {
   // A file the conversation names outside the dependency roots cannot be
   // watched: an answer about it is not cached rather than risk going stale.
   x.cacheable = x.cacheable && std::all_of(x.deps.begin(), x.deps.end(), [&](const auto& dep) {
-                  return cache::dependency_refusal(dep, st.roots).empty();
+                  return cache::dependency_refusal(dep, rules.roots).empty();
                 });
   for (auto& dep : split_list(x.req.header("x-troupe-depends-on"))) {
-    if (auto why = cache::dependency_refusal(dep, st.roots); !why.empty()) {
+    if (auto why = cache::dependency_refusal(dep, rules.roots); !why.empty()) {
       reply_error(x, "invalid_request_error", "x-troupe-depends-on: " + why);
       return false;
     }
@@ -857,6 +891,9 @@ bool prepare(router_actor* self, exchange_state& x) {
   }
   return true;
 }
+
+void go_on(router_actor* self, const std::shared_ptr<exchange_state>& x);
+void parse_aside(router_actor* self, const std::shared_ptr<exchange_state>& x);
 
 void on_exchange(router_actor* self, const std::shared_ptr<exchange_state>& x) {
   auto& st = self->state;
@@ -878,13 +915,76 @@ void on_exchange(router_actor* self, const std::shared_ptr<exchange_state>& x) {
     return reply_error(*x, "not_found_error",
                        "use POST for " + std::string(path) + " (got " + x->req.method + ")");
   }
-  if (!prepare(self, *x)) {
-    return;
+  if (x->req.body.size() > inline_parse_bytes_max) {
+    return parse_aside(self, x);
   }
-  if (join_flight(self, x)) {
-    return;
+  if (prepare(*st.rules, *x)) {
+    go_on(self, x);
   }
-  lead(self, x);
+}
+
+/// A checked request: it joins an identical one in flight or leads its own.
+void go_on(router_actor* self, const std::shared_ptr<exchange_state>& x) {
+  if (!join_flight(self, x)) {
+    lead(self, x);
+  }
+}
+
+void show_parses(router_state& st) {
+  st.parse_gauge->set(static_cast<double>(st.parses_in_pool));
+  st.parse_waiting_gauge->set(static_cast<double>(st.parses_waiting));
+}
+
+void start_parse(router_actor* self, std::shared_ptr<exchange_state> x) {
+  auto& st = self->state;
+  ++st.parsing[x->req.client];
+  ++st.parses_in_pool;
+  show_parses(st);
+  boost::asio::post(*st.parse_pool, [rules = st.rules, x = std::move(x),
+                                     router = caf::actor_cast<caf::actor>(self)]() mutable {
+    bool ok = false;
+    if (!x->sink->gone()) {  // nobody to answer: not worth the parse
+      try {
+        ok = prepare(*rules, *x);
+      } catch (const std::exception& e) {
+        reply_error(*x, "api_error", std::string("the gateway failed on this request: ") + e.what());
+      }
+    }
+    caf::anon_send(router, parsed_atom::value, exchange_msg{std::move(x)}, ok);
+  });
+}
+
+void parse_aside(router_actor* self, const std::shared_ptr<exchange_state>& x) {
+  auto& st = self->state;
+  if (st.parsing[x->req.client] >= st.parses_per_client) {
+    st.parse_waiting[x->req.client].push_back(x);
+    ++st.parses_waiting;
+    return show_parses(st);
+  }
+  start_parse(self, x);
+}
+
+/// One parse in the pool ended: the client's next waiting body takes its place.
+void on_parsed(router_actor* self, const std::shared_ptr<exchange_state>& x, bool ok) {
+  auto& st = self->state;
+  const auto& client = x->req.client;
+  --st.parses_in_pool;
+  if (auto it = st.parsing.find(client); it != st.parsing.end() && --it->second == 0) {
+    st.parsing.erase(it);
+  }
+  if (auto w = st.parse_waiting.find(client); w != st.parse_waiting.end()) {
+    auto next = std::move(w->second.front());
+    w->second.pop_front();
+    if (w->second.empty()) {
+      st.parse_waiting.erase(w);
+    }
+    --st.parses_waiting;
+    start_parse(self, std::move(next));
+  }
+  show_parses(st);
+  if (ok) {
+    go_on(self, x);
+  }
 }
 
 void lead(router_actor* self, const std::shared_ptr<exchange_state>& x) {
@@ -904,6 +1004,20 @@ void lead(router_actor* self, const std::shared_ptr<exchange_state>& x) {
                           }
                           admit(self, x);
                         });
+}
+
+/// No request may end the router (and every other client's request with
+/// it): what escapes a request's handling answers that request alone.
+template <class Handler>
+void guarded(router_actor* self, const std::shared_ptr<exchange_state>& x, Handler&& handle) {
+  try {
+    handle(self, x);
+  } catch (const std::exception& e) {
+    self->state.log->error("a request failed inside the router: {}", e.what());
+    self->state.requests("internal_error").inc();
+    refuse_error(self, *x, "api_error",
+                 std::string("the gateway failed on this request: ") + e.what());
+  }
 }
 
 }  // namespace
@@ -938,32 +1052,37 @@ child_spec router_child(std::shared_ptr<node_context> ctx, std::shared_ptr<db> s
       st.limits = std::make_unique<limiter>(lc, clock::now());
       st.pauses = std::make_unique<upstream_pauses>(
           std::chrono::milliseconds(cfg.retry_after_max_ms), pauses_max);
+      auto rules = std::make_shared<request_rules>();
+      rules->cfg = cfg;
       for (const auto& pair : split_list(cfg.model_aliases)) {
         const auto eq = pair.find('=');
-        st.aliases[pair.substr(0, eq)] = pair.substr(eq + 1);
+        rules->aliases[pair.substr(0, eq)] = pair.substr(eq + 1);
       }
+      rules->roots = cache::dependency_roots(ctx->config);
+      st.rules = std::move(rules);
+      const auto threads = parse_threads();
+      st.parse_pool = std::make_unique<boost::asio::thread_pool>(threads);
+      st.parses_per_client = std::max<size_t>(1, threads / 2);
+      st.parse_gauge = &ctx->metrics.gauge(
+          "troupe_llm_parsing", "Large request bodies being parsed and checked off the router");
+      st.parse_waiting_gauge = &ctx->metrics.gauge(
+          "troupe_llm_parse_waiting",
+          "Large request bodies waiting for their client's earlier ones to be parsed");
+      show_parses(st);
       st.fallback_models = split_list(cfg.fallback_models);
       st.has_local = !cfg.local_base_url.empty();
       st.shards = cache::shard_count(ctx->config);
-      st.roots = cache::dependency_roots(ctx->config);
       self->attach_functor([book = st.book](const caf::error&) {
         // Whatever was booked reaches the disk, even on a crash: the writer
         // applies it before it goes.
         book->flush();
       });
       return {
-          [self](exchange_msg& m) {
-            // No request may end the router (and every other client's
-            // request with it): what escapes a request's handling answers
-            // that request alone.
-            try {
-              on_exchange(self, m.x);
-            } catch (const std::exception& e) {
-              self->state.log->error("a request failed inside the router: {}", e.what());
-              self->state.requests("internal_error").inc();
-              refuse_error(self, *m.x, "api_error",
-                           std::string("the gateway failed on this request: ") + e.what());
-            }
+          [self](exchange_msg& m) { guarded(self, m.x, on_exchange); },
+          [self](parsed_atom, exchange_msg& m, bool ok) {
+            guarded(self, m.x, [ok](router_actor* s, const std::shared_ptr<exchange_state>& x) {
+              on_parsed(s, x, ok);
+            });
           },
           [self](attempt_done_msg& m) { on_attempt_done(self, m.a); },
           [self](poll_atom) { poll(self); },

@@ -101,6 +101,10 @@ struct session_data {
   uint64_t bytes_out = 0;
   uint32_t incarnations = 0;
   std::vector<std::shared_ptr<terminal_viewer>> viewers;
+  /// The shell the manager started when the session was created (so that a
+  /// node out of PTYs or fds refuses the request instead of accepting it);
+  /// the first incarnation takes it, later ones spawn their own.
+  std::unique_ptr<pty_process> first_process;
 
   // A persistent session's output also goes to the store, in chunks
   // "sb/<id>/<seq>", the oldest dropped past the scrollback size.
@@ -457,9 +461,15 @@ caf::behavior session_behavior(session_actor* self, std::shared_ptr<session_data
       return {};
     }
   }
-  spawn_options opts{data->spec.command, data->spec.cwd, data->spec.env, data->spec.cols,
-                     data->spec.rows};
-  auto proc = pty_process::spawn(opts);
+  std::unique_ptr<pty_process> started;
+  {
+    std::lock_guard lock(data->mutex);
+    started = std::move(data->first_process);
+  }
+  auto proc = started ? expected<std::unique_ptr<pty_process>>(std::move(started))
+                      : pty_process::spawn(spawn_options{data->spec.command, data->spec.cwd,
+                                                         data->spec.env, data->spec.cols,
+                                                         data->spec.rows});
   if (!proc) {
     {
       std::lock_guard lock(data->mutex);
@@ -639,7 +649,12 @@ struct session_exchange {
     sink->reply(status, {{"content-type", std::move(type)}}, std::move(body));
   }
   void error(int status, std::string_view code, std::string_view message) {
-    reply(status, json{{"error", {{"code", code}, {"message", message}}}}.dump());
+    http_headers headers{{"content-type", "application/json"}};
+    if (status == 503) {
+      headers.emplace_back("Retry-After", "1");  // as the gateway's own 503s
+    }
+    sink->reply(status, std::move(headers),
+                json{{"error", {{"code", code}, {"message", message}}}}.dump());
   }
   exchange_request req;
   std::shared_ptr<exchange_sink> sink;
@@ -810,6 +825,16 @@ void create(manager_actor* self, const std::shared_ptr<session_exchange>& x) {
     return x->error(503, "restarting", "the sessions supervisor is restarting; try again");
   }
   auto data = std::make_shared<session_data>(new_id(st), std::move(*spec), st.ctx->config.sessions);
+  // The shell starts now: a node out of PTYs or file descriptors answers 503
+  // here rather than 200 for a session that can never run.
+  auto proc = pty_process::spawn(spawn_options{data->spec.command, data->spec.cwd, data->spec.env,
+                                               data->spec.cols, data->spec.rows});
+  if (!proc) {
+    const auto& err = proc.err();
+    return x->error(http_status(err.code), to_string(err.code),
+                    "cannot start the session: " + err.message);
+  }
+  data->first_process = std::move(*proc);
   data->writer = st.writer;
   if (data->spec.persistent && st.store) {
     if (auto put = st.store->put(column::sessions, "desc/" + data->id, describe(data->spec).dump());

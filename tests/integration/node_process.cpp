@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -258,6 +259,36 @@ mock_upstream_process::~mock_upstream_process() {
   if (pid_ > 0) {
     kill(pid_, SIGKILL);
     wait_for(pid_, std::chrono::seconds(5));
+  }
+}
+
+fd_limit_squeeze::fd_limit_squeeze(pid_t pid) : pid_(pid) {
+  rlimit old{};
+  if (::prlimit(pid, RLIMIT_NOFILE, nullptr, &old) != 0) {
+    return;
+  }
+  soft_ = old.rlim_cur;
+  hard_ = old.rlim_max;
+  std::error_code ec;
+  uint64_t open_now = 0;
+  for (std::filesystem::directory_iterator it("/proc/" + std::to_string(pid) + "/fd", ec), end;
+       !ec && it != end; it.increment(ec)) {
+    ++open_now;
+  }
+  if (ec || open_now == 0) {
+    return;
+  }
+  const rlimit tight{open_now, old.rlim_max};
+  applied_ = ::prlimit(pid, RLIMIT_NOFILE, &tight, nullptr) == 0;
+}
+
+fd_limit_squeeze::~fd_limit_squeeze() { release(); }
+
+void fd_limit_squeeze::release() {
+  if (applied_) {
+    const rlimit old{soft_, hard_};
+    ::prlimit(pid_, RLIMIT_NOFILE, &old, nullptr);
+    applied_ = false;
   }
 }
 

@@ -5,6 +5,7 @@
 // on conditions with deadlines instead of sleeps.
 
 #include <chrono>
+#include <cstdint>
 #include <map>
 #include <optional>
 #include <string>
@@ -59,6 +60,7 @@ class node_process {
   [[nodiscard]] const std::string& url() const { return url_; }
   [[nodiscard]] const std::string& token() const { return token_; }
   [[nodiscard]] const std::string& data_dir() const { return data_dir_; }
+  [[nodiscard]] pid_t pid() const { return pid_; }
 
   /// Sends `sig` and waits for exit; the exit code, or -1 on timeout.
   int stop(int sig, std::chrono::milliseconds timeout = std::chrono::seconds(20));
@@ -76,6 +78,26 @@ class node_process {
   pid_t pid_ = -1;
   std::string url_;
   std::string token_;
+};
+
+/// Lowers a running process's soft open-file limit to the number of files it
+/// has open now, so that its next open/accept/openpty fails with EMFILE; the
+/// old limit comes back on destruction.
+class fd_limit_squeeze {
+ public:
+  explicit fd_limit_squeeze(pid_t pid);
+  ~fd_limit_squeeze();
+  fd_limit_squeeze(const fd_limit_squeeze&) = delete;
+  fd_limit_squeeze& operator=(const fd_limit_squeeze&) = delete;
+  /// Puts the old limit back now.
+  void release();
+  [[nodiscard]] bool applied() const { return applied_; }
+
+ private:
+  pid_t pid_;
+  uint64_t soft_ = 0;
+  uint64_t hard_ = 0;
+  bool applied_ = false;
 };
 
 /// The mock Anthropic upstream (tests/support/mock_upstream) on a free

@@ -280,6 +280,72 @@ TEST_CASE("framing other than a lone chunked is refused and closes the connectio
   CHECK(chunked.find("chunks") != std::string::npos);
 }
 
+uint64_t metric_value(http_client& http, const std::string& name) {
+  const auto text = must(http.request("GET", "/metrics")).body;
+  const auto at = text.find("\n" + name + " ");
+  return at == std::string::npos ? 0 : std::stoull(text.substr(at + name.size() + 2));
+}
+
+TEST_CASE("out of file descriptors, the accept loop backs off, counts, logs and serves again") {
+  node_process node({});
+  REQUIRE(node.started());
+  // Opened before the squeeze, so it stays usable to watch the node.
+  auto http = client_for(node, node.token());
+  REQUIRE(metric_value(http, "troupe_http_accept_failures_total") == 0);
+  auto url = parse_node_url(node.url());
+  REQUIRE(url.has_value());
+  // More waiting connections than a descriptor or two the node may free
+  // meanwhile (a store file closing) can take.
+  constexpr int waiting = 8;
+  std::vector<int> fds;
+  {
+    fd_limit_squeeze squeeze(node.pid());
+    REQUIRE(squeeze.applied());
+    // The kernel completes the handshakes; the node cannot accept them.
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(url->port);
+    inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+    const std::string request = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    for (int i = 0; i < waiting; ++i) {
+      const int fd = socket(AF_INET, SOCK_STREAM, 0);
+      REQUIRE(fd >= 0);
+      fds.push_back(fd);
+      REQUIRE(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+      REQUIRE(send(fd, request.data(), request.size(), MSG_NOSIGNAL) ==
+              static_cast<ssize_t>(request.size()));
+    }
+    // Retries back off (10 ms doubling to 1 s) instead of spinning: a few
+    // failures, counted, and one log line, while the node still answers on
+    // the connection it has.
+    const bool counted =
+        wait_until([&] { return metric_value(http, "troupe_http_accept_failures_total") >= 4; });
+    const auto log = node.stderr_text();
+    INFO("node stderr: " << log.substr(log.size() > 3000 ? log.size() - 3000 : 0));
+    REQUIRE(counted);
+    CHECK(must(http.request("GET", "/healthz")).status == 200);
+    CHECK(log.find("accepting a connection failed: Too many open files") != std::string::npos);
+  }
+  // With descriptors again every waiting connection is served, within the
+  // longest back-off.
+  for (const int fd : fds) {
+    std::string answer;
+    char buf[4096];
+    while (answer.find("\r\n\r\n") == std::string::npos) {
+      pollfd p{fd, POLLIN, 0};
+      REQUIRE(poll(&p, 1, 5000 * static_cast<int>(slowdown())) == 1);
+      const auto n = read(fd, buf, sizeof buf);
+      REQUIRE(n > 0);
+      answer.append(buf, static_cast<size_t>(n));
+    }
+    close(fd);
+    CHECK(answer.rfind("HTTP/1.1 200", 0) == 0);
+  }
+  CHECK(must(client_for(node, "").request("GET", "/healthz")).status == 200);
+  // A spinning loop would have failed thousands of times by now.
+  CHECK(metric_value(http, "troupe_http_accept_failures_total") < 50);
+}
+
 TEST_CASE("the kill route is forbidden unless chaos is enabled") {
   node_process node({});
   REQUIRE(node.started());

@@ -314,6 +314,32 @@ TEST_CASE("sessions: bad requests get clear errors") {
   CHECK(json::parse(n.call("GET", "/v1/sessions").body)["sessions"].empty());
 }
 
+TEST_CASE("sessions: a node out of file descriptors refuses a new session with 503") {
+  node_fixture n;
+  // One keep-alive connection, opened before the squeeze: it needs no new fd.
+  auto http = http_client(*parse_node_url(n.node.url()), n.node.token(), 10000);
+  REQUIRE(http.request("GET", "/v1/sessions")->status == 200);
+  {
+    fd_limit_squeeze squeeze(n.node.pid());
+    REQUIRE(squeeze.applied());
+    auto refused = http.request("POST", "/v1/sessions", R"({"command": ["/bin/sh"]})");
+    REQUIRE(refused);
+    CHECK(refused->status == 503);
+    auto err = json::parse(refused->body)["error"];
+    CHECK(err["code"] == "unavailable");
+    CHECK(err["message"].get<std::string>().find("cannot start the session") != std::string::npos);
+    CHECK(find_header(*refused, "Retry-After") == "1");
+    // Nothing half-made was kept.
+    CHECK(json::parse(http.request("GET", "/v1/sessions")->body)["sessions"].empty());
+  }
+  // With descriptors again, the same request starts a shell.
+  auto id = n.create(json{{"command", {"/bin/sh"}}});
+  const auto info = n.info(id);
+  CHECK(info["pid"].get<int>() > 0);
+  CHECK(info["state"] != "failed");
+  CHECK(info["state"] != "exited");
+}
+
 TEST_CASE(
     "sessions: after a node SIGKILL and restart, persistent sessions come back with scrollback") {
   temp_dir data;
