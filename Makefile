@@ -2,6 +2,9 @@
 JOBS ?= 2
 DEBUG_DIR ?= build/debug
 RELEASE_DIR ?= build/release
+# ThreadSanitizer build (`make tsan`), with a CAF of its own built with TSan.
+TSAN_DIR ?= build/tsan
+TSAN_CAF_DIR ?= build/tsan-caf
 # Fuzzing (fuzz/README.md): clang + libFuzzer, a build of its own.
 FUZZ_DIR ?= build/fuzz
 FUZZ_SECONDS ?= 60
@@ -11,7 +14,7 @@ FUZZ_CMAKE := cmake -S fuzz -B $(FUZZ_DIR) -G Ninja -DCMAKE_CXX_COMPILER=clang++
 # CI treats warnings in troupe's own code as errors.
 WERROR := $(if $(CI),ON,OFF)
 
-.PHONY: all deps release run test fuzz bench fmt tidy clean
+.PHONY: all deps release run test tsan fuzz bench fmt tidy clean
 
 all: release
 
@@ -39,6 +42,17 @@ test: deps
 	@$(FUZZ_CMAKE) > /dev/null
 	@cmake --build $(FUZZ_DIR) -j $(JOBS)
 	@cd $(FUZZ_DIR) && ctest --output-on-failure -j $(JOBS)
+
+# The test suite under ThreadSanitizer (scripts/tsan.supp says what is
+# suppressed and why). Not part of `make test`: it takes a CAF build of its
+# own and runs several times slower.
+tsan: deps
+	@JOBS=$(JOBS) scripts/build-tsan-caf $(abspath $(TSAN_CAF_DIR))
+	@cmake -S . -B $(TSAN_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-g -O1" \
+	  -DTROUPE_TSAN=ON -DCMAKE_PREFIX_PATH=$(abspath $(TSAN_CAF_DIR))/prefix \
+	  -DTROUPE_BUILD_TESTS=ON -DTROUPE_BUILD_BENCH=ON -DTROUPE_WERROR=$(WERROR) > /dev/null
+	@cmake --build $(TSAN_DIR) -j $(JOBS)
+	@cd $(TSAN_DIR) && ctest --output-on-failure -j $(JOBS) --timeout 1200
 
 # Each fuzz target for FUZZ_SECONDS; FUZZ_TARGET=fuzz_sse runs one.
 fuzz: deps

@@ -43,6 +43,19 @@ if(TROUPE_SANITIZE)
                                                 -fno-omit-frame-pointer)
   target_link_options(troupe_flags INTERFACE -fsanitize=address,undefined -fno-sanitize=vptr)
 endif()
+if(TROUPE_TSAN)
+  if(TROUPE_SANITIZE)
+    message(FATAL_ERROR "TROUPE_TSAN and TROUPE_SANITIZE cannot be combined")
+  endif()
+  if(CAF_CORE_LIBRARY MATCHES "^/usr/")
+    message(FATAL_ERROR "TROUPE_TSAN needs a CAF built with TSan (scripts/build-tsan-caf) "
+                        "on CMAKE_PREFIX_PATH; found ${CAF_CORE_LIBRARY}")
+  endif()
+  # -Wno-tsan: Boost.Asio's reactor uses std::atomic_thread_fence, which GCC
+  # warns TSan does not model (scripts/tsan.supp says what that leads to).
+  target_compile_options(troupe_flags INTERFACE -fsanitize=thread -fno-omit-frame-pointer -Wno-tsan)
+  target_link_options(troupe_flags INTERFACE -fsanitize=thread)
+endif()
 target_include_directories(troupe_flags INTERFACE ${PROJECT_SOURCE_DIR})
 # Boost.Asio: no deprecated APIs, and one definition of the SSL/Beast pieces.
 target_compile_definitions(troupe_flags INTERFACE BOOST_ASIO_NO_DEPRECATED)
@@ -56,7 +69,18 @@ function(troupe_add_module name)
                                        PRIVATE ${arg_PRIVATE_DEPS})
 endfunction()
 
+# How much slower than the ASan build the tests run: TSan costs several
+# times more. Scales test timeouts and, through the environment, the
+# deadlines tests wait on conditions with (tests/support/wait.hpp).
+if(TROUPE_TSAN)
+  set(TROUPE_TEST_SLOWDOWN 4)
+else()
+  set(TROUPE_TEST_SLOWDOWN 1)
+endif()
+
 # Environment for running sanitized binaries (tests set it on every test).
 set(TROUPE_SANITIZER_ENV
     "UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:suppressions=${PROJECT_SOURCE_DIR}/scripts/ubsan.supp"
-    "ASAN_OPTIONS=detect_leaks=1:abort_on_error=1")
+    "ASAN_OPTIONS=detect_leaks=1:abort_on_error=1"
+    "TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:suppressions=${PROJECT_SOURCE_DIR}/scripts/tsan.supp"
+    "TESTS_SLOWDOWN=${TROUPE_TEST_SLOWDOWN}")
