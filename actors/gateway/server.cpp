@@ -923,11 +923,17 @@ expected<std::unique_ptr<gateway_server>> gateway_server::start(std::shared_ptr<
                                       : local.address().to_string()) +
              ":" + std::to_string(local.port());
   ctx->listen_address = p->bound;
-  p->do_accept();
-  for (uint32_t i = 0; i < ctx->config.gateway.io_threads; ++i) {
-    p->threads.emplace_back([raw = p.get()] { raw->ioc.run(); });
-  }
   return std::unique_ptr<gateway_server>(new gateway_server(std::move(p)));
+}
+
+void gateway_server::serve() {
+  if (!impl_->threads.empty()) {
+    return;
+  }
+  impl_->do_accept();
+  for (uint32_t i = 0; i < impl_->ctx->config.gateway.io_threads; ++i) {
+    impl_->threads.emplace_back([raw = impl_.get()] { raw->ioc.run(); });
+  }
 }
 
 std::string gateway_server::address() const {

@@ -21,10 +21,16 @@ struct node_context;
 
 class gateway_server {
  public:
-  /// Binds `ctx->config.gateway.listen` and starts serving. Errors (address
-  /// in use, bad address) are returned, not thrown. Sets ctx->listen_address.
+  /// Binds `ctx->config.gateway.listen`; connections wait in the backlog
+  /// until serve(). Errors (address in use, bad address) are returned, not
+  /// thrown. Sets ctx->listen_address.
   [[nodiscard]] static expected<std::unique_ptr<gateway_server>> start(
       std::shared_ptr<node_context> ctx, std::string token);
+
+  /// Starts accepting and the I/O threads. Called once the node_context is
+  /// complete (every family's entry points installed): the I/O threads read
+  /// it without a lock, so nothing may write it after this.
+  void serve();
 
   ~gateway_server();
   gateway_server(const gateway_server&) = delete;

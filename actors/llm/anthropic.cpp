@@ -529,24 +529,26 @@ void stream_assembler::state::on_message_start(json& data) {
 
 json* stream_assembler::state::block_at(const json& data, std::size_t& index) {
   const json* raw = member(data, "index");
-  const auto i = raw == nullptr ? std::nullopt : as_int64(*raw);
+  // A plain value, not an optional: GCC at -O1 (the TSan build) takes the
+  // optional's payload for uninitialized.
+  const int64_t i = raw == nullptr ? -1 : as_int64(*raw).value_or(-1);
   json& content = message["content"];
-  if (!i || *i < 0 || static_cast<std::uint64_t>(*i) >= content.size()) {
+  if (i < 0 || static_cast<std::uint64_t>(i) >= content.size()) {
     fail("content block index missing or out of range");
     return nullptr;
   }
-  index = static_cast<std::size_t>(*i);
+  index = static_cast<std::size_t>(i);
   assert(partial_json.size() == content.size());
   return &content[index];
 }
 
 void stream_assembler::state::on_block_start(json& data) {
   const json* raw = member(data, "index");
-  const auto i = raw == nullptr ? std::nullopt : as_int64(*raw);
+  const int64_t i = raw == nullptr ? -1 : as_int64(*raw).value_or(-1);
   auto block = data.find("content_block");
   json& content = message["content"];
   // Blocks arrive in order; any other index means a lost or repeated event.
-  if (!i || *i < 0 || static_cast<std::uint64_t>(*i) != content.size()) {
+  if (i < 0 || static_cast<std::uint64_t>(i) != content.size()) {
     fail("content_block_start out of order");
     return;
   }

@@ -243,6 +243,8 @@ int run(const node_flags& flags) {
                         pty::sessions_child(ctx, session_table, store, (*server)->io_context()));
   ctx->top_level_children = spec.children.size();
   auto root = spawn_supervisor(system, ctx, "", std::move(spec));
+  // The context is complete: from here on the I/O threads read it.
+  (*server)->serve();
   // Announce the node (the line scripts wait for) once every top-level child
   // runs; until then /readyz says "starting" and calls may get `restarting`.
   if (!wait_until_ready(*ctx, std::chrono::milliseconds(ctx->config.node.shutdown_timeout_ms))) {

@@ -28,10 +28,11 @@ namespace {
 
 using env_map = std::map<std::string, std::string>;
 
+/// No Catch assertion in here: tests make clients on threads of their own,
+/// and Catch's assertions are not thread-safe (TSan reports them). The URLs
+/// come from node_process and the mock, which print valid ones.
 http_client client_for(const std::string& url, const std::string& token) {
-  auto parsed = parse_node_url(url);
-  REQUIRE(parsed.has_value());
-  return http_client(*parsed, token, 30000);
+  return http_client(*parse_node_url(url), token, 30000);
 }
 
 /// A node whose Anthropic upstream is a fresh mock.
@@ -272,7 +273,11 @@ TEST_CASE("llm: cache control headers, sampling and file dependencies") {
   auto sampled = question("write a poem");
   sampled["temperature"] = 0.7;
   CHECK(header(gw.messages(sampled), "x-troupe-cache") == "miss");
-  CHECK(header(gw.messages(sampled), "x-troupe-cache") == "hit");
+  // Until the shard has stored the answer its flight still holds it, so a
+  // repeat sent at once may be served from there; after that, a hit.
+  const auto repeat = header(gw.messages(sampled), "x-troupe-cache");
+  CHECK((repeat == "hit" || repeat == "coalesced"));
+  CHECK(wait_until([&] { return header(gw.messages(sampled), "x-troupe-cache") == "hit"; }));
   CHECK(gw.mock_stats()["requests"] == 5);
 }
 
@@ -792,8 +797,10 @@ TEST_CASE("llm: calls beyond llm.connections_max wait for a connection, in order
   CHECK(took >= std::chrono::milliseconds(900));
   // The peak counts this stats request's own connection too.
   CHECK(gw.mock_stats()["connections"]["peak"].get<int>() <= 2 + 1);
-  // Operators see the pool in /metrics.
-  CHECK(gw.metric(R"(troupe_llm_upstream_waiting{provider="anthropic"})") == 0);
+  // Operators see the pool in /metrics, as of the provider's last look at
+  // it (a call's end reaches the provider just after its client's answer).
+  CHECK(wait_until(
+      [&] { return gw.metric(R"(troupe_llm_upstream_waiting{provider="anthropic"})") == 0; }));
   const double open = gw.metric(R"(troupe_llm_upstream_connections{provider="anthropic"})");
   CHECK(open >= 1);
   CHECK(open <= 2);
