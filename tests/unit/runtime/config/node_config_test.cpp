@@ -156,6 +156,15 @@ TEST_CASE("file errors name the file, key and reason", "[config]") {
     CHECK_THAT(file_error("[node]\nname = \"a\"\nscheduler_threads = = 2\n"),
                StartsWith(":3:") && Contains("TOML syntax error"));
   }
+  SECTION("a character outside ASCII outside strings and comments, before toml++ sees it") {
+    // U+00A1 where a key goes: toml++ 3.x would reach __builtin_unreachable.
+    CHECK_THAT(file_error("[gateway]\nlisten\xc2\xa1 = \"127.0.0.1:1\"\n"),
+               StartsWith(":2:7:") && Contains("outside ASCII"));
+    // In strings and comments it is text like any other (the file gets as
+    // far as the check of node.name's value).
+    CHECK_THAT(file_error("# caf\xc3\xa9\n[node]\nname = \"caf\xc3\xa9\"\nwhat = '''\xc2\xa1'''\n"),
+               !Contains("outside ASCII") && Contains("node.name: may only contain"));
+  }
   SECTION("unknown key with a suggestion") {
     CHECK(file_error("[gateway]\nio_thread = 2\n") ==
           ": gateway.io_thread: unknown key (did you mean gateway.io_threads?)");
