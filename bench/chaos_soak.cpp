@@ -256,10 +256,10 @@ std::vector<std::string> actor_paths(http_client& http) {
   if (!r || r->status != 200) {
     return out;
   }
-  std::vector<json> todo{json::parse(r->body, nullptr, false)};
-  while (!todo.empty()) {
-    auto node = std::move(todo.back());
-    todo.pop_back();
+  std::vector<json> pending{json::parse(r->body, nullptr, false)};
+  while (!pending.empty()) {
+    auto node = std::move(pending.back());
+    pending.pop_back();
     if (!node.is_object()) {
       continue;
     }
@@ -267,7 +267,7 @@ std::vector<std::string> actor_paths(http_client& http) {
       out.push_back(p);
     }
     for (auto& child : node.value("children", json::array())) {
-      todo.push_back(std::move(child));
+      pending.push_back(std::move(child));
     }
   }
   return out;
