@@ -22,6 +22,7 @@
 #include "actors/gateway/routes.hpp"
 #include "runtime/log/log.hpp"
 #include "runtime/metrics/metrics.hpp"
+#include "runtime/net/io_threads.hpp"
 #include "runtime/node/node_context.hpp"
 
 namespace troupe {
@@ -932,16 +933,15 @@ void gateway_server::serve() {
   }
   impl_->do_accept();
   for (uint32_t i = 0; i < impl_->ctx->config.gateway.io_threads; ++i) {
-    impl_->threads.emplace_back([raw = impl_.get()] { raw->ioc.run(); });
+    impl_->threads.emplace_back([raw = impl_.get()] {
+      name_this_thread("troupe-http");
+      raw->ioc.run();
+    });
   }
 }
 
 std::string gateway_server::address() const {
   return impl_->bound;
-}
-
-net::io_context& gateway_server::io_context() {
-  return impl_->ioc;
 }
 
 void gateway_server::stop_accepting() {

@@ -11,10 +11,6 @@
 
 #include "runtime/error.hpp"
 
-namespace boost::asio {
-class io_context;
-}
-
 namespace troupe {
 
 struct node_context;
@@ -38,10 +34,6 @@ class gateway_server {
 
   /// "host:port" actually bound (port 0 resolved).
   [[nodiscard]] std::string address() const;
-
-  /// The Asio context the gateway's threads run; other I/O (the LLM
-  /// upstream client) may share them. Valid until this is destroyed.
-  [[nodiscard]] boost::asio::io_context& io_context();
 
   /// Closes the listening socket and makes /readyz and new actor calls fail.
   void stop_accepting();

@@ -12,6 +12,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "runtime/text/utf8.hpp"
+
 namespace troupe::llm {
 
 using json = nlohmann::json;
@@ -452,9 +454,10 @@ usage usage_of(const json& message) {
 // ---- stream assembly --------------------------------------------------------
 
 struct stream_assembler::state {
-  explicit state(std::size_t bytes_max) : stream_bytes_max(bytes_max) {}
+  state(std::size_t bytes_max, bool keep) : stream_bytes_max(bytes_max), keep_content(keep) {}
 
   std::size_t stream_bytes_max;
+  bool keep_content;
   std::size_t stream_bytes = 0;
   /// Null until message_start.
   json message;
@@ -468,6 +471,7 @@ struct stream_assembler::state {
   }
 
   void on_event(std::string_view type, json& data);
+  bool on_plain_delta(std::size_t index, bool text, std::string&& piece);
   void on_message_start(json& data);
   json* block_at(const json& data, std::size_t& index);
   void on_block_start(json& data);
@@ -507,6 +511,41 @@ void stream_assembler::state::on_event(std::string_view type, json& data) {
   } else if (type == "message_stop") {
     stopped = true;
   }
+}
+
+/// A text or input_json delta recognised without a JSON tree (see
+/// plain_delta below). False, having changed nothing, for anything the
+/// general path must judge (and report).
+bool stream_assembler::state::on_plain_delta(std::size_t index, bool text, std::string&& piece) {
+  if (message.is_null()) {
+    return false;
+  }
+  auto content = message.find("content");
+  if (content == message.end() || !content->is_array() || index >= content->size()) {
+    return false;
+  }
+  if (!text) {
+    partial_json[index] += piece;
+    return true;
+  }
+  json& block = (*content)[index];
+  if (!block.is_object()) {
+    return false;
+  }
+  auto target = block.find("text");
+  if (target == block.end()) {
+    block["text"] = std::move(piece);
+    return true;
+  }
+  if (target->is_null()) {
+    *target = std::move(piece);
+    return true;
+  }
+  if (!target->is_string()) {
+    return false;
+  }
+  target->get_ref<std::string&>() += piece;
+  return true;
 }
 
 void stream_assembler::state::on_message_start(json& data) {
@@ -680,13 +719,88 @@ void stream_assembler::state::on_error(const json& data) {
   error = json{{"type", "api_error"}, {"message", "stream error event without details"}};
 }
 
-stream_assembler::stream_assembler(std::size_t stream_bytes_max)
-    : state_(std::make_unique<state>(stream_bytes_max)) {}
+stream_assembler::stream_assembler(std::size_t stream_bytes_max, bool keep_content)
+    : state_(std::make_unique<state>(stream_bytes_max, keep_content)) {}
 stream_assembler::~stream_assembler() = default;
 stream_assembler::stream_assembler(stream_assembler&&) noexcept = default;
 stream_assembler& stream_assembler::operator=(stream_assembler&&) noexcept = default;
 
 namespace {
+
+/// Most of a long stream is deltas of text or tool input, which the API
+/// writes in one fixed form: {"type":"content_block_delta","index":N,
+/// "delta":{"type":"text_delta","text":"..."}} (or input_json_delta with
+/// partial_json). Those are recognised here by their bytes, and only the
+/// string is decoded: taken as it is when it holds no escape or control
+/// character and is valid UTF-8, else by nlohmann. A tree per event costs
+/// about 3.5 us (0.25 s of the upstream thread for a 1 MiB answer).
+/// Anything else, or anything unexpected, returns nullopt and takes the
+/// general path.
+struct plain_delta {
+  std::size_t index = 0;
+  bool text = true;
+  std::string piece;
+};
+
+std::optional<plain_delta> match_plain_delta(std::string_view data) {
+  constexpr std::string_view head = R"({"type":"content_block_delta","index":)";
+  constexpr std::string_view delta_head = R"(,"delta":{"type":")";
+  constexpr std::string_view text_kind = R"(text_delta","text":)";
+  constexpr std::string_view input_kind = R"(input_json_delta","partial_json":)";
+  constexpr std::string_view tail = "}}";
+  constexpr std::size_t index_digits_max = 9;
+  if (!data.starts_with(head)) {
+    return std::nullopt;
+  }
+  data.remove_prefix(head.size());
+  plain_delta out;
+  std::size_t digits = 0;
+  while (digits < data.size() && digits <= index_digits_max && data[digits] >= '0' &&
+         data[digits] <= '9') {
+    out.index = out.index * 10 + static_cast<std::size_t>(data[digits] - '0');
+    ++digits;
+  }
+  if (digits == 0 || digits > index_digits_max || (digits > 1 && data[0] == '0')) {
+    return std::nullopt;
+  }
+  data.remove_prefix(digits);
+  if (!data.starts_with(delta_head)) {
+    return std::nullopt;
+  }
+  data.remove_prefix(delta_head.size());
+  if (data.starts_with(text_kind)) {
+    data.remove_prefix(text_kind.size());
+  } else if (data.starts_with(input_kind)) {
+    out.text = false;
+    data.remove_prefix(input_kind.size());
+  } else {
+    return std::nullopt;
+  }
+  // The string literal: up to the first quote no backslash escapes.
+  if (data.empty() || data.front() != '"') {
+    return std::nullopt;
+  }
+  std::size_t end = 1;
+  bool plain = true;  // no escape and no control character: the bytes are the text
+  while (end < data.size() && data[end] != '"') {
+    plain = plain && data[end] != '\\' && static_cast<unsigned char>(data[end]) >= 0x20;
+    end += data[end] == '\\' ? 2 : 1;
+  }
+  if (end >= data.size() || data.substr(end + 1) != tail) {
+    return std::nullopt;
+  }
+  const std::string_view inside = data.substr(1, end - 1);
+  if (plain && valid_utf8(inside)) {
+    out.piece.assign(inside);
+    return out;
+  }
+  json piece = json::parse(data.substr(0, end + 1), nullptr, false);
+  if (!piece.is_string()) {
+    return std::nullopt;
+  }
+  out.piece = std::move(piece.get_ref<std::string&>());
+  return out;
+}
 
 bool is_known_event(std::string_view name) {
   static constexpr std::array<std::string_view, 7> known{"message_start",
@@ -715,6 +829,15 @@ void stream_assembler::add(const sse_event& e) {
   }
   if (e.event == "ping") {
     return;
+  }
+  if (e.event == "content_block_delta") {
+    if (!s.keep_content) {
+      return;
+    }
+    if (auto plain = match_plain_delta(e.data);
+        plain && s.on_plain_delta(plain->index, plain->text, std::move(plain->piece))) {
+      return;
+    }
   }
   json data = json::parse(e.data, nullptr, false);
   if (data.is_discarded() || !data.is_object()) {

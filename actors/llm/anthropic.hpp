@@ -102,8 +102,12 @@ class stream_assembler {
   /// framing per delta, a few times the text. More is a runaway stream.
   static constexpr std::size_t stream_bytes_max_default = std::size_t{64} << 20;
 
-  /// `stream_bytes_max` bounds the summed data of all events added.
-  explicit stream_assembler(std::size_t stream_bytes_max = stream_bytes_max_default);
+  /// `stream_bytes_max` bounds the summed data of all events added. Without
+  /// `keep_content` the deltas of content blocks are counted but not
+  /// applied: message() has the blocks as started, while usage, stop
+  /// reason, errors and complete() are whole (for a stream nobody keeps).
+  explicit stream_assembler(std::size_t stream_bytes_max = stream_bytes_max_default,
+                            bool keep_content = true);
   ~stream_assembler();
   stream_assembler(stream_assembler&&) noexcept;
   stream_assembler& operator=(stream_assembler&&) noexcept;

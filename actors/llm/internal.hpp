@@ -102,6 +102,11 @@ struct attempt {
   int tries = 0;
   clock::time_point started;
 
+  /// Whether the answer is kept (the response cache, identical requests
+  /// waiting on it): only then is a stream captured and its content
+  /// assembled. Set before the call starts.
+  bool keep = true;
+
   // Filled while a stream runs (on an upstream thread, one at a time).
   bool committed = false;
   std::string captured;

@@ -11,8 +11,7 @@
 
 namespace troupe::llm {
 
-expected<llm_family> llm_child(std::shared_ptr<node_context> ctx, std::shared_ptr<db> store,
-                               boost::asio::io_context& shared_io) {
+expected<llm_family> llm_child(std::shared_ptr<node_context> ctx, std::shared_ptr<db> store) {
   const auto& cfg = ctx->config;
   auto anthropic_url = parse_base_url(cfg.llm_anthropic.base_url);
   if (!anthropic_url) {
@@ -20,8 +19,7 @@ expected<llm_family> llm_child(std::shared_ptr<node_context> ctx, std::shared_pt
                       "llm.anthropic.base_url: " + anthropic_url.err().message);
   }
   // The upstream threads: shared by the providers, kept by the caller.
-  auto io = cfg.llm.io_threads == 0 ? std::make_shared<upstream_io>(shared_io)
-                                    : std::make_shared<upstream_io>(cfg.llm.io_threads);
+  auto io = std::make_shared<upstream_io>(cfg.llm.io_threads);
   std::string key = cfg.llm_anthropic.api_key;
   if (key.empty()) {
     if (const char* env = std::getenv("ANTHROPIC_API_KEY"); env != nullptr) {

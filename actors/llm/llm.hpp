@@ -21,10 +21,6 @@ struct node_context;
 class db;
 }  // namespace troupe
 
-namespace boost::asio {
-class io_context;
-}
-
 namespace troupe::llm {
 
 struct llm_family {
@@ -35,13 +31,10 @@ struct llm_family {
   std::shared_ptr<void> resources;
 };
 
-/// `shared_io` runs the upstream client when `llm.io_threads` is 0 (the
-/// gateway's threads: a whole answer then reaches its client without a
-/// thread switch); it must outlive the returned resources. Errors: a bad
-/// upstream URL in the config.
+/// The upstream client runs `llm.io_threads` threads of its own. Errors: a
+/// bad upstream URL in the config.
 [[nodiscard]] expected<llm_family> llm_child(std::shared_ptr<node_context> ctx,
-                                             std::shared_ptr<db> store,
-                                             boost::asio::io_context& shared_io);
+                                             std::shared_ptr<db> store);
 
 /// What the gateway calls for /v1/messages, /v1/messages/count_tokens and
 /// /v1/usage: hands the exchange to `llm/router`.

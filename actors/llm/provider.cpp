@@ -225,7 +225,7 @@ void start(provider_actor* self, const std::shared_ptr<attempt>& a) {
         return false;  // nobody reads: stop the upstream spending tokens
       }
       a->x->sink->stream(std::string(bytes));
-      if (!a->capture_overflow) {
+      if (a->keep && !a->capture_overflow) {
         if (a->captured.size() + bytes.size() + 1 > limit) {
           a->capture_overflow = true;
           a->captured.clear();

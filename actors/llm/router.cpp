@@ -631,6 +631,8 @@ void start_step(router_actor* self, const std::shared_ptr<exchange_state>& x) {
   a->path = x->req.target.starts_with("/v1/messages/count_tokens") ? "/v1/messages/count_tokens"
                                                                    : "/v1/messages";
   a->stream = x->info.stream && a->path == "/v1/messages";
+  a->keep = x->cacheable;
+  a->assembler = stream_assembler(stream_assembler::stream_bytes_max_default, a->keep);
   auto provider = st.ctx->registry.current("llm/" + a->step.provider);
   if (!provider) {
     a->result = outcome::unavailable;

@@ -1,9 +1,28 @@
 #include "actors/llm/sse.hpp"
 
 #include <cassert>
+#include <cstring>
 #include <utility>
 
 namespace troupe::llm {
+
+namespace {
+
+/// Where the line starting at `pos` ends (its CR or LF), or npos. Two
+/// memchr scans (LF, then CR before it): find_first_of with a two-byte set
+/// calls memchr once per byte.
+std::size_t line_end(std::string_view bytes, std::size_t pos) {
+  const char* from = bytes.data() + pos;
+  const std::size_t left = bytes.size() - pos;
+  const auto* lf = static_cast<const char*>(std::memchr(from, '\n', left));
+  const std::size_t before_lf = lf == nullptr ? left : static_cast<std::size_t>(lf - from);
+  if (const auto* cr = static_cast<const char*>(std::memchr(from, '\r', before_lf))) {
+    return pos + static_cast<std::size_t>(cr - from);
+  }
+  return lf == nullptr ? std::string_view::npos : pos + before_lf;
+}
+
+}  // namespace
 
 sse_parser::sse_parser(std::size_t event_bytes_max) : event_bytes_max_(event_bytes_max) {
   assert(event_bytes_max_ > 0);
@@ -15,6 +34,7 @@ error sse_parser::fail() {
   line_ = std::string();
   event_ = std::string();
   data_ = std::string();
+  out_ = sse_event{};
   return make_error(errc::too_large,
                     "server-sent event exceeds " + std::to_string(event_bytes_max_) + " bytes");
 }
@@ -36,7 +56,7 @@ expected<std::size_t> sse_parser::feed(std::string_view bytes,
         continue;
       }
     }
-    const std::size_t end = bytes.find_first_of("\r\n", pos);
+    const std::size_t end = line_end(bytes, pos);
     if (end == std::string_view::npos) {
       line_.append(bytes.substr(pos));
       if (line_.size() + data_.size() + event_.size() > event_bytes_max_) {
@@ -73,12 +93,13 @@ expected<std::size_t> sse_parser::feed(std::string_view bytes,
 bool sse_parser::on_line(std::string_view line, const std::function<void(sse_event&&)>& on_event) {
   if (line.empty()) {
     const bool dispatch = has_data_ || !event_.empty();
-    sse_event ev{std::move(event_), std::move(data_)};
+    out_.event.swap(event_);
+    out_.data.swap(data_);
     event_.clear();
     data_.clear();
     has_data_ = false;
     if (dispatch) {
-      on_event(std::move(ev));
+      on_event(std::move(out_));
     }
     return dispatch;
   }

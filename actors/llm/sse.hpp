@@ -56,6 +56,9 @@ class sse_parser {
   std::string line_;
   std::string event_;
   std::string data_;
+  /// What is handed to the callback: its strings trade buffers with event_
+  /// and data_, so a stream of events does not allocate per event.
+  sse_event out_;
   /// A "data:" field was seen; distinguishes an empty data field from none.
   bool has_data_ = false;
   /// The previous slice ended on '\r': a '\n' opening the next one belongs

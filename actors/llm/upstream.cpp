@@ -17,6 +17,8 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 
+#include "runtime/net/io_threads.hpp"
+
 namespace troupe::llm {
 
 namespace beast = boost::beast;
@@ -38,6 +40,12 @@ namespace {
 
 /// Largest non-streamed upstream body we accept (an answer is far smaller).
 constexpr uint64_t body_bytes_max = 64u << 20;
+/// Room for what one read of a response body takes off the socket.
+constexpr size_t body_read_bytes = 64u << 10;
+/// The upstream threads' scheduler slice: relaying a long answer is bulk
+/// work, and a keystroke or an HTTP request waking up should not wait for
+/// it to finish a default slice (see set_thread_slice).
+constexpr std::chrono::microseconds upstream_slice{10'000};
 
 class pool_impl;
 
@@ -301,6 +309,12 @@ class connection : public connection_base, public std::enable_shared_from_this<c
     }
     parser_->get().body().data = chunk_.data();
     parser_->get().body().size = chunk_.size();
+    // Beast reads only as much as the buffer has room for (512 bytes at
+    // least): with the room of a fresh buffer, an 8 MiB stream took 16,000
+    // reads, each with its timer, callback and client write.
+    if (buffer_.capacity() < body_read_bytes) {
+      buffer_.reserve(body_read_bytes);
+    }
     lowest(stream_).expires_after(request_.timeout);
     http::async_read_some(
         stream_, buffer_, *parser_,
@@ -310,6 +324,9 @@ class connection : public connection_base, public std::enable_shared_from_this<c
   void on_body(beast::error_code ec) {
     if (ec == http::error::need_buffer) {
       ec = {};
+    }
+    if (!ec) {
+      parse_buffered(ec);
     }
     const auto got = chunk_.size() - parser_->get().body().size;
     if (got > 0) {
@@ -327,6 +344,26 @@ class connection : public connection_base, public std::enable_shared_from_this<c
       return transport_failed(ec, "reading the response body");
     }
     read_body();
+  }
+
+  /// Beast's read parses one HTTP chunk and completes; the rest of what the
+  /// socket gave is parsed here, so a stream of small SSE events (an HTTP
+  /// chunk each) costs one callback and one client write per read, not per
+  /// event. It stops where the bytes end: what arrived is passed on at once,
+  /// never held back waiting for more (that would delay a slow stream's
+  /// events, and outlast the read timeout).
+  void parse_buffered(beast::error_code& ec) {
+    while (buffer_.size() > 0 && !parser_->is_done() && parser_->get().body().size > 0) {
+      const auto used = parser_->put(buffer_.data(), ec);
+      buffer_.consume(used);
+      if (ec == http::error::need_more || ec == http::error::need_buffer) {
+        ec = {};
+        return;
+      }
+      if (ec || used == 0) {
+        return;
+      }
+    }
   }
 
   void finish() {
@@ -401,7 +438,7 @@ class connection : public connection_base, public std::enable_shared_from_this<c
   http::request<http::string_body> message_;
   beast::flat_buffer buffer_;
   std::optional<http::response_parser<http::buffer_body>> parser_;
-  std::array<char, 16384> chunk_{};
+  std::array<char, body_read_bytes> chunk_{};
 };
 
 std::shared_ptr<connection_base> pool_impl::make_fresh() {
@@ -531,48 +568,30 @@ void pool_impl::expire(const std::shared_ptr<waiting_call>& call) {
 }  // namespace
 
 struct upstream_io::impl {
-  explicit impl(net::io_context* shared)
-      : own(shared == nullptr ? std::make_unique<net::io_context>() : nullptr),
-        ioc(shared == nullptr ? *own : *shared),
+  explicit impl(uint32_t threads)
+      : io("troupe-upstream", threads, upstream_slice), ioc(io.context()),
         tls(ssl::context::tls_client) {
     // Certificates are checked against the system's CA store.
     tls.set_default_verify_paths();
     tls.set_verify_mode(ssl::verify_peer);
   }
-  void run(uint32_t n) {
-    guard.emplace(net::make_work_guard(ioc));
-    for (uint32_t i = 0; i < n; ++i) {
-      threads.emplace_back([this] { ioc.run(); });
-    }
-  }
-  std::unique_ptr<net::io_context> own;
+  io_threads io;
   net::io_context& ioc;
   ssl::context tls;
-  std::optional<net::executor_work_guard<net::io_context::executor_type>> guard;
-  std::vector<std::thread> threads;
   std::mutex pools_mutex;
   std::vector<std::weak_ptr<pool_impl>> pools;
 };
 
-upstream_io::upstream_io(uint32_t threads) : impl_(std::make_unique<impl>(nullptr)) {
-  impl_->run(threads);
+upstream_io::upstream_io(uint32_t threads) : impl_(std::make_unique<impl>(threads)) {
+  impl_->io.start();
 }
-
-upstream_io::upstream_io(net::io_context& shared) : impl_(std::make_unique<impl>(&shared)) {}
 
 upstream_io::~upstream_io() {
   stop();
 }
 
 void upstream_io::stop() {
-  if (!impl_->threads.empty()) {
-    impl_->guard.reset();
-    impl_->ioc.stop();
-    for (auto& t : impl_->threads) {
-      t.join();
-    }
-    impl_->threads.clear();
-  }
+  impl_->io.stop();
   std::lock_guard lock(impl_->pools_mutex);
   for (auto& weak : impl_->pools) {
     if (auto pool = weak.lock()) {

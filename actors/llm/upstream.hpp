@@ -83,10 +83,9 @@ class upstream_pool;
 /// The Asio threads and TLS context every pool shares.
 class upstream_io {
  public:
-  /// Runs `threads` Asio threads of its own.
+  /// Runs `threads` Asio threads of its own (named troupe-upstream): no
+  /// other traffic of the node waits behind an upstream's bytes.
   explicit upstream_io(uint32_t threads);
-  /// Runs on `shared`, whose threads someone else runs and outlives this.
-  explicit upstream_io(boost::asio::io_context& shared);
   ~upstream_io();
   upstream_io(const upstream_io&) = delete;
   upstream_io& operator=(const upstream_io&) = delete;

@@ -8,8 +8,8 @@
 // and backoff bound a crash loop); its scrollback lives in memory shared by
 // the session's incarnations, so it survives the restart.
 //
-// PTY bytes never block a scheduler thread: the master fd is read on the
-// gateway's Asio threads and its output reaches the actor as messages.
+// PTY bytes never block a scheduler thread: the master fd is read on Asio
+// threads of their own and its output reaches the actor as messages.
 
 #include <memory>
 
@@ -32,8 +32,8 @@ namespace troupe::pty {
 class session_table;
 [[nodiscard]] std::shared_ptr<session_table> make_session_table();
 
-/// `io` reads the PTYs; it must outlive the actors (the gateway's, which
-/// the node destroys after the actor system).
+/// `io` reads the PTYs (the node's troupe-pty threads); it must outlive the
+/// actors (the node destroys it after the actor system).
 /// `store` keeps persistent sessions (description and scrollback) so they
 /// come back after a node restart.
 [[nodiscard]] child_spec sessions_child(std::shared_ptr<node_context> ctx,

@@ -31,6 +31,7 @@
 #include "runtime/actor/atoms.hpp"
 #include "runtime/actor/error_text.hpp"
 #include "runtime/log/log.hpp"
+#include "runtime/net/io_threads.hpp"
 #include "runtime/node/node_context.hpp"
 #include "runtime/protocol/envelope.hpp"
 #include "runtime/supervisor/supervisor.hpp"
@@ -229,7 +230,10 @@ int run(const node_flags& flags) {
     log->critical("{}", server.err().message);
     return 1;
   }
-  auto llm = llm::llm_child(ctx, store, (*server)->io_context());
+  // The PTY readers' threads, apart from HTTP's and the upstream client's.
+  io_threads pty_io("troupe-pty", ctx->config.sessions.io_threads);
+  pty_io.start();
+  auto llm = llm::llm_child(ctx, store);
   if (!llm) {
     log->critical("{}", llm.err().message);
     return 1;
@@ -240,7 +244,7 @@ int run(const node_flags& flags) {
   auto cache = make_cache(ctx, store);
   ctx->cache_hot = std::move(cache.hot_reader);
   auto spec = root_spec(ctx, std::move(cache.child), std::move(llm->child),
-                        pty::sessions_child(ctx, session_table, store, (*server)->io_context()));
+                        pty::sessions_child(ctx, session_table, store, pty_io.context()));
   ctx->top_level_children = spec.children.size();
   auto root = spawn_supervisor(system, ctx, "", std::move(spec));
   // The context is complete: from here on the I/O threads read it.

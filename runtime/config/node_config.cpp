@@ -298,7 +298,7 @@ constexpr std::array key_table{
          "scheduling of the shard threads"),
     text(TROUPE_KEY(cache, dependency_roots), {}, check_absolute_list,
          "directories dependencies must lie in"),
-    number(TROUPE_KEY(llm, io_threads), between(0, 64), "upstream HTTP threads; 0: gateway's"),
+    number(TROUPE_KEY(llm, io_threads), between(1, 64), "Asio threads for upstream HTTP"),
     number(TROUPE_KEY(llm, timeout_ms), between(1, hour_ms), "upstream attempt timeout"),
     number(TROUPE_KEY(llm, retries_max), between(0, 10), "retries per provider"),
     number(TROUPE_KEY(llm, retry_backoff_min_ms), between(1, hour_ms), "first retry delay"),
@@ -335,6 +335,7 @@ constexpr std::array key_table{
     number(TROUPE_KEY(sessions, idle_after_ms), between(1, day_ms), "quiet time that is idle"),
     text(TROUPE_KEY(sessions, prompt_regex), {}, check_regex, "cursor line of a waiting shell"),
     number(TROUPE_KEY(sessions, hangup_grace_ms), between(1, hour_ms), "SIGHUP to SIGKILL"),
+    number(TROUPE_KEY(sessions, io_threads), between(1, 64), "Asio threads reading PTYs"),
 };
 
 #undef TROUPE_KEY

@@ -167,9 +167,9 @@ struct cache_memory {
 }
 
 struct llm_section {
-  /// Asio threads carrying upstream HTTP (the bytes never touch an actor
-  /// thread); 0: share the gateway's.
-  uint32_t io_threads = 0;
+  /// Asio threads carrying upstream HTTP, apart from the gateway's (the
+  /// bytes never touch an actor thread).
+  uint32_t io_threads = 1;
   /// Whole-call timeout of one upstream attempt; for a stream, the longest
   /// silence between two reads.
   uint32_t timeout_ms = 30000;
@@ -246,6 +246,9 @@ struct sessions_section {
   std::string prompt_regex = "[$#>%] ?$";
   /// Time a shell gets between SIGHUP and SIGKILL when its session ends.
   uint32_t hangup_grace_ms = 2000;
+  /// Asio threads reading the PTYs, apart from the gateway's and the
+  /// upstream client's.
+  uint32_t io_threads = 1;
 };
 
 struct node_config {

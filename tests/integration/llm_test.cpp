@@ -4,7 +4,12 @@
 // retries, breakers and the fallback chain, the limiter, the budget, the
 // ledger and bad client input.
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <catch2/catch.hpp>
 
@@ -559,6 +564,57 @@ TEST_CASE("llm: an OpenAI-compatible local server and then a stale answer are th
   const auto why = json::parse(none.body)["error"]["message"].get<std::string>();
   CHECK(why.find("anthropic/") != std::string::npos);
   CHECK(why.find("local/llama-local") != std::string::npos);
+}
+
+TEST_CASE("llm: a paced stream reaches the client event by event, as it arrives") {
+  gateway_fixture gw;
+  // Every event 200 ms after the one before: about ten events over 2 s.
+  gw.mock_faults({{"faults", {{{"kind", "slow"}, {"delay_ms", 0}, {"interval_ms", 200}}}}});
+  auto url = parse_node_url(gw.node.url());
+  REQUIRE(url.has_value());
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  REQUIRE(fd >= 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(url->port);
+  ::inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  const std::string body = question("tell me slowly", true).dump();
+  const std::string request = "POST /v1/messages HTTP/1.1\r\nHost: x\r\nx-api-key: " +
+                              gw.node.token() +
+                              "\r\nanthropic-version: 2023-06-01\r\ncontent-type: "
+                              "application/json\r\nconnection: close\r\ncontent-length: " +
+                              std::to_string(body.size()) + "\r\n\r\n" + body;
+  REQUIRE(::send(fd, request.data(), request.size(), MSG_NOSIGNAL) ==
+          static_cast<ssize_t>(request.size()));
+  // When the first and the last event came: far apart if each was passed
+  // on as it arrived, together if the node held the stream back.
+  std::string seen;
+  std::optional<std::chrono::steady_clock::time_point> first;
+  std::optional<std::chrono::steady_clock::time_point> last;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  char buf[4096];
+  while (!last && std::chrono::steady_clock::now() < deadline) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 100) <= 0) {
+      continue;
+    }
+    const auto n = ::read(fd, buf, sizeof buf);
+    if (n <= 0) {
+      break;
+    }
+    seen.append(buf, static_cast<size_t>(n));
+    if (!first && seen.find("event: message_start") != std::string::npos) {
+      first = std::chrono::steady_clock::now();
+    }
+    if (seen.find("event: message_stop") != std::string::npos) {
+      last = std::chrono::steady_clock::now();
+    }
+  }
+  ::close(fd);
+  REQUIRE(first.has_value());
+  REQUIRE(last.has_value());
+  CHECK(*last - *first >= std::chrono::milliseconds(1000));
 }
 
 TEST_CASE("llm: errors inside a stream reach the client and are not cached") {

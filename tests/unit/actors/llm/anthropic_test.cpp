@@ -7,6 +7,7 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -512,6 +513,148 @@ TEST_CASE("thinking, signature and citation deltas build their fields") {
   // message_delta totals win; a null count keeps the earlier (absent) one.
   CHECK(m["usage"] ==
         json{{"input_tokens", 11}, {"output_tokens", 30}, {"cache_read_input_tokens", 7}});
+}
+
+namespace {
+
+/// A stream of one text block (index 0) and one tool_use block (index 1)
+/// whose deltas carry `texts` and `inputs`, each delta written by `write`
+/// (its event data from the kind, the index and the piece as a JSON string).
+std::string delta_stream(const std::vector<std::string>& texts,
+                         const std::vector<std::string>& inputs,
+                         const std::function<std::string(const char* kind, int index,
+                                                          const std::string& piece)>& write) {
+  std::string out = sse_format("message_start", R"({"type":"message_start","message":{"id":"m",)"
+                                                R"("type":"message","role":"assistant",)"
+                                                R"("content":[],"usage":{"input_tokens":3}}})");
+  out += sse_format("content_block_start",
+                    R"({"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}})");
+  out += sse_format("content_block_start",
+                    R"({"type":"content_block_start","index":1,"content_block":)"
+                    R"({"type":"tool_use","id":"t","name":"Read","input":{}}})");
+  for (const auto& t : texts) {
+    out += sse_format("content_block_delta", write("text", 0, t));
+  }
+  for (const auto& piece : inputs) {
+    out += sse_format("content_block_delta", write("input", 1, piece));
+  }
+  out += sse_format("content_block_stop", R"({"type":"content_block_stop","index":0})");
+  out += sse_format("content_block_stop", R"({"type":"content_block_stop","index":1})");
+  out += sse_format("message_stop", R"({"type":"message_stop"})");
+  return out;
+}
+
+/// The API's own spelling of a delta (what the assembler's fast path reads).
+std::string api_delta(const char* kind, int index, const std::string& piece) {
+  const bool text = std::string_view(kind) == "text";
+  return std::string(R"({"type":"content_block_delta","index":)") + std::to_string(index) +
+         R"(,"delta":{"type":")" + (text ? "text_delta\",\"text\":" : "input_json_delta\",\"partial_json\":") +
+         piece + "}}";
+}
+
+/// The same delta with its keys in another order and spaces (the general path).
+std::string other_delta(const char* kind, int index, const std::string& piece) {
+  const bool text = std::string_view(kind) == "text";
+  return std::string(R"({ "index": )") + std::to_string(index) + R"(, "delta": {")" +
+         (text ? "text\": " : "partial_json\": ") + piece + R"(, "type": ")" +
+         (text ? "text_delta" : "input_json_delta") + R"("}, "type": "content_block_delta"})";
+}
+
+}  // namespace
+
+TEST_CASE("deltas in the API's spelling assemble exactly as any other spelling of them") {
+  // Each piece is a JSON string literal as it would appear on the wire.
+  const std::vector<std::string> texts{
+      R"("plain ")",
+      R"("quote \" backslash \\ slash \/ ")",
+      R"("lines\n\ttab\r\n")",
+      R"("\u00e9t\u00e9 \ud83d\ude00 ")",
+      "\"raw UTF-8: \xc3\xa9t\xc3\xa9 \xf0\x9f\x98\x80\"",
+      R"("ends in a backslash \\")",
+      R"("")",
+  };
+  const std::vector<std::string> inputs{R"("{\"file_path\":")", R"("\"/tmp/x\"}")"};
+  auto fast = assemble(delta_stream(texts, inputs, api_delta));
+  auto general = assemble(delta_stream(texts, inputs, other_delta));
+  REQUIRE_FALSE(general.error().has_value());
+  CHECK_FALSE(fast.error().has_value());
+  CHECK(fast.complete());
+  CHECK(fast.message() == general.message());
+  CHECK(fast.message()["content"][0]["text"] ==
+        "plain quote \" backslash \\ slash / lines\n\ttab\r\n\xc3\xa9t\xc3\xa9 \xf0\x9f\x98\x80 "
+        "raw UTF-8: \xc3\xa9t\xc3\xa9 \xf0\x9f\x98\x80"
+        "ends in a backslash \\");
+  CHECK(fast.message()["content"][1]["input"] == json{{"file_path", "/tmp/x"}});
+}
+
+TEST_CASE("a delta the fast path cannot take is judged by the general path") {
+  const auto judged = [](const std::string& data) {
+    std::string stream = delta_stream({}, {}, api_delta);
+    // Before the blocks stop: splice the delta in after the second block start.
+    const auto at = stream.find("event: content_block_stop");
+    stream.insert(at, sse_format("content_block_delta", data));
+    return assemble(stream);
+  };
+  SECTION("invalid UTF-8 in the text is an error either way") {
+    auto a = judged(api_delta("text", 0, "\"bad \xff byte\""));
+    REQUIRE(a.error().has_value());
+    CHECK(a.error()->at("message").get<std::string>().find("content_block_delta") !=
+          std::string::npos);
+  }
+  SECTION("a raw control character is not JSON") {
+    CHECK(judged(api_delta("text", 0, "\"tab\there\"")).error().has_value());
+  }
+  SECTION("an index out of range") {
+    auto a = judged(api_delta("text", 7, R"("x")"));
+    REQUIRE(a.error().has_value());
+    CHECK(a.error()->at("message").get<std::string>().find("out of range") != std::string::npos);
+  }
+  SECTION("a leading zero in the index is not JSON") {
+    CHECK(judged(api_delta("text", 0, R"("x")").replace(38, 1, "00")).error().has_value());
+  }
+  SECTION("something after the delta object") {
+    CHECK(judged(api_delta("text", 0, R"("x")") + "x").error().has_value());
+  }
+  SECTION("text on a block whose text is not a string") {
+    std::string stream = delta_stream({}, {}, api_delta);
+    const auto start = stream.find(R"("text":""})");
+    stream.replace(start, 10, R"("text":5})");
+    const auto at = stream.find("event: content_block_stop");
+    stream.insert(at, sse_format("content_block_delta", api_delta("text", 0, R"("x")")));
+    CHECK(assemble(stream).error().has_value());
+  }
+}
+
+TEST_CASE("an assembler that keeps no content still reports usage, the end and errors") {
+  std::string stream = delta_stream({R"("hello")"}, {R"("{}")"}, api_delta);
+  stream.insert(stream.find("event: message_stop"),
+                sse_format("message_delta",
+                           R"({"type":"message_delta","delta":{"stop_reason":"end_turn"},)"
+                           R"("usage":{"output_tokens":9}})"));
+  stream_assembler kept;
+  stream_assembler counted(stream_assembler::stream_bytes_max_default, false);
+  for (const auto& e : parse_events(stream)) {
+    kept.add(e);
+    counted.add(e);
+  }
+  CHECK(kept.complete());
+  CHECK(counted.complete());
+  CHECK(counted.usage().input_tokens == 3);
+  CHECK(counted.usage().output_tokens == 9);
+  CHECK(kept.usage().output_tokens == 9);
+  CHECK(kept.message()["content"][0]["text"] == "hello");
+  CHECK(counted.message()["content"][0]["text"] == "");
+  CHECK(counted.message()["stop_reason"] == "end_turn");
+  SECTION("an error event still fails it") {
+    stream_assembler broken(stream_assembler::stream_bytes_max_default, false);
+    for (const auto& e : parse_events(
+             stream.substr(0, stream.find("event: message_stop")) +
+             sse_format("error", R"({"type":"error","error":{"type":"overloaded_error","message":"o"}})"))) {
+      broken.add(e);
+    }
+    REQUIRE(broken.error().has_value());
+    CHECK(broken.error()->at("type") == "overloaded_error");
+  }
 }
 
 TEST_CASE("the assembler stops at its byte budget") {

@@ -196,6 +196,11 @@ TEST_CASE("file errors name the file, key and reason", "[config]") {
   SECTION("out of range") {
     CHECK(file_error("[gateway]\nio_threads = 0\n") ==
           ": gateway.io_threads: must be between 1 and 64 (got 0)");
+    // Every kind of I/O has threads of its own: none can be 0 (shared).
+    CHECK(file_error("[llm]\nio_threads = 0\n") ==
+          ": llm.io_threads: must be between 1 and 64 (got 0)");
+    CHECK(file_error("[sessions]\nio_threads = 65\n") ==
+          ": sessions.io_threads: must be between 1 and 64 (got 65)");
     CHECK(file_error("[gateway]\nbody_bytes_max = -1\n") ==
           ": gateway.body_bytes_max: must be between 1024 and 1073741824 (got -1)");
     CHECK(file_error("[breaker]\nfailure_rate_max = 0.0\n") ==
