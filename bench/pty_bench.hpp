@@ -65,8 +65,10 @@ inline int int_flag(int argc, char** argv, std::string_view name, int fallback) 
 }
 
 /// A node whose thread counts are spelled out (the defaults, but a bench
-/// must not depend on them): 2 CAF workers, 1 Asio thread for HTTP,
-/// WebSockets and the PTY readers.
+/// must not depend on them): 2 CAF workers, 1 Asio thread for HTTP and
+/// WebSockets. The PTY readers and the upstream client keep their default
+/// of one thread each (a node from before they had threads of their own
+/// shared the HTTP thread instead), so A/B runs compare the defaults.
 inline test::node_process::options pinned_node() {
   return {{},
           {{"TROUPE_NODE_SCHEDULER_THREADS", "2"},
@@ -209,6 +211,27 @@ inline expected<std::string> viewer_read_past(ws_client& ws, std::string_view ma
     }
     seen += m->data;
   }
+}
+
+/// Types `key` into the session through the attached viewer and reads its
+/// echo (the program on the terminal echoes each byte once); the round trip
+/// in microseconds. Errors: the viewer failed, the deadline passed, or
+/// something else came back.
+inline expected<double> viewer_echo(ws_client& ws, char key, const deadline& d) {
+  const auto sent = clock_type::now();
+  if (auto err = ws.write_binary(std::string_view(&key, 1))) {
+    return *err;
+  }
+  auto m = next_message(ws, d);
+  const double us = micros_since(sent);
+  if (!m) {
+    return std::move(m).err();
+  }
+  if (!m->binary || m->data != std::string_view(&key, 1)) {
+    return make_error(errc::internal, std::string("expected the echo of '") + key + "', got '" +
+                                          m->data + "'");
+  }
+  return us;
 }
 
 /// The node's pid, from sys.info (node_process does not expose it).

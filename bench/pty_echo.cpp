@@ -63,20 +63,11 @@ expected<std::vector<double>> troupe_round(ws_client& ws, int count) {
   std::vector<double> rtt_us;
   rtt_us.reserve(static_cast<size_t>(count));
   for (int i = 0; i < count; ++i) {
-    const char key = key_of(i);
-    const auto sent = clock_type::now();
-    if (auto err = ws.write_binary(std::string_view(&key, 1))) {
-      return *err;
+    auto us = viewer_echo(ws, key_of(i), d);
+    if (!us) {
+      return make_error(us.err().code, "troupe: " + us.err().message);
     }
-    auto m = next_message(ws, d);
-    const double us = micros_since(sent);
-    if (!m) {
-      return std::move(m).err();
-    }
-    if (!m->binary || m->data != std::string_view(&key, 1)) {
-      return make_error(errc::internal, unexpected("troupe", key, m->data));
-    }
-    rtt_us.push_back(us);
+    rtt_us.push_back(*us);
   }
   return rtt_us;
 }

@@ -30,14 +30,18 @@ std::string read_file(const std::string& path) {
   return text.str();
 }
 
+/// This process's environment without what would configure a node or its
+/// upstream (TROUPE_*, ANTHROPIC_*), plus `extra`: a child sees only what its
+/// test or bench gives it, whatever the shell that ran the suite had set.
 std::vector<std::string> merged_env(const std::map<std::string, std::string>& extra) {
   std::map<std::string, std::string> env;
   for (char** e = environ; *e != nullptr; ++e) {
     std::string kv(*e);
     auto eq = kv.find('=');
-    if (eq != std::string::npos) {
-      env[kv.substr(0, eq)] = kv.substr(eq + 1);
+    if (eq == std::string::npos || kv.starts_with("TROUPE_") || kv.starts_with("ANTHROPIC_")) {
+      continue;
     }
+    env[kv.substr(0, eq)] = kv.substr(eq + 1);
   }
   for (const auto& [k, v] : extra) {
     env[k] = v;
@@ -226,6 +230,10 @@ std::string node_process::stderr_text() const {
 }
 
 std::string node_binary() {
+  // A/B runs of a bench point this at a build of the code before a change.
+  if (const char* other = std::getenv("TROUPE_BENCH_NODE_BIN"); other != nullptr && *other != 0) {
+    return other;
+  }
   return TROUPE_NODE_BIN;
 }
 std::string troupectl_binary() {

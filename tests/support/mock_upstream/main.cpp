@@ -64,7 +64,7 @@ constexpr std::size_t accept_burst_max = 64;
 
 /// What sessions share; outlives the io_context (and so every session).
 struct server_state {
-  explicit server_state(milliseconds delay) : api(delay) {}
+  server_state(milliseconds delay, std::uint64_t answer_bytes) : api(delay, answer_bytes) {}
   mock_api api;
   std::atomic<std::size_t> connections{0};
 };
@@ -411,14 +411,17 @@ struct options {
   std::uint16_t port = 0;
   unsigned threads = 1;
   std::uint64_t delay_ms = 0;
+  std::uint64_t answer_bytes = 0;
   bool help = false;
 };
 
 constexpr std::string_view usage =
     "usage: troupe-mock-upstream [--listen HOST:PORT] [--threads N] [--delay-ms N]\n"
+    "                            [--answer-bytes N]\n"
     "  --listen HOST:PORT  address to bind (default 127.0.0.1:0, port from the kernel)\n"
     "  --threads N         io threads, 1..64 (default 1)\n"
-    "  --delay-ms N        delay before every model call's reply (default 0)\n";
+    "  --delay-ms N        delay before every model call's reply (default 0)\n"
+    "  --answer-bytes N    pad each /v1/messages text answer to N bytes (default 0: no padding)\n";
 
 /// `text` as a whole number in [min, max], or nothing.
 std::optional<std::uint64_t> parse_number(std::string_view text, std::uint64_t min,
@@ -482,6 +485,12 @@ std::optional<std::uint64_t> parse_number(std::string_view text, std::uint64_t m
         return "--delay-ms: expected 0.." + std::to_string(delay_ms_max);
       }
       out.delay_ms = *n;
+    } else if (flag == "--answer-bytes") {
+      const auto n = parse_number(value, 0, answer_bytes_max);
+      if (!n) {
+        return "--answer-bytes: expected 0.." + std::to_string(answer_bytes_max);
+      }
+      out.answer_bytes = *n;
     } else {
       return "unknown flag '" + std::string(flag) + "'";
     }
@@ -521,7 +530,7 @@ std::string printable(const tcp::endpoint& endpoint) {
 
 int run(const options& opts) {
   // Declared before the io_context: the sessions its handlers hold refer to it.
-  server_state state(milliseconds(opts.delay_ms));
+  server_state state(milliseconds(opts.delay_ms), opts.answer_bytes);
   net::io_context ioc(static_cast<int>(opts.threads));
   tcp::acceptor acceptor(net::make_strand(ioc));
   if (auto why = open_acceptor(acceptor, opts); !why.empty()) {

@@ -929,13 +929,17 @@ std::vector<std::string> message_events(const answer& a) {
                                              {"index", 0},
                                              {"content_block", content_block(a, true)}}));
   const std::string input = a.is_tool_call() ? dump(tool_input()) : std::string();
-  for (const auto piece : utf8_pieces(a.is_tool_call() ? input : a.text, stream_piece_bytes)) {
-    const ojson delta = a.is_tool_call()
-                            ? ojson{{"type", "input_json_delta"}, {"partial_json", piece}}
-                            : ojson{{"type", "text_delta"}, {"text", piece}};
-    events.push_back(
-        sse_event("content_block_delta",
-                  ojson{{"type", "content_block_delta"}, {"index", 0}, {"delta", delta}}));
+  // The deltas are most of a long answer's events: spelled out around the
+  // piece (the bytes sse_event would make), not built as JSON objects each.
+  const std::string delta_head =
+      std::string(R"(event: content_block_delta)"
+                  "\n"
+                  R"(data: {"type":"content_block_delta","index":0,"delta":{"type":")") +
+      (a.is_tool_call() ? R"(input_json_delta","partial_json":)" : R"(text_delta","text":)");
+  const auto pieces = utf8_pieces(a.is_tool_call() ? input : a.text, stream_piece_bytes);
+  events.reserve(events.size() + pieces.size() + 3);
+  for (const auto piece : pieces) {
+    events.push_back(delta_head + dump(ojson(piece)) + "}}\n\n");
   }
   events.push_back(
       sse_event("content_block_stop", ojson{{"type", "content_block_stop"}, {"index", 0}}));
@@ -1187,7 +1191,8 @@ std::string chat_request_error(const json& body) {
 /// Routing, and the state the endpoints share. Replies are built outside the
 /// lock; only counting, taking a fault and the prompt cache hold it.
 struct mock_api::impl {
-  explicit impl(milliseconds delay) : delay_(delay) {}
+  impl(milliseconds delay, std::uint64_t answer_bytes)
+      : delay_(delay), answer_bytes_(answer_bytes) {}
 
   reply handle(const request_view& req) {
     const std::uint64_t n = next_request_.fetch_add(1, std::memory_order_relaxed);
@@ -1267,6 +1272,7 @@ struct mock_api::impl {
     }
     const prompt_plan plan = plan_prompt(body);
     answer a = message_answer(body, n, plan);
+    pad_answer(a);
     const std::optional<fault> f = admit(stats::messages_path, a, &plan);
     // Built after admit, which settles the cache's share of the usage; a
     // faulted call leaves the cache alone, so its events show none.
@@ -1392,7 +1398,22 @@ struct mock_api::impl {
     return json_reply(200, dump(make()));
   }
 
+  /// A text answer shorter than --answer-bytes is filled up with its own
+  /// text repeated (cut at a code point), and its output tokens follow.
+  void pad_answer(answer& a) const {
+    if (a.is_tool_call() || a.text.empty() || a.text.size() >= answer_bytes_) {
+      return;
+    }
+    const std::string unit = " " + a.text;
+    a.text.reserve(answer_bytes_);
+    while (a.text.size() < answer_bytes_) {
+      a.text += utf8_prefix(unit, answer_bytes_ - a.text.size());
+    }
+    a.usage.output_tokens = tokens_for_bytes(a.text.size());
+  }
+
   const milliseconds delay_;  ///< --delay-ms: before every model call's reply
+  const std::uint64_t answer_bytes_;  ///< --answer-bytes
   std::atomic<std::uint64_t> next_request_{1};
   std::atomic<std::size_t> open_connections_{0};
   std::atomic<std::size_t> peak_connections_{0};
@@ -1402,7 +1423,8 @@ struct mock_api::impl {
   prompt_cache prompt_cache_;
 };
 
-mock_api::mock_api(milliseconds delay) : impl_(std::make_unique<impl>(delay)) {}
+mock_api::mock_api(milliseconds delay, std::uint64_t answer_bytes)
+    : impl_(std::make_unique<impl>(delay, answer_bytes)) {}
 
 mock_api::~mock_api() = default;
 

@@ -18,6 +18,8 @@ namespace troupe::mock {
 /// Longest delay a flag or a fault may ask for: ten minutes is past any
 /// client timeout under test.
 inline constexpr std::uint64_t delay_ms_max = 600'000;
+/// Largest text answer --answer-bytes may ask for.
+inline constexpr std::uint64_t answer_bytes_max = 64u << 20;
 
 /// How a reply goes onto the wire.
 enum class delivery : std::uint8_t {
@@ -53,8 +55,10 @@ struct request_view {
 /// request counter, the stats and the fault script. Thread-safe.
 class mock_api {
  public:
-  /// `delay` comes before every model call's reply (--delay-ms).
-  explicit mock_api(std::chrono::milliseconds delay);
+  /// `delay` comes before every model call's reply (--delay-ms); a text
+  /// answer to /v1/messages is padded to at least `answer_bytes` bytes
+  /// (--answer-bytes; 0 leaves it as it is).
+  explicit mock_api(std::chrono::milliseconds delay, std::uint64_t answer_bytes = 0);
   ~mock_api();
   mock_api(const mock_api&) = delete;
   mock_api& operator=(const mock_api&) = delete;

@@ -1,0 +1,387 @@
+// pty_echo_under_load: does a terminal wait for LLM answers? Keystroke echo
+// through an attached WebSocket (as in pty_echo) while 50 clients stream
+// long LLM answers (1 MiB of text each, about 8 MiB of SSE events in the
+// mock's 16-byte deltas) through the same node, with the response cache
+// bypassed so every byte comes from the mock upstream.
+//
+// Baseline, same run: the same clients stream the same answers straight from
+// the mock while the same echo goes through the node. The machine carries
+// the same streams (the mock writes them, the clients read them), only none
+// of it passes through the node. Runs alternate: control, node, node,
+// control, ... (--runs pairs). Reported: echo p50/p99 of each side (the mean
+// over its runs) and their ratios, and the rate at which the clients receive
+// stream bytes through the node against straight from the mock.
+//
+// Bars (issue: one message contract): echo p50 and p99 each <= 1.5 x the
+// control's; big-stream throughput through the node >= 0.8 x direct.
+//
+//   pty_echo_under_load [--quick] [--clients N] [--seconds S] [--runs PAIRS]
+//                       [--answer-bytes N]
+
+#include <signal.h>
+
+#include <atomic>
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <utility>  // before Asio: its awaitable.hpp uses std::exchange
+#include <vector>
+
+#include <boost/asio.hpp>
+
+#include "bench/bench_util.hpp"
+#include "bench/pty_bench.hpp"
+
+namespace {
+
+using namespace troupe;
+using namespace troupe::bench;
+using test::node_process;
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+
+constexpr std::string_view ready_marker = "troupe-ready";
+/// Raw-mode cat with the terminal's echo off: each byte comes back once
+/// (see pty_echo.cpp).
+const std::vector<std::string> echo_command{"/bin/sh", "-c",
+                                            "stty raw -echo; printf troupe-ready; exec cat"};
+constexpr std::chrono::seconds start_timeout{10};
+/// A run's echoes must be back within this.
+constexpr std::chrono::seconds run_timeout{120};
+/// Bytes per client received before the first measured echo.
+constexpr uint64_t flowing_bytes_per_client = 256u << 10;
+/// Between keystrokes: a fast typist's pace, many samples per run.
+constexpr std::chrono::microseconds keystroke_gap{2000};
+constexpr double bar_echo_ratio = 1.5;
+constexpr double bar_throughput_ratio = 0.8;
+/// What each client's read takes at most.
+constexpr size_t read_chunk = 64u << 10;
+/// Kept from the end of each stream, to check it ended properly.
+constexpr size_t tail_keep = 512;
+
+struct endpoint_ref {
+  std::string host;
+  std::string port;
+};
+
+endpoint_ref endpoint_of(const std::string& url) {
+  const auto rest = url.substr(url.find("://") + 3);
+  const auto colon = rest.rfind(':');
+  return {rest.substr(0, colon), rest.substr(colon + 1)};
+}
+
+/// What the load clients share with the bench's main thread.
+struct load_stats {
+  std::atomic<uint64_t> bytes{0};
+  std::atomic<uint64_t> streams_done{0};
+  std::atomic<uint64_t> streams_started{0};
+  std::atomic<uint64_t> errors{0};
+  std::atomic<bool> stop{false};
+  /// The first failure, for the report (written once, under errors == 1).
+  std::string first_error;
+};
+
+/// One streaming client: POST /v1/messages with stream:true, read the whole
+/// chunked body (counting bytes, checking it ends with message_stop and the
+/// last chunk), then again on a new connection, until told to stop.
+class stream_client : public std::enable_shared_from_this<stream_client> {
+ public:
+  stream_client(net::io_context& ioc, tcp::resolver::results_type endpoints, std::string request,
+                load_stats& stats)
+      : socket_(ioc), endpoints_(std::move(endpoints)), request_(std::move(request)),
+        stats_(stats), buffer_(read_chunk) {}
+
+  void start() {
+    if (stats_.stop.load()) {
+      return;
+    }
+    head_.clear();
+    tail_.clear();
+    boost::system::error_code ignored;  // a socket already closed is fine here
+    socket_.close(ignored);
+    net::async_connect(socket_, endpoints_,
+                       [self = shared_from_this()](boost::system::error_code ec, const tcp::endpoint&) {
+                         if (ec) {
+                           return self->fail("connect: " + ec.message());
+                         }
+                         self->send();
+                       });
+  }
+
+ private:
+  void send() {
+    stats_.streams_started.fetch_add(1);
+    net::async_write(socket_, net::buffer(request_),
+                     [self = shared_from_this()](boost::system::error_code ec, size_t) {
+                       if (ec) {
+                         return self->fail("write: " + ec.message());
+                       }
+                       self->read();
+                     });
+  }
+
+  void read() {
+    socket_.async_read_some(net::buffer(buffer_), [self = shared_from_this()](
+                                                      boost::system::error_code ec, size_t n) {
+      self->on_read(ec, n);
+    });
+  }
+
+  void on_read(boost::system::error_code ec, size_t n) {
+    if (n > 0) {
+      stats_.bytes.fetch_add(n, std::memory_order_relaxed);
+      const std::string_view got(buffer_.data(), n);
+      if (head_.size() < 16) {
+        head_.append(got.substr(0, 16 - head_.size()));
+      }
+      tail_.append(got);
+      if (tail_.size() > tail_keep) {
+        tail_.erase(0, tail_.size() - tail_keep);
+      }
+    }
+    if (ended()) {
+      if (!head_.starts_with("HTTP/1.1 200") || tail_.find("message_stop") == std::string::npos) {
+        return fail("a stream that did not end with message_stop: " + head_ + " ... " + tail_);
+      }
+      stats_.streams_done.fetch_add(1);
+      return start();
+    }
+    if (ec) {
+      return fail("read: " + ec.message() + " after " + head_ + " ... " + tail_);
+    }
+    read();
+  }
+
+  /// The last chunk of a chunked body arrived.
+  [[nodiscard]] bool ended() const { return tail_.ends_with("\r\n0\r\n\r\n"); }
+
+  void fail(std::string why) {
+    if (stats_.errors.fetch_add(1) == 0) {
+      stats_.first_error = std::move(why);
+    }
+    start();  // keep the load going; the errors fail the bench at the end
+  }
+
+  tcp::socket socket_;
+  tcp::resolver::results_type endpoints_;
+  std::string request_;
+  load_stats& stats_;
+  std::vector<char> buffer_;
+  std::string head_;
+  std::string tail_;
+};
+
+std::string stream_request(const endpoint_ref& to, const std::vector<std::pair<std::string, std::string>>& headers) {
+  const std::string body =
+      R"({"model":"claude-bench","max_tokens":64000,"stream":true,"messages":)"
+      R"([{"role":"user","content":"Write the longest story you can."}]})";
+  std::string r = "POST /v1/messages HTTP/1.1\r\nHost: " + to.host + ":" + to.port +
+                  "\r\nContent-Type: application/json\r\nAccept: text/event-stream\r\n";
+  for (const auto& [k, v] : headers) {
+    r += k + ": " + v + "\r\n";
+  }
+  r += "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+  return r;
+}
+
+/// `clients` streaming clients against `to` on one thread of this process,
+/// until stop().
+class load {
+ public:
+  load(const endpoint_ref& to, const std::vector<std::pair<std::string, std::string>>& headers,
+       int clients) {
+    tcp::resolver resolver(ioc_);
+    const auto endpoints = resolver.resolve(to.host, to.port);
+    const auto request = stream_request(to, headers);
+    for (int i = 0; i < clients; ++i) {
+      std::make_shared<stream_client>(ioc_, endpoints, request, stats_)->start();
+    }
+    thread_ = std::thread([this] { ioc_.run(); });
+  }
+  ~load() { stop(); }
+  load(const load&) = delete;
+  load& operator=(const load&) = delete;
+
+  void stop() {
+    if (thread_.joinable()) {
+      stats_.stop.store(true);
+      ioc_.stop();
+      thread_.join();
+    }
+  }
+
+  load_stats& stats() { return stats_; }
+
+ private:
+  net::io_context ioc_{1};
+  load_stats stats_;
+  std::thread thread_;
+};
+
+/// Echoes through the attached viewer, one keystroke every `gap` (a fast
+/// typist), for `length` or at least `count_min` echoes; round trips in us.
+expected<std::vector<double>> echoes(ws_client& ws, std::chrono::milliseconds length,
+                                     int count_min, std::chrono::microseconds gap) {
+  deadline d(run_timeout);
+  const auto until = clock_type::now() + length;
+  std::vector<double> rtt_us;
+  for (int i = 0; i < count_min || clock_type::now() < until; ++i) {
+    auto us = viewer_echo(ws, static_cast<char>('a' + i % 26), d);
+    if (!us) {
+      return std::move(us).err();
+    }
+    rtt_us.push_back(*us);
+    std::this_thread::sleep_for(gap);  // pacing the keystrokes, not waiting on the node
+  }
+  return rtt_us;
+}
+
+/// Waits (bounded) until the clients received flowing_bytes_per_client
+/// each on average; false on a stream error or at the deadline.
+bool wait_flowing(const load_stats& stats, int clients) {
+  const auto until = clock_type::now() + start_timeout;
+  const uint64_t want = flowing_bytes_per_client * static_cast<uint64_t>(clients);
+  while (stats.bytes.load() < want) {
+    if (stats.errors.load() > 0 || clock_type::now() >= until) {
+      return false;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));  // polling a count, not a delay
+  }
+  return true;
+}
+
+struct run_result {
+  double echo_p50 = 0;
+  double echo_p99 = 0;
+  double mib_per_s = 0;
+  uint64_t streams_done = 0;
+};
+
+int fail(const std::string& what) {
+  std::fprintf(stderr, "pty_echo_under_load: %s\n", what.c_str());
+  return 1;
+}
+
+double mean(const std::vector<double>& v) {
+  double sum = 0;
+  for (double x : v) {
+    sum += x;
+  }
+  return v.empty() ? 0 : sum / static_cast<double>(v.size());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  signal(SIGPIPE, SIG_IGN);
+  const bool quick = has_flag(argc, argv, "--quick");
+  const int clients = std::max(1, int_flag(argc, argv, "--clients", quick ? 4 : 50));
+  const int seconds = std::max(1, int_flag(argc, argv, "--seconds", quick ? 1 : 6));
+  const int pairs = std::max(1, int_flag(argc, argv, "--runs", quick ? 1 : 2));
+  const int answer_bytes = int_flag(argc, argv, "--answer-bytes", quick ? 64 << 10 : 1 << 20);
+
+  test::mock_upstream_process mock(
+      {"--threads", "1", "--answer-bytes", std::to_string(answer_bytes)});
+  if (!mock.started()) {
+    return fail("the mock upstream did not start");
+  }
+  auto opts = pinned_node();
+  opts.env["TROUPE_ANTHROPIC_BASE_URL"] = mock.url();
+  opts.env["ANTHROPIC_API_KEY"] = "sk-ant-bench";
+  node_process node(opts);
+  if (!node.started()) {
+    return fail("the node did not start:\n" + node.stderr_text());
+  }
+  auto http = node_client(node);
+  auto session = create_session(http, echo_command);
+  if (!session) {
+    return fail("session: " + session.err().message);
+  }
+  ws_client ws;
+  if (auto err = attach(ws, node, session->id)) {
+    return fail("attach: " + err->message);
+  }
+  {
+    deadline d(start_timeout);
+    auto rest = viewer_read_past(ws, ready_marker, d);
+    if (!rest || !rest->empty()) {
+      return fail("the echo program did not start: " +
+                  (rest ? "output after the marker: " + *rest : rest.err().message));
+    }
+  }
+  if (auto warm = echoes(ws, std::chrono::milliseconds(0), 20, keystroke_gap); !warm) {
+    return fail("warm-up: " + warm.err().message);
+  }
+
+  const auto direct_to = endpoint_of(mock.url());
+  const auto node_to = endpoint_of(node.url());
+  const std::vector<std::pair<std::string, std::string>> direct_headers{
+      {"x-api-key", "sk-ant-bench"}, {"anthropic-version", "2023-06-01"}};
+  const std::vector<std::pair<std::string, std::string>> node_headers{
+      {"x-api-key", node.token()},
+      {"anthropic-version", "2023-06-01"},
+      {"x-troupe-cache", "bypass"}};
+
+  std::vector<double> c50, c99, n50, n99, crate, nrate;
+  for (int p = 0; p < pairs; ++p) {
+    for (int turn = 0; turn < 2; ++turn) {
+      const bool through = (p + turn) % 2 == 1;  // control first, then alternate
+      load l(through ? node_to : direct_to, through ? node_headers : direct_headers, clients);
+      // Measure once every client's stream is flowing.
+      if (!wait_flowing(l.stats(), clients)) {
+        return fail(std::string("the streams did not start ") +
+                    (through ? "through the node" : "from the mock") + ": " +
+                    l.stats().first_error);
+      }
+      const uint64_t bytes0 = l.stats().bytes.load();
+      const auto t0 = clock_type::now();
+      auto rtt = echoes(ws, std::chrono::seconds(seconds), 1, keystroke_gap);
+      const double seconds = seconds_since(t0);
+      const uint64_t bytes1 = l.stats().bytes.load();
+      l.stop();
+      if (!rtt) {
+        return fail(std::string(through ? "node" : "control") + " run: " + rtt.err().message);
+      }
+      if (l.stats().errors.load() > 0) {
+        return fail(std::to_string(l.stats().errors.load()) + " stream errors " +
+                    (through ? "through the node" : "from the mock") +
+                    "; the first: " + l.stats().first_error);
+      }
+      run_result r{quantile(*rtt, 0.5), quantile(*rtt, 0.99),
+                   static_cast<double>(bytes1 - bytes0) / seconds / (1 << 20),
+                   l.stats().streams_done.load()};
+      (through ? n50 : c50).push_back(r.echo_p50);
+      (through ? n99 : c99).push_back(r.echo_p99);
+      (through ? nrate : crate).push_back(r.mib_per_s);
+      std::printf("  %-7s run %d: echo p50 %8.1f us  p99 %8.1f us  streams %7.1f MiB/s (%llu done)\n",
+                  through ? "node" : "control", p + 1, r.echo_p50, r.echo_p99, r.mib_per_s,
+                  static_cast<unsigned long long>(r.streams_done));
+      if (r.streams_done == 0 && !quick) {
+        return fail("no stream finished during the run: make --seconds larger");
+      }
+    }
+  }
+  if (auto err = end_session(http, session->id)) {
+    std::fprintf(stderr, "pty_echo_under_load: ending the session: %s\n", err->message.c_str());
+  }
+
+  const double p50_ratio = mean(n50) / mean(c50);
+  const double p99_ratio = mean(n99) / mean(c99);
+  const double rate_ratio = mean(nrate) / mean(crate);
+  std::printf(
+      "pty_echo_under_load: %d s of keystrokes per run, %d clients streaming %d-byte answers, %d "
+      "runs per side\n",
+      seconds, clients, answer_bytes, pairs);
+  std::printf("  echo p50: node %.1f us, control %.1f us: %.2f x (bar <= %.1f: %s)\n", mean(n50),
+              mean(c50), p50_ratio, bar_echo_ratio, p50_ratio <= bar_echo_ratio ? "met" : "NOT met");
+  std::printf("  echo p99: node %.1f us, control %.1f us: %.2f x (bar <= %.1f: %s)\n", mean(n99),
+              mean(c99), p99_ratio, bar_echo_ratio, p99_ratio <= bar_echo_ratio ? "met" : "NOT met");
+  std::printf("  streams: node %.1f MiB/s, direct %.1f MiB/s: %.2f x (bar >= %.1f: %s)\n",
+              mean(nrate), mean(crate), rate_ratio, bar_throughput_ratio,
+              rate_ratio >= bar_throughput_ratio ? "met" : "NOT met");
+  print_json({"pty_echo_under_load", mean(n99), "us_p99", mean(c99), mean(c99) / mean(n99),
+              mean(n50), mean(n99), pairs * 2});
+  return 0;
+}
