@@ -109,6 +109,8 @@ struct attempt {
 
   // Filled while a stream runs (on an upstream thread, one at a time).
   bool committed = false;
+  /// When a streamed 200's head arrived: the breaker's measure of the call.
+  clock::time_point head_at{};
   std::string captured;
   bool capture_overflow = false;
   sse_parser parser;

@@ -210,6 +210,7 @@ void start(provider_actor* self, const std::shared_ptr<attempt>& a) {
   if (a->stream && st.spec.kind == provider_kind::anthropic) {
     cb.on_head = [a, name = st.spec.name](const upstream_response& head) {
       a->committed = true;
+      a->head_at = clock::now();
       if (a->x->answered.exchange(true)) {
         return;  // answered already: the sink ignores what follows
       }
@@ -276,7 +277,9 @@ void on_upstream_done(provider_actor* self, const std::shared_ptr<attempt>& a) {
     return finish(self, a, outcome::unavailable, st.spec.name + ": " + r.error);
   }
   // Time waiting for a free connection is this node's, not the upstream's.
-  const auto took = now - a->started - r.queued;
+  // A stream is judged by how soon it started: a long answer takes as long
+  // as it takes to write, and is no sign of a slow upstream.
+  const auto took = (a->committed ? a->head_at : now) - a->started - r.queued;
   // The breaker judges the upstream's health: overload, server errors and
   // transport failures count; refusals (4xx) and rate limits do not.
   const bool malformed = st.spec.kind == provider_kind::anthropic && !a->committed &&

@@ -532,6 +532,36 @@ TEST_CASE("llm: 529 opens the model's breaker and the fallback chain answers") {
                            "to=\"open\"} 1") != std::string::npos);
 }
 
+TEST_CASE("llm: a long stream is not a slow call: the breaker judges how soon it started") {
+  // Two calls in the window, and any call over 100 ms slow: two slow calls
+  // open the breaker.
+  gateway_fixture gw(env_map{{"TROUPE_BREAKER_WINDOW_CALLS", "2"},
+                             {"TROUPE_BREAKER_CALLS_MIN", "2"},
+                             {"TROUPE_BREAKER_SLOW_CALL_MS", "100"},
+                             {"TROUPE_BREAKER_OPEN_MS", "60000"},
+                             {"TROUPE_BREAKER_OPEN_MS_MAX", "60000"}});
+  // Each stream starts at once and takes about a second to write.
+  gw.mock_faults({{"faults", {{{"kind", "slow"}, {"delay_ms", 0}, {"interval_ms", 100}}}},
+                  {"mode", "always"}});
+  for (int i = 0; i < 3; ++i) {
+    auto r = gw.messages(question("a long answer " + std::to_string(i), true));
+    REQUIRE(r.status == 200);
+    CHECK(events_of(r.body).back().first == "message_stop");
+  }
+  CHECK(gw.mock_stats()["requests"] == 3);
+  auto metrics = client_for(gw.node.url(), "").request("GET", "/metrics");
+  REQUIRE(metrics);
+  CHECK(metrics->body.find("troupe_breaker_transitions_total{target=\"llm/anthropic/claude-test\","
+                           "to=\"open\"}") == std::string::npos);
+  SECTION("a stream that is slow to start still counts as slow") {
+    gw.mock_faults({{"faults", {{{"kind", "slow"}, {"delay_ms", 300}}}}, {"mode", "always"}});
+    for (int i = 0; i < 2; ++i) {
+      REQUIRE(gw.messages(question("a late answer " + std::to_string(i), true)).status == 200);
+    }
+    CHECK(gw.messages(question("refused by the open breaker", true)).status == 529);
+  }
+}
+
 TEST_CASE("llm: an OpenAI-compatible local server and then a stale answer are the last resorts") {
   std::optional<mock_upstream_process> local(std::in_place);
   REQUIRE(local->started());
