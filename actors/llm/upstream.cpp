@@ -42,10 +42,6 @@ namespace {
 constexpr uint64_t body_bytes_max = 64u << 20;
 /// Room for what one read of a response body takes off the socket.
 constexpr size_t body_read_bytes = 64u << 10;
-/// The upstream threads' scheduler slice: relaying a long answer is bulk
-/// work, and a keystroke or an HTTP request waking up should not wait for
-/// it to finish a default slice (see set_thread_slice).
-constexpr std::chrono::microseconds upstream_slice{10'000};
 
 class pool_impl;
 
@@ -569,7 +565,7 @@ void pool_impl::expire(const std::shared_ptr<waiting_call>& call) {
 
 struct upstream_io::impl {
   explicit impl(uint32_t threads)
-      : io("troupe-upstream", threads, upstream_slice), ioc(io.context()),
+      : io("troupe-upstream", threads), ioc(io.context()),
         tls(ssl::context::tls_client) {
     // Certificates are checked against the system's CA store.
     tls.set_default_verify_paths();

@@ -3,15 +3,11 @@
 #include "runtime/net/io_threads.hpp"
 
 #include <pthread.h>
-#include <sys/utsname.h>
 
 #include <atomic>
-#include <cstdio>
-#include <fstream>
 #include <mutex>
 #include <set>
 #include <string>
-#include <thread>
 #include <utility>  // before Asio: its awaitable.hpp uses std::exchange
 
 #include <boost/asio/io_context.hpp>
@@ -75,31 +71,4 @@ TEST_CASE("an io_threads name longer than the kernel keeps is cut, not refused")
   io.start();
   REQUIRE(test::wait_until([&] { return named.load(); }));
   CHECK(seen == "troupe-a-very-l");
-}
-
-TEST_CASE("set_thread_slice asks for a scheduler slice where the kernel has them") {
-  utsname u{};
-  REQUIRE(::uname(&u) == 0);
-  int major = 0;
-  int minor = 0;
-  REQUIRE(std::sscanf(u.release, "%d.%d", &major, &minor) == 2);
-  // Custom slices for SCHED_OTHER came with EEVDF's sched_runtime in 6.12.
-  const bool has_slices = major > 6 || (major == 6 && minor >= 12);
-  bool set = false;
-  std::string slice;
-  std::thread t([&] {
-    set = set_thread_slice(std::chrono::milliseconds(5));
-    // The kernel shows the slice it uses as `se.slice` (ns).
-    std::ifstream sched("/proc/thread-self/sched");
-    for (std::string line; std::getline(sched, line);) {
-      if (line.starts_with("se.slice")) {
-        slice = line.substr(line.find(':') + 1);
-      }
-    }
-  });
-  t.join();
-  CHECK(set == has_slices);
-  if (has_slices) {
-    CHECK(std::stoll(slice) == 5'000'000);
-  }
 }
