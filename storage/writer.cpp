@@ -39,17 +39,10 @@ void store_writer::remove_prefix(column c, std::string prefix) {
   post(op{kind::remove_prefix, c, std::move(prefix), {}, 0});
 }
 
-void store_writer::drain() {
-  std::unique_lock lock(mutex_);
-  const uint64_t target = posted_;
-  drained_.wait(lock, [&] { return applied_ >= target; });
-}
-
 void store_writer::post(op o) {
   {
     std::lock_guard lock(mutex_);
     queue_.push_back(std::move(o));
-    ++posted_;
   }
   wake_.notify_one();
 }
@@ -68,8 +61,6 @@ void store_writer::run() {
       apply(o);
     }
     lock.lock();
-    applied_ += batch.size();
-    drained_.notify_all();
   }
 }
 

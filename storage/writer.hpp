@@ -33,9 +33,6 @@ class store_writer {
   /// Removes every key of `c` that starts with `prefix` (in bounded scans).
   void remove_prefix(column c, std::string prefix);
 
-  /// Returns once everything posted before the call is applied.
-  void drain();
-
  private:
   enum class kind : uint8_t { put, remove, remove_prefix };
   struct op {
@@ -54,10 +51,7 @@ class store_writer {
   std::string name_;
   std::mutex mutex_;
   std::condition_variable wake_;
-  std::condition_variable drained_;
   std::deque<op> queue_;
-  uint64_t posted_ = 0;
-  uint64_t applied_ = 0;
   bool stopping_ = false;
   std::thread thread_;
 };

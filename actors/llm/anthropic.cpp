@@ -1002,15 +1002,6 @@ int status_for(std::string_view error_type) {
   return 500;
 }
 
-std::string_view error_type_for(int status) {
-  for (const auto& row : error_types) {
-    if (row.status == status) {
-      return row.type;
-    }
-  }
-  return status >= 400 && status < 500 ? "invalid_request_error" : "api_error";
-}
-
 // ---- OpenAI-compatible fallback --------------------------------------------------
 
 namespace {

@@ -148,10 +148,6 @@ class stream_assembler {
 /// The HTTP status the API answers an error type with; 500 for unknown types.
 [[nodiscard]] int status_for(std::string_view error_type);
 
-/// The API's error type for an HTTP status: the exact one for the statuses
-/// the API uses, else invalid_request_error for 4xx and api_error otherwise.
-[[nodiscard]] std::string_view error_type_for(int status);
-
 /// An OpenAI `/v1/chat/completions` request asking what `anthropic_body`
 /// (a request `validate_request` accepted) asks, for backends without the
 /// Messages API. Text only: system becomes a leading system message, each

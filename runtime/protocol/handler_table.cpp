@@ -49,10 +49,6 @@ envelope handler_table::dispatch(const envelope_view& in) const {
   return it->second(in);
 }
 
-bool handler_table::handles(std::string_view type) const {
-  return find_handler(handlers_, type) != handlers_.end();
-}
-
 std::vector<std::string> handler_table::types() const {
   std::vector<std::string> names;
   names.reserve(handlers_.size());

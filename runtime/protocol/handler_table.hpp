@@ -50,15 +50,10 @@ class handler_table {
         });
   }
 
-  /// Registers a handler that sees the raw envelope (forwarders, proxies).
-  void on_raw(std::string type, raw_handler fn) { add(std::move(type), std::move(fn)); }
-
   /// Answers `in`: the handler's reply, or an `error` envelope when the type
   /// is unknown or the body does not decode. Exceptions from handlers pass
   /// through: the actor decides whether to resume or fail (see decider).
   [[nodiscard]] envelope dispatch(const envelope_view& in) const;
-
-  [[nodiscard]] bool handles(std::string_view type) const;
 
   /// Registered type names, sorted (for error messages and introspection).
   [[nodiscard]] std::vector<std::string> types() const;
