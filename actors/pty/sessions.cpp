@@ -54,6 +54,26 @@ constexpr const char* restart_notice = "\r\n[troupe: session restarted after the
 
 }  // namespace
 
+/// Where a session is in its life. `ended` is final: DELETE set it, and no
+/// incarnation starts a shell after it.
+enum class session_phase : uint8_t { starting, running, exited, restarting, ended };
+
+[[nodiscard]] std::string_view to_string(session_phase p) {
+  switch (p) {
+    case session_phase::starting:
+      return "starting";
+    case session_phase::running:
+      return "running";
+    case session_phase::exited:
+      return "exited";
+    case session_phase::restarting:
+      return "restarting";
+    case session_phase::ended:
+      return "ended";
+  }
+  return "unknown";
+}
+
 struct session_spec {
   std::vector<std::string> command;
   std::string cwd;
@@ -93,7 +113,7 @@ struct session_data {
   /// 0: never.
   const std::chrono::seconds idle_timeout;
   pid_t pid = 0;
-  std::string phase = "starting";  // starting, running, exited, restarting, ended
+  session_phase phase = session_phase::starting;
   std::optional<int> exit_status;
   uint16_t cols = 80;
   uint16_t rows = 24;
@@ -170,10 +190,9 @@ struct session_data {
   json info() const {
     std::lock_guard lock(mutex);
     const auto now = clock::now();
-    std::string state = phase;
-    if (phase == "running") {
-      state = std::string(to_string(screen.state(now)));
-    }
+    // Running, it says what the terminal looks like: running, idle, waiting.
+    const std::string state(phase == session_phase::running ? to_string(screen.state(now))
+                                                            : to_string(phase));
     const auto last = screen.last_output().value_or(created);
     return json{
         {"id", id},
@@ -371,7 +390,7 @@ void finish(session_actor* self, int status) {
   {
     std::lock_guard lock(st.data->mutex);
     st.data->exit_status = status;
-    st.data->phase = st.ending || status == 0 ? "exited" : "restarting";
+    st.data->phase = st.ending || status == 0 ? session_phase::exited : session_phase::restarting;
   }
   if (st.reader) {
     st.reader->stop();
@@ -456,7 +475,7 @@ caf::behavior session_behavior(session_actor* self, std::shared_ptr<session_data
     // Deleted while this incarnation was on its way (a restart already
     // scheduled): an ended session never starts a shell again.
     std::lock_guard lock(data->mutex);
-    if (data->phase == "ended") {
+    if (data->phase == session_phase::ended) {
       self->quit();
       return {};
     }
@@ -473,7 +492,7 @@ caf::behavior session_behavior(session_actor* self, std::shared_ptr<session_data
   if (!proc) {
     {
       std::lock_guard lock(data->mutex);
-      data->phase = "exited";
+      data->phase = session_phase::exited;
       data->output.append("troupe: cannot start the session: " + proc.err().message + "\r\n");
     }
     self->quit(caf::make_error(caf::sec::runtime_error, proc.err().message));
@@ -483,7 +502,7 @@ caf::behavior session_behavior(session_actor* self, std::shared_ptr<session_data
   {
     std::lock_guard lock(data->mutex);
     data->pid = st.proc->pid();
-    data->phase = "running";
+    data->phase = session_phase::running;
     data->exit_status.reset();
     data->cols = data->spec.cols;
     data->rows = data->spec.rows;
@@ -907,7 +926,7 @@ void end_session(manager_actor* self, const std::shared_ptr<session_exchange>& x
   if (auto data = st.sessions->find(id)) {
     {
       std::lock_guard lock(data->mutex);
-      data->phase = "ended";
+      data->phase = session_phase::ended;
     }
     data->unpersist();
   }
