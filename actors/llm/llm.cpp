@@ -1,7 +1,5 @@
 #include "actors/llm/llm.hpp"
 
-#include <cstdlib>
-
 #include <caf/all.hpp>
 
 #include "actors/llm/internal.hpp"
@@ -20,12 +18,7 @@ expected<llm_family> llm_child(std::shared_ptr<node_context> ctx, std::shared_pt
   }
   // The upstream threads: shared by the providers, kept by the caller.
   auto io = std::make_shared<upstream_io>(cfg.llm.io_threads);
-  std::string key = cfg.llm_anthropic.api_key;
-  if (key.empty()) {
-    if (const char* env = std::getenv("ANTHROPIC_API_KEY"); env != nullptr) {
-      key = env;
-    }
-  }
+  const std::string& key = cfg.llm_anthropic.api_key;
   supervisor_spec spec{strategy::one_for_one, make_restart_policy(cfg.supervisor), {}, 100, 0x11a};
   spec.children.push_back(
       provider_child(ctx, provider_spec{"anthropic", provider_kind::anthropic,

@@ -1070,6 +1070,21 @@ expected<node_config> load_config(const config_sources& sources) {
       return std::move(*err);
     }
   }
+  // The variable every Anthropic client reads fills a key no source set.
+  if (const auto standard = sources.env.find(anthropic_key_variable);
+      standard != sources.env.end() && state.config.llm_anthropic.api_key.empty()) {
+    const auto* spec = find_key("llm.anthropic.api_key");
+    assert(spec != nullptr);
+    const auto raw = parse_text(spec->name.field(state.config), standard->second);
+    if (!raw) {
+      return fail(std::string("env ") + anthropic_key_variable, full_name(*spec),
+                  parse_text_problem(spec->name.field(state.config), standard->second));
+    }
+    if (auto err = set_value(state, *spec, *raw,
+                             origin{2, std::string("env ") + anthropic_key_variable})) {
+      return std::move(*err);
+    }
+  }
   for (const auto& [name, value] : sources.flags) {
     if (auto err = apply_flag(name, value, state)) {
       return std::move(*err);
@@ -1088,7 +1103,9 @@ std::map<std::string, std::string> troupe_environment() {
   for (char** entry = environ; entry != nullptr && *entry != nullptr; ++entry) {
     const std::string_view variable(*entry);
     const auto equals = variable.find('=');
-    if (!variable.starts_with("TROUPE_") || equals == std::string_view::npos) {
+    if (equals == std::string_view::npos ||
+        !(variable.starts_with("TROUPE_") ||
+          variable.substr(0, equals) == anthropic_key_variable)) {
       continue;
     }
     out.emplace(variable.substr(0, equals), variable.substr(equals + 1));

@@ -230,7 +230,8 @@ struct llm_section {
 struct llm_anthropic_section {
   /// Base URL of the Anthropic API (https verifies certificates).
   std::string base_url = "https://api.anthropic.com";
-  /// API key; empty: the ANTHROPIC_API_KEY environment variable.
+  /// API key. The loader fills it from ANTHROPIC_API_KEY when no file,
+  /// TROUPE_ variable or flag sets it.
   std::string api_key;
   /// anthropic-version sent when the client sends none.
   std::string version = "2023-06-01";
@@ -273,7 +274,8 @@ struct config_sources {
   /// TOML file; nullopt: no file (defaults, env and flags only).
   std::optional<std::string> file;
   /// Environment, e.g. {"TROUPE_GATEWAY_LISTEN", "127.0.0.1:0"}. Only keys
-  /// starting with TROUPE_ are looked at. Injected so tests need no setenv.
+  /// starting with TROUPE_ are looked at, and ANTHROPIC_API_KEY (see
+  /// llm_anthropic_section::api_key). Injected so tests need no setenv.
   std::map<std::string, std::string> env;
   /// Command-line overrides keyed "section.key", e.g. {"node.data_dir", "/tmp/x"}.
   std::map<std::string, std::string> flags;
@@ -285,7 +287,11 @@ struct config_sources {
 /// "configs/node.toml: gateway.io_threads: must be between 1 and 64 (got 0)".
 [[nodiscard]] expected<node_config> load_config(const config_sources& sources);
 
-/// Collects the TROUPE_* variables of the process environment.
+/// The variable Anthropic's clients read their key from.
+inline constexpr const char* anthropic_key_variable = "ANTHROPIC_API_KEY";
+
+/// Collects the TROUPE_* variables (and ANTHROPIC_API_KEY) of the process
+/// environment.
 [[nodiscard]] std::map<std::string, std::string> troupe_environment();
 
 /// The TROUPE_* variables in `env` that are no config key (no section

@@ -330,13 +330,49 @@ TEST_CASE("a bad token is refused without echoing it", "[config]") {
         "(value not shown)");
 }
 
-TEST_CASE("troupe_environment collects only TROUPE_ variables", "[config]") {
+TEST_CASE("troupe_environment collects TROUPE_ variables and ANTHROPIC_API_KEY only", "[config]") {
   ::setenv("TROUPE_CONFIG_TEST_MARKER", "on", 1);
+  const char* key_before = std::getenv("ANTHROPIC_API_KEY");
+  const std::string kept = key_before == nullptr ? "" : key_before;
+  ::setenv("ANTHROPIC_API_KEY", "sk-ant-from-env", 1);
+  ::setenv("ANTHROPIC_BASE_URL", "http://not-ours", 1);
   const auto env = troupe::troupe_environment();
   ::unsetenv("TROUPE_CONFIG_TEST_MARKER");
+  ::unsetenv("ANTHROPIC_BASE_URL");
+  if (key_before == nullptr) {
+    ::unsetenv("ANTHROPIC_API_KEY");
+  } else {
+    ::setenv("ANTHROPIC_API_KEY", kept.c_str(), 1);
+  }
   CHECK(env.at("TROUPE_CONFIG_TEST_MARKER") == "on");
+  CHECK(env.at("ANTHROPIC_API_KEY") == "sk-ant-from-env");
   for (const auto& [name, value] : env) {
-    CHECK_THAT(name, StartsWith("TROUPE_"));
+    if (name != "ANTHROPIC_API_KEY") {
+      CHECK_THAT(name, StartsWith("TROUPE_"));
+    }
+  }
+}
+
+TEST_CASE("ANTHROPIC_API_KEY fills the upstream key no source set", "[config]") {
+  SECTION("alone") {
+    const auto config = load_ok({std::nullopt, {{"ANTHROPIC_API_KEY", "sk-ant-env"}}, {}});
+    CHECK(config.llm_anthropic.api_key == "sk-ant-env");
+    CHECK(troupe::describe(config).find("sk-ant-env") == std::string::npos);
+  }
+  SECTION("the file, TROUPE_ANTHROPIC_API_KEY and the flag each win over it") {
+    temp_dir dir;
+    const auto path = dir.write("node.toml", "[llm.anthropic]\napi_key = \"sk-ant-file\"\n");
+    CHECK(load_ok({path, {{"ANTHROPIC_API_KEY", "sk-ant-env"}}, {}}).llm_anthropic.api_key ==
+          "sk-ant-file");
+    CHECK(load_ok({std::nullopt,
+                   {{"ANTHROPIC_API_KEY", "sk-ant-env"}, {"TROUPE_ANTHROPIC_API_KEY", "sk-ant-t"}},
+                   {}})
+              .llm_anthropic.api_key == "sk-ant-t");
+  }
+  SECTION("a bad one is refused by its name, without echoing it") {
+    CHECK(load_error({std::nullopt, {{"ANTHROPIC_API_KEY", "sk ant"}}, {}}) ==
+          "env ANTHROPIC_API_KEY: llm.anthropic.api_key: must be printable ASCII without spaces "
+          "(value not shown)");
   }
 }
 
