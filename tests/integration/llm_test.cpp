@@ -903,7 +903,10 @@ TEST_CASE("llm: a call that waits longer than its timeout for a connection fails
   std::thread holder([&] {
     streamed = gw.messages(question("a slow stream that holds the only connection", true));
   });
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  // Once the provider has sent the holder's call, the pool has it in
+  // flight (the provider sends calls in order), so the next one must wait.
+  REQUIRE(wait_until(
+      [&] { return gw.metric(R"(troupe_llm_upstream_calls_total{provider="anthropic"})") >= 1; }));
   auto waited = gw.messages(question("a question that finds no connection"));
   holder.join();
   CHECK(waited.status != 200);
