@@ -326,6 +326,34 @@ class session : public std::enable_shared_from_this<session> {
     parser_->body_limit(cfg.body_bytes_max);
     parser_->header_limit(cfg.header_bytes_max);
     stream_.expires_after(std::chrono::milliseconds(cfg.idle_timeout_ms));
+    http::async_read_header(stream_, buffer_, *parser_,
+                            beast::bind_front_handler(&session::on_head, shared_from_this()));
+  }
+
+  /// The head is in (or failed): a client that asked `Expect: 100-continue`
+  /// hears `100 Continue` before it sends the body (curl otherwise waits a
+  /// second); then the body is read. A head refused already (too large, a
+  /// body over the limit by its Content-Length) is answered without it.
+  void on_head(beast::error_code ec, size_t n) {
+    if (ec || parser_->is_done()) {
+      return on_read(ec, n);
+    }
+    const auto expect = parser_->get()[http::field::expect];
+    if (beast::iequals(expect, "100-continue")) {
+      continue_.emplace(http::status::continue_, parser_->get().version());
+      return http::async_write(
+          stream_, *continue_, [self = shared_from_this()](beast::error_code wec, size_t) {
+            self->continue_.reset();
+            if (wec) {
+              return self->do_close();
+            }
+            self->read_body();
+          });
+    }
+    read_body();
+  }
+
+  void read_body() {
     http::async_read(stream_, buffer_, *parser_,
                      beast::bind_front_handler(&session::on_read, shared_from_this()));
   }
@@ -750,6 +778,8 @@ class session : public std::enable_shared_from_this<session> {
   gateway_server::impl& server_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
+  /// The interim `100 Continue` while it is being written.
+  std::optional<http::response<http::empty_body>> continue_;
   http::request<http::string_body> request_;
   std::shared_ptr<void> response_;
   std::chrono::steady_clock::time_point started_;

@@ -244,6 +244,57 @@ TEST_CASE("bad input gets a precise error and the node keeps serving") {
   CHECK(node.stop(SIGTERM) == 0);
 }
 
+TEST_CASE("Expect: 100-continue is answered before the body is sent") {
+  node_process node({});
+  REQUIRE(node.started());
+  auto url = parse_node_url(node.url());
+  REQUIRE(url.has_value());
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  REQUIRE(fd >= 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(url->port);
+  inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+  REQUIRE(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  // Reads what the node sends until `until` is in it (or 5 s pass).
+  auto read_until = [fd](const std::string& until) {
+    std::string seen;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    char buf[4096];
+    while (seen.find(until) == std::string::npos && std::chrono::steady_clock::now() < deadline) {
+      pollfd p{fd, POLLIN, 0};
+      if (poll(&p, 1, 100) <= 0) {
+        continue;
+      }
+      const auto n = read(fd, buf, sizeof buf);
+      if (n <= 0) {
+        break;
+      }
+      seen.append(buf, static_cast<size_t>(n));
+    }
+    return seen;
+  };
+  const std::string body = R"({"type":"sys.echo","body":{"text":"after continue"}})";
+  const std::string head = "POST /v1/actors/sys/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
+                           node.token() + "\r\nContent-Type: application/json\r\nContent-Length: " +
+                           std::to_string(body.size()) + "\r\nExpect: 100-continue\r\n\r\n";
+  REQUIRE(send(fd, head.data(), head.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(head.size()));
+  // Only the head has gone: the node answers 100 before it gets any body.
+  CHECK(read_until("\r\n\r\n").starts_with("HTTP/1.1 100 Continue\r\n"));
+  REQUIRE(send(fd, body.data(), body.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(body.size()));
+  const auto answer = read_until("after continue");
+  CHECK(answer.starts_with("HTTP/1.1 200"));
+  CHECK(answer.find("after continue") != std::string::npos);
+  close(fd);
+  SECTION("a body over the limit by its Content-Length is refused without a 100") {
+    const std::string big = "POST /v1/actors/sys/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
+                            node.token() + "\r\nContent-Length: 999999999999\r\nExpect: 100-continue\r\n\r\n";
+    const auto refused = raw_exchange(node, big);
+    CHECK(refused.starts_with("HTTP/1.1 413"));
+    CHECK(refused.find("100 Continue") == std::string::npos);
+  }
+}
+
 TEST_CASE("framing other than a lone chunked is refused and closes the connection") {
   node_process node({});
   REQUIRE(node.started());
