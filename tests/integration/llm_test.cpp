@@ -4,8 +4,6 @@
 // retries, breakers and the fallback chain, the limiter, the budget, the
 // ledger and bad client input.
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -600,15 +598,8 @@ TEST_CASE("llm: a paced stream reaches the client event by event, as it arrives"
   gateway_fixture gw;
   // Every event 200 ms after the one before: about ten events over 2 s.
   gw.mock_faults({{"faults", {{{"kind", "slow"}, {"delay_ms", 0}, {"interval_ms", 200}}}}});
-  auto url = parse_node_url(gw.node.url());
-  REQUIRE(url.has_value());
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  const int fd = connect_loopback(gw.node.url());
   REQUIRE(fd >= 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(url->port);
-  ::inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
-  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
   const std::string body = question("tell me slowly", true).dump();
   const std::string request = "POST /v1/messages HTTP/1.1\r\nHost: x\r\nx-api-key: " +
                               gw.node.token() +

@@ -119,6 +119,11 @@ class mock_upstream_process {
   std::string url_;
 };
 
+/// A TCP connection to the loopback `url` ("http://127.0.0.1:PORT"), for
+/// tests that speak raw HTTP; -1 when it could not be made. The caller
+/// closes it.
+[[nodiscard]] int connect_loopback(const std::string& url);
+
 /// Paths of the binaries under test (set by CMake).
 [[nodiscard]] std::string node_binary();
 [[nodiscard]] std::string troupectl_binary();

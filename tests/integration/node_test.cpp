@@ -57,15 +57,8 @@ process_result ctl(const node_process& node, std::vector<std::string> args,
 /// Sends `bytes` on a fresh connection to `node` and returns all it
 /// answers until it closes the connection (or 5 s pass).
 std::string raw_exchange(const node_process& node, const std::string& bytes) {
-  auto url = parse_node_url(node.url());
-  REQUIRE(url.has_value());
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  const int fd = connect_loopback(node.url());
   REQUIRE(fd >= 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(url->port);
-  inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
-  REQUIRE(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
   REQUIRE(send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(bytes.size()));
   std::string answer;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
@@ -247,15 +240,8 @@ TEST_CASE("bad input gets a precise error and the node keeps serving") {
 TEST_CASE("Expect: 100-continue is answered before the body is sent") {
   node_process node({});
   REQUIRE(node.started());
-  auto url = parse_node_url(node.url());
-  REQUIRE(url.has_value());
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  const int fd = connect_loopback(node.url());
   REQUIRE(fd >= 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(url->port);
-  inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
-  REQUIRE(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
   // Reads what the node sends until `until` is in it (or 5 s pass).
   auto read_until = [fd](const std::string& until) {
     std::string seen;
