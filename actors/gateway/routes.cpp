@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "actors/cache/messages.hpp"
+#include "actors/pty/messages.hpp"
 #include "runtime/error.hpp"
 #include "runtime/node/json_body.hpp"
 #include "runtime/node/node_context.hpp"
@@ -259,6 +260,60 @@ routed router::route_cache(const http_request_view& req, std::string_view path) 
                     {}};
 }
 
+routed router::route_sessions(const http_request_view& req, std::string_view path) const {
+  const auto timeout = std::chrono::milliseconds{ctx_->config.gateway.request_timeout_ms};
+  auto call = [&](const char* type, const auto& body, reply_shape shape) -> routed {
+    return actor_call{"sessions/manager", make_envelope(type, body), timeout, shape, {}, {}};
+  };
+  if (path == "/v1/sessions" || path == "/v1/sessions/") {
+    if (req.method == "GET") {
+      return call(pty::list_type, empty_body{}, reply_shape::body_json);
+    }
+    if (req.method != "POST") {
+      return error_reply(405, "method_not_allowed", "use GET or POST /v1/sessions");
+    }
+    auto spec = parse_json_body(req.body.empty() ? std::string_view("{}") : req.body);
+    if (!spec) {
+      return error_reply_of(spec.err());
+    }
+    if (!spec->is_object()) {
+      return error_reply(400, "bad_request", "the body must be a JSON object");
+    }
+    const auto bytes = json::to_msgpack(*spec);
+    return actor_call{"sessions/manager",
+                      envelope{pty::create_type, std::string(bytes.begin(), bytes.end()), 0, {}},
+                      timeout,
+                      reply_shape::body_json,
+                      {},
+                      {}};
+  }
+  auto rest = path.substr(std::string_view("/v1/sessions/").size());
+  const auto slash = rest.find('/');
+  const std::string id(rest.substr(0, slash));
+  const auto what = slash == std::string_view::npos ? std::string_view{} : rest.substr(slash);
+  if (id.empty()) {
+    return error_reply(404, "not_found", "no route for '" + std::string(path) + "'");
+  }
+  if (what.empty() && req.method == "GET") {
+    return call(pty::get_type, pty::session_id{id}, reply_shape::body_json);
+  }
+  if (what.empty() && req.method == "DELETE") {
+    return call(pty::end_type, pty::session_id{id}, reply_shape::body_json);
+  }
+  if (what == "/scrollback" && req.method == "GET") {
+    return call(pty::scrollback_type, pty::session_id{id}, reply_shape::raw_document);
+  }
+  if (what == "/cast" && req.method == "GET") {
+    return call(pty::cast_type, pty::session_id{id}, reply_shape::raw_document);
+  }
+  if (what == "/attach" && req.method == "GET") {
+    const auto readonly = query_values(req.target, "readonly");
+    return session_attach{id, !readonly.empty() && readonly.front() == "1"};
+  }
+  return error_reply(404, "not_found",
+                     "no route for " + std::string(req.method) + " " + std::string(path));
+}
+
 routed router::cache_invalidate(const http_request_view& req) const {
   auto parsed = parse_json_body(req.body);
   if (!parsed) {
@@ -405,7 +460,7 @@ routed router::route(const http_request_view& req) const {
                         R"j("the troupe node is shutting down"}})j",
                         {}};
     }
-    return family_exchange{family_exchange::family::llm};
+    return family_exchange{};
   }
   if (path == "/v1/usage") {
     // The LLM family's ledger, but troupe's own route: troupe's error shape.
@@ -415,10 +470,7 @@ routed router::route(const http_request_view& req) const {
     if (draining.load()) {
       return error_reply(503, "shutting_down", "the troupe node is shutting down");
     }
-    return family_exchange{family_exchange::family::llm};
-  }
-  if (path == "/v1/sessions" || path.starts_with("/v1/sessions/")) {
-    return family_exchange{family_exchange::family::sessions};
+    return family_exchange{};
   }
   return route_v1(req);
 }
@@ -444,6 +496,9 @@ routed router::route_v1(const http_request_view& req) const {
   }
   if (path == "/v1/cache" || path.substr(0, cache_prefix.size()) == cache_prefix) {
     return route_cache(req, path);
+  }
+  if (path == "/v1/sessions" || path.starts_with("/v1/sessions/")) {
+    return route_sessions(req, path);
   }
   if (path == "/v1/actors") {
     return req.method == "GET" ? actor_tree()
@@ -552,6 +607,14 @@ http_reply router::reply_for(const envelope& reply, reply_shape shape) const {
     auto code = errc_from_string(body->code);
     const int status = to_string(code) == body->code ? http_status(code) : 500;
     return error_reply(status, body->code, body->message);
+  }
+  if (shape == reply_shape::raw_document) {
+    auto doc = decode<pty::raw_document>(
+        reply.body, decode_limits{.body_bytes_max = std::max<size_t>(reply.body.size(), 1)});
+    if (!doc) {
+      return error_reply(500, "internal", "unreadable document reply: " + doc.err().message);
+    }
+    return http_reply{200, std::move(doc->content_type), std::move(doc->bytes), {}};
   }
   json body;
   try {

@@ -50,8 +50,10 @@ enum class reply_shape : uint8_t {
   envelope_msgpack,
   /// GET /v1/cache/{key}: the raw value, or 404 on a miss.
   cache_get,
-  /// PUT and DELETE /v1/cache/{key}: the reply body as JSON.
+  /// PUT and DELETE /v1/cache/{key}, /v1/sessions: the reply body as JSON.
   body_json,
+  /// A document of its own ({content_type, bytes}): the bytes as they are.
+  raw_document,
 };
 
 /// Send `msg` to the actor at `path`, answer with its reply.
@@ -71,13 +73,17 @@ struct actor_kill {
   std::string path;
 };
 
-/// Routes a family answers itself: the connection hands it the whole
-/// request (node_context::llm or ::sessions), and it answers, maybe streamed.
-struct family_exchange {
-  enum class family : uint8_t { llm, sessions } to = family::llm;
+/// Routes the LLM family answers itself: the connection hands it the whole
+/// request (node_context::llm), and it answers, maybe streamed.
+struct family_exchange {};
+
+/// GET /v1/sessions/{id}/attach: the connection becomes a terminal viewer.
+struct session_attach {
+  std::string id;
+  bool readonly = false;
 };
 
-using routed = std::variant<http_reply, actor_call, actor_kill, family_exchange>;
+using routed = std::variant<http_reply, actor_call, actor_kill, family_exchange, session_attach>;
 
 /// /v1/messages and /v1/messages/count_tokens: the routes that answer in the
 /// Anthropic API's own error shape (/v1/usage, also the LLM family's, is
@@ -103,6 +109,7 @@ class router {
   [[nodiscard]] routed parse_actor_call(const http_request_view& req, std::string path) const;
   [[nodiscard]] std::string unknown_actor_message(std::string_view path) const;
   [[nodiscard]] routed route_cache(const http_request_view& req, std::string_view path) const;
+  [[nodiscard]] routed route_sessions(const http_request_view& req, std::string_view path) const;
   [[nodiscard]] http_reply cache_stats() const;
   [[nodiscard]] routed cache_invalidate(const http_request_view& req) const;
   [[nodiscard]] http_reply readyz() const;

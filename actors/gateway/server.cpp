@@ -6,7 +6,9 @@
 #include <atomic>
 #include <cerrno>
 #include <deque>
+#include <mutex>
 #include <optional>
+#include <set>
 #include <thread>
 #include <vector>
 
@@ -15,15 +17,21 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket.hpp>
+#include <caf/actor.hpp>
+#include <caf/exit_reason.hpp>
+#include <caf/send.hpp>
 #include <nlohmann/json.hpp>
 
 #include "actors/gateway/bridge.hpp"
 #include "actors/gateway/http_framing.hpp"
 #include "actors/gateway/routes.hpp"
+#include "actors/gateway/viewer.hpp"
 #include "runtime/log/log.hpp"
 #include "runtime/metrics/metrics.hpp"
 #include "runtime/net/io_threads.hpp"
 #include "runtime/node/node_context.hpp"
+#include "runtime/node/terminal.hpp"
+#include "runtime/protocol/codec.hpp"
 
 namespace troupe {
 
@@ -63,6 +71,8 @@ struct gateway_server::impl {
   counter& rejected;
   histogram& latency;
   std::string bound;
+  /// Spawns the WebSocket viewers' actors; set by serve().
+  caf::actor_system* system = nullptr;
   std::vector<std::thread> threads;
   // Last, so they go first: destroying the io_context destroys pending
   // handlers, which hold sessions, which touch the members above.
@@ -79,6 +89,43 @@ struct gateway_server::impl {
 
   void do_accept();
   void on_accept_failure(const beast::error_code& ec);
+
+  // The WebSocket viewers' actors, so that stop() can end them while the
+  // actor system runs (it waits for every actor when it goes down).
+  std::mutex viewers_mutex;
+  std::set<caf::actor_addr> viewers;
+  bool viewers_closed = false;
+
+  /// A viewer actor for a new connection; null once the server stopped.
+  caf::actor spawn_viewer(const std::string& id, bool readonly,
+                          std::shared_ptr<viewer_socket> socket) {
+    std::lock_guard lock(viewers_mutex);
+    if (viewers_closed || system == nullptr) {
+      return {};
+    }
+    auto viewer = troupe::spawn_viewer(*system, ctx, id, readonly, std::move(socket));
+    viewers.insert(viewer.address());
+    return viewer;
+  }
+  /// The connection is gone: so is its viewer actor.
+  void forget_viewer(const caf::actor_addr& viewer) {
+    std::lock_guard lock(viewers_mutex);
+    if (viewers.erase(viewer) > 0) {
+      if (auto handle = caf::actor_cast<caf::actor>(viewer)) {
+        caf::anon_send_exit(handle, caf::exit_reason::user_shutdown);
+      }
+    }
+  }
+  void end_viewers() {
+    std::lock_guard lock(viewers_mutex);
+    viewers_closed = true;
+    for (const auto& viewer : viewers) {
+      if (auto handle = caf::actor_cast<caf::actor>(viewer)) {
+        caf::anon_send_exit(handle, caf::exit_reason::user_shutdown);
+      }
+    }
+    viewers.clear();
+  }
 };
 
 namespace {
@@ -86,97 +133,86 @@ namespace {
 /// Time a client gets to take a reply off the socket.
 constexpr std::chrono::seconds write_timeout{30};
 
-/// The sessions family's handle on a WebSocket viewer.
-template <class Session>
-class ws_viewer : public terminal_viewer {
- public:
-  explicit ws_viewer(std::weak_ptr<Session> s) : session_(std::move(s)) {}
-  void output(std::string bytes) override {
-    if (auto s = session_.lock()) {
-      s->post_send(true, std::move(bytes));
-    }
-  }
-  void control(std::string json) override {
-    if (auto s = session_.lock()) {
-      s->post_send(false, std::move(json));
-    }
-  }
-  void close(std::string why) override {
-    if (auto s = session_.lock()) {
-      s->post_close(std::move(why));
-    }
-  }
-  bool gone() const override {
-    auto s = session_.lock();
-    return !s || s->gone.load();
-  }
-  size_t backlog() const override {
-    auto s = session_.lock();
-    return s ? s->backlog.load(std::memory_order_relaxed) : 0;
-  }
-
- private:
-  std::weak_ptr<Session> session_;
-};
-
 /// A terminal viewer on a WebSocket (GET /v1/sessions/{id}/attach): binary
-/// frames carry terminal bytes both ways, text frames JSON control. Output
-/// waits in a bounded queue; a viewer that cannot keep up is closed, so the
-/// session never waits for it.
+/// frames carry terminal bytes both ways, text frames JSON control. Its
+/// viewer actor speaks to the session; output waits here in a bounded
+/// queue, and every frame written is acknowledged to the session, which
+/// stops reading its PTY while this viewer is far behind. A viewer whose
+/// queue overflows is closed, so the session never waits for it for long.
 class ws_session : public std::enable_shared_from_this<ws_session> {
  public:
   ws_session(conn_stream&& stream, gateway_server::impl& server)
       : ws_(std::move(stream)), server_(server) {
     server_.connections.fetch_add(1, std::memory_order_relaxed);
   }
-  ~ws_session() { server_.connections.fetch_sub(1, std::memory_order_relaxed); }
+  ~ws_session() {
+    server_.connections.fetch_sub(1, std::memory_order_relaxed);
+    server_.forget_viewer(viewer_);
+  }
 
-  void run(http::request<http::string_body> request, std::string id, bool readonly) {
-    request_ = std::move(request);
-    id_ = std::move(id);
-    readonly_ = readonly;
-    // Attach before upgrading, so an unknown session is a plain 404. What
-    // the session sends meanwhile waits in the queue until the handshake.
-    auto port =
-        server_.ctx->attach
-            ? server_.ctx->attach(id_, std::make_shared<ws_viewer<ws_session>>(weak_from_this()))
-            : expected<std::shared_ptr<terminal_port>>(
-                  make_error(errc::not_found, "this node serves no sessions"));
-    if (!port) {
-      return refuse(http_status(port.err().code), to_string(port.err().code), port.err().message);
+  void run(http::request<http::string_body> request, std::string id, bool readonly);
+
+  // Called by the viewer actor (through socket_link), on this strand.
+  void on_attached(caf::actor_addr session) {
+    attach_wait_.cancel();
+    session_ = std::move(session);
+    if (!accept_started_ && !gone_) {
+      // Attached before upgrading, so an unknown session is a plain 404.
+      accept_started_ = true;
+      ws_.set_option(websocket::stream_base::timeout::suggested(beast::role_type::server));
+      ws_.read_message_max(control_bytes_max + input_bytes_max);
+      ws_.async_accept(request_,
+                       beast::bind_front_handler(&ws_session::on_accept, shared_from_this()));
     }
-    port_ = std::move(*port);
-    ws_.set_option(websocket::stream_base::timeout::suggested(beast::role_type::server));
-    ws_.read_message_max(control_bytes_max + input_bytes_max);
-    ws_.async_accept(request_,
-                     beast::bind_front_handler(&ws_session::on_accept, shared_from_this()));
+  }
+  void on_refused(const error& why) {
+    attach_wait_.cancel();
+    refuse(http_status(why.code), to_string(why.code), why.message);
+  }
+  void on_close(std::string why) {
+    close_after_ = std::move(why);
+    maybe_close();
+  }
+  /// False when the data was not queued (closed, empty, or over the bound).
+  bool enqueue(bool binary, std::string data) {
+    if (gone_ || data.empty()) {
+      return false;
+    }
+    if (queued_ + data.size() > queue_bytes_max) {
+      // Too slow for its session: drop this viewer, nobody else.
+      server_.log->warn("closing a viewer of session {} that does not keep up", id_);
+      gone_ = true;
+      beast::get_lowest_layer(ws_).close();
+      return false;
+    }
+    queued_ += data.size();
+    queue_.emplace_back(binary, std::move(data));
+    if (accepted_ && !writing_) {
+      write_next();
+    }
+    return true;
   }
 
-  /// Called through the viewer, from any thread.
-  void post_send(bool binary, std::string data) {
-    net::post(ws_.get_executor(),
-              [self = shared_from_this(), binary, d = std::move(data)]() mutable {
-                self->enqueue(binary, std::move(d));
-              });
-  }
-  /// Bytes queued and not yet written (what the session's backpressure reads).
-  std::atomic<size_t> backlog{0};
-  void post_close(std::string why) {
-    net::post(ws_.get_executor(), [self = shared_from_this(), why = std::move(why)]() mutable {
-      self->close_after_ = std::move(why);
-      self->maybe_close();
-    });
-  }
-  std::atomic<bool> gone{false};
+  net::any_io_executor executor() { return ws_.get_executor(); }
 
  private:
   static constexpr size_t queue_bytes_max = 8u << 20;
   static constexpr size_t input_bytes_max = 1u << 20;
   static constexpr size_t control_bytes_max = 4096;
 
+  /// Sends `body` to the session as this viewer.
+  template <class T>
+  void tell_session(const char* type, const T& body) {
+    auto viewer = caf::actor_cast<caf::actor>(viewer_);
+    auto session = caf::actor_cast<caf::actor>(session_);
+    if (session && viewer) {
+      caf::send_as(viewer, session, std::string(type), encode(body), uint64_t{0}, std::string{});
+    }
+  }
+
   void on_accept(beast::error_code ec) {
     if (ec) {
-      gone = true;
+      gone_ = true;
       return;
     }
     accepted_ = true;
@@ -187,7 +223,7 @@ class ws_session : public std::enable_shared_from_this<ws_session> {
   }
 
   void refuse(int status, std::string_view code, std::string_view message) {
-    gone = true;
+    gone_ = true;
     auto res = std::make_shared<http::response<http::string_body>>(
         static_cast<http::status>(status), request_.version());
     res->set(http::field::content_type, "application/json");
@@ -209,7 +245,7 @@ class ws_session : public std::enable_shared_from_this<ws_session> {
     if (ec) {
       // The viewer left, broke the protocol or sent a frame over the limit
       // (Beast answers 1009 then): either way this connection is done.
-      gone = true;
+      gone_ = true;
       beast::error_code ignored;
       beast::get_lowest_layer(ws_).socket().shutdown(tcp::socket::shutdown_both, ignored);
       return;
@@ -219,8 +255,8 @@ class ws_session : public std::enable_shared_from_this<ws_session> {
     if (ws_.got_binary()) {
       if (readonly_) {
         enqueue(false, R"({"type":"error","message":"read-only viewer: input ignored"})");
-      } else if (!data.empty() && port_) {
-        port_->input(std::move(data));
+      } else if (!data.empty()) {
+        tell_session(term::input_type, term::bytes_msg{std::move(data)});
       }
     } else {
       control(data);
@@ -235,29 +271,7 @@ class ws_session : public std::enable_shared_from_this<ws_session> {
       return;
     }
     const auto& size = std::get<terminal_resize>(parsed);
-    if (port_) {
-      port_->resize(size.cols, size.rows);
-    }
-  }
-
-  /// False when the data was not queued (closed, empty, or over the bound).
-  bool enqueue(bool binary, std::string data) {
-    if (gone || data.empty()) {
-      return false;
-    }
-    if (backlog.load(std::memory_order_relaxed) + data.size() > queue_bytes_max) {
-      // Too slow for its session: drop this viewer, nobody else.
-      server_.log->warn("closing a viewer of session {} that does not keep up", id_);
-      gone = true;
-      beast::get_lowest_layer(ws_).close();
-      return false;
-    }
-    backlog.fetch_add(data.size(), std::memory_order_relaxed);
-    queue_.emplace_back(binary, std::move(data));
-    if (accepted_ && !writing_) {
-      write_next();
-    }
-    return true;
+    tell_session(term::resize_type, term::resize_msg{size.cols, size.rows});
   }
 
   void write_next() {
@@ -269,10 +283,14 @@ class ws_session : public std::enable_shared_from_this<ws_session> {
 
   void on_write(beast::error_code ec, size_t) {
     writing_ = false;
-    backlog.fetch_sub(queue_.front().second.size(), std::memory_order_relaxed);
+    const auto& [binary, data] = queue_.front();
+    queued_ -= data.size();
+    if (binary && !ec) {
+      tell_session(term::ack_type, term::ack_msg{data.size()});
+    }
     queue_.pop_front();
     if (ec) {
-      gone = true;
+      gone_ = true;
       return;
     }
     if (!queue_.empty()) {
@@ -282,10 +300,17 @@ class ws_session : public std::enable_shared_from_this<ws_session> {
   }
 
   void maybe_close() {
-    if (!close_after_ || !accepted_ || writing_ || !queue_.empty() || gone) {
+    if (!close_after_ || gone_) {
       return;
     }
-    gone = true;
+    if (!accept_started_) {
+      // Closed before it was ever attached.
+      return refuse(404, "not_found", *close_after_);
+    }
+    if (!accepted_ || writing_ || !queue_.empty()) {
+      return;
+    }
+    gone_ = true;
     ws_.async_close(websocket::close_reason(websocket::close_code::normal, *close_after_),
                     [self = shared_from_this()](beast::error_code) {});
   }
@@ -297,11 +322,78 @@ class ws_session : public std::enable_shared_from_this<ws_session> {
   bool readonly_ = false;
   beast::flat_buffer buffer_;
   std::deque<std::pair<bool, std::string>> queue_;
+  size_t queued_ = 0;
   bool writing_ = false;
+  bool accept_started_ = false;
   bool accepted_ = false;
+  bool gone_ = false;
   std::optional<std::string> close_after_;
-  std::shared_ptr<terminal_port> port_;
+  /// This connection's viewer actor, and the session incarnation it is
+  /// attached to. Weak: the connection may outlive the actor system (the
+  /// server's io_context is destroyed after it), and the viewer actor ends
+  /// with the connection or with the server, not with a handle.
+  caf::actor_addr viewer_;
+  caf::actor_addr session_;
+  /// Holds the connection while its viewer actor attaches (nothing else
+  /// does before the handshake), and bounds that wait.
+  net::steady_timer attach_wait_{ws_.get_executor()};
 };
+
+/// The viewer actor's way to its connection: each call posts to the
+/// connection's strand (the connection may be gone by then).
+class socket_link : public viewer_socket {
+ public:
+  socket_link(std::weak_ptr<ws_session> ws, net::any_io_executor executor)
+      : ws_(std::move(ws)), executor_(std::move(executor)) {}
+  void attached(caf::actor session, uint16_t, uint16_t) override {
+    // Weak, as everything this connection keeps of the actors.
+    post([session = session.address()](ws_session& ws) mutable {
+      ws.on_attached(std::move(session));
+    });
+  }
+  void refused(error why) override {
+    post([why = std::move(why)](ws_session& ws) { ws.on_refused(why); });
+  }
+  void output(std::string bytes) override {
+    post([bytes = std::move(bytes)](ws_session& ws) mutable { ws.enqueue(true, std::move(bytes)); });
+  }
+  void control(std::string json) override {
+    post([json = std::move(json)](ws_session& ws) mutable { ws.enqueue(false, std::move(json)); });
+  }
+  void close(std::string why) override {
+    post([why = std::move(why)](ws_session& ws) mutable { ws.on_close(std::move(why)); });
+  }
+
+ private:
+  template <class F>
+  void post(F&& f) {
+    net::post(executor_, [ws = ws_, f = std::forward<F>(f)]() mutable {
+      if (auto s = ws.lock()) {
+        f(*s);
+      }
+    });
+  }
+  std::weak_ptr<ws_session> ws_;
+  net::any_io_executor executor_;
+};
+
+void ws_session::run(http::request<http::string_body> request, std::string id, bool readonly) {
+  request_ = std::move(request);
+  id_ = std::move(id);
+  readonly_ = readonly;
+  auto viewer = server_.spawn_viewer(id_, readonly_,
+                                     std::make_shared<socket_link>(weak_from_this(), executor()));
+  if (!viewer) {
+    return refuse(503, "shutting_down", "the node is shutting down");
+  }
+  viewer_ = viewer.address();
+  attach_wait_.expires_after(std::chrono::seconds(40));
+  attach_wait_.async_wait([self = shared_from_this()](beast::error_code ec) {
+    if (!ec && !self->accept_started_ && !self->gone_) {
+      self->refuse(504, "timeout", "session '" + self->id_ + "' did not answer the attach");
+    }
+  });
+}
 
 class session_sink;
 
@@ -448,15 +540,15 @@ class session : public std::enable_shared_from_this<session> {
                  : error_reply(http_status(killed.err().code), to_string(killed.err().code),
                                killed.err().message));
     }
-    if (const auto* to = std::get_if<family_exchange>(&result)) {
-      if (to->to == family_exchange::family::sessions && websocket::is_upgrade(request_)) {
-        if (auto id = attach_target(view.target)) {
-          const auto readonly = query_values(view.target, "readonly");
-          return start_attach(std::move(*id), !readonly.empty() && readonly.front() == "1");
-        }
+    if (auto* attach = std::get_if<session_attach>(&result)) {
+      if (!websocket::is_upgrade(request_)) {
+        return send(error_reply(400, "bad_request",
+                                "GET /v1/sessions/{id}/attach is a WebSocket: send an upgrade"));
       }
-      return start_exchange(to->to == family_exchange::family::llm ? server_.ctx->llm
-                                                                   : server_.ctx->sessions);
+      return start_attach(std::move(attach->id), attach->readonly);
+    }
+    if (std::holds_alternative<family_exchange>(result)) {
+      return start_exchange(server_.ctx->llm);
     }
     auto& call = std::get<actor_call>(result);
     const auto shape = call.shape;
@@ -470,22 +562,6 @@ class session : public std::enable_shared_from_this<session> {
   /// Hands the request to the LLM family; it answers through a sink that
   /// hops back onto this connection's strand.
   void start_exchange(const exchange_handler& family);
-
-  /// The session id of "/v1/sessions/{id}/attach[?...]", if that is the target.
-  static std::optional<std::string> attach_target(std::string_view target) {
-    auto path = target.substr(0, target.find('?'));
-    constexpr std::string_view prefix = "/v1/sessions/";
-    constexpr std::string_view suffix = "/attach";
-    if (!path.starts_with(prefix) || !path.ends_with(suffix) ||
-        path.size() <= prefix.size() + suffix.size()) {
-      return std::nullopt;
-    }
-    auto id = path.substr(prefix.size(), path.size() - prefix.size() - suffix.size());
-    if (id.find('/') != std::string_view::npos) {
-      return std::nullopt;
-    }
-    return std::string(id);
-  }
 
   /// The connection becomes a WebSocket viewer; this HTTP session ends.
   void start_attach(std::string id, bool readonly) {
@@ -957,10 +1033,11 @@ expected<std::unique_ptr<gateway_server>> gateway_server::start(std::shared_ptr<
   return std::unique_ptr<gateway_server>(new gateway_server(std::move(p)));
 }
 
-void gateway_server::serve() {
+void gateway_server::serve(caf::actor_system& system) {
   if (!impl_->threads.empty()) {
     return;
   }
+  impl_->system = &system;
   impl_->do_accept();
   for (uint32_t i = 0; i < impl_->ctx->config.gateway.io_threads; ++i) {
     impl_->threads.emplace_back([raw = impl_.get()] {
@@ -1003,6 +1080,7 @@ void gateway_server::stop() {
     t.join();
   }
   impl_->threads.clear();
+  impl_->end_viewers();
 }
 
 }  // namespace troupe

@@ -11,6 +11,10 @@
 
 #include "runtime/error.hpp"
 
+namespace caf {
+class actor_system;
+}
+
 namespace troupe {
 
 struct node_context;
@@ -25,8 +29,9 @@ class gateway_server {
 
   /// Starts accepting and the I/O threads. Called once the node_context is
   /// complete (every family's entry points installed): the I/O threads read
-  /// it without a lock, so nothing may write it after this.
-  void serve();
+  /// it without a lock, so nothing may write it after this. `system` spawns
+  /// the WebSocket viewers' actors; it must outlive the server's threads.
+  void serve(caf::actor_system& system);
 
   ~gateway_server();
   gateway_server(const gateway_server&) = delete;

@@ -22,6 +22,14 @@ scrollback::scrollback(size_t bytes_max) : bytes_max_(bytes_max) {
   assert(bytes_max_ > 0);
 }
 
+void scrollback::restore(std::string_view bytes, uint64_t end) {
+  ring_.clear();
+  head_ = 0;
+  total_bytes_ = 0;
+  append(bytes);
+  total_bytes_ = std::max<uint64_t>(end, total_bytes_);
+}
+
 void scrollback::append(std::string_view bytes) {
   total_bytes_ += bytes.size();
   if (bytes.size() >= bytes_max_) {

@@ -25,6 +25,10 @@ class scrollback {
   /// terminal replaying it does not start on a broken character.
   [[nodiscard]] std::string contents() const;
 
+  /// Starts over with `bytes` as the kept output, ending at absolute offset
+  /// `end` (at least `bytes.size()`): how a session's next incarnation takes
+  /// over the output of the one before.
+  void restore(std::string_view bytes, uint64_t end);
   /// Bytes ever appended: the absolute offset just past the newest byte.
   [[nodiscard]] uint64_t total_bytes() const noexcept { return total_bytes_; }
 

@@ -218,9 +218,6 @@ int run(const node_flags& flags) {
   register_node_metrics(ctx);
 
   ctx->llm = llm::exchange_entry(ctx);
-  ctx->sessions = pty::sessions_entry(ctx);
-  auto session_table = pty::make_session_table();
-  ctx->attach = pty::sessions_attach(ctx, session_table);
 
   // The gateway and the LLM family are declared before the actor system, so
   // destroyed after it: an actor that still holds a client's connection or
@@ -244,11 +241,11 @@ int run(const node_flags& flags) {
   auto cache = make_cache(ctx, store);
   ctx->cache_hot = std::move(cache.hot_reader);
   auto spec = root_spec(ctx, std::move(cache.child), std::move(llm->child),
-                        pty::sessions_child(ctx, session_table, store, pty_io.context()));
+                        pty::sessions_child(ctx, store, pty_io.context()));
   ctx->top_level_children = spec.children.size();
   auto root = spawn_supervisor(system, ctx, "", std::move(spec));
   // The context is complete: from here on the I/O threads read it.
-  (*server)->serve();
+  (*server)->serve(system);
   // Announce the node (the line scripts wait for) once every top-level child
   // runs; until then /readyz says "starting" and calls may get `restarting`.
   if (!wait_until_ready(*ctx, std::chrono::milliseconds(ctx->config.node.shutdown_timeout_ms))) {

@@ -14,7 +14,6 @@
 #include "runtime/config/node_config.hpp"
 #include "runtime/metrics/metrics.hpp"
 #include "runtime/node/http_exchange.hpp"
-#include "runtime/node/terminal.hpp"
 #include "runtime/supervisor/actor_registry.hpp"
 
 namespace troupe {
@@ -43,10 +42,6 @@ struct node_context {
   /// Answers the Anthropic-compatible routes (/v1/messages, count_tokens,
   /// usage); installed by the llm family before the gateway serves.
   exchange_handler llm;
-  /// Answers /v1/sessions...; installed by the sessions family.
-  exchange_handler sessions;
-  /// Attaches a WebSocket viewer to a session; installed by the sessions family.
-  attach_handler attach;
   /// Hot cache hits for GET /v1/cache/{key} without an actor hop; installed
   /// by the cache family.
   cache_hot_reader cache_hot;

@@ -1,17 +1,42 @@
 #pragma once
 
-// A terminal viewer (the gateway's WebSocket) and the session it watches
-// (the sessions family) meet through these two interfaces, so the gateway
-// does not link the family. Both sides are thread-safe.
+// The terminal protocol: what a viewer (the gateway's WebSocket, through its
+// viewer actor) and a session actor (the sessions family) say to each other.
+// Every message is an envelope with a msgpack body, so a viewer may sit on
+// another node than its session. The gateway does not link the family: this
+// header is all they share.
+//
+//   viewer -> sessions/manager -> session
+//     term.attach  {id, readonly, resume, from} -> term.attach.reply {from, cols, rows}
+//                   request to the manager, which forwards it (sender kept)
+//                   to the session's running incarnation, or holds it while
+//                   the session restarts and forwards it to the next one.
+//                   The sender becomes a viewer; the session replies, then
+//                   sends the output it keeps from absolute offset `from`
+//                   (everything it keeps unless `resume`), then all new output.
+//   viewer -> session
+//     term.input   {bytes}         keystrokes (ignored from read-only viewers)
+//     term.resize  {cols, rows}
+//     term.ack     {bytes}         output written to the client: credits back
+//     term.detach  {}              the viewer leaves
+//   session -> viewer
+//     term.output  {bytes}         terminal output, in order
+//     term.control {json}          a notice for the client (a WebSocket text frame)
+//     term.close   {why}           the session ended: close the connection
+//
+// Flow control: a session counts, per viewer, the output bytes sent and not
+// yet acknowledged. While a viewer is more than `term_window_high` behind,
+// the session stops reading its PTY (the program blocks, as on a slow
+// terminal), and reads again below `term_window_low`. A viewer that stays
+// behind longer than the session's patience is no longer waited for.
 
 #include <cstddef>
 #include <cstdint>
-#include <functional>
-#include <memory>
 #include <optional>
 #include <string>
 
 #include "runtime/error.hpp"
+#include "runtime/protocol/fields.hpp"
 
 namespace troupe {
 
@@ -28,35 +53,65 @@ inline constexpr int64_t terminal_side_max = 1000;
                                            std::to_string(cols) + "x" + std::to_string(rows) + ")");
 }
 
-/// What a session does to a viewer.
-class terminal_viewer {
- public:
-  virtual ~terminal_viewer() = default;
-  /// Terminal output (a binary frame).
-  virtual void output(std::string bytes) = 0;
-  /// A control message (a text frame), e.g. {"type":"notice",...}.
-  virtual void control(std::string json) = 0;
-  /// Ends the viewer's connection (the session ended, or the viewer is too
-  /// slow); `why` goes in the close frame.
-  virtual void close(std::string why) = 0;
-  /// The viewer went away; the session forgets it.
-  [[nodiscard]] virtual bool gone() const = 0;
-  /// Bytes sent to it and not yet written to its connection: the session
-  /// pauses reading while a viewer is far behind.
-  [[nodiscard]] virtual size_t backlog() const = 0;
+namespace term {
+
+inline constexpr const char* attach_type = "term.attach";
+inline constexpr const char* input_type = "term.input";
+inline constexpr const char* resize_type = "term.resize";
+inline constexpr const char* ack_type = "term.ack";
+inline constexpr const char* detach_type = "term.detach";
+inline constexpr const char* output_type = "term.output";
+inline constexpr const char* control_type = "term.control";
+inline constexpr const char* close_type = "term.close";
+
+/// Output a viewer may have unacknowledged before its session stops reading.
+inline constexpr size_t window_high = 1u << 20;
+/// ... and below which it reads again.
+inline constexpr size_t window_low = 256u << 10;
+
+struct attach_request {
+  std::string id;
+  bool readonly = false;
+  /// Re-attaching after a restart: send only what follows `from`.
+  bool resume = false;
+  uint64_t from = 0;
+  TROUPE_FIELDS(id, readonly, resume, from)
 };
 
-/// What a viewer does to its session.
-class terminal_port {
- public:
-  virtual ~terminal_port() = default;
-  virtual void input(std::string bytes) = 0;
-  virtual void resize(uint16_t cols, uint16_t rows) = 0;
+struct attach_reply {
+  /// Absolute offset of the first output byte the viewer will receive.
+  uint64_t from = 0;
+  uint16_t cols = 0;
+  uint16_t rows = 0;
+  TROUPE_FIELDS(from, cols, rows)
 };
 
-/// Attaches `viewer` to session `id`: it first receives the recent output,
-/// then everything new. Errors: not_found (no such session).
-using attach_handler = std::function<expected<std::shared_ptr<terminal_port>>(
-    const std::string& id, std::shared_ptr<terminal_viewer> viewer)>;
+struct bytes_msg {
+  std::string bytes;
+  TROUPE_FIELDS(bytes)
+};
+
+struct resize_msg {
+  uint16_t cols = 0;
+  uint16_t rows = 0;
+  TROUPE_FIELDS(cols, rows)
+};
+
+struct ack_msg {
+  uint64_t bytes = 0;
+  TROUPE_FIELDS(bytes)
+};
+
+struct control_msg {
+  std::string json;
+  TROUPE_FIELDS(json)
+};
+
+struct close_msg {
+  std::string why;
+  TROUPE_FIELDS(why)
+};
+
+}  // namespace term
 
 }  // namespace troupe

@@ -195,6 +195,35 @@ TEST_CASE("sessions: a real shell, its scrollback, kill -9 brings it back with t
   CHECK(wait_until([&] { return ::kill(pid, 0) != 0; }));
 }
 
+namespace {
+
+size_t count_of(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) {
+    ++n;
+  }
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("sessions: a viewer stays attached across a restart and gets each byte once") {
+  node_fixture n;
+  const auto id = n.create({{"command", {"/bin/sh", "-c", "echo marker-$((40+2)); exec cat"}}});
+  viewer v(n.node, id);
+  REQUIRE(v.read_until("marker-42"));
+  REQUIRE(::kill(n.info(id)["pid"].get<pid_t>(), SIGKILL) == 0);
+  CHECK(v.control_until("restarting"));
+  // The next incarnation's notice, then its shell's output, on the same
+  // connection; what the viewer had already seen is not sent again.
+  REQUIRE(v.read_until("shell ended]\r\nmarker-42"));
+  CHECK(count_of(v.output, "marker-42") == 2);
+  CHECK(count_of(v.output, "session restarted") == 1);
+  // Keystrokes reach the new shell.
+  v.type("typed-after-restart\n");
+  CHECK(v.read_until("typed-after-restart"));
+}
+
 TEST_CASE("sessions: a session actor stopped from outside leaves no zombie behind") {
   node_fixture n(std::map<std::string, std::string>{{"TROUPE_CHAOS_ENABLED", "true"}});
   const auto id = n.create({{"command", {"/bin/sh", "-c", "exec sleep 60"}}});

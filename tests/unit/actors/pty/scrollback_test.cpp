@@ -83,3 +83,20 @@ TEST_CASE("head trimming skips at most three bytes, and only once output was dro
   s.append("z" + std::string(5, '\x80'));  // Not UTF-8 at all; keep what is not a cut.
   CHECK(s.contents() == std::string(2, '\x80'));
 }
+
+TEST_CASE("a restored scrollback continues at the offset it was handed") {
+  scrollback before(8);
+  before.append("abcdefghijkl");  // keeps "efghijkl", offsets 4..12
+  scrollback after(8);
+  after.restore(before.contents(), before.total_bytes());
+  CHECK(after.total_bytes() == 12);
+  CHECK(after.contents() == "efghijkl");
+  CHECK(after.since(10) == "kl");
+  after.append("mn");
+  CHECK(after.total_bytes() == 14);
+  CHECK(after.since(12) == "mn");
+  CHECK(after.contents() == "ghijklmn");
+  // An end before the bytes it holds cannot be: it is taken as their size.
+  after.restore("xyz", 1);
+  CHECK(after.total_bytes() == 3);
+}

@@ -386,8 +386,9 @@ TEST_CASE("an unknown path is answered with unknown_actor") {
   actor_harness h;
   h.start_root(spec_of(strategy::one_for_one, {}));
   // While the root is still starting, a path below it may yet appear: the
-  // answer is then `restarting`. Once it runs, an unknown path is unknown.
-  REQUIRE(wait_until([&] { return h.state_of("") == actor_state::running; }));
+  // answer is then `restarting`. Once it runs and has started its (no)
+  // children, an unknown path is unknown.
+  REQUIRE(wait_until([&] { return h.registry().tree_ready(0); }));
   auto reply = h.call("nobody/here", make_envelope("t.ping", empty_body{}));
   REQUIRE(reply.is_error());
   CHECK(read_error(reply).code == errc::unknown_actor);

@@ -1,0 +1,96 @@
+#pragma once
+
+// An actor system on CAF's test coordinator: actors run only when the test
+// says so, one message at a time on the test's thread, and time passes only
+// when the test advances it. For testing one actor (or a small family)
+// alone, deterministically, without a node.
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include <caf/all.hpp>
+#include <caf/scheduler/test_coordinator.hpp>
+
+#include "runtime/actor/envelope_message.hpp"
+#include "runtime/node/node_context.hpp"
+#include "runtime/protocol/codec.hpp"
+
+namespace troupe::test {
+
+class deterministic_system {
+ public:
+  explicit deterministic_system(node_config config = {})
+      : system_(configure(cfg_)),
+        sched_(dynamic_cast<caf::scheduler::test_coordinator&>(system_.scheduler())),
+        self_(system_, true),
+        ctx_(std::make_shared<node_context>(std::move(config))) {}
+
+  ~deterministic_system() {
+    run();
+    ctx_->registry.remove("");
+  }
+
+  caf::actor_system& system() { return system_; }
+  const std::shared_ptr<node_context>& ctx() { return ctx_; }
+
+  /// Runs every actor until no message is left.
+  size_t run() { return sched_.run(); }
+
+  /// Moves the clock on (firing what falls due), then runs.
+  void advance(std::chrono::milliseconds by) {
+    sched_.advance_time(by);
+    run();
+  }
+
+  /// Requests `msg` of `to` and returns its answer (an `error` envelope when
+  /// none came: the actor kept the request without answering).
+  envelope call(const caf::actor& to, envelope msg) {
+    auto handle = self_->request(to, caf::infinite, std::move(msg.type), std::move(msg.body),
+                                 msg.correlation_id, std::move(msg.reply_to));
+    run();
+    envelope out = make_error_envelope(make_error(errc::timeout, "no answer"));
+    handle.receive(
+        [&](std::string& type, std::string& body, uint64_t id, std::string& reply_to) {
+          out = from_fields(type, body, id, reply_to);
+        },
+        [&](caf::error& err) {
+          out = make_error_envelope(make_error(errc::internal, to_string(err)));
+        });
+    return out;
+  }
+
+  /// Requests `msg` of `to` without waiting for the answer, and runs: the
+  /// answer, if one comes, waits in the test actor's mailbox (has_mail).
+  void request_later(const caf::actor& to, envelope msg) {
+    (void)self_->request(to, caf::infinite, std::move(msg.type), std::move(msg.body),
+                         msg.correlation_id, std::move(msg.reply_to));
+    run();
+  }
+
+  /// Sends `msg` to `to`, as the test's own actor, and runs.
+  void send(const caf::actor& to, envelope msg) {
+    self_->send(to, std::move(msg.type), std::move(msg.body), msg.correlation_id,
+                std::move(msg.reply_to));
+    run();
+  }
+
+  /// Whether the test's actor has a message waiting (e.g. an answer that
+  /// is held back): checked without blocking.
+  bool has_mail() { return !self_->mailbox().empty(); }
+
+ private:
+  static caf::actor_system_config& configure(caf::actor_system_config& cfg) {
+    cfg.set("scheduler.policy", caf::atom("testing"));
+    cfg.set("logger.verbosity", caf::atom("quiet"));
+    return cfg;
+  }
+
+  caf::actor_system_config cfg_;
+  caf::actor_system system_;
+  caf::scheduler::test_coordinator& sched_;
+  caf::scoped_actor self_;
+  std::shared_ptr<node_context> ctx_;
+};
+
+}  // namespace troupe::test
