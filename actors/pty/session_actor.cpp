@@ -113,22 +113,27 @@ class pty_reader : public std::enable_shared_from_this<pty_reader> {
   }
 
  private:
+  /// Waits until the master is readable, then reads what is there into
+  /// this thread's buffer: an idle session holds no buffer of its own.
   void read() {
     if (stopped_) {
       return;
     }
-    stream_.async_read_some(
-        net::buffer(buffer_.get(), buffer_bytes),
-        [self = shared_from_this()](boost::system::error_code ec, size_t n) {
+    stream_.async_wait(
+        net::posix::stream_descriptor::wait_read,
+        [self = shared_from_this()](boost::system::error_code ec) {
+          if (self->stopped_ || ec == net::error::operation_aborted) {
+            return;
+          }
+          thread_local const std::unique_ptr<char[]> buffer =
+              std::make_unique_for_overwrite<char[]>(buffer_bytes);
+          const ssize_t n = ec ? -1 : ::read(self->stream_.native_handle(), buffer.get(), buffer_bytes);
           if (n > 0) {
             send_envelope(self->owner_, pty_output_type,
-                          encode(term::bytes_msg{std::string(self->buffer_.get(), n)}));
-          }
-          if (ec) {
+                          encode(term::bytes_msg{std::string(buffer.get(), static_cast<size_t>(n))}));
+          } else if (ec || n == 0 || (errno != EAGAIN && errno != EINTR)) {
             // EIO: the last process holding the terminal ended.
-            if (!self->stopped_) {
-              send_envelope(self->owner_, pty_eof_type, encode(empty_body{}));
-            }
+            send_envelope(self->owner_, pty_eof_type, encode(empty_body{}));
             return;
           }
           if (self->paused_) {
@@ -141,9 +146,7 @@ class pty_reader : public std::enable_shared_from_this<pty_reader> {
 
   net::posix::stream_descriptor stream_;
   caf::actor owner_;
-  /// Not zero-filled: an idle session's buffer costs no resident memory.
   static constexpr size_t buffer_bytes = 16384;
-  std::unique_ptr<char[]> buffer_ = std::make_unique_for_overwrite<char[]>(buffer_bytes);
   bool stopped_ = false;
   bool paused_ = false;
   /// Paused with no read pending: resume() starts one.
