@@ -73,8 +73,9 @@ struct actor_kill {
   std::string path;
 };
 
-/// Routes the LLM family answers itself: the connection hands it the whole
-/// request (node_context::llm), and it answers, maybe streamed.
+/// Routes the LLM family answers itself: the connection's exchange actor
+/// sends it the whole request (`http.request` to llm/router), and it
+/// answers by message, maybe streamed.
 struct family_exchange {};
 
 /// GET /v1/sessions/{id}/attach: the connection becomes a terminal viewer.

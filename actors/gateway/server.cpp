@@ -23,6 +23,7 @@
 #include <nlohmann/json.hpp>
 
 #include "actors/gateway/bridge.hpp"
+#include "actors/gateway/exchange_actor.hpp"
 #include "actors/gateway/http_framing.hpp"
 #include "actors/gateway/routes.hpp"
 #include "actors/gateway/viewer.hpp"
@@ -548,7 +549,7 @@ class session : public std::enable_shared_from_this<session> {
       return start_attach(std::move(attach->id), attach->readonly);
     }
     if (std::holds_alternative<family_exchange>(result)) {
-      return start_exchange(server_.ctx->llm);
+      return start_exchange();
     }
     auto& call = std::get<actor_call>(result);
     const auto shape = call.shape;
@@ -559,9 +560,9 @@ class session : public std::enable_shared_from_this<session> {
     });
   }
 
-  /// Hands the request to the LLM family; it answers through a sink that
-  /// hops back onto this connection's strand.
-  void start_exchange(const exchange_handler& family);
+  /// Hands the request to the LLM family through an exchange actor, whose
+  /// sink hops back onto this connection's strand.
+  void start_exchange();
 
   /// The connection becomes a WebSocket viewer; this HTTP session ends.
   void start_attach(std::string id, bool readonly) {
@@ -687,8 +688,19 @@ class session : public std::enable_shared_from_this<session> {
           if (ec == net::error::operation_aborted) {
             return;
           }
-          self->client_gone = true;
+          self->client_left();
         });
+  }
+
+  /// The client went away: whoever produces its answer stops.
+  void client_left() {
+    if (client_gone.exchange(true)) {
+      return;
+    }
+    if (auto producer = caf::actor_cast<caf::actor>(exchange_actor_)) {
+      caf::anon_send(producer, std::string(http_msg::gone_type), encode(empty_body{}), uint64_t{0},
+                     std::string{});
+    }
   }
 
   /// The exchange's producer let go of its sink: a request never answered
@@ -732,7 +744,7 @@ class session : public std::enable_shared_from_this<session> {
     // Only what waits behind a write in flight counts: one large piece with
     // nothing in flight goes out at once.
     if (writing_ && pending_.size() > stream_backlog_max) {
-      client_gone = true;
+      client_left();
       server_.log->warn("dropping a client that does not read its stream");
       pending_.clear();
       beast::error_code ignored;
@@ -758,7 +770,7 @@ class session : public std::enable_shared_from_this<session> {
     writing_ = false;
     in_write_.clear();
     if (ec) {
-      client_gone = true;
+      client_left();
       finish_stream(true);
       return;
     }
@@ -862,6 +874,8 @@ class session : public std::enable_shared_from_this<session> {
   // A streamed answer: bytes waiting, bytes being written.
   bool streaming_ = false;
   bool stream_ended_ = false;
+  /// The actor answering the current exchange (weak: see ws_session).
+  caf::actor_addr exchange_actor_;
   bool writing_ = false;
   /// The exchange in progress (counts up per exchange) and whether it still
   /// waits for its answer.
@@ -911,7 +925,7 @@ class session_sink : public exchange_sink {
   uint64_t id_;
 };
 
-void session::start_exchange(const exchange_handler& family) {
+void session::start_exchange() {
   exchange_request req;
   req.method = std::string(request_.method_string());
   req.target = std::string(request_.target());
@@ -920,13 +934,16 @@ void session::start_exchange(const exchange_handler& family) {
   req.body = std::move(request_.body());
   ++exchange_;
   exchange_open_ = true;
+  exchange_actor_ = caf::actor_addr{};
   watch_client(exchange_);
   auto sink = std::make_shared<session_sink>(shared_from_this());
-  if (!family) {
+  if (server_.system == nullptr) {
     return sink->reply(503, {{"content-type", "application/json"}},
                        R"j({"error":{"code":"unavailable","message":"not served by this node"}})j");
   }
-  family(std::move(req), std::move(sink));
+  exchange_actor_ =
+      spawn_exchange(*server_.system, server_.ctx, "llm/router", std::move(req), std::move(sink))
+          .address();
 }
 
 expected<tcp::endpoint> parse_listen(const std::string& listen) {

@@ -40,24 +40,4 @@ expected<llm_family> llm_child(std::shared_ptr<node_context> ctx, std::shared_pt
   return llm_family{supervisor_child("llm", ctx, std::move(spec)), io};
 }
 
-exchange_handler exchange_entry(std::shared_ptr<node_context> ctx) {
-  // Weak: the handler lives inside the context it looks things up in.
-  return [weak = std::weak_ptr<node_context>(ctx)](exchange_request request,
-                                                   std::shared_ptr<exchange_sink> sink) {
-    auto ctx = weak.lock();
-    auto router = ctx ? ctx->registry.current("llm/router") : caf::actor{};
-    if (!router) {
-      // Only on this path is the whole route worth copying: to say why.
-      auto route = ctx ? ctx->registry.find("llm/router") : std::nullopt;
-      const std::string state = route ? std::string(to_string(route->state)) : "not started";
-      sink->reply(
-          529, {{"content-type", "application/json"}},
-          error_body("overloaded_error", "the LLM router is " + state + "; retry in a moment"));
-      return;
-    }
-    caf::anon_send(router, exchange_msg{std::make_shared<exchange_state>(std::move(request),
-                                                                         std::move(sink))});
-  };
-}
-
 }  // namespace troupe::llm

@@ -6,10 +6,12 @@
 // its own circuit breaker, and `llm/router`, which answers /v1/messages:
 // response cache, fair limiter, fallback chain, token ledger.
 //
-// Request and answer bytes never cross an actor mailbox: the gateway hands
-// an exchange (request + a thread-safe sink) to the router, providers drive
-// the upstream call on Asio threads and stream chunks straight to the sink;
-// actors make the decisions (admit, retry, fail over, cache, book).
+// A request arrives as an `http.request` message from its requester (the
+// gateway's exchange actor, or any actor) and is answered by `http.*`
+// messages to it (runtime/node/http_exchange.hpp): the router wraps the
+// requester in an actor_sink, providers drive the upstream call on Asio
+// threads and send chunks through it as they come; actors make the
+// decisions (admit, retry, fail over, cache, book).
 
 #include <memory>
 
@@ -35,9 +37,5 @@ struct llm_family {
 /// bad upstream URL in the config.
 [[nodiscard]] expected<llm_family> llm_child(std::shared_ptr<node_context> ctx,
                                              std::shared_ptr<db> store);
-
-/// What the gateway calls for /v1/messages, /v1/messages/count_tokens and
-/// /v1/usage: hands the exchange to `llm/router`.
-[[nodiscard]] exchange_handler exchange_entry(std::shared_ptr<node_context> ctx);
 
 }  // namespace troupe::llm

@@ -13,11 +13,13 @@
 #include <caf/all.hpp>
 
 #include "actors/cache/messages.hpp"
+#include "actors/llm/actor_sink.hpp"
 #include "actors/llm/internal.hpp"
 #include "actors/llm/ledger.hpp"
 #include "actors/llm/limiter.hpp"
 #include "actors/llm/pauses.hpp"
 #include "runtime/actor/ask.hpp"
+#include "runtime/actor/envelope_message.hpp"
 #include "runtime/log/log.hpp"
 #include "runtime/node/json_body.hpp"
 #include "runtime/node/node_context.hpp"
@@ -166,6 +168,10 @@ struct router_state {
     return *it->second;
   }
 
+  /// The sinks of exchanges that arrived as messages, by requester, so an
+  /// `http.gone` from it reaches its exchange. Expired ones are swept.
+  std::unordered_map<caf::actor_addr, std::weak_ptr<actor_sink>> requesters;
+  size_t requesters_sweep_at = 1024;
   static inline const char* name = "troupe.llm.router";
 };
 
@@ -1022,6 +1028,50 @@ void guarded(router_actor* self, const std::shared_ptr<exchange_state>& x, Handl
   }
 }
 
+/// An exchange that arrived as a message (`http.request`): it is answered
+/// by messages to its sender, through an actor_sink.
+void on_request_message(router_actor* self, std::string_view body) {
+  auto& st = self->state;
+  // Read before the promise takes the sender out of the message.
+  auto requester = caf::actor_cast<caf::actor>(self->current_sender());
+  if (self->current_message_id().is_request()) {
+    auto promise = self->make_response_promise();
+    deliver(promise, make_envelope(std::string(http_msg::request_type) + ".reply", empty_body{}));
+  }
+  if (!requester) {
+    return;  // nobody to answer
+  }
+  auto sink = std::make_shared<actor_sink>(requester);
+  auto request = decode<http_msg::request>(
+      body, decode_limits{.body_bytes_max = st.ctx->config.gateway.body_bytes_max + (1u << 20)});
+  if (!request) {
+    sink->reply(400, {{"content-type", "application/json"}},
+                error_body("invalid_request_error",
+                           "the request could not be read: " + request.err().message));
+    return;
+  }
+  if (st.requesters.size() >= st.requesters_sweep_at) {
+    std::erase_if(st.requesters, [](const auto& entry) { return entry.second.expired(); });
+    st.requesters_sweep_at = std::max<size_t>(1024, 2 * st.requesters.size());
+  }
+  st.requesters[requester.address()] = sink;
+  auto x = std::make_shared<exchange_state>(http_msg::from_message(std::move(*request)),
+                                            std::move(sink));
+  guarded(self, x, on_exchange);
+}
+
+/// The client of an exchange left: its producers stop.
+void on_gone(router_actor* self) {
+  auto& st = self->state;
+  const auto who = caf::actor_cast<caf::actor_addr>(self->current_sender());
+  if (auto it = st.requesters.find(who); it != st.requesters.end()) {
+    if (auto sink = it->second.lock()) {
+      sink->mark_gone();
+    }
+    st.requesters.erase(it);
+  }
+}
+
 }  // namespace
 
 child_spec router_child(std::shared_ptr<node_context> ctx, std::shared_ptr<db> store) {
@@ -1080,7 +1130,13 @@ child_spec router_child(std::shared_ptr<node_context> ctx, std::shared_ptr<db> s
         book->flush();
       });
       return {
-          [self](exchange_msg& m) { guarded(self, m.x, on_exchange); },
+          [self](const std::string& type, const std::string& body, uint64_t, const std::string&) {
+            if (type == http_msg::request_type) {
+              on_request_message(self, body);
+            } else if (type == http_msg::gone_type) {
+              on_gone(self);
+            }
+          },
           [self](parsed_atom, exchange_msg& m, bool ok) {
             guarded(self, m.x, [ok](router_actor* s, const std::shared_ptr<exchange_state>& x) {
               on_parsed(s, x, ok);

@@ -217,7 +217,6 @@ int run(const node_flags& flags) {
   auto ctx = std::make_shared<node_context>(std::move(*config));
   register_node_metrics(ctx);
 
-  ctx->llm = llm::exchange_entry(ctx);
 
   // The gateway and the LLM family are declared before the actor system, so
   // destroyed after it: an actor that still holds a client's connection or

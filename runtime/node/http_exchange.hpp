@@ -1,17 +1,27 @@
 #pragma once
 
-// An HTTP exchange handed from the gateway's connection to a family that
-// answers it itself, possibly as a stream (the LLM gateway's /v1/messages).
-// The gateway does not link that family: it only knows this interface, and
-// the family installs its handler in node_context at boot.
+// An HTTP exchange that a family answers itself, possibly as a stream (the
+// LLM gateway's /v1/messages). It travels as messages: the connection's
+// exchange actor (actors/gateway/exchange_actor) sends the request to the
+// family's actor, which answers that actor by message; inside the family an
+// `exchange_sink` turns its calls into those messages.
+//
+//   edge -> family   http.request {method, target, headers, body, client}
+//                    (a request; answered at once with http.request.reply {}
+//                    once taken), http.gone {} when the client left
+//   family -> edge   http.reply {status, headers, bytes}, or
+//                    http.head {status, headers}, http.chunk {bytes}...,
+//                    http.end {}; http.dropped {} when the family let go of
+//                    the exchange (unanswered, the edge answers 500)
 
-#include <functional>
 #include <iterator>
 #include <memory>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
+
+#include "runtime/protocol/fields.hpp"
 
 namespace troupe {
 
@@ -79,7 +89,78 @@ class exchange_sink {
   [[nodiscard]] virtual bool gone() const = 0;
 };
 
-using exchange_handler =
-    std::function<void(exchange_request request, std::shared_ptr<exchange_sink> sink)>;
+namespace http_msg {
+
+inline constexpr const char* request_type = "http.request";
+inline constexpr const char* gone_type = "http.gone";
+inline constexpr const char* reply_type = "http.reply";
+inline constexpr const char* head_type = "http.head";
+inline constexpr const char* chunk_type = "http.chunk";
+inline constexpr const char* end_type = "http.end";
+inline constexpr const char* dropped_type = "http.dropped";
+
+struct header {
+  std::string name;
+  std::string value;
+  TROUPE_FIELDS(name, value)
+};
+
+struct request {
+  std::string method;
+  std::string target;
+  std::vector<header> headers;
+  std::string body;
+  std::string client;
+  TROUPE_FIELDS(method, target, headers, body, client)
+};
+
+struct reply {
+  int32_t status = 0;
+  std::vector<header> headers;
+  std::string bytes;
+  TROUPE_FIELDS(status, headers, bytes)
+};
+
+struct head {
+  int32_t status = 0;
+  std::vector<header> headers;
+  TROUPE_FIELDS(status, headers)
+};
+
+struct chunk {
+  std::string bytes;
+  TROUPE_FIELDS(bytes)
+};
+
+[[nodiscard]] inline std::vector<header> to_fields(http_headers headers) {
+  std::vector<header> out;
+  out.reserve(headers.size());
+  for (auto& [name, value] : headers) {
+    out.push_back(header{std::move(name), std::move(value)});
+  }
+  return out;
+}
+
+[[nodiscard]] inline http_headers to_headers(std::vector<header> fields) {
+  http_headers out;
+  out.reserve(fields.size());
+  for (auto& f : fields) {
+    out.emplace_back(std::move(f.name), std::move(f.value));
+  }
+  return out;
+}
+
+[[nodiscard]] inline request to_message(exchange_request r) {
+  return request{std::move(r.method), std::move(r.target), to_fields(std::move(r.headers)),
+                 std::move(r.body), std::move(r.client)};
+}
+
+[[nodiscard]] inline exchange_request from_message(request r) {
+  return exchange_request{std::move(r.method), std::move(r.target),
+                          to_headers(std::move(r.headers)), std::move(r.body),
+                          std::move(r.client)};
+}
+
+}  // namespace http_msg
 
 }  // namespace troupe

@@ -13,7 +13,6 @@
 
 #include "runtime/config/node_config.hpp"
 #include "runtime/metrics/metrics.hpp"
-#include "runtime/node/http_exchange.hpp"
 #include "runtime/supervisor/actor_registry.hpp"
 
 namespace troupe {
@@ -39,9 +38,6 @@ struct node_context {
   /// Top-level children the root starts; the node is ready when this many
   /// are registered and running (set before the root is spawned).
   size_t top_level_children = 0;
-  /// Answers the Anthropic-compatible routes (/v1/messages, count_tokens,
-  /// usage); installed by the llm family before the gateway serves.
-  exchange_handler llm;
   /// Hot cache hits for GET /v1/cache/{key} without an actor hop; installed
   /// by the cache family.
   cache_hot_reader cache_hot;

@@ -9,21 +9,13 @@
 #include "actors/pty/messages.hpp"
 #include "runtime/node/terminal.hpp"
 #include "runtime/protocol/codec.hpp"
+#include "tests/support/round_trip.hpp"
 
 using namespace troupe;
+using troupe::test::round_trips;
 using namespace troupe::pty;
 
 namespace {
-
-/// Decoding gives back every field: encoding the result again gives the
-/// same bytes (every field is in the encoding, by name).
-template <class T>
-void round_trips(const T& value) {
-  const auto bytes = encode(value);
-  auto back = decode<T>(bytes, decode_limits{.body_bytes_max = 16u << 20});
-  REQUIRE(back);
-  CHECK(encode(*back) == bytes);
-}
 
 session_spec a_spec() {
   return session_spec{{"/bin/sh", "-c", "echo hi"}, "/tmp", {{"A", "1"}, {"B", "two"}},
