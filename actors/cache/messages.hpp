@@ -135,7 +135,7 @@ struct invalidate_reply {
 /// The directories a dependency must lie in (`cache.dependency_roots`, or
 /// the working directory and the data dir), symlinks resolved.
 [[nodiscard]] inline std::vector<std::string> dependency_roots(const node_config& config) {
-  auto roots = split_list(config.cache.dependency_roots);
+  auto roots = config.cache.dependency_roots;
   std::error_code ec;
   if (roots.empty()) {
     roots.push_back(std::filesystem::current_path(ec).string());

@@ -1106,7 +1106,7 @@ child_spec router_child(std::shared_ptr<node_context> ctx, std::shared_ptr<db> s
           std::chrono::milliseconds(cfg.retry_after_max_ms), pauses_max);
       auto rules = std::make_shared<request_rules>();
       rules->cfg = cfg;
-      for (const auto& pair : split_list(cfg.model_aliases)) {
+      for (const auto& pair : cfg.model_aliases) {
         const auto eq = pair.find('=');
         rules->aliases[pair.substr(0, eq)] = pair.substr(eq + 1);
       }
@@ -1121,7 +1121,7 @@ child_spec router_child(std::shared_ptr<node_context> ctx, std::shared_ptr<db> s
           "troupe_llm_parse_waiting",
           "Large request bodies waiting for their client's earlier ones to be parsed");
       show_parses(st);
-      st.fallback_models = split_list(cfg.fallback_models);
+      st.fallback_models = cfg.fallback_models;
       st.has_local = !cfg.local_base_url.empty();
       st.shards = cache::shard_count(ctx->config);
       self->attach_functor([book = st.book](const caf::error&) {

@@ -39,7 +39,8 @@ namespace {
 // ---------------------------------------------------------------------------
 
 /// Where a key's value lives in node_config; one alternative per value type.
-using field_ref = std::variant<std::string*, uint32_t*, uint64_t*, double*, bool*>;
+using field_ref =
+    std::variant<std::string*, uint32_t*, uint64_t*, double*, bool*, std::vector<std::string>*>;
 using field_fn = field_ref (*)(node_config&);
 
 template <auto section, auto member>
@@ -102,6 +103,11 @@ constexpr key_spec secret(key_name name, text_check check, std::string_view doc)
 }
 constexpr key_spec boolean(key_name name, std::string_view doc) {
   return key_spec{name, {}, {}, nullptr, false, doc};
+}
+/// A list of strings (a TOML array; in env and flags, comma-separated);
+/// `check` applies to each item.
+constexpr key_spec list(key_name name, text_check check, std::string_view doc) {
+  return key_spec{name, {}, {}, check, false, doc};
 }
 
 bool is_name_char(char c) {
@@ -213,25 +219,25 @@ std::optional<std::string> check_token_or_empty(std::string_view token) {
   return token.empty() ? std::nullopt : check_token(token);
 }
 
-// "alias=model,alias=model": both sides non-empty.
-std::optional<std::string> check_aliases(std::string_view text) {
-  for (const auto& pair : split_list(text)) {
-    const auto eq = pair.find('=');
-    if (eq == 0 || eq == std::string::npos || eq + 1 == pair.size()) {
-      return "expected alias=model pairs separated by commas (got " + quoted_text(pair) + ")";
-    }
+// One "alias=model": both sides non-empty.
+std::optional<std::string> check_alias(std::string_view pair) {
+  const auto eq = pair.find('=');
+  if (eq == 0 || eq == std::string::npos || eq + 1 == pair.size()) {
+    return "expected \"alias=model\" (got " + quoted_text(pair) + ")";
   }
   return std::nullopt;
 }
 
-// "/a,/b": comma-separated absolute paths (or none).
-std::optional<std::string> check_absolute_list(std::string_view text) {
-  for (const auto& item : split_list(text)) {
-    if (item.front() != '/') {
-      return "expected absolute directories separated by commas (got " + quoted_text(item) + ")";
-    }
+std::optional<std::string> check_absolute(std::string_view path) {
+  if (path.empty() || path.front() != '/') {
+    return "expected an absolute directory (got " + quoted_text(path) + ")";
   }
   return std::nullopt;
+}
+
+std::optional<std::string> check_model(std::string_view model) {
+  return model.empty() ? std::optional<std::string>("a model name must not be empty")
+                       : std::nullopt;
 }
 
 std::optional<std::string> check_regex(std::string_view text) {
@@ -296,7 +302,7 @@ constexpr std::array key_table{
     number(TROUPE_KEY(cache, deps_max), between(1, 65536), "dependency records per entry"),
     text(TROUPE_KEY(cache, shard_policy), "normal idle", nullptr,
          "scheduling of the shard threads"),
-    text(TROUPE_KEY(cache, dependency_roots), {}, check_absolute_list,
+    list(TROUPE_KEY(cache, dependency_roots), check_absolute,
          "directories dependencies must lie in"),
     number(TROUPE_KEY(llm, io_threads), between(1, 64), "Asio threads for upstream HTTP"),
     number(TROUPE_KEY(llm, timeout_ms), between(1, hour_ms), "upstream attempt timeout"),
@@ -305,11 +311,11 @@ constexpr std::array key_table{
     number(TROUPE_KEY(llm, retry_backoff_max_ms), between(1, hour_ms), "retry delay cap"),
     number(TROUPE_KEY(llm, retry_after_max_ms), between(0, hour_ms), "longest retry-after waited"),
     number(TROUPE_KEY(llm, connections_max), between(1, 100'000), "calls in flight per upstream"),
-    text(TROUPE_KEY(llm, fallback_models), {}, nullptr, "models tried after the asked one"),
+    list(TROUPE_KEY(llm, fallback_models), check_model, "models tried after the asked one"),
     text(TROUPE_KEY(llm, local_base_url), {}, check_url_or_empty, "OpenAI-compatible fallback"),
     text(TROUPE_KEY(llm, local_model), {}, check_not_empty, "model sent to the local fallback"),
     boolean(TROUPE_KEY(llm, stale_fallback), "serve a stale cached answer as last resort"),
-    text(TROUPE_KEY(llm, model_aliases), {}, check_aliases, "alias=model pairs"),
+    list(TROUPE_KEY(llm, model_aliases), check_alias, "\"alias=model\" items"),
     boolean(TROUPE_KEY(llm, cache_enabled), "response cache on /v1/messages"),
     boolean(TROUPE_KEY(llm, cache_sampled), "cache temperature > 0 requests too"),
     number(TROUPE_KEY(llm, cache_ttl_s), between(1, 365 * 86400), "cached answer lifetime"),
@@ -369,7 +375,7 @@ constexpr size_t config_file_bytes_max = 1u << 20;
 // Values: a source's value before it is checked against its key.
 // ---------------------------------------------------------------------------
 
-using raw_value = std::variant<std::string, int64_t, double, bool>;
+using raw_value = std::variant<std::string, int64_t, double, bool, std::vector<std::string>>;
 
 template <class... fs>
 struct overloaded : fs... {
@@ -400,19 +406,27 @@ std::string format_raw(const raw_value& raw) {
                         [](int64_t v) { return std::to_string(v); },
                         [](double v) { return format_double(v); },
                         [](bool v) { return std::string(v ? "true" : "false"); },
+                        [](const std::vector<std::string>& v) {
+                          std::string out = "[";
+                          for (const auto& item : v) {
+                            out += (out.size() > 1 ? ", \"" : "\"") + item + "\"";
+                          }
+                          return out + "]";
+                        },
                     },
                     raw);
 }
 
 std::string_view raw_type_name(const raw_value& raw) {
-  constexpr std::array<std::string_view, 4> names{"a string", "an integer", "a float", "a boolean"};
+  constexpr std::array<std::string_view, 5> names{"a string", "an integer", "a float", "a boolean",
+                                                  "an array of strings"};
   return names[raw.index()];
 }
 
 /// What a key's field holds, as "expected X" says it.
 std::string_view kind_name(field_ref field) {
-  constexpr std::array<std::string_view, 5> names{"a string", "an integer", "an integer",
-                                                  "a number", "a boolean"};
+  constexpr std::array<std::string_view, 6> names{
+      "a string", "an integer", "an integer", "a number", "a boolean", "an array of strings"};
   return names[field.index()];
 }
 
@@ -424,6 +438,7 @@ raw_value raw_of(field_ref field) {
                         [](uint64_t* f) { return raw_value{static_cast<int64_t>(*f)}; },
                         [](double* f) { return raw_value{*f}; },
                         [](bool* f) { return raw_value{*f}; },
+                        [](std::vector<std::string>* f) { return raw_value{*f}; },
                     },
                     field);
 }
@@ -519,6 +534,29 @@ std::optional<std::string> assign_string(const key_spec& spec, const raw_value& 
   return std::nullopt;
 }
 
+/// A list: an array of strings, or (for configs written before lists were
+/// arrays) one string of comma-separated items. Each item is checked.
+std::optional<std::string> assign_list(const key_spec& spec, const raw_value& raw,
+                                       std::vector<std::string>* field) {
+  std::vector<std::string> items;
+  if (const auto* array = std::get_if<std::vector<std::string>>(&raw)) {
+    items = *array;
+  } else if (const auto* text = std::get_if<std::string>(&raw)) {
+    items = split_list(*text);
+  } else {
+    return mismatch(field, raw);
+  }
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (spec.check != nullptr) {
+      if (auto problem = spec.check(items[i])) {
+        return "item " + std::to_string(i + 1) + ": " + *problem;
+      }
+    }
+  }
+  *field = std::move(items);
+  return std::nullopt;
+}
+
 /// Checks `raw` against the key's type and rules and stores it; the reason
 /// it was refused otherwise.
 std::optional<std::string> assign(const key_spec& spec, const raw_value& raw, node_config& config) {
@@ -535,6 +573,7 @@ std::optional<std::string> assign(const key_spec& spec, const raw_value& raw, no
                           *f = *value;
                           return std::nullopt;
                         },
+                        [&](std::vector<std::string>* f) { return assign_list(spec, raw, f); },
                     },
                     spec.name.field(config));
 }
@@ -573,13 +612,17 @@ std::optional<raw_value> parse_text(field_ref field, std::string_view text) {
                           }
                           return std::nullopt;
                         },
+                        [&](std::vector<std::string>*) {
+                          return std::optional(raw_value{split_list(text)});
+                        },
                     },
                     field);
 }
 
 std::string parse_text_problem(field_ref field, std::string_view text) {
-  constexpr std::array<std::string_view, 5> names{"", "an unsigned integer", "an unsigned integer",
-                                                  "a number", "a boolean (true or false)"};
+  constexpr std::array<std::string_view, 6> names{"",         "an unsigned integer",
+                                                  "an unsigned integer",
+                                                  "a number", "a boolean (true or false)", ""};
   return "not " + std::string(names[field.index()]) + ": " + quoted_text(text);
 }
 
@@ -843,6 +886,16 @@ std::optional<raw_value> raw_of_toml(const toml::node& node) {
       return raw_value{node.as_floating_point()->get()};
     case toml::node_type::boolean:
       return raw_value{node.as_boolean()->get()};
+    case toml::node_type::array: {
+      std::vector<std::string> items;
+      for (const auto& item : *node.as_array()) {
+        if (!item.is_string()) {
+          return std::nullopt;  // "expected an array of strings, got an array"
+        }
+        items.push_back(item.as_string()->get());
+      }
+      return raw_value{std::move(items)};
+    }
     default:
       return std::nullopt;
   }

@@ -138,11 +138,11 @@ struct cache_section {
   /// Scheduling of the shards' threads: "normal", or "idle" (SCHED_IDLE:
   /// their disk reads and hashing only use CPU no other thread wants).
   std::string shard_policy = "normal";
-  /// Comma-separated absolute directories a dependency path must lie in
-  /// (symlinks resolved); empty: the node's working directory and its data
-  /// dir. The node reads what a dependency names, so it must not name any
-  /// file the node can read.
-  std::string dependency_roots;
+  /// Absolute directories a dependency path must lie in (symlinks
+  /// resolved); empty: the node's working directory and its data dir. The
+  /// node reads what a dependency names, so it must not name any file the
+  /// node can read.
+  std::vector<std::string> dependency_roots;
 };
 
 /// How cache.memory_budget_bytes is spent, so that the node's memory stays
@@ -183,17 +183,17 @@ struct llm_section {
   uint32_t retry_after_max_ms = 20000;
   /// Calls in flight, and so connections open, per upstream; more wait.
   uint32_t connections_max = 256;
-  /// Comma-separated models tried, in order, on the same upstream after the
-  /// asked model failed (overloaded, breaker open, retries spent).
-  std::string fallback_models;
+  /// Models tried, in order, on the same upstream after the asked model
+  /// failed (overloaded, breaker open, retries spent).
+  std::vector<std::string> fallback_models;
   /// OpenAI-compatible server (llama.cpp, Ollama) tried after the models;
   /// empty: none. `local_model` is the model name it is sent.
   std::string local_base_url;
   std::string local_model = "local";
   /// Serve a stale cached answer (marked so) when every upstream failed.
   bool stale_fallback = true;
-  /// Comma-separated alias=model pairs, e.g. "fast=claude-haiku-4-5".
-  std::string model_aliases;
+  /// "alias=model" items, e.g. ["fast=claude-haiku-4-5"].
+  std::vector<std::string> model_aliases;
   /// Response cache on /v1/messages.
   bool cache_enabled = true;
   /// Also cache requests with temperature > 0: a cached answer is a valid

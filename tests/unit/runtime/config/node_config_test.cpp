@@ -389,3 +389,41 @@ TEST_CASE("TROUPE_* variables that are no config key are named, with a hint", "[
         "ignored: no config section 'GATWAY' (did you mean TROUPE_GATEWAY_LISTEN?)");
   CHECK(ignored["TROUPE_PTY_VAR"] == "ignored: no config section 'PTY'");
 }
+
+TEST_CASE("list keys are TOML arrays, comma-separated in env and flags", "[config]") {
+  temp_dir dir;
+  const auto path = dir.write("node.toml", R"([llm]
+fallback_models = ["claude-backup", "claude-haiku-4-5"]
+model_aliases = ["fast=claude-haiku-4-5", "smart=claude-sonnet-4-5"]
+[cache]
+dependency_roots = []
+)");
+  auto config = load_ok({path, {}, {}});
+  CHECK(config.llm.fallback_models ==
+        std::vector<std::string>{"claude-backup", "claude-haiku-4-5"});
+  CHECK(config.llm.model_aliases.size() == 2);
+  CHECK(config.cache.dependency_roots.empty());
+  // The environment beats the file; its lists are comma-separated.
+  config = load_ok({path, {{"TROUPE_LLM_FALLBACK_MODELS", "a, b"}}, {}});
+  CHECK(config.llm.fallback_models == std::vector<std::string>{"a", "b"});
+  // A file written when lists were strings still loads.
+  const auto old = dir.write("old.toml", "[llm]\nmodel_aliases = \"fast=m1, slow=m2\"\n");
+  CHECK(load_ok({old, {}, {}}).llm.model_aliases ==
+        std::vector<std::string>{"fast=m1", "slow=m2"});
+  // What describe() prints reads back as the same value.
+  CHECK_THAT(troupe::describe(config),
+             Contains("llm.fallback_models = [\"a\", \"b\"]\n"));
+}
+
+TEST_CASE("list items are checked one by one, the bad one named", "[config]") {
+  CHECK_THAT(file_error("[llm]\nmodel_aliases = [\"fast=m\", \"nope\"]\n"),
+             Contains("item 2: expected \"alias=model\" (got 'nope')"));
+  CHECK_THAT(file_error("[cache]\ndependency_roots = [\"/srv\", \"relative\"]\n"),
+             Contains("item 2: expected an absolute directory"));
+  CHECK_THAT(file_error("[llm]\nfallback_models = [\"m\", 3]\n"),
+             Contains("expected an array of strings, got an array"));
+  CHECK_THAT(file_error("[llm]\nfallback_models = 3\n"),
+             Contains("expected an array of strings, got an integer"));
+  CHECK_THAT(load_error({std::nullopt, {{"TROUPE_LLM_MODEL_ALIASES", "=x"}}, {}}),
+             Contains("item 1"));
+}
