@@ -20,7 +20,7 @@
 #include <thread>
 #include <vector>
 
-#include "actors/gateway/http_client.hpp"
+#include "client/http_client.hpp"
 #include "bench/bench_util.hpp"
 #include "tests/integration/node_process.hpp"
 

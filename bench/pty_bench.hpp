@@ -26,8 +26,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "actors/gateway/http_client.hpp"
-#include "actors/gateway/ws_client.hpp"
+#include "client/http_client.hpp"
+#include "client/ws_client.hpp"
 #include "actors/pty/pty_process.hpp"
 #include "tests/integration/node_process.hpp"
 

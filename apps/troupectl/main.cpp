@@ -41,8 +41,8 @@
 #include <termios.h>
 #include <unistd.h>
 
-#include "actors/gateway/http_client.hpp"
-#include "actors/gateway/ws_client.hpp"
+#include "client/http_client.hpp"
+#include "client/ws_client.hpp"
 #include "runtime/error.hpp"
 
 namespace troupe {

@@ -11,7 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "actors/gateway/http_client.hpp"
+#include "client/http_client.hpp"
 #include "storage/db.hpp"
 #include "tests/integration/node_process.hpp"
 #include "tests/support/wait.hpp"

@@ -19,7 +19,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "actors/gateway/http_client.hpp"
+#include "client/http_client.hpp"
 #include "tests/integration/node_process.hpp"
 #include "tests/support/wait.hpp"
 

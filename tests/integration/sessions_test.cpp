@@ -14,8 +14,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "actors/gateway/http_client.hpp"
-#include "actors/gateway/ws_client.hpp"
+#include "client/http_client.hpp"
+#include "client/ws_client.hpp"
 #include "tests/integration/node_process.hpp"
 #include "tests/support/wait.hpp"
 

@@ -1,6 +1,6 @@
-#include "actors/gateway/http_client.hpp"
+#include "client/http_client.hpp"
 
-#include "actors/gateway/client_common.hpp"
+#include "client/client_common.hpp"
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>

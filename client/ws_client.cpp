@@ -1,6 +1,6 @@
-#include "actors/gateway/ws_client.hpp"
+#include "client/ws_client.hpp"
 
-#include "actors/gateway/client_common.hpp"
+#include "client/client_common.hpp"
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>

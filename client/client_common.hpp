@@ -16,7 +16,7 @@
 #include <string>
 #include <string_view>
 
-#include "actors/gateway/http_client.hpp"
+#include "client/http_client.hpp"
 #include "runtime/error.hpp"
 
 namespace troupe::client_detail {
