@@ -78,7 +78,8 @@ envelope error_of(errc code, std::string message) {
 
 /// Forgets ended sessions that have left the tree.
 void prune_ended(manager_state& st) {
-  std::erase_if(st.ended, [&](const std::string& id) { return !st.ctx->registry.find(live_path(id)); });
+  std::erase_if(st.ended,
+                [&](const std::string& id) { return !st.ctx->registry.find(live_path(id)); });
 }
 
 std::string new_id(manager_state& st) {
@@ -116,8 +117,12 @@ std::optional<error> check_spec(const session_spec& spec) {
 
 /// A session's description as stored (JSON, as POST /v1/sessions takes it).
 json describe(const session_spec& s) {
-  return json{{"command", s.command}, {"cwd", s.cwd},   {"env", s.env},
-              {"cols", s.cols},       {"rows", s.rows}, {"name", s.name},
+  return json{{"command", s.command},
+              {"cwd", s.cwd},
+              {"env", s.env},
+              {"cols", s.cols},
+              {"rows", s.rows},
+              {"name", s.name},
               {"persistent", s.persistent}};
 }
 
@@ -128,8 +133,8 @@ expected<session_spec> read_description(const std::string& stored) {
     return make_error(errc::bad_body, "not a JSON object");
   }
   const auto bytes = json::to_msgpack(doc);
-  auto spec = decode<session_spec>(std::string_view(reinterpret_cast<const char*>(bytes.data()),
-                                                    bytes.size()));
+  auto spec = decode<session_spec>(
+      std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
   if (!spec) {
     return spec;
   }
@@ -194,6 +199,22 @@ void forget_stored(manager_state& st, const std::string& id) {
   }
 }
 
+/// Asks the incarnation running now, and only it: if it goes down first,
+/// the answer is an error at once. (An `asker` would retry through the
+/// supervisor, which holds the request until the restart, seconds later:
+/// wrong for a report of how the session is now.)
+void ask_now(manager_actor* self, const caf::actor& incarnation, const char* type,
+             std::function<void(envelope)> done) {
+  self->request(incarnation, session_timeout, std::string(type), encode(empty_body{}), uint64_t{0},
+                std::string{})
+      .then([done](std::string& t, std::string& body, uint64_t id,
+                   std::string& reply_to) { done(from_fields(t, body, id, reply_to)); },
+            [done, type](caf::error& e) {
+              done(error_of(errc::unavailable,
+                            std::string(type) + ": the session went down: " + to_string(e)));
+            });
+}
+
 /// The session's report: its own while it runs, else what the manager holds.
 void report(manager_actor* self, const std::string& id, std::function<void(session_info)> done) {
   auto& st = self->state;
@@ -201,17 +222,16 @@ void report(manager_actor* self, const std::string& id, std::function<void(sessi
   if (!running(route)) {
     return done(info_held(id, held_of(st, id), state_name(route)));
   }
-  st.requests.ask(self, live_path(id), make_envelope(info_type, empty_body{}), session_timeout,
-                  [self, id, done](envelope reply) {
-                    if (!reply.is_error()) {
-                      if (auto info = decode<session_info>(reply.body)) {
-                        return done(std::move(*info));
-                      }
-                    }
-                    // It went down meanwhile.
-                    auto& s = self->state;
-                    done(info_held(id, held_of(s, id), state_name(s.ctx->registry.find(live_path(id)))));
-                  });
+  ask_now(self, route->current, info_type, [self, id, done](envelope reply) {
+    if (!reply.is_error()) {
+      if (auto info = decode<session_info>(reply.body)) {
+        return done(std::move(*info));
+      }
+    }
+    // It went down meanwhile.
+    auto& s = self->state;
+    done(info_held(id, held_of(s, id), state_name(s.ctx->registry.find(live_path(id)))));
+  });
 }
 
 /// Starts the session's actor under sessions/live; `done` gets nullopt or why not.
@@ -245,6 +265,16 @@ void launch(manager_actor* self, const std::string& id, const session_spec& spec
           });
 }
 
+/// Sessions the node holds: those in the tree, and those only the manager
+/// holds (ended by their shell, kept for GET).
+size_t session_count(const manager_state& st) {
+  size_t n = 0;
+  for (const auto& child : st.ctx->registry.children("sessions/live")) {
+    n += st.held.contains(child.path.substr(live_prefix.size())) ? 0 : 1;
+  }
+  return n + st.held.size();
+}
+
 void create(manager_actor* self, std::string_view body, const done_fn& done) {
   auto& st = self->state;
   auto spec = decode<session_spec>(body);
@@ -255,7 +285,7 @@ void create(manager_actor* self, std::string_view body, const done_fn& done) {
     return done(make_error_envelope(*bad));
   }
   prune_ended(st);
-  if (st.ctx->registry.children("sessions/live").size() + st.held.size() >= sessions_max) {
+  if (session_count(st) >= sessions_max) {
     return done(error_of(errc::conflict, "this node holds its maximum of sessions"));
   }
   // The shell starts now: a node out of PTYs or file descriptors answers 503
@@ -269,7 +299,8 @@ void create(manager_actor* self, std::string_view body, const done_fn& done) {
   const auto id = new_id(st);
   if (spec->persistent && st.store) {
     if (auto put = st.store->put(column::sessions, "desc/" + id, describe(*spec).dump()); !put) {
-      return done(error_of(errc::unavailable, "the session could not be stored: " + put.err().message));
+      return done(
+          error_of(errc::unavailable, "the session could not be stored: " + put.err().message));
     }
   }
   session_snapshot initial;
@@ -351,8 +382,9 @@ void end_session(manager_actor* self, const std::string& id, const done_fn& done
   auto ended = reply_of(end_type, session_ended{id});
   if (auto waiting = st.attaching.extract(id); !waiting.empty()) {
     for (auto& [promise, msg] : waiting.mapped()) {
-      deliver(promise, make_error_envelope(make_error(errc::not_found, "session '" + id + "' ended"),
-                                           msg.correlation_id));
+      deliver(promise,
+              make_error_envelope(make_error(errc::not_found, "session '" + id + "' ended"),
+                                  msg.correlation_id));
     }
   }
   if (running(route)) {
@@ -380,14 +412,13 @@ void document(manager_actor* self, const char* type, const std::string& id, cons
   auto& st = self->state;
   auto route = st.ctx->registry.find(live_path(id));
   if (running(route)) {
-    st.requests.ask(self, live_path(id), make_envelope(type, empty_body{}), session_timeout,
-                    [done](envelope reply) { done(std::move(reply)); });
+    ask_now(self, route->current, type, [done](envelope reply) { done(std::move(reply)); });
     return;
   }
   const auto* s = held_of(st, id);
   if (s == nullptr) {
     return done(error_of(errc::unavailable, "session '" + id + "' is " + state_name(route) +
-                                                 " and its output is not held"));
+                                                " and its output is not held"));
   }
   if (std::string_view(type) == scrollback_type) {
     return done(reply_of(type, raw_document{"application/octet-stream", s->output}));
@@ -443,9 +474,9 @@ void attach(manager_actor* self, envelope msg, caf::response_promise promise) {
   prune_ended(st);
   auto route = st.ctx->registry.find(live_path(req->id));
   if (st.ended.contains(req->id) || !route) {
-    return deliver(promise, make_error_envelope(make_error(errc::not_found,
-                                                           "no session '" + req->id + "'"),
-                                                msg.correlation_id));
+    return deliver(promise,
+                   make_error_envelope(make_error(errc::not_found, "no session '" + req->id + "'"),
+                                       msg.correlation_id));
   }
   if (running(route)) {
     return delegate(promise, route->current, std::move(msg));
@@ -453,18 +484,18 @@ void attach(manager_actor* self, envelope msg, caf::response_promise promise) {
   if (route->state == actor_state::restarting || route->state == actor_state::starting) {
     auto& waiting = st.attaching[req->id];
     if (waiting.size() >= attaching_max) {
-      return deliver(promise, make_error_envelope(make_error(errc::restarting,
-                                                             "session '" + req->id +
-                                                                 "' is restarting; try again"),
-                                                  msg.correlation_id));
+      return deliver(promise, make_error_envelope(
+                                  make_error(errc::restarting,
+                                             "session '" + req->id + "' is restarting; try again"),
+                                  msg.correlation_id));
     }
     waiting.emplace_back(std::move(promise), std::move(msg));
     return;
   }
   deliver(promise,
-          make_error_envelope(make_error(errc::unavailable, "session '" + req->id + "' is " +
-                                                                state_name(route)),
-                              msg.correlation_id));
+          make_error_envelope(
+              make_error(errc::unavailable, "session '" + req->id + "' is " + state_name(route)),
+              msg.correlation_id));
 }
 
 /// A request that names a session: known, and not deleted.
@@ -529,8 +560,9 @@ void on_request(manager_actor* self, std::string_view type, std::string_view bod
   if (type == scrollback_type || type == cast_type) {
     return document(self, type == scrollback_type ? scrollback_type : cast_type, *id, done);
   }
-  done(error_of(errc::unknown_type, "sessions/manager does not answer '" + std::string(type) +
-                                        "' (session.create, .list, .get, .end, .scrollback, .cast)"));
+  done(error_of(errc::unknown_type,
+                "sessions/manager does not answer '" + std::string(type) +
+                    "' (session.create, .list, .get, .end, .scrollback, .cast)"));
 }
 
 }  // namespace
