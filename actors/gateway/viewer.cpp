@@ -78,7 +78,10 @@ void attached(viewer_actor* self, expected<term::attach_reply> body, caf::actor 
   }
   if (!body) {
     if (s.attached_once) {
-      s.socket->close("the session ended");
+      // Gone for good, or not reachable again: say which.
+      s.socket->close(body.err().code == errc::not_found
+                          ? "the session ended"
+                          : "lost the session: " + body.err().message);
     } else {
       s.socket->refused(body.err());
     }

@@ -7,7 +7,9 @@
 namespace troupe::llm {
 
 actor_sink::~actor_sink() {
-  send(http_msg::dropped_type, encode(empty_body{}));
+  if (!done_.load(std::memory_order_acquire)) {
+    send(http_msg::dropped_type, encode(empty_body{}));
+  }
 }
 
 void actor_sink::send(const char* type, std::string body) {
@@ -15,6 +17,7 @@ void actor_sink::send(const char* type, std::string body) {
 }
 
 void actor_sink::reply(int status, http_headers headers, std::string body) {
+  done_.store(true, std::memory_order_release);
   send(http_msg::reply_type,
        encode(http_msg::reply{status, http_msg::to_fields(std::move(headers)), std::move(body)}));
 }
@@ -29,6 +32,7 @@ void actor_sink::stream(std::string chunk) {
 }
 
 void actor_sink::end_stream() {
+  done_.store(true, std::memory_order_release);
   send(http_msg::end_type, encode(empty_body{}));
 }
 

@@ -18,8 +18,8 @@ namespace troupe::llm {
 class actor_sink : public exchange_sink {
  public:
   explicit actor_sink(caf::actor to) : to_(std::move(to)) {}
-  /// Let go of: the requester hears `http.dropped` (and answers 500 if
-  /// nothing was answered).
+  /// Let go of before the answer ended: the requester hears `http.dropped`
+  /// (and answers 500 if nothing was answered, or ends the stream).
   ~actor_sink() override;
   actor_sink(const actor_sink&) = delete;
   actor_sink& operator=(const actor_sink&) = delete;
@@ -39,6 +39,8 @@ class actor_sink : public exchange_sink {
 
   caf::actor to_;
   std::atomic<bool> gone_{false};
+  /// A whole reply or a stream's end went out: nothing to drop.
+  std::atomic<bool> done_{false};
 };
 
 }  // namespace troupe::llm

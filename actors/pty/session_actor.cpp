@@ -194,9 +194,9 @@ struct session_state {
   std::optional<screen_state> screen;
   clock::time_point last_activity = clock::now();
   session_phase phase = session_phase::starting;
-  std::shared_ptr<pty_process> first;
-  std::unique_ptr<pty_process> owned;
-  pty_process* proc = nullptr;
+  /// The shell: the one the manager started (first incarnation) or one of
+  /// its own; null once it ended.
+  std::shared_ptr<pty_process> proc;
   std::shared_ptr<pty_reader> reader;
   int reap_tries = 0;
   /// Input the PTY did not take yet (its buffer was full).
@@ -397,9 +397,7 @@ void finish(session_actor* self, int status) {
   auto& st = self->state;
   st.exit_status = status;
   stop_reading(self);
-  st.owned.reset();
-  st.first.reset();
-  st.proc = nullptr;
+  st.proc.reset();
   const bool done = st.ending || status == 0;
   st.tell_viewers(term::control_type,
                   encode(term::control_msg{
@@ -499,9 +497,7 @@ void on_output(session_actor* self, std::string bytes) {
 
 void start_shell(session_actor* self) {
   auto& st = self->state;
-  if (st.first) {
-    st.proc = st.first.get();
-  } else {
+  if (!st.proc) {
     auto spawned = pty_process::spawn(spawn_options{
         st.spec.command, st.spec.cwd, st.spec.env, static_cast<uint16_t>(st.spec.cols),
         static_cast<uint16_t>(st.spec.rows)});
@@ -514,8 +510,7 @@ void start_shell(session_actor* self) {
       self->quit(caf::make_error(caf::sec::runtime_error, spawned.err().message));
       return;
     }
-    st.owned = std::move(*spawned);
-    st.proc = st.owned.get();
+    st.proc = std::move(*spawned);
   }
   st.phase = session_phase::running;
   st.exit_status.reset();
@@ -706,7 +701,7 @@ caf::behavior session_behavior(session_actor* self, std::shared_ptr<node_context
   st.ctx = std::move(ctx);
   st.id = std::move(id);
   st.spec = std::move(spec);
-  st.first = std::move(first);
+  st.proc = std::move(first);
   st.writer = std::move(writer);
   st.io = &io;
   st.log = logger("sessions");
@@ -723,9 +718,7 @@ caf::behavior session_behavior(session_actor* self, std::shared_ptr<node_context
       s.proc->signal_group(SIGKILL);
       s.proc->reap();
     }
-    s.owned.reset();
-    s.first.reset();
-    s.proc = nullptr;
+    s.proc.reset();
     hand_off(self);
     self->quit(msg.reason);
   });

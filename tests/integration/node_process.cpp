@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -250,6 +251,33 @@ int connect_loopback(const std::string& url) {
     return -1;
   }
   return fd;
+}
+
+std::string read_until(int fd, const std::string& until) {
+  std::string seen;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  char buf[4096];
+  while ((until.empty() || seen.find(until) == std::string::npos) &&
+         std::chrono::steady_clock::now() < deadline) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 100) <= 0) {
+      continue;
+    }
+    const auto n = ::read(fd, buf, sizeof buf);
+    if (n <= 0) {
+      break;
+    }
+    seen.append(buf, static_cast<size_t>(n));
+  }
+  return seen;
+}
+
+size_t count_of(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) {
+    ++n;
+  }
+  return n;
 }
 
 std::string node_binary() {

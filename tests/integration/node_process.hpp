@@ -124,6 +124,13 @@ class mock_upstream_process {
 /// closes it.
 [[nodiscard]] int connect_loopback(const std::string& url);
 
+/// Reads from `fd` until what was read contains `until` (empty: until the
+/// peer closes), the peer closes, or 5 s pass; returns what was read.
+[[nodiscard]] std::string read_until(int fd, const std::string& until = {});
+
+/// How often `what` occurs in `text` (overlaps counted).
+[[nodiscard]] size_t count_of(const std::string& text, const std::string& what);
+
 /// Paths of the binaries under test (set by CMake).
 [[nodiscard]] std::string node_binary();
 [[nodiscard]] std::string troupectl_binary();

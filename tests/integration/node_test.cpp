@@ -60,30 +60,9 @@ std::string raw_exchange(const node_process& node, const std::string& bytes) {
   const int fd = connect_loopback(node.url());
   REQUIRE(fd >= 0);
   REQUIRE(send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(bytes.size()));
-  std::string answer;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-  char buf[4096];
-  while (std::chrono::steady_clock::now() < deadline) {
-    pollfd p{fd, POLLIN, 0};
-    if (poll(&p, 1, 100) <= 0) {
-      continue;
-    }
-    const auto n = read(fd, buf, sizeof buf);
-    if (n <= 0) {
-      break;
-    }
-    answer.append(buf, static_cast<size_t>(n));
-  }
+  auto answer = read_until(fd);
   close(fd);
   return answer;
-}
-
-size_t count_of(const std::string& text, const std::string& what) {
-  size_t n = 0;
-  for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) {
-    ++n;
-  }
-  return n;
 }
 
 node_process::options chaos_on() {
@@ -242,33 +221,15 @@ TEST_CASE("Expect: 100-continue is answered before the body is sent") {
   REQUIRE(node.started());
   const int fd = connect_loopback(node.url());
   REQUIRE(fd >= 0);
-  // Reads what the node sends until `until` is in it (or 5 s pass).
-  auto read_until = [fd](const std::string& until) {
-    std::string seen;
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-    char buf[4096];
-    while (seen.find(until) == std::string::npos && std::chrono::steady_clock::now() < deadline) {
-      pollfd p{fd, POLLIN, 0};
-      if (poll(&p, 1, 100) <= 0) {
-        continue;
-      }
-      const auto n = read(fd, buf, sizeof buf);
-      if (n <= 0) {
-        break;
-      }
-      seen.append(buf, static_cast<size_t>(n));
-    }
-    return seen;
-  };
   const std::string body = R"({"type":"sys.echo","body":{"text":"after continue"}})";
   const std::string head = "POST /v1/actors/sys/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
                            node.token() + "\r\nContent-Type: application/json\r\nContent-Length: " +
                            std::to_string(body.size()) + "\r\nExpect: 100-continue\r\n\r\n";
   REQUIRE(send(fd, head.data(), head.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(head.size()));
   // Only the head has gone: the node answers 100 before it gets any body.
-  CHECK(read_until("\r\n\r\n").starts_with("HTTP/1.1 100 Continue\r\n"));
+  CHECK(read_until(fd, "\r\n\r\n").starts_with("HTTP/1.1 100 Continue\r\n"));
   REQUIRE(send(fd, body.data(), body.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(body.size()));
-  const auto answer = read_until("after continue");
+  const auto answer = read_until(fd, "after continue");
   CHECK(answer.starts_with("HTTP/1.1 200"));
   CHECK(answer.find("after continue") != std::string::npos);
   close(fd);

@@ -195,18 +195,6 @@ TEST_CASE("sessions: a real shell, its scrollback, kill -9 brings it back with t
   CHECK(wait_until([&] { return ::kill(pid, 0) != 0; }));
 }
 
-namespace {
-
-size_t count_of(const std::string& text, const std::string& what) {
-  size_t n = 0;
-  for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) {
-    ++n;
-  }
-  return n;
-}
-
-}  // namespace
-
 TEST_CASE("sessions: a viewer stays attached across a restart and gets each byte once") {
   node_fixture n;
   const auto id = n.create({{"command", {"/bin/sh", "-c", "echo marker-$((40+2)); exec cat"}}});

@@ -7,7 +7,9 @@
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
+#include <utility>
 
 #include <caf/all.hpp>
 #include <caf/scheduler/test_coordinator.hpp>
@@ -43,13 +45,17 @@ class deterministic_system {
     run();
   }
 
-  /// Requests `msg` of `to` and returns its answer (an `error` envelope when
-  /// none came: the actor kept the request without answering).
+  /// Requests `msg` of `to` and returns its answer: everything runs first,
+  /// so an answer that is not in the test actor's mailbox then never comes
+  /// (the actor kept the request): that is an `error` envelope, not a hang.
   envelope call(const caf::actor& to, envelope msg) {
     auto handle = self_->request(to, caf::infinite, std::move(msg.type), std::move(msg.body),
                                  msg.correlation_id, std::move(msg.reply_to));
     run();
-    envelope out = make_error_envelope(make_error(errc::timeout, "no answer"));
+    envelope out = make_error_envelope(make_error(errc::timeout, "no answer: the request is kept"));
+    if (!has_mail()) {
+      return out;
+    }
     handle.receive(
         [&](std::string& type, std::string& body, uint64_t id, std::string& reply_to) {
           out = from_fields(type, body, id, reply_to);
@@ -57,6 +63,23 @@ class deterministic_system {
         [&](caf::error& err) {
           out = make_error_envelope(make_error(errc::internal, to_string(err)));
         });
+    return out;
+  }
+
+  /// The next message waiting for the test actor, as an envelope, and
+  /// whether it came as a request; nullopt when none (or no envelope) waits.
+  std::optional<std::pair<envelope, bool>> take_mail() {
+    if (!has_mail()) {
+      return std::nullopt;
+    }
+    std::optional<std::pair<envelope, bool>> out;
+    self_->receive(
+        [&](std::string& type, std::string& body, uint64_t id, std::string& reply_to) {
+          out.emplace(from_fields(type, body, id, reply_to),
+                      self_->current_mailbox_element()->mid.is_request());
+        },
+        // Anything else stays where it is: nullopt, not a hang.
+        caf::after(std::chrono::seconds(0)) >> [] {});
     return out;
   }
 

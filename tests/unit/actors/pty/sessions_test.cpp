@@ -129,7 +129,15 @@ TEST_CASE("sessions manager: an attach waits for the restart and goes to the nex
   // then receives the waiting attach, its body and sender unchanged.
   auto resumed = f.ask(resume_type, session_id{"s-0000000a"});
   CHECK(resumed.type == std::string(resume_type) + ".reply");
-  REQUIRE(f.sys.has_mail());
+  auto forwarded = f.sys.take_mail();
+  REQUIRE(forwarded);
+  CHECK(forwarded->second);  // still a request: the session answers the viewer
+  REQUIRE(forwarded->first.type == term::attach_type);
+  auto body = decode<term::attach_request>(forwarded->first.body);
+  REQUIRE(body);
+  CHECK(body->id == "s-0000000a");
+  CHECK(body->resume);
+  CHECK(body->from == 1234);
 }
 
 TEST_CASE("sessions manager: an ended session neither resumes nor takes viewers") {
