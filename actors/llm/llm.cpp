@@ -9,20 +9,18 @@
 
 namespace troupe::llm {
 
-expected<llm_family> llm_child(std::shared_ptr<node_context> ctx, std::shared_ptr<db> store) {
+expected<child_spec> llm_child(std::shared_ptr<node_context> ctx, std::shared_ptr<db> store) {
   const auto& cfg = ctx->config;
   auto anthropic_url = parse_base_url(cfg.llm_anthropic.base_url);
   if (!anthropic_url) {
     return make_error(errc::config_invalid,
                       "llm.anthropic.base_url: " + anthropic_url.err().message);
   }
-  // The upstream threads: shared by the providers, kept by the caller.
-  auto io = std::make_shared<upstream_io>(cfg.llm.io_threads);
   const std::string& key = cfg.llm_anthropic.api_key;
   supervisor_spec spec{strategy::one_for_one, make_restart_policy(cfg.supervisor), {}, 100, 0x11a};
   spec.children.push_back(
-      provider_child(ctx, provider_spec{"anthropic", provider_kind::anthropic,
-                                        io->pool(*anthropic_url, cfg.llm.connections_max), key,
+      provider_child(ctx, provider_spec{"anthropic", provider_kind::anthropic, *anthropic_url,
+                                        cfg.llm.connections_max, cfg.llm.io_threads, key,
                                         cfg.llm_anthropic.version}));
   if (!cfg.llm.local_base_url.empty()) {
     auto local_url = parse_base_url(cfg.llm.local_base_url);
@@ -30,14 +28,11 @@ expected<llm_family> llm_child(std::shared_ptr<node_context> ctx, std::shared_pt
       return make_error(errc::config_invalid, "llm.local_base_url: " + local_url.err().message);
     }
     spec.children.push_back(
-        provider_child(ctx, provider_spec{"local",
-                                          provider_kind::openai,
-                                          io->pool(*local_url, cfg.llm.connections_max),
-                                          {},
-                                          {}}));
+        provider_child(ctx, provider_spec{"local", provider_kind::openai, *local_url,
+                                          cfg.llm.connections_max, cfg.llm.io_threads, {}, {}}));
   }
   spec.children.push_back(router_child(ctx, std::move(store)));
-  return llm_family{supervisor_child("llm", ctx, std::move(spec)), io};
+  return supervisor_child("llm", ctx, std::move(spec));
 }
 
 }  // namespace troupe::llm

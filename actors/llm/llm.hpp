@@ -8,10 +8,11 @@
 //
 // A request arrives as an `http.request` message from its requester (the
 // gateway's exchange actor, or any actor) and is answered by `http.*`
-// messages to it (runtime/node/http_exchange.hpp): the router wraps the
-// requester in an actor_sink, providers drive the upstream call on Asio
-// threads and send chunks through it as they come; actors make the
-// decisions (admit, retry, fail over, cache, book).
+// messages to it (runtime/node/http_exchange.hpp). The router owns the
+// request's state; it hands each chain step to a provider as `llm.call`
+// (actors/llm/messages.hpp), whose connection threads stream the answer to
+// the requester as it comes; actors make the decisions (admit, retry, fail
+// over, cache, book).
 
 #include <memory>
 
@@ -25,17 +26,10 @@ class db;
 
 namespace troupe::llm {
 
-struct llm_family {
-  /// The `llm` supervisor with its providers and router.
-  child_spec child;
-  /// The upstream client's threads and pools. The caller keeps this until
-  /// the actor system is gone, so no provider outlives its connections.
-  std::shared_ptr<void> resources;
-};
-
-/// The upstream client runs `llm.io_threads` threads of its own. Errors: a
-/// bad upstream URL in the config.
-[[nodiscard]] expected<llm_family> llm_child(std::shared_ptr<node_context> ctx,
+/// The `llm` supervisor with its providers and router. Each provider runs
+/// `llm.io_threads` threads of its own. Errors: a bad upstream URL in the
+/// config.
+[[nodiscard]] expected<child_spec> llm_child(std::shared_ptr<node_context> ctx,
                                              std::shared_ptr<db> store);
 
 }  // namespace troupe::llm

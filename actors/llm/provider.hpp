@@ -1,13 +1,16 @@
 #pragma once
 
-// A provider actor: one per upstream, behind its own circuit breaker. It
-// runs one chain step of a request (with retries per the upstream's answer)
-// and reports to the router; stream bytes go straight to the client's sink.
+// A provider actor: one per upstream, behind its own circuit breakers (one
+// per model). It owns its upstream connections and their threads (closed
+// when it stops), runs one chain step of a request at a time per request
+// (`llm.call`, with retries per the upstream's answer) and reports to the
+// router (`llm.done`); a stream's bytes go from the connection's thread
+// straight to the requester.
 
 #include <memory>
 #include <string>
 
-#include "actors/llm/upstream.hpp"
+#include "runtime/net/base_url.hpp"
 #include "runtime/supervisor/supervisor.hpp"
 
 namespace troupe {
@@ -27,7 +30,11 @@ struct provider_spec {
   /// Child name, also the label in metrics and X-Troupe-Upstream.
   std::string name;
   provider_kind kind = provider_kind::anthropic;
-  std::shared_ptr<upstream_pool> pool;
+  base_url url;
+  /// Calls in flight at most (llm.connections_max); more wait, in order.
+  size_t connections_max = 1;
+  /// Threads of its own for the upstream's connections (llm.io_threads).
+  uint32_t io_threads = 1;
   /// Never logged.
   std::string api_key;
   /// anthropic-version when the client sends none.

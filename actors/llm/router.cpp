@@ -4,6 +4,7 @@
 #include <cassert>
 #include <deque>
 #include <map>
+#include <set>
 #include <thread>
 #include <unordered_map>
 
@@ -13,28 +14,35 @@
 #include <caf/all.hpp>
 
 #include "actors/cache/messages.hpp"
-#include "actors/llm/actor_sink.hpp"
 #include "actors/llm/internal.hpp"
 #include "actors/llm/ledger.hpp"
 #include "actors/llm/limiter.hpp"
+#include "actors/llm/messages.hpp"
 #include "actors/llm/pauses.hpp"
+#include "actors/llm/requester.hpp"
+#include "actors/llm/sse.hpp"
 #include "runtime/actor/ask.hpp"
 #include "runtime/actor/envelope_message.hpp"
 #include "runtime/log/log.hpp"
 #include "runtime/node/json_body.hpp"
 #include "runtime/node/node_context.hpp"
+#include "runtime/protocol/codec.hpp"
 #include "storage/db.hpp"
 #include "storage/writer.hpp"
 
 namespace troupe::llm {
+
+exchange_state::~exchange_state() {
+  if (!answered && requester) {
+    send_dropped(requester);
+  }
+}
 
 namespace {
 
 using json = nlohmann::json;
 using poll_atom = caf::atom_constant<caf::atom("llmpoll")>;
 using flush_atom = caf::atom_constant<caf::atom("llmflush")>;
-/// (parsed, exchange, ok): the parse pool checked a large body.
-using parsed_atom = caf::atom_constant<caf::atom("llmparsed")>;
 
 /// How often the ledger reaches the disk at most: bookings in between are
 /// batched into one write per row.
@@ -95,7 +103,7 @@ uint64_t now_ms() {
 /// calls the upstream, the followers wait for its answer.
 struct flight {
   /// Empty once the answer landed; expired too if the leader was dropped
-  /// unanswered (an actor died holding it): then a follower takes over
+  /// unanswered (its provider died under it): then a follower takes over
   /// (recover_flights), so nobody waits on a call that will never end.
   std::weak_ptr<exchange_state> leader;
   std::vector<std::shared_ptr<exchange_state>> followers;
@@ -126,6 +134,8 @@ struct router_state {
   size_t parses_per_client = 1;
   std::unordered_map<std::string, size_t> parsing;
   std::unordered_map<std::string, std::deque<std::shared_ptr<exchange_state>>> parse_waiting;
+  /// In the parse pool, by exchange id.
+  std::unordered_map<uint64_t, std::shared_ptr<exchange_state>> being_parsed;
   size_t parses_in_pool = 0;
   size_t parses_waiting = 0;
   gauge* parse_gauge = nullptr;
@@ -168,9 +178,14 @@ struct router_state {
     return *it->second;
   }
 
-  /// The sinks of exchanges that arrived as messages, by requester, so an
-  /// `http.gone` from it reaches its exchange. Expired ones are swept.
-  std::unordered_map<caf::actor_addr, std::weak_ptr<actor_sink>> requesters;
+  /// Exchanges by requester, so an `http.gone` from it reaches its
+  /// exchange. Expired ones are swept.
+  std::unordered_map<caf::actor_addr, std::weak_ptr<exchange_state>> requesters;
+  uint64_t next_id = 1;
+  /// Requests whose call runs at a provider, by id.
+  std::unordered_map<uint64_t, std::shared_ptr<exchange_state>> calls;
+  /// Providers this router watches: one that goes down takes its calls with it.
+  std::set<caf::actor_addr> watched;
   size_t requesters_sweep_at = 1024;
   static inline const char* name = "troupe.llm.router";
 };
@@ -182,11 +197,12 @@ using router_actor = caf::stateful_actor<router_state>;
 // ---------------------------------------------------------------------------
 
 void reply(exchange_state& x, int status, http_headers headers, std::string body) {
-  if (x.answered.exchange(true)) {
+  if (x.answered) {
     return;
   }
+  x.answered = true;
   headers.emplace_back("content-type", "application/json");
-  x.sink->reply(status, std::move(headers), std::move(body));
+  send_reply(x.requester, status, std::move(headers), std::move(body));
 }
 
 void reply_error(exchange_state& x, std::string_view type, std::string_view message,
@@ -196,14 +212,15 @@ void reply_error(exchange_state& x, std::string_view type, std::string_view mess
 
 /// A complete SSE byte sequence as one streamed answer.
 void reply_stream(exchange_state& x, http_headers headers, std::string events) {
-  if (x.answered.exchange(true)) {
+  if (x.answered) {
     return;
   }
+  x.answered = true;
   headers.emplace_back("content-type", "text/event-stream");
   headers.emplace_back("cache-control", "no-cache");
-  x.sink->begin_stream(200, std::move(headers));
-  x.sink->stream(std::move(events));
-  x.sink->end_stream();
+  send_head(x.requester, 200, std::move(headers));
+  send_chunk(x.requester, std::move(events));
+  send_end(x.requester);
 }
 
 /// The message a cached value holds: 'S' + SSE events or 'M' + message JSON.
@@ -355,7 +372,9 @@ bool join_flight(router_actor* self, const std::shared_ptr<exchange_state>& x) {
     x->shared = !f.followers.empty();
     return false;
   }
-  if (f.followers.size() >= followers_max) {
+  // A leader whose client left alone is being cancelled: a new request
+  // makes its own call rather than wait on one that will not answer.
+  if (f.followers.size() >= followers_max || leader->abandoned()) {
     return false;
   }
   leader->shared = true;
@@ -492,7 +511,15 @@ void settle(router_actor* self, const exchange_state& x, const usage& u) {
   self->state.limits->settle(x.ticket_estimate, u.input_tokens, u.output_tokens, clock::now());
 }
 
-void all_failed(router_actor* self, const std::shared_ptr<exchange_state>& x, const attempt& last) {
+/// The upstream's own headers worth passing on, from a try's result.
+http_headers passthrough_of(const msg::upstream_result& r) {
+  upstream_response view;
+  view.headers = http_msg::to_headers(r.headers);
+  return passthrough_headers(view);
+}
+
+void all_failed(router_actor* self, const std::shared_ptr<exchange_state>& x,
+                const msg::call_result& last) {
   auto& st = self->state;
   if (st.ctx->config.llm.stale_fallback && st.store && !x->key.empty()) {
     auto copy = st.store->get(column::ledger, std::string(answer_prefix) + x->key, now_ms());
@@ -514,9 +541,8 @@ void all_failed(router_actor* self, const std::shared_ptr<exchange_state>& x, co
   e.counts.errors = 1;
   book(self, e);
   st.requests("error").inc();
-  if (last.response.status >= 400) {
-    return refuse(self, *x, last.response.status, passthrough_headers(last.response),
-                  last.response.body);
+  if (last.last.status >= 400) {
+    return refuse(self, *x, last.last.status, passthrough_of(last.last), last.last.body);
   }
   std::string why;
   for (const auto& failure : x->failures) {
@@ -525,12 +551,22 @@ void all_failed(router_actor* self, const std::shared_ptr<exchange_state>& x, co
   refuse_error(self, *x, "overloaded_error", "every upstream failed: " + why);
 }
 
-void on_attempt_done(router_actor* self, const std::shared_ptr<attempt>& a) {
+usage usage_from(const msg::usage_counts& c) {
+  return usage{c.input_tokens, c.output_tokens, c.cache_creation_input_tokens,
+               c.cache_read_input_tokens};
+}
+
+void on_call_done(router_actor* self, const std::shared_ptr<exchange_state>& x,
+                  msg::call_result done) {
   auto& st = self->state;
-  auto& x = a->x;
-  if (a->result == outcome::unavailable) {
-    st.log->info("{}: {}", a->step.provider, a->reason);
-    x->failures.push_back(a->step.provider + "/" + a->step.model + ": " + a->reason);
+  const auto& step = x->chain[x->step];
+  auto& r = done.last;
+  x->retries += done.retries;
+  x->answered = x->answered || r.answered;
+  const auto result = static_cast<msg::outcome>(done.outcome);
+  if (result == msg::outcome::unavailable) {
+    st.log->info("{}: {}", step.provider, done.reason);
+    x->failures.push_back(step.provider + "/" + step.model + ": " + done.reason);
     ++x->step;
     if (x->abandoned()) {
       drop_flight(self, *x);
@@ -549,14 +585,14 @@ void on_attempt_done(router_actor* self, const std::shared_ptr<attempt>& a) {
       return start_step(self, x);
     }
     settle(self, *x, {});
-    return all_failed(self, x, *a);
+    return all_failed(self, x, done);
   }
   auto e = entry_for(*x);
-  e.model = a->step.model;  // tokens are booked to the model that spent them
+  e.model = step.model;  // tokens are booked to the model that spent them
   if (x->step > 0) {
     e.counts.fallbacks = 1;
   }
-  if (a->result == outcome::refused) {
+  if (result == msg::outcome::refused) {
     // The upstream refused the request itself (an unknown model, a bad
     // field): a name it did not accept gets no row of its own.
     e.model.clear();
@@ -564,52 +600,83 @@ void on_attempt_done(router_actor* self, const std::shared_ptr<attempt>& a) {
     book(self, e);
     settle(self, *x, {});
     st.requests("refused").inc();
-    return refuse(self, *x, a->response.status, passthrough_headers(a->response), a->response.body);
+    if (r.status == 0) {
+      return refuse_error(self, *x, "invalid_request_error", done.reason);
+    }
+    return refuse(self, *x, r.status, passthrough_of(r), std::move(r.body));
   }
-  const bool count_tokens = a->path != "/v1/messages";
-  const auto upstream_label = a->step.provider + "/" + a->step.model;
+  const bool count_tokens = x->req.target.starts_with("/v1/messages/count_tokens");
+  const auto upstream_label = step.provider + "/" + step.model;
   const auto cache_label = x->mode == cache_mode::bypass ? "bypass" : "miss";
-  usage u;
-  if (a->committed) {
+  const auto u = usage_from(r.usage);
+  if (r.committed) {
     // Streamed to the client already; book it, cache it if it is whole.
-    u = a->assembler.usage();
-    if (a->assembler.complete() && !a->capture_overflow) {
-      store_answer(self, *x, cache_value('S', a->captured));
-    } else if (a->assembler.complete()) {
+    const auto& sm = r.stream;
+    if (sm.complete && !sm.overflow) {
+      store_answer(self, *x, cache_value('S', sm.captured));
+    } else if (sm.complete && !sm.message.empty()) {
       // Too long to keep, but whoever waits for it still gets the message.
-      land_flight(self, *x, cache_value('M', a->assembler.message().dump()), false);
+      land_flight(self, *x, cache_value('M', sm.message), false);
     } else {
-      const auto err = a->assembler.error();
-      const auto type = err ? err->value("type", "api_error") : std::string("api_error");
+      const auto type = sm.error_type.empty() ? std::string("api_error") : sm.error_type;
       fail_flight(self, *x, status_for(type), {{"content-type", "application/json"}},
                   error_body(type, "the shared upstream stream broke off: " +
-                                       (err ? err->value("message", "") : a->reason)));
+                                       (sm.error_type.empty() ? done.reason : sm.error_message)));
     }
   } else if (count_tokens) {
-    auto h = passthrough_headers(a->response);
+    auto h = passthrough_of(r);
     h.emplace_back(upstream_header, upstream_label);
-    reply(*x, 200, std::move(h), a->response.body);
+    reply(*x, 200, std::move(h), r.body);
   } else {
-    a->parse_body();  // once per answer: usually done on the upstream thread
-    const auto& message = a->parsed;
-    u = usage_of(message);
     // Usually answered on the upstream thread already (see provider.cpp).
-    if (!x->answered.load()) {
-      auto h = passthrough_headers(a->response);
+    if (!x->answered) {
+      auto h = passthrough_of(r);
       h.emplace_back(cache_header, cache_label);
       h.emplace_back(upstream_header, upstream_label);
       if (x->info.stream) {
-        reply_stream(*x, std::move(h), events_for_message(message));
+        reply_stream(*x, std::move(h), events_for_message(json::parse(r.body)));
       } else {
-        reply(*x, 200, std::move(h), a->response.body);
+        reply(*x, 200, std::move(h), r.body);
       }
     }
-    store_answer(self, *x, cache_value('M', a->response.body));
+    store_answer(self, *x, cache_value('M', r.body));
   }
   add_usage(e.counts, u);
   book(self, e);
   settle(self, *x, u);
   st.requests(x->step > 0 ? "fallback" : cache_label).inc();
+}
+
+/// A provider that went down took the calls it ran with it: their
+/// requesters hear them dropped (a stream already begun ends with an error
+/// event), and requests waiting on them get the same error.
+void on_provider_down(router_actor* self, const caf::actor_addr& who) {
+  auto& st = self->state;
+  st.watched.erase(who);
+  std::vector<std::shared_ptr<exchange_state>> lost;
+  for (auto it = st.calls.begin(); it != st.calls.end();) {
+    if (it->second->provider.address() == who) {
+      lost.push_back(std::move(it->second));
+      it = st.calls.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (const auto& x : lost) {
+    const auto& step = x->chain[x->step];
+    st.log->warn("{}/{} went down under a call", step.provider, step.model);
+    x->provider = nullptr;
+    settle(self, *x, {});
+    auto e = entry_for(*x);
+    e.counts.errors = 1;
+    book(self, e);
+    st.requests("error").inc();
+    fail_flight(self, *x, 500, {{"content-type", "application/json"}},
+                error_body("api_error", "the upstream call was lost: llm/" + step.provider +
+                                            " stopped under it; it is safe to retry"));
+    // Unanswered as far as the router knows: as it goes, its requester
+    // hears it dropped, and ends whatever part of the answer it got.
+  }
 }
 
 void start_step(router_actor* self, const std::shared_ptr<exchange_state>& x) {
@@ -630,22 +697,33 @@ void start_step(router_actor* self, const std::shared_ptr<exchange_state>& x) {
     st.held.emplace(*until, x);
     return arm_poll(self);
   }
-  auto a = std::make_shared<attempt>();
-  a->x = x;
-  a->reply_to = caf::actor_cast<caf::actor>(self);
-  a->step = step;
-  a->path = x->req.target.starts_with("/v1/messages/count_tokens") ? "/v1/messages/count_tokens"
-                                                                   : "/v1/messages";
-  a->stream = x->info.stream && a->path == "/v1/messages";
-  a->keep = x->cacheable;
-  a->assembler = stream_assembler(stream_assembler::stream_bytes_max_default, a->keep);
-  auto provider = st.ctx->registry.current("llm/" + a->step.provider);
+  auto provider = st.ctx->registry.current("llm/" + step.provider);
   if (!provider) {
-    a->result = outcome::unavailable;
-    a->reason = "provider '" + a->step.provider + "' is not running";
-    return on_attempt_done(self, a);
+    msg::call_result done;
+    done.id = x->id;
+    done.reason = "provider '" + step.provider + "' is not running";
+    return on_call_done(self, x, std::move(done));
   }
-  self->send(provider, call_msg{a});
+  msg::call c;
+  c.id = x->id;
+  c.model = step.model;
+  c.body_model = x->info.model;
+  c.path = x->req.target.starts_with("/v1/messages/count_tokens") ? "/v1/messages/count_tokens"
+                                                                  : "/v1/messages";
+  c.body = x->body_text;
+  c.stream = x->info.stream && c.path == "/v1/messages";
+  c.keep = x->cacheable;
+  c.version = std::string(x->req.header("anthropic-version"));
+  c.beta = std::string(x->req.header("anthropic-beta"));
+  c.cache_label = x->mode == cache_mode::bypass ? "bypass" : "miss";
+  if (st.watched.insert(provider.address()).second) {
+    self->monitor(provider);
+  }
+  x->provider = provider;
+  st.calls[x->id] = x;
+  // Sent as the requester: the provider streams the answer straight to it.
+  caf::send_as(x->requester, provider, std::string(msg::call_type), encode(c), uint64_t{0},
+               std::string{});
 }
 
 // ---------------------------------------------------------------------------
@@ -793,110 +871,149 @@ void admit(router_actor* self, const std::shared_ptr<exchange_state>& x) {
 // Arrival
 // ---------------------------------------------------------------------------
 
-/// Parses and checks what the client sent; false when it was answered.
-/// Touches nothing of the router's: the parse pool runs it too.
-bool prepare(const request_rules& rules, exchange_state& x) {
-  const auto& cfg = rules.cfg;
-  auto parsed = parse_json_body(x.req.body, json_depth_max);
-  if (!parsed) {
-    reply_error(x, "invalid_request_error", "the request " + parsed.err().message);
-    return false;
+/// No request may end the router (and every other client's request with
+/// it): what escapes a request's handling answers that request alone.
+template <class Handler>
+void guarded(router_actor* self, const std::shared_ptr<exchange_state>& x, Handler&& handle) {
+  try {
+    handle(self, x);
+  } catch (const std::exception& e) {
+    self->state.log->error("a request failed inside the router: {}", e.what());
+    self->state.requests("internal_error").inc();
+    refuse_error(self, *x, "api_error",
+                 std::string("the gateway failed on this request: ") + e.what());
   }
-  x.body = std::move(*parsed);
-  const bool count_tokens = x.req.target.starts_with("/v1/messages/count_tokens");
-  if (!x.body.is_object()) {
-    reply_error(x, "invalid_request_error", "the request body must be a JSON object");
-    return false;
+}
+
+/// A request refused before it went anywhere.
+msg::prepared refusal(std::string_view type, std::string_view message) {
+  msg::prepared p;
+  p.error_status = status_for(type);
+  p.error_body = error_body(type, message);
+  return p;
+}
+
+/// Parses and checks what the client sent (`body` is its bytes): what the
+/// router keeps of it, or the error answer. Touches nothing of the
+/// router's: the parse pool runs it too.
+msg::prepared prepare(const request_rules& rules, const exchange_request& req, std::string body) {
+  const auto& cfg = rules.cfg;
+  auto parsed = parse_json_body(body, json_depth_max);
+  if (!parsed) {
+    return refusal("invalid_request_error", "the request " + parsed.err().message);
+  }
+  auto& doc = *parsed;
+  const bool count_tokens = req.target.starts_with("/v1/messages/count_tokens");
+  if (!doc.is_object()) {
+    return refusal("invalid_request_error", "the request body must be a JSON object");
   }
   bool aliased = false;
-  if (auto it = x.body.find("model"); it != x.body.end() && it->is_string()) {
+  if (auto it = doc.find("model"); it != doc.end() && it->is_string()) {
     if (auto alias = rules.aliases.find(it->get<std::string>()); alias != rules.aliases.end()) {
       *it = alias->second;
       aliased = true;
     }
   }
   // The model name travels into headers, metric labels and breaker keys.
-  if (auto it = x.body.find("model"); it != x.body.end() && it->is_string()) {
+  if (auto it = doc.find("model"); it != doc.end() && it->is_string()) {
     const auto& model = it->get_ref<const std::string&>();
     const bool printable =
         std::all_of(model.begin(), model.end(), [](char c) { return c > ' ' && c <= '~'; });
     if (model.empty() || model.size() > model_chars_max || !printable) {
-      reply_error(x, "invalid_request_error",
-                  "model: must be 1 to " + std::to_string(model_chars_max) +
-                      " printable ASCII characters without spaces");
-      return false;
+      return refusal("invalid_request_error",
+                     "model: must be 1 to " + std::to_string(model_chars_max) +
+                         " printable ASCII characters without spaces");
     }
   }
+  msg::prepared p;
   if (count_tokens) {
     // Only the fields the count needs; the upstream checks the rest.
-    if (!x.body.contains("model") || !x.body["model"].is_string()) {
-      reply_error(x, "invalid_request_error", "model: Field required");
-      return false;
+    if (!doc.contains("model") || !doc["model"].is_string()) {
+      return refusal("invalid_request_error", "model: Field required");
     }
-    if (!x.body.contains("messages") || !x.body["messages"].is_array()) {
-      reply_error(x, "invalid_request_error", "messages: Field required");
-      return false;
+    if (!doc.contains("messages") || !doc["messages"].is_array()) {
+      return refusal("invalid_request_error", "messages: Field required");
     }
-    x.info.model = x.body["model"].get<std::string>();
+    p.model = doc["model"].get<std::string>();
   } else {
     auto info = validate_request(
-        x.body, request_limits{cfg.messages_max, cfg.content_blocks_max, cfg.tools_max});
+        doc, request_limits{cfg.messages_max, cfg.content_blocks_max, cfg.tools_max});
     if (!info) {
-      reply_error(
-          x, info.err().code == errc::too_large ? "request_too_large" : "invalid_request_error",
+      return refusal(
+          info.err().code == errc::too_large ? "request_too_large" : "invalid_request_error",
           info.err().message);
-      return false;
     }
-    x.info = std::move(*info);
+    p.model = std::move(info->model);
+    p.stream = info->stream;
+    p.temperature = info->temperature;
+    p.max_tokens = info->max_tokens;
   }
-  const auto min_tokens = cfg.auto_cache_min_tokens != 0 ? cfg.auto_cache_min_tokens
-                                                         : min_cacheable_tokens(x.info.model);
+  const auto min_tokens =
+      cfg.auto_cache_min_tokens != 0 ? cfg.auto_cache_min_tokens : min_cacheable_tokens(p.model);
   const bool marked =
-      cfg.auto_cache_control && !count_tokens && add_cache_breakpoints(x.body, min_tokens) > 0;
-  x.body_text = aliased || marked ? x.body.dump() : std::move(x.req.body);
-  x.agent = std::string(x.req.header("x-troupe-agent"));
+      cfg.auto_cache_control && !count_tokens && add_cache_breakpoints(doc, min_tokens) > 0;
+  p.body_text = aliased || marked ? doc.dump() : std::move(body);
+  p.agent = std::string(req.header("x-troupe-agent"));
 
-  if (auto p = x.req.header("x-troupe-priority"); !p.empty()) {
-    if (p != "0" && p != "1" && p != "2") {
-      reply_error(x, "invalid_request_error",
-                  "x-troupe-priority: must be 0 (highest), 1 or 2 (got '" + std::string(p) + "')");
-      return false;
+  if (auto pr = req.header("x-troupe-priority"); !pr.empty()) {
+    if (pr != "0" && pr != "1" && pr != "2") {
+      return refusal("invalid_request_error", "x-troupe-priority: must be 0 (highest), 1 or 2 (got '" +
+                                                  std::string(pr) + "')");
     }
-    x.priority = p[0] - '0';
+    p.priority = pr[0] - '0';
   }
-  const auto mode = x.req.header(cache_header);
+  const auto mode = req.header(cache_header);
   if (mode == "bypass") {
-    x.mode = cache_mode::bypass;
+    p.mode = static_cast<uint8_t>(cache_mode::bypass);
   } else if (mode == "refresh") {
-    x.mode = cache_mode::refresh;
+    p.mode = static_cast<uint8_t>(cache_mode::refresh);
   } else if (!mode.empty()) {
-    reply_error(x, "invalid_request_error",
-                "x-troupe-cache: must be bypass or refresh (got '" + std::string(mode) + "')");
-    return false;
+    return refusal("invalid_request_error",
+                   "x-troupe-cache: must be bypass or refresh (got '" + std::string(mode) + "')");
   }
-  if (count_tokens || x.mode == cache_mode::bypass) {
-    return true;  // no key: the cache is neither read nor written
+  if (count_tokens || p.mode == static_cast<uint8_t>(cache_mode::bypass)) {
+    return p;  // no key: the cache is neither read nor written
   }
-  x.cacheable = cfg.cache_enabled && (x.info.temperature == 0 || cfg.cache_sampled);
-  x.key = canonical_key(x.body);
+  p.cacheable = cfg.cache_enabled && (p.temperature == 0 || cfg.cache_sampled);
+  p.key = canonical_key(doc);
   // Betas can change the answer: they are part of the question.
-  if (const auto beta = x.req.header("anthropic-beta"); !beta.empty()) {
-    x.cacheable = x.cacheable && beta.size() <= beta_key_chars_max;
-    x.key += "+" + std::string(beta);
+  if (const auto beta = req.header("anthropic-beta"); !beta.empty()) {
+    p.cacheable = p.cacheable && beta.size() <= beta_key_chars_max;
+    p.key += "+" + std::string(beta);
   }
-  x.deps = referenced_paths(x.body);
+  p.deps = referenced_paths(doc);
   // A file the conversation names outside the dependency roots cannot be
   // watched: an answer about it is not cached rather than risk going stale.
-  x.cacheable = x.cacheable && std::all_of(x.deps.begin(), x.deps.end(), [&](const auto& dep) {
+  p.cacheable = p.cacheable && std::all_of(p.deps.begin(), p.deps.end(), [&](const auto& dep) {
                   return cache::dependency_refusal(dep, rules.roots).empty();
                 });
-  for (auto& dep : split_list(x.req.header("x-troupe-depends-on"))) {
+  for (auto& dep : split_list(req.header("x-troupe-depends-on"))) {
     if (auto why = cache::dependency_refusal(dep, rules.roots); !why.empty()) {
-      reply_error(x, "invalid_request_error", "x-troupe-depends-on: " + why);
-      return false;
+      return refusal("invalid_request_error", "x-troupe-depends-on: " + why);
     }
-    x.deps.push_back(std::move(dep));
+    p.deps.push_back(std::move(dep));
   }
+  return p;
+}
+
+/// Takes a checked request's facts into its exchange; false (and answered)
+/// when it was refused.
+bool apply(exchange_state& x, msg::prepared p) {
+  if (p.error_status != 0) {
+    reply(x, p.error_status, {}, std::move(p.error_body));
+    return false;
+  }
+  x.info.model = std::move(p.model);
+  x.info.stream = p.stream;
+  x.info.temperature = p.temperature;
+  x.info.max_tokens = p.max_tokens;
+  x.body_text = std::move(p.body_text);
+  x.key = std::move(p.key);
+  x.cacheable = p.cacheable;
+  x.mode = static_cast<cache_mode>(p.mode);
+  x.deps = std::move(p.deps);
+  x.agent = std::move(p.agent);
+  x.priority = p.priority;
   return true;
 }
 
@@ -915,9 +1032,7 @@ void on_exchange(router_actor* self, const std::shared_ptr<exchange_state>& x) {
       paused[key] = left_ms;
     }
     body["paused"] = std::move(paused);
-    x->answered = true;
-    x->sink->reply(200, {{"content-type", "application/json"}}, body.dump());
-    return;
+    return reply(*x, 200, {}, body.dump());
   }
   if (x->req.method != "POST") {
     return reply_error(*x, "not_found_error",
@@ -926,7 +1041,7 @@ void on_exchange(router_actor* self, const std::shared_ptr<exchange_state>& x) {
   if (x->req.body.size() > inline_parse_bytes_max) {
     return parse_aside(self, x);
   }
-  if (prepare(*st.rules, *x)) {
+  if (apply(*x, prepare(*st.rules, x->req, std::move(x->req.body)))) {
     go_on(self, x);
   }
 }
@@ -943,22 +1058,28 @@ void show_parses(router_state& st) {
   st.parse_waiting_gauge->set(static_cast<double>(st.parses_waiting));
 }
 
+/// The parse pool gets the request's bytes, and sends back what it found
+/// (llm.prepared); the exchange waits in `parsing` meanwhile.
 void start_parse(router_actor* self, std::shared_ptr<exchange_state> x) {
   auto& st = self->state;
   ++st.parsing[x->req.client];
   ++st.parses_in_pool;
   show_parses(st);
-  boost::asio::post(*st.parse_pool, [rules = st.rules, x = std::move(x),
+  st.being_parsed.emplace(x->id, x);
+  auto body = std::move(x->req.body);
+  x->req.body = std::string();
+  boost::asio::post(*st.parse_pool, [rules = st.rules, id = x->id, req = x->req,
+                                     body = std::move(body),
                                      router = caf::actor_cast<caf::actor>(self)]() mutable {
-    bool ok = false;
-    if (!x->sink->gone()) {  // nobody to answer: not worth the parse
-      try {
-        ok = prepare(*rules, *x);
-      } catch (const std::exception& e) {
-        reply_error(*x, "api_error", std::string("the gateway failed on this request: ") + e.what());
-      }
+    msg::prepared p;
+    try {
+      p = prepare(*rules, req, std::move(body));
+    } catch (const std::exception& e) {
+      p = refusal("api_error", std::string("the gateway failed on this request: ") + e.what());
     }
-    caf::anon_send(router, parsed_atom::value, exchange_msg{std::move(x)}, ok);
+    p.id = id;
+    caf::anon_send(router, std::string(msg::prepared_type), encode(p), uint64_t{0},
+                   std::string{});
   });
 }
 
@@ -972,27 +1093,45 @@ void parse_aside(router_actor* self, const std::shared_ptr<exchange_state>& x) {
   start_parse(self, x);
 }
 
-/// One parse in the pool ended: the client's next waiting body takes its place.
-void on_parsed(router_actor* self, const std::shared_ptr<exchange_state>& x, bool ok) {
+/// One parse in the pool ended: the client's next waiting body takes its
+/// place (skipping those whose client left), and the request goes on.
+void on_parsed(router_actor* self, msg::prepared p) {
   auto& st = self->state;
+  auto found = st.being_parsed.find(p.id);
+  if (found == st.being_parsed.end()) {
+    return;
+  }
+  auto x = std::move(found->second);
+  st.being_parsed.erase(found);
   const auto& client = x->req.client;
   --st.parses_in_pool;
   if (auto it = st.parsing.find(client); it != st.parsing.end() && --it->second == 0) {
     st.parsing.erase(it);
   }
   if (auto w = st.parse_waiting.find(client); w != st.parse_waiting.end()) {
-    auto next = std::move(w->second.front());
-    w->second.pop_front();
+    while (!w->second.empty() && w->second.front()->gone) {
+      w->second.pop_front();  // nobody to answer: not worth the parse
+      --st.parses_waiting;
+    }
+    if (!w->second.empty()) {
+      auto next = std::move(w->second.front());
+      w->second.pop_front();
+      --st.parses_waiting;
+      start_parse(self, std::move(next));
+    }
     if (w->second.empty()) {
       st.parse_waiting.erase(w);
     }
-    --st.parses_waiting;
-    start_parse(self, std::move(next));
   }
   show_parses(st);
-  if (ok) {
-    go_on(self, x);
+  if (x->gone) {
+    return;  // nobody to answer (its requester hears it dropped)
   }
+  guarded(self, x, [&p](router_actor* s, const std::shared_ptr<exchange_state>& ex) {
+    if (apply(*ex, std::move(p))) {
+      go_on(s, ex);
+    }
+  });
 }
 
 void lead(router_actor* self, const std::shared_ptr<exchange_state>& x) {
@@ -1014,22 +1153,8 @@ void lead(router_actor* self, const std::shared_ptr<exchange_state>& x) {
                         });
 }
 
-/// No request may end the router (and every other client's request with
-/// it): what escapes a request's handling answers that request alone.
-template <class Handler>
-void guarded(router_actor* self, const std::shared_ptr<exchange_state>& x, Handler&& handle) {
-  try {
-    handle(self, x);
-  } catch (const std::exception& e) {
-    self->state.log->error("a request failed inside the router: {}", e.what());
-    self->state.requests("internal_error").inc();
-    refuse_error(self, *x, "api_error",
-                 std::string("the gateway failed on this request: ") + e.what());
-  }
-}
-
 /// An exchange that arrived as a message (`http.request`): it is answered
-/// by messages to its sender, through an actor_sink.
+/// by `http.*` messages to its sender.
 void on_request_message(router_actor* self, std::string_view body) {
   auto& st = self->state;
   // Read before the promise takes the sender out of the message.
@@ -1041,35 +1166,58 @@ void on_request_message(router_actor* self, std::string_view body) {
   if (!requester) {
     return;  // nobody to answer
   }
-  auto sink = std::make_shared<actor_sink>(requester);
   auto request = decode<http_msg::request>(
       body, decode_limits{.body_bytes_max = st.ctx->config.gateway.body_bytes_max + (1u << 20)});
   if (!request) {
-    sink->reply(400, {{"content-type", "application/json"}},
-                error_body("invalid_request_error",
-                           "the request could not be read: " + request.err().message));
+    send_reply(requester, 400, {{"content-type", "application/json"}},
+               error_body("invalid_request_error",
+                          "the request could not be read: " + request.err().message));
     return;
   }
   if (st.requesters.size() >= st.requesters_sweep_at) {
     std::erase_if(st.requesters, [](const auto& entry) { return entry.second.expired(); });
     st.requesters_sweep_at = std::max<size_t>(1024, 2 * st.requesters.size());
   }
-  st.requesters[requester.address()] = sink;
-  auto x = std::make_shared<exchange_state>(http_msg::from_message(std::move(*request)),
-                                            std::move(sink));
+  auto x = std::make_shared<exchange_state>(
+      st.next_id++, http_msg::from_message(std::move(*request)), requester);
+  st.requesters[requester.address()] = x;
   guarded(self, x, on_exchange);
 }
 
-/// The client of an exchange left: its producers stop.
+/// The client of an exchange left: its call stops unless others wait for
+/// the same answer.
 void on_gone(router_actor* self) {
   auto& st = self->state;
   const auto who = caf::actor_cast<caf::actor_addr>(self->current_sender());
   if (auto it = st.requesters.find(who); it != st.requesters.end()) {
-    if (auto sink = it->second.lock()) {
-      sink->mark_gone();
+    if (auto x = it->second.lock()) {
+      x->gone = true;
+      if (x->abandoned() && x->provider) {
+        self->send(x->provider, std::string(msg::cancel_type), encode(msg::cancel{x->id}),
+                   uint64_t{0}, std::string{});
+      }
     }
     st.requesters.erase(it);
   }
+}
+
+void on_done_message(router_actor* self, std::string_view body) {
+  auto& st = self->state;
+  auto done = decode<msg::call_result>(body, decode_limits{.body_bytes_max = 1u << 30});
+  if (!done) {
+    st.log->error("an unreadable call result: {}", done.err().message);
+    return;
+  }
+  auto it = st.calls.find(done->id);
+  if (it == st.calls.end()) {
+    return;  // its provider was given up on already
+  }
+  auto x = std::move(it->second);
+  st.calls.erase(it);
+  x->provider = nullptr;
+  guarded(self, x, [&done](router_actor* s, const std::shared_ptr<exchange_state>& ex) {
+    on_call_done(s, ex, std::move(*done));
+  });
 }
 
 }  // namespace
@@ -1124,6 +1272,8 @@ child_spec router_child(std::shared_ptr<node_context> ctx, std::shared_ptr<db> s
       st.fallback_models = cfg.fallback_models;
       st.has_local = !cfg.local_base_url.empty();
       st.shards = cache::shard_count(ctx->config);
+      self->set_down_handler(
+          [self](caf::down_msg& down) { on_provider_down(self, down.source); });
       self->attach_functor([book = st.book](const caf::error&) {
         // Whatever was booked reaches the disk, even on a crash: the writer
         // applies it before it goes.
@@ -1135,14 +1285,15 @@ child_spec router_child(std::shared_ptr<node_context> ctx, std::shared_ptr<db> s
               on_request_message(self, body);
             } else if (type == http_msg::gone_type) {
               on_gone(self);
+            } else if (type == msg::done_type) {
+              on_done_message(self, body);
+            } else if (type == msg::prepared_type) {
+              auto p = decode<msg::prepared>(body, decode_limits{.body_bytes_max = 1u << 30});
+              if (p) {
+                on_parsed(self, std::move(*p));
+              }
             }
           },
-          [self](parsed_atom, exchange_msg& m, bool ok) {
-            guarded(self, m.x, [ok](router_actor* s, const std::shared_ptr<exchange_state>& x) {
-              on_parsed(s, x, ok);
-            });
-          },
-          [self](attempt_done_msg& m) { on_attempt_done(self, m.a); },
           [self](poll_atom) { poll(self); },
           [self](pause_atom, const std::string& key, int64_t ms) {
             auto& st = self->state;

@@ -218,9 +218,10 @@ int run(const node_flags& flags) {
   register_node_metrics(ctx);
 
 
-  // The gateway and the LLM family are declared before the actor system, so
-  // destroyed after it: an actor that still holds a client's connection or
-  // an upstream pool when the system goes down never outlives them.
+  // The gateway is declared before the actor system, so destroyed after it:
+  // an actor that still holds a client's connection never outlives it. (The
+  // LLM providers own their upstream connections and close them as they
+  // stop.)
   auto server = gateway_server::start(ctx, token->value);
   if (!server) {
     log->critical("{}", server.err().message);
@@ -239,7 +240,7 @@ int run(const node_flags& flags) {
   caf::actor_system system{cfg};
   auto cache = make_cache(ctx, store);
   ctx->cache_hot = std::move(cache.hot_reader);
-  auto spec = root_spec(ctx, std::move(cache.child), std::move(llm->child),
+  auto spec = root_spec(ctx, std::move(cache.child), std::move(*llm),
                         pty::sessions_child(ctx, store, pty_io.context()));
   ctx->top_level_children = spec.children.size();
   auto root = spawn_supervisor(system, ctx, "", std::move(spec));
