@@ -34,6 +34,8 @@ class deterministic_system {
   }
 
   caf::actor_system& system() { return system_; }
+  /// The test's own actor (the sender of what the test sends).
+  caf::actor self() { return caf::actor_cast<caf::actor>(self_); }
   const std::shared_ptr<node_context>& ctx() { return ctx_; }
 
   /// Runs every actor until no message is left.
