@@ -17,10 +17,14 @@
 #include <spdlog/logger.h>
 #include <caf/all.hpp>
 
+#include "actors/cache/client.hpp"
 #include "actors/cache/dependency.hpp"
+#include "actors/cache/hot_view.hpp"
 #include "actors/cache/lru_cache.hpp"
 #include "actors/cache/messages.hpp"
 #include "actors/cache/watcher.hpp"
+#include "runtime/actor/ask.hpp"
+#include "runtime/actor/envelope_message.hpp"
 #include "runtime/actor/serve.hpp"
 #include "runtime/breaker/circuit_breaker.hpp"
 #include "runtime/log/log.hpp"
@@ -102,107 +106,128 @@ uint64_t wall_ms() {
                                    .count());
 }
 
+/// A shard's counts since the node started: kept by the family across the
+/// shard's restarts, touched only by the shard's running incarnation (which
+/// answers cache.stats from them).
+struct shard_totals {
+  uint64_t hits_hot = 0;
+  uint64_t hits_cold = 0;
+  std::map<std::string, uint64_t> misses;
+  uint64_t puts = 0;
+  uint64_t invalidations = 0;
+  uint64_t cascaded = 0;
+  uint64_t cascades_stopped = 0;
+  /// Evictions of the shard's earlier incarnations.
+  uint64_t evictions_before = 0;
+};
+
+/// One count, in the node's metrics and in the shard's own totals.
+struct tally {
+  counter& metric;
+  uint64_t& total;
+  void inc() {
+    metric.inc();
+    ++total;
+  }
+};
+
 /// The shard's metrics, resolved once: looking a series up takes the
 /// registry's lock, which has no place on the path of every get.
 struct shard_metrics {
-  shard_metrics(metrics_registry& m, const std::string& shard)
-      : hits_hot(m.counter(cache::hits_metric, "Cache hits by tier", {{"tier", "hot"}})),
-        hits_cold(m.counter(cache::hits_metric, "Cache hits by tier", {{"tier", "cold"}})),
-        puts(m.counter(cache::puts_metric, "Entries stored in the cache")),
-        invalidations(
-            m.counter(cache::invalidations_metric, "Entries dropped because a dependency changed")),
-        cascaded(
-            m.counter(cache::cascaded_metric, "Entries dropped because a key they depend on went")),
-        cascades_stopped(m.counter(cache::cascades_stopped_metric,
-                                   "Cascades cut short (cache.cascade_max or breaker open)")),
+  shard_metrics(metrics_registry& m, const std::string& shard, shard_totals& t)
+      : hits_hot{m.counter(cache::hits_metric, "Cache hits by tier", {{"tier", "hot"}}), t.hits_hot},
+        hits_cold{m.counter(cache::hits_metric, "Cache hits by tier", {{"tier", "cold"}}),
+                  t.hits_cold},
+        puts{m.counter(cache::puts_metric, "Entries stored in the cache"), t.puts},
+        invalidations{
+            m.counter(cache::invalidations_metric, "Entries dropped because a dependency changed"),
+            t.invalidations},
+        cascaded{
+            m.counter(cache::cascaded_metric, "Entries dropped because a key they depend on went"),
+            t.cascaded},
+        cascades_stopped{m.counter(cache::cascades_stopped_metric,
+                                   "Cascades cut short (cache.cascade_max or breaker open)"),
+                         t.cascades_stopped},
         evictions(m.counter(cache::evictions_metric, "Hot entries evicted for memory",
                             {{"shard", shard}})),
         entries(m.gauge(cache::entries_metric, "Entries in the hot tier", {{"shard", shard}})),
         bytes(m.gauge(cache::bytes_metric, "Bytes accounted in the hot tier", {{"shard", shard}})) {
     for (const char* reason : cache::miss_reasons) {
-      misses.emplace(
-          reason, &m.counter(cache::misses_metric, "Cache misses by reason", {{"reason", reason}}));
+      misses.emplace(reason, tally{m.counter(cache::misses_metric, "Cache misses by reason",
+                                             {{"reason", reason}}),
+                                   t.misses[reason]});
     }
   }
 
-  counter& hits_hot;
-  counter& hits_cold;
-  counter& puts;
-  counter& invalidations;
-  counter& cascaded;
-  counter& cascades_stopped;
+  tally hits_hot;
+  tally hits_cold;
+  tally puts;
+  tally invalidations;
+  tally cascaded;
+  tally cascades_stopped;
   counter& evictions;
   gauge& entries;
   gauge& bytes;
-  std::map<std::string_view, counter*> misses;
+  std::map<std::string_view, tally> misses;
 };
 
-/// A shard's hot tier behind a lock: the shard actor owns what goes in and
-/// out, and the gateway's threads read hits of entries that need no
-/// dependency check (`get_plain`) without a hop to the shard. Every section
-/// under the lock is a hash look-up and a copy: no disk, no hashing.
+/// A shard's hot tier: an LRU that only the shard's thread touches, whose
+/// live entries without dependencies it publishes in the family's hot_view
+/// (for GETs served on the gateway's threads). Every change of such an
+/// entry here is mirrored there.
 class hot_tier {
  public:
-  explicit hot_tier(uint64_t budget_bytes)
-      : budget_bytes_(budget_bytes), lru_(std::make_unique<lru_cache>(budget_bytes)) {}
+  hot_tier(uint64_t budget_bytes, std::shared_ptr<cache::hot_view> view)
+      : lru_(budget_bytes), view_(std::move(view)) {
+    lru_.set_eviction_listener(
+        [this](const std::string& key, const cache_entry&) { view_->erase(key); });
+  }
+  hot_tier(const hot_tier&) = delete;
+  hot_tier& operator=(const hot_tier&) = delete;
 
   /// A copy of the live entry under `key`, made most recent.
   std::optional<cache_entry> get(std::string_view key, uint64_t now_ms) {
-    std::lock_guard lock(mutex_);
-    if (const auto* entry = lru_->get(key, now_ms)) {
+    if (const auto* entry = lru_.get(key, now_ms)) {
       return *entry;
     }
+    view_->erase(key);  // expired (or absent): withdrawn too
     return std::nullopt;
   }
 
-  /// The value of a live entry without dependency records (made most
-  /// recent); nullopt when absent, expired or dependent on something.
-  std::optional<std::string> get_plain(std::string_view key, uint64_t now_ms) {
-    std::lock_guard lock(mutex_);
-    const auto* entry = lru_->get(key, now_ms);
-    if (entry == nullptr || !entry->deps.empty()) {
-      return std::nullopt;
+  bool put(const std::string& key, cache_entry entry, uint64_t now_ms) {
+    const bool plain = entry.deps.empty();
+    const auto expires = entry.expires_at_ms;
+    const auto value = plain ? entry.value : std::string();
+    if (!lru_.put(key, std::move(entry), now_ms)) {
+      return false;
     }
-    return entry->value;
-  }
-
-  bool put(std::string key, cache_entry entry, uint64_t now_ms) {
-    std::lock_guard lock(mutex_);
-    return lru_->put(std::move(key), std::move(entry), now_ms);
+    if (plain) {
+      view_->set(key, value, expires);
+    } else {
+      view_->erase(key);
+    }
+    return true;
   }
 
   std::optional<cache_entry> take(std::string_view key) {
-    std::lock_guard lock(mutex_);
-    return lru_->take(key);
-  }
-
-  /// Empties the tier (a new shard incarnation starts from the cold tier).
-  void clear() {
-    std::lock_guard lock(mutex_);
-    lru_ = std::make_unique<lru_cache>(budget_bytes_);
-    evictions_before_ += evictions_now_;
-    evictions_now_ = 0;
+    view_->erase(key);
+    return lru_.take(key);
   }
 
   struct sizes {
     size_t entries = 0;
     uint64_t bytes = 0;
-    /// Since the tier was made, across clears.
+    /// By this incarnation's tier.
     uint64_t evictions = 0;
   };
 
-  sizes measure() {
-    std::lock_guard lock(mutex_);
-    evictions_now_ = lru_->counters().evictions;
-    return sizes{lru_->size(), lru_->bytes(), evictions_before_ + evictions_now_};
+  [[nodiscard]] sizes measure() const {
+    return sizes{lru_.size(), lru_.bytes(), lru_.counters().evictions};
   }
 
  private:
-  const uint64_t budget_bytes_;
-  std::mutex mutex_;
-  std::unique_ptr<lru_cache> lru_;
-  uint64_t evictions_before_ = 0;
-  uint64_t evictions_now_ = 0;
+  lru_cache lru_;
+  std::shared_ptr<cache::hot_view> view_;
 };
 
 /// The cascade breaker, one for the whole cache (a runaway cascade is a
@@ -244,21 +269,54 @@ class cascade_guard {
 /// and file hashing never block a CAF scheduler thread.
 class shard {
  public:
-  shard(std::shared_ptr<node_context> ctx, std::shared_ptr<db> store,
-        std::shared_ptr<cascade_guard> cascades, std::shared_ptr<hot_tier> hot, std::string path,
-        uint32_t index)
-      : ctx_(std::move(ctx)),
+  shard(caf::event_based_actor* self, std::shared_ptr<node_context> ctx, std::shared_ptr<db> store,
+        std::shared_ptr<cascade_guard> cascades, std::shared_ptr<cache::hot_view> view,
+        std::shared_ptr<shard_totals> totals, std::string path, uint32_t index)
+      : self_(self),
+        ctx_(std::move(ctx)),
         store_(std::move(store)),
         cascades_(std::move(cascades)),
         path_(std::move(path)),
         index_(index),
-        hot_(std::move(hot)),
-        metrics_(ctx_->metrics, path_),
+        router_(ctx_->config),
+        asks_(ctx_->registry),
+        hot_(split_cache_memory(ctx_->config.cache).hot / router_.shards().size(), std::move(view)),
+        totals_(std::move(totals)),
+        metrics_(ctx_->metrics, path_, *totals_),
         generations_(std::random_device{}()),
         log_(logger("cache")),
         roots_(cache::dependency_roots(ctx_->config)) {
-    evictions_published_ = hot_->measure().evictions;
     publish_size();
+  }
+
+  ~shard() {
+    // The next incarnation starts a tier of its own: what this one evicted
+    // stays counted.
+    totals_->evictions_before += hot_.measure().evictions;
+  }
+
+  /// This shard's figures (the client adds the shards' up).
+  expected<cache::stats> stats(const empty_body&) const {
+    const auto sizes = hot_.measure();
+    const auto& t = *totals_;
+    cache::stats out;
+    out.entries = sizes.entries;
+    out.bytes = sizes.bytes;
+    out.evictions = t.evictions_before + sizes.evictions;
+    out.hits = {t.hits_hot, t.hits_cold, t.hits_hot + t.hits_cold};
+    uint64_t missed = 0;
+    for (const char* reason : cache::miss_reasons) {
+      const auto it = t.misses.find(reason);
+      const uint64_t n = it == t.misses.end() ? 0 : it->second;
+      out.misses[reason] = n;
+      missed += n;
+    }
+    out.misses["total"] = missed;
+    out.invalidations = t.invalidations;
+    out.cascaded = t.cascaded;
+    out.cascades_stopped = t.cascades_stopped;
+    out.puts = t.puts;
+    return out;
   }
 
   expected<cache::put_reply> put(const cache::put_request& req) {
@@ -306,7 +364,7 @@ class shard {
       }
     }
     const uint64_t file_records = records->size() - key_records;
-    (void)hot_->put(req.key, cache_entry{req.value, now + hot_ttl_ms, std::move(*records)}, now);
+    (void)hot_.put(req.key, cache_entry{req.value, now + hot_ttl_ms, std::move(*records)}, now);
     watch(watched);
     metrics_.puts.inc();
     // Whatever depended on the value this put replaced is stale now.
@@ -320,7 +378,7 @@ class shard {
       return *bad;
     }
     const uint64_t now = wall_ms();
-    if (auto entry = hot_->get(req.key, now)) {
+    if (auto entry = hot_.get(req.key, now)) {
       // Checked outside the tier's lock: the check may hash files.
       if (!still_valid(entry->deps, now)) {
         drop(req.key, now);
@@ -608,12 +666,11 @@ class shard {
       result.stopped = true;
     }
     result.found = found.size();
-    const uint32_t shards = cache::shard_count(ctx_->config);
-    std::unordered_map<uint32_t, std::vector<std::string>> elsewhere;
+    std::unordered_map<std::string, std::vector<std::string>> elsewhere;
     for (const auto& key : found) {
-      const auto owner = static_cast<uint32_t>(cache::key_hash(key) % shards);
-      if (owner != index_) {
-        elsewhere[owner].push_back(key);
+      auto owner = router_.shard_for(key);
+      if (owner != path_) {
+        elsewhere[std::move(owner)].push_back(key);
         continue;
       }
       if (auto existed = forget(key, now); existed && *existed) {
@@ -621,13 +678,21 @@ class shard {
         metrics_.cascaded.inc();
       }
     }
+    // A request each: a shard that is restarting gets it when it is back
+    // (its supervisor holds it), and a failure is logged rather than lost.
     for (auto& [owner, owned] : elsewhere) {
-      if (auto target = ctx_->registry.current("cache/shard-" + std::to_string(owner))) {
-        auto msg = make_envelope(cache::invalidate_type,
-                                 cache::invalidate_request{{}, std::move(owned), false});
-        caf::anon_send(target, std::move(msg.type), std::move(msg.body), msg.correlation_id,
-                       std::move(msg.reply_to));
-      }
+      const auto count = owned.size();
+      asks_.ask(self_, owner,
+                make_envelope(cache::invalidate_type,
+                              cache::invalidate_request{{}, std::move(owned), false}),
+                std::chrono::milliseconds(ctx_->config.gateway.request_timeout_ms),
+                [log = log_, path = path_, owner, count](envelope r) {
+                  if (r.is_error()) {
+                    log->warn("{}: handing {} dependents to {} failed: {} (they are refused "
+                              "when read)",
+                              path, count, owner, read_error(r).message);
+                  }
+                });
     }
     return result;
   }
@@ -653,7 +718,7 @@ class shard {
     }
     // Promoted with the hot lifetime; the cold copy keeps its own expiry.
     const uint64_t hot_ttl_ms = ctx_->config.cache.hot_ttl_s * 1000ull;
-    (void)hot_->put(key, cache_entry{entry->value, now + hot_ttl_ms, entry->deps}, now);
+    (void)hot_.put(key, cache_entry{entry->value, now + hot_ttl_ms, entry->deps}, now);
     publish_size();
     metrics_.hits_cold.inc();
     return cache::get_reply{true, std::move(entry->value), "cold", {}};
@@ -677,7 +742,7 @@ class shard {
   expected<bool> forget(const std::string& key, uint64_t now) {
     std::vector<std::string> deps;
     bool existed = false;
-    if (auto hot = hot_->take(key)) {
+    if (auto hot = hot_.take(key)) {
       deps = std::move(hot->deps);
       existed = true;
     }
@@ -781,7 +846,7 @@ class shard {
   }
 
   cache::get_reply miss(const char* reason) {
-    metrics_.misses.at(reason)->inc();
+    metrics_.misses.at(reason).inc();
     return cache::get_reply{false, {}, {}, reason};
   }
 
@@ -796,19 +861,25 @@ class shard {
   }
 
   void publish_size() {
-    const auto sizes = hot_->measure();
+    const auto sizes = hot_.measure();
     metrics_.entries.set(static_cast<double>(sizes.entries));
     metrics_.bytes.set(static_cast<double>(sizes.bytes));
     metrics_.evictions.inc(sizes.evictions - evictions_published_);
     evictions_published_ = sizes.evictions;
   }
 
+  caf::event_based_actor* self_;
   std::shared_ptr<node_context> ctx_;
   std::shared_ptr<db> store_;
   std::shared_ptr<cascade_guard> cascades_;
   std::string path_;
   uint32_t index_;
-  std::shared_ptr<hot_tier> hot_;
+  /// Where the keys of a cascade live.
+  cache::client router_;
+  /// Cascades handed to other shards, as requests.
+  asker asks_;
+  hot_tier hot_;
+  std::shared_ptr<shard_totals> totals_;
   shard_metrics metrics_;
   std::mt19937_64 generations_;
   std::shared_ptr<spdlog::logger> log_;
@@ -818,17 +889,19 @@ class shard {
 };
 
 child_spec shard_child(uint32_t index, std::shared_ptr<node_context> ctx, std::shared_ptr<db> store,
-                       std::shared_ptr<cascade_guard> cascades, std::shared_ptr<hot_tier> hot) {
+                       std::shared_ptr<cascade_guard> cascades,
+                       std::shared_ptr<cache::hot_view> view) {
   child_spec spec;
   spec.name = "shard-" + std::to_string(index);
-  spec.start = [ctx, store, cascades, hot, index](caf::actor_system& system,
-                                                  const std::string& path) {
-    // Each incarnation starts from the cold tier. Emptied here, before the
+  auto totals = std::make_shared<shard_totals>();
+  spec.start = [ctx, store, cascades, view, totals, index](caf::actor_system& system,
+                                                           const std::string& path) {
+    // Each incarnation starts from the cold tier. Withdrawn here, before the
     // new actor exists, so no reader sees the old tier once it is up (until
     // then the gateway may still serve the old tier's plain entries, which
     // are as valid as their cold copies).
-    hot->clear();
-    return system.spawn<caf::detached>([ctx, store, cascades, hot, index,
+    view->clear();
+    return system.spawn<caf::detached>([ctx, store, cascades, view, totals, index,
                                         path](caf::event_based_actor* self) -> caf::behavior {
       // Runs on the shard's own thread, so only that thread changes policy.
       if (ctx->config.cache.shard_policy == "idle") {
@@ -837,7 +910,7 @@ child_spec shard_child(uint32_t index, std::shared_ptr<node_context> ctx, std::s
           logger("cache")->warn("{}: could not switch to SCHED_IDLE: {}", path, std::strerror(rc));
         }
       }
-      auto state = std::make_shared<shard>(ctx, store, cascades, hot, path, index);
+      auto state = std::make_shared<shard>(self, ctx, store, cascades, view, totals, path, index);
       // A put carries a value of up to cache.value_bytes_max and a key of up
       // to cache.key_bytes_max on top of an ordinary message (dependencies,
       // ttl): those limits govern it, each refused with its own name by
@@ -854,6 +927,7 @@ child_spec shard_child(uint32_t index, std::shared_ptr<node_context> ctx, std::s
                                     [state](const auto& r) { return state->del(r); });
       table->on<cache::invalidate_request>(cache::invalidate_type,
                                            [state](const auto& r) { return state->invalidate(r); });
+      table->on<empty_body>(cache::stats_type, [state](const auto& r) { return state->stats(r); });
       return serve(self, table);
     });
   };
@@ -868,23 +942,16 @@ cache_family make_cache(std::shared_ptr<node_context> ctx, std::shared_ptr<db> s
   spec.strat = strategy::one_for_one;
   spec.policy = make_restart_policy(ctx->config.supervisor);
   spec.children.push_back(watcher_child(ctx));
-  const uint64_t budget = split_cache_memory(ctx->config.cache).hot / shards;
   auto cascades = std::make_shared<cascade_guard>(ctx->config);
-  std::vector<std::shared_ptr<hot_tier>> tiers;
+  std::vector<std::shared_ptr<const cache::hot_view>> views;
   for (uint32_t i = 0; i < shards; ++i) {
-    tiers.push_back(std::make_shared<hot_tier>(budget));
-    spec.children.push_back(shard_child(i, ctx, store, cascades, tiers.back()));
+    auto view = std::make_shared<cache::hot_view>();
+    views.push_back(view);
+    spec.children.push_back(shard_child(i, ctx, store, cascades, std::move(view)));
   }
-  // Counted under the same series as the shards' own hot hits.
-  auto& hits = ctx->metrics.counter(cache::hits_metric, "Cache hits by tier", {{"tier", "hot"}});
-  auto reader = [tiers = std::move(tiers), &hits](std::string_view key) {
-    auto value = tiers[cache::key_hash(key) % tiers.size()]->get_plain(key, wall_ms());
-    if (value) {
-      hits.inc();
-    }
-    return value;
-  };
-  return cache_family{supervisor_child("cache", ctx, std::move(spec)), std::move(reader)};
+  auto client = std::make_shared<const cache::client>(ctx->config, std::move(views),
+                                                      &ctx->metrics);
+  return cache_family{supervisor_child("cache", ctx, std::move(spec)), std::move(client)};
 }
 
 }  // namespace troupe

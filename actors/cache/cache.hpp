@@ -4,10 +4,10 @@
 // keeps a hot tier in memory (LRU, bounded by its share of the memory
 // budget) over the cold tier in the node's RocksDB store, and re-checks an
 // entry's file dependencies on every read, so a hit is never stale. An entry
-// without dependencies needs no such check: the gateway serves its hot hits
-// on its own thread, under the shard's hot-tier lock, without an actor hop.
+// without dependencies needs no such check: each shard publishes those in a
+// hot_view, and the gateway serves their hits on its own thread through the
+// family's client, without an actor hop and without a lock.
 
-#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -21,12 +21,15 @@ struct node_context;
 struct node_config;
 class db;
 
-/// The `cache` supervisor with its shards as children, and the reader the
-/// gateway serves hot hits with (node_context::cache_hot); both share the
-/// shards' hot tiers.
+namespace cache {
+class client;
+}
+
+/// The `cache` supervisor with its shards as children, and the family's
+/// client (routing, fan-out sums, hot reads of what the shards publish).
 struct cache_family {
   child_spec child;
-  std::function<std::optional<std::string>(std::string_view key)> hot_reader;
+  std::shared_ptr<const cache::client> client;
 };
 
 [[nodiscard]] cache_family make_cache(std::shared_ptr<node_context> ctx,

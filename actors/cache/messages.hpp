@@ -1,11 +1,14 @@
 #pragma once
 
-// Schema of the cache family (its public face). Keys go to shard
-// "cache/shard-<shard_for(key, shards)>".
+// Schema of the cache family (its public face). Callers route with
+// cache::client (actors/cache/client.hpp): a key goes to its shard, an
+// invalidation and the stats to every shard.
 //   cache.get        {key}                     -> {found, value, tier, miss}
 //   cache.put        {key, value, ttl_s, deps, dep_keys} -> {key, deps, dep_keys, cascaded}
 //   cache.del        {key}                     -> {deleted, cascaded}
 //   cache.invalidate {paths, keys, cascade}    -> {invalidated, cascaded, cascade_stopped}
+//   cache.stats      {}                        -> stats (the shard's own; the
+//                                                 client adds them up)
 //
 // An entry that depends on other keys depends on everything they depend on
 // (their records are copied into it at put), so a key's dependents are found
@@ -13,6 +16,7 @@
 // invalidation was cut short is still refused at its next read.
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -32,6 +36,7 @@ inline constexpr const char* get_type = "cache.get";
 inline constexpr const char* put_type = "cache.put";
 inline constexpr const char* del_type = "cache.del";
 inline constexpr const char* invalidate_type = "cache.invalidate";
+inline constexpr const char* stats_type = "cache.stats";
 
 struct get_request {
   std::string key;
@@ -107,6 +112,33 @@ struct invalidate_reply {
   /// the cascade breaker is open); the rest are refused when read.
   bool cascade_stopped = false;
   TROUPE_FIELDS(invalidated, cascaded, cascade_stopped)
+};
+
+struct hit_counts {
+  uint64_t hot = 0;
+  uint64_t cold = 0;
+  uint64_t total = 0;
+  TROUPE_FIELDS(hot, cold, total)
+};
+
+/// What GET /v1/cache shows: one shard's figures (since the node started,
+/// across the shard's restarts), or the whole cache's once added up.
+struct stats {
+  uint64_t shards = 1;
+  uint64_t entries = 0;
+  uint64_t bytes = 0;
+  uint64_t memory_budget_bytes = 0;
+  hit_counts hits;
+  /// By reason (miss_reasons), and "total".
+  std::map<std::string, uint64_t> misses;
+  double hit_ratio = 0;
+  uint64_t evictions = 0;
+  uint64_t invalidations = 0;
+  uint64_t cascaded = 0;
+  uint64_t cascades_stopped = 0;
+  uint64_t puts = 0;
+  TROUPE_FIELDS(shards, entries, bytes, memory_budget_bytes, hits, misses, hit_ratio, evictions,
+                invalidations, cascaded, cascades_stopped, puts)
 };
 
 /// Stable across processes and builds (FNV-1a), so every node maps a key to

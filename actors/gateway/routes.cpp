@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "actors/cache/client.hpp"
 #include "actors/cache/messages.hpp"
 #include "actors/pty/messages.hpp"
 #include "runtime/error.hpp"
@@ -222,15 +223,16 @@ routed router::route_cache(const http_request_view& req, std::string_view path) 
   if (key->empty()) {
     return error_reply(400, "bad_request", "the key is empty: use /v1/cache/{key}");
   }
-  // A hot entry without dependencies is served here, on the HTTP thread.
-  if (req.method == "GET" && ctx_->cache_hot) {
-    if (auto value = ctx_->cache_hot(*key)) {
+  // A hot entry without dependencies is served here, on the HTTP thread,
+  // from what its shard published.
+  if (req.method == "GET") {
+    if (auto value = cache().hot_get(*key)) {
       http_reply r{200, "application/octet-stream", std::move(*value), {}};
       r.headers.emplace_back("X-Troupe-Cache", "hit-hot");
       return r;
     }
   }
-  const auto shard = cache::shard_path(*key, cache::shard_count(ctx_->config));
+  const auto shard = cache().shard_for(*key);
   const auto timeout = std::chrono::milliseconds{ctx_->config.gateway.request_timeout_ms};
   if (req.method == "GET") {
     return actor_call{shard,   make_envelope(cache::get_type, cache::get_request{*key}),
@@ -348,80 +350,33 @@ routed router::cache_invalidate(const http_request_view& req) const {
                   reply_shape::body_json,
                   {},
                   {}};
-  const uint32_t shards = cache::shard_count(ctx_->config);
-  for (uint32_t i = 0; i < shards; ++i) {
-    call.fanout.push_back("cache/shard-" + std::to_string(i));
-  }
   // Every shard acts on the keys it owns: the total is the sum, and any
   // shard's error is the answer.
-  call.merge = [](const std::vector<envelope>& replies) {
-    cache::invalidate_reply total;
-    for (const auto& r : replies) {
-      if (r.is_error()) {
-        return r;
-      }
-      if (auto body = decode<cache::invalidate_reply>(r.body)) {
-        total.invalidated += body->invalidated;
-        total.cascaded += body->cascaded;
-        total.cascade_stopped = total.cascade_stopped || body->cascade_stopped;
-      }
-    }
-    return make_envelope("cache.invalidate.reply", total);
-  };
+  call.fanout = cache().shards();
+  call.merge = &cache::client::add_invalidations;
   return call;
 }
 
-http_reply router::cache_stats() const {
-  auto& m = ctx_->metrics;
-  auto counter = [&m](const char* name, metric_labels labels = {}) {
-    return m.counter(name, "", std::move(labels)).value();
-  };
-  const uint64_t hot = counter(cache::hits_metric, {{"tier", "hot"}});
-  const uint64_t cold = counter(cache::hits_metric, {{"tier", "cold"}});
-  json misses = json::object();
-  uint64_t missed = 0;
-  for (const char* reason : cache::miss_reasons) {
-    const uint64_t n = counter(cache::misses_metric, {{"reason", reason}});
-    misses[reason] = n;
-    missed += n;
-  }
-  misses["total"] = missed;
-  // Gauges hold doubles; these are counts, and print as integers.
-  uint64_t entries = 0;
-  uint64_t bytes = 0;
-  uint64_t evictions = 0;
-  const uint32_t shards = cache::shard_count(ctx_->config);
-  for (uint32_t i = 0; i < shards; ++i) {
-    metric_labels shard{{"shard", "cache/shard-" + std::to_string(i)}};
-    auto count = [&](const char* gauge) {
-      return static_cast<uint64_t>(std::llround(m.gauge(gauge, "", shard).value()));
-    };
-    entries += count(cache::entries_metric);
-    bytes += count(cache::bytes_metric);
-    evictions += m.counter(cache::evictions_metric, "", shard).value();
-  }
-  const uint64_t hits = hot + cold;
-  return json_reply(
-      200, json{
-               {"shards", shards},
-               {"entries", entries},
-               {"bytes", bytes},
-               {"memory_budget_bytes", ctx_->config.cache.memory_budget_bytes},
-               {"hits", {{"hot", hot}, {"cold", cold}, {"total", hits}}},
-               {"misses", misses},
-               {"hit_ratio", hits + missed == 0
-                                 ? 0.0
-                                 : static_cast<double>(hits) / static_cast<double>(hits + missed)},
-               {"evictions", evictions},
-               {"invalidations", counter(cache::invalidations_metric)},
-               {"cascaded", counter(cache::cascaded_metric)},
-               {"cascades_stopped", counter(cache::cascades_stopped_metric)},
-               {"puts", counter(cache::puts_metric)},
-           });
+routed router::cache_stats() const {
+  actor_call call{"",
+                  make_envelope(cache::stats_type, empty_body{}),
+                  std::chrono::milliseconds{ctx_->config.gateway.request_timeout_ms},
+                  reply_shape::body_json,
+                  cache().shards(),
+                  {}};
+  // The node's client outlives every connection (it is the context's).
+  call.merge = [client = ctx_->cache ? ctx_->cache : routing_only_](
+                   const std::vector<envelope>& replies) { return client->add_stats(replies); };
+  return call;
+}
+
+const cache::client& router::cache() const {
+  return ctx_->cache ? *ctx_->cache : *routing_only_;
 }
 
 router::router(std::shared_ptr<node_context> ctx, std::string token)
-    : ctx_(std::move(ctx)), token_(std::move(token)) {}
+    : ctx_(std::move(ctx)), token_(std::move(token)),
+      routing_only_(std::make_shared<const cache::client>(ctx_->config)) {}
 
 routed router::route(const http_request_view& req) const {
   auto path = req.target.substr(0, req.target.find('?'));

@@ -18,6 +18,10 @@
 
 namespace troupe {
 
+namespace cache {
+class client;
+}
+
 struct node_context;
 
 /// Every value of `key` in the query of `target`, percent-decoded (a
@@ -111,14 +115,18 @@ class router {
   [[nodiscard]] std::string unknown_actor_message(std::string_view path) const;
   [[nodiscard]] routed route_cache(const http_request_view& req, std::string_view path) const;
   [[nodiscard]] routed route_sessions(const http_request_view& req, std::string_view path) const;
-  [[nodiscard]] http_reply cache_stats() const;
+  [[nodiscard]] routed cache_stats() const;
   [[nodiscard]] routed cache_invalidate(const http_request_view& req) const;
+  /// The cache family's client: the node's, or one that only routes.
+  [[nodiscard]] const cache::client& cache() const;
   [[nodiscard]] http_reply readyz() const;
   [[nodiscard]] http_reply node_info() const;
   [[nodiscard]] http_reply actor_tree() const;
 
   std::shared_ptr<node_context> ctx_;
   std::string token_;
+  /// Routes cache requests when the node has no cache family (tests).
+  std::shared_ptr<const cache::client> routing_only_;
 };
 
 /// `{"error": {"code": ..., "message": ...}}` with `status`.

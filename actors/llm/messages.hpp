@@ -6,8 +6,9 @@
 //
 //   router -> provider    llm.call {call}, sent as the requester (the
 //                         provider streams the answer straight to it as
-//                         http.* messages); llm.cancel {id} when nobody
-//                         waits for the answer any more
+//                         http.* messages); llm.cancel {id, cancelled}
+//                         when nobody waits for the answer any more (or
+//                         somebody does again)
 //   upstream thread -> provider   llm.upstream {upstream_result}: how one
 //                         try ended (a stream's bytes went to the requester)
 //   provider -> router    llm.done {call_result}: how the call ended, after
@@ -65,9 +66,12 @@ struct call {
   TROUPE_FIELDS(id, model, body_model, path, body, stream, keep, version, beta, cache_label)
 };
 
+/// Whether the answer to `id` is still wanted: a client that left alone
+/// cancels; a request that joins it before the call ended revokes that.
 struct cancel {
   uint64_t id = 0;
-  TROUPE_FIELDS(id)
+  bool cancelled = true;
+  TROUPE_FIELDS(id, cancelled)
 };
 
 /// What a streamed 200 left behind, once it ended.

@@ -599,7 +599,7 @@ child_spec provider_child(std::shared_ptr<node_context> ctx, provider_spec spec)
             } else if (type == msg::cancel_type) {
               if (auto c = decode<msg::cancel>(body)) {
                 if (auto it = self->state.calls.find(c->id); it != self->state.calls.end()) {
-                  it->second.cancelled->store(true);
+                  it->second.cancelled->store(c->cancelled);
                 }
               }
             }

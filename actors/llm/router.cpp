@@ -13,6 +13,7 @@
 #include <spdlog/logger.h>
 #include <caf/all.hpp>
 
+#include "actors/cache/client.hpp"
 #include "actors/cache/messages.hpp"
 #include "actors/llm/internal.hpp"
 #include "actors/llm/ledger.hpp"
@@ -145,7 +146,8 @@ struct router_state {
   std::multimap<clock::time_point, std::shared_ptr<exchange_state>> held;
   std::vector<std::string> fallback_models;
   bool has_local = false;
-  uint32_t shards = 1;
+  /// Where a key's shard is.
+  std::shared_ptr<const cache::client> cache;
   bool poll_armed = false;
   bool flush_armed = false;
   std::shared_ptr<spdlog::logger> log;
@@ -372,10 +374,13 @@ bool join_flight(router_actor* self, const std::shared_ptr<exchange_state>& x) {
     x->shared = !f.followers.empty();
     return false;
   }
-  // A leader whose client left alone is being cancelled: a new request
-  // makes its own call rather than wait on one that will not answer.
-  if (f.followers.size() >= followers_max || leader->abandoned()) {
+  if (f.followers.size() >= followers_max) {
     return false;
+  }
+  if (leader->abandoned() && leader->provider) {
+    // Its client left and the call was being cancelled: it is wanted again.
+    self->send(leader->provider, std::string(msg::cancel_type),
+               encode(msg::cancel{leader->id, false}), uint64_t{0}, std::string{});
   }
   leader->shared = true;
   f.followers.push_back(x);
@@ -495,7 +500,7 @@ void store_answer(router_actor* self, exchange_state& x, std::string value) {
   }
   cache::put_request put{x.key, std::move(value), cfg.llm.cache_ttl_s, x.deps, {}};
   st.shard_requests.ask(
-      self, cache::shard_path(x.key, st.shards), make_envelope(cache::put_type, put),
+      self, st.cache->shard_for(x.key), make_envelope(cache::put_type, put),
       std::chrono::milliseconds(cfg.gateway.request_timeout_ms),
       [self, key = x.leads ? x.key : std::string()](envelope r) {
         if (r.is_error()) {
@@ -564,6 +569,11 @@ void on_call_done(router_actor* self, const std::shared_ptr<exchange_state>& x,
   x->retries += done.retries;
   x->answered = x->answered || r.answered;
   const auto result = static_cast<msg::outcome>(done.outcome);
+  if (result == msg::outcome::unavailable && r.cancelled && !x->abandoned()) {
+    // Stopped for a client that left, and wanted again since (a request
+    // joined it): the same step is called again.
+    return start_step(self, x);
+  }
   if (result == msg::outcome::unavailable) {
     st.log->info("{}: {}", step.provider, done.reason);
     x->failures.push_back(step.provider + "/" + step.model + ": " + done.reason);
@@ -1139,7 +1149,7 @@ void lead(router_actor* self, const std::shared_ptr<exchange_state>& x) {
   if (x->key.empty() || !x->cacheable || x->mode != cache_mode::use) {
     return admit(self, x);
   }
-  st.shard_requests.ask(self, cache::shard_path(x->key, st.shards),
+  st.shard_requests.ask(self, st.cache->shard_for(x->key),
                         make_envelope(cache::get_type, cache::get_request{x->key}),
                         std::chrono::milliseconds(st.ctx->config.gateway.request_timeout_ms),
                         [self, x](envelope r) {
@@ -1271,7 +1281,7 @@ child_spec router_child(std::shared_ptr<node_context> ctx, std::shared_ptr<db> s
       show_parses(st);
       st.fallback_models = cfg.fallback_models;
       st.has_local = !cfg.local_base_url.empty();
-      st.shards = cache::shard_count(ctx->config);
+      st.cache = std::make_shared<const cache::client>(ctx->config);
       self->set_down_handler(
           [self](caf::down_msg& down) { on_provider_down(self, down.source); });
       self->attach_functor([book = st.book](const caf::error&) {

@@ -239,7 +239,7 @@ int run(const node_flags& flags) {
   cfg.set("scheduler.max-threads", static_cast<size_t>(ctx->config.node.scheduler_threads));
   caf::actor_system system{cfg};
   auto cache = make_cache(ctx, store);
-  ctx->cache_hot = std::move(cache.hot_reader);
+  ctx->cache = std::move(cache.client);
   auto spec = root_spec(ctx, std::move(cache.child), std::move(*llm),
                         pty::sessions_child(ctx, store, pty_io.context()));
   ctx->top_level_children = spec.children.size();

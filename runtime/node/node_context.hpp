@@ -6,10 +6,8 @@
 // registries, which are thread-safe.
 
 #include <chrono>
-#include <functional>
-#include <optional>
+#include <memory>
 #include <string>
-#include <string_view>
 
 #include "runtime/config/node_config.hpp"
 #include "runtime/metrics/metrics.hpp"
@@ -17,10 +15,9 @@
 
 namespace troupe {
 
-/// The value of a hot cache entry that may be served on the calling thread
-/// (live, no dependency to re-check, so no disk and no hashing); nullopt
-/// sends the caller to the shard actor. Thread-safe; counts the hit.
-using cache_hot_reader = std::function<std::optional<std::string>(std::string_view key)>;
+namespace cache {
+class client;
+}
 
 /// troupe's version, as reported by /v1/node.
 inline constexpr const char* troupe_version = "0.1.0";
@@ -38,9 +35,9 @@ struct node_context {
   /// Top-level children the root starts; the node is ready when this many
   /// are registered and running (set before the root is spawned).
   size_t top_level_children = 0;
-  /// Hot cache hits for GET /v1/cache/{key} without an actor hop; installed
-  /// by the cache family.
-  cache_hot_reader cache_hot;
+  /// The cache family's client (routing, fan-out sums, hot reads of what
+  /// the shards publish); set by the node before the gateway serves.
+  std::shared_ptr<const cache::client> cache;
 };
 
 }  // namespace troupe

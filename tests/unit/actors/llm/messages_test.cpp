@@ -50,7 +50,7 @@ TEST_CASE("llm messages: every type round-trips through msgpack") {
   c.beta = "prompt-caching-2024-07-31";
   c.cache_label = "bypass";
   round_trips(c);
-  round_trips(cancel{42});
+  round_trips(cancel{42, false});
   round_trips(a_result());
   round_trips(call_result{9, static_cast<uint8_t>(outcome::refused), "refused with 400", 2,
                           a_result()});

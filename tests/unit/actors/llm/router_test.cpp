@@ -143,7 +143,7 @@ TEST_CASE("llm router: a step that fails passes the request to the next model, b
   CHECK_FALSE(f.sys.has_mail());
 }
 
-TEST_CASE("llm router: an answer the upstream sent already is not sent twice; a refusal passes") {
+TEST_CASE("llm router: an answer the upstream sent already is not sent twice, a refusal passes") {
   router_fixture f;
   f.provider_is(f.sys.self());
   f.ask("answered upstream");
