@@ -1,6 +1,8 @@
 #include "storage/db.hpp"
 
 #include <algorithm>
+#include <chrono>
+#include <mutex>
 #include <array>
 #include <cstring>
 #include <filesystem>
@@ -76,6 +78,10 @@ struct db::impl {
   rocksdb::ColumnFamilyHandle* default_cf = nullptr;
   std::vector<rocksdb::ColumnFamilyHandle*> extra;  // families a newer build made
   rocksdb::WriteOptions write;
+  mutable std::mutex health_mutex;
+  uint64_t failed_writes = 0;
+  std::string last_error;
+  uint64_t last_error_ms = 0;
 
   rocksdb::ColumnFamilyHandle* cf(column c) const { return handles[static_cast<size_t>(c)]; }
 
@@ -193,12 +199,42 @@ expected<std::unique_ptr<db>> db::open(const storage_options& options) {
   return store;
 }
 
+void db::record_failure(const error& e) {
+  const auto now = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                             std::chrono::system_clock::now().time_since_epoch())
+                                             .count());
+  std::lock_guard lock(impl_->health_mutex);
+  ++impl_->failed_writes;
+  impl_->last_error = e.message;
+  impl_->last_error_ms = now;
+}
+
+db::health_report db::health() const {
+  health_report out;
+  {
+    std::lock_guard lock(impl_->health_mutex);
+    out.failed_writes = impl_->failed_writes;
+    out.last_error = impl_->last_error;
+    out.last_error_ms = impl_->last_error_ms;
+  }
+  uint64_t n = 0;
+  if (impl_->rocks->GetIntProperty("rocksdb.background-errors", &n)) {
+    out.background_errors = n;
+  }
+  if (impl_->rocks->GetIntProperty("rocksdb.is-write-stopped", &n)) {
+    out.writes_stopped = n != 0;
+  }
+  return out;
+}
+
 expected<bool> db::put(column c, std::string_view key, std::string_view value,
                        uint64_t expires_at_ms) {
   auto s = impl_->rocks->Put(impl_->write, impl_->cf(c), rocksdb::Slice(key.data(), key.size()),
                              encode_stored(value, expires_at_ms));
   if (!s.ok()) {
-    return from_status(s, "write to " + std::string(to_string(c)));
+    auto failed = from_status(s, "write to " + std::string(to_string(c)));
+    record_failure(failed);
+    return failed;
   }
   return true;
 }
@@ -227,7 +263,9 @@ expected<std::optional<std::string>> db::get(column c, std::string_view key, uin
 expected<bool> db::remove(column c, std::string_view key) {
   auto s = impl_->rocks->Delete(impl_->write, impl_->cf(c), rocksdb::Slice(key.data(), key.size()));
   if (!s.ok()) {
-    return from_status(s, "delete from " + std::string(to_string(c)));
+    auto failed = from_status(s, "delete from " + std::string(to_string(c)));
+    record_failure(failed);
+    return failed;
   }
   return true;
 }
@@ -263,7 +301,9 @@ expected<size_t> db::sweep_expired(column c, uint64_t now_ms, size_t limit) {
     if (stored && stored->expires_at_ms != 0 && stored->expires_at_ms <= now_ms) {
       auto s = impl_->rocks->Delete(impl_->write, impl_->cf(c), it->key());
       if (!s.ok()) {
-        return from_status(s, "sweep of " + std::string(to_string(c)));
+        auto failed = from_status(s, "sweep of " + std::string(to_string(c)));
+        record_failure(failed);
+        return failed;
       }
       ++removed;
     }

@@ -89,9 +89,26 @@ class db {
 
   [[nodiscard]] const std::string& path() const { return path_; }
 
+  /// How writing goes: failed writes (every caller's, counted here) and
+  /// what RocksDB says of itself. Thread-safe.
+  struct health_report {
+    uint64_t failed_writes = 0;
+    std::string last_error;
+    /// When the last write failed (ms since the Unix epoch), or 0.
+    uint64_t last_error_ms = 0;
+    /// Errors of RocksDB's background work (flush, compaction); one leaves
+    /// the store read-only.
+    uint64_t background_errors = 0;
+    /// RocksDB stopped writes (too much waiting to be compacted).
+    bool writes_stopped = false;
+  };
+  [[nodiscard]] health_report health() const;
+
  private:
   struct impl;
   db(std::unique_ptr<impl> p, std::string path);
+  /// Counts a failed write and keeps its error for health().
+  void record_failure(const error& e);
 
   std::unique_ptr<impl> impl_;
   std::string path_;

@@ -9,6 +9,8 @@
 
 #include "actors/cache/client.hpp"
 #include "actors/cache/messages.hpp"
+#include "actors/llm/messages.hpp"
+#include "actors/system/messages.hpp"
 #include "actors/pty/messages.hpp"
 #include "runtime/error.hpp"
 #include "runtime/node/json_body.hpp"
@@ -585,6 +587,10 @@ http_reply router::reply_for(const envelope& reply, reply_shape shape) const {
   if (shape == reply_shape::body_json) {
     return json_reply(200, body);
   }
+  if (shape == reply_shape::readiness) {
+    const bool ready = body.value("status", "") == "ready";
+    return json_reply(ready ? 200 : 503, body);
+  }
   json doc{{"type", reply.type}, {"body", std::move(body)}};
   if (shape == reply_shape::envelope_msgpack) {
     auto bytes = json::to_msgpack(doc);
@@ -593,7 +599,7 @@ http_reply router::reply_for(const envelope& reply, reply_shape shape) const {
   return json_reply(200, doc);
 }
 
-http_reply router::readyz() const {
+routed router::readyz() const {
   if (draining.load(std::memory_order_relaxed)) {
     return json_reply(503, json{{"status", "draining"}});
   }
@@ -612,7 +618,61 @@ http_reply router::readyz() const {
   if (top.empty() || top.size() < ctx_->top_level_children) {
     return json_reply(503, json{{"status", "starting"}});
   }
-  return json_reply(200, json{{"status", "ready"}});
+  // Every actor runs: how the store takes writes (sys) and how each
+  // upstream is doing (its provider), asked of the actors that own them.
+  actor_call call{"",
+                  make_envelope(sys::health_type, empty_body{}),
+                  std::chrono::milliseconds{ctx_->config.gateway.request_timeout_ms},
+                  reply_shape::readiness,
+                  {"sys", "llm/anthropic"},
+                  {}};
+  if (!ctx_->config.llm.local_base_url.empty()) {
+    call.fanout.push_back("llm/local");
+  }
+  call.merge = [paths = call.fanout](const std::vector<envelope>& replies) {
+    json doc{{"status", "ready"}, {"upstreams", json::object()}};
+    json problems = json::array();
+    for (size_t i = 0; i < replies.size() && i < paths.size(); ++i) {
+      const auto& r = replies[i];
+      if (r.is_error()) {
+        problems.push_back(paths[i] + ": " + read_error(r).message);
+        continue;
+      }
+      if (paths[i] == "sys") {
+        if (auto h = decode<sys::health_reply>(r.body)) {
+          const auto& s = h->storage;
+          doc["storage"] = {{"ok", s.ok},
+                            {"failed_writes", s.failed_writes},
+                            {"last_error", s.last_error},
+                            {"last_error_age_s", s.last_error_age_s},
+                            {"background_errors", s.background_errors},
+                            {"writes_stopped", s.writes_stopped}};
+          if (s.enabled && !s.ok) {
+            problems.push_back("storage: " + (s.writes_stopped ? std::string("writes stopped")
+                                              : s.background_errors != 0
+                                                  ? std::string("background errors")
+                                                  : "a write failed " +
+                                                        std::to_string(s.last_error_age_s) +
+                                                        " s ago: " + s.last_error));
+          }
+        }
+        continue;
+      }
+      if (auto h = decode<llm::msg::upstream_health>(r.body)) {
+        doc["upstreams"][h->provider] = {{"connections", h->connections},
+                                         {"waiting", h->waiting},
+                                         {"calls", h->calls},
+                                         {"breakers", h->breakers}};
+      }
+    }
+    if (!problems.empty()) {
+      doc["status"] = "degraded";
+      doc["problems"] = std::move(problems);
+    }
+    const auto bytes = json::to_msgpack(doc);
+    return envelope{"readyz", std::string(bytes.begin(), bytes.end()), 0, {}};
+  };
+  return call;
 }
 
 http_reply router::node_info() const {

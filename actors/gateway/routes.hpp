@@ -58,6 +58,8 @@ enum class reply_shape : uint8_t {
   body_json,
   /// A document of its own ({content_type, bytes}): the bytes as they are.
   raw_document,
+  /// GET /readyz: the body as JSON, 200 when its status is "ready", else 503.
+  readiness,
 };
 
 /// Send `msg` to the actor at `path`, answer with its reply.
@@ -119,7 +121,7 @@ class router {
   [[nodiscard]] routed cache_invalidate(const http_request_view& req) const;
   /// The cache family's client: the node's, or one that only routes.
   [[nodiscard]] const cache::client& cache() const;
-  [[nodiscard]] http_reply readyz() const;
+  [[nodiscard]] routed readyz() const;
   [[nodiscard]] http_reply node_info() const;
   [[nodiscard]] http_reply actor_tree() const;
 

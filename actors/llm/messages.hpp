@@ -20,6 +20,7 @@
 // what it needs by value.
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -33,6 +34,8 @@ inline constexpr const char* cancel_type = "llm.cancel";
 inline constexpr const char* upstream_type = "llm.upstream";
 inline constexpr const char* done_type = "llm.done";
 inline constexpr const char* prepared_type = "llm.prepared";
+/// The readiness probe (/readyz): a provider answers upstream_health.
+inline constexpr const char* health_type = "health";
 
 struct usage_counts {
   int64_t input_tokens = 0;
@@ -163,6 +166,20 @@ struct prepared {
   int32_t priority = 1;
   TROUPE_FIELDS(id, error_status, error_body, model, stream, temperature, max_tokens, body_text,
                 key, cacheable, mode, deps, agent, priority)
+};
+
+/// A provider's upstream as /readyz shows it.
+struct upstream_health {
+  std::string provider;
+  /// Connections open and calls waiting for one (llm.connections_max).
+  uint64_t connections = 0;
+  uint64_t waiting = 0;
+  /// Calls this provider runs now.
+  uint64_t calls = 0;
+  /// Models whose breaker is "open" or "half_open" (closed ones are not
+  /// listed).
+  std::map<std::string, std::string> breakers;
+  TROUPE_FIELDS(provider, connections, waiting, calls, breakers)
 };
 
 }  // namespace troupe::llm::msg

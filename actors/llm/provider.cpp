@@ -17,6 +17,7 @@
 #include "actors/llm/sse.hpp"
 #include "runtime/protocol/codec.hpp"
 #include "runtime/backoff.hpp"
+#include "runtime/actor/envelope_message.hpp"
 #include "runtime/breaker/circuit_breaker.hpp"
 #include "runtime/log/log.hpp"
 #include "runtime/node/node_context.hpp"
@@ -596,6 +597,15 @@ child_spec provider_child(std::shared_ptr<node_context> ctx, provider_spec spec)
               if (r) {
                 on_try_ended(self, std::move(*r));
               }
+            } else if (type == msg::health_type) {
+              auto promise = self->make_response_promise();
+              auto& st = self->state;
+              msg::upstream_health h{st.spec.name, st.pool->connections(), st.pool->waiting(),
+                                     st.calls.size(), {}};
+              for (const auto& [model, state] : st.breakers->not_closed(clock::now())) {
+                h.breakers[model] = std::string(to_string(state));
+              }
+              deliver(promise, make_envelope(std::string(msg::health_type) + ".reply", h));
             } else if (type == msg::cancel_type) {
               if (auto c = decode<msg::cancel>(body)) {
                 if (auto it = self->state.calls.find(c->id); it != self->state.calls.end()) {

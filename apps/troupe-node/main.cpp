@@ -49,12 +49,13 @@ struct node_flags {
 /// Top-level children: the families of the node, started in this order and
 /// stopped in reverse. agents/sessions/cache/llm are the supervisors the
 /// later families plug their actors into.
-supervisor_spec root_spec(const std::shared_ptr<node_context>& ctx, child_spec cache,
-                          child_spec llm, child_spec sessions) {
+supervisor_spec root_spec(const std::shared_ptr<node_context>& ctx,
+                          const std::shared_ptr<db>& store, child_spec cache, child_spec llm,
+                          child_spec sessions) {
   auto policy = make_restart_policy(ctx->config.supervisor);
   auto family = [&](strategy s) { return supervisor_spec{s, policy, {}, 100000, 0x7e0b5eedULL}; };
   supervisor_spec root{strategy::one_for_one, policy, {}, 100000, 0x7e0b5eedULL};
-  root.children.push_back(system_child(ctx));
+  root.children.push_back(system_child(ctx, store));
   root.children.push_back(std::move(cache));
   root.children.push_back(std::move(llm));
   root.children.push_back(supervisor_child("agents", ctx, family(strategy::dynamic)));
@@ -240,7 +241,7 @@ int run(const node_flags& flags) {
   caf::actor_system system{cfg};
   auto cache = make_cache(ctx, store);
   ctx->cache = std::move(cache.client);
-  auto spec = root_spec(ctx, std::move(cache.child), std::move(*llm),
+  auto spec = root_spec(ctx, store, std::move(cache.child), std::move(*llm),
                         pty::sessions_child(ctx, store, pty_io.context()));
   ctx->top_level_children = spec.children.size();
   auto root = spawn_supervisor(system, ctx, "", std::move(spec));

@@ -27,7 +27,8 @@ std::string format_uptime(double uptime_s) {
   return out.str();
 }
 
-void print_status_table(const json& node, bool ready, const std::string& ready_status) {
+void print_status_table(const json& node, bool ready, const std::string& ready_status,
+                        const json& readiness) {
   const json actors = node.is_object() && node.contains("actors") ? node["actors"] : json();
   const auto row = [](std::string_view label, const std::string& value) {
     std::cout << std::left << std::setw(10) << label << value << "\n";
@@ -41,6 +42,31 @@ void print_status_table(const json& node, bool ready, const std::string& ready_s
                     " running, " + field_text(actors, "restarting") + " restarting, " +
                     field_text(actors, "stopped") + " stopped");
   row("ready", ready ? "yes" : "no (" + (ready_status.empty() ? "not ready" : ready_status) + ")");
+  if (readiness.contains("problems") && readiness["problems"].is_array()) {
+    for (const auto& p : readiness["problems"]) {
+      row("problem", p.is_string() ? p.get<std::string>() : p.dump());
+    }
+  }
+  if (readiness.contains("storage") && readiness["storage"].is_object()) {
+    const auto& st = readiness["storage"];
+    row("storage", st.value("ok", false) ? "ok (" + field_text(st, "failed_writes") +
+                                               " failed writes in all)"
+                                         : "failing: " + field_text(st, "last_error"));
+  }
+  if (readiness.contains("upstreams") && readiness["upstreams"].is_object()) {
+    for (const auto& [name, u] : readiness["upstreams"].items()) {
+      std::string breakers;
+      if (u.contains("breakers") && u["breakers"].is_object()) {
+        for (const auto& [model, state] : u["breakers"].items()) {
+          breakers += (breakers.empty() ? "" : ", ") + model + " " +
+                      (state.is_string() ? state.get<std::string>() : state.dump());
+        }
+      }
+      row("upstream", name + ": " + field_text(u, "connections") + " connections, " +
+                          field_text(u, "waiting") + " waiting, " + field_text(u, "calls") +
+                          " calls" + (breakers.empty() ? "" : "; breakers " + breakers));
+    }
+  }
 }
 
 int run_status(const context& ctx) {
@@ -62,13 +88,15 @@ int run_status(const context& ctx) {
     return fail(from_reply(*ready));
   }
   const bool is_ready = ready->status == 200;
+  const auto ready_json = parse_json(ready->body);
+  const json readiness = ready_json && ready_json->is_object() ? *ready_json : json::object();
   if (ctx.json_output) {
-    std::cout << dump_json(json{{"node", *node_json}, {"ready", is_ready}}) << "\n";
+    std::cout << dump_json(json{{"node", *node_json}, {"ready", is_ready}, {"readiness", readiness}})
+              << "\n";
     return exit_ok;
   }
-  const auto ready_json = parse_json(ready->body);
   const auto ready_status = ready_json ? field_text(*ready_json, "status") : std::string();
-  print_status_table(*node_json, is_ready, ready_status == "-" ? "" : ready_status);
+  print_status_table(*node_json, is_ready, ready_status == "-" ? "" : ready_status, readiness);
   return exit_ok;
 }
 

@@ -371,6 +371,18 @@ milliseconds circuit_breaker::jittered(milliseconds period) {
 keyed_breakers::keyed_breakers(breaker_config config, size_t max, listener on_transition)
     : config_(config), max_(max), on_transition_(std::move(on_transition)) {}
 
+std::vector<std::pair<std::string, breaker_state>> keyed_breakers::not_closed(
+    circuit_breaker::time_point now) const {
+  std::vector<std::pair<std::string, breaker_state>> out;
+  for (const auto& [key, e] : breakers_) {
+    if (const auto s = e.breaker.state(now); s != breaker_state::closed) {
+      out.emplace_back(key, s);
+    }
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
 circuit_breaker& keyed_breakers::operator[](const std::string& key) {
   if (auto it = breakers_.find(key); it != breakers_.end()) {
     return it->second.breaker;

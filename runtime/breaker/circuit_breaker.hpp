@@ -214,6 +214,10 @@ class keyed_breakers {
 
   [[nodiscard]] size_t size() const { return breakers_.size(); }
 
+  /// The keys whose breaker is not closed at `now`, with its state.
+  [[nodiscard]] std::vector<std::pair<std::string, breaker_state>> not_closed(
+      circuit_breaker::time_point now) const;
+
  private:
   breaker_config config_;
   size_t max_;

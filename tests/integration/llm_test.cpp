@@ -528,6 +528,17 @@ TEST_CASE("llm: 529 opens the model's breaker and the fallback chain answers") {
   REQUIRE(metrics);
   CHECK(metrics->body.find("troupe_breaker_transitions_total{target=\"llm/anthropic/claude-test\","
                            "to=\"open\"} 1") != std::string::npos);
+  // /readyz names the open breaker, asked of the provider that owns it; the
+  // node still serves (the chain, the cache), so it stays ready.
+  auto ready = client_for(gw.node.url(), "").request("GET", "/readyz");
+  REQUIRE(ready);
+  CHECK(ready->status == 200);
+  const auto doc = json::parse(ready->body);
+  CHECK(doc["status"] == "ready");
+  CHECK(doc["upstreams"]["anthropic"]["breakers"]["claude-test"] == "open");
+  CHECK(doc["upstreams"]["anthropic"]["breakers"].size() == 1);
+  CHECK(doc["storage"]["ok"] == true);
+  CHECK(doc["storage"]["failed_writes"] == 0);
 }
 
 TEST_CASE("llm: a long stream is not a slow call: the breaker judges how soon it started") {

@@ -199,7 +199,7 @@ TEST_CASE("bad input gets a precise error and the node keeps serving") {
   CHECK(expect_error(sys, send_body("sys.echo", {{"text", 5}}), 400, "bad_body") ==
         "field 'text' has the wrong type (int)");
   CHECK(expect_error(sys, send_body("sys.nope", json::object()), 400, "unknown_type")
-            .find("it handles: sys.echo, sys.info, sys.ping") != std::string::npos);
+            .find("it handles: health, sys.echo, sys.info, sys.ping") != std::string::npos);
   expect_error("/v1/actors/nobody/messages", send_body("sys.echo", json::object()), 404,
                "unknown_actor");
   expect_error("/v1/actors/bad%20path!/messages", send_body("sys.echo", json::object()), 400,
