@@ -13,7 +13,7 @@ struct errc_info {
 };
 
 // One row per code, in enum order; statuses follow API.md.
-constexpr std::array<errc_info, 17> errc_table{{
+constexpr std::array<errc_info, 19> errc_table{{
     {errc::bad_request, "bad_request", 400},
     {errc::bad_body, "bad_body", 400},
     {errc::unknown_type, "unknown_type", 400},
@@ -30,6 +30,8 @@ constexpr std::array<errc_info, 17> errc_table{{
     {errc::shutting_down, "shutting_down", 503},
     {errc::config_invalid, "config_invalid", 400},
     {errc::corrupt, "corrupt", 500},
+    {errc::method_not_allowed, "method_not_allowed", 405},
+    {errc::bad_gateway, "bad_gateway", 502},
     {errc::internal, "internal", 500},
 }};
 

@@ -47,6 +47,10 @@ enum class errc : uint8_t {
   config_invalid,
   /// Stored data is damaged or not in a format this build reads.
   corrupt,
+  /// The route exists but not for this HTTP method.
+  method_not_allowed,
+  /// What an upstream answered could not be passed on.
+  bad_gateway,
   /// An invariant of the callee broke while serving (a handler threw).
   internal,
 };

@@ -21,7 +21,7 @@ using exchange_actor = caf::stateful_actor<exchange_state>;
 /// The answer when the family cannot take the request (Anthropic's shape:
 /// the LLM routes' clients parse it; 529 tells them to retry).
 void overloaded(exchange_actor* self, const std::string& why) {
-  auto reply = anthropic_error_reply(529, "overloaded_error", why);
+  auto reply = anthropic_error_reply(errc::unavailable, why);
   self->state.sink->reply(reply.status, {{"content-type", std::move(reply.content_type)}},
                           std::move(reply.body));
   self->quit();

@@ -13,6 +13,7 @@
 #include "actors/system/messages.hpp"
 #include "actors/pty/messages.hpp"
 #include "runtime/error.hpp"
+#include "runtime/node/error_answer.hpp"
 #include "runtime/node/json_body.hpp"
 #include "runtime/node/node_context.hpp"
 #include "runtime/protocol/codec.hpp"
@@ -127,9 +128,10 @@ expected<json> parse_msgpack_body(std::string_view body, uint64_t bytes_max) {
 
 }  // namespace
 
-http_reply error_reply(int status, std::string_view code, std::string_view message) {
-  auto reply = json_reply(status, json{{"error", {{"code", code}, {"message", message}}}});
-  if (status == 503) {
+http_reply error_reply(errc code, std::string_view message) {
+  auto answer = troupe_error(code, message);
+  http_reply reply{answer.status, "application/json", std::move(answer.body), {}};
+  if (reply.status == 503) {
     // Restarting, a breaker open, a drain: each passes within about a second
     // or is told again; a client that honours the hint does not hammer.
     reply.headers.emplace_back("Retry-After", "1");
@@ -140,7 +142,7 @@ http_reply error_reply(int status, std::string_view code, std::string_view messa
 namespace {
 
 http_reply error_reply_of(const error& err) {
-  return error_reply(http_status(err.code), to_string(err.code), err.message);
+  return error_reply(err.code, err.message);
 }
 
 /// Decodes %XX escapes (and nothing else: '+' stays '+'); nullopt when an
@@ -196,10 +198,10 @@ namespace {
 http_reply cache_get_reply(const envelope& reply) {
   auto body = decode<cache::get_reply>(reply.body);
   if (!body) {
-    return error_reply(500, "internal", "unreadable cache reply: " + body.err().message);
+    return error_reply(errc::internal, "unreadable cache reply: " + body.err().message);
   }
   if (!body->found) {
-    auto r = error_reply(404, "not_found", "no entry for that key (" + body->miss + ")");
+    auto r = error_reply(errc::not_found, "no entry for that key (" + body->miss + ")");
     r.headers.emplace_back("X-Troupe-Cache", "miss-" + body->miss);
     return r;
   }
@@ -213,17 +215,17 @@ http_reply cache_get_reply(const envelope& reply) {
 routed router::route_cache(const http_request_view& req, std::string_view path) const {
   if (path == "/v1/cache") {
     return req.method == "GET" ? cache_stats()
-                               : error_reply(405, "method_not_allowed", "use GET /v1/cache");
+                               : error_reply(errc::method_not_allowed, "use GET /v1/cache");
   }
   if (path == "/v1/cache/invalidate" && req.method == "POST") {
     return cache_invalidate(req);
   }
   auto key = percent_decode(path.substr(cache_prefix.size()));
   if (!key) {
-    return error_reply(400, "bad_request", "the key in the path has a malformed %-escape");
+    return error_reply(errc::bad_request, "the key in the path has a malformed %-escape");
   }
   if (key->empty()) {
-    return error_reply(400, "bad_request", "the key is empty: use /v1/cache/{key}");
+    return error_reply(errc::bad_request, "the key is empty: use /v1/cache/{key}");
   }
   // A hot entry without dependencies is served here, on the HTTP thread,
   // from what its shard published.
@@ -247,7 +249,7 @@ routed router::route_cache(const http_request_view& req, std::string_view path) 
                       {},      {}};
   }
   if (req.method != "PUT") {
-    return error_reply(405, "method_not_allowed", "use GET, PUT or DELETE /v1/cache/{key}");
+    return error_reply(errc::method_not_allowed, "use GET, PUT or DELETE /v1/cache/{key}");
   }
   cache::put_request put{*key, std::string(req.body), 0, query_values(req.target, "dep"),
                          query_values(req.target, "dep_key")};
@@ -255,8 +257,7 @@ routed router::route_cache(const http_request_view& req, std::string_view path) 
     auto [end, ec] = std::from_chars(ttl[0].data(), ttl[0].data() + ttl[0].size(), put.ttl_s);
     if (ec != std::errc{} || end != ttl[0].data() + ttl[0].size() || put.ttl_s == 0 ||
         put.ttl_s > cache::ttl_s_max) {
-      return error_reply(
-          400, "bad_request",
+      return error_reply(errc::bad_request,
           "ttl must be a number of seconds from 1 to " + std::to_string(cache::ttl_s_max));
     }
   }
@@ -274,14 +275,14 @@ routed router::route_sessions(const http_request_view& req, std::string_view pat
       return call(pty::list_type, empty_body{}, reply_shape::body_json);
     }
     if (req.method != "POST") {
-      return error_reply(405, "method_not_allowed", "use GET or POST /v1/sessions");
+      return error_reply(errc::method_not_allowed, "use GET or POST /v1/sessions");
     }
     auto spec = parse_json_body(req.body.empty() ? std::string_view("{}") : req.body);
     if (!spec) {
       return error_reply_of(spec.err());
     }
     if (!spec->is_object()) {
-      return error_reply(400, "bad_request", "the body must be a JSON object");
+      return error_reply(errc::bad_request, "the body must be a JSON object");
     }
     const auto bytes = json::to_msgpack(*spec);
     return actor_call{"sessions/manager",
@@ -296,7 +297,7 @@ routed router::route_sessions(const http_request_view& req, std::string_view pat
   const std::string id(rest.substr(0, slash));
   const auto what = slash == std::string_view::npos ? std::string_view{} : rest.substr(slash);
   if (id.empty()) {
-    return error_reply(404, "not_found", "no route for '" + std::string(path) + "'");
+    return error_reply(errc::not_found, "no route for '" + std::string(path) + "'");
   }
   if (what.empty() && req.method == "GET") {
     return call(pty::get_type, pty::session_id{id}, reply_shape::body_json);
@@ -314,7 +315,7 @@ routed router::route_sessions(const http_request_view& req, std::string_view pat
     const auto readonly = query_values(req.target, "readonly");
     return session_attach{id, !readonly.empty() && readonly.front() == "1"};
   }
-  return error_reply(404, "not_found",
+  return error_reply(errc::not_found,
                      "no route for " + std::string(req.method) + " " + std::string(path));
 }
 
@@ -342,8 +343,7 @@ routed router::cache_invalidate(const http_request_view& req) const {
   };
   if (!doc.is_object() || !strings("paths", inv.paths) || !strings("keys", inv.keys) ||
       std::any_of(inv.paths.begin(), inv.paths.end(), [](const auto& p) { return p.empty(); })) {
-    return error_reply(
-        400, "bad_request",
+    return error_reply(errc::bad_request,
         "the body must be {\"paths\": [non-empty string...]} and/or {\"keys\": [string...]}");
   }
   actor_call call{"",
@@ -392,40 +392,33 @@ routed router::route(const http_request_view& req) const {
     return http_reply{200, "text/plain; version=0.0.4; charset=utf-8", ctx_->metrics.render(), {}};
   }
   if (path.substr(0, v1_prefix.size()) != v1_prefix) {
-    return error_reply(404, "not_found", "no route for '" + std::string(path) + "'");
+    return error_reply(errc::not_found, "no route for '" + std::string(path) + "'");
   }
   const bool anthropic = is_anthropic_route(path);
   if (!authorized(req)) {
     if (anthropic) {
       // Anthropic clients parse the API's own error shape.
-      return http_reply{
-          401,
-          "application/json",
-          R"j({"type":"error","error":{"type":"authentication_error","message":)j"
-          R"j("invalid x-api-key: use the troupe node's token (see <data_dir>/token)"}})j",
-          {}};
+      return anthropic_error_reply(
+          errc::unauthorized,
+          "invalid x-api-key: use the troupe node's token (see <data_dir>/token)");
     }
-    return error_reply(401, "unauthorized",
+    return error_reply(errc::unauthorized,
                        "this route needs 'Authorization: Bearer <token>' with the node's token "
                        "(see <data_dir>/token)");
   }
   if (anthropic) {
     if (draining.load()) {
-      return http_reply{529,
-                        "application/json",
-                        R"j({"type":"error","error":{"type":"overloaded_error","message":)j"
-                        R"j("the troupe node is shutting down"}})j",
-                        {}};
+      return anthropic_error_reply(errc::shutting_down, "the troupe node is shutting down");
     }
     return family_exchange{};
   }
   if (path == "/v1/usage") {
     // The LLM family's ledger, but troupe's own route: troupe's error shape.
     if (req.method != "GET") {
-      return error_reply(405, "method_not_allowed", "use GET /v1/usage");
+      return error_reply(errc::method_not_allowed, "use GET /v1/usage");
     }
     if (draining.load()) {
-      return error_reply(503, "shutting_down", "the troupe node is shutting down");
+      return error_reply(errc::shutting_down, "the troupe node is shutting down");
     }
     return family_exchange{};
   }
@@ -449,7 +442,7 @@ routed router::route_v1(const http_request_view& req) const {
   auto path = req.target.substr(0, req.target.find('?'));
   if (path == "/v1/node") {
     return req.method == "GET" ? node_info()
-                               : error_reply(405, "method_not_allowed", "use GET /v1/node");
+                               : error_reply(errc::method_not_allowed, "use GET /v1/node");
   }
   if (path == "/v1/cache" || path.substr(0, cache_prefix.size()) == cache_prefix) {
     return route_cache(req, path);
@@ -459,12 +452,12 @@ routed router::route_v1(const http_request_view& req) const {
   }
   if (path == "/v1/actors") {
     return req.method == "GET" ? actor_tree()
-                               : error_reply(405, "method_not_allowed", "use GET /v1/actors");
+                               : error_reply(errc::method_not_allowed, "use GET /v1/actors");
   }
   if (path.substr(0, actors_prefix.size()) == actors_prefix) {
     return route_actor(req, path.substr(actors_prefix.size()));
   }
-  return error_reply(404, "not_found", "no route for '" + std::string(path) + "'");
+  return error_reply(errc::not_found, "no route for '" + std::string(path) + "'");
 }
 
 routed router::route_actor(const http_request_view& req, std::string_view rest) const {
@@ -473,33 +466,33 @@ routed router::route_actor(const http_request_view& req, std::string_view rest) 
   const bool is_messages = ends_with(rest, messages);
   const bool is_kill = ends_with(rest, kill);
   if (!is_messages && !is_kill) {
-    return error_reply(404, "not_found",
+    return error_reply(errc::not_found,
                        "use POST /v1/actors/{path}/messages or POST /v1/actors/{path}/kill");
   }
   if (req.method != "POST") {
-    return error_reply(405, "method_not_allowed", "use POST");
+    return error_reply(errc::method_not_allowed, "use POST");
   }
   auto path = rest.substr(0, rest.size() - (is_messages ? messages.size() : kill.size()));
   if (!valid_actor_path(path)) {
-    return error_reply(400, "bad_request",
+    return error_reply(errc::bad_request,
                        "'" + std::string(path) +
                            "' is not an actor path (segments of [A-Za-z0-9_.-] joined by '/')");
   }
   if (!ctx_->registry.find(path)) {
     if (ctx_->registry.coming_back(path)) {
-      return error_reply(503, "restarting",
+      return error_reply(errc::restarting,
                          "actor '" + std::string(path) + "' is restarting with its supervisor");
     }
-    return error_reply(404, "unknown_actor", unknown_actor_message(path));
+    return error_reply(errc::unknown_actor, unknown_actor_message(path));
   }
   if (is_kill) {
     if (!ctx_->config.chaos.enabled) {
-      return error_reply(403, "forbidden", "fault injection is off (set chaos.enabled = true)");
+      return error_reply(errc::forbidden, "fault injection is off (set chaos.enabled = true)");
     }
     return actor_kill{std::string(path)};
   }
   if (draining.load(std::memory_order_relaxed)) {
-    return error_reply(503, "shutting_down", "the node is shutting down");
+    return error_reply(errc::shutting_down, "the node is shutting down");
   }
   return parse_actor_call(req, std::string(path));
 }
@@ -525,12 +518,12 @@ routed router::parse_actor_call(const http_request_view& req, std::string path) 
   }
   const auto& doc = *parsed;
   if (!doc.is_object() || !doc.contains("type") || !doc["type"].is_string()) {
-    return error_reply(400, "bad_request",
+    return error_reply(errc::bad_request,
                        "the body must be an object {\"type\": \"family.verb\", \"body\": {...}}");
   }
   json body = doc.value("body", json::object());
   if (!body.is_object()) {
-    return error_reply(400, "bad_request", "'body' must be an object (a msgpack map)");
+    return error_reply(errc::bad_request, "'body' must be an object (a msgpack map)");
   }
   auto timeout_ms = ctx_->config.gateway.request_timeout_ms;
   if (auto values = query_values(req.target, "timeout_ms"); !values.empty()) {
@@ -539,7 +532,7 @@ routed router::parse_actor_call(const http_request_view& req, std::string path) 
     auto [end, ec] = std::from_chars(t.data(), t.data() + t.size(), value);
     if (ec != std::errc{} || end != t.data() + t.size() || value == 0 ||
         value > ctx_->config.gateway.request_timeout_max_ms) {
-      return error_reply(400, "bad_request",
+      return error_reply(errc::bad_request,
                          "timeout_ms must be an integer from 1 to " +
                              std::to_string(ctx_->config.gateway.request_timeout_max_ms));
     }
@@ -559,17 +552,16 @@ http_reply router::reply_for(const envelope& reply, reply_shape shape) const {
   if (reply.is_error()) {
     auto body = decode<error_body>(reply.body);
     if (!body) {
-      return error_reply(500, "internal", "unreadable error reply: " + body.err().message);
+      return error_reply(errc::internal, "unreadable error reply: " + body.err().message);
     }
-    auto code = errc_from_string(body->code);
-    const int status = to_string(code) == body->code ? http_status(code) : 500;
-    return error_reply(status, body->code, body->message);
+    // A code this build does not know is the callee's failure.
+    return error_reply(errc_from_string(body->code), body->message);
   }
   if (shape == reply_shape::raw_document) {
     auto doc = decode<pty::raw_document>(
         reply.body, decode_limits{.body_bytes_max = std::max<size_t>(reply.body.size(), 1)});
     if (!doc) {
-      return error_reply(500, "internal", "unreadable document reply: " + doc.err().message);
+      return error_reply(errc::internal, "unreadable document reply: " + doc.err().message);
     }
     return http_reply{200, std::move(doc->content_type), std::move(doc->bytes), {}};
   }
@@ -577,8 +569,7 @@ http_reply router::reply_for(const envelope& reply, reply_shape shape) const {
   try {
     body = json::from_msgpack(reply.body.begin(), reply.body.end());
   } catch (const json::exception& e) {
-    return error_reply(
-        500, "internal",
+    return error_reply(errc::internal,
         "the actor replied with a body that is not msgpack: " + std::string(e.what()));
   }
   if (shape == reply_shape::cache_get) {
@@ -702,13 +693,12 @@ http_reply router::actor_tree() const {
       return json_reply(200, tree_json(all, node));
     }
   }
-  return error_reply(503, "unavailable", "the supervision tree is not up yet");
+  return error_reply(errc::unavailable, "the supervision tree is not up yet");
 }
 
-http_reply anthropic_error_reply(int status, std::string_view type, std::string_view message) {
-  const json body{{"type", "error"}, {"error", {{"type", type}, {"message", message}}}};
-  return http_reply{
-      status, "application/json", body.dump(-1, ' ', false, json::error_handler_t::replace), {}};
+http_reply anthropic_error_reply(errc code, std::string_view message) {
+  auto answer = anthropic_error(code, message);
+  return http_reply{answer.status, "application/json", std::move(answer.body), {}};
 }
 
 }  // namespace troupe

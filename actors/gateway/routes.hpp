@@ -14,6 +14,7 @@
 #include <variant>
 #include <vector>
 
+#include "runtime/error.hpp"
 #include "runtime/protocol/envelope.hpp"
 
 namespace troupe {
@@ -131,13 +132,11 @@ class router {
   std::shared_ptr<const cache::client> routing_only_;
 };
 
-/// `{"error": {"code": ..., "message": ...}}` with `status`.
-[[nodiscard]] http_reply error_reply(int status, std::string_view code, std::string_view message);
+/// troupe's error shape for `code`, with its status (runtime/node/error_answer).
+[[nodiscard]] http_reply error_reply(errc code, std::string_view message);
 
-/// The Anthropic API's error shape, `{"type": "error", "error": {"type",
-/// "message"}}`, for what the gateway refuses on the Anthropic routes
-/// before the LLM family sees the request.
-[[nodiscard]] http_reply anthropic_error_reply(int status, std::string_view type,
-                                               std::string_view message);
+/// The Anthropic API's error shape for `code`, for what the gateway refuses
+/// on the Anthropic routes before the LLM family sees the request.
+[[nodiscard]] http_reply anthropic_error_reply(errc code, std::string_view message);
 
 }  // namespace troupe

@@ -28,6 +28,7 @@
 #include "actors/gateway/routes.hpp"
 #include "actors/gateway/viewer.hpp"
 #include "runtime/log/log.hpp"
+#include "runtime/node/error_answer.hpp"
 #include "runtime/metrics/metrics.hpp"
 #include "runtime/net/io_threads.hpp"
 #include "runtime/node/node_context.hpp"
@@ -458,27 +459,23 @@ class session : public std::enable_shared_from_this<session> {
     }
     if (ec == http::error::body_limit && anthropic_target()) {
       return reply_and_close(
-          http_reply{413,
-                     "application/json",
-                     R"j({"type":"error","error":{"type":"request_too_large","message":)j"
-                     R"j("request body exceeds the gateway's limit (gateway.body_bytes_max)"}})j",
-                     {}});
+          anthropic_error_reply(errc::too_large,
+                                "request body exceeds the gateway's limit (gateway.body_bytes_max)"));
     }
     if (ec == http::error::body_limit) {
       return reply_and_close(
-          error_reply(413, "too_large",
+          error_reply(errc::too_large,
                       "request body exceeds gateway.body_bytes_max (" +
                           std::to_string(server_.ctx->config.gateway.body_bytes_max) + " bytes)"));
     }
     if (ec == http::error::header_limit) {
-      return reply_and_close(error_reply(
-          431, "too_large",
+      return reply_and_close(error_reply(errc::too_large,
           "request head exceeds gateway.header_bytes_max (" +
               std::to_string(server_.ctx->config.gateway.header_bytes_max) + " bytes)"));
     }
     if (ec) {
       return reply_and_close(
-          error_reply(400, "bad_request", "malformed HTTP request: " + ec.message()));
+          error_reply(errc::bad_request, "malformed HTTP request: " + ec.message()));
     }
     const auto& head = parser_->get();
     const auto codings = head.count(http::field::transfer_encoding);
@@ -489,8 +486,8 @@ class session : public std::enable_shared_from_this<session> {
                                  head.count(http::field::content_length) > 0);
         !why.empty()) {
       return reply_and_close(anthropic_target()
-                                 ? anthropic_error_reply(400, "invalid_request_error", why)
-                                 : error_reply(400, "bad_request", why));
+                                 ? anthropic_error_reply(errc::bad_request, why)
+                                 : error_reply(errc::bad_request, why));
     }
     // The idle timer covered the read; the reply may take as long as the call
     // does (up to request_timeout_max_ms), so it must not close the socket.
@@ -529,7 +526,7 @@ class session : public std::enable_shared_from_this<session> {
     } catch (const std::exception& e) {
       // An exception escaping into Asio would end the node: answer instead.
       server_.log->error("routing {} {} threw: {}", view.method, view.target, e.what());
-      return send(error_reply(500, "internal", std::string("the request failed: ") + e.what()));
+      return send(error_reply(errc::internal, std::string("the request failed: ") + e.what()));
     }
     if (auto* reply = std::get_if<http_reply>(&result)) {
       return send(std::move(*reply));
@@ -538,12 +535,12 @@ class session : public std::enable_shared_from_this<session> {
       auto killed = kill_actor(*server_.ctx, kill->path);
       return send(
           killed ? http_reply{200, "application/json", "{\"killed\":\"" + kill->path + "\"}", {}}
-                 : error_reply(http_status(killed.err().code), to_string(killed.err().code),
+                 : error_reply(killed.err().code,
                                killed.err().message));
     }
     if (auto* attach = std::get_if<session_attach>(&result)) {
       if (!websocket::is_upgrade(request_)) {
-        return send(error_reply(400, "bad_request",
+        return send(error_reply(errc::bad_request,
                                 "GET /v1/sessions/{id}/attach is a WebSocket: send an upgrade"));
       }
       return start_attach(std::move(attach->id), attach->readonly);
@@ -660,7 +657,7 @@ class session : public std::enable_shared_from_this<session> {
     } catch (const std::exception& e) {
       // A header Beast refuses (say, too long): answer, never end the node.
       server_.log->error("an LLM answer could not be sent: {}", e.what());
-      send(error_reply(502, "bad_gateway", "the answer could not be sent"));
+      send(error_reply(errc::bad_gateway, "the answer could not be sent"));
     }
   }
 
@@ -714,18 +711,19 @@ class session : public std::enable_shared_from_this<session> {
     if (exchange_open_) {
       const auto target = std::string_view(request_.target().data(), request_.target().size());
       const bool anthropic = is_anthropic_route(target.substr(0, target.find('?')));
-      return exchange_reply(
-          id, 500, {{"content-type", "application/json"}},
+      auto answer =
           anthropic
-              ? R"j({"type":"error","error":{"type":"api_error","message":)j"
-                R"j("the gateway lost this request before answering it; it is safe to retry"}})j"
-              : R"j({"error":{"code":"internal","message":)j"
-                R"j("the node lost this request before answering it; it is safe to retry"}})j");
+              ? anthropic_error(errc::internal,
+                                "the gateway lost this request before answering it; it is safe "
+                                "to retry")
+              : troupe_error(errc::internal,
+                             "the node lost this request before answering it; it is safe to "
+                             "retry");
+      return exchange_reply(id, answer.status, {{"content-type", "application/json"}},
+                            std::move(answer.body));
     }
     if (streaming_ && !stream_ended_) {
-      stream_chunk(id,
-                   "\n\nevent: error\ndata: {\"type\":\"error\",\"error\":{\"type\":"
-                   "\"api_error\",\"message\":\"the gateway lost this stream\"}}\n\n");
+      stream_chunk(id, anthropic_error_event("api_error", "the gateway lost this stream"));
       stream_end(id);
     }
   }
@@ -796,7 +794,7 @@ class session : public std::enable_shared_from_this<session> {
       send(server_.routes.reply_for(reply, shape));
     } catch (const std::exception& e) {
       server_.log->error("converting a reply of type '{}' threw: {}", reply.type, e.what());
-      send(error_reply(500, "internal",
+      send(error_reply(errc::internal,
                        std::string("the reply could not be converted: ") + e.what()));
     }
   }
@@ -938,8 +936,9 @@ void session::start_exchange() {
   watch_client(exchange_);
   auto sink = std::make_shared<session_sink>(shared_from_this());
   if (server_.system == nullptr) {
-    return sink->reply(503, {{"content-type", "application/json"}},
-                       R"j({"error":{"code":"unavailable","message":"not served by this node"}})j");
+    auto answer = troupe_error(errc::unavailable, "not served by this node");
+    return sink->reply(answer.status, {{"content-type", "application/json"}},
+                       std::move(answer.body));
   }
   exchange_actor_ =
       spawn_exchange(*server_.system, server_.ctx, "llm/router", std::move(req), std::move(sink))

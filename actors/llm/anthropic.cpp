@@ -966,42 +966,6 @@ std::string events_for_message(const json& message) {
   return out;
 }
 
-// ---- errors -------------------------------------------------------------------
-
-namespace {
-
-struct error_type_row {
-  std::string_view type;
-  int status;
-};
-
-// The API's error types and the statuses it answers them with.
-constexpr std::array<error_type_row, 8> error_types{{
-    {"invalid_request_error", 400},
-    {"authentication_error", 401},
-    {"permission_error", 403},
-    {"not_found_error", 404},
-    {"request_too_large", 413},
-    {"rate_limit_error", 429},
-    {"api_error", 500},
-    {"overloaded_error", 529},
-}};
-
-}  // namespace
-
-std::string error_body(std::string_view type, std::string_view message) {
-  return dump(json{{"type", "error"}, {"error", json{{"type", type}, {"message", message}}}});
-}
-
-int status_for(std::string_view error_type) {
-  for (const auto& row : error_types) {
-    if (row.type == error_type) {
-      return row.status;
-    }
-  }
-  return 500;
-}
-
 // ---- OpenAI-compatible fallback --------------------------------------------------
 
 namespace {

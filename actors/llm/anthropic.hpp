@@ -141,13 +141,6 @@ class stream_assembler {
 /// `stream_assembler` over the result gives `message` back.
 [[nodiscard]] std::string events_for_message(const nlohmann::json& message);
 
-/// `{"type":"error","error":{"type":<type>,"message":<message>}}`; always
-/// valid JSON (invalid UTF-8 in `message` is replaced by U+FFFD).
-[[nodiscard]] std::string error_body(std::string_view type, std::string_view message);
-
-/// The HTTP status the API answers an error type with; 500 for unknown types.
-[[nodiscard]] int status_for(std::string_view error_type);
-
 /// An OpenAI `/v1/chat/completions` request asking what `anthropic_body`
 /// (a request `validate_request` accepted) asks, for backends without the
 /// Messages API. Text only: system becomes a leading system message, each

@@ -12,6 +12,7 @@
 #include <caf/all.hpp>
 
 #include "actors/llm/internal.hpp"
+#include "runtime/node/error_answer.hpp"
 #include "actors/llm/messages.hpp"
 #include "actors/llm/requester.hpp"
 #include "actors/llm/sse.hpp"
@@ -214,9 +215,7 @@ void on_try_done(try_state& t, upstream_response r) {
     if (!s.complete && !err) {
       const auto why = out.error.empty() ? std::string("the stream ended early") : out.error;
       // The blank line first ends whatever event the upstream left half-sent.
-      send_chunk(t.requester,
-                 "\n\n" + sse_format("error",
-                                     error_body("api_error", "upstream stream broke off: " + why)));
+      send_chunk(t.requester, anthropic_error_event("api_error", "upstream stream broke off: " + why));
     }
     send_end(t.requester);
     if (s.complete && s.overflow && t.keep) {

@@ -16,6 +16,7 @@
 #include "actors/cache/client.hpp"
 #include "actors/cache/messages.hpp"
 #include "actors/llm/internal.hpp"
+#include "runtime/node/error_answer.hpp"
 #include "actors/llm/ledger.hpp"
 #include "actors/llm/limiter.hpp"
 #include "actors/llm/messages.hpp"
@@ -209,7 +210,7 @@ void reply(exchange_state& x, int status, http_headers headers, std::string body
 
 void reply_error(exchange_state& x, std::string_view type, std::string_view message,
                  http_headers headers = {}) {
-  reply(x, status_for(type), std::move(headers), error_body(type, message));
+  reply(x, anthropic_status(type), std::move(headers), anthropic_error_body(type, message));
 }
 
 /// A complete SSE byte sequence as one streamed answer.
@@ -451,7 +452,7 @@ void refuse(router_actor* self, exchange_state& x, int status, http_headers head
 
 void refuse_error(router_actor* self, exchange_state& x, std::string_view type,
                   std::string_view message, http_headers headers = {}) {
-  refuse(self, x, status_for(type), std::move(headers), error_body(type, message));
+  refuse(self, x, anthropic_status(type), std::move(headers), anthropic_error_body(type, message));
 }
 
 // ---------------------------------------------------------------------------
@@ -629,8 +630,8 @@ void on_call_done(router_actor* self, const std::shared_ptr<exchange_state>& x,
       land_flight(self, *x, cache_value('M', sm.message), false);
     } else {
       const auto type = sm.error_type.empty() ? std::string("api_error") : sm.error_type;
-      fail_flight(self, *x, status_for(type), {{"content-type", "application/json"}},
-                  error_body(type, "the shared upstream stream broke off: " +
+      fail_flight(self, *x, anthropic_status(type), {{"content-type", "application/json"}},
+                  anthropic_error_body(type, "the shared upstream stream broke off: " +
                                        (sm.error_type.empty() ? done.reason : sm.error_message)));
     }
   } else if (count_tokens) {
@@ -682,7 +683,7 @@ void on_provider_down(router_actor* self, const caf::actor_addr& who) {
     book(self, e);
     st.requests("error").inc();
     fail_flight(self, *x, 500, {{"content-type", "application/json"}},
-                error_body("api_error", "the upstream call was lost: llm/" + step.provider +
+                anthropic_error_body("api_error", "the upstream call was lost: llm/" + step.provider +
                                             " stopped under it; it is safe to retry"));
     // Unanswered as far as the router knows: as it goes, its requester
     // hears it dropped, and ends whatever part of the answer it got.
@@ -898,8 +899,8 @@ void guarded(router_actor* self, const std::shared_ptr<exchange_state>& x, Handl
 /// A request refused before it went anywhere.
 msg::prepared refusal(std::string_view type, std::string_view message) {
   msg::prepared p;
-  p.error_status = status_for(type);
-  p.error_body = error_body(type, message);
+  p.error_status = anthropic_status(type);
+  p.error_body = anthropic_error_body(type, message);
   return p;
 }
 
@@ -1180,7 +1181,7 @@ void on_request_message(router_actor* self, std::string_view body) {
       body, decode_limits{.body_bytes_max = st.ctx->config.gateway.body_bytes_max + (1u << 20)});
   if (!request) {
     send_reply(requester, 400, {{"content-type", "application/json"}},
-               error_body("invalid_request_error",
+               anthropic_error_body("invalid_request_error",
                           "the request could not be read: " + request.err().message));
     return;
   }

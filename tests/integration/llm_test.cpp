@@ -843,19 +843,31 @@ TEST_CASE("llm: count_tokens is passed through, the ledger survives a restart") 
 
 TEST_CASE("llm: a provider crashing under a stream still ends the client's stream") {
   gateway_fixture gw(env_map{{"TROUPE_CHAOS_ENABLED", "true"}});
-  // Events paced 150 ms apart: the stream is in flight when the crash comes.
+  // Events paced 150 ms apart: the crash comes once the client has the
+  // stream's first event (curl writes what arrives as it arrives).
   gw.mock_faults({{"faults", {{{"kind", "slow"}, {"delay_ms", 0}, {"interval_ms", 150}}}}});
-  std::optional<http_response> streamed;
-  std::thread client([&] { streamed = gw.messages(question("a slow stream", true)); });
-  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  temp_dir dir;
+  const auto out = dir.path() + "/stream.txt";
+  std::optional<process_result> streamed;
+  std::thread client([&] {
+    streamed = run_process({"/usr/bin/curl", "-s", "-N", "-o", out, "-w", "%{http_code}", "-H",
+                            "x-api-key: " + gw.node.token(), "-H", "anthropic-version: 2023-06-01",
+                            "-H", "content-type: application/json", "-d",
+                            question("a slow stream", true).dump(), gw.node.url() + "/v1/messages"});
+  });
+  const auto received = [&out] {
+    std::ifstream in(out);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  REQUIRE(wait_until([&] { return received().find("event: message_start") != std::string::npos; }));
   auto http = client_for(gw.node.url(), gw.node.token());
   auto killed = http.request("POST", "/v1/actors/llm/anthropic/kill");
   REQUIRE(killed);
   CHECK(killed->status == 200);
   client.join();
   REQUIRE(streamed);
-  CHECK(streamed->status == 200);
-  const auto events = events_of(streamed->body);
+  CHECK(streamed->out == "200");
+  const auto events = events_of(received());
   REQUIRE_FALSE(events.empty());
   CHECK(events.back().first == "error");
   // The provider is back and serves the next request; nothing was cached.

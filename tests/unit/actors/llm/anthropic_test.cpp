@@ -720,33 +720,6 @@ TEST_CASE("stream_assembler over events_for_message gives the message back") {
   }
 }
 
-// ---- errors ----------------------------------------------------------------------
-
-TEST_CASE("error_body is valid JSON in the API's shape, whatever the message holds") {
-  const std::string body = error_body("invalid_request_error", "bad \"quote\"\nline \xff end");
-  const json parsed = json::parse(body);
-  CHECK(parsed["type"] == "error");
-  CHECK(parsed["error"]["type"] == "invalid_request_error");
-  CHECK(parsed["error"]["message"] == "bad \"quote\"\nline \xEF\xBF\xBD end");
-  CHECK(json::parse(error_body("api_error", "x")) ==
-        json{{"type", "error"}, {"error", {{"type", "api_error"}, {"message", "x"}}}});
-}
-
-TEST_CASE("status_for maps the API's error types to their statuses") {
-  const std::vector<std::pair<std::string, int>> table{{"invalid_request_error", 400},
-                                                       {"authentication_error", 401},
-                                                       {"permission_error", 403},
-                                                       {"not_found_error", 404},
-                                                       {"request_too_large", 413},
-                                                       {"rate_limit_error", 429},
-                                                       {"api_error", 500},
-                                                       {"overloaded_error", 529}};
-  for (const auto& [type, status] : table) {
-    CHECK(status_for(type) == status);
-  }
-  CHECK(status_for("brand_new_error") == 500);
-}
-
 // ---- OpenAI fallback --------------------------------------------------------------
 
 TEST_CASE("to_openai_request flattens an Anthropic request into chat messages") {
