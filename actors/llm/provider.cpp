@@ -583,8 +583,12 @@ child_spec provider_child(std::shared_ptr<node_context> ctx, provider_spec spec)
           "troupe_llm_upstream_waiting",
           "Calls waiting for a free upstream connection (llm.connections_max)", labels);
       // Last: the metrics above are there before the threads start.
-      st.io = std::make_unique<upstream_io>(spec.io_threads);
-      st.pool = st.io->pool(spec.url, spec.connections_max);
+      if (spec.pool_for_tests) {
+        st.pool = spec.pool_for_tests();
+      } else {
+        st.io = std::make_unique<upstream_io>(spec.io_threads);
+        st.pool = st.io->pool(spec.url, spec.connections_max);
+      }
       st.observe_pool();
       return {
           [self](const std::string& type, const std::string& body, uint64_t, const std::string&) {

@@ -7,6 +7,7 @@
 // router (`llm.done`); a stream's bytes go from the connection's thread
 // straight to the requester.
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -18,6 +19,8 @@ struct node_context;
 }
 
 namespace troupe::llm {
+
+class upstream_pool;
 
 enum class provider_kind : uint8_t {
   /// The Anthropic Messages API (or anything speaking it).
@@ -39,6 +42,9 @@ struct provider_spec {
   std::string api_key;
   /// anthropic-version when the client sends none.
   std::string version;
+  /// Tests only: makes the pool each incarnation calls instead of one of
+  /// its own (then no upstream threads are made).
+  std::function<std::shared_ptr<upstream_pool>()> pool_for_tests;
 };
 
 [[nodiscard]] child_spec provider_child(std::shared_ptr<node_context> ctx, provider_spec spec);
