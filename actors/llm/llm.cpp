@@ -21,7 +21,7 @@ expected<child_spec> llm_child(std::shared_ptr<node_context> ctx, std::shared_pt
   spec.children.push_back(
       provider_child(ctx, provider_spec{"anthropic", provider_kind::anthropic, *anthropic_url,
                                         cfg.llm.connections_max, cfg.llm.io_threads, key,
-                                        cfg.llm_anthropic.version}));
+                                        cfg.llm_anthropic.version, {}}));
   if (!cfg.llm.local_base_url.empty()) {
     auto local_url = parse_base_url(cfg.llm.local_base_url);
     if (!local_url) {
@@ -29,7 +29,7 @@ expected<child_spec> llm_child(std::shared_ptr<node_context> ctx, std::shared_pt
     }
     spec.children.push_back(
         provider_child(ctx, provider_spec{"local", provider_kind::openai, *local_url,
-                                          cfg.llm.connections_max, cfg.llm.io_threads, {}, {}}));
+                                          cfg.llm.connections_max, cfg.llm.io_threads, {}, {}, {}}));
   }
   spec.children.push_back(router_child(ctx, std::move(store)));
   return supervisor_child("llm", ctx, std::move(spec));
