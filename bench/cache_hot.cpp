@@ -75,7 +75,7 @@ int main(int argc, char** argv) {
     lru_cache lru(uint64_t{1} << 30);
     auto t = measure(keys, order, value,
                      [&](const std::string& k, const std::string& v) {
-                       (void)lru.put(k, cache_entry{v, 0, {}}, 0);
+                       (void)lru.put(k, cache_entry{std::make_shared<const std::string>(v), 0, {}}, 0);
                      },
                      [&](const std::string& k) { return lru.get(k, 0) != nullptr; });
     std::mutex mutex;

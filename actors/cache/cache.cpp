@@ -197,12 +197,12 @@ class hot_tier {
   bool put(const std::string& key, cache_entry entry, uint64_t now_ms) {
     const bool plain = entry.deps.empty();
     const auto expires = entry.expires_at_ms;
-    const auto value = plain ? entry.value : std::string();
+    auto value = entry.value;  // shared with the view, not copied
     if (!lru_.put(key, std::move(entry), now_ms)) {
       return false;
     }
     if (plain) {
-      view_->set(key, value, expires);
+      view_->set(key, std::move(value), expires);
     } else {
       view_->erase(key);
     }
@@ -364,7 +364,10 @@ class shard {
       }
     }
     const uint64_t file_records = records->size() - key_records;
-    (void)hot_.put(req.key, cache_entry{req.value, now + hot_ttl_ms, std::move(*records)}, now);
+    (void)hot_.put(req.key,
+                   cache_entry{std::make_shared<const std::string>(req.value), now + hot_ttl_ms,
+                               std::move(*records)},
+                   now);
     watch(watched);
     metrics_.puts.inc();
     // Whatever depended on the value this put replaced is stale now.
@@ -385,7 +388,7 @@ class shard {
         return miss("stale");
       }
       metrics_.hits_hot.inc();
-      return cache::get_reply{true, std::move(entry->value), "hot", {}};
+      return cache::get_reply{true, *entry->value, "hot", {}};
     }
     return get_cold(req.key, now);
   }
@@ -718,7 +721,11 @@ class shard {
     }
     // Promoted with the hot lifetime; the cold copy keeps its own expiry.
     const uint64_t hot_ttl_ms = ctx_->config.cache.hot_ttl_s * 1000ull;
-    (void)hot_.put(key, cache_entry{entry->value, now + hot_ttl_ms, entry->deps}, now);
+    (void)hot_.put(
+        key,
+        cache_entry{std::make_shared<const std::string>(entry->value), now + hot_ttl_ms,
+                    entry->deps},
+        now);
     publish_size();
     metrics_.hits_cold.inc();
     return cache::get_reply{true, std::move(entry->value), "cold", {}};

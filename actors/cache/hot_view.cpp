@@ -15,14 +15,15 @@ std::optional<std::string> hot_view::get(std::string_view key, uint64_t now_ms) 
   if (e.expires_at_ms != 0 && e.expires_at_ms <= now_ms) {
     return std::nullopt;  // the shard withdraws it when it next looks
   }
-  return e.value;
+  return *e.value;
 }
 
-void hot_view::set(const std::string& key, const std::string& value, uint64_t expires_at_ms) {
+void hot_view::set(const std::string& key, std::shared_ptr<const std::string> value,
+                   uint64_t expires_at_ms) {
   auto& slot = buckets_[bucket_of(key)];
   const auto old = slot.load(std::memory_order_relaxed);  // only this thread writes
   auto copy = old ? std::make_shared<bucket>(*old) : std::make_shared<bucket>();
-  (*copy)[key] = std::make_shared<const entry>(entry{value, expires_at_ms});
+  (*copy)[key] = std::make_shared<const entry>(entry{std::move(value), expires_at_ms});
   slot.store(std::move(copy), std::memory_order_release);
 }
 

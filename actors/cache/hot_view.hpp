@@ -37,7 +37,9 @@ class hot_view {
   // The writer: the owning shard only.
 
   /// Publishes `value` under `key` until `expires_at_ms` (0: no expiry).
-  void set(const std::string& key, const std::string& value, uint64_t expires_at_ms);
+  /// The view shares the bytes with the shard's tier; it copies none.
+  void set(const std::string& key, std::shared_ptr<const std::string> value,
+           uint64_t expires_at_ms);
   /// Withdraws `key` (no-op if not published).
   void erase(std::string_view key);
   /// Withdraws everything (a new shard incarnation starts empty).
@@ -45,7 +47,7 @@ class hot_view {
 
  private:
   struct entry {
-    std::string value;
+    std::shared_ptr<const std::string> value;
     uint64_t expires_at_ms = 0;
   };
   struct hash {

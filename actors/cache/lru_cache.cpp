@@ -17,7 +17,7 @@ bool is_expired(const cache_entry& entry, uint64_t now_ms) {
 lru_cache::lru_cache(uint64_t budget_bytes) : budget_bytes_(budget_bytes) {}
 
 uint64_t lru_cache::accounted_bytes(std::string_view key, const cache_entry& entry) {
-  uint64_t total = entry_overhead_bytes + key.size() + entry.value.size();
+  uint64_t total = entry_overhead_bytes + key.size() + (entry.value ? entry.value->size() : 0);
   for (const auto& dep : entry.deps) {
     total += dep.size();
   }

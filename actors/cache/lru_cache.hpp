@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <functional>
 #include <list>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -17,9 +18,14 @@
 
 namespace troupe {
 
+/// A cached value's bytes, immutable once stored: the tier and what the
+/// shard publishes of it (hot_view) hold the same copy.
+using cache_value = std::shared_ptr<const std::string>;
+
 /// One cached value and what the shard stores alongside it.
 struct cache_entry {
-  std::string value;
+  /// Never null.
+  cache_value value;
   /// Absolute expiry on the caller's clock; 0 means the entry never expires.
   uint64_t expires_at_ms = 0;
   /// Opaque dependency records, stored as given.
@@ -45,11 +51,12 @@ public:
   /// Why a fixed charge per entry: a budget that counted only payload bytes
   /// would let many tiny entries use far more memory than configured. The
   /// sketch (64-bit libstdc++): list node = 2 links (16) + key string (32) +
-  /// cache_entry (value 32 + expiry 8 + deps vector 24) = 112; index node =
-  /// next (8) + string_view (16) + iterator (8) + cached hash (8) = 40; a
-  /// bucket slot 8. ~160. Fixed rather than computed from sizeof so budgets
-  /// mean the same on every platform and build.
-  static constexpr uint64_t entry_overhead_bytes = 160;
+  /// cache_entry (value handle 16 + expiry 8 + deps vector 24) = 96; the
+  /// value's shared block (count 16 + string 32) = 48; index node = next (8)
+  /// + string_view (16) + iterator (8) + cached hash (8) = 40; a bucket slot
+  /// 8. ~192. Fixed rather than computed from sizeof so budgets mean the
+  /// same on every platform and build.
+  static constexpr uint64_t entry_overhead_bytes = 192;
 
   /// Called once per entry evicted to fit the budget, least recently used
   /// first, before the entry is destroyed (the shard moves it to the cold

@@ -58,7 +58,7 @@ TEST_CASE("cache client: the shards' stats add up, with the hot hits it served i
   auto view = std::make_shared<cache::hot_view>();
   metrics_registry metrics;
   const cache::client client(shards(1), {view}, &metrics);
-  view->set("k", "v", 0);
+  view->set("k", std::make_shared<const std::string>("v"), 0);
   CHECK(client.hot_get("k") == "v");
   CHECK_FALSE(client.hot_get("absent"));
   CHECK(metrics.counter(cache::hits_metric, "", {{"tier", "hot"}}).value() == 1);

@@ -16,10 +16,10 @@ using troupe::cache::hot_view;
 TEST_CASE("hot view: readers see what the shard published, until it withdraws it") {
   hot_view view;
   CHECK_FALSE(view.get("k", 0));
-  view.set("k", "one", 0);
-  view.set("other", "two", 0);
+  view.set("k", std::make_shared<const std::string>("one"), 0);
+  view.set("other", std::make_shared<const std::string>("two"), 0);
   CHECK(view.get("k", 5) == "one");
-  view.set("k", "replaced", 0);
+  view.set("k", std::make_shared<const std::string>("replaced"), 0);
   CHECK(view.get("k", 5) == "replaced");
   CHECK(view.get("other", 5) == "two");
   view.erase("k");
@@ -32,7 +32,7 @@ TEST_CASE("hot view: readers see what the shard published, until it withdraws it
 
 TEST_CASE("hot view: an entry past its expiry is not served") {
   hot_view view;
-  view.set("k", "v", 1000);
+  view.set("k", std::make_shared<const std::string>("v"), 1000);
   CHECK(view.get("k", 999) == "v");
   CHECK_FALSE(view.get("k", 1000));
   CHECK_FALSE(view.get("k", 5000));
@@ -46,7 +46,7 @@ TEST_CASE("hot view: a reader never sees a torn or foreign value while the write
   for (int i = 0; i < 20'000; ++i) {
     keys.push_back("key-" + std::to_string(i));
   }
-  view.set("watched", "value-0", 0);
+  view.set("watched", std::make_shared<const std::string>("value-0"), 0);
   std::atomic<bool> done{false};
   std::atomic<uint64_t> bad{0};
   std::atomic<uint64_t> reads{0};
@@ -61,9 +61,9 @@ TEST_CASE("hot view: a reader never sees a torn or foreign value while the write
   });
   for (int round = 0; round < 3; ++round) {
     for (size_t i = 0; i < keys.size(); ++i) {
-      view.set(keys[i], std::string(100, 'x'), 0);
+      view.set(keys[i], std::make_shared<const std::string>(std::string(100, 'x')), 0);
       if (i % 1000 == 0) {
-        view.set("watched", "value-" + std::to_string(i), 0);
+        view.set("watched", std::make_shared<const std::string>("value-" + std::to_string(i)), 0);
       }
     }
     for (const auto& k : keys) {

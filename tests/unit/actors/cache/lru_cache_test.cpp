@@ -18,7 +18,8 @@ constexpr uint64_t overhead = lru_cache::entry_overhead_bytes;
 
 cache_entry value_of(std::string value, uint64_t expires_at_ms = 0,
                      std::vector<std::string> deps = {}) {
-  return cache_entry{std::move(value), expires_at_ms, std::move(deps)};
+  return cache_entry{std::make_shared<const std::string>(std::move(value)), expires_at_ms,
+                     std::move(deps)};
 }
 
 bool has(lru_cache& cache, std::string_view key, uint64_t now_ms = 0) {
@@ -91,7 +92,7 @@ TEST_CASE("replacing an entry updates it in place and makes it most recent") {
   CHECK(cache.counters().evictions == 1);
   const cache_entry* a = cache.get("a", 0);
   REQUIRE(a != nullptr);
-  CHECK(a->value == "11");
+  CHECK((*a->value) == "11");
   CHECK_FALSE(has(cache, "b"));
 }
 
@@ -118,7 +119,7 @@ TEST_CASE("an entry larger than the whole budget is refused without evicting") {
     CHECK_FALSE(cache.put("a", value_of(big), 0));
     const cache_entry* a = cache.get("a", 0);
     REQUIRE(a != nullptr);
-    CHECK(a->value == "1");
+    CHECK((*a->value) == "1");
     CHECK(cache.bytes() == bytes_before);
   }
 
@@ -157,7 +158,7 @@ TEST_CASE("the eviction listener sees evicted entries in LRU order, still intact
   lru_cache cache(3 * (overhead + 2));
   std::vector<std::pair<std::string, std::string>> evicted;
   cache.set_eviction_listener([&evicted](const std::string& key, const cache_entry& entry) {
-    evicted.emplace_back(key, entry.value);
+    evicted.emplace_back(key, *entry.value);
   });
   REQUIRE(cache.put("a", value_of("1"), 0));
   REQUIRE(cache.put("b", value_of("2"), 0));
@@ -210,7 +211,7 @@ TEST_CASE("an empty key with an empty value is an ordinary entry") {
   CHECK(cache.bytes() == overhead);
   const cache_entry* entry = cache.get("", 0);
   REQUIRE(entry != nullptr);
-  CHECK(entry->value.empty());
+  CHECK((*entry->value).empty());
   CHECK_FALSE(has(cache, "x"));
   CHECK(cache.erase(""));
   CHECK(cache.bytes() == 0);
@@ -222,7 +223,7 @@ TEST_CASE("take hands back the whole entry and removes it") {
   REQUIRE(cache.put("k", value_of("v", 500, {"dep1", "dep2"}), 0));
   auto taken = cache.take("k");
   REQUIRE(taken.has_value());
-  CHECK(taken->value == "v");
+  CHECK((*taken->value) == "v");
   CHECK(taken->expires_at_ms == 500);
   CHECK(taken->deps == std::vector<std::string>{"dep1", "dep2"});
   CHECK(cache.size() == 0);
