@@ -13,6 +13,8 @@
 #include <rocksdb/table.h>
 #include <rocksdb/write_buffer_manager.h>
 
+#include "runtime/wall_clock.hpp"
+
 namespace troupe {
 
 namespace {
@@ -200,9 +202,7 @@ expected<std::unique_ptr<db>> db::open(const storage_options& options) {
 }
 
 void db::record_failure(const error& e) {
-  const auto now = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                             std::chrono::system_clock::now().time_since_epoch())
-                                             .count());
+  const auto now = wall_ms();
   std::lock_guard lock(impl_->health_mutex);
   ++impl_->failed_writes;
   impl_->last_error = e.message;

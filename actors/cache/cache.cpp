@@ -29,6 +29,7 @@
 #include "runtime/breaker/circuit_breaker.hpp"
 #include "runtime/log/log.hpp"
 #include "runtime/node/node_context.hpp"
+#include "runtime/wall_clock.hpp"
 #include "storage/db.hpp"
 
 namespace troupe {
@@ -98,12 +99,6 @@ std::string key_index_prefix(std::string_view dep_key) {
 
 std::string key_index_key(std::string_view dep_key, std::string_view key) {
   return key_index_prefix(dep_key).append(key);
-}
-
-uint64_t wall_ms() {
-  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                   std::chrono::system_clock::now().time_since_epoch())
-                                   .count());
 }
 
 /// A shard's counts since the node started: kept by the family across the

@@ -5,18 +5,9 @@
 #include "actors/cache/hot_view.hpp"
 #include "actors/cache/messages.hpp"
 #include "runtime/metrics/metrics.hpp"
+#include "runtime/wall_clock.hpp"
 
 namespace troupe::cache {
-
-namespace {
-
-uint64_t wall_ms() {
-  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                   std::chrono::system_clock::now().time_since_epoch())
-                                   .count());
-}
-
-}  // namespace
 
 client::client(const node_config& config) : memory_budget_bytes_(config.cache.memory_budget_bytes) {
   const auto n = shard_count(config);

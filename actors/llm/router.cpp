@@ -29,6 +29,7 @@
 #include "runtime/node/json_body.hpp"
 #include "runtime/node/node_context.hpp"
 #include "runtime/protocol/codec.hpp"
+#include "runtime/wall_clock.hpp"
 #include "storage/db.hpp"
 #include "storage/writer.hpp"
 
@@ -94,12 +95,6 @@ struct request_rules {
   /// Where dependency paths must lie (cache.dependency_roots).
   std::vector<std::string> roots;
 };
-
-uint64_t now_ms() {
-  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                   std::chrono::system_clock::now().time_since_epoch())
-                                   .count());
-}
 
 /// Identical requests (one canonical key) in flight at once: the leader
 /// calls the upstream, the followers wait for its answer.
@@ -497,7 +492,7 @@ void store_answer(router_actor* self, exchange_state& x, std::string value) {
   if (st.ctx->config.llm.stale_fallback && st.writer) {
     const auto lifetime_ms = uint64_t{cfg.llm.cache_ttl_s} * 1000 * stale_lifetimes;
     st.writer->put(column::ledger, std::string(answer_prefix) + x.key, value,
-                   now_ms() + lifetime_ms);
+                   wall_ms() + lifetime_ms);
   }
   cache::put_request put{x.key, std::move(value), cfg.llm.cache_ttl_s, x.deps, {}};
   st.shard_requests.ask(
@@ -528,7 +523,7 @@ void all_failed(router_actor* self, const std::shared_ptr<exchange_state>& x,
                 const msg::call_result& last) {
   auto& st = self->state;
   if (st.ctx->config.llm.stale_fallback && st.store && !x->key.empty()) {
-    auto copy = st.store->get(column::ledger, std::string(answer_prefix) + x->key, now_ms());
+    auto copy = st.store->get(column::ledger, std::string(answer_prefix) + x->key, wall_ms());
     if (copy && *copy && serve_cached(self, *x, **copy, "stale")) {
       st.log->warn("every upstream failed ({}); answered with a stale cached answer", last.reason);
       // The followers get the same stale answer (and are booked as such).

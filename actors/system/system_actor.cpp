@@ -7,6 +7,7 @@
 #include "actors/system/messages.hpp"
 #include "runtime/actor/serve.hpp"
 #include "runtime/node/node_context.hpp"
+#include "runtime/wall_clock.hpp"
 #include "storage/db.hpp"
 
 namespace troupe {
@@ -28,9 +29,7 @@ sys::storage_health storage_health_of(const db* store) {
     return out;
   }
   const auto h = store->health();
-  const auto now = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                             std::chrono::system_clock::now().time_since_epoch())
-                                             .count());
+  const auto now = wall_ms();
   out.enabled = true;
   out.failed_writes = h.failed_writes;
   out.last_error = h.last_error;
