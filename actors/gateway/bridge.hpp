@@ -1,8 +1,10 @@
 #pragma once
 
-// The `gateway` actor: carries calls from the HTTP threads into the actor
-// world and their replies back. HTTP threads never block on an actor: they
-// hand over a call with a completion, which runs exactly once.
+// Actor calls from the HTTP side. A call (an `actor_call` the routes made)
+// gets a short-lived actor of its own, which asks `gateway/calls` to relay
+// it (`gateway.call`, once per path for a fan-out) and hands the reply to
+// the connection. `gateway/calls` keeps one circuit breaker per target path.
+// Only messages travel: the completion stays with the call's own actor.
 
 #include <functional>
 #include <memory>
@@ -11,21 +13,31 @@
 #include "actors/gateway/routes.hpp"
 #include "runtime/supervisor/supervisor.hpp"
 
+namespace caf {
+class actor_system;
+}
+
 namespace troupe {
 
 struct node_context;
 
 using call_done = std::function<void(envelope)>;
 
-/// The child spec of the `gateway` actor (a permanent worker).
-[[nodiscard]] child_spec gateway_child(std::shared_ptr<node_context> ctx);
+/// The child spec of `calls` (a permanent worker under `gateway`): relays
+/// `gateway.call` to its target behind the target's breaker.
+[[nodiscard]] child_spec calls_child(std::shared_ptr<node_context> ctx);
 
-/// Sends `call` through the `gateway` actor. `done` runs exactly once, on an
-/// actor thread: with the reply, or with an error if the call is lost.
-void submit_call(const node_context& ctx, actor_call call, call_done done);
+/// Makes `call` from an actor of its own. `done` runs exactly once, on an
+/// actor thread: with the reply (a fan-out's replies merged), or with an
+/// error if the call is lost.
+void submit_call(caf::actor_system& system, std::shared_ptr<node_context> ctx, actor_call call,
+                 call_done done);
 
-/// Crashes the actor at `path` (chaos). Errors: unknown_actor, conflict
-/// (not running right now).
-[[nodiscard]] expected<bool> kill_actor(const node_context& ctx, const std::string& path);
+/// The running incarnation at `path`, to be crashed by chaos. Errors:
+/// unknown_actor, conflict (not running right now).
+[[nodiscard]] expected<caf::actor> chaos_target(const node_context& ctx, const std::string& path);
+
+/// Crashes `target` (chaos): it exits as if it had failed.
+void crash(const caf::actor& target);
 
 }  // namespace troupe

@@ -6,10 +6,12 @@
 #include <atomic>
 #include <cerrno>
 #include <deque>
+#include <functional>
+#include <future>
 #include <mutex>
 #include <optional>
 #include <set>
-#include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include <spdlog/logger.h>
@@ -30,7 +32,6 @@
 #include "runtime/log/log.hpp"
 #include "runtime/node/error_answer.hpp"
 #include "runtime/metrics/metrics.hpp"
-#include "runtime/net/io_threads.hpp"
 #include "runtime/node/node_context.hpp"
 #include "runtime/node/terminal.hpp"
 #include "runtime/protocol/codec.hpp"
@@ -51,8 +52,8 @@ using conn_executor = net::strand<net::io_context::executor_type>;
 using conn_socket = tcp::socket::rebind_executor<conn_executor>::other;
 using conn_stream = beast::basic_stream<tcp, conn_executor>;
 
-struct gateway_server::impl {
-  impl(std::shared_ptr<node_context> c, std::string token)
+struct gateway_server::impl : std::enable_shared_from_this<gateway_server::impl> {
+  impl(std::shared_ptr<node_context> c, std::string token, net::io_context& io)
       : ctx(std::move(c)),
         routes(ctx, std::move(token)),
         log(logger("gateway")),
@@ -62,6 +63,7 @@ struct gateway_server::impl {
         latency(ctx->metrics.histogram("troupe_http_request_duration_seconds",
                                        "Time from a request read to its reply written",
                                        latency_buckets_s())),
+        ioc(io),
         acceptor(net::make_strand(ioc)) {}
 
   std::shared_ptr<node_context> ctx;
@@ -73,12 +75,11 @@ struct gateway_server::impl {
   counter& rejected;
   histogram& latency;
   std::string bound;
-  /// Spawns the WebSocket viewers' actors; set by serve().
+  /// Spawns the actors of calls, exchanges and viewers; set by serve().
   caf::actor_system* system = nullptr;
-  std::vector<std::thread> threads;
-  // Last, so they go first: destroying the io_context destroys pending
-  // handlers, which hold sessions, which touch the members above.
-  net::io_context ioc;
+  /// The node's HTTP io_context: it outlives every server (connections
+  /// still held by actors post to it after their server stopped).
+  net::io_context& ioc;
   tcp::acceptor acceptor;
   /// After an accept that failed for want of resources (no fds left), the
   /// loop waits on this before trying again instead of spinning.
@@ -91,6 +92,53 @@ struct gateway_server::impl {
 
   void do_accept();
   void on_accept_failure(const beast::error_code& ec);
+
+  // Open connections, so that stop() can close them: each registers how to
+  // close it (a post to its strand) and forgets itself when it ends.
+  std::mutex connections_mutex;
+  std::unordered_map<uint64_t, std::function<void()>> closers;
+  uint64_t next_connection = 0;
+  /// Set by stop(): connections close, nothing new starts.
+  std::atomic<bool> stopped{false};
+
+  /// Registers a connection's closer; 0 (and nothing kept) once stopped.
+  uint64_t track(std::function<void()> closer) {
+    std::lock_guard lock(connections_mutex);
+    if (stopped.load()) {
+      return 0;
+    }
+    closers.emplace(++next_connection, std::move(closer));
+    return next_connection;
+  }
+  /// Registers a connection whose close_now() runs on its own strand.
+  template <class Connection>
+  uint64_t track_closing(std::weak_ptr<Connection> connection, net::any_io_executor strand) {
+    return track([connection = std::move(connection), strand = std::move(strand)] {
+      net::post(strand, [connection] {
+        if (auto open = connection.lock()) {
+          open->close_now();
+        }
+      });
+    });
+  }
+  void forget(uint64_t id) {
+    if (id != 0) {
+      std::lock_guard lock(connections_mutex);
+      closers.erase(id);
+    }
+  }
+  /// Closes every open connection (each on its own strand).
+  void close_connections() {
+    std::unordered_map<uint64_t, std::function<void()>> open;
+    {
+      std::lock_guard lock(connections_mutex);
+      stopped.store(true);
+      open.swap(closers);
+    }
+    for (auto& [id, close] : open) {
+      close();
+    }
+  }
 
   // The WebSocket viewers' actors, so that stop() can end them while the
   // actor system runs (it waits for every actor when it goes down).
@@ -143,13 +191,14 @@ constexpr std::chrono::seconds write_timeout{30};
 /// queue overflows is closed, so the session never waits for it for long.
 class ws_session : public std::enable_shared_from_this<ws_session> {
  public:
-  ws_session(conn_stream&& stream, gateway_server::impl& server)
-      : ws_(std::move(stream)), server_(server) {
-    server_.connections.fetch_add(1, std::memory_order_relaxed);
+  ws_session(conn_stream&& stream, std::shared_ptr<gateway_server::impl> server)
+      : ws_(std::move(stream)), server_(std::move(server)) {
+    server_->connections.fetch_add(1, std::memory_order_relaxed);
   }
   ~ws_session() {
-    server_.connections.fetch_sub(1, std::memory_order_relaxed);
-    server_.forget_viewer(viewer_);
+    server_->connections.fetch_sub(1, std::memory_order_relaxed);
+    server_->forget(tracked_);
+    server_->forget_viewer(viewer_);
   }
 
   void run(http::request<http::string_body> request, std::string id, bool readonly);
@@ -182,7 +231,7 @@ class ws_session : public std::enable_shared_from_this<ws_session> {
     }
     if (queued_ + data.size() > queue_bytes_max) {
       // Too slow for its session: drop this viewer, nobody else.
-      server_.log->warn("closing a viewer of session {} that does not keep up", id_);
+      server_->log->warn("closing a viewer of session {} that does not keep up", id_);
       gone_ = true;
       beast::get_lowest_layer(ws_).close();
       return false;
@@ -318,7 +367,7 @@ class ws_session : public std::enable_shared_from_this<ws_session> {
   }
 
   websocket::stream<conn_stream> ws_;
-  gateway_server::impl& server_;
+  std::shared_ptr<gateway_server::impl> server_;
   http::request<http::string_body> request_;
   std::string id_;
   bool readonly_ = false;
@@ -339,6 +388,16 @@ class ws_session : public std::enable_shared_from_this<ws_session> {
   /// Holds the connection while its viewer actor attaches (nothing else
   /// does before the handshake), and bounds that wait.
   net::steady_timer attach_wait_{ws_.get_executor()};
+  /// This connection in its server's list (0: not listed).
+  uint64_t tracked_ = 0;
+
+ public:
+  /// The server stopped: the connection ends now.
+  void close_now() {
+    gone_ = true;
+    attach_wait_.cancel();
+    beast::get_lowest_layer(ws_).close();
+  }
 };
 
 /// The viewer actor's way to its connection: each call posts to the
@@ -383,7 +442,11 @@ void ws_session::run(http::request<http::string_body> request, std::string id, b
   request_ = std::move(request);
   id_ = std::move(id);
   readonly_ = readonly;
-  auto viewer = server_.spawn_viewer(id_, readonly_,
+  tracked_ = server_->track_closing(weak_from_this(), executor());
+  if (tracked_ == 0) {
+    return refuse(503, "shutting_down", "the gateway is stopping");
+  }
+  auto viewer = server_->spawn_viewer(id_, readonly_,
                                      std::make_shared<socket_link>(weak_from_this(), executor()));
   if (!viewer) {
     return refuse(503, "shutting_down", "the node is shutting down");
@@ -401,21 +464,37 @@ class session_sink;
 
 class session : public std::enable_shared_from_this<session> {
  public:
-  session(conn_socket&& socket, gateway_server::impl& server)
-      : stream_(std::move(socket)), server_(server) {
-    server_.connections.fetch_add(1, std::memory_order_relaxed);
+  session(conn_socket&& socket, std::shared_ptr<gateway_server::impl> server)
+      : stream_(std::move(socket)), server_(std::move(server)) {
+    server_->connections.fetch_add(1, std::memory_order_relaxed);
   }
-  ~session() { server_.connections.fetch_sub(1, std::memory_order_relaxed); }
+  ~session() {
+    server_->connections.fetch_sub(1, std::memory_order_relaxed);
+    server_->forget(tracked_);
+  }
 
   net::any_io_executor executor() { return stream_.get_executor(); }
 
   void run() {
+    tracked_ = server_->track_closing(weak_from_this(), executor());
+    if (tracked_ == 0) {
+      return;  // the server stopped: the socket closes with this session
+    }
     net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->do_read(); });
+  }
+
+  /// The server stopped: the connection ends now (a reply being written is
+  /// cut; an exchange's late answers find the socket closed).
+  void close_now() {
+    client_left();
+    beast::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
+    stream_.socket().close(ignored);
   }
 
  private:
   void do_read() {
-    const auto& cfg = server_.ctx->config.gateway;
+    const auto& cfg = server_->ctx->config.gateway;
     parser_.emplace();
     parser_->body_limit(cfg.body_bytes_max);
     parser_->header_limit(cfg.header_bytes_max);
@@ -466,12 +545,12 @@ class session : public std::enable_shared_from_this<session> {
       return reply_and_close(
           error_reply(errc::too_large,
                       "request body exceeds gateway.body_bytes_max (" +
-                          std::to_string(server_.ctx->config.gateway.body_bytes_max) + " bytes)"));
+                          std::to_string(server_->ctx->config.gateway.body_bytes_max) + " bytes)"));
     }
     if (ec == http::error::header_limit) {
       return reply_and_close(error_reply(errc::too_large,
           "request head exceeds gateway.header_bytes_max (" +
-              std::to_string(server_.ctx->config.gateway.header_bytes_max) + " bytes)"));
+              std::to_string(server_->ctx->config.gateway.header_bytes_max) + " bytes)"));
     }
     if (ec) {
       return reply_and_close(
@@ -493,7 +572,7 @@ class session : public std::enable_shared_from_this<session> {
     // does (up to request_timeout_max_ms), so it must not close the socket.
     stream_.expires_never();
     started_ = std::chrono::steady_clock::now();
-    server_.in_flight.fetch_add(1, std::memory_order_relaxed);
+    server_->in_flight.fetch_add(1, std::memory_order_relaxed);
     request_ = parser_->release();
     const auto target = std::string_view(request_.target().data(), request_.target().size());
     if (auto origin = origin_form(target); origin != target) {
@@ -522,21 +601,25 @@ class session : public std::enable_shared_from_this<session> {
     };
     routed result;
     try {
-      result = server_.routes.route(view);
+      result = server_->routes.route(view);
     } catch (const std::exception& e) {
       // An exception escaping into Asio would end the node: answer instead.
-      server_.log->error("routing {} {} threw: {}", view.method, view.target, e.what());
+      server_->log->error("routing {} {} threw: {}", view.method, view.target, e.what());
       return send(error_reply(errc::internal, std::string("the request failed: ") + e.what()));
     }
     if (auto* reply = std::get_if<http_reply>(&result)) {
       return send(std::move(*reply));
     }
     if (auto* kill = std::get_if<actor_kill>(&result)) {
-      auto killed = kill_actor(*server_.ctx, kill->path);
-      return send(
-          killed ? http_reply{200, "application/json", "{\"killed\":\"" + kill->path + "\"}", {}}
-                 : error_reply(killed.err().code,
-                               killed.err().message));
+      auto target = chaos_target(*server_->ctx, kill->path);
+      if (!target) {
+        return send(error_reply(target.err().code, target.err().message));
+      }
+      // Crashed once the answer is written: the actor may be this
+      // connection's own listener.
+      crash_after_write_ = std::move(*target);
+      return send(http_reply{200, "application/json",
+                             nlohmann::json{{"killed", kill->path}}.dump(), {}});
     }
     if (auto* attach = std::get_if<session_attach>(&result)) {
       if (!websocket::is_upgrade(request_)) {
@@ -550,7 +633,11 @@ class session : public std::enable_shared_from_this<session> {
     }
     auto& call = std::get<actor_call>(result);
     const auto shape = call.shape;
-    submit_call(*server_.ctx, std::move(call), [self = shared_from_this(), shape](envelope reply) {
+    if (server_->system == nullptr) {
+      return send(error_reply(errc::unavailable, "not served by this node"));
+    }
+    submit_call(*server_->system, server_->ctx, std::move(call),
+                [self = shared_from_this(), shape](envelope reply) {
       // Runs on an actor thread: hop back to this connection's strand.
       net::post(self->stream_.get_executor(),
                 [self, shape, reply = std::move(reply)] { self->send_reply(reply, shape); });
@@ -564,8 +651,8 @@ class session : public std::enable_shared_from_this<session> {
   /// The connection becomes a WebSocket viewer; this HTTP session ends.
   void start_attach(std::string id, bool readonly) {
     // A viewer may stay for hours: it does not hold a drain open.
-    server_.in_flight.fetch_sub(1, std::memory_order_relaxed);
-    server_.requests.inc();
+    server_->in_flight.fetch_sub(1, std::memory_order_relaxed);
+    server_->requests.inc();
     stream_.expires_never();
     std::make_shared<ws_session>(std::move(stream_), server_)
         ->run(std::move(request_), std::move(id), readonly);
@@ -656,7 +743,7 @@ class session : public std::enable_shared_from_this<session> {
       send(std::move(reply));
     } catch (const std::exception& e) {
       // A header Beast refuses (say, too long): answer, never end the node.
-      server_.log->error("an LLM answer could not be sent: {}", e.what());
+      server_->log->error("an LLM answer could not be sent: {}", e.what());
       send(error_reply(errc::bad_gateway, "the answer could not be sent"));
     }
   }
@@ -743,7 +830,7 @@ class session : public std::enable_shared_from_this<session> {
     // nothing in flight goes out at once.
     if (writing_ && pending_.size() > stream_backlog_max) {
       client_left();
-      server_.log->warn("dropping a client that does not read its stream");
+      server_->log->warn("dropping a client that does not read its stream");
       pending_.clear();
       beast::error_code ignored;
       stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);  // the write in flight fails
@@ -791,9 +878,9 @@ class session : public std::enable_shared_from_this<session> {
 
   void send_reply(const envelope& reply, reply_shape shape) {
     try {
-      send(server_.routes.reply_for(reply, shape));
+      send(server_->routes.reply_for(reply, shape));
     } catch (const std::exception& e) {
-      server_.log->error("converting a reply of type '{}' threw: {}", reply.type, e.what());
+      server_->log->error("converting a reply of type '{}' threw: {}", reply.type, e.what());
       send(error_reply(errc::internal,
                        std::string("the reply could not be converted: ") + e.what()));
     }
@@ -834,9 +921,12 @@ class session : public std::enable_shared_from_this<session> {
   }
 
   void on_write(bool close, beast::error_code ec, size_t) {
-    server_.in_flight.fetch_sub(1, std::memory_order_relaxed);
-    server_.requests.inc();
-    server_.latency.observe(
+    if (crash_after_write_) {
+      crash(std::exchange(crash_after_write_, caf::actor{}));
+    }
+    server_->in_flight.fetch_sub(1, std::memory_order_relaxed);
+    server_->requests.inc();
+    server_->latency.observe(
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count());
     response_.reset();
     if (ec || close) {
@@ -851,7 +941,7 @@ class session : public std::enable_shared_from_this<session> {
     request_.version(11);
     request_.keep_alive(false);
     started_ = std::chrono::steady_clock::now();
-    server_.in_flight.fetch_add(1, std::memory_order_relaxed);
+    server_->in_flight.fetch_add(1, std::memory_order_relaxed);
     send(std::move(reply));
   }
 
@@ -861,7 +951,7 @@ class session : public std::enable_shared_from_this<session> {
   }
 
   conn_stream stream_;
-  gateway_server::impl& server_;
+  std::shared_ptr<gateway_server::impl> server_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   /// The interim `100 Continue` while it is being written.
@@ -881,6 +971,10 @@ class session : public std::enable_shared_from_this<session> {
   bool exchange_open_ = false;
   std::string pending_;
   std::string in_write_;
+  /// Chaos: the actor to crash once the current answer is written.
+  caf::actor crash_after_write_;
+  /// This connection in its server's list (0: not listed).
+  uint64_t tracked_ = 0;
 };
 
 /// The LLM family's handle on a connection: every call hops onto the
@@ -935,13 +1029,13 @@ void session::start_exchange() {
   exchange_actor_ = caf::actor_addr{};
   watch_client(exchange_);
   auto sink = std::make_shared<session_sink>(shared_from_this());
-  if (server_.system == nullptr) {
+  if (server_->system == nullptr) {
     auto answer = troupe_error(errc::unavailable, "not served by this node");
     return sink->reply(answer.status, {{"content-type", "application/json"}},
                        std::move(answer.body));
   }
   exchange_actor_ =
-      spawn_exchange(*server_.system, server_.ctx, "llm/router", std::move(req), std::move(sink))
+      spawn_exchange(*server_->system, server_->ctx, "llm/router", std::move(req), std::move(sink))
           .address();
 }
 
@@ -967,8 +1061,9 @@ expected<tcp::endpoint> parse_listen(const std::string& listen) {
 }  // namespace
 
 void gateway_server::impl::do_accept() {
-  acceptor.async_accept(net::make_strand(ioc), [this](beast::error_code ec, conn_socket socket) {
-    if (ec == net::error::operation_aborted || !acceptor.is_open()) {
+  acceptor.async_accept(net::make_strand(ioc), [this, self = shared_from_this()](
+                                                   beast::error_code ec, conn_socket socket) {
+    if (ec == net::error::operation_aborted || !acceptor.is_open() || stopped.load()) {
       return;
     }
     if (ec) {
@@ -984,7 +1079,7 @@ void gateway_server::impl::do_accept() {
         // Streamed answers go out in small writes; Nagle would hold them.
         beast::error_code ignored;
         socket.set_option(tcp::no_delay(true), ignored);
-        std::make_shared<session>(std::move(socket), *this)->run();
+        std::make_shared<session>(std::move(socket), shared_from_this())->run();
       }
     }
     do_accept();
@@ -1006,26 +1101,28 @@ void gateway_server::impl::on_accept_failure(const beast::error_code& ec) {
                ec.message(), connections.load(std::memory_order_relaxed), accept_backoff.count());
   }
   accept_pause.expires_after(accept_backoff);
-  accept_pause.async_wait([this](beast::error_code waited) {
-    if (!waited && acceptor.is_open()) {
+  accept_pause.async_wait([this, self = shared_from_this()](beast::error_code waited) {
+    if (!waited && acceptor.is_open() && !stopped.load()) {
       do_accept();
     }
   });
 }
 
-gateway_server::gateway_server(std::unique_ptr<impl> p) : impl_(std::move(p)) {}
+gateway_server::gateway_server(std::shared_ptr<impl> p) : impl_(std::move(p)) {}
 
 gateway_server::~gateway_server() {
   stop();
 }
 
 expected<std::unique_ptr<gateway_server>> gateway_server::start(std::shared_ptr<node_context> ctx,
-                                                                std::string token) {
-  auto endpoint = parse_listen(ctx->config.gateway.listen);
+                                                                std::string token,
+                                                                const std::string& listen,
+                                                                net::io_context& ioc) {
+  auto endpoint = parse_listen(listen);
   if (!endpoint) {
     return std::move(endpoint).err();
   }
-  auto p = std::make_unique<impl>(ctx, std::move(token));
+  auto p = std::make_shared<impl>(ctx, std::move(token), ioc);
   beast::error_code ec;
   p->acceptor.open(endpoint->protocol(), ec);
   if (!ec) {
@@ -1038,64 +1135,61 @@ expected<std::unique_ptr<gateway_server>> gateway_server::start(std::shared_ptr<
     p->acceptor.listen(net::socket_base::max_listen_connections, ec);
   }
   if (ec) {
-    return make_error(errc::unavailable,
-                      "cannot listen on " + ctx->config.gateway.listen + ": " + ec.message());
+    return make_error(errc::unavailable, "cannot listen on " + listen + ": " + ec.message());
   }
   auto local = p->acceptor.local_endpoint();
   p->bound = (local.address().is_v6() ? "[" + local.address().to_string() + "]"
                                       : local.address().to_string()) +
              ":" + std::to_string(local.port());
-  ctx->listen_address = p->bound;
   return std::unique_ptr<gateway_server>(new gateway_server(std::move(p)));
 }
 
 void gateway_server::serve(caf::actor_system& system) {
-  if (!impl_->threads.empty()) {
+  if (impl_->system != nullptr) {
     return;
   }
   impl_->system = &system;
-  impl_->do_accept();
-  for (uint32_t i = 0; i < impl_->ctx->config.gateway.io_threads; ++i) {
-    impl_->threads.emplace_back([raw = impl_.get()] {
-      name_this_thread("troupe-http");
-      raw->ioc.run();
-    });
-  }
+  net::dispatch(impl_->acceptor.get_executor(), [p = impl_] { p->do_accept(); });
 }
 
 std::string gateway_server::address() const {
   return impl_->bound;
 }
 
+uint32_t gateway_server::in_flight() const {
+  return impl_->in_flight.load();
+}
+
 void gateway_server::stop_accepting() {
   impl_->routes.draining.store(true);
-  net::post(impl_->acceptor.get_executor(), [p = impl_.get()] {
+  net::post(impl_->acceptor.get_executor(), [p = impl_] {
     beast::error_code ec;
     p->acceptor.close(ec);
     p->accept_pause.cancel();
   });
 }
 
-bool gateway_server::drain(std::chrono::milliseconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (impl_->in_flight.load() > 0) {
-    if (std::chrono::steady_clock::now() >= deadline) {
-      return false;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  return true;
-}
-
 void gateway_server::stop() {
-  if (impl_->threads.empty()) {
+  if (!impl_ || impl_->stopped.load()) {
     return;
   }
-  impl_->ioc.stop();
-  for (auto& t : impl_->threads) {
-    t.join();
+  impl_->routes.draining.store(true);
+  // The listening socket is closed on its strand, and waited for: the next
+  // listener binds the same address as soon as this one is gone. (Nothing
+  // on an I/O thread waits for an actor, so this wait is short; if the
+  // threads no longer run, nothing else touches the socket.)
+  auto closed = std::make_shared<std::promise<void>>();
+  auto done = closed->get_future();
+  net::post(impl_->acceptor.get_executor(), [p = impl_, closed] {
+    beast::error_code ec;
+    p->acceptor.close(ec);
+    p->accept_pause.cancel();
+    closed->set_value();
+  });
+  if (done.wait_for(std::chrono::seconds(5)) != std::future_status::ready) {
+    impl_->log->error("the HTTP threads did not close the listening socket within 5 s");
   }
-  impl_->threads.clear();
+  impl_->close_connections();
   impl_->end_viewers();
 }
 

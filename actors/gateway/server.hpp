@@ -1,15 +1,22 @@
 #pragma once
 
-// The node's one HTTP server (Boost.Beast): a listener and a session per
-// connection on a small pool of Asio threads. Requests go to the router;
-// actor calls go through the `gateway` actor and come back by post to the
-// connection's strand, so no Asio thread ever waits for an actor.
+// The node's HTTP server (Boost.Beast): a listening socket and a session per
+// connection on the node's HTTP io_context. Owned by the `gateway/http`
+// actor (actors/gateway/listener.hpp): each incarnation has a server of its
+// own, and a crash closes its connections. Requests go to the routes; what
+// an actor answers comes back as messages to a short-lived actor of the
+// request's own, which posts to the connection's strand, so no I/O thread
+// ever waits for an actor.
 
-#include <chrono>
+#include <cstdint>
 #include <memory>
 #include <string>
 
 #include "runtime/error.hpp"
+
+namespace boost::asio {
+class io_context;
+}
 
 namespace caf {
 class actor_system;
@@ -21,18 +28,19 @@ struct node_context;
 
 class gateway_server {
  public:
-  /// Binds `ctx->config.gateway.listen`; connections wait in the backlog
-  /// until serve(). Errors (address in use, bad address) are returned, not
-  /// thrown. Sets ctx->listen_address.
+  /// Binds `listen` ("HOST:PORT") for connections run on `ioc`, which must
+  /// outlive every connection (the node's HTTP threads). Connections wait in
+  /// the backlog until serve(). Errors (address in use, bad address) are
+  /// returned, not thrown.
   [[nodiscard]] static expected<std::unique_ptr<gateway_server>> start(
-      std::shared_ptr<node_context> ctx, std::string token);
+      std::shared_ptr<node_context> ctx, std::string token, const std::string& listen,
+      boost::asio::io_context& ioc);
 
-  /// Starts accepting and the I/O threads. Called once the node_context is
-  /// complete (every family's entry points installed): the I/O threads read
-  /// it without a lock, so nothing may write it after this. `system` spawns
-  /// the WebSocket viewers' actors; it must outlive the server's threads.
+  /// Starts accepting. `system` spawns the actors of calls, exchanges and
+  /// viewers; it must outlive the I/O threads' last handler.
   void serve(caf::actor_system& system);
 
+  /// stop()s.
   ~gateway_server();
   gateway_server(const gateway_server&) = delete;
   gateway_server& operator=(const gateway_server&) = delete;
@@ -43,18 +51,20 @@ class gateway_server {
   /// Closes the listening socket and makes /readyz and new actor calls fail.
   void stop_accepting();
 
-  /// Waits until no request is in flight, or `timeout`; true when drained.
-  [[nodiscard]] bool drain(std::chrono::milliseconds timeout);
+  /// Requests read and not yet answered.
+  [[nodiscard]] uint32_t in_flight() const;
 
-  /// Stops the Asio threads; open connections are closed.
+  /// Closes the listening socket (waiting for it to be closed, so the
+  /// address can be bound again at once) and every open connection, and
+  /// ends the WebSocket viewers' actors.
   void stop();
 
   /// Defined in server.cpp only (its sessions need it).
   struct impl;
 
  private:
-  explicit gateway_server(std::unique_ptr<impl> p);
-  std::unique_ptr<impl> impl_;
+  explicit gateway_server(std::shared_ptr<impl> p);
+  std::shared_ptr<impl> impl_;
 };
 
 }  // namespace troupe

@@ -22,7 +22,7 @@
 #include <caf/io/all.hpp>
 
 #include "actors/cache/cache.hpp"
-#include "actors/gateway/bridge.hpp"
+#include "actors/gateway/listener.hpp"
 #include "actors/gateway/server.hpp"
 #include "actors/gateway/token.hpp"
 #include "actors/llm/llm.hpp"
@@ -51,7 +51,7 @@ struct node_flags {
 /// later families plug their actors into.
 supervisor_spec root_spec(const std::shared_ptr<node_context>& ctx,
                           const std::shared_ptr<db>& store, child_spec cache, child_spec llm,
-                          child_spec sessions) {
+                          child_spec sessions, child_spec gateway) {
   auto policy = make_restart_policy(ctx->config.supervisor);
   auto family = [&](strategy s) { return supervisor_spec{s, policy, {}, 100000, 0x7e0b5eedULL}; };
   supervisor_spec root{strategy::one_for_one, policy, {}, 100000, 0x7e0b5eedULL};
@@ -60,7 +60,7 @@ supervisor_spec root_spec(const std::shared_ptr<node_context>& ctx,
   root.children.push_back(std::move(llm));
   root.children.push_back(supervisor_child("agents", ctx, family(strategy::dynamic)));
   root.children.push_back(std::move(sessions));
-  root.children.push_back(gateway_child(ctx));
+  root.children.push_back(std::move(gateway));
   return root;
 }
 
@@ -219,15 +219,20 @@ int run(const node_flags& flags) {
   register_node_metrics(ctx);
 
 
-  // The gateway is declared before the actor system, so destroyed after it:
-  // an actor that still holds a client's connection never outlives it. (The
-  // LLM providers own their upstream connections and close them as they
-  // stop.)
-  auto server = gateway_server::start(ctx, token->value);
+  // The HTTP threads are declared before the actor system, so destroyed
+  // after it: a connection an actor still holds never outlives its
+  // io_context. The listening socket is bound here, so that a bad address
+  // fails the boot; gateway/http serves it. (The LLM providers own their
+  // upstream connections and close them as they stop.)
+  io_threads http_io("troupe-http", ctx->config.gateway.io_threads);
+  auto server =
+      gateway_server::start(ctx, token->value, ctx->config.gateway.listen, http_io.context());
   if (!server) {
     log->critical("{}", server.err().message);
     return 1;
   }
+  ctx->listen_address = (*server)->address();
+  http_io.start();
   // The PTY readers' threads, apart from HTTP's and the upstream client's.
   io_threads pty_io("troupe-pty", ctx->config.sessions.io_threads);
   pty_io.start();
@@ -241,21 +246,21 @@ int run(const node_flags& flags) {
   caf::actor_system system{cfg};
   auto cache = make_cache(ctx, store);
   ctx->cache = std::move(cache.client);
+  // The context is complete: from here on the I/O threads read it.
   auto spec = root_spec(ctx, store, std::move(cache.child), std::move(*llm),
-                        pty::sessions_child(ctx, store, pty_io.context()));
+                        pty::sessions_child(ctx, store, pty_io.context()),
+                        gateway_family(ctx, token->value, http_io.context(), std::move(*server)));
   ctx->top_level_children = spec.children.size();
   auto root = spawn_supervisor(system, ctx, "", std::move(spec));
-  // The context is complete: from here on the I/O threads read it.
-  (*server)->serve(system);
   // Announce the node (the line scripts wait for) once every top-level child
   // runs; until then /readyz says "starting" and calls may get `restarting`.
   if (!wait_until_ready(*ctx, std::chrono::milliseconds(ctx->config.node.shutdown_timeout_ms))) {
     log->warn("not every top-level actor was running after {} ms; serving anyway",
               ctx->config.node.shutdown_timeout_ms);
   }
-  log->info("gateway listening on http://{} (token: {})", (*server)->address(), token->source);
+  log->info("gateway listening on http://{} (token: {})", ctx->listen_address, token->source);
   std::printf("troupe-node '%s' listening on http://%s\ntoken: %s\n", ctx->config.node.name.c_str(),
-              (*server)->address().c_str(), token->source.c_str());
+              ctx->listen_address.c_str(), token->source.c_str());
   std::fflush(stdout);
 
   caf::scoped_actor self{system};
@@ -286,8 +291,7 @@ int run(const node_flags& flags) {
   signal_thread.join();
 
   const auto timeout = std::chrono::milliseconds(ctx->config.node.shutdown_timeout_ms);
-  (*server)->stop_accepting();
-  if (!(*server)->drain(timeout / 2)) {
+  if (!root_down && !drain_gateway(system, *ctx, timeout / 2)) {
     log->warn("requests still in flight after {} ms; closing anyway", (timeout / 2).count());
   }
   if (!root_down) {
@@ -300,7 +304,9 @@ int run(const node_flags& flags) {
                         self->send_exit(root, caf::exit_reason::kill);
                       });
   }
-  (*server)->stop();
+  // No I/O handler runs past this point (those still queued are destroyed
+  // with the io_context, after the actor system).
+  http_io.stop();
   ctx->registry.remove("");
   log->info("node '{}' stopped", ctx->config.node.name);
   return exit_code;
