@@ -98,7 +98,7 @@ void spawn_loop(caf::event_based_actor* self, int left, std::shared_ptr<std::vec
 int main(int argc, char** argv) {
   const bool quick = bench::has_flag(argc, argv, "--quick");
   // Benches crash and restart actors on purpose: keep the log to real errors.
-  (void)init_logging(log_options{"error", "text"});
+  init_logging(log_options{log_level::error, log_format::text});
   const int runs = quick ? 50 : 5000;
 
   caf::actor_system_config cfg;

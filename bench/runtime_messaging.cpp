@@ -131,7 +131,7 @@ double raw_ping_pong(caf::actor_system& system, caf::actor server, uint64_t roun
 }
 
 void send_envelope(caf::event_based_actor* self, const caf::actor& dest, envelope e) {
-  self->send(dest, std::move(e.type), std::move(e.body), e.correlation_id, std::move(e.reply_to));
+  self->send(dest, std::move(e.type), std::move(e.body), e.correlation_id);
 }
 
 double troupe_ping_pong(caf::actor_system& system, caf::actor server, uint64_t rounds) {
@@ -140,7 +140,7 @@ double troupe_ping_pong(caf::actor_system& system, caf::actor server, uint64_t r
   system.spawn([&, server, rounds](caf::event_based_actor* self) -> caf::behavior {
     auto t0 = clock_type::now();
     send_envelope(self, server, make_envelope("bench.echo", counter_msg{rounds}));
-    return {[=, &done](std::string&, std::string& reply_body, uint64_t, std::string&) {
+    return {[=, &done](std::string&, std::string& reply_body, uint64_t) {
       auto body = decode<counter_msg>(reply_body);
       if (!body) {
         std::abort();
@@ -163,7 +163,7 @@ int main(int argc, char** argv) {
   const std::string only = bench::flag_value(argc, argv, "--only");
   auto runs = [&only](const char* name) { return only.empty() || only == name; };
   // Benches crash and restart actors on purpose: keep the log to real errors.
-  (void)init_logging(log_options{"error", "text"});
+  init_logging(log_options{log_level::error, log_format::text});
   const std::string rounds_flag = bench::flag_value(argc, argv, "--rounds");
   const uint64_t rounds = !rounds_flag.empty() ? std::stoull(rounds_flag) : quick ? 2000 : 200000;
   const int reps = quick ? 1 : 11;

@@ -96,7 +96,7 @@ void check_parsers_agree(std::string_view bytes) {
 
 /// An actor's error reply, as the bridge and the gateway read it.
 void check_error_reply(std::string_view bytes) {
-  const envelope reply{error_type, std::string(bytes), 7, {}};
+  const envelope reply{error_type, std::string(bytes), 7};
   const error err = read_error(reply);
   FUZZ_CHECK(!err.message.empty() || decode<error_body>(bytes).has_value(),
              "an unreadable error reply is reported with a message");

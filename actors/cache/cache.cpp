@@ -734,8 +734,7 @@ class shard {
     }
     if (auto watcher = ctx_->registry.current("cache/watcher")) {
       auto msg = make_envelope(watch_type, watch_request{paths});
-      caf::anon_send(watcher, std::move(msg.type), std::move(msg.body), msg.correlation_id,
-                     std::move(msg.reply_to));
+      caf::anon_send(watcher, std::move(msg.type), std::move(msg.body), msg.correlation_id);
     }
   }
 
@@ -892,21 +891,21 @@ class shard {
 
 child_spec shard_child(uint32_t index, std::shared_ptr<node_context> ctx, std::shared_ptr<db> store,
                        std::shared_ptr<cascade_guard> cascades,
-                       std::shared_ptr<cache::hot_view> view) {
+                       std::shared_ptr<cache::hot_view> view, bool detached) {
   child_spec spec;
   spec.name = "shard-" + std::to_string(index);
   auto totals = std::make_shared<shard_totals>();
-  spec.start = [ctx, store, cascades, view, totals, index](caf::actor_system& system,
-                                                           const std::string& path) {
+  spec.start = [ctx, store, cascades, view, totals, index, detached](caf::actor_system& system,
+                                                                     const std::string& path) {
     // Each incarnation starts from the cold tier. Withdrawn here, before the
     // new actor exists, so no reader sees the old tier once it is up (until
     // then the gateway may still serve the old tier's plain entries, which
     // are as valid as their cold copies).
     view->clear();
-    return system.spawn<caf::detached>([ctx, store, cascades, view, totals, index,
-                                        path](caf::event_based_actor* self) -> caf::behavior {
+    auto behavior = [ctx, store, cascades, view, totals, index, path,
+                     detached](caf::event_based_actor* self) -> caf::behavior {
       // Runs on the shard's own thread, so only that thread changes policy.
-      if (ctx->config.cache.shard_policy == "idle") {
+      if (detached && ctx->config.cache.shard_policy == shard_policy::idle) {
         const sched_param param{};
         if (const int rc = ::pthread_setschedparam(::pthread_self(), SCHED_IDLE, &param); rc != 0) {
           logger("cache")->warn("{}: could not switch to SCHED_IDLE: {}", path, std::strerror(rc));
@@ -931,25 +930,30 @@ child_spec shard_child(uint32_t index, std::shared_ptr<node_context> ctx, std::s
                                            [state](const auto& r) { return state->invalidate(r); });
       table->on<empty_body>(cache::stats_type, [state](const auto& r) { return state->stats(r); });
       return serve(self, table);
-    });
+    };
+    return detached ? system.spawn<caf::detached>(behavior) : system.spawn(behavior);
   };
   return spec;
 }
 
 }  // namespace
 
-cache_family make_cache(std::shared_ptr<node_context> ctx, std::shared_ptr<db> store) {
+cache_family make_cache(std::shared_ptr<node_context> ctx, std::shared_ptr<db> store,
+                        cache_options options) {
   const uint32_t shards = cache::shard_count(ctx->config);
   supervisor_spec spec;
   spec.strat = strategy::one_for_one;
   spec.policy = make_restart_policy(ctx->config.supervisor);
-  spec.children.push_back(watcher_child(ctx));
+  if (options.watch) {
+    spec.children.push_back(watcher_child(ctx));
+  }
   auto cascades = std::make_shared<cascade_guard>(ctx->config);
   std::vector<std::shared_ptr<const cache::hot_view>> views;
   for (uint32_t i = 0; i < shards; ++i) {
     auto view = std::make_shared<cache::hot_view>();
     views.push_back(view);
-    spec.children.push_back(shard_child(i, ctx, store, cascades, std::move(view)));
+    spec.children.push_back(
+        shard_child(i, ctx, store, cascades, std::move(view), options.detached));
   }
   auto client = std::make_shared<const cache::client>(ctx->config, std::move(views),
                                                       &ctx->metrics);

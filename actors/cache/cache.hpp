@@ -32,7 +32,20 @@ struct cache_family {
   std::shared_ptr<const cache::client> client;
 };
 
+/// How the family runs. The node keeps the defaults; tests of the shards
+/// alone, on CAF's test coordinator (which runs no detached actor and no
+/// other thread), turn both off.
+struct cache_options {
+  /// Each shard on a thread of its own (its disk reads and hashing never
+  /// hold up a scheduler thread); false: on the scheduler.
+  bool detached = true;
+  /// The `watcher` child (inotify on its own thread), which drops entries
+  /// as soon as a dependency changes; without it a change is seen at the
+  /// entry's next read.
+  bool watch = true;
+};
+
 [[nodiscard]] cache_family make_cache(std::shared_ptr<node_context> ctx,
-                                      std::shared_ptr<db> store);
+                                      std::shared_ptr<db> store, cache_options options = {});
 
 }  // namespace troupe

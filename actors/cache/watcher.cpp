@@ -148,7 +148,7 @@ class inotify_loop {
     const uint32_t shards = cache::shard_count(ctx_->config);
     for (uint32_t i = 0; i < shards; ++i) {
       if (auto shard = ctx_->registry.current("cache/shard-" + std::to_string(i))) {
-        caf::anon_send(shard, msg.type, msg.body, msg.correlation_id, msg.reply_to);
+        caf::anon_send(shard, msg.type, msg.body, msg.correlation_id);
       }
     }
     ctx_->metrics.counter("troupe_cache_watch_events_total", "Dependency changes the watcher saw")

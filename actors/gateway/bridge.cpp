@@ -96,7 +96,7 @@ void relay(relay_actor* self, gateway::call_request call, caf::response_promise 
     return;
   }
   const auto started = clock::now();
-  st.requests.ask(self, call.path, envelope{std::move(call.type), std::move(call.body), 0, {}},
+  st.requests.ask(self, call.path, envelope{std::move(call.type), std::move(call.body), 0},
                   std::chrono::milliseconds(call.timeout_ms),
                   [self, path = call.path, started, promise](envelope reply) mutable {
                     const auto now = clock::now();
@@ -141,7 +141,7 @@ child_spec calls_child(std::shared_ptr<node_context> ctx) {
           std::make_unique<keyed_breakers>(make_breaker_config(ctx->config.breaker), breakers_max,
                                            report_transitions(ctx->metrics, logger("gateway"), ""));
       return {
-          [self](std::string& type, std::string& body, uint64_t, std::string&) {
+          [self](std::string& type, std::string& body, uint64_t) {
             auto promise = self->make_response_promise();
             if (type != gateway::call_type) {
               deliver(promise, make_error_envelope(make_error(
@@ -191,7 +191,7 @@ void submit_call(caf::actor_system& system, std::shared_ptr<node_context> ctx, a
           });
     }
     // Nothing else reaches it; it ends with its answer.
-    return {[](const std::string&, const std::string&, uint64_t, const std::string&) {}};
+    return {[](const std::string&, const std::string&, uint64_t) {}};
   });
 }
 

@@ -49,11 +49,11 @@ caf::actor spawn_exchange(caf::actor_system& system, std::shared_ptr<node_contex
     // hears so (and answers) instead of waiting for ever. Once taken, the
     // family answers, or lets go of it, which says `http.dropped`.
     self->request(st.family, caf::infinite, std::string(http_msg::request_type),
-                  encode(http_msg::to_message(std::move(request))), uint64_t{0}, std::string{})
-        .then([](std::string&, std::string&, uint64_t, std::string&) {},
+                  encode(http_msg::to_message(std::move(request))), uint64_t{0})
+        .then([](std::string&, std::string&, uint64_t) {},
               [self](caf::error&) { overloaded(self, "the LLM router went down; retry"); });
     return {
-        [self](const std::string& type, const std::string& body, uint64_t, const std::string&) {
+        [self](const std::string& type, const std::string& body, uint64_t) {
           auto& s = self->state;
           if (type == http_msg::head_type) {
             if (auto m = decode<http_msg::head>(body)) {
@@ -76,8 +76,7 @@ caf::actor spawn_exchange(caf::actor_system& system, std::shared_ptr<node_contex
             self->quit();  // the sink answers 500 if nothing was
           } else if (type == http_msg::gone_type) {
             // From the connection: the client left; the family stops working for it.
-            self->send(s.family, std::string(http_msg::gone_type), body, uint64_t{0},
-                       std::string{});
+            self->send(s.family, std::string(http_msg::gone_type), body, uint64_t{0});
           }
         },
     };

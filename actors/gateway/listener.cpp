@@ -68,7 +68,7 @@ caf::behavior listener(listener_actor* self, gateway_server* taken) {
   st.server.reset(taken);
   st.server->serve(self->system());
   return {
-      [self](std::string& type, std::string& body, uint64_t, std::string&) {
+      [self](std::string& type, std::string& body, uint64_t) {
         auto promise = self->make_response_promise();
         if (type != gateway::drain_type) {
           deliver(promise, make_error_envelope(make_error(
@@ -150,9 +150,9 @@ bool drain_gateway(caf::actor_system& system, const node_context& ctx,
   caf::scoped_actor self{system};
   bool drained = false;
   self->request(http, timeout + std::chrono::seconds(1), std::move(msg.type), std::move(msg.body),
-                uint64_t{0}, std::string{})
+                uint64_t{0})
       .receive(
-          [&](std::string& type, std::string& body, uint64_t, std::string&) {
+          [&](std::string& type, std::string& body, uint64_t) {
             if (type == gateway::drain_reply_type) {
               if (auto reply = decode<gateway::drain_reply>(body)) {
                 drained = reply->drained;

@@ -286,7 +286,7 @@ routed router::route_sessions(const http_request_view& req, std::string_view pat
     }
     const auto bytes = json::to_msgpack(*spec);
     return actor_call{"sessions/manager",
-                      envelope{pty::create_type, std::string(bytes.begin(), bytes.end()), 0, {}},
+                      envelope{pty::create_type, std::string(bytes.begin(), bytes.end()), 0},
                       timeout,
                       reply_shape::body_json,
                       {},
@@ -539,7 +539,7 @@ routed router::parse_actor_call(const http_request_view& req, std::string path) 
     timeout_ms = value;
   }
   std::vector<uint8_t> bytes = json::to_msgpack(body);
-  envelope msg{doc["type"].get<std::string>(), std::string(bytes.begin(), bytes.end()), 0, {}};
+  envelope msg{doc["type"].get<std::string>(), std::string(bytes.begin(), bytes.end()), 0};
   return actor_call{std::move(path),
                     std::move(msg),
                     std::chrono::milliseconds{timeout_ms},
@@ -661,7 +661,7 @@ routed router::readyz() const {
       doc["problems"] = std::move(problems);
     }
     const auto bytes = json::to_msgpack(doc);
-    return envelope{"readyz", std::string(bytes.begin(), bytes.end()), 0, {}};
+    return envelope{"readyz", std::string(bytes.begin(), bytes.end()), 0};
   };
   return call;
 }

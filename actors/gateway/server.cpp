@@ -257,7 +257,7 @@ class ws_session : public std::enable_shared_from_this<ws_session> {
     auto viewer = caf::actor_cast<caf::actor>(viewer_);
     auto session = caf::actor_cast<caf::actor>(session_);
     if (session && viewer) {
-      caf::send_as(viewer, session, std::string(type), encode(body), uint64_t{0}, std::string{});
+      caf::send_as(viewer, session, std::string(type), encode(body), uint64_t{0});
     }
   }
 
@@ -782,8 +782,7 @@ class session : public std::enable_shared_from_this<session> {
       return;
     }
     if (auto producer = caf::actor_cast<caf::actor>(exchange_actor_)) {
-      caf::anon_send(producer, std::string(http_msg::gone_type), encode(empty_body{}), uint64_t{0},
-                     std::string{});
+      caf::anon_send(producer, std::string(http_msg::gone_type), encode(empty_body{}), uint64_t{0});
     }
   }
 

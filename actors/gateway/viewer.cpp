@@ -43,12 +43,11 @@ void attach(viewer_actor* self, int tries = 0) {
     return attached(self, make_error(errc::restarting, "the sessions manager is restarting"), {});
   }
   const term::attach_request req{st.id, st.readonly, st.attached_once, st.position};
-  self->request(manager, attach_timeout, std::string(term::attach_type), encode(req), uint64_t{0},
-                std::string{})
+  self->request(manager, attach_timeout, std::string(term::attach_type), encode(req), uint64_t{0})
       .then(
-          [self](std::string& type, std::string& body, uint64_t, std::string&) {
+          [self](std::string& type, std::string& body, uint64_t) {
             if (type == error_type) {
-              return attached(self, read_error(envelope{type, body, 0, {}}), {});
+              return attached(self, read_error(envelope{type, body, 0}), {});
             }
             // Forwarded by the manager: the reply comes from the session.
             attached(self, decode<term::attach_reply>(body),
@@ -119,7 +118,7 @@ caf::actor spawn_viewer(caf::actor_system& system, std::shared_ptr<node_context>
     attach(self);
     return {
         [self](retry_atom, int32_t tries) { attach(self, tries); },
-        [self](const std::string& type, const std::string& body, uint64_t, const std::string&) {
+        [self](const std::string& type, const std::string& body, uint64_t) {
           auto& s = self->state;
           if (type == term::output_type) {
             if (auto m = decode<term::bytes_msg>(body, decode_limits{.body_bytes_max = 2u << 20})) {

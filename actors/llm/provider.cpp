@@ -224,8 +224,7 @@ void on_try_done(try_state& t, upstream_response r) {
   }
   out.headers = http_msg::to_fields(std::move(r.headers));
   out.body = std::move(r.body);
-  caf::anon_send(t.provider, std::string(msg::upstream_type), encode(out), uint64_t{0},
-                 std::string{});
+  caf::anon_send(t.provider, std::string(msg::upstream_type), encode(out), uint64_t{0});
 }
 
 /// A call this provider runs, until it ends (after its retries).
@@ -313,7 +312,7 @@ void finish(provider_actor* self, uint64_t id, msg::outcome result, std::string 
                         std::move(last)};
   done.last.id = id;
   st.calls.erase(it);
-  tell_router(self, std::string(msg::done_type), encode(done), uint64_t{0}, std::string{});
+  tell_router(self, std::string(msg::done_type), encode(done), uint64_t{0});
 }
 
 upstream_request build_request(const provider_state& st, const msg::call& c) {
@@ -591,7 +590,7 @@ child_spec provider_child(std::shared_ptr<node_context> ctx, provider_spec spec)
       }
       st.observe_pool();
       return {
-          [self](const std::string& type, const std::string& body, uint64_t, const std::string&) {
+          [self](const std::string& type, const std::string& body, uint64_t) {
             if (type == msg::call_type) {
               on_call(self, body);
             } else if (type == msg::upstream_type) {

@@ -9,7 +9,7 @@ namespace troupe::llm {
 namespace {
 
 void send(const caf::actor& to, const char* type, std::string body) {
-  caf::anon_send(to, std::string(type), std::move(body), uint64_t{0}, std::string{});
+  caf::anon_send(to, std::string(type), std::move(body), uint64_t{0});
 }
 
 }  // namespace

@@ -376,7 +376,7 @@ bool join_flight(router_actor* self, const std::shared_ptr<exchange_state>& x) {
   if (leader->abandoned() && leader->provider) {
     // Its client left and the call was being cancelled: it is wanted again.
     self->send(leader->provider, std::string(msg::cancel_type),
-               encode(msg::cancel{leader->id, false}), uint64_t{0}, std::string{});
+               encode(msg::cancel{leader->id, false}), uint64_t{0});
   }
   leader->shared = true;
   f.followers.push_back(x);
@@ -728,8 +728,7 @@ void start_step(router_actor* self, const std::shared_ptr<exchange_state>& x) {
   x->provider = provider;
   st.calls[x->id] = x;
   // Sent as the requester: the provider streams the answer straight to it.
-  caf::send_as(x->requester, provider, std::string(msg::call_type), encode(c), uint64_t{0},
-               std::string{});
+  caf::send_as(x->requester, provider, std::string(msg::call_type), encode(c), uint64_t{0});
 }
 
 // ---------------------------------------------------------------------------
@@ -1084,8 +1083,7 @@ void start_parse(router_actor* self, std::shared_ptr<exchange_state> x) {
       p = refusal("api_error", std::string("the gateway failed on this request: ") + e.what());
     }
     p.id = id;
-    caf::anon_send(router, std::string(msg::prepared_type), encode(p), uint64_t{0},
-                   std::string{});
+    caf::anon_send(router, std::string(msg::prepared_type), encode(p), uint64_t{0});
   });
 }
 
@@ -1200,7 +1198,7 @@ void on_gone(router_actor* self) {
       x->gone = true;
       if (x->abandoned() && x->provider) {
         self->send(x->provider, std::string(msg::cancel_type), encode(msg::cancel{x->id}),
-                   uint64_t{0}, std::string{});
+                   uint64_t{0});
       }
     }
     st.requesters.erase(it);
@@ -1286,7 +1284,7 @@ child_spec router_child(std::shared_ptr<node_context> ctx, std::shared_ptr<db> s
         book->flush();
       });
       return {
-          [self](const std::string& type, const std::string& body, uint64_t, const std::string&) {
+          [self](const std::string& type, const std::string& body, uint64_t) {
             if (type == http_msg::request_type) {
               on_request_message(self, body);
             } else if (type == http_msg::gone_type) {

@@ -75,7 +75,7 @@ enum class session_phase : uint8_t { starting, running, exited, ended };
 }
 
 void send_envelope(const caf::actor& to, std::string type, std::string body) {
-  caf::anon_send(to, std::move(type), std::move(body), uint64_t{0}, std::string{});
+  caf::anon_send(to, std::move(type), std::move(body), uint64_t{0});
 }
 
 /// Reads a PTY master on an Asio thread and sends its output to the session.
@@ -380,8 +380,7 @@ void hand_off(session_actor* self) {
     return;
   }
   if (auto manager = st.ctx->registry.current("sessions/manager")) {
-    self->send(manager, std::string(handoff_type), encode(handoff_msg{st.snapshot()}), uint64_t{0},
-               std::string{});
+    self->send(manager, std::string(handoff_type), encode(handoff_msg{st.snapshot()}), uint64_t{0});
   }
 }
 
@@ -542,9 +541,9 @@ void resume(session_actor* self) {
     return start_shell(self);
   }
   self->request(manager, std::chrono::seconds(5), std::string(resume_type),
-                encode(session_id{st.id}), uint64_t{0}, std::string{})
+                encode(session_id{st.id}), uint64_t{0})
       .await(
-          [self](std::string& type, std::string& body, uint64_t, std::string&) {
+          [self](std::string& type, std::string& body, uint64_t) {
             auto& s = self->state;
             if (type == error_type) {
               // Ended while this incarnation was on its way.
@@ -747,8 +746,7 @@ caf::behavior session_behavior(session_actor* self, std::shared_ptr<node_context
   self->attach_functor([self](const caf::error&) { stop_reading(self); });
   resume(self);
   return {
-      [self](const std::string& type, const std::string& body, uint64_t correlation_id,
-             const std::string&) {
+      [self](const std::string& type, const std::string& body, uint64_t correlation_id) {
         if (on_signal(self, type, body)) {
           return;
         }

@@ -205,10 +205,8 @@ void forget_stored(manager_state& st, const std::string& id) {
 /// wrong for a report of how the session is now.)
 void ask_now(manager_actor* self, const caf::actor& incarnation, const char* type,
              std::function<void(envelope)> done) {
-  self->request(incarnation, session_timeout, std::string(type), encode(empty_body{}), uint64_t{0},
-                std::string{})
-      .then([done](std::string& t, std::string& body, uint64_t id,
-                   std::string& reply_to) { done(from_fields(t, body, id, reply_to)); },
+  self->request(incarnation, session_timeout, std::string(type), encode(empty_body{}), uint64_t{0})
+      .then([done](std::string& t, std::string& body, uint64_t id) { done(from_fields(t, body, id)); },
             [done, type](caf::error& e) {
               done(error_of(errc::unavailable,
                             std::string(type) + ": the session went down: " + to_string(e)));
@@ -252,10 +250,10 @@ void launch(manager_actor* self, const std::string& id, const session_spec& spec
   self->request(live, std::chrono::seconds(10), start_child_atom::value,
                 session_child(st.ctx, id, spec, std::move(first), st.writer, *st.io))
       .then(
-          [done, forget](std::string& type, std::string& body, uint64_t, std::string&) {
+          [done, forget](std::string& type, std::string& body, uint64_t) {
             if (type == error_type) {
               forget();
-              return done(read_error(envelope{type, body, 0, {}}));
+              return done(read_error(envelope{type, body, 0}));
             }
             done(std::nullopt);
           },
@@ -589,8 +587,7 @@ child_spec sessions_child(std::shared_ptr<node_context> ctx, std::shared_ptr<db>
         self->send(self, restore_atom::value);
       }
       return {
-          [self](const std::string& type, const std::string& body, uint64_t correlation_id,
-                 const std::string&) {
+          [self](const std::string& type, const std::string& body, uint64_t correlation_id) {
             if (type == handoff_type) {
               auto m = decode<handoff_msg>(
                   body, decode_limits{.body_bytes_max = snapshot_bytes_max, .elements_max = 65536});
@@ -610,7 +607,7 @@ child_spec sessions_child(std::shared_ptr<node_context> ctx, std::shared_ptr<db>
             auto sender = caf::actor_cast<caf::actor>(self->current_sender());
             auto rp = self->make_response_promise();
             if (type == term::attach_type) {
-              return attach(self, envelope{type, body, correlation_id, {}}, std::move(rp));
+              return attach(self, envelope{type, body, correlation_id}, std::move(rp));
             }
             on_request(self, type, body, sender, [rp, correlation_id](envelope reply) mutable {
               reply.correlation_id = correlation_id;

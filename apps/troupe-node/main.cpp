@@ -174,10 +174,7 @@ int run(const node_flags& flags) {
     std::fprintf(stderr, "troupe-node: bad configuration: %s\n", config.err().message.c_str());
     return 1;
   }
-  if (auto ok = init_logging(log_options{config->log.level, config->log.format}); !ok) {
-    std::fprintf(stderr, "troupe-node: %s\n", ok.err().message.c_str());
-    return 1;
-  }
+  init_logging(log_options{config->log.level, config->log.format});
   auto log = logger("node");
   log->info("starting node '{}' (troupe {}), config: {}", config->node.name, troupe_version,
             sources.file.value_or("(embedded defaults)"));

@@ -124,8 +124,8 @@ struct asker::state : std::enable_shared_from_this<asker::state> {
     auto handle = self->request(dest, caf::infinite, std::move(msg));
     const auto response_id = handle.id();
     handle.then(
-        [c](std::string& type, std::string& body, uint64_t correlation_id, std::string& reply_to) {
-          c->answer(from_fields(type, body, correlation_id, reply_to));
+        [c](std::string& type, std::string& body, uint64_t correlation_id) {
+          c->answer(from_fields(type, body, correlation_id));
         },
         [self, this_state = shared_from_this(), c, to_target](caf::error& err) {
           if (to_target && err == caf::sec::request_receiver_down) {
@@ -151,8 +151,7 @@ struct asker::state : std::enable_shared_from_this<asker::state> {
     // there is no retry after this one.
     auto m = std::move(c->request);
     auto routed = caf::make_message(route_atom::value, route.name, m.get_as<std::string>(0),
-                                    m.get_as<std::string>(1), m.get_as<uint64_t>(2),
-                                    m.get_as<std::string>(3));
+                                    m.get_as<std::string>(1), m.get_as<uint64_t>(2));
     send(self, route.supervisor, std::move(routed), std::move(c), false);
   }
 

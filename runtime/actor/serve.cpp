@@ -56,7 +56,7 @@ void reply_to_current(caf::event_based_actor* self, envelope reply) {
   }
   to->enqueue(
       caf::make_mailbox_element(self->ctrl(), id, {}, std::move(reply.type), std::move(reply.body),
-                                reply.correlation_id, std::move(reply.reply_to)),
+                                reply.correlation_id),
       self->context());
 }
 
@@ -68,9 +68,8 @@ caf::behavior serve(caf::event_based_actor* self, std::shared_ptr<const handler_
       // Read in place: the message may be shared (an asker keeps the request
       // for a retry), and a handler taking mutable references would copy it.
       [self, table = std::move(table), decide = std::move(decide)](
-          const std::string& type, const std::string& body, uint64_t correlation_id,
-          const std::string& reply_to) {
-        const envelope_view in{type, body, correlation_id, reply_to};
+          const std::string& type, const std::string& body, uint64_t correlation_id) {
+        const envelope_view in{type, body, correlation_id};
         auto reply = answer(self, *table, decide, in);
         // An answer that arrives by plain send ("x.reply" or "error") is
         // never answered with an error (unknown type, bad body, a failing

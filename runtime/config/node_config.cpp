@@ -38,14 +38,31 @@ namespace {
 // validation and describe() are all driven from it.
 // ---------------------------------------------------------------------------
 
+/// A field of a closed set (an enum of one byte, runtime/config/choices.hpp):
+/// its byte and the names of its values.
+struct choice_ref {
+  uint8_t* value;
+  const std::string_view* names;
+  size_t count;
+};
+
 /// Where a key's value lives in node_config; one alternative per value type.
-using field_ref =
-    std::variant<std::string*, uint32_t*, uint64_t*, double*, bool*, std::vector<std::string>*>;
+using field_ref = std::variant<std::string*, uint32_t*, uint64_t*, double*, bool*,
+                               std::vector<std::string>*, choice_ref>;
 using field_fn = field_ref (*)(node_config&);
 
 template <auto section, auto member>
 field_ref field_of(node_config& config) {
-  return &(config.*section.*member);
+  auto* field = &(config.*section.*member);
+  using T = std::remove_pointer_t<decltype(field)>;
+  if constexpr (std::is_enum_v<T>) {
+    static_assert(sizeof(T) == 1, "a choice is an enum of one byte");
+    // Read and written as its byte (unsigned char may alias any object).
+    return choice_ref{reinterpret_cast<uint8_t*>(field), choice_names<T>::names.data(),
+                      choice_names<T>::names.size()};
+  } else {
+    return field;
+  }
 }
 
 /// Inclusive numeric bounds unless an end is open, e.g. rates live in (0, 1].
@@ -85,29 +102,31 @@ struct key_name {
 struct key_spec {
   key_name name;
   bounds range;                // numeric keys only
-  std::string_view allowed;    // string keys: space-separated permitted values; empty: any
   text_check check = nullptr;  // string keys: a format rule; nullptr: any
   bool secret = false;         // never printed, not even in errors
   std::string_view doc;        // one line: what the key does, its unit
 };
 
 constexpr key_spec number(key_name name, bounds range, std::string_view doc) {
-  return key_spec{name, range, {}, nullptr, false, doc};
+  return key_spec{name, range, nullptr, false, doc};
 }
-constexpr key_spec text(key_name name, std::string_view allowed, text_check check,
-                        std::string_view doc) {
-  return key_spec{name, {}, allowed, check, false, doc};
+constexpr key_spec text(key_name name, text_check check, std::string_view doc) {
+  return key_spec{name, {}, check, false, doc};
 }
 constexpr key_spec secret(key_name name, text_check check, std::string_view doc) {
-  return key_spec{name, {}, {}, check, true, doc};
+  return key_spec{name, {}, check, true, doc};
 }
 constexpr key_spec boolean(key_name name, std::string_view doc) {
-  return key_spec{name, {}, {}, nullptr, false, doc};
+  return key_spec{name, {}, nullptr, false, doc};
+}
+/// One of a closed set: the field's enum names the values.
+constexpr key_spec choice(key_name name, std::string_view doc) {
+  return key_spec{name, {}, nullptr, false, doc};
 }
 /// A list of strings (a TOML array; in env and flags, comma-separated);
 /// `check` applies to each item.
 constexpr key_spec list(key_name name, text_check check, std::string_view doc) {
-  return key_spec{name, {}, {}, check, false, doc};
+  return key_spec{name, {}, check, false, doc};
 }
 
 bool is_name_char(char c) {
@@ -254,11 +273,11 @@ constexpr double day_ms = 86'400'000;
 constexpr double gib = 1u << 30;
 
 constexpr std::array key_table{
-    text(TROUPE_KEY(node, name), {}, check_node_name, "name of this node in the cluster and logs"),
-    text(TROUPE_KEY(node, data_dir), {}, check_not_empty, "directory of RocksDB and the token"),
+    text(TROUPE_KEY(node, name), check_node_name, "name of this node in the cluster and logs"),
+    text(TROUPE_KEY(node, data_dir), check_not_empty, "directory of RocksDB and the token"),
     number(TROUPE_KEY(node, scheduler_threads), between(1, 64), "CAF scheduler worker threads"),
     number(TROUPE_KEY(node, shutdown_timeout_ms), between(1, hour_ms), "graceful shutdown bound"),
-    text(TROUPE_KEY(gateway, listen), {}, check_listen, "HOST:PORT of HTTP; port 0: any free"),
+    text(TROUPE_KEY(gateway, listen), check_listen, "HOST:PORT of HTTP; port 0: any free"),
     number(TROUPE_KEY(gateway, io_threads), between(1, 64), "Asio threads serving HTTP"),
     number(TROUPE_KEY(gateway, body_bytes_max), between(1024, gib), "largest body; beyond: 413"),
     number(TROUPE_KEY(gateway, header_bytes_max), between(1024, 1 << 20), "largest head; 431"),
@@ -267,8 +286,8 @@ constexpr std::array key_table{
     number(TROUPE_KEY(gateway, connections_max), between(1, 1'000'000), "open connections bound"),
     number(TROUPE_KEY(gateway, idle_timeout_ms), between(1, day_ms), "idle connection lifetime"),
     secret(TROUPE_KEY(auth, token), check_token, "bearer token; empty: generated"),
-    text(TROUPE_KEY(log, level), "trace debug info warn error critical off", nullptr, "verbosity"),
-    text(TROUPE_KEY(log, format), "text json", nullptr, "line format"),
+    choice(TROUPE_KEY(log, level), "verbosity"),
+    choice(TROUPE_KEY(log, format), "line format"),
     boolean(TROUPE_KEY(chaos, enabled), "allows fault injection"),
     number(TROUPE_KEY(supervisor, restarts_max), between(0, 10'000), "restarts per period"),
     number(TROUPE_KEY(supervisor, period_ms), between(1, day_ms), "restart intensity window"),
@@ -300,8 +319,7 @@ constexpr std::array key_table{
     number(TROUPE_KEY(cache, cascade_max), between(1, 10000000),
            "dependents one invalidation drops"),
     number(TROUPE_KEY(cache, deps_max), between(1, 65536), "dependency records per entry"),
-    text(TROUPE_KEY(cache, shard_policy), "normal idle", nullptr,
-         "scheduling of the shard threads"),
+    choice(TROUPE_KEY(cache, shard_policy), "scheduling of the shard threads"),
     list(TROUPE_KEY(cache, dependency_roots), check_absolute,
          "directories dependencies must lie in"),
     number(TROUPE_KEY(llm, io_threads), between(1, 64), "Asio threads for upstream HTTP"),
@@ -312,8 +330,8 @@ constexpr std::array key_table{
     number(TROUPE_KEY(llm, retry_after_max_ms), between(0, hour_ms), "longest retry-after waited"),
     number(TROUPE_KEY(llm, connections_max), between(1, 100'000), "calls in flight per upstream"),
     list(TROUPE_KEY(llm, fallback_models), check_model, "models tried after the asked one"),
-    text(TROUPE_KEY(llm, local_base_url), {}, check_url_or_empty, "OpenAI-compatible fallback"),
-    text(TROUPE_KEY(llm, local_model), {}, check_not_empty, "model sent to the local fallback"),
+    text(TROUPE_KEY(llm, local_base_url), check_url_or_empty, "OpenAI-compatible fallback"),
+    text(TROUPE_KEY(llm, local_model), check_not_empty, "model sent to the local fallback"),
     boolean(TROUPE_KEY(llm, stale_fallback), "serve a stale cached answer as last resort"),
     list(TROUPE_KEY(llm, model_aliases), check_alias, "\"alias=model\" items"),
     boolean(TROUPE_KEY(llm, cache_enabled), "response cache on /v1/messages"),
@@ -334,12 +352,12 @@ constexpr std::array key_table{
     number(TROUPE_KEY(llm, queue_timeout_ms), between(1, hour_ms), "longest wait in the queue"),
     number(TROUPE_KEY(llm, budget_tokens), between(0, 1e15), "tokens per client; 0: none"),
     number(TROUPE_KEY(llm, budget_alert_fraction), rate, "budget share that warns"),
-    text(TROUPE_SUBKEY(llm, anthropic, base_url), {}, check_url, "Anthropic API base URL"),
+    text(TROUPE_SUBKEY(llm, anthropic, base_url), check_url, "Anthropic API base URL"),
     secret(TROUPE_SUBKEY(llm, anthropic, api_key), check_token_or_empty, "upstream API key"),
-    text(TROUPE_SUBKEY(llm, anthropic, version), {}, check_not_empty, "default anthropic-version"),
+    text(TROUPE_SUBKEY(llm, anthropic, version), check_not_empty, "default anthropic-version"),
     number(TROUPE_KEY(sessions, idle_timeout_s), between(0, 365 * 86400), "idle end; 0: never"),
     number(TROUPE_KEY(sessions, idle_after_ms), between(1, day_ms), "quiet time that is idle"),
-    text(TROUPE_KEY(sessions, prompt_regex), {}, check_regex, "cursor line of a waiting shell"),
+    text(TROUPE_KEY(sessions, prompt_regex), check_regex, "cursor line of a waiting shell"),
     number(TROUPE_KEY(sessions, hangup_grace_ms), between(1, hour_ms), "SIGHUP to SIGKILL"),
     number(TROUPE_KEY(sessions, io_threads), between(1, 64), "Asio threads reading PTYs"),
 };
@@ -425,8 +443,10 @@ std::string_view raw_type_name(const raw_value& raw) {
 
 /// What a key's field holds, as "expected X" says it.
 std::string_view kind_name(field_ref field) {
-  constexpr std::array<std::string_view, 6> names{
-      "a string", "an integer", "an integer", "a number", "a boolean", "an array of strings"};
+  constexpr std::array<std::string_view, 7> names{"a string",  "an integer",
+                                                  "an integer", "a number",
+                                                  "a boolean", "an array of strings",
+                                                  "a string"};
   return names[field.index()];
 }
 
@@ -439,6 +459,7 @@ raw_value raw_of(field_ref field) {
                         [](double* f) { return raw_value{*f}; },
                         [](bool* f) { return raw_value{*f}; },
                         [](std::vector<std::string>* f) { return raw_value{*f}; },
+                        [](choice_ref f) { return raw_value{std::string(f.names[*f.value])}; },
                     },
                     field);
 }
@@ -463,21 +484,23 @@ std::optional<std::string> check_range(const bounds& range, double value, bool i
          (range.hi_open ? ")" : "]") + " (got " + got + ")";
 }
 
-std::optional<std::string> check_allowed(std::string_view allowed, const std::string& value) {
-  std::vector<std::string_view> words;
-  for (size_t start = 0; start < allowed.size();) {
-    const auto end = std::min(allowed.find(' ', start), allowed.size());
-    words.push_back(allowed.substr(start, end - start));
-    start = end + 1;
+/// Stores the value `raw` names, or says which names there are.
+std::optional<std::string> assign_choice(const raw_value& raw, choice_ref field) {
+  const auto* value = std::get_if<std::string>(&raw);
+  if (value == nullptr) {
+    return "expected a string, got " + std::string(raw_type_name(raw));
   }
-  if (words.empty() || std::find(words.begin(), words.end(), value) != words.end()) {
-    return std::nullopt;
+  for (size_t i = 0; i < field.count; ++i) {
+    if (field.names[i] == *value) {
+      *field.value = static_cast<uint8_t>(i);
+      return std::nullopt;
+    }
   }
   std::string list;
-  for (const auto word : words) {
-    list += (list.empty() ? "" : ", ") + std::string(word);
+  for (size_t i = 0; i < field.count; ++i) {
+    list += (list.empty() ? "" : ", ") + std::string(field.names[i]);
   }
-  return "must be one of " + list + " (got " + quoted_text(value) + ")";
+  return "must be one of " + list + " (got " + quoted_text(*value) + ")";
 }
 
 std::string mismatch(field_ref field, const raw_value& raw) {
@@ -521,9 +544,6 @@ std::optional<std::string> assign_string(const key_spec& spec, const raw_value& 
   const auto* value = std::get_if<std::string>(&raw);
   if (value == nullptr) {
     return mismatch(field, raw);
-  }
-  if (auto problem = check_allowed(spec.allowed, *value)) {
-    return problem;
   }
   if (spec.check != nullptr) {
     if (auto problem = spec.check(*value)) {
@@ -574,6 +594,7 @@ std::optional<std::string> assign(const key_spec& spec, const raw_value& raw, no
                           return std::nullopt;
                         },
                         [&](std::vector<std::string>* f) { return assign_list(spec, raw, f); },
+                        [&](choice_ref f) { return assign_choice(raw, f); },
                     },
                     spec.name.field(config));
 }
@@ -615,14 +636,15 @@ std::optional<raw_value> parse_text(field_ref field, std::string_view text) {
                         [&](std::vector<std::string>*) {
                           return std::optional(raw_value{split_list(text)});
                         },
+                        [&](choice_ref) { return std::optional(raw_value{std::string(text)}); },
                     },
                     field);
 }
 
 std::string parse_text_problem(field_ref field, std::string_view text) {
-  constexpr std::array<std::string_view, 6> names{"",         "an unsigned integer",
+  constexpr std::array<std::string_view, 7> names{"",         "an unsigned integer",
                                                   "an unsigned integer",
-                                                  "a number", "a boolean (true or false)", ""};
+                                                  "a number", "a boolean (true or false)", "", ""};
   return "not " + std::string(names[field.index()]) + ": " + quoted_text(text);
 }
 

@@ -12,6 +12,7 @@
 #include <string_view>
 #include <vector>
 
+#include "runtime/config/choices.hpp"
 #include "runtime/error.hpp"
 
 namespace troupe {
@@ -52,10 +53,8 @@ struct auth_section {
 };
 
 struct log_section {
-  /// trace, debug, info, warn, error, critical or off.
-  std::string level = "info";
-  /// text or json (one JSON object per line).
-  std::string format = "text";
+  log_level level = log_level::info;
+  log_format format = log_format::text;
 };
 
 struct chaos_section {
@@ -137,7 +136,7 @@ struct cache_section {
   uint32_t deps_max = 1024;
   /// Scheduling of the shards' threads: "normal", or "idle" (SCHED_IDLE:
   /// their disk reads and hashing only use CPU no other thread wants).
-  std::string shard_policy = "normal";
+  troupe::shard_policy shard_policy = troupe::shard_policy::normal;
   /// Absolute directories a dependency path must lie in (symlinks
   /// resolved); empty: the node's working directory and its data dir. The
   /// node reads what a dependency names, so it must not name any file the

@@ -32,14 +32,15 @@ constexpr std::array<std::pair<std::string_view, level_enum>, 7> level_names{{
     {"off", level_enum::off},
 }};
 
-std::optional<level_enum> parse_level(std::string_view name) {
-  for (const auto& [text, level] : level_names) {
-    if (text == name) {
-      return level;
+// log_level's values, in order, are these levels.
+static_assert([] {
+  for (size_t i = 0; i < level_names.size(); ++i) {
+    if (level_names[i].first != choice_names<log_level>::names[i]) {
+      return false;
     }
   }
-  return std::nullopt;
-}
+  return true;
+}());
 
 std::string_view level_name(level_enum level) {
   for (const auto& [text, candidate] : level_names) {
@@ -172,14 +173,11 @@ class json_formatter final : public spdlog::formatter {
   }
 };
 
-std::unique_ptr<spdlog::formatter> make_formatter(std::string_view format) {
-  if (format == "text") {
-    return std::make_unique<text_formatter>();
-  }
-  if (format == "json") {
+std::unique_ptr<spdlog::formatter> make_formatter(log_format format) {
+  if (format == log_format::json) {
     return std::make_unique<json_formatter>();
   }
-  return nullptr;
+  return std::make_unique<text_formatter>();
 }
 
 // The one sink every logger holds. Loggers never change sinks (their sink
@@ -233,26 +231,16 @@ logging_state& state() {
 
 }  // namespace
 
-expected<bool> init_logging(const log_options& opts, std::ostream* out) {
-  std::optional<level_enum> level = parse_level(opts.level);
-  if (!level) {
-    return make_error(errc::config_invalid,
-                      "log level '" + opts.level +
-                          "' is not one of trace, debug, info, warn, error, critical, off");
-  }
-  std::unique_ptr<spdlog::formatter> formatter = make_formatter(opts.format);
-  if (!formatter) {
-    return make_error(errc::config_invalid,
-                      "log format '" + opts.format + "' is not one of text, json");
-  }
+void init_logging(const log_options& opts, std::ostream* out) {
+  // The names of log_level are spdlog's, in the same order.
+  const auto level = level_names[static_cast<size_t>(opts.level)].second;
   logging_state& s = state();
   std::lock_guard lock(s.mutex);
-  s.level = *level;
-  s.sink->reconfigure(std::move(formatter), out);
+  s.level = level;
+  s.sink->reconfigure(make_formatter(opts.format), out);
   for (const auto& [name, l] : s.loggers) {
-    l->set_level(*level);
+    l->set_level(level);
   }
-  return true;
 }
 
 std::shared_ptr<spdlog::logger> logger(std::string_view subsystem) {

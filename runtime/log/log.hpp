@@ -20,6 +20,7 @@
 #include <string>
 #include <string_view>
 
+#include "runtime/config/choices.hpp"
 #include "runtime/error.hpp"
 
 namespace spdlog {
@@ -29,19 +30,17 @@ class logger;
 namespace troupe {
 
 struct log_options {
-  /// trace, debug, info, warn, error, critical or off.
-  std::string level = "info";
+  log_level level = log_level::info;
   /// text (for people) or json (one object per line, for log collectors).
-  std::string format = "text";
+  log_format format = log_format::text;
 };
 
 /// Applies `opts` to the shared sink and to every logger, existing and future.
-/// Fails with `config_invalid` (changing nothing) on an unknown level or
-/// format. `out` redirects the sink away from stderr, for tests: the stream
+/// `out` redirects the sink away from stderr, for tests: the stream
 /// must outlive every log call until the next `init_logging`, which a test
 /// ends with `init_logging({}, nullptr)` to go back to stderr.
 /// Safe to call at any time, from any thread; usually called once at start.
-[[nodiscard]] expected<bool> init_logging(const log_options& opts, std::ostream* out = nullptr);
+void init_logging(const log_options& opts, std::ostream* out = nullptr);
 
 /// The logger of `subsystem`, created on first use with the shared sink and
 /// the current level. Works before `init_logging` (text, info, stderr).

@@ -107,7 +107,7 @@ template <class T>
 /// A reply envelope of `type` carrying `body`.
 template <class T>
 [[nodiscard]] envelope make_envelope(std::string type, const T& body, uint64_t correlation_id = 0) {
-  return envelope{std::move(type), encode(body), correlation_id, {}};
+  return envelope{std::move(type), encode(body), correlation_id};
 }
 
 /// An `error` envelope carrying `{code, message}`.

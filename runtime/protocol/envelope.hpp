@@ -3,7 +3,7 @@
 // The one message that crosses actor boundaries: a type name and a msgpack
 // body. The same bytes travel in-process, between nodes (inside BASP), to
 // troupectl and over WebSocket; only the receiving actor decodes the body.
-// Inside CAF an envelope travels as four built-in values (see
+// Inside CAF an envelope travels as three built-in values (see
 // runtime/actor/envelope_message.hpp).
 
 #include <cstdint>
@@ -22,8 +22,6 @@ struct envelope {
   std::string body;
   /// Set by the caller; a reply carries the request's id.
   uint64_t correlation_id = 0;
-  /// Optional actor path for replies that are sent, not returned.
-  std::string reply_to;
 
   // Compared as views: lengths first, so most types are told apart at once.
   [[nodiscard]] bool is_error() const noexcept { return std::string_view(type) == error_type; }
@@ -34,14 +32,13 @@ struct envelope_view {
   std::string_view type;
   std::string_view body;
   uint64_t correlation_id = 0;
-  std::string_view reply_to;
 
   envelope_view() = default;
-  envelope_view(std::string_view t, std::string_view b, uint64_t id, std::string_view r)
-      : type(t), body(b), correlation_id(id), reply_to(r) {}
+  envelope_view(std::string_view t, std::string_view b, uint64_t id)
+      : type(t), body(b), correlation_id(id) {}
   // NOLINTNEXTLINE(google-explicit-constructor): a view of an envelope, as string_view is
   envelope_view(const envelope& e)
-      : type(e.type), body(e.body), correlation_id(e.correlation_id), reply_to(e.reply_to) {}
+      : type(e.type), body(e.body), correlation_id(e.correlation_id) {}
 };
 
 }  // namespace troupe

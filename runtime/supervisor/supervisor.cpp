@@ -472,11 +472,10 @@ void route(supervisor_actor* self, const std::string& name, envelope& msg,
     // other that arrives during a restart, instead of failing the caller.
     auto copy = msg;
     self->request(c.handle, st.policy.route_timeout, std::move(msg.type), std::move(msg.body),
-                  msg.correlation_id, std::move(msg.reply_to))
+                  msg.correlation_id)
         .then(
-            [promise](std::string& type, std::string& body, uint64_t correlation_id,
-                      std::string& reply_to) mutable {
-              deliver(promise, from_fields(type, body, correlation_id, reply_to));
+            [promise](std::string& type, std::string& body, uint64_t correlation_id) mutable {
+              deliver(promise, from_fields(type, body, correlation_id));
             },
             [self, name, copy = std::move(copy), promise](caf::error& err) mutable {
               if (err == caf::sec::request_receiver_down) {
@@ -553,9 +552,9 @@ caf::behavior supervisor_behavior(supervisor_actor* self, std::shared_ptr<node_c
   st.ctx->registry.set_children_started(st.path, true);
   return {
       [self](route_atom, const std::string& name, std::string& type, std::string& body,
-             uint64_t correlation_id, std::string& reply_to) {
+             uint64_t correlation_id) {
         auto promise = self->make_response_promise();
-        auto msg = from_fields(type, body, correlation_id, reply_to);
+        auto msg = from_fields(type, body, correlation_id);
         route(self, name, msg, promise);
         return promise;
       },

@@ -52,15 +52,15 @@ class deterministic_system {
   /// (the actor kept the request): that is an `error` envelope, not a hang.
   envelope call(const caf::actor& to, envelope msg) {
     auto handle = self_->request(to, caf::infinite, std::move(msg.type), std::move(msg.body),
-                                 msg.correlation_id, std::move(msg.reply_to));
+                                 msg.correlation_id);
     run();
     envelope out = make_error_envelope(make_error(errc::timeout, "no answer: the request is kept"));
     if (!has_mail()) {
       return out;
     }
     handle.receive(
-        [&](std::string& type, std::string& body, uint64_t id, std::string& reply_to) {
-          out = from_fields(type, body, id, reply_to);
+        [&](std::string& type, std::string& body, uint64_t id) {
+          out = from_fields(type, body, id);
         },
         [&](caf::error& err) {
           out = make_error_envelope(make_error(errc::internal, to_string(err)));
@@ -76,8 +76,8 @@ class deterministic_system {
     }
     std::optional<std::pair<envelope, bool>> out;
     self_->receive(
-        [&](std::string& type, std::string& body, uint64_t id, std::string& reply_to) {
-          out.emplace(from_fields(type, body, id, reply_to),
+        [&](std::string& type, std::string& body, uint64_t id) {
+          out.emplace(from_fields(type, body, id),
                       self_->current_mailbox_element()->mid.is_request());
         },
         // Anything else stays where it is: nullopt, not a hang.
@@ -89,14 +89,13 @@ class deterministic_system {
   /// answer, if one comes, waits in the test actor's mailbox (has_mail).
   void request_later(const caf::actor& to, envelope msg) {
     (void)self_->request(to, caf::infinite, std::move(msg.type), std::move(msg.body),
-                         msg.correlation_id, std::move(msg.reply_to));
+                         msg.correlation_id);
     run();
   }
 
   /// Sends `msg` to `to`, as the test's own actor, and runs.
   void send(const caf::actor& to, envelope msg) {
-    self_->send(to, std::move(msg.type), std::move(msg.body), msg.correlation_id,
-                std::move(msg.reply_to));
+    self_->send(to, std::move(msg.type), std::move(msg.body), msg.correlation_id);
     run();
   }
 

@@ -24,7 +24,7 @@ child_spec mute_child() {
   spec.name = "mute";
   spec.start = [](caf::actor_system& system, const std::string&) {
     return system.spawn([](caf::event_based_actor* self) -> caf::behavior {
-      return {[self](std::string&, std::string&, uint64_t, std::string&) {
+      return {[self](std::string&, std::string&, uint64_t) {
         return self->make_response_promise();
       }};
     });

@@ -169,8 +169,8 @@ TEST_CASE("sessions manager: bad requests get precise errors") {
   session_spec bad_env;
   bad_env.env = {{"A=B", "1"}};
   CHECK(code_of(f.ask(create_type, bad_env)) == errc::bad_request);
-  CHECK(code_of(f.sys.call(f.manager, envelope{create_type, "\x81\xa4\x63\x6f\x6c\x73\xa4wide", 0,
-                                               {}})) == errc::bad_body);
+  CHECK(code_of(f.sys.call(f.manager, envelope{create_type, "\x81\xa4\x63\x6f\x6c\x73\xa4wide", 0})) ==
+        errc::bad_body);
   CHECK(code_of(f.ask(get_type, session_id{"s-nope"})) == errc::not_found);
   CHECK(code_of(f.ask(scrollback_type, session_id{"s-nope"})) == errc::not_found);
   CHECK(code_of(f.ask(end_type, session_id{"s-nope"})) == errc::not_found);

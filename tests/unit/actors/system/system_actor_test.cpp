@@ -17,7 +17,7 @@ using namespace troupe;
 namespace {
 
 envelope ask(const handler_table& table, const envelope& in) {
-  return table.dispatch(envelope_view{in.type, in.body, in.correlation_id, in.reply_to});
+  return table.dispatch(envelope_view{in.type, in.body, in.correlation_id});
 }
 
 }  // namespace

@@ -42,8 +42,7 @@ child_spec half_silent(const std::string& name) {
   spec.name = name;
   spec.start = [](caf::actor_system& system, const std::string&) {
     return system.spawn([](caf::stateful_actor<silent_state>* self) -> caf::behavior {
-      return {[self](const std::string& type, const std::string&, uint64_t correlation_id,
-                     const std::string&) {
+      return {[self](const std::string& type, const std::string&, uint64_t correlation_id) {
         auto promise = self->make_response_promise();
         if (type == "t.ping") {
           deliver(promise, make_envelope("t.ping.reply", empty_body{}, correlation_id));

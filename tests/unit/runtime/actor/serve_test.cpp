@@ -46,9 +46,8 @@ uint64_t number_in(const envelope& e) {
 /// Sends `e` as a request from `self` to `dest` and waits for the answer.
 envelope request(caf::scoped_actor& self, const caf::actor& dest, const envelope& e) {
   envelope reply;
-  self->request(dest, 3s, e.type, e.body, e.correlation_id, e.reply_to)
-      .receive([&](std::string& type, std::string& body, uint64_t correlation_id,
-                   std::string& to) { reply = from_fields(type, body, correlation_id, to); },
+  self->request(dest, 3s, e.type, e.body, e.correlation_id)
+      .receive([&](std::string& type, std::string& body, uint64_t correlation_id) { reply = from_fields(type, body, correlation_id); },
                [&](caf::error& err) { FAIL("request failed: " << self->system().render(err)); });
   return reply;
 }
@@ -62,15 +61,15 @@ TEST_CASE("serve answers a plain send with a plain message to the sender", "[ser
   caf::scoped_actor self{h.system()};
 
   auto e = make_envelope("t.double", number{21}, 7);
-  self->send(doubler, e.type, e.body, e.correlation_id, e.reply_to);
+  self->send(doubler, e.type, e.body, e.correlation_id);
   bool got = false;
   self->receive(
-      [&](std::string& type, std::string& body, uint64_t correlation_id, std::string&) {
+      [&](std::string& type, std::string& body, uint64_t correlation_id) {
         // A plain message, not a response: a request's handler would not see it.
         CHECK_FALSE(self->current_mailbox_element()->mid.is_response());
         CHECK(type == "t.double.reply");
         CHECK(correlation_id == 7);
-        CHECK(number_in(envelope{type, body, correlation_id, {}}) == 42);
+        CHECK(number_in(envelope{type, body, correlation_id}) == 42);
         got = true;
       },
       caf::after(3s) >> [] {});
@@ -104,10 +103,9 @@ TEST_CASE("serve answers a delegated request straight to the original requester"
   auto doubler = spawn_doubler(h.system(), handled);
   // Forwards every envelope to the doubler and never answers itself.
   auto front = h.system().spawn([doubler](caf::event_based_actor* self) -> caf::behavior {
-    return {[self, doubler](std::string& type, std::string& body, uint64_t correlation_id,
-                            std::string& reply_to) {
+    return {[self, doubler](std::string& type, std::string& body, uint64_t correlation_id) {
       auto promise = self->make_response_promise();
-      delegate(promise, doubler, from_fields(type, body, correlation_id, reply_to));
+      delegate(promise, doubler, from_fields(type, body, correlation_id));
       return promise;
     }};
   });
@@ -127,7 +125,7 @@ TEST_CASE("serve handles an anonymous send and keeps serving", "[serve]") {
 
   auto e = make_envelope("t.double", number{1});
   for (int i = 0; i < 10; ++i) {
-    caf::anon_send(doubler, e.type, e.body, e.correlation_id, e.reply_to);
+    caf::anon_send(doubler, e.type, e.body, e.correlation_id);
   }
   REQUIRE(troupe::test::wait_until([&] { return handled->load() == 10; }, 3s));
 
@@ -147,7 +145,7 @@ TEST_CASE("serve never answers a plain-sent reply or error with an error", "[ser
   // stop; the doubler has no handler for these, and answers nothing.
   for (const auto& stray : {make_envelope("t.double.reply", number{1}, 1),
                             make_error_envelope(make_error(errc::internal, "x"), 2)}) {
-    self->send(doubler, stray.type, stray.body, stray.correlation_id, stray.reply_to);
+    self->send(doubler, stray.type, stray.body, stray.correlation_id);
   }
   self->receive([&](caf::message& m) { FAIL("unexpected answer: " << to_string(m)); },
                 caf::after(100ms) >> [] {});
@@ -158,12 +156,12 @@ TEST_CASE("serve never answers a plain-sent reply or error with an error", "[ser
   CHECK(read_error(reply).code == errc::unknown_type);
   // A plain send of an unknown type that is not an answer still gets its error.
   auto e = make_envelope("t.halve", number{4}, 4);
-  self->send(doubler, e.type, e.body, e.correlation_id, e.reply_to);
+  self->send(doubler, e.type, e.body, e.correlation_id);
   bool got_error = false;
   self->receive(
-      [&](std::string& type, std::string& body, uint64_t correlation_id, std::string& to) {
+      [&](std::string& type, std::string& body, uint64_t correlation_id) {
         got_error =
-            read_error(from_fields(type, body, correlation_id, to)).code == errc::unknown_type;
+            read_error(from_fields(type, body, correlation_id)).code == errc::unknown_type;
       },
       caf::after(3s) >> [] {});
   CHECK(got_error);

@@ -427,3 +427,29 @@ TEST_CASE("list items are checked one by one, the bad one named", "[config]") {
   CHECK_THAT(load_error({std::nullopt, {{"TROUPE_LLM_MODEL_ALIASES", "=x"}}, {}}),
              Contains("item 1"));
 }
+
+TEST_CASE("closed sets are enums: named in files, env and flags, printed by name", "[config]") {
+  temp_dir dir;
+  const auto path =
+      dir.write("node.toml", "[log]\nlevel = \"debug\"\n[cache]\nshard_policy = \"idle\"\n");
+  troupe::config_sources sources{path, {}, {}};
+  sources.env = {{"TROUPE_LOG_FORMAT", "json"}};
+  sources.flags = {{"log.level", "error"}};
+  const auto config = load_ok(sources);
+  CHECK(config.log.level == troupe::log_level::error);
+  CHECK(config.log.format == troupe::log_format::json);
+  CHECK(config.cache.shard_policy == troupe::shard_policy::idle);
+  const auto text = troupe::describe(config);
+  CHECK_THAT(text, Contains("log.level = \"error\"\n"));
+  CHECK_THAT(text, Contains("cache.shard_policy = \"idle\"\n"));
+
+  troupe::config_sources bad;
+  bad.env = {{"TROUPE_CACHE_SHARD_POLICY", "fast"}};
+  auto refused = troupe::load_config(bad);
+  REQUIRE_FALSE(refused);
+  CHECK_THAT(refused.err().message, Contains("must be one of normal, idle (got 'fast')"));
+  const auto number = dir.write("n.toml", "[log]\nlevel = 3\n");
+  auto wrong_type = troupe::load_config({number, {}, {}});
+  REQUIRE_FALSE(wrong_type);
+  CHECK_THAT(wrong_type.err().message, Contains("log.level: expected a string, got an integer"));
+}

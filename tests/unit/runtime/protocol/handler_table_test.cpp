@@ -80,8 +80,7 @@ TEST_CASE("a body that does not decode never reaches the handler") {
                            "a\xa3"
                            "str",
                            7),
-               0,
-               {}};
+               0};
   auto reply = table.dispatch(bad);
   REQUIRE(reply.is_error());
   CHECK(read_error(reply).code == errc::bad_body);

@@ -363,8 +363,7 @@ TEST_CASE("a dynamic supervisor adds children at run time") {
   auto start = [&](child_spec spec) {
     envelope out;
     self->request(pool, 2s, start_child_atom::value, std::move(spec))
-        .receive([&](std::string& type, std::string& body, uint64_t id,
-                     std::string& reply_to) { out = from_fields(type, body, id, reply_to); },
+        .receive([&](std::string& type, std::string& body, uint64_t id) { out = from_fields(type, body, id); },
                  [&](caf::error& err) { FAIL(error_text(h.system(), err)); });
     return out;
   };
