@@ -3,12 +3,14 @@
 // over the input as a connection's bytes (cut in two where the first byte
 // says, as a socket may cut them; pipelined requests follow each other),
 // then the gateway's own decisions on each complete head: framing_error on
-// its Transfer-Encoding / Content-Length and origin_form on its target.
+// its Transfer-Encoding / Content-Length, origin_form on its target, and
+// the percent codec on the target's path and query (runtime/net/percent).
 //
 // Invariants: nothing crashes or throws; the framing the gateway accepts
 // with a Transfer-Encoding is one Beast reads as chunked (else the bytes
 // after the head would be read as the next request: smuggling);
-// origin_form gives the target itself, or a path of it, or "/".
+// origin_form gives the target itself, or a path of it, or "/"; a decoded
+// path encodes back to a path that decodes to it again.
 
 #include <cstddef>
 #include <cstdint>
@@ -20,6 +22,7 @@
 
 #include "actors/gateway/http_framing.hpp"
 #include "fuzz/support/fuzz_check.hpp"
+#include "runtime/net/percent.hpp"
 
 namespace {
 
@@ -78,6 +81,20 @@ void check_origin_form(std::string_view target) {
              "the path is the target's own");
 }
 
+/// The routes decode a path's segments and its query values.
+void check_percent(std::string_view target) {
+  const auto path = target.substr(0, target.find('?'));
+  if (auto decoded = troupe::percent_decode(path)) {
+    const auto again = troupe::percent_decode(troupe::percent_encode(*decoded, "/"));
+    FUZZ_CHECK(again && *again == *decoded, "a decoded path survives encode then decode");
+  }
+  for (const char* key : {"dep", "ttl", "timeout_ms", "readonly"}) {
+    for (const auto& value : troupe::query_values(target, key)) {
+      FUZZ_CHECK(value.size() <= target.size(), "a decoded value is no longer than its target");
+    }
+  }
+}
+
 /// What on_read decides once a request has been read.
 void check_head(const http::request_parser<http::string_body>& parser) {
   const auto& head = parser.get();
@@ -93,7 +110,9 @@ void check_head(const http::request_parser<http::string_body>& parser) {
   if (codings == 0) {
     FUZZ_CHECK(why.empty(), "without Transfer-Encoding the framing is Content-Length's");
   }
-  check_origin_form(std::string_view(head.target().data(), head.target().size()));
+  const std::string_view target(head.target().data(), head.target().size());
+  check_origin_form(target);
+  check_percent(origin_form(target));
 }
 
 /// Reads one request as http::async_read does; false when the connection

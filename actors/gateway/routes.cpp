@@ -13,6 +13,7 @@
 #include "actors/system/messages.hpp"
 #include "actors/pty/messages.hpp"
 #include "runtime/error.hpp"
+#include "runtime/net/percent.hpp"
 #include "runtime/node/error_answer.hpp"
 #include "runtime/node/json_body.hpp"
 #include "runtime/node/node_context.hpp"
@@ -144,56 +145,6 @@ namespace {
 http_reply error_reply_of(const error& err) {
   return error_reply(err.code, err.message);
 }
-
-/// Decodes %XX escapes (and nothing else: '+' stays '+'); nullopt when an
-/// escape is malformed.
-std::optional<std::string> percent_decode(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] != '%') {
-      out.push_back(s[i]);
-      continue;
-    }
-    if (i + 2 >= s.size()) {
-      return std::nullopt;
-    }
-    unsigned value = 0;
-    auto [end, ec] = std::from_chars(s.data() + i + 1, s.data() + i + 3, value, 16);
-    if (ec != std::errc{} || end != s.data() + i + 3) {
-      return std::nullopt;
-    }
-    out.push_back(static_cast<char>(value));
-    i += 2;
-  }
-  return out;
-}
-
-}  // namespace
-
-/// Every value of `key` in the query of `target`, percent-decoded.
-std::vector<std::string> query_values(std::string_view target, std::string_view key) {
-  std::vector<std::string> out;
-  auto q = target.find('?');
-  if (q == std::string_view::npos) {
-    return out;
-  }
-  auto query = target.substr(q + 1);
-  while (!query.empty()) {
-    auto amp = query.find('&');
-    auto pair = query.substr(0, amp);
-    auto eq = pair.find('=');
-    if (pair.substr(0, eq) == key && eq != std::string_view::npos) {
-      if (auto v = percent_decode(pair.substr(eq + 1))) {
-        out.push_back(std::move(*v));
-      }
-    }
-    query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
-  }
-  return out;
-}
-
-namespace {
 
 http_reply cache_get_reply(const envelope& reply) {
   auto body = decode<cache::get_reply>(reply.body);

@@ -25,10 +25,6 @@ class client;
 
 struct node_context;
 
-/// Every value of `key` in the query of `target`, percent-decoded (a
-/// malformed escape drops that value).
-[[nodiscard]] std::vector<std::string> query_values(std::string_view target, std::string_view key);
-
 /// What the router needs of a request.
 struct http_request_view {
   std::string_view method;

@@ -183,6 +183,30 @@ namespace {
 /// Time a client gets to take a reply off the socket.
 constexpr std::chrono::seconds write_timeout{30};
 
+/// 529 is Anthropic's own status, which HTTP has no name for.
+template <class Body>
+void set_reason(http::response<Body>& res) {
+  if (res.result_int() == 529) {
+    res.reason("Overloaded");
+  }
+}
+
+/// The head of a chunked answer, as Beast's serializer writes it (the
+/// chunks follow as Beast frames them: http::make_chunk, make_chunk_last).
+std::string serialized_head(http::response<http::empty_body>& head) {
+  http::response_serializer<http::empty_body> serializer{head};
+  serializer.split(true);
+  std::string out;
+  beast::error_code ec;
+  while (!ec && !serializer.is_header_done()) {
+    serializer.next(ec, [&](beast::error_code&, const auto& buffers) {
+      out += beast::buffers_to_string(buffers);
+      serializer.consume(beast::buffer_bytes(buffers));
+    });
+  }
+  return out;
+}
+
 /// A terminal viewer on a WebSocket (GET /v1/sessions/{id}/attach): binary
 /// frames carry terminal bytes both ways, text frames JSON control. Its
 /// viewer actor speaks to the session; output waits here in a bounded
@@ -692,30 +716,23 @@ class session : public std::enable_shared_from_this<session> {
           v.begin(), v.end(), [](char c) { return c == '\r' || c == '\n'; }, ' ');
       return v;
     };
-    std::string head = "HTTP/1.1 " + std::to_string(status) + " " +
-                       std::string(http::obsolete_reason(static_cast<http::status>(status))) +
-                       "\r\nserver: troupe\r\ntransfer-encoding: chunked\r\n";
+    http::response<http::empty_body> head{static_cast<http::status>(status), 11};
+    set_reason(head);
+    head.set(http::field::server, "troupe");
     for (const auto& [name, value] : headers) {
-      head += clean(name) + ": " + clean(value) + "\r\n";
+      head.insert(clean(name), clean(value));
     }
-    if (!request_.keep_alive()) {
-      head += "connection: close\r\n";
-    }
-    head += "\r\n";
+    head.keep_alive(request_.keep_alive());
+    head.chunked(true);
     streaming_ = true;
-    enqueue(std::move(head));
+    enqueue(serialized_head(head));
   }
 
   void stream_chunk(uint64_t id, std::string_view data) {
     if (id != exchange_ || data.empty() || !streaming_ || stream_ended_) {
       return;  // a zero-length chunk would end the body
     }
-    char size[20];
-    std::snprintf(size, sizeof size, "%zx\r\n", data.size());
-    std::string chunk(size);
-    chunk.append(data);
-    chunk += "\r\n";
-    enqueue(std::move(chunk));
+    enqueue(beast::buffers_to_string(http::make_chunk(net::const_buffer(data.data(), data.size()))));
   }
 
   void stream_end(uint64_t id) {
@@ -723,7 +740,7 @@ class session : public std::enable_shared_from_this<session> {
       return;
     }
     stream_ended_ = true;
-    enqueue("0\r\n\r\n");
+    enqueue(beast::buffers_to_string(http::make_chunk_last()));
   }
 
   void exchange_reply(uint64_t id, int status, http_headers headers, std::string body) {
@@ -899,9 +916,7 @@ class session : public std::enable_shared_from_this<session> {
   void send(http_reply reply) {
     auto res = std::make_shared<http::response<http::string_body>>(
         static_cast<http::status>(reply.status), request_.version());
-    if (reply.status == 529) {
-      res->reason("Overloaded");  // Anthropic's own status; HTTP has no name for it
-    }
+    set_reason(*res);
     res->set(http::field::server, "troupe");
     res->set(http::field::content_type, reply.content_type);
     for (const auto& [name, value] : reply.headers) {

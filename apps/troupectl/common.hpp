@@ -1,8 +1,8 @@
 #pragma once
 
 // What every troupectl command shares: the context a command runs with,
-// failures and exit codes, registration, and small JSON, text and
-// percent-encoding helpers.
+// failures and exit codes, registration, and small JSON, text and URL
+// helpers (percent-encoding is runtime/net/percent).
 
 
 #include <CLI/CLI.hpp>
@@ -42,6 +42,7 @@
 #include "client/http_client.hpp"
 #include "client/ws_client.hpp"
 #include "runtime/error.hpp"
+#include "runtime/net/percent.hpp"
 
 namespace troupe::ctl {
 
@@ -209,31 +210,6 @@ inline void print_raw(std::string_view body) {
   if (!body.empty() && !body.ends_with('\n')) {
     std::cout << '\n';
   }
-}
-
-// RFC 3986's unreserved set; every other byte is percent-encoded. Spelled out
-// rather than std::isalnum, whose answer depends on the locale.
-inline bool is_unreserved(char c) {
-  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
-         c == '.' || c == '_' || c == '~';
-}
-
-// `keep` names bytes beyond the unreserved set that pass through as they are.
-inline std::string percent_encode(std::string_view text, std::string_view keep = {}) {
-  static constexpr char hex[] = "0123456789ABCDEF";
-  std::string out;
-  out.reserve(text.size());
-  for (const char c : text) {
-    if (is_unreserved(c) || keep.find(c) != std::string_view::npos) {
-      out += c;
-      continue;
-    }
-    const auto byte = static_cast<unsigned char>(c);
-    out += '%';
-    out += hex[byte >> 4];
-    out += hex[byte & 0xf];
-  }
-  return out;
 }
 
 // Actor paths go into the URL as they are, '/' included; anything outside the
