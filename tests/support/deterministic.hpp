@@ -58,13 +58,11 @@ class deterministic_system {
     if (!has_mail()) {
       return out;
     }
-    handle.receive(
-        [&](std::string& type, std::string& body, uint64_t id) {
-          out = from_fields(type, body, id);
-        },
-        [&](caf::error& err) {
-          out = make_error_envelope(make_error(errc::internal, to_string(err)));
-        });
+    handle.receive([&](std::string& type, std::string& body,
+                       uint64_t id) { out = from_fields(type, body, id); },
+                   [&](caf::error& err) {
+                     out = make_error_envelope(make_error(errc::internal, to_string(err)));
+                   });
     return out;
   }
 
@@ -82,6 +80,25 @@ class deterministic_system {
         },
         // Anything else stays where it is: nullopt, not a hang.
         caf::after(std::chrono::seconds(0)) >> [] {});
+    return out;
+  }
+
+  /// Takes the next request waiting for the test actor and answers it with
+  /// `answer` (the test plays the actor asked); the request, or nullopt
+  /// when none waits.
+  std::optional<envelope> answer_next(envelope answer) {
+    if (!has_mail()) {
+      return std::nullopt;
+    }
+    std::optional<envelope> out;
+    self_->receive(
+        [&](std::string& type, std::string& body, uint64_t id) -> caf::message {
+          out.emplace(from_fields(type, body, id));
+          return caf::make_message(std::move(answer.type), std::move(answer.body),
+                                   answer.correlation_id);
+        },
+        caf::after(std::chrono::seconds(0)) >> [] {});
+    run();
     return out;
   }
 
