@@ -130,7 +130,8 @@ struct tally {
 /// registry's lock, which has no place on the path of every get.
 struct shard_metrics {
   shard_metrics(metrics_registry& m, const std::string& shard, shard_totals& t)
-      : hits_hot{m.counter(cache::hits_metric, "Cache hits by tier", {{"tier", "hot"}}), t.hits_hot},
+      : hits_hot{m.counter(cache::hits_metric, "Cache hits by tier", {{"tier", "hot"}}),
+                 t.hits_hot},
         hits_cold{m.counter(cache::hits_metric, "Cache hits by tier", {{"tier", "cold"}}),
                   t.hits_cold},
         puts{m.counter(cache::puts_metric, "Entries stored in the cache"), t.puts},
@@ -686,9 +687,10 @@ class shard {
                 std::chrono::milliseconds(ctx_->config.gateway.request_timeout_ms),
                 [log = log_, path = path_, owner, count](envelope r) {
                   if (r.is_error()) {
-                    log->warn("{}: handing {} dependents to {} failed: {} (they are refused "
-                              "when read)",
-                              path, count, owner, read_error(r).message);
+                    log->warn(
+                        "{}: handing {} dependents to {} failed: {} (they are refused "
+                        "when read)",
+                        path, count, owner, read_error(r).message);
                   }
                 });
     }
@@ -716,11 +718,10 @@ class shard {
     }
     // Promoted with the hot lifetime; the cold copy keeps its own expiry.
     const uint64_t hot_ttl_ms = ctx_->config.cache.hot_ttl_s * 1000ull;
-    (void)hot_.put(
-        key,
-        cache_entry{std::make_shared<const std::string>(entry->value), now + hot_ttl_ms,
-                    entry->deps},
-        now);
+    (void)hot_.put(key,
+                   cache_entry{std::make_shared<const std::string>(entry->value), now + hot_ttl_ms,
+                               entry->deps},
+                   now);
     publish_size();
     metrics_.hits_cold.inc();
     return cache::get_reply{true, std::move(entry->value), "cold", {}};
@@ -955,8 +956,7 @@ cache_family make_cache(std::shared_ptr<node_context> ctx, std::shared_ptr<db> s
     spec.children.push_back(
         shard_child(i, ctx, store, cascades, std::move(view), options.detached));
   }
-  auto client = std::make_shared<const cache::client>(ctx->config, std::move(views),
-                                                      &ctx->metrics);
+  auto client = std::make_shared<const cache::client>(ctx->config, std::move(views), &ctx->metrics);
   return cache_family{supervisor_child("cache", ctx, std::move(spec)), std::move(client)};
 }
 

@@ -45,7 +45,7 @@ struct cache_options {
   bool watch = true;
 };
 
-[[nodiscard]] cache_family make_cache(std::shared_ptr<node_context> ctx,
-                                      std::shared_ptr<db> store, cache_options options = {});
+[[nodiscard]] cache_family make_cache(std::shared_ptr<node_context> ctx, std::shared_ptr<db> store,
+                                      cache_options options = {});
 
 }  // namespace troupe

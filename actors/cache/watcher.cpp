@@ -12,8 +12,8 @@
 #include <mutex>
 #include <thread>
 
-#include <caf/all.hpp>
 #include <spdlog/logger.h>
+#include <caf/all.hpp>
 
 #include "actors/cache/messages.hpp"
 #include "runtime/actor/envelope_message.hpp"
@@ -74,8 +74,8 @@ class inotify_loop {
     if (!std::filesystem::is_directory(path, ec)) {
       return;
     }
-    for (std::filesystem::recursive_directory_iterator it(
-             path, std::filesystem::directory_options::skip_permission_denied, ec),
+    for (std::filesystem::recursive_directory_iterator
+             it(path, std::filesystem::directory_options::skip_permission_denied, ec),
          end;
          !ec && it != end; it.increment(ec)) {
       if (it->is_directory(ec) && !it->is_symlink(ec)) {

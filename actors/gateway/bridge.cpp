@@ -89,10 +89,9 @@ void relay(relay_actor* self, gateway::call_request call, caf::response_promise 
   auto permit = (*st.breakers)[call.path].try_acquire(clock::now());
   if (!permit.allowed) {
     deliver(promise, make_error_envelope(make_error(
-                         errc::breaker_open, "calls to '" + call.path +
-                                                 "' keep failing; not trying for another " +
-                                                 std::to_string(permit.retry_after.count()) +
-                                                 " ms")));
+                         errc::breaker_open,
+                         "calls to '" + call.path + "' keep failing; not trying for another " +
+                             std::to_string(permit.retry_after.count()) + " ms")));
     return;
   }
   const auto started = clock::now();
@@ -133,10 +132,10 @@ child_spec calls_child(std::shared_ptr<node_context> ctx) {
       st.requests = asker{ctx->registry};
       // A call carries what an HTTP body carried (a cache value may exceed
       // the actor message bound): its own framing is a few bytes more.
-      st.limits = decode_limits{
-          .body_bytes_max = std::max<size_t>(ctx->config.limits.message_bytes_max,
-                                             ctx->config.gateway.body_bytes_max) +
-                            call_framing_bytes};
+      st.limits =
+          decode_limits{.body_bytes_max = std::max<size_t>(ctx->config.limits.message_bytes_max,
+                                                           ctx->config.gateway.body_bytes_max) +
+                                          call_framing_bytes};
       st.breakers =
           std::make_unique<keyed_breakers>(make_breaker_config(ctx->config.breaker), breakers_max,
                                            report_transitions(ctx->metrics, logger("gateway"), ""));
@@ -145,8 +144,8 @@ child_spec calls_child(std::shared_ptr<node_context> ctx) {
             auto promise = self->make_response_promise();
             if (type != gateway::call_type) {
               deliver(promise, make_error_envelope(make_error(
-                                   errc::unknown_type, "gateway/calls takes gateway.call, not '" +
-                                                           type + "'")));
+                                   errc::unknown_type,
+                                   "gateway/calls takes gateway.call, not '" + type + "'")));
               return;
             }
             auto call = decode<gateway::call_request>(body, self->state.limits);

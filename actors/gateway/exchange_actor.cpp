@@ -60,7 +60,8 @@ caf::actor spawn_exchange(caf::actor_system& system, std::shared_ptr<node_contex
               s.sink->begin_stream(m->status, http_msg::to_headers(std::move(m->headers)));
             }
           } else if (type == http_msg::chunk_type) {
-            if (auto m = decode<http_msg::chunk>(body, decode_limits{.body_bytes_max = 64u << 20})) {
+            if (auto m =
+                    decode<http_msg::chunk>(body, decode_limits{.body_bytes_max = 64u << 20})) {
               s.sink->stream(std::move(m->bytes));
             }
           } else if (type == http_msg::end_type) {

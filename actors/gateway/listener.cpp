@@ -71,9 +71,9 @@ caf::behavior listener(listener_actor* self, gateway_server* taken) {
       [self](std::string& type, std::string& body, uint64_t) {
         auto promise = self->make_response_promise();
         if (type != gateway::drain_type) {
-          deliver(promise, make_error_envelope(make_error(
-                               errc::unknown_type,
-                               "gateway/http takes gateway.drain, not '" + type + "'")));
+          deliver(promise,
+                  make_error_envelope(make_error(
+                      errc::unknown_type, "gateway/http takes gateway.drain, not '" + type + "'")));
           return;
         }
         auto req = decode<gateway::drain_request>(body);
@@ -84,8 +84,8 @@ caf::behavior listener(listener_actor* self, gateway_server* taken) {
         auto& s = self->state;
         s.server->stop_accepting();
         s.draining.push_back(std::move(promise));
-        s.drain_deadline = std::chrono::steady_clock::now() +
-                           std::chrono::milliseconds(req->timeout_ms);
+        s.drain_deadline =
+            std::chrono::steady_clock::now() + std::chrono::milliseconds(req->timeout_ms);
         if (!s.ticking) {
           drain_tick(self);
         }

@@ -10,8 +10,8 @@
 #include "actors/cache/client.hpp"
 #include "actors/cache/messages.hpp"
 #include "actors/llm/messages.hpp"
-#include "actors/system/messages.hpp"
 #include "actors/pty/messages.hpp"
+#include "actors/system/messages.hpp"
 #include "runtime/error.hpp"
 #include "runtime/net/percent.hpp"
 #include "runtime/node/error_answer.hpp"
@@ -208,8 +208,8 @@ routed router::route_cache(const http_request_view& req, std::string_view path) 
     auto [end, ec] = std::from_chars(ttl[0].data(), ttl[0].data() + ttl[0].size(), put.ttl_s);
     if (ec != std::errc{} || end != ttl[0].data() + ttl[0].size() || put.ttl_s == 0 ||
         put.ttl_s > cache::ttl_s_max) {
-      return error_reply(errc::bad_request,
-          "ttl must be a number of seconds from 1 to " + std::to_string(cache::ttl_s_max));
+      return error_reply(errc::bad_request, "ttl must be a number of seconds from 1 to " +
+                                                std::to_string(cache::ttl_s_max));
     }
   }
   return actor_call{shard, make_envelope(cache::put_type, put), timeout, reply_shape::body_json, {},
@@ -294,7 +294,8 @@ routed router::cache_invalidate(const http_request_view& req) const {
   };
   if (!doc.is_object() || !strings("paths", inv.paths) || !strings("keys", inv.keys) ||
       std::any_of(inv.paths.begin(), inv.paths.end(), [](const auto& p) { return p.empty(); })) {
-    return error_reply(errc::bad_request,
+    return error_reply(
+        errc::bad_request,
         "the body must be {\"paths\": [non-empty string...]} and/or {\"keys\": [string...]}");
   }
   actor_call call{"",
@@ -328,7 +329,8 @@ const cache::client& router::cache() const {
 }
 
 router::router(std::shared_ptr<node_context> ctx, std::string token)
-    : ctx_(std::move(ctx)), token_(std::move(token)),
+    : ctx_(std::move(ctx)),
+      token_(std::move(token)),
       routing_only_(std::make_shared<const cache::client>(ctx_->config)) {}
 
 routed router::route(const http_request_view& req) const {
@@ -520,8 +522,8 @@ http_reply router::reply_for(const envelope& reply, reply_shape shape) const {
   try {
     body = json::from_msgpack(reply.body.begin(), reply.body.end());
   } catch (const json::exception& e) {
-    return error_reply(errc::internal,
-        "the actor replied with a body that is not msgpack: " + std::string(e.what()));
+    return error_reply(errc::internal, "the actor replied with a body that is not msgpack: " +
+                                           std::string(e.what()));
   }
   if (shape == reply_shape::cache_get) {
     return cache_get_reply(reply);
@@ -590,12 +592,12 @@ routed router::readyz() const {
                             {"background_errors", s.background_errors},
                             {"writes_stopped", s.writes_stopped}};
           if (s.enabled && !s.ok) {
-            problems.push_back("storage: " + (s.writes_stopped ? std::string("writes stopped")
-                                              : s.background_errors != 0
-                                                  ? std::string("background errors")
-                                                  : "a write failed " +
-                                                        std::to_string(s.last_error_age_s) +
-                                                        " s ago: " + s.last_error));
+            problems.push_back("storage: " +
+                               (s.writes_stopped ? std::string("writes stopped")
+                                : s.background_errors != 0
+                                    ? std::string("background errors")
+                                    : "a write failed " + std::to_string(s.last_error_age_s) +
+                                          " s ago: " + s.last_error));
           }
         }
         continue;

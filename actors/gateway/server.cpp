@@ -30,8 +30,8 @@
 #include "actors/gateway/routes.hpp"
 #include "actors/gateway/viewer.hpp"
 #include "runtime/log/log.hpp"
-#include "runtime/node/error_answer.hpp"
 #include "runtime/metrics/metrics.hpp"
+#include "runtime/node/error_answer.hpp"
 #include "runtime/node/node_context.hpp"
 #include "runtime/node/terminal.hpp"
 #include "runtime/protocol/codec.hpp"
@@ -440,7 +440,8 @@ class socket_link : public viewer_socket {
     post([why = std::move(why)](ws_session& ws) { ws.on_refused(why); });
   }
   void output(std::string bytes) override {
-    post([bytes = std::move(bytes)](ws_session& ws) mutable { ws.enqueue(true, std::move(bytes)); });
+    post(
+        [bytes = std::move(bytes)](ws_session& ws) mutable { ws.enqueue(true, std::move(bytes)); });
   }
   void control(std::string json) override {
     post([json = std::move(json)](ws_session& ws) mutable { ws.enqueue(false, std::move(json)); });
@@ -471,7 +472,7 @@ void ws_session::run(http::request<http::string_body> request, std::string id, b
     return refuse(503, "shutting_down", "the gateway is stopping");
   }
   auto viewer = server_->spawn_viewer(id_, readonly_,
-                                     std::make_shared<socket_link>(weak_from_this(), executor()));
+                                      std::make_shared<socket_link>(weak_from_this(), executor()));
   if (!viewer) {
     return refuse(503, "shutting_down", "the node is shutting down");
   }
@@ -538,14 +539,14 @@ class session : public std::enable_shared_from_this<session> {
     const auto expect = parser_->get()[http::field::expect];
     if (beast::iequals(expect, "100-continue")) {
       continue_.emplace(http::status::continue_, parser_->get().version());
-      return http::async_write(
-          stream_, *continue_, [self = shared_from_this()](beast::error_code wec, size_t) {
-            self->continue_.reset();
-            if (wec) {
-              return self->do_close();
-            }
-            self->read_body();
-          });
+      return http::async_write(stream_, *continue_,
+                               [self = shared_from_this()](beast::error_code wec, size_t) {
+                                 self->continue_.reset();
+                                 if (wec) {
+                                   return self->do_close();
+                                 }
+                                 self->read_body();
+                               });
     }
     read_body();
   }
@@ -561,20 +562,20 @@ class session : public std::enable_shared_from_this<session> {
       return do_close();
     }
     if (ec == http::error::body_limit && anthropic_target()) {
-      return reply_and_close(
-          anthropic_error_reply(errc::too_large,
-                                "request body exceeds the gateway's limit (gateway.body_bytes_max)"));
+      return reply_and_close(anthropic_error_reply(
+          errc::too_large, "request body exceeds the gateway's limit (gateway.body_bytes_max)"));
     }
     if (ec == http::error::body_limit) {
-      return reply_and_close(
-          error_reply(errc::too_large,
-                      "request body exceeds gateway.body_bytes_max (" +
-                          std::to_string(server_->ctx->config.gateway.body_bytes_max) + " bytes)"));
+      return reply_and_close(error_reply(
+          errc::too_large, "request body exceeds gateway.body_bytes_max (" +
+                               std::to_string(server_->ctx->config.gateway.body_bytes_max) +
+                               " bytes)"));
     }
     if (ec == http::error::header_limit) {
-      return reply_and_close(error_reply(errc::too_large,
-          "request head exceeds gateway.header_bytes_max (" +
-              std::to_string(server_->ctx->config.gateway.header_bytes_max) + " bytes)"));
+      return reply_and_close(error_reply(
+          errc::too_large, "request head exceeds gateway.header_bytes_max (" +
+                               std::to_string(server_->ctx->config.gateway.header_bytes_max) +
+                               " bytes)"));
     }
     if (ec) {
       return reply_and_close(
@@ -588,9 +589,8 @@ class session : public std::enable_shared_from_this<session> {
                                              : std::string_view(te.data(), te.size()),
                                  head.count(http::field::content_length) > 0);
         !why.empty()) {
-      return reply_and_close(anthropic_target()
-                                 ? anthropic_error_reply(errc::bad_request, why)
-                                 : error_reply(errc::bad_request, why));
+      return reply_and_close(anthropic_target() ? anthropic_error_reply(errc::bad_request, why)
+                                                : error_reply(errc::bad_request, why));
     }
     // The idle timer covered the read; the reply may take as long as the call
     // does (up to request_timeout_max_ms), so it must not close the socket.
@@ -642,8 +642,8 @@ class session : public std::enable_shared_from_this<session> {
       // Crashed once the answer is written: the actor may be this
       // connection's own listener.
       crash_after_write_ = std::move(*target);
-      return send(http_reply{200, "application/json",
-                             nlohmann::json{{"killed", kill->path}}.dump(), {}});
+      return send(
+          http_reply{200, "application/json", nlohmann::json{{"killed", kill->path}}.dump(), {}});
     }
     if (auto* attach = std::get_if<session_attach>(&result)) {
       if (!websocket::is_upgrade(request_)) {
@@ -662,10 +662,11 @@ class session : public std::enable_shared_from_this<session> {
     }
     submit_call(*server_->system, server_->ctx, std::move(call),
                 [self = shared_from_this(), shape](envelope reply) {
-      // Runs on an actor thread: hop back to this connection's strand.
-      net::post(self->stream_.get_executor(),
-                [self, shape, reply = std::move(reply)] { self->send_reply(reply, shape); });
-    });
+                  // Runs on an actor thread: hop back to this connection's strand.
+                  net::post(self->stream_.get_executor(), [self, shape, reply = std::move(reply)] {
+                    self->send_reply(reply, shape);
+                  });
+                });
   }
 
   /// Hands the request to the LLM family through an exchange actor, whose
@@ -732,7 +733,8 @@ class session : public std::enable_shared_from_this<session> {
     if (id != exchange_ || data.empty() || !streaming_ || stream_ended_) {
       return;  // a zero-length chunk would end the body
     }
-    enqueue(beast::buffers_to_string(http::make_chunk(net::const_buffer(data.data(), data.size()))));
+    enqueue(
+        beast::buffers_to_string(http::make_chunk(net::const_buffer(data.data(), data.size()))));
   }
 
   void stream_end(uint64_t id) {

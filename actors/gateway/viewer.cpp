@@ -62,11 +62,11 @@ void attach(viewer_actor* self, int tries = 0) {
                                  int32_t{tries + 1});
               return;
             }
-            attached(self,
-                     make_error(errc::unavailable, "attaching to session '" + self->state.id +
-                                                       "' failed: " +
-                                                       error_text(self->system(), err)),
-                     {});
+            attached(
+                self,
+                make_error(errc::unavailable, "attaching to session '" + self->state.id +
+                                                  "' failed: " + error_text(self->system(), err)),
+                {});
           });
 }
 

@@ -7,21 +7,21 @@
 #include <random>
 #include <unordered_map>
 
-#include <nlohmann/json.hpp>
 #include <spdlog/logger.h>
 #include <caf/all.hpp>
+#include <nlohmann/json.hpp>
 
 #include "actors/llm/internal.hpp"
-#include "runtime/node/error_answer.hpp"
 #include "actors/llm/messages.hpp"
 #include "actors/llm/requester.hpp"
 #include "actors/llm/sse.hpp"
-#include "runtime/protocol/codec.hpp"
-#include "runtime/backoff.hpp"
 #include "runtime/actor/envelope_message.hpp"
+#include "runtime/backoff.hpp"
 #include "runtime/breaker/circuit_breaker.hpp"
 #include "runtime/log/log.hpp"
+#include "runtime/node/error_answer.hpp"
 #include "runtime/node/node_context.hpp"
+#include "runtime/protocol/codec.hpp"
 
 namespace troupe::llm {
 
@@ -215,7 +215,8 @@ void on_try_done(try_state& t, upstream_response r) {
     if (!s.complete && !err) {
       const auto why = out.error.empty() ? std::string("the stream ended early") : out.error;
       // The blank line first ends whatever event the upstream left half-sent.
-      send_chunk(t.requester, anthropic_error_event("api_error", "upstream stream broke off: " + why));
+      send_chunk(t.requester,
+                 anthropic_error_event("api_error", "upstream stream broke off: " + why));
     }
     send_end(t.requester);
     if (s.complete && s.overflow && t.keep) {
@@ -427,8 +428,7 @@ void on_try_ended(provider_actor* self, msg::upstream_result r) {
   // transport failures count; refusals (4xx) and rate limits do not.
   const bool anthropic = st.spec.kind == provider_kind::anthropic;
   const bool malformed = anthropic && !r.committed && r.status == 200 && !r.json_ok;
-  const bool broken_stream =
-      r.committed && !r.stream.complete && r.stream.error_type.empty();
+  const bool broken_stream = r.committed && !r.stream.complete && r.stream.error_type.empty();
   const bool sick =
       !r.cancelled && (r.status == 0 || r.status >= 500 || malformed || broken_stream);
   if (sick) {
@@ -594,16 +594,16 @@ child_spec provider_child(std::shared_ptr<node_context> ctx, provider_spec spec)
             if (type == msg::call_type) {
               on_call(self, body);
             } else if (type == msg::upstream_type) {
-              auto r = decode<msg::upstream_result>(body,
-                                                    decode_limits{.body_bytes_max = 1u << 30});
+              auto r =
+                  decode<msg::upstream_result>(body, decode_limits{.body_bytes_max = 1u << 30});
               if (r) {
                 on_try_ended(self, std::move(*r));
               }
             } else if (type == msg::health_type) {
               auto promise = self->make_response_promise();
               auto& st = self->state;
-              msg::upstream_health h{st.spec.name, st.pool->connections(), st.pool->waiting(),
-                                     st.calls.size(), {}};
+              msg::upstream_health h{
+                  st.spec.name, st.pool->connections(), st.pool->waiting(), st.calls.size(), {}};
               for (const auto& [model, state] : st.breakers->not_closed(clock::now())) {
                 h.breakers[model] = std::string(to_string(state));
               }

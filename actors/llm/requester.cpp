@@ -28,8 +28,12 @@ void send_chunk(const caf::actor& to, std::string bytes) {
   send(to, http_msg::chunk_type, encode(http_msg::chunk{std::move(bytes)}));
 }
 
-void send_end(const caf::actor& to) { send(to, http_msg::end_type, encode(empty_body{})); }
+void send_end(const caf::actor& to) {
+  send(to, http_msg::end_type, encode(empty_body{}));
+}
 
-void send_dropped(const caf::actor& to) { send(to, http_msg::dropped_type, encode(empty_body{})); }
+void send_dropped(const caf::actor& to) {
+  send(to, http_msg::dropped_type, encode(empty_body{}));
+}
 
 }  // namespace troupe::llm

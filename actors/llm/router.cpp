@@ -8,15 +8,14 @@
 #include <thread>
 #include <unordered_map>
 
+#include <spdlog/logger.h>
 #include <boost/asio/post.hpp>
 #include <boost/asio/thread_pool.hpp>
-#include <spdlog/logger.h>
 #include <caf/all.hpp>
 
 #include "actors/cache/client.hpp"
 #include "actors/cache/messages.hpp"
 #include "actors/llm/internal.hpp"
-#include "runtime/node/error_answer.hpp"
 #include "actors/llm/ledger.hpp"
 #include "actors/llm/limiter.hpp"
 #include "actors/llm/messages.hpp"
@@ -26,6 +25,7 @@
 #include "runtime/actor/ask.hpp"
 #include "runtime/actor/envelope_message.hpp"
 #include "runtime/log/log.hpp"
+#include "runtime/node/error_answer.hpp"
 #include "runtime/node/json_body.hpp"
 #include "runtime/node/node_context.hpp"
 #include "runtime/protocol/codec.hpp"
@@ -85,7 +85,9 @@ constexpr size_t model_chars_max = 256;
 constexpr size_t inline_parse_bytes_max = 64 * 1024;
 
 /// Threads of the parse pool: half the cores, at least two.
-size_t parse_threads() { return std::max<size_t>(2, std::thread::hardware_concurrency() / 2); }
+size_t parse_threads() {
+  return std::max<size_t>(2, std::thread::hardware_concurrency() / 2);
+}
 
 /// What checking a request needs from the router's configuration: fixed
 /// when the router starts, shared read-only with the parse pool.
@@ -625,9 +627,10 @@ void on_call_done(router_actor* self, const std::shared_ptr<exchange_state>& x,
       land_flight(self, *x, cache_value('M', sm.message), false);
     } else {
       const auto type = sm.error_type.empty() ? std::string("api_error") : sm.error_type;
-      fail_flight(self, *x, anthropic_status(type), {{"content-type", "application/json"}},
-                  anthropic_error_body(type, "the shared upstream stream broke off: " +
-                                       (sm.error_type.empty() ? done.reason : sm.error_message)));
+      fail_flight(
+          self, *x, anthropic_status(type), {{"content-type", "application/json"}},
+          anthropic_error_body(type, "the shared upstream stream broke off: " +
+                                         (sm.error_type.empty() ? done.reason : sm.error_message)));
     }
   } else if (count_tokens) {
     auto h = passthrough_of(r);
@@ -677,9 +680,10 @@ void on_provider_down(router_actor* self, const caf::actor_addr& who) {
     e.counts.errors = 1;
     book(self, e);
     st.requests("error").inc();
-    fail_flight(self, *x, 500, {{"content-type", "application/json"}},
-                anthropic_error_body("api_error", "the upstream call was lost: llm/" + step.provider +
-                                            " stopped under it; it is safe to retry"));
+    fail_flight(
+        self, *x, 500, {{"content-type", "application/json"}},
+        anthropic_error_body("api_error", "the upstream call was lost: llm/" + step.provider +
+                                              " stopped under it; it is safe to retry"));
     // Unanswered as far as the router knows: as it goes, its requester
     // hears it dropped, and ends whatever part of the answer it got.
   }
@@ -925,9 +929,9 @@ msg::prepared prepare(const request_rules& rules, const exchange_request& req, s
     const bool printable =
         std::all_of(model.begin(), model.end(), [](char c) { return c > ' ' && c <= '~'; });
     if (model.empty() || model.size() > model_chars_max || !printable) {
-      return refusal("invalid_request_error",
-                     "model: must be 1 to " + std::to_string(model_chars_max) +
-                         " printable ASCII characters without spaces");
+      return refusal("invalid_request_error", "model: must be 1 to " +
+                                                  std::to_string(model_chars_max) +
+                                                  " printable ASCII characters without spaces");
     }
   }
   msg::prepared p;
@@ -962,8 +966,9 @@ msg::prepared prepare(const request_rules& rules, const exchange_request& req, s
 
   if (auto pr = req.header("x-troupe-priority"); !pr.empty()) {
     if (pr != "0" && pr != "1" && pr != "2") {
-      return refusal("invalid_request_error", "x-troupe-priority: must be 0 (highest), 1 or 2 (got '" +
-                                                  std::string(pr) + "')");
+      return refusal(
+          "invalid_request_error",
+          "x-troupe-priority: must be 0 (highest), 1 or 2 (got '" + std::string(pr) + "')");
     }
     p.priority = pr[0] - '0';
   }
@@ -1073,18 +1078,18 @@ void start_parse(router_actor* self, std::shared_ptr<exchange_state> x) {
   st.being_parsed.emplace(x->id, x);
   auto body = std::move(x->req.body);
   x->req.body = std::string();
-  boost::asio::post(*st.parse_pool, [rules = st.rules, id = x->id, req = x->req,
-                                     body = std::move(body),
-                                     router = caf::actor_cast<caf::actor>(self)]() mutable {
-    msg::prepared p;
-    try {
-      p = prepare(*rules, req, std::move(body));
-    } catch (const std::exception& e) {
-      p = refusal("api_error", std::string("the gateway failed on this request: ") + e.what());
-    }
-    p.id = id;
-    caf::anon_send(router, std::string(msg::prepared_type), encode(p), uint64_t{0});
-  });
+  boost::asio::post(
+      *st.parse_pool, [rules = st.rules, id = x->id, req = x->req, body = std::move(body),
+                       router = caf::actor_cast<caf::actor>(self)]() mutable {
+        msg::prepared p;
+        try {
+          p = prepare(*rules, req, std::move(body));
+        } catch (const std::exception& e) {
+          p = refusal("api_error", std::string("the gateway failed on this request: ") + e.what());
+        }
+        p.id = id;
+        caf::anon_send(router, std::string(msg::prepared_type), encode(p), uint64_t{0});
+      });
 }
 
 void parse_aside(router_actor* self, const std::shared_ptr<exchange_state>& x) {
@@ -1143,18 +1148,17 @@ void lead(router_actor* self, const std::shared_ptr<exchange_state>& x) {
   if (x->key.empty() || !x->cacheable || x->mode != cache_mode::use) {
     return admit(self, x);
   }
-  st.shard_requests.ask(self, st.cache->shard_for(x->key),
-                        make_envelope(cache::get_type, cache::get_request{x->key}),
-                        std::chrono::milliseconds(st.ctx->config.gateway.request_timeout_ms),
-                        [self, x](envelope r) {
-                          if (!r.is_error()) {
-                            auto got = decode<cache::get_reply>(r.body);
-                            if (got && got->found && serve_cached(self, *x, got->value, "hit")) {
-                              return land_flight(self, *x, got->value, false);
-                            }
-                          }
-                          admit(self, x);
-                        });
+  st.shard_requests.ask(
+      self, st.cache->shard_for(x->key), make_envelope(cache::get_type, cache::get_request{x->key}),
+      std::chrono::milliseconds(st.ctx->config.gateway.request_timeout_ms), [self, x](envelope r) {
+        if (!r.is_error()) {
+          auto got = decode<cache::get_reply>(r.body);
+          if (got && got->found && serve_cached(self, *x, got->value, "hit")) {
+            return land_flight(self, *x, got->value, false);
+          }
+        }
+        admit(self, x);
+      });
 }
 
 /// An exchange that arrived as a message (`http.request`): it is answered
@@ -1175,15 +1179,15 @@ void on_request_message(router_actor* self, std::string_view body) {
   if (!request) {
     send_reply(requester, 400, {{"content-type", "application/json"}},
                anthropic_error_body("invalid_request_error",
-                          "the request could not be read: " + request.err().message));
+                                    "the request could not be read: " + request.err().message));
     return;
   }
   if (st.requesters.size() >= st.requesters_sweep_at) {
     std::erase_if(st.requesters, [](const auto& entry) { return entry.second.expired(); });
     st.requesters_sweep_at = std::max<size_t>(1024, 2 * st.requesters.size());
   }
-  auto x = std::make_shared<exchange_state>(
-      st.next_id++, http_msg::from_message(std::move(*request)), requester);
+  auto x = std::make_shared<exchange_state>(st.next_id++,
+                                            http_msg::from_message(std::move(*request)), requester);
   st.requesters[requester.address()] = x;
   guarded(self, x, on_exchange);
 }
@@ -1276,8 +1280,7 @@ child_spec router_child(std::shared_ptr<node_context> ctx, std::shared_ptr<db> s
       st.fallback_models = cfg.fallback_models;
       st.has_local = !cfg.local_base_url.empty();
       st.cache = std::make_shared<const cache::client>(ctx->config);
-      self->set_down_handler(
-          [self](caf::down_msg& down) { on_provider_down(self, down.source); });
+      self->set_down_handler([self](caf::down_msg& down) { on_provider_down(self, down.source); });
       self->attach_functor([book = st.book](const caf::error&) {
         // Whatever was booked reaches the disk, even on a crash: the writer
         // applies it before it goes.

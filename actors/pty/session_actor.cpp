@@ -119,29 +119,28 @@ class pty_reader : public std::enable_shared_from_this<pty_reader> {
     if (stopped_) {
       return;
     }
-    stream_.async_wait(
-        net::posix::stream_descriptor::wait_read,
-        [self = shared_from_this()](boost::system::error_code ec) {
-          if (self->stopped_ || ec == net::error::operation_aborted) {
-            return;
-          }
-          thread_local const std::unique_ptr<char[]> buffer =
-              std::make_unique_for_overwrite<char[]>(buffer_bytes);
-          const ssize_t n = ec ? -1 : ::read(self->stream_.native_handle(), buffer.get(), buffer_bytes);
-          if (n > 0) {
-            send_envelope(self->owner_, pty_output_type,
-                          encode(term::bytes_msg{std::string(buffer.get(), static_cast<size_t>(n))}));
-          } else if (ec || n == 0 || (errno != EAGAIN && errno != EINTR)) {
-            // EIO: the last process holding the terminal ended.
-            send_envelope(self->owner_, pty_eof_type, encode(empty_body{}));
-            return;
-          }
-          if (self->paused_) {
-            self->parked_ = true;
-            return;
-          }
-          self->read();
-        });
+    stream_.async_wait(net::posix::stream_descriptor::wait_read, [self = shared_from_this()](
+                                                                     boost::system::error_code ec) {
+      if (self->stopped_ || ec == net::error::operation_aborted) {
+        return;
+      }
+      thread_local const std::unique_ptr<char[]> buffer =
+          std::make_unique_for_overwrite<char[]>(buffer_bytes);
+      const ssize_t n = ec ? -1 : ::read(self->stream_.native_handle(), buffer.get(), buffer_bytes);
+      if (n > 0) {
+        send_envelope(self->owner_, pty_output_type,
+                      encode(term::bytes_msg{std::string(buffer.get(), static_cast<size_t>(n))}));
+      } else if (ec || n == 0 || (errno != EAGAIN && errno != EINTR)) {
+        // EIO: the last process holding the terminal ended.
+        send_envelope(self->owner_, pty_eof_type, encode(empty_body{}));
+        return;
+      }
+      if (self->paused_) {
+        self->parked_ = true;
+        return;
+      }
+      self->read();
+    });
   }
 
   net::posix::stream_descriptor stream_;
@@ -303,9 +302,8 @@ struct session_state {
     out.rows = rows;
     out.bytes_in = bytes_in;
     out.bytes_out = bytes_out;
-    out.idle_ms = static_cast<uint64_t>(
-        std::max<int64_t>(0, std::chrono::duration_cast<std::chrono::milliseconds>(now - last)
-                                 .count()));
+    out.idle_ms = static_cast<uint64_t>(std::max<int64_t>(
+        0, std::chrono::duration_cast<std::chrono::milliseconds>(now - last).count()));
     if (exit_status) {
       out.exit_status = *exit_status;
     }
@@ -399,14 +397,13 @@ void finish(session_actor* self, int status) {
   st.proc.reset();
   const bool done = st.ending || status == 0;
   st.tell_viewers(term::control_type,
-                  encode(term::control_msg{
-                      json{{"type", done ? "exit" : "notice"},
-                           {"status", status},
-                           {"message", done ? "the session ended (status " +
-                                                  std::to_string(status) + ")"
-                                            : "the shell exited with status " +
-                                                  std::to_string(status) + "; restarting"}}
-                          .dump()}));
+                  encode(term::control_msg{json{
+                      {"type", done ? "exit" : "notice"},
+                      {"status", status},
+                      {"message", done ? "the session ended (status " + std::to_string(status) + ")"
+                                       : "the shell exited with status " + std::to_string(status) +
+                                             "; restarting"}}
+                                               .dump()}));
   if (done) {
     st.tell_viewers(term::close_type, encode(term::close_msg{"session ended"}));
     st.unpersist();
@@ -497,9 +494,9 @@ void on_output(session_actor* self, std::string bytes) {
 void start_shell(session_actor* self) {
   auto& st = self->state;
   if (!st.proc) {
-    auto spawned = pty_process::spawn(spawn_options{
-        st.spec.command, st.spec.cwd, st.spec.env, static_cast<uint16_t>(st.spec.cols),
-        static_cast<uint16_t>(st.spec.rows)});
+    auto spawned = pty_process::spawn(spawn_options{st.spec.command, st.spec.cwd, st.spec.env,
+                                                    static_cast<uint16_t>(st.spec.cols),
+                                                    static_cast<uint16_t>(st.spec.rows)});
     if (!spawned) {
       st.phase = session_phase::exited;
       const auto why = "troupe: cannot start the session: " + spawned.err().message + "\r\n";
@@ -633,8 +630,8 @@ envelope answer(session_actor* self, std::string_view type, std::string_view bod
     delivered = true;
     return {};
   }
-  return make_error_envelope(make_error(
-      errc::unknown_type, "session actors do not answer '" + std::string(type) + "'"));
+  return make_error_envelope(
+      make_error(errc::unknown_type, "session actors do not answer '" + std::string(type) + "'"));
 }
 
 /// Plain sends: the PTY's output, and what viewers say.
@@ -674,7 +671,8 @@ bool on_signal(session_actor* self, std::string_view type, std::string_view body
   }
   if (type == term::ack_type) {
     auto m = decode<term::ack_msg>(body);
-    if (auto* v = st.find_viewer(caf::actor_cast<caf::actor_addr>(self->current_sender())); v != nullptr && m) {
+    if (auto* v = st.find_viewer(caf::actor_cast<caf::actor_addr>(self->current_sender()));
+        v != nullptr && m) {
       v->unacked -= std::min(v->unacked, m->bytes);
       if (v->slow && v->unacked < term::window_low) {
         v->slow = false;
@@ -795,7 +793,8 @@ caf::behavior session_behavior(session_actor* self, std::shared_ptr<node_context
                              R"({"type":"notice","message":"idle timeout: the session ends"})"}));
           s.ending = true;
           s.proc->signal_group(SIGHUP);
-          self->delayed_send(self, std::chrono::milliseconds(s.ctx->config.sessions.hangup_grace_ms),
+          self->delayed_send(self,
+                             std::chrono::milliseconds(s.ctx->config.sessions.hangup_grace_ms),
                              kill_atom::value);
           return;
         }
@@ -816,12 +815,12 @@ caf::behavior session_behavior(session_actor* self, std::shared_ptr<node_context
 }  // namespace
 
 std::string render_recording(const session_snapshot& s) {
-  std::string out = asciicast_header(
-      static_cast<uint16_t>(s.spec.cols), static_cast<uint16_t>(s.spec.rows),
-      std::chrono::duration_cast<std::chrono::seconds>(
-          std::chrono::system_clock::now().time_since_epoch())
-          .count(),
-      s.spec.name.empty() ? s.id : s.spec.name);
+  std::string out =
+      asciicast_header(static_cast<uint16_t>(s.spec.cols), static_cast<uint16_t>(s.spec.rows),
+                       std::chrono::duration_cast<std::chrono::seconds>(
+                           std::chrono::system_clock::now().time_since_epoch())
+                           .count(),
+                       s.spec.name.empty() ? s.id : s.spec.name);
   utf8_carry carry;
   for (const auto& e : s.cast) {
     auto text = carry.take(e.data);
@@ -851,10 +850,10 @@ child_spec session_child(std::shared_ptr<node_context> ctx, std::string id, sess
   auto handed = std::make_shared<std::shared_ptr<pty_process>>(std::move(first));
   child.start = [ctx = std::move(ctx), id = std::move(id), spec = std::move(spec), handed,
                  writer = std::move(writer), &io](caf::actor_system& system, const std::string&) {
-    return system.spawn([ctx, id, spec, first = std::exchange(*handed, nullptr), writer,
-                         &io](session_actor* self) {
-      return session_behavior(self, ctx, id, spec, first, writer, io);
-    });
+    return system.spawn(
+        [ctx, id, spec, first = std::exchange(*handed, nullptr), writer, &io](session_actor* self) {
+          return session_behavior(self, ctx, id, spec, first, writer, io);
+        });
   };
   return child;
 }

@@ -206,7 +206,8 @@ void forget_stored(manager_state& st, const std::string& id) {
 void ask_now(manager_actor* self, const caf::actor& incarnation, const char* type,
              std::function<void(envelope)> done) {
   self->request(incarnation, session_timeout, std::string(type), encode(empty_body{}), uint64_t{0})
-      .then([done](std::string& t, std::string& body, uint64_t id) { done(from_fields(t, body, id)); },
+      .then([done](std::string& t, std::string& body,
+                   uint64_t id) { done(from_fields(t, body, id)); },
             [done, type](caf::error& e) {
               done(error_of(errc::unavailable,
                             std::string(type) + ": the session went down: " + to_string(e)));

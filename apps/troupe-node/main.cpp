@@ -215,7 +215,6 @@ int run(const node_flags& flags) {
   auto ctx = std::make_shared<node_context>(std::move(*config));
   register_node_metrics(ctx);
 
-
   // The HTTP threads are declared before the actor system, so destroyed
   // after it: a connection an actor still holds never outlives its
   // io_context. The listening socket is bound here, so that a bad address

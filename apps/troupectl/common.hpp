@@ -4,7 +4,6 @@
 // failures and exit codes, registration, and small JSON, text and URL
 // helpers (percent-encoding is runtime/net/percent).
 
-
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
@@ -46,7 +45,6 @@
 
 namespace troupe::ctl {
 
-
 using json = nlohmann::json;
 
 constexpr int exit_ok = 0;
@@ -72,7 +70,6 @@ constexpr size_t tree_depth_max = 64;
 constexpr uint64_t ttl_s_max = uint64_t{10} * 365 * 24 * 3600;
 /// Cache stats nest a level or two; this only guards against a malformed reply.
 constexpr size_t stats_depth_max = 8;
-
 
 /// Options every subcommand sees, resolved from flags, environment and files.
 struct context {
@@ -190,7 +187,7 @@ inline failure from_reply(const http_response& reply) {
 }
 
 inline outcome call(http_client& client, std::string_view method, std::string_view target,
-             std::string body = {}, std::string content_type = "application/json") {
+                    std::string body = {}, std::string content_type = "application/json") {
   auto reply = client.request(method, target, std::move(body), std::move(content_type));
   if (!reply) {
     return {{}, from_error(reply.err())};

@@ -54,10 +54,9 @@ void reply_to_current(caf::event_based_actor* self, envelope reply) {
   if (!to) {
     return;  // an anonymous send: nobody to answer
   }
-  to->enqueue(
-      caf::make_mailbox_element(self->ctrl(), id, {}, std::move(reply.type), std::move(reply.body),
-                                reply.correlation_id),
-      self->context());
+  to->enqueue(caf::make_mailbox_element(self->ctrl(), id, {}, std::move(reply.type),
+                                        std::move(reply.body), reply.correlation_id),
+              self->context());
 }
 
 }  // namespace

@@ -38,7 +38,9 @@ struct choice_names<shard_policy> {
 };
 
 template <class E>
-concept config_choice = std::is_enum_v<E> && requires { choice_names<E>::names; };
+concept config_choice = std::is_enum_v<E> && requires {
+  choice_names<E>::names;
+};
 
 template <config_choice E>
 [[nodiscard]] constexpr std::string_view to_string(E value) noexcept {

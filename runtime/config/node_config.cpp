@@ -443,9 +443,8 @@ std::string_view raw_type_name(const raw_value& raw) {
 
 /// What a key's field holds, as "expected X" says it.
 std::string_view kind_name(field_ref field) {
-  constexpr std::array<std::string_view, 7> names{"a string",  "an integer",
-                                                  "an integer", "a number",
-                                                  "a boolean", "an array of strings",
+  constexpr std::array<std::string_view, 7> names{"a string", "an integer", "an integer",
+                                                  "a number", "a boolean",  "an array of strings",
                                                   "a string"};
   return names[field.index()];
 }
@@ -622,29 +621,28 @@ std::optional<raw_value> parse_number(std::string_view text) {
 
 /// Env and flag values are text; this turns one into the key's type.
 std::optional<raw_value> parse_text(field_ref field, std::string_view text) {
-  return std::visit(overloaded{
-                        [&](std::string*) { return std::optional(raw_value{std::string(text)}); },
-                        [&](uint32_t*) { return parse_unsigned(text); },
-                        [&](uint64_t*) { return parse_unsigned(text); },
-                        [&](double*) { return parse_number(text); },
-                        [&](bool*) -> std::optional<raw_value> {
-                          if (text == "true" || text == "false") {
-                            return raw_value{text == "true"};
-                          }
-                          return std::nullopt;
-                        },
-                        [&](std::vector<std::string>*) {
-                          return std::optional(raw_value{split_list(text)});
-                        },
-                        [&](choice_ref) { return std::optional(raw_value{std::string(text)}); },
-                    },
-                    field);
+  return std::visit(
+      overloaded{
+          [&](std::string*) { return std::optional(raw_value{std::string(text)}); },
+          [&](uint32_t*) { return parse_unsigned(text); },
+          [&](uint64_t*) { return parse_unsigned(text); },
+          [&](double*) { return parse_number(text); },
+          [&](bool*) -> std::optional<raw_value> {
+            if (text == "true" || text == "false") {
+              return raw_value{text == "true"};
+            }
+            return std::nullopt;
+          },
+          [&](std::vector<std::string>*) { return std::optional(raw_value{split_list(text)}); },
+          [&](choice_ref) { return std::optional(raw_value{std::string(text)}); },
+      },
+      field);
 }
 
 std::string parse_text_problem(field_ref field, std::string_view text) {
-  constexpr std::array<std::string_view, 7> names{"",         "an unsigned integer",
-                                                  "an unsigned integer",
-                                                  "a number", "a boolean (true or false)", "", ""};
+  constexpr std::array<std::string_view, 7> names{
+      "", "an unsigned integer", "an unsigned integer", "a number", "a boolean (true or false)", "",
+      ""};
   return "not " + std::string(names[field.index()]) + ": " + quoted_text(text);
 }
 

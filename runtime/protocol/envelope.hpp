@@ -37,8 +37,7 @@ struct envelope_view {
   envelope_view(std::string_view t, std::string_view b, uint64_t id)
       : type(t), body(b), correlation_id(id) {}
   // NOLINTNEXTLINE(google-explicit-constructor): a view of an envelope, as string_view is
-  envelope_view(const envelope& e)
-      : type(e.type), body(e.body), correlation_id(e.correlation_id) {}
+  envelope_view(const envelope& e) : type(e.type), body(e.body), correlation_id(e.correlation_id) {}
 };
 
 }  // namespace troupe

@@ -170,8 +170,15 @@ child_iter add_child(supervisor_actor* self, child_spec spec) {
   auto path = child_path(st.path, spec.name);
   auto name = spec.name;
   auto kind = spec.kind;
-  st.children.push_back(child_entry{std::move(spec), path, {}, actor_state::starting, 0, {},
-                                    restart_backoff{st.policy}, 0, {},
+  st.children.push_back(child_entry{std::move(spec),
+                                    path,
+                                    {},
+                                    actor_state::starting,
+                                    0,
+                                    {},
+                                    restart_backoff{st.policy},
+                                    0,
+                                    {},
                                     restart_intensity{st.policy.restarts_max, st.policy.period}});
   auto it = std::prev(st.children.end());
   st.by_name.emplace(name, it);

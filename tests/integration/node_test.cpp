@@ -222,9 +222,10 @@ TEST_CASE("Expect: 100-continue is answered before the body is sent") {
   const int fd = connect_loopback(node.url());
   REQUIRE(fd >= 0);
   const std::string body = R"({"type":"sys.echo","body":{"text":"after continue"}})";
-  const std::string head = "POST /v1/actors/sys/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
-                           node.token() + "\r\nContent-Type: application/json\r\nContent-Length: " +
-                           std::to_string(body.size()) + "\r\nExpect: 100-continue\r\n\r\n";
+  const std::string head =
+      "POST /v1/actors/sys/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + node.token() +
+      "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+      "\r\nExpect: 100-continue\r\n\r\n";
   REQUIRE(send(fd, head.data(), head.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(head.size()));
   // Only the head has gone: the node answers 100 before it gets any body.
   CHECK(read_until(fd, "\r\n\r\n").starts_with("HTTP/1.1 100 Continue\r\n"));
@@ -234,8 +235,9 @@ TEST_CASE("Expect: 100-continue is answered before the body is sent") {
   CHECK(answer.find("after continue") != std::string::npos);
   close(fd);
   SECTION("a body over the limit by its Content-Length is refused without a 100") {
-    const std::string big = "POST /v1/actors/sys/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
-                            node.token() + "\r\nContent-Length: 999999999999\r\nExpect: 100-continue\r\n\r\n";
+    const std::string big =
+        "POST /v1/actors/sys/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
+        node.token() + "\r\nContent-Length: 999999999999\r\nExpect: 100-continue\r\n\r\n";
     const auto refused = raw_exchange(node, big);
     CHECK(refused.starts_with("HTTP/1.1 413"));
     CHECK(refused.find("100 Continue") == std::string::npos);

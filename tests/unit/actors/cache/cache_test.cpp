@@ -43,8 +43,7 @@ node_config two_shards(const std::string& dir) {
 }
 
 struct shards {
-  explicit shards(const scratch& dir)
-      : sys(two_shards(dir.path)), routing(sys.ctx()->config) {
+  explicit shards(const scratch& dir) : sys(two_shards(dir.path)), routing(sys.ctx()->config) {
     auto opened = db::open(storage_options{dir.path + "/store", false});
     REQUIRE(opened);
     store = std::move(*opened);
@@ -64,8 +63,8 @@ struct shards {
 
   template <class Reply, class Request>
   Reply ask(const std::string& key, const char* type, const Request& body) {
-    auto reply = sys.call(sys.ctx()->registry.current(routing.shard_for(key)),
-                          make_envelope(type, body));
+    auto reply =
+        sys.call(sys.ctx()->registry.current(routing.shard_for(key)), make_envelope(type, body));
     INFO(reply.type);
     REQUIRE_FALSE(reply.is_error());
     auto decoded = decode<Reply>(reply.body);
@@ -74,9 +73,9 @@ struct shards {
   }
   cache::put_reply put(const std::string& key, const std::string& value,
                        std::vector<std::string> deps = {}, std::vector<std::string> dep_keys = {}) {
-    return ask<cache::put_reply>(key, cache::put_type,
-                                 cache::put_request{key, value, 0, std::move(deps),
-                                                    std::move(dep_keys)});
+    return ask<cache::put_reply>(
+        key, cache::put_type,
+        cache::put_request{key, value, 0, std::move(deps), std::move(dep_keys)});
   }
   cache::get_reply get(const std::string& key) {
     return ask<cache::get_reply>(key, cache::get_type, cache::get_request{key});
@@ -151,10 +150,11 @@ TEST_CASE("cache shards: a restarted shard serves its entries from the cold tier
   c.put(key, "on disk too");
   auto shard = c.sys.ctx()->registry.current("cache/shard-1");
   // A failure (not a shutdown): its supervisor restarts it.
-  shard->enqueue(nullptr, caf::make_message_id(),
-                 caf::make_message(caf::exit_msg{
-                     shard.address(), caf::make_error(caf::sec::runtime_error, std::string("crash"))}),
-                 nullptr);
+  shard->enqueue(
+      nullptr, caf::make_message_id(),
+      caf::make_message(caf::exit_msg{
+          shard.address(), caf::make_error(caf::sec::runtime_error, std::string("crash"))}),
+      nullptr);
   c.sys.run();
   c.sys.advance(std::chrono::milliseconds(1000));  // past any restart backoff
   auto next = c.sys.ctx()->registry.current("cache/shard-1");

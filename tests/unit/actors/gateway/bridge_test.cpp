@@ -24,9 +24,8 @@ child_spec mute_child() {
   spec.name = "mute";
   spec.start = [](caf::actor_system& system, const std::string&) {
     return system.spawn([](caf::event_based_actor* self) -> caf::behavior {
-      return {[self](std::string&, std::string&, uint64_t) {
-        return self->make_response_promise();
-      }};
+      return {
+          [self](std::string&, std::string&, uint64_t) { return self->make_response_promise(); }};
     });
   };
   return spec;
@@ -119,8 +118,12 @@ TEST_CASE("a fan-out call merges every path's reply, in order") {
   spec.children = {system_child(h.ctx()), gateway_calls(h)};
   h.start_root(spec);
   REQUIRE(wait_until([&] { return h.state_of("gateway/calls") == actor_state::running; }));
-  actor_call call{"", make_envelope(sys::echo_type, sys::echo_message{"both"}), 2s,
-                  reply_shape::envelope_json, {"sys", "nobody", "sys"}, {}};
+  actor_call call{"",
+                  make_envelope(sys::echo_type, sys::echo_message{"both"}),
+                  2s,
+                  reply_shape::envelope_json,
+                  {"sys", "nobody", "sys"},
+                  {}};
   call.merge = [](const std::vector<envelope>& replies) {
     std::string joined;
     for (const auto& r : replies) {
@@ -144,7 +147,8 @@ TEST_CASE("gateway/calls refuses what is not a gateway.call") {
   spec.children = {gateway_calls(h)};
   h.start_root(spec);
   REQUIRE(wait_until([&] { return h.state_of("gateway/calls") == actor_state::running; }));
-  auto reply = submit(h, "gateway/calls", make_envelope(sys::echo_type, sys::echo_message{"x"}), 2s);
+  auto reply =
+      submit(h, "gateway/calls", make_envelope(sys::echo_type, sys::echo_message{"x"}), 2s);
   REQUIRE(reply.is_error());
   CHECK(read_error(reply).code == errc::unknown_type);
 }

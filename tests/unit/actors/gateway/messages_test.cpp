@@ -11,8 +11,8 @@ using namespace troupe;
 using troupe::test::round_trips;
 
 TEST_CASE("gateway messages: every type round-trips through msgpack") {
-  round_trips(gateway::call_request{"sessions/manager", "session.list", std::string("\x80\x00", 2),
-                                    2500});
+  round_trips(
+      gateway::call_request{"sessions/manager", "session.list", std::string("\x80\x00", 2), 2500});
   round_trips(gateway::drain_request{15000});
   round_trips(gateway::drain_reply{true, 3});
   auto back = decode<gateway::call_request>(

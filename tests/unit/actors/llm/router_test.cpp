@@ -74,9 +74,7 @@ struct router_fixture {
     return std::move(*body);
   }
 
-  void answer(msg::call_result done) {
-    sys.send(router, make_envelope(msg::done_type, done));
-  }
+  void answer(msg::call_result done) { sys.send(router, make_envelope(msg::done_type, done)); }
 
   deterministic_system sys;
   caf::actor router;

@@ -122,8 +122,9 @@ TEST_CASE("sessions manager: an attach waits for the restart and goes to the nex
   family f;
   f.restarting("s-0000000a");
   // A viewer attaches while the session restarts: no answer yet.
-  f.sys.request_later(f.manager, make_envelope(term::attach_type, term::attach_request{
-                                                                   "s-0000000a", false, true, 1234}));
+  f.sys.request_later(
+      f.manager,
+      make_envelope(term::attach_type, term::attach_request{"s-0000000a", false, true, 1234}));
   CHECK_FALSE(f.sys.has_mail());
   // The next incarnation (here the test's actor) asks for its state, and
   // then receives the waiting attach, its body and sender unchanged.
@@ -169,8 +170,8 @@ TEST_CASE("sessions manager: bad requests get precise errors") {
   session_spec bad_env;
   bad_env.env = {{"A=B", "1"}};
   CHECK(code_of(f.ask(create_type, bad_env)) == errc::bad_request);
-  CHECK(code_of(f.sys.call(f.manager, envelope{create_type, "\x81\xa4\x63\x6f\x6c\x73\xa4wide", 0})) ==
-        errc::bad_body);
+  CHECK(code_of(f.sys.call(f.manager, envelope{create_type, "\x81\xa4\x63\x6f\x6c\x73\xa4wide",
+                                               0})) == errc::bad_body);
   CHECK(code_of(f.ask(get_type, session_id{"s-nope"})) == errc::not_found);
   CHECK(code_of(f.ask(scrollback_type, session_id{"s-nope"})) == errc::not_found);
   CHECK(code_of(f.ask(end_type, session_id{"s-nope"})) == errc::not_found);

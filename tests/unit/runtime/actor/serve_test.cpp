@@ -47,7 +47,8 @@ uint64_t number_in(const envelope& e) {
 envelope request(caf::scoped_actor& self, const caf::actor& dest, const envelope& e) {
   envelope reply;
   self->request(dest, 3s, e.type, e.body, e.correlation_id)
-      .receive([&](std::string& type, std::string& body, uint64_t correlation_id) { reply = from_fields(type, body, correlation_id); },
+      .receive([&](std::string& type, std::string& body,
+                   uint64_t correlation_id) { reply = from_fields(type, body, correlation_id); },
                [&](caf::error& err) { FAIL("request failed: " << self->system().render(err)); });
   return reply;
 }
@@ -160,8 +161,7 @@ TEST_CASE("serve never answers a plain-sent reply or error with an error", "[ser
   bool got_error = false;
   self->receive(
       [&](std::string& type, std::string& body, uint64_t correlation_id) {
-        got_error =
-            read_error(from_fields(type, body, correlation_id)).code == errc::unknown_type;
+        got_error = read_error(from_fields(type, body, correlation_id)).code == errc::unknown_type;
       },
       caf::after(3s) >> [] {});
   CHECK(got_error);

@@ -408,11 +408,9 @@ dependency_roots = []
   CHECK(config.llm.fallback_models == std::vector<std::string>{"a", "b"});
   // A file written when lists were strings still loads.
   const auto old = dir.write("old.toml", "[llm]\nmodel_aliases = \"fast=m1, slow=m2\"\n");
-  CHECK(load_ok({old, {}, {}}).llm.model_aliases ==
-        std::vector<std::string>{"fast=m1", "slow=m2"});
+  CHECK(load_ok({old, {}, {}}).llm.model_aliases == std::vector<std::string>{"fast=m1", "slow=m2"});
   // What describe() prints reads back as the same value.
-  CHECK_THAT(troupe::describe(config),
-             Contains("llm.fallback_models = [\"a\", \"b\"]\n"));
+  CHECK_THAT(troupe::describe(config), Contains("llm.fallback_models = [\"a\", \"b\"]\n"));
 }
 
 TEST_CASE("list items are checked one by one, the bad one named", "[config]") {

@@ -18,9 +18,7 @@ namespace {
 struct log_capture {
   std::ostringstream out;
 
-  explicit log_capture(log_options opts) {
-    init_logging(opts, &out);
-  }
+  explicit log_capture(log_options opts) { init_logging(opts, &out); }
   ~log_capture() { init_logging(log_options{}, nullptr); }
   log_capture(const log_capture&) = delete;
   log_capture& operator=(const log_capture&) = delete;

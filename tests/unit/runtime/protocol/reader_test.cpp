@@ -44,8 +44,8 @@ TEST_CASE("reader: integers in every width, strings in every length form") {
     CHECK(r.read_uint() == v);
     CHECK(r.at_end());
   }
-  for (int64_t v : {-1ll, -32ll, -33ll, -128ll, -129ll, -32768ll, -32769ll, -2147483648ll,
-                    -2147483649ll}) {
+  for (int64_t v :
+       {-1ll, -32ll, -33ll, -128ll, -129ll, -32768ll, -32769ll, -2147483648ll, -2147483649ll}) {
     const auto bytes = packed(v);
     msgpack_reader r(bytes, {});
     CHECK(r.read_int() == v);
@@ -69,12 +69,14 @@ TEST_CASE("reader: a negative number is not an unsigned field, nor a string an i
 
 TEST_CASE("reader: truncated input, deep nesting and huge counts fail without reading past") {
   // A str8 announcing 200 bytes with 3 present.
-  const std::string cut("\xd9\xc8" "abc", 5);
+  const std::string cut(
+      "\xd9\xc8"
+      "abc",
+      5);
   CHECK(failure_of(cut, [](msgpack_reader& r) { (void)r.read_str(); }) == errc::bad_body);
   // An array32 announcing 4 billion elements in 5 bytes.
   const std::string huge("\xdd\xff\xff\xff\xff", 5);
-  CHECK(failure_of(huge, [](msgpack_reader& r) { (void)r.read_array_header(); }) !=
-        errc::internal);
+  CHECK(failure_of(huge, [](msgpack_reader& r) { (void)r.read_array_header(); }) != errc::internal);
   // 40 nested arrays against a depth bound of 32, skipped as an unknown field.
   const std::string deep(40, '\x91');
   CHECK(failure_of(deep + '\x01', [](msgpack_reader& r) { r.skip(); }) == errc::too_large);

@@ -198,13 +198,14 @@ TEST_CASE("restart types: permanent always, transient after failures, temporary 
 TEST_CASE("a group restart does not revive a child that was stopped for good") {
   actor_harness h;
   auto j = std::make_shared<journal>();
-  h.start_root(spec_of(strategy::one_for_all,
-                       {worker("temp", j, restart_type::temporary), worker("b", j)}));
+  h.start_root(
+      spec_of(strategy::one_for_all, {worker("temp", j, restart_type::temporary), worker("b", j)}));
   REQUIRE(wait_until([&] { return h.state_of("b") == actor_state::running; }));
   quit_normally(h, "temp");
   REQUIRE(wait_until([&] { return h.state_of("temp") == actor_state::stopped; }));
   h.crash("b");
-  REQUIRE(wait_until([&] { return j->started("b") == 2 && h.state_of("b") == actor_state::running; }));
+  REQUIRE(
+      wait_until([&] { return j->started("b") == 2 && h.state_of("b") == actor_state::running; }));
   CHECK(j->started("temp") == 1);
   CHECK(h.state_of("temp") == actor_state::stopped);
 }
@@ -363,7 +364,8 @@ TEST_CASE("a dynamic supervisor adds children at run time") {
   auto start = [&](child_spec spec) {
     envelope out;
     self->request(pool, 2s, start_child_atom::value, std::move(spec))
-        .receive([&](std::string& type, std::string& body, uint64_t id) { out = from_fields(type, body, id); },
+        .receive([&](std::string& type, std::string& body,
+                     uint64_t id) { out = from_fields(type, body, id); },
                  [&](caf::error& err) { FAIL(error_text(h.system(), err)); });
     return out;
   };
