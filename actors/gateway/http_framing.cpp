@@ -47,9 +47,14 @@ std::string origin_form(std::string_view target) {
       if (path == std::string_view::npos) {
         return "/";
       }
-      // "http://host?q" has an empty path: origin form is "/?q".
-      return rest[path] == '/' ? std::string(rest.substr(path))
-                               : "/" + std::string(rest.substr(path));
+      if (rest[path] == '/') {
+        return std::string(rest.substr(path));
+      }
+      // "http://host?q" has an empty path: origin form is "/?q". (Built by
+      // append: GCC 12 warns falsely, -Wrestrict, on "/" + std::string.)
+      std::string origin = "/";
+      origin.append(rest.substr(path));
+      return origin;
     }
   }
   return std::string(target);
