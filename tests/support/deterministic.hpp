@@ -34,6 +34,19 @@ class deterministic_system {
   }
 
   caf::actor_system& system() { return system_; }
+
+  /// Registers `who` as the running actor at `path` (a child of its parent
+  /// path), so that actors under test find it there: the test's own actor
+  /// plays a family's actor, or a stand-in does.
+  void register_running(const std::string& path, const caf::actor& who) {
+    actor_info info;
+    info.path = path;
+    const auto slash = path.rfind('/');
+    info.name = slash == std::string::npos ? path : path.substr(slash + 1);
+    info.parent = slash == std::string::npos ? std::string() : path.substr(0, slash);
+    info.state = actor_state::running;
+    ctx_->registry.put(info, who, caf::actor{});
+  }
   /// The test's own actor (the sender of what the test sends).
   caf::actor self() { return caf::actor_cast<caf::actor>(self_); }
   const std::shared_ptr<node_context>& ctx() { return ctx_; }

@@ -8,31 +8,18 @@
 
 #include <filesystem>
 #include <fstream>
-#include <random>
 
 #include "actors/cache/client.hpp"
 #include "actors/cache/messages.hpp"
 #include "storage/db.hpp"
 #include "tests/support/deterministic.hpp"
+#include "tests/support/scratch_dir.hpp"
 
 using namespace troupe;
 using troupe::test::deterministic_system;
+using troupe::test::scratch_dir;
 
 namespace {
-
-struct scratch {
-  scratch() {
-    std::random_device rd;
-    path = (std::filesystem::temp_directory_path() / ("troupe-shards-" + std::to_string(rd())))
-               .string();
-    std::filesystem::create_directories(path + "/files");
-  }
-  ~scratch() {
-    std::error_code ec;
-    std::filesystem::remove_all(path, ec);
-  }
-  std::string path;
-};
 
 node_config two_shards(const std::string& dir) {
   node_config config;
@@ -43,8 +30,10 @@ node_config two_shards(const std::string& dir) {
 }
 
 struct shards {
-  explicit shards(const scratch& dir) : sys(two_shards(dir.path)), routing(sys.ctx()->config) {
-    auto opened = db::open(storage_options{dir.path + "/store", false});
+  explicit shards(const scratch_dir& dir)
+      : sys(two_shards(dir.path())), routing(sys.ctx()->config) {
+    std::filesystem::create_directories(dir.path() + "/files");  // the dependency root
+    auto opened = db::open(storage_options{dir.path() + "/store", false});
     REQUIRE(opened);
     store = std::move(*opened);
     supervisor_spec root;
@@ -100,7 +89,7 @@ struct shards {
 }  // namespace
 
 TEST_CASE("cache shards: a put is a hot hit, a delete a miss") {
-  scratch dir;
+  scratch_dir dir("troupe-shards");
   shards c(dir);
   CHECK(c.put("greeting", "hello").key == "greeting");
   auto hit = c.get("greeting");
@@ -115,9 +104,9 @@ TEST_CASE("cache shards: a put is a hot hit, a delete a miss") {
 }
 
 TEST_CASE("cache shards: an entry whose file changed is a stale miss") {
-  scratch dir;
+  scratch_dir dir("troupe-shards");
   shards c(dir);
-  const auto file = dir.path + "/files/input.txt";
+  const auto file = dir.path() + "/files/input.txt";
   std::ofstream(file) << "version one";
   c.put("summary", "about version one", {file});
   CHECK(c.get("summary").found);
@@ -128,7 +117,7 @@ TEST_CASE("cache shards: an entry whose file changed is a stale miss") {
 }
 
 TEST_CASE("cache shards: dropping a key drops its dependents on the other shard") {
-  scratch dir;
+  scratch_dir dir("troupe-shards");
   shards c(dir);
   const auto base = c.key_on(0, "base-");
   const auto derived = c.key_on(1, "derived-");
@@ -144,7 +133,7 @@ TEST_CASE("cache shards: dropping a key drops its dependents on the other shard"
 }
 
 TEST_CASE("cache shards: a restarted shard serves its entries from the cold tier") {
-  scratch dir;
+  scratch_dir dir("troupe-shards");
   shards c(dir);
   const auto key = c.key_on(1, "kept-");
   c.put(key, "on disk too");
@@ -167,7 +156,7 @@ TEST_CASE("cache shards: a restarted shard serves its entries from the cold tier
 }
 
 TEST_CASE("cache shards: each answers cache.stats with its own figures") {
-  scratch dir;
+  scratch_dir dir("troupe-shards");
   shards c(dir);
   const auto key = c.key_on(0, "counted-");
   c.put(key, "v");

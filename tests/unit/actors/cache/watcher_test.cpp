@@ -7,24 +7,18 @@
 
 #include <filesystem>
 #include <fstream>
-#include <random>
 
 #include "actors/cache/cache.hpp"
 #include "actors/cache/messages.hpp"
 #include "storage/db.hpp"
 #include "tests/support/actor_harness.hpp"
+#include "tests/support/scratch_dir.hpp"
 
 using namespace troupe;
 using troupe::test::actor_harness;
 using troupe::test::wait_until;
 
 namespace {
-
-std::string scratch_path() {
-  std::random_device rd;
-  return (std::filesystem::temp_directory_path() / ("troupe-watch-" + std::to_string(rd())))
-      .string();
-}
 
 node_config one_shard(const std::string& dir) {
   node_config config;
@@ -37,7 +31,8 @@ node_config one_shard(const std::string& dir) {
 }  // namespace
 
 TEST_CASE("watcher: a changed dependency drops its entry without a read") {
-  const auto dir = scratch_path();
+  const troupe::test::scratch_dir scratch("troupe-watch");
+  const auto& dir = scratch.path();
   std::filesystem::create_directories(dir + "/files");
   {
     actor_harness h(one_shard(dir));
@@ -75,6 +70,4 @@ TEST_CASE("watcher: a changed dependency drops its entry without a read") {
     CHECK(after.entries == 0);
     CHECK(after.misses["total"] == 0);  // nobody read it
   }
-  std::error_code ec;
-  std::filesystem::remove_all(dir, ec);
 }

@@ -43,21 +43,11 @@ envelope taken() {
   return make_envelope(std::string(http_msg::request_type) + ".reply", empty_body{});
 }
 
-/// Registers `who` as the running llm/router.
-void router_is(deterministic_system& sys, const caf::actor& who) {
-  actor_info info;
-  info.path = "llm/router";
-  info.name = "router";
-  info.parent = "llm";
-  info.state = actor_state::running;
-  sys.ctx()->registry.put(info, who, caf::actor{});
-}
-
 }  // namespace
 
 TEST_CASE("exchange actor: the request goes to the router, a stream comes back in order") {
   deterministic_system sys;
-  router_is(sys, sys.self());
+  sys.register_running("llm/router", sys.self());
   auto sink = std::make_shared<recording_sink>();
   auto exchange = spawn_exchange(sys.system(), sys.ctx(), "llm/router", a_request(), sink);
   sys.run();
@@ -82,7 +72,7 @@ TEST_CASE("exchange actor: the request goes to the router, a stream comes back i
 
 TEST_CASE("exchange actor: a whole reply, and the client's leaving told to the router") {
   deterministic_system sys;
-  router_is(sys, sys.self());
+  sys.register_running("llm/router", sys.self());
   auto sink = std::make_shared<recording_sink>();
   auto exchange = spawn_exchange(sys.system(), sys.ctx(), "llm/router", a_request(), sink);
   sys.run();
@@ -111,7 +101,7 @@ TEST_CASE("exchange actor: no router, or one that is down, is a 529 the client m
   });
   caf::anon_send_exit(dead, caf::exit_reason::user_shutdown);
   sys.run();
-  router_is(sys, dead);
+  sys.register_running("llm/router", dead);
   auto down = std::make_shared<recording_sink>();
   (void)spawn_exchange(sys.system(), sys.ctx(), "llm/router", a_request(), down);
   sys.run();

@@ -7,40 +7,27 @@
 
 #include <catch2/catch.hpp>
 
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
+#include "tests/support/scratch_dir.hpp"
+
 using namespace troupe;
 
-namespace {
-
-struct scratch_dir {
-  std::string path;
-  scratch_dir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "troupe-token-XXXXXX").string();
-    path = ::mkdtemp(tmpl.data());
-  }
-  ~scratch_dir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path, ec);
-  }
-};
-
-}  // namespace
+using troupe::test::scratch_dir;
 
 TEST_CASE("a configured token is used as it is") {
-  scratch_dir dir;
-  auto token = load_or_create_token("from-config", dir.path);
+  scratch_dir dir("troupe-token");
+  auto token = load_or_create_token("from-config", dir.path());
   REQUIRE(token);
   CHECK(token->value == "from-config");
   CHECK(token->source == "config");
-  CHECK_FALSE(std::filesystem::exists(dir.path + "/token"));
+  CHECK_FALSE(std::filesystem::exists(dir.path() + "/token"));
 }
 
 TEST_CASE("a generated token is written 0600 once and read back on the next start") {
-  scratch_dir dir;
-  const auto data = dir.path + "/data";  // created on the way
+  scratch_dir dir("troupe-token");
+  const auto data = dir.path() + "/data";  // created on the way
   auto first = load_or_create_token("", data);
   REQUIRE(first);
   CHECK(first->value.size() == 64);
@@ -55,18 +42,18 @@ TEST_CASE("a generated token is written 0600 once and read back on the next star
 }
 
 TEST_CASE("a token file others may read, or an empty one, stops start-up with the fix") {
-  scratch_dir dir;
-  const auto file = dir.path + "/token";
+  scratch_dir dir("troupe-token");
+  const auto file = dir.path() + "/token";
   std::ofstream(file) << "abc\n";
   ::chmod(file.c_str(), 0644);
-  auto open = load_or_create_token("", dir.path);
+  auto open = load_or_create_token("", dir.path());
   REQUIRE_FALSE(open);
   CHECK(open.err().code == errc::config_invalid);
   CHECK(open.err().message.find("chmod 600") != std::string::npos);
 
   ::chmod(file.c_str(), 0600);
   std::ofstream(file, std::ios::trunc) << "  \n";
-  auto empty = load_or_create_token("", dir.path);
+  auto empty = load_or_create_token("", dir.path());
   REQUIRE_FALSE(empty);
   CHECK(empty.err().message.find("is empty") != std::string::npos);
 }

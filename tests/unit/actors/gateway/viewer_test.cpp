@@ -33,20 +33,11 @@ class recording_socket : public viewer_socket {
   std::vector<std::string> events;
 };
 
-void manager_is(deterministic_system& sys, const caf::actor& who) {
-  actor_info info;
-  info.path = "sessions/manager";
-  info.name = "manager";
-  info.parent = "sessions";
-  info.state = actor_state::running;
-  sys.ctx()->registry.put(info, who, caf::actor{});
-}
-
 }  // namespace
 
 TEST_CASE("viewer: attaches through the manager, relays output, closes when told") {
   deterministic_system sys;
-  manager_is(sys, sys.self());
+  sys.register_running("sessions/manager", sys.self());
   auto socket = std::make_shared<recording_socket>();
   auto viewer = spawn_viewer(sys.system(), sys.ctx(), "s-1", true, socket);
   sys.run();
@@ -74,7 +65,7 @@ TEST_CASE("viewer: an unknown session, or no manager, is refused with its reason
   sys.run();
   CHECK(none->events == std::vector<std::string>{"refused restarting"});
 
-  manager_is(sys, sys.self());
+  sys.register_running("sessions/manager", sys.self());
   auto unknown = std::make_shared<recording_socket>();
   (void)spawn_viewer(sys.system(), sys.ctx(), "s-nope", false, unknown);
   sys.run();

@@ -39,14 +39,7 @@ struct router_fixture {
   }
 
   /// Registers `who` as the running `llm/anthropic`.
-  void provider_is(const caf::actor& who) {
-    actor_info info;
-    info.path = "llm/anthropic";
-    info.name = "anthropic";
-    info.parent = "llm";
-    info.state = actor_state::running;
-    sys.ctx()->registry.put(info, who, caf::actor{});
-  }
+  void provider_is(const caf::actor& who) { sys.register_running("llm/anthropic", who); }
 
   /// A /v1/messages request from the test's actor (cache bypassed: no shard
   /// runs here); the router's acknowledgement is taken off the mailbox.
