@@ -100,20 +100,20 @@ caf::actor spawn_listener(caf::actor_system& system, std::unique_ptr<gateway_ser
   return system.spawn(listener, server.release());
 }
 
-child_spec http_child(std::shared_ptr<node_context> ctx, std::string token,
-                      boost::asio::io_context& ioc, std::unique_ptr<gateway_server> bound) {
+child_spec http_child(std::shared_ptr<node_context> ctx, std::string token, gateway_io io,
+                      std::unique_ptr<gateway_server> bound) {
   // The server bound at boot, taken by the first incarnation.
   auto first = std::make_shared<std::unique_ptr<gateway_server>>(std::move(bound));
   child_spec spec;
   spec.name = "http";
   spec.kind = actor_kind::worker;
   spec.restart = restart_type::permanent;
-  spec.start = [ctx, token, &ioc, first](caf::actor_system& system, const std::string&) {
+  spec.start = [ctx, token, io, first](caf::actor_system& system, const std::string&) {
     std::unique_ptr<gateway_server> server = std::move(*first);
     if (server) {
       return spawn_listener(system, std::move(server));
     }
-    auto bound = gateway_server::start(ctx, token, ctx->listen_address, ioc);
+    auto bound = gateway_server::start(ctx, token, ctx->listen_address, io);
     if (!bound) {
       // The supervisor sees a failure, and tries again after its backoff.
       logger("gateway")->error("{}", bound.err().message);
@@ -129,13 +129,13 @@ child_spec http_child(std::shared_ptr<node_context> ctx, std::string token,
 
 }  // namespace
 
-child_spec gateway_family(std::shared_ptr<node_context> ctx, std::string token,
-                          boost::asio::io_context& ioc, std::unique_ptr<gateway_server> bound) {
+child_spec gateway_family(std::shared_ptr<node_context> ctx, std::string token, gateway_io io,
+                          std::unique_ptr<gateway_server> bound) {
   supervisor_spec spec;
   spec.strat = strategy::one_for_one;
   spec.policy = make_restart_policy(ctx->config.supervisor);
   spec.children.push_back(calls_child(ctx));
-  spec.children.push_back(http_child(ctx, std::move(token), ioc, std::move(bound)));
+  spec.children.push_back(http_child(ctx, std::move(token), io, std::move(bound)));
   return supervisor_child("gateway", std::move(ctx), std::move(spec));
 }
 

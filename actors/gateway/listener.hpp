@@ -12,22 +12,17 @@
 
 #include "runtime/supervisor/supervisor.hpp"
 
-namespace boost::asio {
-class io_context;
-}
+#include "actors/gateway/server.hpp"
 
 namespace troupe {
-
-class gateway_server;
 
 /// The `gateway` family. `bound` is the server the node bound at boot (so
 /// that a bad address fails the boot with its reason): the first
 /// incarnation of gateway/http serves it, later ones bind
-/// `ctx->listen_address` again. `ioc` runs every connection; it must
+/// `ctx->listen_address` again. `io` runs every connection; it must
 /// outlive the actor system.
 [[nodiscard]] child_spec gateway_family(std::shared_ptr<node_context> ctx, std::string token,
-                                        boost::asio::io_context& ioc,
-                                        std::unique_ptr<gateway_server> bound);
+                                        gateway_io io, std::unique_ptr<gateway_server> bound);
 
 /// Asks gateway/http to stop accepting and waits up to `timeout` for the
 /// requests in flight; true when none was left. Blocks: for the node's

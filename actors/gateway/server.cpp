@@ -1,6 +1,7 @@
 #include "actors/gateway/server.hpp"
 
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -53,7 +54,7 @@ using conn_socket = tcp::socket::rebind_executor<conn_executor>::other;
 using conn_stream = beast::basic_stream<tcp, conn_executor>;
 
 struct gateway_server::impl : std::enable_shared_from_this<gateway_server::impl> {
-  impl(std::shared_ptr<node_context> c, std::string token, net::io_context& io)
+  impl(std::shared_ptr<node_context> c, std::string token, gateway_io io)
       : ctx(std::move(c)),
         routes(ctx, std::move(token)),
         log(logger("gateway")),
@@ -63,7 +64,8 @@ struct gateway_server::impl : std::enable_shared_from_this<gateway_server::impl>
         latency(ctx->metrics.histogram("troupe_http_request_duration_seconds",
                                        "Time from a request read to its reply written",
                                        latency_buckets_s())),
-        ioc(io),
+        ioc(io.http),
+        terminals(io.terminals),
         acceptor(net::make_strand(ioc)) {}
 
   std::shared_ptr<node_context> ctx;
@@ -80,6 +82,8 @@ struct gateway_server::impl : std::enable_shared_from_this<gateway_server::impl>
   /// The node's HTTP io_context: it outlives every server (connections
   /// still held by actors post to it after their server stopped).
   net::io_context& ioc;
+  /// Where WebSocket viewers run (see gateway_io); the same lifetime.
+  net::io_context& terminals;
   tcp::acceptor acceptor;
   /// After an accept that failed for want of resources (no fds left), the
   /// loop waits on this before trying again instead of spinning.
@@ -205,6 +209,31 @@ std::string serialized_head(http::response<http::empty_body>& head) {
     });
   }
   return out;
+}
+
+/// `stream`'s connection on a strand of `ioc` instead (nothing may be
+/// pending on it). On failure the connection is closed and `ec` says why.
+conn_stream move_connection(conn_stream&& stream, net::io_context& ioc, beast::error_code& ec) {
+  if (&stream.get_executor().context() == &ioc) {
+    return std::move(stream);
+  }
+  conn_stream moved(net::make_strand(ioc));
+  auto& from = stream.socket();
+  const auto protocol = from.local_endpoint(ec).protocol();
+  if (ec) {
+    from.close();
+    return moved;
+  }
+  const auto fd = from.release(ec);
+  if (ec) {
+    from.close();
+    return moved;
+  }
+  moved.socket().assign(protocol, fd, ec);
+  if (ec) {
+    ::close(fd);
+  }
+  return moved;
 }
 
 /// A terminal viewer on a WebSocket (GET /v1/sessions/{id}/attach): binary
@@ -679,7 +708,17 @@ class session : public std::enable_shared_from_this<session> {
     server_->in_flight.fetch_sub(1, std::memory_order_relaxed);
     server_->requests.inc();
     stream_.expires_never();
-    std::make_shared<ws_session>(std::move(stream_), server_)
+    // Terminal traffic runs on the terminal threads (see gateway_io).
+    beast::error_code ec;
+    auto moved = move_connection(std::move(stream_), server_->terminals, ec);
+    if (ec) {
+      server_->log->warn(
+          "a viewer of session {} lost its connection on the way to the terminal "
+          "threads: {}",
+          id, ec.message());
+      return;
+    }
+    std::make_shared<ws_session>(std::move(moved), server_)
         ->run(std::move(request_), std::move(id), readonly);
   }
 
@@ -1133,12 +1172,12 @@ gateway_server::~gateway_server() {
 expected<std::unique_ptr<gateway_server>> gateway_server::start(std::shared_ptr<node_context> ctx,
                                                                 std::string token,
                                                                 const std::string& listen,
-                                                                net::io_context& ioc) {
+                                                                gateway_io io) {
   auto endpoint = parse_listen(listen);
   if (!endpoint) {
     return std::move(endpoint).err();
   }
-  auto p = std::make_shared<impl>(ctx, std::move(token), ioc);
+  auto p = std::make_shared<impl>(ctx, std::move(token), io);
   beast::error_code ec;
   p->acceptor.open(endpoint->protocol(), ec);
   if (!ec) {

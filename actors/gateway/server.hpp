@@ -1,7 +1,8 @@
 #pragma once
 
 // The node's HTTP server (Boost.Beast): a listening socket and a session per
-// connection on the node's HTTP io_context. Owned by the `gateway/http`
+// connection on the node's HTTP io_context (a WebSocket viewer moves to the
+// terminals' io_context when it upgrades). Owned by the `gateway/http`
 // actor (actors/gateway/listener.hpp): each incarnation has a server of its
 // own, and a crash closes its connections. Requests go to the routes; what
 // an actor answers comes back as messages to a short-lived actor of the
@@ -26,15 +27,25 @@ namespace troupe {
 
 struct node_context;
 
+/// The threads a gateway's connections run on. Both io_contexts must
+/// outlive every connection (the node owns them).
+struct gateway_io {
+  /// Requests and their answers, LLM streams included.
+  boost::asio::io_context& http;
+  /// Attached terminals: a connection that upgrades to a WebSocket viewer
+  /// moves here (the node's PTY threads), so that a keystroke's echo never
+  /// queues behind a burst of LLM stream writes.
+  boost::asio::io_context& terminals;
+};
+
 class gateway_server {
  public:
-  /// Binds `listen` ("HOST:PORT") for connections run on `ioc`, which must
-  /// outlive every connection (the node's HTTP threads). Connections wait in
-  /// the backlog until serve(). Errors (address in use, bad address) are
-  /// returned, not thrown.
+  /// Binds `listen` ("HOST:PORT") for connections run on `io`.
+  /// Connections wait in the backlog until serve(). Errors (address in use,
+  /// bad address) are returned, not thrown.
   [[nodiscard]] static expected<std::unique_ptr<gateway_server>> start(
       std::shared_ptr<node_context> ctx, std::string token, const std::string& listen,
-      boost::asio::io_context& ioc);
+      gateway_io io);
 
   /// Starts accepting. `system` spawns the actors of calls, exchanges and
   /// viewers; it must outlive the I/O threads' last handler.

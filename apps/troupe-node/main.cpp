@@ -215,22 +215,23 @@ int run(const node_flags& flags) {
   auto ctx = std::make_shared<node_context>(std::move(*config));
   register_node_metrics(ctx);
 
-  // The HTTP threads are declared before the actor system, so destroyed
-  // after it: a connection an actor still holds never outlives its
-  // io_context. The listening socket is bound here, so that a bad address
-  // fails the boot; gateway/http serves it. (The LLM providers own their
-  // upstream connections and close them as they stop.)
+  // The HTTP threads and the terminal threads (PTY reads and the WebSocket
+  // viewers) are declared before the actor system, so destroyed after it: a
+  // connection an actor still holds never outlives its io_context. The
+  // listening socket is bound here, so that a bad address fails the boot;
+  // gateway/http serves it. (The LLM providers own their upstream threads
+  // and connections and close them as they stop.)
+  io_threads pty_io("troupe-pty", ctx->config.sessions.io_threads);
   io_threads http_io("troupe-http", ctx->config.gateway.io_threads);
+  const gateway_io gateway_threads{http_io.context(), pty_io.context()};
   auto server =
-      gateway_server::start(ctx, token->value, ctx->config.gateway.listen, http_io.context());
+      gateway_server::start(ctx, token->value, ctx->config.gateway.listen, gateway_threads);
   if (!server) {
     log->critical("{}", server.err().message);
     return 1;
   }
   ctx->listen_address = (*server)->address();
   http_io.start();
-  // The PTY readers' threads, apart from HTTP's and the upstream client's.
-  io_threads pty_io("troupe-pty", ctx->config.sessions.io_threads);
   pty_io.start();
   auto llm = llm::llm_child(ctx, store);
   if (!llm) {
@@ -245,7 +246,7 @@ int run(const node_flags& flags) {
   // The context is complete: from here on the I/O threads read it.
   auto spec = root_spec(ctx, store, std::move(cache.child), std::move(*llm),
                         pty::sessions_child(ctx, store, pty_io.context()),
-                        gateway_family(ctx, token->value, http_io.context(), std::move(*server)));
+                        gateway_family(ctx, token->value, gateway_threads, std::move(*server)));
   ctx->top_level_children = spec.children.size();
   auto root = spawn_supervisor(system, ctx, "", std::move(spec));
   // Announce the node (the line scripts wait for) once every top-level child
@@ -303,6 +304,7 @@ int run(const node_flags& flags) {
   // No I/O handler runs past this point (those still queued are destroyed
   // with the io_context, after the actor system).
   http_io.stop();
+  pty_io.stop();
   ctx->registry.remove("");
   log->info("node '{}' stopped", ctx->config.node.name);
   return exit_code;

@@ -359,7 +359,8 @@ constexpr std::array key_table{
     number(TROUPE_KEY(sessions, idle_after_ms), between(1, day_ms), "quiet time that is idle"),
     text(TROUPE_KEY(sessions, prompt_regex), check_regex, "cursor line of a waiting shell"),
     number(TROUPE_KEY(sessions, hangup_grace_ms), between(1, hour_ms), "SIGHUP to SIGKILL"),
-    number(TROUPE_KEY(sessions, io_threads), between(1, 64), "Asio threads reading PTYs"),
+    number(TROUPE_KEY(sessions, io_threads), between(1, 64),
+           "Asio threads of the terminals: PTY reads, WebSocket viewers"),
 };
 
 #undef TROUPE_KEY

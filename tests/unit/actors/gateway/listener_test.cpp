@@ -27,12 +27,12 @@ namespace {
 struct gateway_fixture {
   gateway_fixture() {
     http.start();
-    auto bound = gateway_server::start(h.ctx(), "secret", "127.0.0.1:0", http.context());
+    auto bound = gateway_server::start(h.ctx(), "secret", "127.0.0.1:0", io());
     REQUIRE(bound);
     h.ctx()->listen_address = (*bound)->address();
     supervisor_spec spec;
     spec.children = {system_child(h.ctx(), nullptr),
-                     gateway_family(h.ctx(), "secret", http.context(), std::move(*bound))};
+                     gateway_family(h.ctx(), "secret", io(), std::move(*bound))};
     h.ctx()->top_level_children = spec.children.size();
     h.start_root(std::move(spec));
     REQUIRE(wait_until([&] { return h.state_of(gateway::http_path) == actor_state::running; }));
@@ -50,6 +50,8 @@ struct gateway_fixture {
 
   // The HTTP threads outlive the actor system (declared first).
   io_threads http{"test-http", 1};
+  /// No terminals attach here: one io_context for both.
+  gateway_io io() { return {http.context(), http.context()}; }
   actor_harness h;
 };
 
