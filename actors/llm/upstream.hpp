@@ -56,8 +56,9 @@ struct upstream_response {
   bool cancelled = false;
   /// The call never left this node: no connection came free within its
   /// timeout (llm.connections_max calls in flight), its caller left while it
-  /// waited, the pool stopped, or no connection could be made. Says nothing
-  /// of the upstream's health; `error` says which.
+  /// waited, the pool stopped, or this node could not set a connection up
+  /// (its TLS state). Says nothing of the upstream's health; `error` says
+  /// which. (A refused or failed connect is the upstream's: not this.)
   bool not_sent = false;
   /// How long the call waited for a free connection before it started.
   std::chrono::milliseconds queued{0};
