@@ -17,6 +17,10 @@ find_package(nlohmann_json REQUIRED)
 find_package(tomlplusplus REQUIRED)
 find_package(CLI11 REQUIRED)
 find_package(RocksDB CONFIG REQUIRED)
+find_package(yaml-cpp REQUIRED)
+# RE2 (linear-time regular expressions) ships a pkg-config file only.
+find_package(PkgConfig REQUIRED)
+pkg_check_modules(RE2 REQUIRED IMPORTED_TARGET re2)
 
 # Debian ships CAF 0.17 without a CMake config: locate it by hand.
 find_path(CAF_INCLUDE_DIR caf/all.hpp REQUIRED)
