@@ -278,14 +278,6 @@ bool has_word(std::string_view hay, std::string_view needle) {
   return false;
 }
 
-json rules_json(const std::vector<tool_rule>& rules) {
-  json out = json::array();
-  for (const auto& r : rules) {
-    out.push_back(r.text());
-  }
-  return out;
-}
-
 }  // namespace
 
 std::string tool_rule::text() const {
@@ -324,12 +316,21 @@ expected<persona> parse_persona(std::string_view text, const std::string& source
   const auto front = std::string(text.substr(first_end + 1, fence - first_end - 1));
   const auto body_start = std::min(text.size(), line_end(fence) + 1);
 
-  YAML::Node doc;
+  // YAML reports an error found at the end of the front matter (an
+  // unclosed bracket) on the line after it: that is the fence, so it is
+  // named by the last line of the front matter instead.
+  const int last_front_line = 1 + static_cast<int>(std::count(front.begin(), front.end(), '\n'));
+  auto yaml_line = [&](const YAML::Mark& mark) {
+    return mark.line < 0 ? 1 : std::max(2, std::min(mark.line + 2, last_front_line));
+  };
+  YAML::Node loaded;
   try {
-    doc = YAML::Load(front);
+    loaded = YAML::Load(front);
   } catch (const YAML::Exception& e) {
-    return at_line(source, e.mark.line >= 0 ? e.mark.line + 2 : 1, e.msg);
+    return at_line(source, yaml_line(e.mark), e.msg);
   }
+  // Read through a const node: a missing key must not be added.
+  const YAML::Node& doc = loaded;
   if (!doc.IsMap()) {
     return at_line(source, 2, "the front matter is not a map of keys");
   }
@@ -385,7 +386,7 @@ expected<persona> parse_persona(std::string_view text, const std::string& source
       p.triggers = std::move(*t);
     }
   } catch (const YAML::Exception& e) {
-    return at_line(source, e.mark.line >= 0 ? e.mark.line + 2 : 1, e.msg);
+    return at_line(source, yaml_line(e.mark), e.msg);
   }
   return p;
 }
@@ -576,24 +577,6 @@ persona_catalog load_personas(const std::vector<std::filesystem::path>& dirs) {
   std::sort(catalog.personas.begin(), catalog.personas.end(),
             [](const persona& a, const persona& b) { return a.name < b.name; });
   return catalog;
-}
-
-json to_json(const persona& p, bool with_prompt) {
-  json out{{"name", p.name},
-           {"description", p.description},
-           {"model", p.model},
-           {"priority", p.priority},
-           {"disallowed_tools", rules_json(p.disallowed)},
-           {"triggers",
-            {{"keywords", p.triggers.keywords},
-             {"regex", p.triggers.regex},
-             {"files", p.triggers.files}}},
-           {"source", p.source}};
-  out["tools"] = p.tools ? rules_json(*p.tools) : json(nullptr);
-  if (with_prompt) {
-    out["prompt"] = p.prompt;
-  }
-  return out;
 }
 
 }  // namespace troupe::agents

@@ -160,8 +160,4 @@ struct persona_catalog {
 /// taken there is a problem.
 [[nodiscard]] persona_catalog load_personas(const std::vector<std::filesystem::path>& dirs);
 
-/// A persona as JSON (for the API): its keys, the tool rules as text, and
-/// `source`; the prompt only when `with_prompt`.
-[[nodiscard]] nlohmann::json to_json(const persona& p, bool with_prompt);
-
 }  // namespace troupe::agents

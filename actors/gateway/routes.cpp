@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "actors/agents/messages.hpp"
 #include "actors/cache/client.hpp"
 #include "actors/cache/messages.hpp"
 #include "actors/llm/messages.hpp"
@@ -270,6 +271,55 @@ routed router::route_sessions(const http_request_view& req, std::string_view pat
                      "no route for " + std::string(req.method) + " " + std::string(path));
 }
 
+routed router::route_personas(const http_request_view& req, std::string_view path) const {
+  const auto timeout = std::chrono::milliseconds{ctx_->config.gateway.request_timeout_ms};
+  auto call = [&](const char* type, const auto& body) -> routed {
+    return actor_call{
+        agents::personas_path, make_envelope(type, body), timeout, reply_shape::body_json, {}, {}};
+  };
+  if (!query_values(req.target, "agent").empty()) {
+    return error_reply(
+        errc::bad_request,
+        "?agent= needs agents, which this node does not run yet: use ?workspace=DIR");
+  }
+  const auto workspaces = query_values(req.target, "workspace");
+  const auto workspace = workspaces.empty() ? std::string() : workspaces.front();
+  if (path == "/v1/personas" || path == "/v1/personas/") {
+    if (req.method != "GET") {
+      return error_reply(errc::method_not_allowed, "use GET /v1/personas");
+    }
+    return call(agents::persona_list_type, agents::persona_scope{workspace});
+  }
+  const auto name = path.substr(std::string_view("/v1/personas/").size());
+  if (name == "match") {
+    if (req.method != "POST") {
+      return error_reply(errc::method_not_allowed, "use POST /v1/personas/match");
+    }
+    auto body = parse_json_body(req.body);
+    if (!body) {
+      return error_reply_of(body.err());
+    }
+    const auto& doc = *body;
+    const bool prompt_ok = doc.is_object() && doc.contains("prompt") && doc["prompt"].is_string();
+    const bool workspace_ok =
+        doc.is_object() && (!doc.contains("workspace") || doc["workspace"].is_string());
+    if (!prompt_ok || !workspace_ok) {
+      return error_reply(errc::bad_request,
+                         "the body must be {\"prompt\": string, \"workspace\": string (optional)}");
+    }
+    return call(
+        agents::persona_match_type,
+        agents::match_request{doc["prompt"].get<std::string>(), doc.value("workspace", workspace)});
+  }
+  if (name.empty() || name.find('/') != std::string_view::npos) {
+    return error_reply(errc::not_found, "no route for '" + std::string(path) + "'");
+  }
+  if (req.method != "GET") {
+    return error_reply(errc::method_not_allowed, "use GET /v1/personas/{name}");
+  }
+  return call(agents::persona_get_type, agents::persona_name{std::string(name), workspace});
+}
+
 routed router::cache_invalidate(const http_request_view& req) const {
   auto parsed = parse_json_body(req.body);
   if (!parsed) {
@@ -402,6 +452,9 @@ routed router::route_v1(const http_request_view& req) const {
   }
   if (path == "/v1/sessions" || path.starts_with("/v1/sessions/")) {
     return route_sessions(req, path);
+  }
+  if (path == "/v1/personas" || path.starts_with("/v1/personas/")) {
+    return route_personas(req, path);
   }
   if (path == "/v1/actors") {
     return req.method == "GET" ? actor_tree()

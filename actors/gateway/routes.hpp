@@ -114,6 +114,7 @@ class router {
   [[nodiscard]] std::string unknown_actor_message(std::string_view path) const;
   [[nodiscard]] routed route_cache(const http_request_view& req, std::string_view path) const;
   [[nodiscard]] routed route_sessions(const http_request_view& req, std::string_view path) const;
+  [[nodiscard]] routed route_personas(const http_request_view& req, std::string_view path) const;
   [[nodiscard]] routed cache_stats() const;
   [[nodiscard]] routed cache_invalidate(const http_request_view& req) const;
   /// The cache family's client: the node's, or one that only routes.

@@ -21,6 +21,7 @@
 #include <caf/all.hpp>
 #include <caf/io/all.hpp>
 
+#include "actors/agents/personas.hpp"
 #include "actors/cache/cache.hpp"
 #include "actors/gateway/listener.hpp"
 #include "actors/gateway/server.hpp"
@@ -47,18 +48,16 @@ struct node_flags {
 };
 
 /// Top-level children: the families of the node, started in this order and
-/// stopped in reverse. agents/sessions/cache/llm are the supervisors the
-/// later families plug their actors into.
+/// stopped in reverse.
 supervisor_spec root_spec(const std::shared_ptr<node_context>& ctx,
                           const std::shared_ptr<db>& store, child_spec cache, child_spec llm,
                           child_spec sessions, child_spec gateway) {
   auto policy = make_restart_policy(ctx->config.supervisor);
-  auto family = [&](strategy s) { return supervisor_spec{s, policy, {}, 100000, 0x7e0b5eedULL}; };
   supervisor_spec root{strategy::one_for_one, policy, {}, 100000, 0x7e0b5eedULL};
   root.children.push_back(system_child(ctx, store));
   root.children.push_back(std::move(cache));
   root.children.push_back(std::move(llm));
-  root.children.push_back(supervisor_child("agents", ctx, family(strategy::dynamic)));
+  root.children.push_back(agents::agents_family(ctx));
   root.children.push_back(std::move(sessions));
   root.children.push_back(std::move(gateway));
   return root;

@@ -6,7 +6,6 @@ namespace troupe::ctl {
 
 namespace {
 
-
 /// TIOCSWINSZ keeps a side in an unsigned short; the node applies its own policy.
 constexpr uint32_t terminal_side_max = 65535;
 /// The size a new session gets when neither flags nor a terminal say otherwise.
@@ -53,20 +52,6 @@ terminal_size new_session_size(const session_new_args& args) {
     size.rows = args.rows;
   }
   return size;
-}
-
-// Resolved here, like `cache put --dep`: the node's working directory is not
-// the user's. Normalised, so "." reaches the node as "/home/me", not "/home/me/.".
-expected<std::string> absolute_dir(const std::string& dir) {
-  auto absolute = absolute_paths({dir});
-  if (!absolute) {
-    return std::move(absolute).err();
-  }
-  auto normal = std::filesystem::path(absolute->front()).lexically_normal();
-  if (!normal.has_filename() && normal != normal.root_path()) {
-    normal = normal.parent_path();
-  }
-  return normal.string();
 }
 
 expected<json> session_new_body(const session_new_args& args) {
@@ -174,28 +159,6 @@ std::string format_idle(double idle_ms) {
     return two(left_s / 60, "m", left_s % 60, "s");
   }
   return std::to_string(left_s) + "s";
-}
-
-using table_row = std::vector<std::string>;
-
-// Columns two spaces apart; `right_aligned[i]` for the number columns.
-void print_table(const std::vector<table_row>& rows, std::span<const bool> right_aligned) {
-  std::vector<size_t> widths(right_aligned.size(), 0);
-  for (const auto& row : rows) {
-    assert(row.size() == widths.size());
-    for (size_t i = 0; i < row.size(); ++i) {
-      widths[i] = std::max(widths[i], row[i].size());
-    }
-  }
-  for (const auto& row : rows) {
-    std::string line;
-    for (size_t i = 0; i < row.size(); ++i) {
-      const std::string pad(widths[i] - row[i].size(), ' ');
-      line += right_aligned[i] ? pad + row[i] : row[i] + (i + 1 < row.size() ? pad : "");
-      line += i + 1 < row.size() ? "  " : "";
-    }
-    std::cout << line << "\n";
-  }
 }
 
 table_row session_row(const json& session) {

@@ -265,6 +265,42 @@ inline expected<std::vector<std::string>> absolute_paths(const std::vector<std::
   return out;
 }
 
+// Resolved here, like `cache put --dep`: the node's working directory is not
+// the user's. Normalised, so "." reaches the node as "/home/me", not "/home/me/.".
+inline expected<std::string> absolute_dir(const std::string& dir) {
+  auto absolute = absolute_paths({dir});
+  if (!absolute) {
+    return std::move(absolute).err();
+  }
+  auto normal = std::filesystem::path(absolute->front()).lexically_normal();
+  if (!normal.has_filename() && normal != normal.root_path()) {
+    normal = normal.parent_path();
+  }
+  return normal.string();
+}
+
+using table_row = std::vector<std::string>;
+
+// Columns two spaces apart; `right_aligned[i]` for the number columns.
+inline void print_table(const std::vector<table_row>& rows, std::span<const bool> right_aligned) {
+  std::vector<size_t> widths(right_aligned.size(), 0);
+  for (const auto& row : rows) {
+    assert(row.size() == widths.size());
+    for (size_t i = 0; i < row.size(); ++i) {
+      widths[i] = std::max(widths[i], row[i].size());
+    }
+  }
+  for (const auto& row : rows) {
+    std::string line;
+    for (size_t i = 0; i < row.size(); ++i) {
+      const std::string pad(widths[i] - row[i].size(), ' ');
+      line += right_aligned[i] ? pad + row[i] : row[i] + (i + 1 < row.size() ? pad : "");
+      line += i + 1 < row.size() ? "  " : "";
+    }
+    std::cout << line << "\n";
+  }
+}
+
 // A failure reason may span lines; a table row may not.
 inline std::string one_line(std::string text) {
   std::replace_if(

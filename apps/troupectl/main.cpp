@@ -12,16 +12,17 @@
 namespace troupe::ctl {
 namespace {
 
-
-constexpr std::array<command_entry, 8> commands{{
+constexpr std::array<command_entry, 9> commands{{
     {"status", "node info and health", add_status_command},
     {"tree", "supervision tree with states and restart counts", add_tree_command},
     {"send", "send a message to any actor, print the reply", add_send_command},
     {"kill", "crash an actor (fault injection; needs chaos.enabled)", add_kill_command},
     {"metrics", "raw Prometheus text", add_metrics_command},
     {"cache", "cache entries: get, put, del, stats, invalidate", add_cache_command},
-    {"usage", "token ledger: upstream tokens, tokens served from cache, saved share", add_usage_command},
+    {"usage", "token ledger: upstream tokens, tokens served from cache, saved share",
+     add_usage_command},
     {"session", "PTY sessions: new, ls, attach, log, kill", add_session_command},
+    {"persona", "personas: ls, show, match", add_persona_command},
 }};
 
 /// Flags as given; empty strings mean "not given".

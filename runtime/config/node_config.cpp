@@ -361,6 +361,7 @@ constexpr std::array key_table{
     number(TROUPE_KEY(sessions, hangup_grace_ms), between(1, hour_ms), "SIGHUP to SIGKILL"),
     number(TROUPE_KEY(sessions, io_threads), between(1, 64),
            "Asio threads of the terminals: PTY reads, WebSocket viewers"),
+    text(TROUPE_KEY(agents, personas_dir), check_not_empty, "the node's persona files"),
 };
 
 #undef TROUPE_KEY

@@ -251,6 +251,14 @@ struct sessions_section {
   uint32_t io_threads = 1;
 };
 
+struct agents_section {
+  /// The node's personas (Claude Code subagent files); a workspace's
+  /// `.claude/agents/` adds to them and overrides them by name. Relative to
+  /// the node's working directory; a directory that does not exist holds
+  /// none.
+  std::string personas_dir = "configs/personas";
+};
+
 struct node_config {
   node_section node;
   gateway_section gateway;
@@ -265,6 +273,7 @@ struct node_config {
   llm_section llm;
   llm_anthropic_section llm_anthropic;
   sessions_section sessions;
+  agents_section agents;
 };
 
 /// Where configuration comes from; later sources beat earlier ones:
