@@ -46,6 +46,16 @@ inline bool has_flag(int argc, char** argv, const char* flag) {
   return false;
 }
 
+/// `--name N` from the command line, else `fallback`.
+inline int int_flag(int argc, char** argv, const char* name, int fallback) {
+  for (int i = 1; i + 1 < argc; ++i) {
+    if (std::strcmp(argv[i], name) == 0) {
+      return std::stoi(argv[i + 1]);
+    }
+  }
+  return fallback;
+}
+
 /// The argument after `flag` ("--only x" -> "x"); empty when absent.
 inline std::string flag_value(int argc, char** argv, const char* flag) {
   for (int i = 1; i + 1 < argc; ++i) {

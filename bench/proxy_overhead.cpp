@@ -41,6 +41,7 @@ namespace http = beast::http;
 namespace net = boost::asio;
 using tcp = net::ip::tcp;
 using clock_type = std::chrono::steady_clock;
+using troupe::bench::int_flag;
 using troupe::bench::quantile;
 
 struct target {
@@ -168,15 +169,6 @@ target target_of(const std::string& url, std::vector<std::pair<std::string, std:
   const auto rest = url.substr(url.find("://") + 3);
   const auto colon = rest.rfind(':');
   return target{rest.substr(0, colon), rest.substr(colon + 1), std::move(headers)};
-}
-
-int int_flag(int argc, char** argv, const char* name, int fallback) {
-  for (int i = 1; i + 1 < argc; ++i) {
-    if (std::string(argv[i]) == name) {
-      return std::stoi(argv[i + 1]);
-    }
-  }
-  return fallback;
 }
 
 }  // namespace

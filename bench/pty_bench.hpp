@@ -26,9 +26,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include "actors/pty/pty_process.hpp"
+#include "bench/bench_util.hpp"
 #include "client/http_client.hpp"
 #include "client/ws_client.hpp"
-#include "actors/pty/pty_process.hpp"
 #include "tests/integration/node_process.hpp"
 
 namespace troupe::bench {
@@ -52,16 +53,6 @@ inline double micros_since(clock_type::time_point t0) {
 
 inline double seconds_since(clock_type::time_point t0) {
   return std::chrono::duration<double>(clock_type::now() - t0).count();
-}
-
-/// `--name N` from the command line, else `fallback`.
-inline int int_flag(int argc, char** argv, std::string_view name, int fallback) {
-  for (int i = 1; i + 1 < argc; ++i) {
-    if (argv[i] == name) {
-      return std::stoi(argv[i + 1]);
-    }
-  }
-  return fallback;
 }
 
 /// A node whose thread counts are spelled out (the defaults, but a bench
@@ -228,8 +219,8 @@ inline expected<double> viewer_echo(ws_client& ws, char key, const deadline& d) 
     return std::move(m).err();
   }
   if (!m->binary || m->data != std::string_view(&key, 1)) {
-    return make_error(errc::internal, std::string("expected the echo of '") + key + "', got '" +
-                                          m->data + "'");
+    return make_error(errc::internal,
+                      std::string("expected the echo of '") + key + "', got '" + m->data + "'");
   }
   return us;
 }
