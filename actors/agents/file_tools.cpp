@@ -1,12 +1,18 @@
 #include "actors/agents/file_tools.hpp"
 
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
-#include <fstream>
+#include <cstdlib>
 #include <optional>
-#include <sstream>
 #include <system_error>
+#include <utility>
 
 #include <re2/re2.h>
 #include <nlohmann/json.hpp>
@@ -85,49 +91,157 @@ bool looks_binary(std::string_view head) {
   return head.substr(0, 8192).find('\0') != std::string_view::npos;
 }
 
-/// A whole file, up to tool_file_bytes_max.
-expected<std::string> slurp(const fs::path& path) {
-  std::error_code ec;
-  const auto size = fs::file_size(path, ec);
-  if (ec) {
-    return make_error(errc::not_found, "cannot read " + path.string() + ": " + ec.message());
+/// A file descriptor, closed with its owner.
+class fd_owner {
+ public:
+  explicit fd_owner(int fd) : fd_(fd) {}
+  ~fd_owner() {
+    if (fd_ >= 0) {
+      ::close(fd_);
+    }
   }
-  if (size > tool_file_bytes_max) {
+  fd_owner(fd_owner&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  fd_owner(const fd_owner&) = delete;
+  fd_owner& operator=(const fd_owner&) = delete;
+  fd_owner& operator=(fd_owner&&) = delete;
+  [[nodiscard]] int get() const { return fd_; }
+  int release() { return std::exchange(fd_, -1); }
+
+ private:
+  int fd_;
+};
+
+std::string errno_text(int e) {
+  return std::error_code(e, std::generic_category()).message();
+}
+
+/// `path`'s directory, opened so that the kernel refuses any step out of
+/// the workspace (openat2 with RESOLVE_BENEATH): a component swapped for a
+/// link out after resolve() checked it is refused here, not followed.
+/// Where the kernel has no openat2 (before 5.6), a plain open.
+expected<fd_owner> open_parent(const workspace& ws, const fs::path& path) {
+  fd_owner root(::open(ws.root().c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (root.get() < 0) {
+    return make_error(errc::unavailable,
+                      "cannot open the workspace " + ws.root().string() + ": " + errno_text(errno));
+  }
+  auto rel = path.parent_path().lexically_relative(ws.root());
+  if (rel.empty() || rel.native().rfind("..", 0) == 0) {
+    if (path.parent_path() != ws.root()) {
+      return make_error(errc::forbidden,
+                        "'" + path.string() + "' is outside the workspace " + ws.root().string());
+    }
+    rel = ".";
+  }
+  open_how how{};
+  how.flags = O_PATH | O_DIRECTORY | O_CLOEXEC;
+  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
+  int fd = static_cast<int>(syscall(SYS_openat2, root.get(), rel.c_str(), &how, sizeof how));
+  if (fd < 0 && errno == ENOSYS) {
+    fd = ::openat(root.get(), rel.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+  }
+  if (fd < 0) {
+    if (errno == EXDEV) {
+      return make_error(errc::forbidden,
+                        "'" + path.string() + "' leads out of the workspace " + ws.root().string());
+    }
+    return make_error(errc::not_found,
+                      "cannot open " + path.parent_path().string() + ": " + errno_text(errno));
+  }
+  return fd_owner(fd);
+}
+
+/// `path`'s last component, opened in its checked directory without
+/// following a link.
+expected<fd_owner> open_leaf(const workspace& ws, const fs::path& path, int flags) {
+  auto dir = open_parent(ws, path);
+  if (!dir) {
+    return std::move(dir).err();
+  }
+  const int fd = ::openat(dir->get(), path.filename().c_str(), flags | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ELOOP) {
+      return make_error(errc::forbidden, path.string() + " became a symbolic link");
+    }
+    if (errno == ENOENT) {
+      return make_error(errc::not_found, path.string() + " does not exist");
+    }
+    return make_error(errc::unavailable, "cannot open " + path.string() + ": " + errno_text(errno));
+  }
+  return fd_owner(fd);
+}
+
+/// A whole file, up to tool_file_bytes_max.
+expected<std::string> slurp(const workspace& ws, const fs::path& path) {
+  auto file = open_leaf(ws, path, O_RDONLY);
+  if (!file) {
+    return std::move(file).err();
+  }
+  struct stat st {};
+  if (::fstat(file->get(), &st) != 0 || !S_ISREG(st.st_mode)) {
+    return make_error(errc::bad_request, path.string() + " is not a regular file");
+  }
+  if (static_cast<uint64_t>(st.st_size) > tool_file_bytes_max) {
     return make_error(errc::too_large, path.string() + " is larger than " +
                                            std::to_string(tool_file_bytes_max) + " bytes");
   }
-  std::ifstream in(path, std::ios::binary);
-  std::string bytes(size, '\0');
-  if (!in || !in.read(bytes.data(), static_cast<std::streamsize>(size))) {
-    return make_error(errc::unavailable, "cannot read " + path.string());
+  std::string bytes(static_cast<size_t>(st.st_size), '\0');
+  size_t got = 0;
+  while (got < bytes.size()) {
+    const auto n = ::read(file->get(), bytes.data() + got, bytes.size() - got);
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n <= 0) {
+      break;
+    }
+    got += static_cast<size_t>(n);
   }
+  bytes.resize(got);  // a file that shrank meanwhile
   return bytes;
 }
 
-/// Replaces the file's content (through a temporary beside it, renamed over
-/// it, so a reader never sees half a file).
-std::optional<std::string> replace_file(const fs::path& path, std::string_view content) {
-  const auto temp = path.string() + ".troupe-tmp";
-  {
-    std::ofstream out(temp, std::ios::binary | std::ios::trunc);
-    if (!out || !out.write(content.data(), static_cast<std::streamsize>(content.size())) ||
-        !out.flush()) {
-      std::error_code ignored;
-      fs::remove(temp, ignored);
-      return "cannot write " + path.string();
+/// Replaces the file's content: a temporary beside it, in the checked
+/// directory, renamed over it, so a reader never sees half a file; the new
+/// file keeps the old one's mode (an edited script stays executable).
+std::optional<std::string> replace_file(const workspace& ws, const fs::path& path,
+                                        std::string_view content) {
+  auto dir = open_parent(ws, path);
+  if (!dir) {
+    return dir.err().message;
+  }
+  const auto leaf = path.filename().string();
+  const auto temp = leaf + ".troupe-tmp";
+  fd_owner out(::openat(dir->get(), temp.c_str(),
+                        O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0666));
+  if (out.get() < 0) {
+    return "cannot write " + path.string() + ": " + errno_text(errno);
+  }
+  auto fail = [&](int e) {
+    ::unlinkat(dir->get(), temp.c_str(), 0);
+    return "cannot write " + path.string() + ": " + errno_text(e);
+  };
+  size_t done = 0;
+  while (done < content.size()) {
+    const auto n = ::write(out.get(), content.data() + done, content.size() - done);
+    if (n < 0 && errno == EINTR) {
+      continue;
     }
+    if (n < 0) {
+      return fail(errno);
+    }
+    done += static_cast<size_t>(n);
   }
-  std::error_code ec;
-  // An edited script stays executable: the new file gets the old one's mode.
-  const auto before = fs::status(path, ec);
-  if (!ec && fs::exists(before)) {
-    fs::permissions(temp, before.permissions(), ec);
+  struct stat before {};
+  if (::fstatat(dir->get(), leaf.c_str(), &before, AT_SYMLINK_NOFOLLOW) == 0 &&
+      S_ISREG(before.st_mode)) {
+    ::fchmod(out.get(), before.st_mode & 07777);
   }
-  ec.clear();
-  fs::rename(temp, path, ec);
-  if (ec) {
-    fs::remove(temp, ec);
-    return "cannot write " + path.string() + ": " + ec.message();
+  if (::close(out.release()) != 0) {
+    return fail(errno);
+  }
+  if (::renameat(dir->get(), temp.c_str(), dir->get(), leaf.c_str()) != 0) {
+    return fail(errno);
   }
   return std::nullopt;
 }
@@ -252,6 +366,10 @@ expected<fs::path> workspace::resolve(std::string_view text) const {
   return resolved;
 }
 
+expected<std::string> read_beneath(const workspace& ws, const fs::path& path) {
+  return slurp(ws, path);
+}
+
 std::string glob_to_regex(std::string_view glob) {
   std::string out;
   int braces = 0;
@@ -324,37 +442,56 @@ tool_output read_tool(const workspace& ws, const json& input) {
   if (fs::is_directory(*path, ec)) {
     return failed("Read: " + path->string() + " is a directory: list it with Glob or Bash");
   }
-  std::ifstream in(*path, std::ios::binary);
-  if (!fs::exists(*path, ec) || !in) {
-    return failed("Read: " + path->string() + " does not exist");
+  auto opened = open_leaf(ws, *path, O_RDONLY);
+  if (!opened) {
+    return failed("Read: " + opened.err().message);
   }
   char head[8192];
-  in.read(head, sizeof head);
-  if (looks_binary(std::string_view(head, static_cast<size_t>(in.gcount())))) {
+  const auto head_bytes = ::pread(opened->get(), head, sizeof head, 0);
+  if (looks_binary(std::string_view(head, head_bytes > 0 ? static_cast<size_t>(head_bytes) : 0))) {
     return failed("Read: " + path->string() + " is a binary file");
   }
-  in.clear();
-  in.seekg(0);
+  FILE* in = ::fdopen(opened->get(), "rb");
+  if (in == nullptr) {
+    return failed("Read: cannot read " + path->string() + ": " + errno_text(errno));
+  }
+  opened->release();  // the FILE owns it now
   tool_output out;
   out.read_paths.push_back(path->string());
-  std::string line;
+  char* raw = nullptr;
+  size_t raw_size = 0;
   size_t number = 0;
   size_t shown = 0;
-  while (shown < *limit && std::getline(in, line)) {
+  bool cut = false;
+  while (shown < *limit) {
+    auto n = ::getline(&raw, &raw_size, in);
+    if (n < 0) {
+      break;
+    }
     if (++number < *offset) {
       continue;
     }
-    if (line.size() > read_line_chars_max) {
-      line.resize(read_line_chars_max);
+    std::string_view line(raw, static_cast<size_t>(n));
+    if (!line.empty() && line.back() == '\n') {
+      line.remove_suffix(1);
     }
+    line = line.substr(0, read_line_chars_max);
     char prefix[24];
     std::snprintf(prefix, sizeof prefix, "%6zu\t", number);
     if (out.content.size() + line.size() + sizeof prefix > tool_output_bytes_max) {
       out.content += cut_note("read on with offset " + std::to_string(number));
-      return out;
+      cut = true;
+      break;
     }
-    out.content += prefix + line + "\n";
+    out.content += prefix;
+    out.content += line;
+    out.content += "\n";
     ++shown;
+  }
+  std::free(raw);
+  std::fclose(in);
+  if (cut) {
+    return out;
   }
   if (number == 0) {
     out.content = "(" + path->string() + " is empty)";
@@ -384,7 +521,7 @@ tool_output write_tool(const workspace& ws, const json& input) {
   if (ec) {
     return failed("Write: cannot create " + path->parent_path().string() + ": " + ec.message());
   }
-  if (auto why = replace_file(*path, *content)) {
+  if (auto why = replace_file(ws, *path, *content)) {
     return failed("Write: " + *why);
   }
   tool_output out;
@@ -415,7 +552,7 @@ tool_output edit_tool(const workspace& ws, const json& input) {
   if (!path) {
     return failed("Edit: " + path.err().message);
   }
-  auto bytes = slurp(*path);
+  auto bytes = slurp(ws, *path);
   if (!bytes) {
     return failed("Edit: " + bytes.err().message);
   }
@@ -440,7 +577,7 @@ tool_output edit_tool(const workspace& ws, const json& input) {
     from = pos + old_text->size();
   }
   edited.append(*bytes, from, std::string::npos);
-  if (auto why = replace_file(*path, edited)) {
+  if (auto why = replace_file(ws, *path, edited)) {
     return failed("Edit: " + *why);
   }
   tool_output out;
@@ -563,7 +700,10 @@ tool_output grep_tool(const workspace& ws, const json& input) {
         continue;
       }
     }
-    auto bytes = slurp(file);
+    // A link (to a file inside: the walk checked) is read at its target.
+    std::error_code link_ec;
+    const auto target = fs::is_symlink(file, link_ec) ? fs::canonical(file, link_ec) : file;
+    auto bytes = slurp(ws, target);
     if (!bytes || looks_binary(*bytes)) {
       continue;
     }

@@ -71,6 +71,14 @@ class workspace {
 [[nodiscard]] tool_output glob_tool(const workspace& ws, const nlohmann::json& input);
 [[nodiscard]] tool_output grep_tool(const workspace& ws, const nlohmann::json& input);
 
+/// A file's bytes (up to tool_file_bytes_max), opened through the kernel's
+/// check that no step of `path` leaves the workspace, whatever resolve()
+/// said a moment before: a directory swapped for a link out is refused,
+/// and so is a last component that is a link. The tools read and write
+/// this way.
+[[nodiscard]] expected<std::string> read_beneath(const workspace& ws,
+                                                 const std::filesystem::path& path);
+
 /// A glob (`*`, `?`, `**` across directories, `{a,b}`, `[...]`) as an RE2
 /// pattern over `/`-separated relative paths.
 [[nodiscard]] std::string glob_to_regex(std::string_view glob);

@@ -71,6 +71,17 @@ TEST_CASE("file tools: the workspace boundary holds against .., absolute paths a
     CHECK(r.err().message.find("is outside the workspace " + s.root().string()) !=
           std::string::npos);
   }
+  // The kernel's check, given paths resolve() would have refused: a
+  // directory that is a link out, and a last component that is a link.
+  auto plain = read_beneath(s.ws, s.root() / "a.txt");
+  REQUIRE(plain);
+  CHECK(*plain == "a\n");
+  auto through = read_beneath(s.ws, s.root() / "out" / "secret.txt");
+  REQUIRE_FALSE(through);
+  CHECK(through.err().message.find("leads out of the workspace") != std::string::npos);
+  auto leaf = read_beneath(s.ws, s.root() / "secret-link.txt");
+  REQUIRE_FALSE(leaf);
+  CHECK(leaf.err().message == (s.root() / "secret-link.txt").string() + " became a symbolic link");
   CHECK_FALSE(s.ws.resolve(""));
   CHECK_FALSE(workspace::open("relative/dir"));
   CHECK_FALSE(workspace::open((s.root() / "missing").string()));
