@@ -82,7 +82,9 @@ std::optional<hook_command> read_command(const json& h, const std::string& where
       problems.push_back(where + ".timeout: at most " + std::to_string(hook_timeout_max.count()) +
                          " s; " + std::to_string(hook_timeout_max.count()) + " s it is");
     }
-    out.timeout = std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000));
+    // At least a millisecond: a tiny fraction of a second is still a bound.
+    out.timeout =
+        std::chrono::milliseconds(std::max<int64_t>(1, static_cast<int64_t>(seconds * 1000)));
   }
   if (const auto closed = h.find("failClosed"); closed != h.end() && !closed->is_null()) {
     if (!closed->is_boolean()) {

@@ -288,3 +288,16 @@ elif cmd.startswith("ls"):
   CHECK(d.reason.rfind("blocked: ", 0) == 0);
   CHECK(decide("Read", {{"file_path", "a"}}).verdict == hook_verdict::proceed);
 }
+
+TEST_CASE("hooks: a timeout of a tiny fraction of a second is still a millisecond") {
+  hook_settings s;
+  add_hook_settings(
+      s,
+      json::parse(
+          R"({"hooks": {"Stop": [{"hooks": [{"type": "command", "command": "x", "timeout": 1e-9}]}]}})"),
+      "s");
+  REQUIRE(s.problems.empty());
+  const auto hooks = hooks_for(s, hook_event::stop, "");
+  REQUIRE(hooks.size() == 1);
+  CHECK(hooks[0].timeout == 1ms);
+}
