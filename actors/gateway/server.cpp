@@ -718,8 +718,13 @@ class session : public std::enable_shared_from_this<session> {
           id, ec.message());
       return;
     }
-    std::make_shared<ws_session>(std::move(moved), server_)
-        ->run(std::move(request_), std::move(id), readonly);
+    // run() on the viewer's own strand: its actor answers there, and must
+    // not find the connection half set up by this (HTTP) thread.
+    auto viewer = std::make_shared<ws_session>(std::move(moved), server_);
+    net::post(viewer->executor(),
+              [viewer, request = std::move(request_), id = std::move(id), readonly]() mutable {
+                viewer->run(std::move(request), std::move(id), readonly);
+              });
   }
 
   /// Who is calling, for the ledger: a stable digest of the credential
