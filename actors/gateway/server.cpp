@@ -271,7 +271,7 @@ class ws_session : public std::enable_shared_from_this<ws_session> {
   }
   void on_refused(const error& why) {
     attach_wait_.cancel();
-    refuse(http_status(why.code), to_string(why.code), why.message);
+    refuse(why.code, why.message);
   }
   void on_close(std::string why) {
     close_after_ = std::move(why);
@@ -326,12 +326,18 @@ class ws_session : public std::enable_shared_from_this<ws_session> {
     read();
   }
 
-  void refuse(int status, std::string_view code, std::string_view message) {
+  /// Answers the upgrade request with a plain HTTP error (troupe's shape,
+  /// built from the code) and ends the connection.
+  void refuse(errc code, std::string_view message) {
     gone_ = true;
+    const auto reply = error_reply(code, message);
     auto res = std::make_shared<http::response<http::string_body>>(
-        static_cast<http::status>(status), request_.version());
-    res->set(http::field::content_type, "application/json");
-    res->body() = nlohmann::json{{"error", {{"code", code}, {"message", message}}}}.dump();
+        static_cast<http::status>(reply.status), request_.version());
+    res->set(http::field::content_type, reply.content_type);
+    for (const auto& [name, value] : reply.headers) {
+      res->set(name, value);
+    }
+    res->body() = reply.body;
     res->keep_alive(false);
     res->prepare_payload();
     http::async_write(
@@ -409,7 +415,7 @@ class ws_session : public std::enable_shared_from_this<ws_session> {
     }
     if (!accept_started_) {
       // Closed before it was ever attached.
-      return refuse(404, "not_found", *close_after_);
+      return refuse(errc::not_found, *close_after_);
     }
     if (!accepted_ || writing_ || !queue_.empty()) {
       return;
@@ -498,18 +504,18 @@ void ws_session::run(http::request<http::string_body> request, std::string id, b
   readonly_ = readonly;
   tracked_ = server_->track_closing(weak_from_this(), executor());
   if (tracked_ == 0) {
-    return refuse(503, "shutting_down", "the gateway is stopping");
+    return refuse(errc::shutting_down, "the gateway is stopping");
   }
   auto viewer = server_->spawn_viewer(id_, readonly_,
                                       std::make_shared<socket_link>(weak_from_this(), executor()));
   if (!viewer) {
-    return refuse(503, "shutting_down", "the node is shutting down");
+    return refuse(errc::shutting_down, "the node is shutting down");
   }
   viewer_ = viewer.address();
   attach_wait_.expires_after(std::chrono::seconds(40));
   attach_wait_.async_wait([self = shared_from_this()](beast::error_code ec) {
     if (!ec && !self->accept_started_ && !self->gone_) {
-      self->refuse(504, "timeout", "session '" + self->id_ + "' did not answer the attach");
+      self->refuse(errc::timeout, "session '" + self->id_ + "' did not answer the attach");
     }
   });
 }
