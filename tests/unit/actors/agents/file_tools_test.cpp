@@ -218,26 +218,26 @@ TEST_CASE("file tools: Glob matches ** across directories, newest first, skippin
 
 TEST_CASE("file tools: Grep lists files, lines or counts, with -i, a glob and head_limit") {
   sandbox s;
-  write_file(s.root() / "a.py", "import os\nTODO: fix\nx = 1\n");
-  write_file(s.root() / "b.py", "todo later\n");
-  write_file(s.root() / "notes.md", "TODO in markdown\n");
-  write_file(s.root() / "bin.dat", std::string("TODO\0", 5));
+  write_file(s.root() / "a.py", "import os\nALERT: fix\nx = 1\n");
+  write_file(s.root() / "b.py", "alert later\n");
+  write_file(s.root() / "notes.md", "ALERT in markdown\n");
+  write_file(s.root() / "bin.dat", std::string("ALERT\0", 6));
   const auto a = (s.root() / "a.py").string();
   const auto b = (s.root() / "b.py").string();
 
-  auto r = grep_tool(s.ws, json{{"pattern", "TODO"}, {"glob", "*.py"}});
+  auto r = grep_tool(s.ws, json{{"pattern", "ALERT"}, {"glob", "*.py"}});
   CHECK(r.content == a + "\n");
-  r = grep_tool(s.ws, json{{"pattern", "TODO"}, {"-i", true}, {"output_mode", "content"}});
-  CHECK(r.content == a + ":2:TODO: fix\n" + b + ":1:todo later\n" +
-                         (s.root() / "notes.md").string() + ":1:TODO in markdown\n");
+  r = grep_tool(s.ws, json{{"pattern", "ALERT"}, {"-i", true}, {"output_mode", "content"}});
+  CHECK(r.content == a + ":2:ALERT: fix\n" + b + ":1:alert later\n" +
+                         (s.root() / "notes.md").string() + ":1:ALERT in markdown\n");
   // What the answer depends on: every text file searched, matched or not.
   CHECK(r.read_paths.size() == 3);
-  r = grep_tool(s.ws, json{{"pattern", "o"}, {"output_mode", "count"}, {"glob", "*.py"}});
+  r = grep_tool(s.ws, json{{"pattern", "t"}, {"output_mode", "count"}, {"glob", "*.py"}});
   CHECK(r.content == a + ":1\n" + b + ":1\n");  // lines that match, not matches
   r = grep_tool(
       s.ws,
       json{{"pattern", "."}, {"output_mode", "content"}, {"head_limit", 2}, {"path", "a.py"}});
-  CHECK(r.content == a + ":1:import os\n" + a + ":2:TODO: fix\n");
+  CHECK(r.content == a + ":1:import os\n" + a + ":2:ALERT: fix\n");
   CHECK(grep_tool(s.ws, json{{"pattern", "nothing-here"}}).content == "No matches found");
   r = grep_tool(s.ws, json{{"pattern", "(unclosed"}});
   CHECK(r.is_error);
