@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -103,7 +104,15 @@ class fd_owner {
   fd_owner(fd_owner&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
   fd_owner(const fd_owner&) = delete;
   fd_owner& operator=(const fd_owner&) = delete;
-  fd_owner& operator=(fd_owner&&) = delete;
+  fd_owner& operator=(fd_owner&& other) noexcept {
+    if (this != &other) {
+      if (fd_ >= 0) {
+        ::close(fd_);
+      }
+      fd_ = std::exchange(other.fd_, -1);
+    }
+    return *this;
+  }
   [[nodiscard]] int get() const { return fd_; }
   int release() { return std::exchange(fd_, -1); }
 
@@ -122,11 +131,13 @@ std::string errno_text(int e) {
 expected<fd_owner> open_parent(const workspace& ws, const fs::path& path) {
   fd_owner root(::open(ws.root().c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (root.get() < 0) {
+    const int e = errno;
     return make_error(errc::unavailable,
-                      "cannot open the workspace " + ws.root().string() + ": " + errno_text(errno));
+                      "cannot open the workspace " + ws.root().string() + ": " + errno_text(e));
   }
   auto rel = path.parent_path().lexically_relative(ws.root());
-  if (rel.empty() || rel.native().rfind("..", 0) == 0) {
+  // Out means a first component "..": a directory named "..notes" is in.
+  if (rel.empty() || *rel.begin() == "..") {
     if (path.parent_path() != ws.root()) {
       return make_error(errc::forbidden,
                         "'" + path.string() + "' is outside the workspace " + ws.root().string());
@@ -141,12 +152,13 @@ expected<fd_owner> open_parent(const workspace& ws, const fs::path& path) {
     fd = ::openat(root.get(), rel.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
   }
   if (fd < 0) {
-    if (errno == EXDEV) {
+    const int e = errno;
+    if (e == EXDEV) {
       return make_error(errc::forbidden,
                         "'" + path.string() + "' leads out of the workspace " + ws.root().string());
     }
     return make_error(errc::not_found,
-                      "cannot open " + path.parent_path().string() + ": " + errno_text(errno));
+                      "cannot open " + path.parent_path().string() + ": " + errno_text(e));
   }
   return fd_owner(fd);
 }
@@ -160,13 +172,14 @@ expected<fd_owner> open_leaf(const workspace& ws, const fs::path& path, int flag
   }
   const int fd = ::openat(dir->get(), path.filename().c_str(), flags | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) {
-    if (errno == ELOOP) {
+    const int e = errno;
+    if (e == ELOOP) {
       return make_error(errc::forbidden, path.string() + " became a symbolic link");
     }
-    if (errno == ENOENT) {
+    if (e == ENOENT) {
       return make_error(errc::not_found, path.string() + " does not exist");
     }
-    return make_error(errc::unavailable, "cannot open " + path.string() + ": " + errno_text(errno));
+    return make_error(errc::unavailable, "cannot open " + path.string() + ": " + errno_text(e));
   }
   return fd_owner(fd);
 }
@@ -211,11 +224,23 @@ std::optional<std::string> replace_file(const workspace& ws, const fs::path& pat
     return dir.err().message;
   }
   const auto leaf = path.filename().string();
-  const auto temp = leaf + ".troupe-tmp";
-  fd_owner out(::openat(dir->get(), temp.c_str(),
-                        O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0666));
+  // A name of its own (O_EXCL): never a file someone else has there, nor
+  // the temporary of a write running beside this one.
+  static std::atomic<uint64_t> next_temp{0};
+  std::string temp;
+  fd_owner out(-1);
+  for (int attempt = 0; attempt < 8 && out.get() < 0; ++attempt) {
+    temp = "." + leaf + ".troupe-" + std::to_string(::getpid()) + "-" +
+           std::to_string(next_temp.fetch_add(1));
+    out = fd_owner(::openat(dir->get(), temp.c_str(),
+                            O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666));
+    if (out.get() < 0 && errno != EEXIST) {
+      break;
+    }
+  }
   if (out.get() < 0) {
-    return "cannot write " + path.string() + ": " + errno_text(errno);
+    const int e = errno;
+    return "cannot write " + path.string() + ": " + errno_text(e);
   }
   auto fail = [&](int e) {
     ::unlinkat(dir->get(), temp.c_str(), 0);

@@ -150,6 +150,21 @@ TEST_CASE("file tools: Write creates and replaces files, directories included") 
   CHECK_FALSE(r.is_error);
   CHECK(r.content == "Created " + (s.root() / "src/new/a.py").string() + " (9 bytes)");
   CHECK(r.written_paths == std::vector<std::string>{(s.root() / "src/new/a.py").string()});
+  // A directory whose name starts with two dots is inside like any other.
+  r = write_tool(s.ws, json{{"file_path", "..notes/n.txt"}, {"content", "n"}});
+  CHECK_FALSE(r.is_error);
+  CHECK(read_tool(s.ws, json{{"file_path", "..notes/n.txt"}}).content == "     1\tn\n");
+  // A file that happens to have a name like a temporary is left alone, and
+  // no temporary is left behind.
+  write_file(s.root() / "src/new/a.py.troupe-tmp", "keep me");
+  CHECK_FALSE(
+      write_tool(s.ws, json{{"file_path", "src/new/a.py"}, {"content", "print(1)\n"}}).is_error);
+  CHECK(read_back(s.root() / "src/new/a.py.troupe-tmp") == "keep me");
+  size_t entries = 0;
+  for ([[maybe_unused]] const auto& e : fs::directory_iterator(s.root() / "src/new")) {
+    ++entries;
+  }
+  CHECK(entries == 2);
   CHECK(read_back(s.root() / "src/new/a.py") == "print(1)\n");
   r = write_tool(s.ws, json{{"file_path", "src/new/a.py"}, {"content", ""}});
   CHECK(r.content.rfind("Updated ", 0) == 0);
