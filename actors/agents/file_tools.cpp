@@ -717,6 +717,7 @@ tool_output grep_tool(const workspace& ws, const json& input) {
   tool_output out;
   std::vector<fs::path> matched;
   std::vector<std::string> lines;  // content or count lines, in path order
+  size_t skipped = 0;
   std::sort(walked.files.begin(), walked.files.end());
   for (const auto& file : walked.files) {
     if (name_filter) {
@@ -729,7 +730,11 @@ tool_output grep_tool(const workspace& ws, const json& input) {
     std::error_code link_ec;
     const auto target = fs::is_symlink(file, link_ec) ? fs::canonical(file, link_ec) : file;
     auto bytes = slurp(ws, target);
-    if (!bytes || looks_binary(*bytes)) {
+    if (!bytes) {
+      ++skipped;  // too large, unreadable, or gone: the model is told below
+      continue;
+    }
+    if (looks_binary(*bytes)) {
       continue;
     }
     out.read_paths.push_back(file.string());
@@ -774,6 +779,11 @@ tool_output grep_tool(const workspace& ws, const json& input) {
       break;
     }
     out.content += lines[i] + "\n";
+  }
+  if (skipped > 0) {
+    out.content += "\n[" + std::to_string(skipped) + (skipped == 1 ? " file" : " files") +
+                   " not searched: larger than " + std::to_string(tool_file_bytes_max) +
+                   " bytes or unreadable]";
   }
   if (walked.cut) {
     out.content += "\n[stopped after " + std::to_string(walk_entries_max) + " entries]";

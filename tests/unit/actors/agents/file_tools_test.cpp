@@ -254,6 +254,15 @@ TEST_CASE("file tools: Grep lists files, lines or counts, with -i, a glob and he
       json{{"pattern", "."}, {"output_mode", "content"}, {"head_limit", 2}, {"path", "a.py"}});
   CHECK(r.content == a + ":1:import os\n" + a + ":2:ALERT: fix\n");
   CHECK(grep_tool(s.ws, json{{"pattern", "nothing-here"}}).content == "No matches found");
+  // A file it cannot search is not passed over in silence (a sparse file
+  // one byte over the bound).
+  write_file(s.root() / "huge.py", "ALERT\n");
+  fs::resize_file(s.root() / "huge.py", tool_file_bytes_max + 1);
+  r = grep_tool(s.ws, json{{"pattern", "ALERT"}, {"glob", "huge.py"}});
+  CHECK(r.content ==
+        "No matches found\n[1 file not searched: larger than 16777216 bytes or unreadable]");
+  CHECK(r.read_paths.empty());
+  fs::remove(s.root() / "huge.py");
   r = grep_tool(s.ws, json{{"pattern", "(unclosed"}});
   CHECK(r.is_error);
   CHECK(r.content.rfind("Grep: '(unclosed' is not a regular expression (RE2): ", 0) == 0);
