@@ -135,7 +135,8 @@ struct http_client::impl {
 
   std::optional<error> connect(steady_clock::time_point deadline);
   exchange_result exchange(const request_type& request, bool head,
-                           steady_clock::time_point deadline);
+                           steady_clock::time_point deadline,
+                           const http_client::body_fn* on_body = nullptr);
   error transport_error(const beast::error_code& ec) const;
   request_type build(std::string_view method, std::string_view target, std::string body,
                      std::string content_type, const http_headers& extra) const;
@@ -181,9 +182,9 @@ error http_client::impl::transport_error(const beast::error_code& ec) const {
   return make_error(errc::unavailable, "connection to " + url_text + " failed: " + ec.message());
 }
 
-http_client::impl::exchange_result http_client::impl::exchange(const request_type& request,
-                                                               bool head,
-                                                               steady_clock::time_point deadline) {
+http_client::impl::exchange_result http_client::impl::exchange(
+    const request_type& request, bool head, steady_clock::time_point deadline,
+    const http_client::body_fn* on_body) {
   assert(stream);
   const bool reused = requests_on_connection > 0;
   beast::error_code ec;
@@ -207,7 +208,22 @@ http_client::impl::exchange_result http_client::impl::exchange(const request_typ
   if (!ec && parser.content_length().value_or(0) > response_body_bytes_max) {
     ec = http::error::body_limit;
   }
-  if (!ec && !parser.is_done()) {
+  if (!ec && !parser.is_done() && on_body != nullptr && parser.chunked()) {
+    // A chunked body goes to the caller as it arrives; each read has the
+    // whole timeout (a stream may run far longer than one request).
+    // The parser keeps a reference to the callback: it lives until the end.
+    auto deliver = [on_body](std::uint64_t, beast::string_view piece, beast::error_code&) {
+      (*on_body)(std::string_view(piece.data(), piece.size()));
+      return piece.size();
+    };
+    parser.on_chunk_body(deliver);
+    while (!ec && !parser.is_done()) {
+      stream->expires_after(timeout);
+      http::async_read_some(*stream, buffer, parser,
+                            [&ec](beast::error_code e, std::size_t) { ec = e; });
+      run();
+    }
+  } else if (!ec && !parser.is_done()) {
     http::async_read(*stream, buffer, parser, [&ec](beast::error_code e, std::size_t) { ec = e; });
     run();
   }
@@ -271,6 +287,18 @@ const base_url& http_client::url() const noexcept {
 expected<http_response> http_client::request(std::string_view method, std::string_view target,
                                              std::string body, std::string content_type,
                                              headers extra) {
+  return send(method, target, std::move(body), std::move(content_type), std::move(extra), nullptr);
+}
+
+expected<http_response> http_client::request_streamed(std::string_view method,
+                                                      std::string_view target, std::string body,
+                                                      const body_fn& on_body, headers extra) {
+  return send(method, target, std::move(body), "application/json", std::move(extra), &on_body);
+}
+
+expected<http_response> http_client::send(std::string_view method, std::string_view target,
+                                          std::string body, std::string content_type, headers extra,
+                                          const body_fn* on_body) {
   if (auto bad = check_request(method, target, extra)) {
     return std::move(*bad);
   }
@@ -287,7 +315,7 @@ expected<http_response> http_client::request(std::string_view method, std::strin
         return std::move(*failed);
       }
     }
-    auto result = impl_->exchange(request, head, deadline);
+    auto result = impl_->exchange(request, head, deadline, on_body);
     if (result.response) {
       return std::move(result.response);
     }

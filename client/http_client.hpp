@@ -6,6 +6,7 @@
 // actor or an Asio thread of the node.
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -67,9 +68,25 @@ class http_client {
                                                 std::string content_type = "application/json",
                                                 headers extra = {});
 
+  /// Called with each piece of a streamed (chunked) reply body as it arrives.
+  using body_fn = std::function<void(std::string_view)>;
+
+  /// Like request(), with a JSON body, but a chunked reply's body goes to
+  /// `on_body` as it arrives (the response's own body stays empty) and the
+  /// timeout bounds each wait for more rather than the whole reply. A reply
+  /// that is not chunked (an error answer) is read whole, as by request().
+  [[nodiscard]] expected<http_response> request_streamed(std::string_view method,
+                                                         std::string_view target, std::string body,
+                                                         const body_fn& on_body,
+                                                         headers extra = {});
+
   [[nodiscard]] const base_url& url() const noexcept;
 
  private:
+  [[nodiscard]] expected<http_response> send(std::string_view method, std::string_view target,
+                                             std::string body, std::string content_type,
+                                             headers extra, const body_fn* on_body);
+
   struct impl;
   std::unique_ptr<impl> impl_;
 };

@@ -1,11 +1,11 @@
 #include "storage/db.hpp"
 
 #include <algorithm>
-#include <chrono>
-#include <mutex>
 #include <array>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <mutex>
 
 #include <rocksdb/cache.h>
 #include <rocksdb/db.h>
@@ -173,9 +173,9 @@ expected<std::unique_ptr<db>> db::open(const storage_options& options) {
     descriptors.emplace_back(std::string(name), rocksdb::ColumnFamilyOptions());
   }
   for (const auto& name : existing) {
-    const bool known = name == rocksdb::kDefaultColumnFamilyName ||
-                       std::find(column_names.begin(), column_names.end(), name) !=
-                           column_names.end();
+    const bool known =
+        name == rocksdb::kDefaultColumnFamilyName ||
+        std::find(column_names.begin(), column_names.end(), name) != column_names.end();
     if (!known) {
       descriptors.emplace_back(name, rocksdb::ColumnFamilyOptions());
     }
@@ -251,8 +251,8 @@ expected<std::optional<std::string>> db::get(column c, std::string_view key, uin
   }
   auto stored = decode_stored(bytes);
   if (!stored) {
-    return make_error(errc::corrupt, "value in " + std::string(to_string(c)) + " is unreadable: " +
-                                         stored.err().message);
+    return make_error(errc::corrupt, "value in " + std::string(to_string(c)) +
+                                         " is unreadable: " + stored.err().message);
   }
   if (stored->expires_at_ms != 0 && stored->expires_at_ms <= now_ms) {
     return std::optional<std::string>{};
@@ -270,16 +270,15 @@ expected<bool> db::remove(column c, std::string_view key) {
   return true;
 }
 
-expected<std::vector<std::pair<std::string, std::string>>> db::scan_prefix(column c,
-                                                                          std::string_view prefix,
-                                                                          uint64_t now_ms,
-                                                                          size_t limit) {
+expected<std::vector<std::pair<std::string, std::string>>> db::scan_prefix(
+    column c, std::string_view prefix, uint64_t now_ms, size_t limit, std::string_view from) {
   std::vector<std::pair<std::string, std::string>> out;
   std::unique_ptr<rocksdb::Iterator> it(
       impl_->rocks->NewIterator(rocksdb::ReadOptions(), impl_->cf(c)));
   const rocksdb::Slice start(prefix.data(), prefix.size());
-  for (it->Seek(start); it->Valid() && out.size() < limit && it->key().starts_with(start);
-       it->Next()) {
+  const auto seek = from > prefix ? from : prefix;
+  for (it->Seek(rocksdb::Slice(seek.data(), seek.size()));
+       it->Valid() && out.size() < limit && it->key().starts_with(start); it->Next()) {
     auto stored = decode_stored(std::string_view(it->value().data(), it->value().size()));
     if (!stored || (stored->expires_at_ms != 0 && stored->expires_at_ms <= now_ms)) {
       continue;  // unreadable or expired: not part of the answer
@@ -293,7 +292,8 @@ expected<std::vector<std::pair<std::string, std::string>>> db::scan_prefix(colum
 }
 
 expected<size_t> db::sweep_expired(column c, uint64_t now_ms, size_t limit) {
-  std::unique_ptr<rocksdb::Iterator> it(impl_->rocks->NewIterator(rocksdb::ReadOptions(), impl_->cf(c)));
+  std::unique_ptr<rocksdb::Iterator> it(
+      impl_->rocks->NewIterator(rocksdb::ReadOptions(), impl_->cf(c)));
   size_t removed = 0;
   for (it->SeekToFirst(); it->Valid() && removed < limit; it->Next()) {
     auto value = it->value();

@@ -76,9 +76,11 @@ class db {
   [[nodiscard]] expected<bool> remove(column c, std::string_view key);
 
   /// Up to `limit` unexpired entries of `c` whose key starts with `prefix`,
-  /// in key order, as (key, value) pairs. Bounded so a scan never runs long.
+  /// in key order, as (key, value) pairs, starting at the first key not
+  /// below `from` (empty: the prefix's first). Bounded so a scan never runs
+  /// long; `from` pages through a long one.
   [[nodiscard]] expected<std::vector<std::pair<std::string, std::string>>> scan_prefix(
-      column c, std::string_view prefix, uint64_t now_ms, size_t limit);
+      column c, std::string_view prefix, uint64_t now_ms, size_t limit, std::string_view from = {});
 
   /// Deletes up to `limit` entries of `c` that expired at `now_ms`; returns
   /// how many went. Bounded so a sweep never holds the disk for long.

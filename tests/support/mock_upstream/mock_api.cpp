@@ -788,6 +788,7 @@ struct answer {
   std::string model;
   std::string text;       ///< a text answer: T
   std::string tool_name;  ///< set instead for a tool call
+  ojson tool_args;        ///< its input
   token_usage usage;      ///< the cache's share is settled when the call is admitted
 
   bool is_tool_call() const { return !tool_name.empty(); }
@@ -858,6 +859,46 @@ std::string files_seen(std::string_view asked) {
   return out;
 }
 
+/// The step of a scripted conversation this request is at, if it is one:
+/// the first user message whose text has a line "mock-script: [...]"
+/// carries the steps, and the number of assistant messages after it says
+/// which step is due. Past the last step the answer is "mock script done".
+std::optional<ojson> scripted_step(const json& messages) {
+  constexpr std::string_view marker = "mock-script:";
+  std::size_t answered = 0;
+  std::optional<ojson> steps;
+  for (const auto& message : messages) {
+    if (steps) {
+      answered += string_field(message, "role") == "assistant" ? 1 : 0;
+      continue;
+    }
+    if (string_field(message, "role") != "user") {
+      continue;
+    }
+    std::string text;
+    if (const auto content = message.find("content"); content != message.end()) {
+      for_each_text(*content, [&text](std::string_view t) { text += t; });
+    }
+    const auto at = text.find(marker);
+    if (at == std::string::npos || (at > 0 && text[at - 1] != '\n')) {
+      continue;
+    }
+    const auto end = text.find('\n', at);
+    auto parsed = ojson::parse(
+        text.substr(at + marker.size(), end == std::string::npos ? end : end - at - marker.size()),
+        nullptr, false);
+    steps = parsed.is_array() ? std::move(parsed)
+                              : ojson::array({ojson{{"text", "mock script unreadable"}}});
+  }
+  if (!steps) {
+    return std::nullopt;
+  }
+  if (answered < steps->size() && (*steps)[answered].is_object()) {
+    return (*steps)[answered];
+  }
+  return ojson{{"text", "mock script done"}};
+}
+
 /// The answer to a validated Messages request whose prompt is `plan`, before
 /// the cache has its say.
 answer message_answer(const json& body, std::uint64_t n, const prompt_plan& plan) {
@@ -865,10 +906,24 @@ answer message_answer(const json& body, std::uint64_t n, const prompt_plan& plan
   a.n = n;
   a.model = body.at("model").get<std::string>();
   a.usage.input_tokens = plan.input_tokens();
+  if (auto step = scripted_step(body.at("messages"))) {
+    if (const auto tool = step->find("tool"); tool != step->end() && tool->is_string()) {
+      a.tool_name = tool->get<std::string>();
+      const auto input = step->find("input");
+      a.tool_args = input != step->end() && input->is_object() ? *input : ojson::object();
+      a.usage.output_tokens = tokens_for_bytes(dump(a.tool_args).size());
+      return a;
+    }
+    const auto text = step->find("text");
+    a.text = text != step->end() && text->is_string() ? text->get<std::string>() : "mock step";
+    a.usage.output_tokens = tokens_for_bytes(a.text.size());
+    return a;
+  }
   const std::string asked = last_user_text(body.at("messages"));
   const auto tools = body.find("tools");
   if (tools != body.end() && !tools->empty() && asked.find("use tool") != std::string::npos) {
     a.tool_name = tools->at(0).at("name").get<std::string>();
+    a.tool_args = tool_input();
     a.usage.output_tokens = tokens_for_bytes(dump(tool_input()).size());
     return a;
   }
@@ -907,7 +962,7 @@ ojson content_block(const answer& a, bool streaming) {
     return ojson{{"type", "tool_use"},
                  {"id", "toolu_mock_" + std::to_string(a.n)},
                  {"name", a.tool_name},
-                 {"input", streaming ? ojson::object() : tool_input()}};
+                 {"input", streaming ? ojson::object() : a.tool_args}};
   }
   return ojson{{"type", "text"}, {"text", streaming ? std::string() : a.text}};
 }
@@ -928,7 +983,7 @@ std::vector<std::string> message_events(const answer& a) {
       sse_event("content_block_start", ojson{{"type", "content_block_start"},
                                              {"index", 0},
                                              {"content_block", content_block(a, true)}}));
-  const std::string input = a.is_tool_call() ? dump(tool_input()) : std::string();
+  const std::string input = a.is_tool_call() ? dump(a.tool_args) : std::string();
   // The deltas are most of a long answer's events: spelled out around the
   // piece (the bytes sse_event would make), not built as JSON objects each.
   const std::string delta_head =
@@ -1412,7 +1467,7 @@ struct mock_api::impl {
     a.usage.output_tokens = tokens_for_bytes(a.text.size());
   }
 
-  const milliseconds delay_;  ///< --delay-ms: before every model call's reply
+  const milliseconds delay_;          ///< --delay-ms: before every model call's reply
   const std::uint64_t answer_bytes_;  ///< --answer-bytes
   std::atomic<std::uint64_t> next_request_{1};
   std::atomic<std::size_t> open_connections_{0};
