@@ -48,8 +48,9 @@ bool valid_name(std::string_view name) {
   });
 }
 
-/// `Bash(git diff *)` or `Read`.
-expected<tool_rule> parse_rule(std::string_view text) {
+}  // namespace
+
+expected<tool_rule> parse_tool_rule(std::string_view text) {
   text = trim(text);
   tool_rule rule;
   const auto open = text.find('(');
@@ -70,6 +71,8 @@ expected<tool_rule> parse_rule(std::string_view text) {
   }
   return rule;
 }
+
+namespace {
 
 /// Splits Claude Code's comma-separated tool list, keeping commas inside a
 /// rule's parentheses.
@@ -119,7 +122,7 @@ expected<std::vector<tool_rule>> read_rules(const YAML::Node& node, const std::s
   }
   std::vector<tool_rule> rules;
   for (const auto& text : texts) {
-    auto rule = parse_rule(text);
+    auto rule = parse_tool_rule(text);
     if (!rule) {
       return at_line(source, line_of(node), std::string(key) + ": " + rule.err().message);
     }

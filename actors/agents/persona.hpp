@@ -57,6 +57,9 @@ struct tool_rule {
   [[nodiscard]] std::string text() const;
 };
 
+/// `Bash(git diff *)` or `Read` as a rule; an error says what is wrong.
+[[nodiscard]] expected<tool_rule> parse_tool_rule(std::string_view text);
+
 struct persona_triggers {
   /// Case-insensitive, as whole words.
   std::vector<std::string> keywords;

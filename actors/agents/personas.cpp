@@ -7,8 +7,8 @@
 #include <utility>
 #include <vector>
 
-#include <caf/all.hpp>
 #include <spdlog/logger.h>
+#include <caf/all.hpp>
 
 #include "actors/agents/messages.hpp"
 #include "actors/agents/persona.hpp"
@@ -201,14 +201,6 @@ child_spec personas_child(std::shared_ptr<node_context> ctx) {
     });
   };
   return spec;
-}
-
-child_spec agents_family(std::shared_ptr<node_context> ctx) {
-  supervisor_spec spec;
-  spec.strat = strategy::one_for_one;
-  spec.policy = make_restart_policy(ctx->config.supervisor);
-  spec.children.push_back(personas_child(ctx));
-  return supervisor_child("agents", std::move(ctx), std::move(spec));
 }
 
 }  // namespace troupe::agents

@@ -1,8 +1,8 @@
 #pragma once
 
-// The agents family, under the `agents` supervisor (one_for_one):
-//   agents/personas  the persona catalog: the node's persona files and, per
-//                    workspace, its `.claude/agents/` (actors/agents/messages.hpp).
+// The persona catalog, `agents/personas` (the rest of the family is in
+// actors/agents/agents.hpp): the node's persona files and, per workspace,
+// its `.claude/agents/` (actors/agents/messages.hpp).
 // It reads files, so it runs detached (a thread of its own), never on a
 // scheduler thread. Every request checks the files' sizes and times and
 // reads them again when one changed, appeared or went away: an edited
@@ -23,8 +23,5 @@ namespace troupe::agents {
 inline constexpr size_t workspaces_cached_max = 64;
 
 [[nodiscard]] child_spec personas_child(std::shared_ptr<node_context> ctx);
-
-/// The `agents` family.
-[[nodiscard]] child_spec agents_family(std::shared_ptr<node_context> ctx);
 
 }  // namespace troupe::agents

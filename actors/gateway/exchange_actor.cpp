@@ -13,15 +13,16 @@ namespace {
 struct exchange_state {
   std::shared_ptr<exchange_sink> sink;
   caf::actor family;
+  bool anthropic = true;
   static inline const char* name = "troupe.gateway.exchange";
 };
 
 using exchange_actor = caf::stateful_actor<exchange_state>;
 
-/// The answer when the family cannot take the request (Anthropic's shape:
-/// the LLM routes' clients parse it; 529 tells them to retry).
-void overloaded(exchange_actor* self, const std::string& why) {
-  auto reply = anthropic_error_reply(errc::unavailable, why);
+/// The answer when the family cannot take the request: in Anthropic's shape
+/// on the LLM routes (their clients parse it; 529 tells them to retry).
+void refuse(exchange_actor* self, errc code, const std::string& why) {
+  auto reply = self->state.anthropic ? anthropic_error_reply(code, why) : error_reply(code, why);
   self->state.sink->reply(reply.status, {{"content-type", std::move(reply.content_type)}},
                           std::move(reply.body));
   self->quit();
@@ -30,19 +31,25 @@ void overloaded(exchange_actor* self, const std::string& why) {
 }  // namespace
 
 caf::actor spawn_exchange(caf::actor_system& system, std::shared_ptr<node_context> ctx,
-                          std::string family_path, exchange_request request,
+                          family_exchange target, exchange_request request,
                           std::shared_ptr<exchange_sink> sink) {
-  return system.spawn([ctx = std::move(ctx), path = std::move(family_path),
+  return system.spawn([ctx = std::move(ctx), target = std::move(target),
                        request = std::move(request),
                        sink = std::move(sink)](exchange_actor* self) mutable -> caf::behavior {
     auto& st = self->state;
     st.sink = std::move(sink);
-    st.family = ctx->registry.current(path);
+    st.anthropic = target.anthropic;
+    st.family = ctx->registry.current(target.path);
     if (!st.family) {
-      auto route = ctx->registry.find(path);
-      overloaded(self, "the LLM router is " +
-                           (route ? std::string(to_string(route->state)) : "not started") +
-                           "; retry in a moment");
+      auto route = ctx->registry.find(target.path);
+      if (!route && !target.missing.empty()) {
+        refuse(self, errc::not_found, target.missing);
+        return {};
+      }
+      refuse(self, errc::unavailable,
+             "'" + target.path + "' is " +
+                 (route ? std::string(to_string(route->state)) : "not started") +
+                 "; retry in a moment");
       return {};
     }
     // A request: if the family's actor dies with it unread, this actor
@@ -51,7 +58,9 @@ caf::actor spawn_exchange(caf::actor_system& system, std::shared_ptr<node_contex
     self->request(st.family, caf::infinite, std::string(http_msg::request_type),
                   encode(http_msg::to_message(std::move(request))), uint64_t{0})
         .then([](std::string&, std::string&, uint64_t) {},
-              [self](caf::error&) { overloaded(self, "the LLM router went down; retry"); });
+              [self](caf::error&) {
+                refuse(self, errc::unavailable, "the actor answering went down; retry");
+              });
     return {
         [self](const std::string& type, const std::string& body, uint64_t) {
           auto& s = self->state;

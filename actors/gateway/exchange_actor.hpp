@@ -12,6 +12,7 @@
 
 #include <caf/fwd.hpp>
 
+#include "actors/gateway/routes.hpp"
 #include "runtime/node/http_exchange.hpp"
 
 namespace troupe {
@@ -19,12 +20,12 @@ namespace troupe {
 struct node_context;
 
 /// Spawns the actor for one exchange: `request` goes to the actor at
-/// `family_path`; what comes back goes to `sink` (the connection's, which
+/// `target.path`; what comes back goes to `sink` (the connection's, which
 /// answers 500 for an exchange it is let go of unanswered). It ends with
 /// the answer, or when the family can no longer give one.
 [[nodiscard]] caf::actor spawn_exchange(caf::actor_system& system,
-                                        std::shared_ptr<node_context> ctx,
-                                        std::string family_path, exchange_request request,
+                                        std::shared_ptr<node_context> ctx, family_exchange target,
+                                        exchange_request request,
                                         std::shared_ptr<exchange_sink> sink);
 
 }  // namespace troupe

@@ -277,10 +277,19 @@ routed router::route_personas(const http_request_view& req, std::string_view pat
     return actor_call{
         agents::personas_path, make_envelope(type, body), timeout, reply_shape::body_json, {}, {}};
   };
-  if (!query_values(req.target, "agent").empty()) {
-    return error_reply(
-        errc::bad_request,
-        "?agent= needs agents, which this node does not run yet: use ?workspace=DIR");
+  if (const auto agent = query_values(req.target, "agent"); !agent.empty()) {
+    if (path != "/v1/personas" && path != "/v1/personas/") {
+      return error_reply(errc::bad_request, "?agent= goes with GET /v1/personas only");
+    }
+    if (req.method != "GET") {
+      return error_reply(errc::method_not_allowed, "use GET /v1/personas");
+    }
+    return actor_call{agents::manager_path,
+                      make_envelope(agents::agent_personas_type, agents::agent_name{agent.front()}),
+                      timeout,
+                      reply_shape::body_json,
+                      {},
+                      {}};
   }
   const auto workspaces = query_values(req.target, "workspace");
   const auto workspace = workspaces.empty() ? std::string() : workspaces.front();
@@ -318,6 +327,74 @@ routed router::route_personas(const http_request_view& req, std::string_view pat
     return error_reply(errc::method_not_allowed, "use GET /v1/personas/{name}");
   }
   return call(agents::persona_get_type, agents::persona_name{std::string(name), workspace});
+}
+
+routed router::route_agents(const http_request_view& req, std::string_view path) const {
+  const auto timeout = std::chrono::milliseconds{ctx_->config.gateway.request_timeout_ms};
+  auto call = [&](std::string to, envelope msg) -> routed {
+    return actor_call{std::move(to), std::move(msg), timeout, reply_shape::body_json, {}, {}};
+  };
+  if (path == "/v1/agents" || path == "/v1/agents/") {
+    if (req.method == "GET") {
+      return call(agents::manager_path, make_envelope(agents::agent_list_type, empty_body{}));
+    }
+    if (req.method != "POST") {
+      return error_reply(errc::method_not_allowed, "use GET or POST /v1/agents");
+    }
+    auto spec = parse_json_body(req.body);
+    if (!spec) {
+      return error_reply_of(spec.err());
+    }
+    if (!spec->is_object()) {
+      return error_reply(errc::bad_request, "the body must be a JSON object");
+    }
+    const auto bytes = json::to_msgpack(*spec);
+    return call(agents::manager_path,
+                envelope{agents::agent_create_type, std::string(bytes.begin(), bytes.end()), 0});
+  }
+  auto rest = path.substr(std::string_view("/v1/agents/").size());
+  const auto slash = rest.find('/');
+  const std::string name(rest.substr(0, slash));
+  const auto what = slash == std::string_view::npos ? std::string_view{} : rest.substr(slash);
+  if (name.empty()) {
+    return error_reply(errc::not_found, "no route for '" + std::string(path) + "'");
+  }
+  if (what.empty() && req.method == "GET") {
+    return call(agents::manager_path,
+                make_envelope(agents::agent_get_type, agents::agent_name{name}));
+  }
+  if (what.empty() && req.method == "DELETE") {
+    return call(agents::manager_path,
+                make_envelope(agents::agent_delete_type, agents::agent_name{name}));
+  }
+  if (what == "/prompt" && req.method == "POST") {
+    if (draining.load()) {
+      return error_reply(errc::shutting_down, "the troupe node is shutting down");
+    }
+    return family_exchange{agents::live_prefix + name, false, "no agent '" + name + "'"};
+  }
+  if (what == "/stop" && req.method == "POST") {
+    return call(agents::live_prefix + name, make_envelope(agents::agent_stop_type, empty_body{}));
+  }
+  if (what == "/transcript" && req.method == "GET") {
+    agents::transcript_query q{name, 0, 0};
+    for (auto [field, into] : {std::pair{"after", &q.after}, std::pair{"limit", &q.limit}}) {
+      const auto values = query_values(req.target, field);
+      if (values.empty()) {
+        continue;
+      }
+      auto [end, ec] =
+          std::from_chars(values[0].data(), values[0].data() + values[0].size(), *into);
+      if (ec != std::errc{} || end != values[0].data() + values[0].size()) {
+        return error_reply(
+            errc::bad_request,
+            std::string(field) + " must be a whole number (got '" + values[0] + "')");
+      }
+    }
+    return call(agents::manager_path, make_envelope(agents::agent_transcript_type, q));
+  }
+  return error_reply(errc::not_found,
+                     "no route for " + std::string(req.method) + " " + std::string(path));
 }
 
 routed router::cache_invalidate(const http_request_view& req) const {
@@ -455,6 +532,9 @@ routed router::route_v1(const http_request_view& req) const {
   }
   if (path == "/v1/personas" || path.starts_with("/v1/personas/")) {
     return route_personas(req, path);
+  }
+  if (path == "/v1/agents" || path.starts_with("/v1/agents/")) {
+    return route_agents(req, path);
   }
   if (path == "/v1/actors") {
     return req.method == "GET" ? actor_tree()

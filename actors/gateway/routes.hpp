@@ -76,10 +76,19 @@ struct actor_kill {
   std::string path;
 };
 
-/// Routes the LLM family answers itself: the connection's exchange actor
-/// sends it the whole request (`http.request` to llm/router), and it
-/// answers by message, maybe streamed.
-struct family_exchange {};
+/// Routes a family answers itself: the connection's exchange actor sends
+/// the whole request (`http.request`) to the actor at `path` (llm/router
+/// for the LLM routes, agents/live/<name> for a prompt), which answers by
+/// message, maybe streamed.
+struct family_exchange {
+  std::string path = "llm/router";
+  /// Errors the edge itself answers are in Anthropic's shape (the LLM
+  /// routes), else in troupe's.
+  bool anthropic = true;
+  /// What to answer (404) when nothing is at `path`; empty: the family is
+  /// down (503).
+  std::string missing;
+};
 
 /// GET /v1/sessions/{id}/attach: the connection becomes a terminal viewer.
 struct session_attach {
@@ -115,6 +124,7 @@ class router {
   [[nodiscard]] routed route_cache(const http_request_view& req, std::string_view path) const;
   [[nodiscard]] routed route_sessions(const http_request_view& req, std::string_view path) const;
   [[nodiscard]] routed route_personas(const http_request_view& req, std::string_view path) const;
+  [[nodiscard]] routed route_agents(const http_request_view& req, std::string_view path) const;
   [[nodiscard]] routed cache_stats() const;
   [[nodiscard]] routed cache_invalidate(const http_request_view& req) const;
   /// The cache family's client: the node's, or one that only routes.

@@ -687,8 +687,8 @@ class session : public std::enable_shared_from_this<session> {
       }
       return start_attach(std::move(attach->id), attach->readonly);
     }
-    if (std::holds_alternative<family_exchange>(result)) {
-      return start_exchange();
+    if (auto* exchange = std::get_if<family_exchange>(&result)) {
+      return start_exchange(std::move(*exchange));
     }
     auto& call = std::get<actor_call>(result);
     const auto shape = call.shape;
@@ -706,7 +706,7 @@ class session : public std::enable_shared_from_this<session> {
 
   /// Hands the request to the LLM family through an exchange actor, whose
   /// sink hops back onto this connection's strand.
-  void start_exchange();
+  void start_exchange(family_exchange target);
 
   /// The connection becomes a WebSocket viewer; this HTTP session ends.
   void start_attach(std::string id, bool readonly) {
@@ -1083,7 +1083,7 @@ class session_sink : public exchange_sink {
   uint64_t id_;
 };
 
-void session::start_exchange() {
+void session::start_exchange(family_exchange target) {
   exchange_request req;
   req.method = std::string(request_.method_string());
   req.target = std::string(request_.target());
@@ -1100,9 +1100,9 @@ void session::start_exchange() {
     return sink->reply(answer.status, {{"content-type", "application/json"}},
                        std::move(answer.body));
   }
-  exchange_actor_ =
-      spawn_exchange(*server_->system, server_->ctx, "llm/router", std::move(req), std::move(sink))
-          .address();
+  exchange_actor_ = spawn_exchange(*server_->system, server_->ctx, std::move(target),
+                                   std::move(req), std::move(sink))
+                        .address();
 }
 
 expected<tcp::endpoint> parse_listen(const std::string& listen) {

@@ -21,7 +21,7 @@
 #include <caf/all.hpp>
 #include <caf/io/all.hpp>
 
-#include "actors/agents/personas.hpp"
+#include "actors/agents/agents.hpp"
 #include "actors/cache/cache.hpp"
 #include "actors/gateway/listener.hpp"
 #include "actors/gateway/server.hpp"
@@ -57,7 +57,7 @@ supervisor_spec root_spec(const std::shared_ptr<node_context>& ctx,
   root.children.push_back(system_child(ctx, store));
   root.children.push_back(std::move(cache));
   root.children.push_back(std::move(llm));
-  root.children.push_back(agents::agents_family(ctx));
+  root.children.push_back(agents::agents_family(ctx, store));
   root.children.push_back(std::move(sessions));
   root.children.push_back(std::move(gateway));
   return root;

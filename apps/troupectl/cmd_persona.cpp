@@ -7,13 +7,36 @@ namespace troupe::ctl {
 
 namespace {
 
+struct persona_args {
+  std::string workspace;
+  std::string agent;
+  std::string name;
+  std::string prompt;
+};
+
 /// `--workspace DIR`, resolved here (the node's working directory is not
-/// the user's), as a query string or "".
-expected<std::string> workspace_of(const std::string& dir) {
-  if (dir.empty()) {
+/// the user's), or `--agent NAME`'s workspace, as the node has it; "" for
+/// neither.
+expected<std::string> workspace_of(const context& ctx, const persona_args& args) {
+  if (!args.agent.empty()) {
+    if (!args.workspace.empty()) {
+      return make_error(errc::bad_request, "give --agent or --workspace, not both");
+    }
+    auto client = ctx.make_client();
+    const auto shown = call(client, "GET", "/v1/agents/" + percent_encode(args.agent));
+    if (shown.failed) {
+      return make_error(errc::not_found, shown.failed->message);
+    }
+    const auto doc = parse_json(shown.reply.body);
+    if (!doc || !doc->is_object() || !doc->contains("spec")) {
+      return make_error(errc::internal, bad_reply("GET /v1/agents/" + args.agent).message);
+    }
+    return field_text((*doc)["spec"], "workspace");
+  }
+  if (args.workspace.empty()) {
     return std::string();
   }
-  return absolute_dir(dir);
+  return absolute_dir(args.workspace);
 }
 
 std::string list_text(const json& list) {
@@ -26,23 +49,19 @@ std::string list_text(const json& list) {
   return out;
 }
 
-struct persona_args {
-  std::string workspace;
-  std::string name;
-  std::string prompt;
-};
-
 void add_workspace_option(CLI::App& sub, persona_args& args) {
   sub.add_option("--workspace", args.workspace,
                  "a workspace whose .claude/agents/ adds to the node's personas");
+  sub.add_option("--agent", args.agent, "the personas this agent sees (its workspace's)");
 }
 
 // ---- persona ls
 
 int run_persona_ls(const context& ctx, const persona_args& args) {
-  auto workspace = workspace_of(args.workspace);
+  auto workspace = workspace_of(ctx, args);
   if (!workspace) {
-    return usage_error("--workspace: " + workspace.err().message);
+    return usage_error((args.agent.empty() ? "--workspace: " : "--agent: ") +
+                       workspace.err().message);
   }
   auto client = ctx.make_client();
   const auto target =
@@ -85,9 +104,10 @@ std::function<int(const context&)> add_persona_ls(CLI::App& sub) {
 // ---- persona show
 
 int run_persona_show(const context& ctx, const persona_args& args) {
-  auto workspace = workspace_of(args.workspace);
+  auto workspace = workspace_of(ctx, args);
   if (!workspace) {
-    return usage_error("--workspace: " + workspace.err().message);
+    return usage_error((args.agent.empty() ? "--workspace: " : "--agent: ") +
+                       workspace.err().message);
   }
   auto client = ctx.make_client();
   const auto target =
@@ -138,9 +158,10 @@ std::function<int(const context&)> add_persona_show(CLI::App& sub) {
 // ---- persona match
 
 int run_persona_match(const context& ctx, const persona_args& args) {
-  auto workspace = workspace_of(args.workspace);
+  auto workspace = workspace_of(ctx, args);
   if (!workspace) {
-    return usage_error("--workspace: " + workspace.err().message);
+    return usage_error((args.agent.empty() ? "--workspace: " : "--agent: ") +
+                       workspace.err().message);
   }
   json body{{"prompt", args.prompt}};
   if (!workspace->empty()) {

@@ -16,6 +16,7 @@ namespace troupe::ctl {
 [[nodiscard]] run_fn add_usage_command(CLI::App& sub);
 [[nodiscard]] run_fn add_session_command(CLI::App& sub);
 [[nodiscard]] run_fn add_persona_command(CLI::App& sub);
+[[nodiscard]] run_fn add_agent_command(CLI::App& sub);
 /// `session attach`, registered by `session`.
 [[nodiscard]] run_fn add_session_attach_command(CLI::App& sub);
 

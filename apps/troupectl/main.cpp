@@ -12,7 +12,7 @@
 namespace troupe::ctl {
 namespace {
 
-constexpr std::array<command_entry, 9> commands{{
+constexpr std::array<command_entry, 10> commands{{
     {"status", "node info and health", add_status_command},
     {"tree", "supervision tree with states and restart counts", add_tree_command},
     {"send", "send a message to any actor, print the reply", add_send_command},
@@ -23,6 +23,7 @@ constexpr std::array<command_entry, 9> commands{{
      add_usage_command},
     {"session", "PTY sessions: new, ls, attach, log, kill", add_session_command},
     {"persona", "personas: ls, show, match", add_persona_command},
+    {"agent", "agents: new, ls, show, prompt, log, stop, kill", add_agent_command},
 }};
 
 /// Flags as given; empty strings mean "not given".

@@ -362,6 +362,13 @@ constexpr std::array key_table{
     number(TROUPE_KEY(sessions, io_threads), between(1, 64),
            "Asio threads of the terminals: PTY reads, WebSocket viewers"),
     text(TROUPE_KEY(agents, personas_dir), check_not_empty, "the node's persona files"),
+    text(TROUPE_KEY(agents, model), check_model, "an agent's model by default"),
+    list(TROUPE_KEY(agents, model_aliases), check_alias, "persona model aliases"),
+    number(TROUPE_KEY(agents, context_tokens), between(1000, 10'000'000),
+           "most tokens one call of an agent sends"),
+    number(TROUPE_KEY(agents, max_turns), between(1, 10'000), "model calls per prompt"),
+    number(TROUPE_KEY(agents, max_tokens), between(1, 1'000'000), "max_tokens of agent calls"),
+    number(TROUPE_KEY(agents, agents_max), between(1, 1'000'000), "agents one node holds"),
 };
 
 #undef TROUPE_KEY

@@ -257,6 +257,19 @@ struct agents_section {
   /// the node's working directory; a directory that does not exist holds
   /// none.
   std::string personas_dir = "configs/personas";
+  /// An agent's model when neither it nor its persona names one.
+  std::string model = "claude-sonnet-4-5";
+  /// What a persona's `model: sonnet|opus|haiku` means ("alias=model").
+  std::vector<std::string> model_aliases = {"sonnet=claude-sonnet-4-5", "opus=claude-opus-4-1",
+                                            "haiku=claude-haiku-4-5"};
+  /// Most tokens one model call of an agent may send, unless it says.
+  uint32_t context_tokens = 100000;
+  /// Model calls per prompt, unless the agent says.
+  uint32_t max_turns = 50;
+  /// max_tokens of an agent's model calls, unless it says.
+  uint32_t max_tokens = 8192;
+  /// Agents one node holds.
+  uint32_t agents_max = 10000;
 };
 
 struct node_config {

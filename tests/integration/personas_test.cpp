@@ -91,7 +91,10 @@ TEST_CASE("personas: the shipped ones and a workspace's, over HTTP and troupectl
   r = http.request("GET", "/v1/personas/nobody");
   REQUIRE(r);
   CHECK(r->status == 404);
-  r = http.request("GET", "/v1/personas?agent=a1");
+  r = http.request("GET", "/v1/personas?agent=a1");  // no such agent
+  REQUIRE(r);
+  CHECK(r->status == 404);
+  r = http.request("GET", "/v1/personas/reviewer?agent=a1");
   REQUIRE(r);
   CHECK(r->status == 400);
   r = http.request("GET", "/v1/personas?workspace=relative");

@@ -4,6 +4,7 @@
 // errors callers get.
 
 #include "actors/agents/personas.hpp"
+#include "actors/agents/agents.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -44,7 +45,7 @@ node_config config_with(const fs::path& personas) {
 struct family {
   explicit family(const fs::path& personas) : h(config_with(personas)) {
     supervisor_spec spec;
-    spec.children = {agents_family(h.ctx())};
+    spec.children = {agents_family(h.ctx(), nullptr)};
     h.ctx()->top_level_children = spec.children.size();
     h.start_root(std::move(spec));
     REQUIRE(wait_until([&] { return h.state_of(personas_path) == actor_state::running; }));

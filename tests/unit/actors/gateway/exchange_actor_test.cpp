@@ -49,7 +49,7 @@ TEST_CASE("exchange actor: the request goes to the router, a stream comes back i
   deterministic_system sys;
   sys.register_running("llm/router", sys.self());
   auto sink = std::make_shared<recording_sink>();
-  auto exchange = spawn_exchange(sys.system(), sys.ctx(), "llm/router", a_request(), sink);
+  auto exchange = spawn_exchange(sys.system(), sys.ctx(), family_exchange{}, a_request(), sink);
   sys.run();
   // A request (a router that dies with it unread is noticed), acknowledged
   // as the router does once it takes it.
@@ -74,7 +74,7 @@ TEST_CASE("exchange actor: a whole reply, and the client's leaving told to the r
   deterministic_system sys;
   sys.register_running("llm/router", sys.self());
   auto sink = std::make_shared<recording_sink>();
-  auto exchange = spawn_exchange(sys.system(), sys.ctx(), "llm/router", a_request(), sink);
+  auto exchange = spawn_exchange(sys.system(), sys.ctx(), family_exchange{}, a_request(), sink);
   sys.run();
   REQUIRE(sys.answer_next(taken()));
   // The connection says its client left: the router hears it.
@@ -90,7 +90,7 @@ TEST_CASE("exchange actor: a whole reply, and the client's leaving told to the r
 TEST_CASE("exchange actor: no router, or one that is down, is a 529 the client may retry") {
   deterministic_system sys;
   auto none = std::make_shared<recording_sink>();
-  (void)spawn_exchange(sys.system(), sys.ctx(), "llm/router", a_request(), none);
+  (void)spawn_exchange(sys.system(), sys.ctx(), family_exchange{}, a_request(), none);
   sys.run();
   REQUIRE(none->events.size() == 1);
   CHECK(none->events.front().starts_with("reply 529 "));
@@ -103,9 +103,21 @@ TEST_CASE("exchange actor: no router, or one that is down, is a 529 the client m
   sys.run();
   sys.register_running("llm/router", dead);
   auto down = std::make_shared<recording_sink>();
-  (void)spawn_exchange(sys.system(), sys.ctx(), "llm/router", a_request(), down);
+  (void)spawn_exchange(sys.system(), sys.ctx(), family_exchange{}, a_request(), down);
   sys.run();
   REQUIRE(down->events.size() == 1);
   CHECK(down->events.front().starts_with("reply 529 "));
   CHECK(down->events.front().find("went down") != std::string::npos);
+}
+
+TEST_CASE("exchange actor: a target that does not exist is troupe's 404 on troupe's routes") {
+  deterministic_system sys;
+  auto sink = std::make_shared<recording_sink>();
+  (void)spawn_exchange(sys.system(), sys.ctx(),
+                       family_exchange{"agents/live/x", false, "no agent 'x'"}, a_request(), sink);
+  sys.run();
+  REQUIRE(sink->events.size() == 1);
+  CHECK(sink->events.front().starts_with("reply 404 "));
+  CHECK(sink->events.front().find(R"({"error":{"code":"not_found","message":"no agent 'x'"}})") !=
+        std::string::npos);
 }

@@ -1,0 +1,1136 @@
+#include "actors/agents/agent.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <deque>
+#include <filesystem>
+#include <optional>
+#include <utility>
+
+#include <spdlog/logger.h>
+#include <caf/all.hpp>
+#include <nlohmann/json.hpp>
+
+#include "actors/agents/file_tools.hpp"
+#include "actors/agents/hooks.hpp"
+#include "actors/agents/persona.hpp"
+#include "actors/agents/transcript.hpp"
+#include "actors/cache/messages.hpp"
+#include "runtime/actor/ask.hpp"
+#include "runtime/actor/envelope_message.hpp"
+#include "runtime/log/log.hpp"
+#include "runtime/node/error_answer.hpp"
+#include "runtime/node/http_exchange.hpp"
+#include "runtime/node/node_context.hpp"
+#include "runtime/protocol/codec.hpp"
+#include "runtime/wall_clock.hpp"
+
+namespace troupe::agents {
+
+namespace {
+
+using json = nlohmann::json;
+
+/// What the Messages API version the agent's calls name.
+constexpr const char* api_version = "2023-06-01";
+/// How long persona lookups may take.
+constexpr std::chrono::seconds persona_timeout{10};
+/// Bash's default and longest timeout (Claude Code's).
+constexpr int64_t bash_timeout_default_ms = 120000;
+constexpr int64_t bash_timeout_max_ms = 600000;
+/// Prompts that may wait while an incarnation reads its transcript.
+constexpr size_t early_prompts_max = 16;
+/// The latest messages elision never touches: the last answer and what
+/// followed it.
+constexpr size_t keep_messages = 2;
+
+/// Who waits for a turn: an actor request (one reply at the end) or an
+/// HTTP exchange (events as they are written, SSE or one JSON answer).
+struct waiter {
+  std::optional<caf::response_promise> promise;
+  uint64_t correlation_id = 0;
+  caf::actor exchange;
+  bool sse = false;
+  bool head_sent = false;
+};
+
+enum class phase : uint8_t { loading, idle, persona, model, tools };
+
+std::string_view phase_name(phase p) {
+  switch (p) {
+    case phase::loading:
+      return "loading";
+    case phase::idle:
+      return "idle";
+    default:
+      return "running";
+  }
+}
+
+struct agent_state {
+  std::shared_ptr<node_context> ctx;
+  agent_spec spec;
+  conversation conv;
+  uint64_t next_seq = 1;
+  asker requests;
+  std::shared_ptr<spdlog::logger> log;
+  phase at = phase::loading;
+  /// The persona the current (or last) turn follows; none: no persona.
+  std::optional<persona> active;
+  std::string persona_name;
+  std::string model;
+  bool stop_requested = false;
+  std::optional<waiter> who;
+  std::vector<transcript_entry> turn_events;
+  usage_info turn_usage;
+  usage_info total_usage;
+  uint64_t calls = 0;
+  std::string last_stop;
+  std::string last_text;
+  /// The model call awaited (answers to older ones are ignored).
+  uint64_t call_generation = 0;
+  bool call_open = false;
+  std::string call_body;
+  std::vector<std::pair<waiter, std::string>> early;
+  static inline const char* name = "troupe.agents.agent";
+};
+
+using agent_actor = caf::stateful_actor<agent_state>;
+
+int64_t spent(const usage_info& u) {
+  return u.input_tokens + u.output_tokens + u.cache_creation_input_tokens +
+         u.cache_read_input_tokens;
+}
+
+void add_usage(usage_info& into, const usage_info& u) {
+  into.input_tokens += u.input_tokens;
+  into.output_tokens += u.output_tokens;
+  into.cache_creation_input_tokens += u.cache_creation_input_tokens;
+  into.cache_read_input_tokens += u.cache_read_input_tokens;
+}
+
+json usage_json(const usage_info& u) {
+  return json{{"input_tokens", u.input_tokens},
+              {"output_tokens", u.output_tokens},
+              {"cache_creation_input_tokens", u.cache_creation_input_tokens},
+              {"cache_read_input_tokens", u.cache_read_input_tokens}};
+}
+
+usage_info usage_of(const json& u) {
+  usage_info out;
+  if (!u.is_object()) {
+    return out;
+  }
+  auto num = [&u](const char* key) {
+    const auto it = u.find(key);
+    return it != u.end() && it->is_number_integer() ? it->get<int64_t>() : int64_t{0};
+  };
+  out.input_tokens = num("input_tokens");
+  out.output_tokens = num("output_tokens");
+  out.cache_creation_input_tokens = num("cache_creation_input_tokens");
+  out.cache_read_input_tokens = num("cache_read_input_tokens");
+  return out;
+}
+
+agent_info info_of(const agent_state& st) {
+  agent_info info;
+  info.spec = st.spec;
+  info.state =
+      st.stop_requested && st.at != phase::idle ? "stopping" : std::string(phase_name(st.at));
+  info.persona = st.persona_name;
+  info.entries = st.next_seq - 1;
+  info.calls = st.calls;
+  info.usage = st.total_usage;
+  info.last_stop = st.last_stop;
+  return info;
+}
+
+// ---- telling the waiter --------------------------------------------------
+
+void send_http(agent_actor* self, const caf::actor& to, const char* type, const auto& body) {
+  self->send(to, std::string(type), encode(body), uint64_t{0});
+}
+
+void http_error(agent_actor* self, const caf::actor& to, const error& e) {
+  auto answer = troupe_error(e.code, e.message);
+  send_http(self, to, http_msg::reply_type,
+            http_msg::reply{
+                answer.status, {{"content-type", "application/json"}}, std::move(answer.body)});
+}
+
+/// Refuses a prompt that could not start, to whoever asked.
+void refuse(agent_actor* self, waiter& w, const error& e) {
+  if (w.promise) {
+    deliver(*w.promise, make_error_envelope(e, w.correlation_id));
+  } else if (w.exchange) {
+    http_error(self, w.exchange, e);
+  }
+}
+
+void stream_event(agent_actor* self, waiter& w, const transcript_entry& e,
+                  const std::string& kind) {
+  if (!w.exchange || !w.sse) {
+    return;
+  }
+  if (!w.head_sent) {
+    w.head_sent = true;
+    send_http(self, w.exchange, http_msg::head_type,
+              http_msg::head{
+                  200, {{"content-type", "text/event-stream"}, {"cache-control", "no-cache"}}});
+  }
+  send_http(self, w.exchange, http_msg::chunk_type,
+            http_msg::chunk{"event: " + kind + "\ndata: " + e.data + "\n\n"});
+}
+
+/// The turn ended: the waiter gets its answer.
+void finish_waiter(agent_actor* self) {
+  auto& st = self->state;
+  if (!st.who) {
+    return;
+  }
+  auto w = std::move(*st.who);
+  st.who.reset();
+  prompt_reply reply{st.last_text, st.last_stop, st.turn_usage, std::move(st.turn_events)};
+  st.turn_events.clear();
+  if (w.promise) {
+    deliver(*w.promise,
+            make_envelope(std::string(agent_prompt_type) + ".reply", reply, w.correlation_id));
+    return;
+  }
+  if (!w.exchange) {
+    return;
+  }
+  if (w.sse) {
+    if (!w.head_sent) {  // cannot happen: turn_end is an event
+      send_http(self, w.exchange, http_msg::head_type,
+                http_msg::head{200, {{"content-type", "text/event-stream"}}});
+    }
+    send_http(self, w.exchange, http_msg::end_type, empty_body{});
+    return;
+  }
+  json events = json::array();
+  for (const auto& e : reply.events) {
+    events.push_back(json::parse(e.data, nullptr, false));
+  }
+  json body{{"text", reply.text},
+            {"stop_reason", reply.stop_reason},
+            {"usage", usage_json(reply.usage)},
+            {"events", std::move(events)}};
+  send_http(self, w.exchange, http_msg::reply_type,
+            http_msg::reply{200, {{"content-type", "application/json"}}, body.dump()});
+}
+
+// ---- the transcript --------------------------------------------------------
+
+using then_fn = std::function<void()>;
+
+void end_turn(agent_actor* self, const std::string& reason);
+
+/// Writes `entries` (kind and fields; seq and time are added), then applies
+/// them to the conversation, tells the waiter, and goes on with `then`. A
+/// failed write stops the turn: nothing is acted upon that is not written.
+void write(agent_actor* self, std::vector<json> entries, then_fn then) {
+  auto& st = self->state;
+  append_request req;
+  req.agent = st.spec.name;
+  for (auto& e : entries) {
+    e["seq"] = st.next_seq;
+    e["ts_ms"] = wall_ms();
+    req.entries.push_back(transcript_entry{st.next_seq, e.dump()});
+    ++st.next_seq;
+  }
+  st.requests.ask(self, journal_path, make_envelope(transcript_append_type, req), journal_timeout,
+                  [self, entries = std::move(entries), written = req.entries,
+                   then = std::move(then)](envelope reply) mutable {
+                    auto& s = self->state;
+                    if (reply.type == error_type) {
+                      const auto e = read_error(reply);
+                      s.log->error("agent {}: transcript write failed: {}", s.spec.name, e.message);
+                      // What was not written did not happen: later seqs fill the gap.
+                      s.last_stop = "error";
+                      s.last_text = "the transcript could not be written: " + e.message;
+                      s.at = phase::idle;
+                      s.call_open = false;
+                      finish_waiter(self);
+                      return;
+                    }
+                    for (size_t i = 0; i < entries.size(); ++i) {
+                      apply_entry(s.conv, entries[i]);
+                      const auto kind = entries[i].value("kind", "");
+                      if (s.who) {
+                        if (s.turn_events.size() < reply_events_max) {
+                          s.turn_events.push_back(written[i]);
+                        }
+                        stream_event(self, *s.who, written[i], kind);
+                      }
+                    }
+                    then();
+                  });
+}
+
+// ---- the loop --------------------------------------------------------------
+
+void step(agent_actor* self);
+void next_tool(agent_actor* self);
+
+std::vector<std::string> offered_tools(const agent_state& st) {
+  std::vector<std::string> out;
+  for (const auto name : tool_names) {
+    if (st.active) {
+      const auto& p = *st.active;
+      const bool listed =
+          !p.tools || std::any_of(p.tools->begin(), p.tools->end(),
+                                  [&](const tool_rule& r) { return r.tool == name; });
+      const bool banned = std::any_of(p.disallowed.begin(), p.disallowed.end(), [&](const auto& r) {
+        return r.tool == name && r.pattern.empty();
+      });
+      if (!listed || banned) {
+        continue;
+      }
+    }
+    out.emplace_back(name);
+  }
+  return out;
+}
+
+std::string system_prompt(const agent_state& st) {
+  std::string out;
+  if (st.active && !st.active->prompt.empty()) {
+    out = st.active->prompt + "\n\n";
+  }
+  out += "You are the troupe agent '" + st.spec.name + "'. Your workspace is " + st.spec.workspace +
+         "; your tools act inside it only (paths may be absolute or relative to it).";
+  return out;
+}
+
+json build_request(const agent_state& st) {
+  json req{{"model", st.model},
+           {"max_tokens", st.spec.max_tokens},
+           {"system", system_prompt(st)},
+           {"messages", st.conv.messages}};
+  auto tools = tool_definitions(offered_tools(st));
+  if (!tools.empty()) {
+    req["tools"] = std::move(tools);
+  }
+  return req;
+}
+
+std::string resolve_model(const agent_state& st) {
+  std::string model = st.spec.model;
+  if (model.empty() && st.active && st.active->model != "inherit" && !st.active->model.empty()) {
+    model = st.active->model;
+  }
+  if (model.empty()) {
+    model = st.ctx->config.agents.model;
+  }
+  for (const auto& pair : st.ctx->config.agents.model_aliases) {
+    const auto eq = pair.find('=');
+    if (eq != std::string::npos && pair.compare(0, eq, model) == 0) {
+      return pair.substr(eq + 1);
+    }
+  }
+  return model;
+}
+
+void end_turn(agent_actor* self, const std::string& reason) {
+  auto& st = self->state;
+  st.call_open = false;
+  st.at = phase::tools;  // not idle until turn_end is written
+  write(self,
+        {json{{"kind", "turn_end"},
+              {"stop_reason", reason},
+              {"text", st.last_text},
+              {"usage", usage_json(st.turn_usage)}}},
+        [self, reason] {
+          auto& s = self->state;
+          s.last_stop = reason;
+          s.stop_requested = false;
+          s.at = phase::idle;
+          finish_waiter(self);
+        });
+}
+
+void fail_turn(agent_actor* self, const std::string& message) {
+  auto& st = self->state;
+  st.log->warn("agent {}: {}", st.spec.name, message);
+  st.last_text = message;
+  write(self, {json{{"kind", "error"}, {"message", message}}}, [self] { end_turn(self, "error"); });
+}
+
+/// Headers of a model call: who asks, and the files its answer depends on
+/// (the response cache forgets it when one changes). A file outside the
+/// cache's dependency roots cannot be watched: then the answer is not cached.
+http_msg::request model_request(const agent_state& st, std::string body) {
+  http_msg::request req;
+  req.method = "POST";
+  req.target = "/v1/messages";
+  req.client = "agent:" + st.spec.name;
+  req.body = std::move(body);
+  req.headers = {{"content-type", "application/json"},
+                 {"anthropic-version", api_version},
+                 {"x-troupe-agent", st.spec.name}};
+  const auto roots = cache::dependency_roots(st.ctx->config);
+  std::string deps;
+  bool watchable = true;
+  for (const auto& path : st.conv.read_paths) {
+    if (!cache::dependency_refusal(path, roots).empty()) {
+      watchable = false;
+      break;
+    }
+    deps += (deps.empty() ? "" : ",") + path;
+  }
+  if (!watchable) {
+    req.headers.push_back({"x-troupe-cache", "bypass"});
+  } else if (!deps.empty()) {
+    req.headers.push_back({"x-troupe-depends-on", std::move(deps)});
+  }
+  return req;
+}
+
+void call_model(agent_actor* self, json request) {
+  auto& st = self->state;
+  auto router = st.ctx->registry.current("llm/router");
+  if (!router) {
+    return fail_turn(self, "the LLM router is not running; the turn ends here");
+  }
+  st.at = phase::model;
+  st.call_open = true;
+  const auto generation = ++st.call_generation;
+  self->request(router, caf::infinite, std::string(http_msg::request_type),
+                encode(model_request(st, request.dump())), uint64_t{0})
+      .then([](std::string&, std::string&, uint64_t) {},
+            [self, generation](caf::error& e) {
+              auto& s = self->state;
+              if (s.call_open && generation == s.call_generation) {
+                fail_turn(self, "the LLM router went down during the call: " + to_string(e));
+              }
+            });
+}
+
+void step(agent_actor* self) {
+  auto& st = self->state;
+  if (st.stop_requested) {
+    return end_turn(self, "stopped");
+  }
+  if (st.conv.turn_calls >= static_cast<uint64_t>(st.spec.max_turns)) {
+    st.last_text =
+        "the turn reached its limit of " + std::to_string(st.spec.max_turns) + " model calls";
+    return end_turn(self, "max_turns");
+  }
+  if (st.spec.budget_tokens > 0 && spent(st.total_usage) >= st.spec.budget_tokens) {
+    st.last_text = "the agent has spent its budget of " + std::to_string(st.spec.budget_tokens) +
+                   " tokens (" + std::to_string(spent(st.total_usage)) + " used)";
+    return end_turn(self, "budget");
+  }
+  auto request = build_request(st);
+  const auto budget = st.spec.context_tokens;
+  const auto before = estimate_tokens(request);
+  if (before > budget) {
+    auto ids = plan_elision(request, budget, 1.0, keep_messages);
+    if (ids.empty()) {
+      st.last_text = "the conversation needs about " + std::to_string(before) +
+                     " tokens, over the context budget of " + std::to_string(budget) +
+                     ", and nothing more can be elided";
+      return end_turn(self, "context");
+    }
+    conversation trial = st.conv;
+    apply_entry(trial, json{{"kind", "compaction"}, {"elided", ids}});
+    request["messages"] = trial.messages;
+    const auto after = estimate_tokens(request);
+    write(self,
+          {json{{"kind", "compaction"},
+                {"elided", ids},
+                {"tokens_before", before},
+                {"tokens_after", after}}},
+          [self, after, budget] {
+            if (after > budget) {
+              auto& s = self->state;
+              s.last_text = "after eliding old tool results the conversation still needs about " +
+                            std::to_string(after) + " tokens, over the context budget of " +
+                            std::to_string(budget);
+              return end_turn(self, "context");
+            }
+            call_model(self, build_request(self->state));
+          });
+    return;
+  }
+  call_model(self, std::move(request));
+}
+
+void take_answer(agent_actor* self, int status, const std::string& body);
+
+/// The model's answer (a whole Messages response) arrived. An upstream's
+/// malformed answer ends the turn; it never ends the agent.
+void on_answer(agent_actor* self, int status, const std::string& body) {
+  try {
+    take_answer(self, status, body);
+  } catch (const nlohmann::json::exception& e) {
+    fail_turn(self, std::string("the model's answer is malformed: ") + e.what());
+  }
+}
+
+void take_answer(agent_actor* self, int status, const std::string& body) {
+  auto& st = self->state;
+  st.call_open = false;
+  ++st.calls;
+  auto doc = json::parse(body, nullptr, false);
+  if (status != 200) {
+    std::string why = "HTTP " + std::to_string(status);
+    if (doc.is_object() && doc.contains("error") && doc["error"].is_object()) {
+      why += ": " + doc["error"].value("message", std::string());
+    }
+    return fail_turn(self, "the model call failed (" + why + ")");
+  }
+  if (!doc.is_object() || !doc.contains("content") || !doc["content"].is_array()) {
+    return fail_turn(self, "the model's answer is not a Messages response");
+  }
+  const auto usage = usage_of(doc.value("usage", json::object()));
+  add_usage(st.turn_usage, usage);
+  add_usage(st.total_usage, usage);
+  const auto stop_reason = doc.value("stop_reason", json("")).is_string()
+                               ? doc.value("stop_reason", std::string())
+                               : std::string();
+  std::string text;
+  for (const auto& block : doc["content"]) {
+    if (block.is_object() && block.value("type", "") == "text") {
+      text += block.value("text", "");
+    }
+  }
+  if (!text.empty()) {
+    st.last_text = text;
+  }
+  write(self,
+        {json{{"kind", "assistant"},
+              {"content", doc["content"]},
+              {"stop_reason", stop_reason},
+              {"model", doc.value("model", st.model)},
+              {"usage", usage_json(usage)}}},
+        [self, stop_reason] {
+          auto& s = self->state;
+          if (!s.conv.pending.empty()) {
+            s.at = phase::tools;
+            return next_tool(self);
+          }
+          end_turn(self, stop_reason.empty() ? "end_turn" : stop_reason);
+        });
+}
+
+void on_tool_done(agent_actor* self, tool_done done) {
+  auto& st = self->state;
+  std::vector<json> entries;
+  for (const auto& h : done.hooks) {
+    entries.push_back(json{{"kind", "hook"},
+                           {"event", h.event},
+                           {"tool", done.name},
+                           {"verdict", h.verdict},
+                           {"reason", h.reason},
+                           {"error", h.error}});
+  }
+  json result{{"kind", "tool_result"},
+              {"id", done.id},
+              {"name", done.name},
+              {"content", done.content},
+              {"is_error", done.is_error},
+              {"read_paths", done.read_paths},
+              {"written_paths", done.written_paths}};
+  if (!done.updated_input.empty()) {
+    result["updated_input"] = json::parse(done.updated_input, nullptr, false);
+  }
+  entries.push_back(std::move(result));
+  if (done.stop) {
+    st.stop_requested = true;
+    st.last_text = "a hook stopped the agent: " + done.stop_reason;
+  }
+  write(self, std::move(entries), [self] { next_tool(self); });
+}
+
+/// Runs the next tool call of the last answer, or asks the model again.
+void next_tool(agent_actor* self) {
+  auto& st = self->state;
+  if (st.conv.pending.empty()) {
+    return step(self);
+  }
+  const auto call = st.conv.pending.front();
+  const auto id = call.value("id", "");
+  const auto name = call.value("name", "");
+  const auto input = call.value("input", json::object());
+  const bool known =
+      std::find(std::begin(tool_names), std::end(tool_names), name) != std::end(tool_names);
+  std::string refusal;
+  if (!known) {
+    refusal = "there is no tool '" + name + "'";
+  } else if (st.active) {
+    const auto verdict = check_tool(*st.active, name, input);
+    if (!verdict.allowed) {
+      refusal = "the persona '" + st.active->name + "' does not allow this call: " + verdict.reason;
+    }
+  }
+  if (st.stop_requested) {
+    refusal = "the agent was stopped before this call ran";
+  }
+  if (!refusal.empty()) {
+    return write(self,
+                 {json{{"kind", "tool_result"},
+                       {"id", id},
+                       {"name", name},
+                       {"content", refusal},
+                       {"is_error", true}}},
+                 [self] { next_tool(self); });
+  }
+  write(
+      self, {json{{"kind", "tool_call"}, {"id", id}, {"name", name}, {"input", input}}},
+      [self, id, name, input] {
+        auto& s = self->state;
+        tool_job job{s.spec.name, s.spec.workspace, transcript_file(*s.ctx, s.spec.name), id,
+                     name,        input.dump()};
+        auto me = caf::actor_cast<caf::actor>(self);
+        // A thread of its own: hooks and tools block, and a hung one must
+        // not stall any other agent.
+        self->system().spawn<caf::detached>([job = std::move(job), me](caf::event_based_actor* w) {
+          auto done = run_tool_job(job);
+          w->send(me, std::string(tool_done_type), encode(done), uint64_t{0});
+          w->quit();
+        });
+      });
+}
+
+void start_turn(agent_actor* self, waiter w, std::string prompt);
+
+/// The persona a prompt follows: the agent's own, or the best match.
+void choose_persona(agent_actor* self, std::string prompt,
+                    std::function<void(expected<std::optional<persona_info>>, json)> done) {
+  auto& st = self->state;
+  auto fetch = [self, done](std::string name, json why) {
+    self->state.requests.ask(
+        self, personas_path,
+        make_envelope(persona_get_type, persona_name{name, self->state.spec.workspace}),
+        persona_timeout, [done, why = std::move(why)](envelope reply) {
+          if (reply.type == error_type) {
+            return done(read_error(reply), why);
+          }
+          auto info = decode<persona_info>(reply.body);
+          if (!info) {
+            return done(std::move(info).err(), why);
+          }
+          done(std::optional<persona_info>(std::move(*info)), why);
+        });
+  };
+  if (!st.spec.persona.empty()) {
+    return fetch(st.spec.persona, json{{"rule", "the agent's own persona"}});
+  }
+  st.requests.ask(self, personas_path,
+                  make_envelope(persona_match_type, match_request{prompt, st.spec.workspace}),
+                  persona_timeout, [done, fetch](envelope reply) {
+                    if (reply.type == error_type) {
+                      return done(read_error(reply), json());
+                    }
+                    auto match = decode<match_reply>(reply.body);
+                    if (!match) {
+                      return done(std::move(match).err(), json());
+                    }
+                    json why{{"rule", match->rule}};
+                    json reasons = json::array();
+                    for (const auto& c : match->candidates) {
+                      reasons.push_back(json{{"name", c.name},
+                                             {"priority", c.priority},
+                                             {"score", c.score},
+                                             {"reasons", c.reasons}});
+                    }
+                    why["candidates"] = std::move(reasons);
+                    if (!match->chosen) {
+                      return done(std::optional<persona_info>(), why);
+                    }
+                    fetch(*match->chosen, std::move(why));
+                  });
+}
+
+expected<persona> to_persona(const persona_info& info) {
+  persona p;
+  p.name = info.name;
+  p.description = info.description;
+  p.model = info.model;
+  p.prompt = info.prompt.value_or("");
+  p.priority = static_cast<int>(info.priority);
+  p.source = info.source;
+  if (info.tools) {
+    p.tools.emplace();
+    for (const auto& text : *info.tools) {
+      auto rule = parse_tool_rule(text);
+      if (!rule) {
+        return std::move(rule).err();
+      }
+      p.tools->push_back(std::move(*rule));
+    }
+  }
+  for (const auto& text : info.disallowed_tools) {
+    auto rule = parse_tool_rule(text);
+    if (!rule) {
+      return std::move(rule).err();
+    }
+    p.disallowed.push_back(std::move(*rule));
+  }
+  return p;
+}
+
+void start_turn(agent_actor* self, waiter w, std::string prompt) {
+  auto& st = self->state;
+  if (st.at == phase::loading) {
+    if (st.early.size() >= early_prompts_max) {
+      return refuse(self, w,
+                    make_error(errc::restarting,
+                               "agent '" + st.spec.name + "' is reading its transcript; retry"));
+    }
+    st.early.emplace_back(std::move(w), std::move(prompt));
+    return;
+  }
+  if (st.at != phase::idle) {
+    return refuse(self, w,
+                  make_error(errc::conflict, "agent '" + st.spec.name +
+                                                 "' is running a turn: wait for it, or stop it"));
+  }
+  if (prompt.empty() || prompt.size() > prompt_bytes_max) {
+    return refuse(self, w,
+                  make_error(errc::bad_request, "the prompt must be 1 to " +
+                                                    std::to_string(prompt_bytes_max) + " bytes"));
+  }
+  st.at = phase::persona;
+  st.who = std::move(w);
+  st.turn_events.clear();
+  st.turn_usage = {};
+  st.last_text.clear();
+  choose_persona(self, prompt,
+                 [self, prompt](expected<std::optional<persona_info>> chosen, json why) {
+                   auto& s = self->state;
+                   std::optional<persona> active;
+                   if (chosen && *chosen) {
+                     auto p = to_persona(**chosen);
+                     if (!p) {
+                       chosen = std::move(p).err();
+                     } else {
+                       active = std::move(*p);
+                     }
+                   }
+                   if (!chosen) {
+                     // Nothing was written: the prompt is refused as a whole.
+                     s.at = phase::idle;
+                     auto w = std::move(*s.who);
+                     s.who.reset();
+                     return refuse(self, w, chosen.err());
+                   }
+                   s.active = std::move(active);
+                   s.persona_name = s.active ? s.active->name : std::string();
+                   s.model = resolve_model(s);
+                   why["kind"] = "persona";
+                   why["name"] = s.persona_name;
+                   why["model"] = s.model;
+                   write(self, {json{{"kind", "prompt"}, {"text", prompt}}, std::move(why)},
+                         [self] { step(self); });
+                 });
+}
+
+// ---- a new incarnation -----------------------------------------------------
+
+void resume(agent_actor* self);
+
+void read_transcript(agent_actor* self, uint64_t after) {
+  auto& st = self->state;
+  st.requests.ask(
+      self, journal_path,
+      make_envelope(transcript_read_type, read_request{st.spec.name, after, transcript_page_max}),
+      journal_timeout, [self](envelope reply) {
+        auto& s = self->state;
+        if (reply.type == error_type) {
+          // Without its transcript the agent cannot run: its supervisor
+          // starts it again (restart intensity bounds a broken store).
+          throw std::runtime_error("agent " + s.spec.name +
+                                   ": cannot read the transcript: " + read_error(reply).message);
+        }
+        auto page = decode<transcript_page>(reply.body, decode_limits{.body_bytes_max = 1u << 30});
+        if (!page) {
+          throw std::runtime_error("agent " + s.spec.name +
+                                   ": unreadable transcript page: " + page.err().message);
+        }
+        for (const auto& e : page->entries) {
+          auto doc = json::parse(e.data, nullptr, false);
+          apply_entry(s.conv, doc);
+          s.next_seq = std::max(s.next_seq, e.seq + 1);
+          const auto kind = doc.is_object() ? doc.value("kind", "") : std::string();
+          if (kind == "assistant") {
+            add_usage(s.total_usage, usage_of(doc.value("usage", json::object())));
+            ++s.calls;
+          } else if (kind == "persona") {
+            s.persona_name = doc.value("name", "");
+            s.model = doc.value("model", "");
+          } else if (kind == "turn_end") {
+            s.last_stop = doc.value("stop_reason", "");
+            s.last_text = doc.value("text", "");
+          }
+        }
+        if (page->next != 0) {
+          return read_transcript(self, page->next);
+        }
+        resume(self);
+      });
+}
+
+void run_early(agent_actor* self) {
+  auto early = std::move(self->state.early);
+  self->state.early.clear();
+  for (auto& [w, prompt] : early) {
+    start_turn(self, std::move(w), std::move(prompt));
+  }
+}
+
+/// Carries on from the transcript: a turn the agent was in goes on, with
+/// every tool call that had started answered "interrupted".
+void resume(agent_actor* self) {
+  auto& st = self->state;
+  if (!st.conv.in_turn) {
+    st.at = phase::idle;
+    return run_early(self);
+  }
+  st.log->info("agent {}: carrying on with its turn after a restart", st.spec.name);
+  st.at = phase::persona;
+  // Prompts that came while the transcript was read wait for no turn: one
+  // is under way.
+  run_early(self);
+  auto go_on = [self] {
+    auto& s = self->state;
+    if (s.model.empty()) {
+      s.model = resolve_model(s);
+    }
+    std::vector<json> cut;
+    // A pending call with a tool_call entry had started: it may have run.
+    // (Calls not yet started run now, in order.)
+    for (const auto& call : s.conv.pending) {
+      if (call.value("started", false)) {
+        cut.push_back(json{{"kind", "interrupted"},
+                           {"id", call.value("id", "")},
+                           {"name", call.value("name", "")}});
+      }
+    }
+    auto after = [self] {
+      auto& s2 = self->state;
+      s2.at = s2.conv.pending.empty() ? phase::model : phase::tools;
+      if (!s2.conv.pending.empty()) {
+        return next_tool(self);
+      }
+      if (ready_for_model(s2.conv)) {
+        return step(self);
+      }
+      // The last answer was written and its turn_end was not.
+      end_turn(self, "end_turn");
+    };
+    if (cut.empty()) {
+      return after();
+    }
+    write(self, std::move(cut), after);
+  };
+  if (st.persona_name.empty()) {
+    return go_on();
+  }
+  st.requests.ask(self, personas_path,
+                  make_envelope(persona_get_type, persona_name{st.persona_name, st.spec.workspace}),
+                  persona_timeout, [self, go_on](envelope reply) {
+                    auto& s = self->state;
+                    if (reply.type != error_type) {
+                      if (auto info = decode<persona_info>(reply.body)) {
+                        if (auto p = to_persona(*info)) {
+                          s.active = std::move(*p);
+                        }
+                      }
+                    }
+                    if (!s.active) {
+                      s.log->warn("agent {}: persona '{}' is gone; carrying on without it",
+                                  s.spec.name, s.persona_name);
+                    }
+                    go_on();
+                  });
+}
+
+// ---- messages --------------------------------------------------------------
+
+void on_request(agent_actor* self, const std::string& type, const std::string& body,
+                uint64_t correlation_id) {
+  auto& st = self->state;
+  // Read before the promise takes the sender out of the message.
+  auto sender = caf::actor_cast<caf::actor>(self->current_sender());
+  auto rp = self->make_response_promise();
+  if (type == http_msg::request_type) {
+    rp.deliver(std::string(http_msg::request_type) + ".reply", encode(empty_body{}), uint64_t{0});
+    waiter w;
+    w.exchange = sender;
+    auto req = decode<http_msg::request>(body, decode_limits{.body_bytes_max = 64u << 20});
+    if (!req) {
+      return refuse(self, w, req.err());
+    }
+    auto ex = http_msg::from_message(std::move(*req));
+    w.sse = ex.header("accept").find("application/json") == std::string_view::npos;
+    auto doc = json::parse(ex.body, nullptr, false);
+    if (!doc.is_object() || !doc.contains("prompt") || !doc["prompt"].is_string()) {
+      return refuse(self, w,
+                    make_error(errc::bad_request, "the body must be {\"prompt\": string}"));
+    }
+    return start_turn(self, std::move(w), doc["prompt"].get<std::string>());
+  }
+  if (type == agent_prompt_type) {
+    waiter w;
+    w.promise = rp;
+    w.correlation_id = correlation_id;
+    auto req = decode<prompt_request>(body, decode_limits{.body_bytes_max = prompt_bytes_max + 64});
+    if (!req) {
+      return refuse(self, w, req.err());
+    }
+    return start_turn(self, std::move(w), std::move(req->prompt));
+  }
+  if (type == agent_stop_type) {
+    if (st.at != phase::idle && st.at != phase::loading) {
+      st.stop_requested = true;
+      if (st.at == phase::model && st.call_open) {
+        // The answer awaited no longer counts; the turn ends now.
+        st.call_open = false;
+        ++st.call_generation;
+        st.last_text = "stopped by a person";
+        end_turn(self, "stopped");
+      }
+    }
+    return deliver(
+        rp, make_envelope(std::string(agent_info_type) + ".reply", info_of(st), correlation_id));
+  }
+  if (type == agent_info_type) {
+    return deliver(
+        rp, make_envelope(std::string(agent_info_type) + ".reply", info_of(st), correlation_id));
+  }
+  deliver(rp,
+          make_error_envelope(make_error(errc::unknown_type,
+                                         "agent '" + st.spec.name + "' does not answer '" + type +
+                                             "' (it answers agent.prompt, agent.stop, agent.info)"),
+                              correlation_id));
+}
+
+void on_notice(agent_actor* self, const std::string& type, const std::string& body) {
+  auto& st = self->state;
+  if (type == tool_done_type) {
+    auto done = decode<tool_done>(body, decode_limits{.body_bytes_max = 64u << 20});
+    if (!done || st.conv.pending.empty() || st.conv.pending.front().value("id", "") != done->id) {
+      return;  // not the call awaited (an earlier incarnation's)
+    }
+    return on_tool_done(self, std::move(*done));
+  }
+  if (type == http_msg::gone_type) {
+    // The client left: the turn goes on (the transcript has it all).
+    if (st.who && st.who->exchange) {
+      st.who.reset();
+    }
+    return;
+  }
+  if (!st.call_open) {
+    return;  // an answer nobody waits for any more
+  }
+  if (type == http_msg::reply_type) {
+    auto reply = decode<http_msg::reply>(body, decode_limits{.body_bytes_max = 1u << 30});
+    if (!reply) {
+      return fail_turn(self, "the model's answer could not be read: " + reply.err().message);
+    }
+    return on_answer(self, reply->status, reply->bytes);
+  }
+  if (type == http_msg::head_type || type == http_msg::chunk_type || type == http_msg::end_type) {
+    return fail_turn(self, "the LLM router streamed an answer the agent asked whole");
+  }
+  if (type == http_msg::dropped_type) {
+    return fail_turn(self, "the LLM router let go of the call unanswered");
+  }
+}
+
+caf::behavior agent_behavior(agent_actor* self, std::shared_ptr<node_context> ctx,
+                             agent_spec spec) {
+  auto& st = self->state;
+  st.ctx = std::move(ctx);
+  st.spec = std::move(spec);
+  st.requests = asker(st.ctx->registry);
+  st.log = logger("agents");
+  read_transcript(self, 0);
+  return {
+      [self](std::string& type, std::string& body, uint64_t correlation_id) {
+        if (self->current_message_id().is_request()) {
+          return on_request(self, type, body, correlation_id);
+        }
+        on_notice(self, type, body);
+      },
+  };
+}
+
+// ---- the worker ------------------------------------------------------------
+
+std::string bounded(std::string text) {
+  if (text.size() > tool_output_bytes_max) {
+    const auto cut = text.size() - tool_output_bytes_max;
+    text.resize(tool_output_bytes_max);
+    text += "\n[troupe: " + std::to_string(cut) + " more bytes cut]";
+  }
+  return text;
+}
+
+tool_output bash_tool(const std::string& workspace, const json& input) {
+  tool_output out;
+  const auto it = input.find("command");
+  if (it == input.end() || !it->is_string() || it->get_ref<const std::string&>().empty()) {
+    return {"Bash needs \"command\": a non-empty string", true, {}, {}};
+  }
+  int64_t timeout = bash_timeout_default_ms;
+  if (auto t = input.find("timeout"); t != input.end()) {
+    if (!t->is_number_integer() || t->get<int64_t>() < 1 ||
+        t->get<int64_t>() > bash_timeout_max_ms) {
+      return {"Bash \"timeout\" must be 1 to " + std::to_string(bash_timeout_max_ms) + " ms",
+              true,
+              {},
+              {}};
+    }
+    timeout = t->get<int64_t>();
+  }
+  hook_command cmd{it->get<std::string>(), std::chrono::milliseconds(timeout), false, "Bash"};
+  auto run = run_hook(cmd, {}, workspace, workspace);
+  std::string text = run.out;
+  if (!run.err.empty()) {
+    text += (text.empty() || text.back() == '\n' ? "" : "\n") + run.err;
+  }
+  if (run.failed_to_start) {
+    return {"the command could not be started: " + run.out, true, {}, {}};
+  }
+  if (run.timed_out) {
+    text += "\n[the command timed out after " + std::to_string(timeout) +
+            " ms; its process group was killed]";
+    return {bounded(std::move(text)), true, {}, {}};
+  }
+  if (run.exit_code != 0) {
+    text += "\n[exit status " + std::to_string(run.exit_code) + "]";
+    out.is_error = true;
+  }
+  out.content = bounded(std::move(text));
+  return out;
+}
+
+hook_note note_of(hook_event e, const hook_decision& d) {
+  return hook_note{std::string(to_string(e)), std::string(to_string(d.verdict)), d.reason, d.error};
+}
+
+/// Runs `e`'s hooks for `tool`; each run is noted in `done`.
+hook_decision run_hooks(const hook_settings& settings, hook_event e, const tool_job& job,
+                        const json& event, tool_done& done) {
+  std::vector<hook_decision> decisions;
+  const auto input = event.dump();
+  for (const auto& cmd : hooks_for(settings, e, job.name)) {
+    auto run = run_hook(cmd, input, job.workspace, job.workspace);
+    auto decision = interpret(e, run, cmd.fail_closed);
+    done.hooks.push_back(note_of(e, decision));
+    decisions.push_back(std::move(decision));
+  }
+  return combine(decisions);
+}
+
+}  // namespace
+
+std::string transcript_file(const node_context& ctx, const std::string& name) {
+  return (std::filesystem::path(ctx.config.node.data_dir) / "transcripts" / (name + ".jsonl"))
+      .string();
+}
+
+tool_done run_tool_job(const tool_job& job) {
+  tool_done done;
+  done.id = job.id;
+  done.name = job.name;
+  auto input = json::parse(job.input, nullptr, false);
+  if (!input.is_object()) {
+    input = json::object();
+  }
+  const auto settings = load_workspace_hooks(job.workspace, hook_settings{});
+  json event{{"session_id", job.agent}, {"transcript_path", job.transcript_path},
+             {"cwd", job.workspace},    {"hook_event_name", "PreToolUse"},
+             {"tool_name", job.name},   {"tool_input", input},
+             {"tool_use_id", job.id}};
+  const auto pre = run_hooks(settings, hook_event::pre_tool_use, job, event, done);
+  switch (pre.verdict) {
+    case hook_verdict::stop:
+      done.stop = true;
+      done.stop_reason = pre.reason;
+      done.content = "a PreToolUse hook stopped the agent: " + pre.reason;
+      done.is_error = true;
+      return done;
+    case hook_verdict::deny:
+    case hook_verdict::block:
+      done.content = "a PreToolUse hook refused this call: " + pre.reason;
+      done.is_error = true;
+      return done;
+    case hook_verdict::ask:
+      // Approvals by a person are not built yet: an ask is refused, and
+      // says so, rather than let through.
+      done.content =
+          "a PreToolUse hook asked for a person's approval, which this node cannot request "
+          "yet; the call was not run: " +
+          pre.reason;
+      done.is_error = true;
+      return done;
+    default:
+      break;
+  }
+  if (pre.updated_input && pre.updated_input->is_object()) {
+    input = *pre.updated_input;
+    done.updated_input = input.dump();
+  }
+  tool_output out;
+  if (job.name == "Bash") {
+    out = bash_tool(job.workspace, input);
+  } else {
+    auto ws = workspace::open(job.workspace);
+    if (!ws) {
+      out = {"the workspace cannot be used: " + ws.err().message, true, {}, {}};
+    } else if (job.name == "Read") {
+      out = read_tool(*ws, input);
+    } else if (job.name == "Write") {
+      out = write_tool(*ws, input);
+    } else if (job.name == "Edit") {
+      out = edit_tool(*ws, input);
+    } else if (job.name == "Glob") {
+      out = glob_tool(*ws, input);
+    } else if (job.name == "Grep") {
+      out = grep_tool(*ws, input);
+    } else {
+      out = {"there is no tool '" + job.name + "'", true, {}, {}};
+    }
+  }
+  if (!pre.additional_context.empty()) {
+    out.content += "\n\n" + pre.additional_context;
+  }
+  event["hook_event_name"] = "PostToolUse";
+  event["tool_input"] = input;
+  event["tool_response"] = json{{"content", out.content}, {"is_error", out.is_error}};
+  const auto post = run_hooks(settings, hook_event::post_tool_use, job, event, done);
+  if (post.verdict == hook_verdict::block || post.verdict == hook_verdict::deny) {
+    out.content += "\n\n[PostToolUse hook: " + post.reason + "]";
+  } else if (post.verdict == hook_verdict::stop) {
+    done.stop = true;
+    done.stop_reason = post.reason;
+  }
+  if (!post.additional_context.empty()) {
+    out.content += "\n\n" + post.additional_context;
+  }
+  done.content = bounded(std::move(out.content));
+  done.is_error = out.is_error;
+  done.read_paths = std::move(out.read_paths);
+  done.written_paths = std::move(out.written_paths);
+  return done;
+}
+
+child_spec agent_child(std::shared_ptr<node_context> ctx, agent_spec spec) {
+  child_spec child;
+  child.name = spec.name;
+  child.kind = actor_kind::worker;
+  child.restart = restart_type::permanent;
+  child.start = [ctx = std::move(ctx), spec = std::move(spec)](caf::actor_system& system,
+                                                               const std::string&) {
+    return system.spawn([ctx, spec](agent_actor* self) { return agent_behavior(self, ctx, spec); });
+  };
+  return child;
+}
+
+}  // namespace troupe::agents

@@ -1,0 +1,233 @@
+#include "actors/agents/transcript.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+namespace troupe::agents {
+
+namespace {
+
+using json = nlohmann::json;
+
+const std::string& string_or_empty(const json& object, const char* key) {
+  static const std::string empty;
+  const auto it = object.find(key);
+  return it != object.end() && it->is_string() ? it->get_ref<const std::string&>() : empty;
+}
+
+json schema(json properties, std::vector<std::string> required) {
+  return json{{"type", "object"}, {"properties", std::move(properties)}, {"required", required}};
+}
+
+json definition(std::string_view name) {
+  const json str{{"type", "string"}};
+  const json num{{"type", "integer"}};
+  if (name == "Bash") {
+    return {{"name", "Bash"},
+            {"description",
+             "Runs a shell command in the workspace and returns its output and exit status."},
+            {"input_schema",
+             schema({{"command", str}, {"timeout", num}, {"description", str}}, {"command"})}};
+  }
+  if (name == "Read") {
+    return {{"name", "Read"},
+            {"description",
+             "Reads a file of the workspace, with line numbers; offset and limit in lines."},
+            {"input_schema",
+             schema({{"file_path", str}, {"offset", num}, {"limit", num}}, {"file_path"})}};
+  }
+  if (name == "Write") {
+    return {
+        {"name", "Write"},
+        {"description", "Writes a file of the workspace, replacing its content."},
+        {"input_schema", schema({{"file_path", str}, {"content", str}}, {"file_path", "content"})}};
+  }
+  if (name == "Edit") {
+    return {{"name", "Edit"},
+            {"description",
+             "Replaces old_string by new_string in a file; old_string must be unique unless "
+             "replace_all."},
+            {"input_schema", schema({{"file_path", str},
+                                     {"old_string", str},
+                                     {"new_string", str},
+                                     {"replace_all", {{"type", "boolean"}}}},
+                                    {"file_path", "old_string", "new_string"})}};
+  }
+  if (name == "Glob") {
+    return {{"name", "Glob"},
+            {"description", "Lists the workspace's files that match a glob pattern."},
+            {"input_schema", schema({{"pattern", str}, {"path", str}}, {"pattern"})}};
+  }
+  return {{"name", "Grep"},
+          {"description", "Searches the workspace's files for a regular expression."},
+          {"input_schema", schema({{"pattern", str},
+                                   {"path", str},
+                                   {"glob", str},
+                                   {"output_mode", str},
+                                   {"-i", {{"type", "boolean"}}},
+                                   {"head_limit", num}},
+                                  {"pattern"})}};
+}
+
+/// The user message that holds tool results after the last answer.
+json& results_message(conversation& c) {
+  if (c.messages.empty() || c.messages.back().value("role", "") != "user" ||
+      !c.messages.back()["content"].is_array() || c.messages.back()["content"].empty() ||
+      c.messages.back()["content"].back().value("type", "") != "tool_result") {
+    c.messages.push_back(json{{"role", "user"}, {"content", json::array()}});
+  }
+  return c.messages.back()["content"];
+}
+
+void resolve_pending(conversation& c, const std::string& id) {
+  auto& p = c.pending;
+  for (auto it = p.begin(); it != p.end(); ++it) {
+    if (string_or_empty(*it, "id") == id) {
+      p.erase(it);
+      return;
+    }
+  }
+}
+
+void add_result(conversation& c, const std::string& id, json content, bool is_error) {
+  json block{{"type", "tool_result"}, {"tool_use_id", id}, {"content", std::move(content)}};
+  if (is_error) {
+    block["is_error"] = true;
+  }
+  results_message(c).push_back(std::move(block));
+  resolve_pending(c, id);
+}
+
+}  // namespace
+
+json tool_definitions(const std::vector<std::string>& names) {
+  json out = json::array();
+  for (const auto& name : names) {
+    out.push_back(definition(name));
+  }
+  return out;
+}
+
+std::string elided_note(std::string_view tool, size_t bytes) {
+  return "[troupe elided this " + std::string(tool.empty() ? "tool" : tool) + " result (" +
+         std::to_string(bytes) + " bytes) to keep the conversation within its context budget]";
+}
+
+void apply_entry(conversation& c, const json& entry) {
+  if (!entry.is_object()) {
+    return;
+  }
+  const auto& kind = string_or_empty(entry, "kind");
+  if (kind == "prompt") {
+    c.messages.push_back(json{
+        {"role", "user"},
+        {"content", json::array({{{"type", "text"}, {"text", string_or_empty(entry, "text")}}})}});
+    c.in_turn = true;
+    c.pending = json::array();
+    c.turn_calls = 0;
+  } else if (kind == "assistant") {
+    const auto content = entry.value("content", json::array());
+    c.messages.push_back(json{{"role", "assistant"}, {"content", content}});
+    c.pending = json::array();
+    for (const auto& block : content) {
+      if (block.is_object() && string_or_empty(block, "type") == "tool_use") {
+        c.pending.push_back(json{{"id", string_or_empty(block, "id")},
+                                 {"name", string_or_empty(block, "name")},
+                                 {"input", block.value("input", json::object())}});
+      }
+    }
+    ++c.turn_calls;
+  } else if (kind == "tool_call") {
+    // Started: if no result follows, it may have run (see interrupted).
+    for (auto& call : c.pending) {
+      if (string_or_empty(call, "id") == string_or_empty(entry, "id")) {
+        call["started"] = true;
+      }
+    }
+  } else if (kind == "tool_result") {
+    add_result(c, string_or_empty(entry, "id"), entry.value("content", json("")),
+               entry.value("is_error", false));
+    for (const auto& path : entry.value("read_paths", json::array())) {
+      if (path.is_string() && std::find(c.read_paths.begin(), c.read_paths.end(),
+                                        path.get<std::string>()) == c.read_paths.end()) {
+        c.read_paths.push_back(path.get<std::string>());
+      }
+    }
+  } else if (kind == "interrupted") {
+    add_result(c, string_or_empty(entry, "id"), json(std::string(interrupted_text)), true);
+  } else if (kind == "compaction") {
+    const auto ids = entry.value("elided", json::array());
+    for (auto& message : c.messages) {
+      if (message.value("role", "") != "user" || !message["content"].is_array()) {
+        continue;
+      }
+      for (auto& block : message["content"]) {
+        if (string_or_empty(block, "type") != "tool_result" || block.value("elided", false)) {
+          continue;
+        }
+        const auto& id = string_or_empty(block, "tool_use_id");
+        if (std::find(ids.begin(), ids.end(), json(id)) == ids.end()) {
+          continue;
+        }
+        const auto bytes = block["content"].is_string()
+                               ? block["content"].get_ref<const std::string&>().size()
+                               : block["content"].dump().size();
+        block["content"] = elided_note("", bytes);
+      }
+    }
+  } else if (kind == "turn_end") {
+    c.in_turn = false;
+    c.pending = json::array();
+  }
+}
+
+bool ready_for_model(const conversation& c) {
+  if (c.messages.empty() || !c.pending.empty()) {
+    return false;
+  }
+  return c.messages.back().value("role", "") == "user";
+}
+
+int64_t estimate_tokens(const json& request, double calibration) {
+  const auto bytes = static_cast<double>(request.dump().size());
+  return static_cast<int64_t>(std::ceil(bytes / 4.0 * calibration));
+}
+
+std::vector<std::string> plan_elision(const json& request, int64_t budget, double calibration,
+                                      size_t keep_messages) {
+  std::vector<std::string> ids;
+  int64_t estimate = estimate_tokens(request, calibration);
+  if (estimate <= budget || !request.contains("messages")) {
+    return ids;
+  }
+  const auto& messages = request["messages"];
+  const size_t end = messages.size() > keep_messages ? messages.size() - keep_messages : 0;
+  for (size_t i = 0; i < end && estimate > budget; ++i) {
+    const auto& message = messages[i];
+    if (message.value("role", "") != "user" || !message.contains("content") ||
+        !message["content"].is_array()) {
+      continue;
+    }
+    for (const auto& block : message["content"]) {
+      if (string_or_empty(block, "type") != "tool_result") {
+        continue;
+      }
+      const auto& content = block.contains("content") ? block["content"] : json("");
+      const auto bytes = content.is_string() ? content.get_ref<const std::string&>().size()
+                                             : content.dump().size();
+      const auto note = elided_note("", bytes).size();
+      if (bytes <= note) {
+        continue;
+      }
+      ids.push_back(string_or_empty(block, "tool_use_id"));
+      estimate -=
+          static_cast<int64_t>(std::floor(static_cast<double>(bytes - note) / 4.0 * calibration));
+      if (estimate <= budget) {
+        break;
+      }
+    }
+  }
+  return ids;
+}
+
+}  // namespace troupe::agents

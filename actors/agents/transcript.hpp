@@ -1,0 +1,78 @@
+#pragma once
+
+// An agent's conversation as its transcript tells it. The transcript is the
+// truth (RocksDB, written before each step is acted upon); the messages sent
+// to the model are derived from it by apply_entry(), the same way while the
+// agent runs and when a new incarnation reads it back. Plain functions over
+// JSON: the agent actor and the tests drive them directly.
+//
+// Entry kinds (each a JSON object with "kind"; docs/api.md has the fields):
+//   prompt       {text}                      a person's prompt: a user turn
+//   persona      {name, rule, reasons}       which persona the turn follows
+//   assistant    {content, stop_reason, usage, model}   a model answer
+//   tool_call    {id, name, input}           written before the tool runs
+//   hook         {event, tool, verdict, reason}
+//   tool_result  {id, name, content, is_error}
+//   interrupted  {id, name}                  a tool call the node's stop cut
+//   compaction   {elided, tokens_before, tokens_after}
+//   turn_end     {stop_reason, text, usage}
+//   error        {message}
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace troupe::agents {
+
+/// Claude Code's tools that an agent has, in the order offered to the model.
+inline constexpr std::string_view tool_names[] = {"Bash", "Read", "Write", "Edit", "Glob", "Grep"};
+
+/// The `tools` definitions (name, description, input_schema) for `names`.
+[[nodiscard]] nlohmann::json tool_definitions(const std::vector<std::string>& names);
+
+/// What an interrupted tool call answers the model.
+inline constexpr std::string_view interrupted_text =
+    "This tool call was interrupted: the agent stopped while it ran (a crash or a node "
+    "restart). It was not run again; check its effects before repeating it.";
+
+/// What replaces an elided tool result's content.
+[[nodiscard]] std::string elided_note(std::string_view tool, size_t bytes);
+
+struct conversation {
+  /// The Messages API's `messages`.
+  nlohmann::json messages = nlohmann::json::array();
+  /// A prompt whose turn has not ended.
+  bool in_turn = false;
+  /// The last answer's tool calls that have no result yet (id, name, input).
+  nlohmann::json pending = nlohmann::json::array();
+  /// Absolute paths the conversation's tool results depend on.
+  std::vector<std::string> read_paths;
+  /// Model calls of the current turn.
+  uint64_t turn_calls = 0;
+};
+
+/// Adds one transcript entry to `c`. Entries it does not know change nothing
+/// (a newer node's, read by an older one).
+void apply_entry(conversation& c, const nlohmann::json& entry);
+
+/// Whether `c`'s messages end where the model can be asked again: after a
+/// prompt, or after a tool result for every call of the last answer.
+[[nodiscard]] bool ready_for_model(const conversation& c);
+
+/// An estimate of a request's input tokens: its JSON's bytes / 4, scaled by
+/// `calibration` (what the upstream counted per estimated token; 1.0 until
+/// measured).
+[[nodiscard]] int64_t estimate_tokens(const nlohmann::json& request, double calibration = 1.0);
+
+/// The tool results to elide, oldest first, so that `request` (whose
+/// messages are `c.messages`) estimates at or under `budget`: never one of
+/// the last `keep_messages` messages, nor one already elided. Empty when it
+/// already fits; every candidate when even that is not enough (the caller
+/// estimates again and says so).
+[[nodiscard]] std::vector<std::string> plan_elision(const nlohmann::json& request, int64_t budget,
+                                                    double calibration, size_t keep_messages);
+
+}  // namespace troupe::agents

@@ -1,0 +1,387 @@
+// Agents through a real node and the mock upstream, which scripts the
+// model's side of a tool conversation ("mock-script:" in the first prompt):
+// real files in a temporary workspace, real hook processes, the real store,
+// and a node killed with SIGKILL mid-tool.
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "client/http_client.hpp"
+#include "tests/integration/node_process.hpp"
+#include "tests/support/wait.hpp"
+
+using namespace troupe;
+using namespace troupe::test;
+using json = nlohmann::json;
+namespace fs = std::filesystem;
+
+namespace {
+
+http_client client_for(const std::string& url, const std::string& token) {
+  return http_client(*parse_node_url(url), token, 30000);
+}
+
+node_process::options with_mock(const mock_upstream_process& mock) {
+  node_process::options opts;
+  opts.env["TROUPE_ANTHROPIC_BASE_URL"] = mock.url();
+  opts.env["ANTHROPIC_API_KEY"] = "sk-ant-test-key";
+  return opts;
+}
+
+std::string script(const json& steps) {
+  return "mock-script: " + steps.dump();
+}
+
+json post_json(http_client& http, const std::string& target, const json& body) {
+  auto r = http.request("POST", target, body.dump(), "application/json",
+                        {{"Accept", "application/json"}});
+  REQUIRE(r);
+  INFO(r->body);
+  REQUIRE(r->status == 200);
+  return json::parse(r->body);
+}
+
+json get_json(http_client& http, const std::string& target) {
+  auto r = http.request("GET", target);
+  REQUIRE(r);
+  INFO(r->body);
+  REQUIRE(r->status == 200);
+  return json::parse(r->body);
+}
+
+std::vector<std::string> kinds_of(const json& events) {
+  std::vector<std::string> out;
+  for (const auto& e : events) {
+    out.push_back(e["kind"]);
+  }
+  return out;
+}
+
+std::vector<json> transcript(http_client& http, const std::string& name) {
+  std::vector<json> out;
+  const auto page = get_json(http, "/v1/agents/" + name + "/transcript");
+  for (const auto& e : page["entries"]) {
+    out.push_back(json::parse(e["data"].get<std::string>()));
+  }
+  return out;
+}
+
+process_result ctl(const node_process& node, std::vector<std::string> args) {
+  std::vector<std::string> argv{troupectl_binary(), "--url", node.url(), "--token", node.token()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return run_process(argv);
+}
+
+}  // namespace
+
+TEST_CASE("agents: a scripted tool conversation over HTTP, troupectl and the transcript") {
+  mock_upstream_process mock;
+  REQUIRE(mock.started());
+  node_process node(with_mock(mock));
+  REQUIRE(node.started());
+  temp_dir ws;
+  std::ofstream(fs::path(ws.path()) / "notes.txt") << "alpha\nbeta\n";
+  auto http = client_for(node.url(), node.token());
+
+  auto made = post_json(http, "/v1/agents", {{"name", "a1"}, {"workspace", ws.path()}});
+  CHECK(made["spec"]["name"] == "a1");
+  CHECK(made["spec"]["max_turns"] == 50);  // the node's default filled in
+
+  // Bad input is refused and creates nothing.
+  auto r =
+      http.request("POST", "/v1/agents", json{{"name", "a1"}, {"workspace", ws.path()}}.dump());
+  REQUIRE(r);
+  CHECK(r->status == 409);
+  r = http.request("POST", "/v1/agents", json{{"name", "../x"}, {"workspace", ws.path()}}.dump());
+  REQUIRE(r);
+  CHECK(r->status == 400);
+  r = http.request("POST", "/v1/agents", json{{"name", "b"}, {"workspace", "relative"}}.dump());
+  REQUIRE(r);
+  CHECK(r->status == 400);
+  r = http.request("POST", "/v1/agents/nobody/prompt", json{{"prompt", "hi"}}.dump());
+  REQUIRE(r);
+  CHECK(r->status == 404);
+
+  const json steps = json::array({
+      {{"tool", "Read"}, {"input", {{"file_path", "notes.txt"}}}},
+      {{"tool", "Write"}, {"input", {{"file_path", "out/result.txt"}, {"content", "done\n"}}}},
+      {{"tool", "Read"}, {"input", {{"file_path", "/etc/passwd"}}}},
+      {{"tool", "Teleport"}, {"input", json::object()}},
+      {{"text", "all done"}},
+  });
+  auto turn = post_json(http, "/v1/agents/a1/prompt", {{"prompt", script(steps)}});
+  CHECK(turn["text"] == "all done");
+  CHECK(turn["stop_reason"] == "end_turn");
+  const auto kinds = kinds_of(turn["events"]);
+  CHECK(kinds == std::vector<std::string>{"prompt", "persona", "assistant", "tool_call",
+                                          "tool_result", "assistant", "tool_call", "tool_result",
+                                          "assistant", "tool_call", "tool_result", "assistant",
+                                          "tool_result", "assistant", "turn_end"});
+  const auto& events = turn["events"];
+  CHECK(events[4]["content"].get<std::string>().find("alpha") != std::string::npos);
+  CHECK(events[4]["is_error"] == false);
+  // The file was written, the path outside the workspace refused, the
+  // unknown tool answered as an error, and the agent went on each time.
+  std::ifstream written(fs::path(ws.path()) / "out" / "result.txt");
+  std::stringstream content;
+  content << written.rdbuf();
+  CHECK(content.str() == "done\n");
+  CHECK(events[10]["is_error"] == true);
+  CHECK(events[10]["content"].get<std::string>().find("outside") != std::string::npos);
+  CHECK(events[12]["is_error"] == true);
+  CHECK(events[12]["content"].get<std::string>().find("no tool 'Teleport'") != std::string::npos);
+  CHECK(turn["usage"]["output_tokens"].get<int>() > 0);
+
+  // The agent's report, its transcript (and its JSONL copy) and the ledger.
+  auto info = get_json(http, "/v1/agents/a1");
+  CHECK(info["state"] == "idle");
+  CHECK(info["calls"] == 5);
+  CHECK(info["last_stop"] == "end_turn");
+  CHECK(info["entries"] == 15);
+  const auto entries = transcript(http, "a1");
+  REQUIRE(entries.size() == 15);
+  CHECK(entries.front()["seq"] == 1);
+  CHECK(entries.back()["kind"] == "turn_end");
+  std::ifstream jsonl(fs::path(node.data_dir()) / "transcripts" / "a1.jsonl");
+  size_t lines = 0;
+  for (std::string line; std::getline(jsonl, line);) {
+    ++lines;
+  }
+  CHECK(lines == 15);
+  auto usage = get_json(http, "/v1/usage");
+  CHECK(usage["by_agent"].contains("a1"));
+
+  // troupectl: a second prompt (past the script: "mock script done"),
+  // printed as it happens, the list and the log.
+  auto out = ctl(node, {"agent", "prompt", "a1", "and now?"});
+  INFO(out.out << out.err);
+  CHECK(out.exit_code == 0);
+  CHECK(out.out.find("mock script done") != std::string::npos);
+  CHECK(out.out.find("[turn ended: end_turn") != std::string::npos);
+  out = ctl(node, {"agent", "ls"});
+  CHECK(out.exit_code == 0);
+  CHECK(out.out.find("a1") != std::string::npos);
+  out = ctl(node, {"agent", "log", "a1"});
+  CHECK(out.exit_code == 0);
+  CHECK(out.out.find("-> Write") != std::string::npos);
+  CHECK(out.out.find("> and now?") != std::string::npos);
+
+  // Deleted: gone from the list, its transcript gone with it.
+  out = ctl(node, {"agent", "kill", "a1"});
+  CHECK(out.exit_code == 0);
+  r = http.request("GET", "/v1/agents/a1");
+  REQUIRE(r);
+  CHECK(r->status == 404);
+  CHECK(get_json(http, "/v1/agents")["agents"].empty());
+  CHECK_FALSE(fs::exists(fs::path(node.data_dir()) / "transcripts" / "a1.jsonl"));
+  // The name is free again (once the old actor has left the tree), with an
+  // empty transcript.
+  CHECK(wait_until([&] {
+    auto again =
+        http.request("POST", "/v1/agents", json{{"name", "a1"}, {"workspace", ws.path()}}.dump());
+    return again && again->status == 200;
+  }));
+  CHECK(transcript(http, "a1").empty());
+}
+
+TEST_CASE("agents: hooks decide, a persona restricts, SSE streams the run") {
+  mock_upstream_process mock;
+  REQUIRE(mock.started());
+  temp_dir personas;
+  std::ofstream(fs::path(personas.path()) / "reader.md")
+      << "---\nname: reader\ndescription: Reads only.\ntools: Read, Bash(ls *)\n---\n"
+         "You read.\n";
+  auto opts = with_mock(mock);
+  opts.env["TROUPE_AGENTS_PERSONAS_DIR"] = personas.path();
+  node_process node(opts);
+  REQUIRE(node.started());
+  temp_dir ws;
+  fs::create_directories(fs::path(ws.path()) / ".claude");
+  // A shell hook that denies `ls -la` by JSON, a python one that rewrites
+  // Read's path, and one that fails without blocking.
+  std::ofstream(fs::path(ws.path()) / ".claude" / "settings.json") << json{
+      {"hooks",
+       {{"PreToolUse",
+         json::array({
+             {{"matcher", "Bash"},
+              {"hooks",
+               json::array({{{"type", "command"},
+                             {"command",
+                              "grep -q -- '-la' && echo '{\"hookSpecificOutput\":{"
+                              "\"hookEventName\":\"PreToolUse\",\"permissionDecision\":\"deny\","
+                              "\"permissionDecisionReason\":\"no long listings\"}}' || true"}}})}},
+             {{"matcher", "Read"},
+              {"hooks",
+               json::array({{{"type", "command"},
+                             {"command",
+                              "python3 -c \"import json,sys; e=json.load(sys.stdin); "
+                              "print(json.dumps({'hookSpecificOutput': {'hookEventName': "
+                              "'PreToolUse', 'permissionDecision': 'allow', 'updatedInput': "
+                              "{'file_path': 'real.txt'}}}))\""}}})}},
+         })}}}}.dump();
+  std::ofstream(fs::path(ws.path()) / "real.txt") << "the real one\n";
+  auto http = client_for(node.url(), node.token());
+  post_json(http, "/v1/agents", {{"name", "r"}, {"workspace", ws.path()}, {"persona", "reader"}});
+
+  const json steps = json::array({
+      {{"tool", "Bash"}, {"input", {{"command", "ls -la"}}}},
+      {{"tool", "Bash"}, {"input", {{"command", "rm -rf x"}}}},
+      {{"tool", "Read"}, {"input", {{"file_path", "decoy.txt"}}}},
+      {{"tool", "Write"}, {"input", {{"file_path", "w.txt"}, {"content", "x"}}}},
+      {{"text", "finished"}},
+  });
+  // SSE by default: the events arrive as they are written.
+  std::string body;
+  auto streamed =
+      http.request_streamed("POST", "/v1/agents/r/prompt", json{{"prompt", script(steps)}}.dump(),
+                            [&body](std::string_view piece) { body.append(piece); });
+  REQUIRE(streamed);
+  CHECK(streamed->status == 200);
+  CHECK(find_header(*streamed, "content-type") == "text/event-stream");
+  CHECK(body.find("event: turn_end") != std::string::npos);
+  const auto entries = transcript(http, "r");
+  std::vector<json> results;
+  std::vector<json> hooks;
+  for (const auto& e : entries) {
+    if (e["kind"] == "tool_result") {
+      results.push_back(e);
+    } else if (e["kind"] == "hook") {
+      hooks.push_back(e);
+    }
+  }
+  REQUIRE(results.size() == 4);
+  // The hook denied `ls -la`, by its JSON.
+  CHECK(results[0]["is_error"] == true);
+  CHECK(results[0]["content"].get<std::string>().find("no long listings") != std::string::npos);
+  // The persona allows Bash(ls *) only.
+  CHECK(results[1]["is_error"] == true);
+  CHECK(results[1]["content"].get<std::string>().find("persona 'reader'") != std::string::npos);
+  // The python hook rewrote the path.
+  CHECK(results[2]["is_error"] == false);
+  CHECK(results[2]["content"].get<std::string>().find("the real one") != std::string::npos);
+  CHECK(results[2]["updated_input"]["file_path"] == "real.txt");
+  // Write is not among the persona's tools.
+  CHECK(results[3]["is_error"] == true);
+  CHECK_FALSE(fs::exists(fs::path(ws.path()) / "w.txt"));
+  REQUIRE(hooks.size() >= 2);
+  CHECK(hooks[0]["verdict"] == "deny");
+  CHECK(entries[1]["kind"] == "persona");
+  CHECK(entries[1]["name"] == "reader");
+
+  // GET /v1/personas?agent= is what the agent sees.
+  auto seen = get_json(http, "/v1/personas?agent=r");
+  REQUIRE(seen["personas"].size() == 1);
+  CHECK(seen["personas"][0]["name"] == "reader");
+}
+
+TEST_CASE("agents: a node killed mid-tool comes back and reports the call interrupted") {
+  mock_upstream_process mock;
+  REQUIRE(mock.started());
+  temp_dir data;
+  temp_dir ws;
+  auto opts = with_mock(mock);
+  opts.data_dir = data.path();
+  const json steps = json::array({
+      {{"tool", "Bash"}, {"input", {{"command", "echo ran >> runs.txt; sleep 30"}}}},
+      {{"text", "recovered"}},
+  });
+  {
+    node_process node(opts);
+    REQUIRE(node.started());
+    auto http = client_for(node.url(), node.token());
+    post_json(http, "/v1/agents", {{"name", "d"}, {"workspace", ws.path()}});
+    // The prompt's client goes away at once; the turn goes on without it.
+    const int fd = connect_loopback(node.url());
+    REQUIRE(fd >= 0);
+    const auto body = json{{"prompt", script(steps)}}.dump();
+    const auto request =
+        "POST /v1/agents/d/prompt HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + node.token() +
+        "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+        "\r\n\r\n" + body;
+    REQUIRE(::write(fd, request.data(), request.size()) == static_cast<ssize_t>(request.size()));
+    ::close(fd);
+    REQUIRE(wait_until([&] { return fs::exists(fs::path(ws.path()) / "runs.txt"); },
+                       std::chrono::seconds(20)));
+    CHECK(node.stop(SIGKILL) != -1);
+  }
+  node_process node(opts);
+  REQUIRE(node.started());
+  auto http = client_for(node.url(), node.token());
+  REQUIRE(wait_until(
+      [&] {
+        auto r = http.request("GET", "/v1/agents/d");
+        return r && r->status == 200 && json::parse(r->body)["last_stop"] == "end_turn";
+      },
+      std::chrono::seconds(20)));
+  const auto entries = transcript(http, "d");
+  std::vector<std::string> kinds;
+  for (const auto& e : entries) {
+    kinds.push_back(e["kind"]);
+  }
+  CHECK(kinds == std::vector<std::string>{"prompt", "persona", "assistant", "tool_call",
+                                          "interrupted", "assistant", "turn_end"});
+  CHECK(entries.back()["text"] == "recovered");
+  // Run once, never again.
+  std::ifstream runs(fs::path(ws.path()) / "runs.txt");
+  std::stringstream ran;
+  ran << runs.rdbuf();
+  CHECK(ran.str() == "ran\n");
+}
+
+TEST_CASE("agents: a conversation three times its context budget never sends more") {
+  mock_upstream_process mock;
+  REQUIRE(mock.started());
+  node_process node(with_mock(mock));
+  REQUIRE(node.started());
+  temp_dir ws;
+  // Each Read answers about 1,300 tokens (line numbers included).
+  std::ofstream big(fs::path(ws.path()) / "big.txt");
+  for (int i = 0; i < 100; ++i) {
+    big << std::string(40, static_cast<char>('a' + i % 26)) << "\n";
+  }
+  big.close();
+  constexpr int budget = 4000;
+  auto http = client_for(node.url(), node.token());
+  post_json(http, "/v1/agents",
+            {{"name", "c"}, {"workspace", ws.path()}, {"context_tokens", budget}});
+  json steps = json::array();
+  for (int i = 0; i < 12; ++i) {
+    steps.push_back({{"tool", "Read"}, {"input", {{"file_path", "big.txt"}}}});
+  }
+  steps.push_back({{"text", "read it all"}});
+  auto turn = post_json(http, "/v1/agents/c/prompt", {{"prompt", script(steps)}});
+  CHECK(turn["stop_reason"] == "end_turn");
+  CHECK(turn["text"] == "read it all");
+  int compactions = 0;
+  int64_t read_bytes = 0;
+  std::string last_read_id;
+  for (const auto& e : turn["events"]) {
+    if (e["kind"] == "assistant") {
+      // What the upstream counted of each request it was sent.
+      const auto& u = e["usage"];
+      CHECK(u["input_tokens"].get<int64_t>() + u["cache_read_input_tokens"].get<int64_t>() +
+                u["cache_creation_input_tokens"].get<int64_t>() <=
+            budget);
+    } else if (e["kind"] == "compaction") {
+      ++compactions;
+      CHECK(e["tokens_after"].get<int64_t>() <= budget);
+      // The latest result is never elided.
+      for (const auto& id : e["elided"]) {
+        CHECK(id != last_read_id);
+      }
+    } else if (e["kind"] == "tool_result") {
+      read_bytes += static_cast<int64_t>(e["content"].get<std::string>().size());
+      last_read_id = e["id"];
+    }
+  }
+  CHECK(read_bytes / 4 > 3 * budget);  // the conversation outgrew its budget three times
+  CHECK(compactions >= 2);
+}

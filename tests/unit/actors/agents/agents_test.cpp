@@ -1,0 +1,309 @@
+// The agents family alone on a real actor system, over a real store in a
+// temp dir: the journal, the manager, and an agent's loop against a fake
+// llm/router that answers like the real one (http.request, then http.reply
+// with a Messages response). A crash in the middle of a tool call and a
+// restart of the whole family come back from the transcript.
+
+#include "actors/agents/agents.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <future>
+
+#include <caf/all.hpp>
+#include <nlohmann/json.hpp>
+
+#include "actors/agents/agent.hpp"
+#include "actors/agents/messages.hpp"
+#include "runtime/actor/envelope_message.hpp"
+#include "runtime/node/http_exchange.hpp"
+#include "storage/db.hpp"
+#include "tests/support/actor_harness.hpp"
+#include "tests/support/round_trip.hpp"
+#include "tests/support/scratch_dir.hpp"
+
+using namespace troupe;
+using namespace troupe::agents;
+using troupe::test::actor_harness;
+using troupe::test::wait_until;
+using json = nlohmann::json;
+namespace fs = std::filesystem;
+
+namespace {
+
+/// Plays llm/router: the first call of a turn gets a tool call of
+/// `first_tool` (with `first_input`), the next a text answer.
+struct fake_router {
+  std::string first_tool = "Read";
+  json first_input = {{"file_path", "notes.txt"}};
+};
+
+child_spec router_child(fake_router script) {
+  child_spec spec;
+  spec.name = "router";
+  spec.start = [script](caf::actor_system& system, const std::string&) {
+    return system.spawn([script](caf::event_based_actor* self) -> caf::behavior {
+      return {[self, script](std::string& type, std::string& body, uint64_t) {
+        auto req = decode<http_msg::request>(body);
+        auto to = caf::actor_cast<caf::actor>(self->current_sender());
+        if (type != http_msg::request_type || !req) {
+          return;
+        }
+        auto taken = self->make_response_promise();
+        taken.deliver(std::string(http_msg::request_type) + ".reply", encode(empty_body{}),
+                      uint64_t{0});
+        const auto doc = json::parse(req->body);
+        const bool after_tool =
+            doc["messages"].back()["content"][0].value("type", "") == "tool_result";
+        json content =
+            after_tool ? json::array({{{"type", "text"}, {"text", "ok"}}})
+                       : json::array({{{"type", "tool_use"},
+                                       {"id", "toolu_" + std::to_string(doc["messages"].size())},
+                                       {"name", script.first_tool},
+                                       {"input", script.first_input}}});
+        json answer{{"id", "msg_1"},
+                    {"type", "message"},
+                    {"role", "assistant"},
+                    {"model", doc["model"]},
+                    {"content", content},
+                    {"stop_reason", after_tool ? "end_turn" : "tool_use"},
+                    {"usage", {{"input_tokens", 10}, {"output_tokens", 5}}}};
+        self->send(to, std::string(http_msg::reply_type),
+                   encode(http_msg::reply{200, {}, answer.dump()}), uint64_t{0});
+      }};
+    });
+  };
+  return spec;
+}
+
+struct family {
+  explicit family(fake_router script = {}, std::string data = {})
+      : h(config_for(data.empty() ? dir.path() : data)) {
+    auto opened = db::open(storage_options{h.ctx()->config.node.data_dir + "/store", false});
+    REQUIRE(opened);
+    store = std::move(*opened);
+    supervisor_spec llm;
+    llm.children = {router_child(std::move(script))};
+    supervisor_spec spec;
+    spec.children = {supervisor_child("llm", h.ctx(), std::move(llm)),
+                     agents_family(h.ctx(), store)};
+    h.ctx()->top_level_children = spec.children.size();
+    h.start_root(std::move(spec));
+    REQUIRE(wait_until([&] { return h.state_of(manager_path) == actor_state::running; }));
+  }
+  ~family() { (void)h.stop_root(); }
+
+  static node_config config_for(const std::string& data) {
+    node_config c;
+    c.node.data_dir = data;
+    c.agents.personas_dir = data + "/no-personas";
+    return c;
+  }
+
+  template <class Reply, class Req>
+  Reply ask(const std::string& path, const char* type, const Req& body) {
+    auto reply = h.call(path, make_envelope(type, body), std::chrono::seconds(20));
+    INFO(reply.type << " " << (reply.is_error() ? read_error(reply).message : std::string()));
+    REQUIRE_FALSE(reply.is_error());
+    auto out = decode<Reply>(reply.body, decode_limits{.body_bytes_max = 64u << 20});
+    REQUIRE(out);
+    return std::move(*out);
+  }
+  template <class Req>
+  error refused(const std::string& path, const char* type, const Req& body) {
+    auto reply = h.call(path, make_envelope(type, body));
+    REQUIRE(reply.is_error());
+    return read_error(reply);
+  }
+
+  troupe::test::scratch_dir dir;
+  actor_harness h;
+  std::shared_ptr<db> store;
+};
+
+agent_spec spec_of(std::string name, std::string workspace, std::string persona = {}) {
+  agent_spec s;
+  s.name = std::move(name);
+  s.workspace = std::move(workspace);
+  s.persona = std::move(persona);
+  return s;
+}
+
+std::vector<std::string> kinds(const std::vector<transcript_entry>& entries) {
+  std::vector<std::string> out;
+  for (const auto& e : entries) {
+    out.push_back(json::parse(e.data)["kind"]);
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("agents: agent, transcript and tool messages round-trip through msgpack") {
+  agent_spec spec{"a", "/w", "reviewer", "sonnet", 1000, 5, 3, 100};
+  test::round_trips(spec);
+  test::round_trips(agent_name{"a"});
+  usage_info usage{1, 2, 3, 4};
+  test::round_trips(usage);
+  agent_info info{spec, "idle", "reviewer", 7, 2, usage, "end_turn"};
+  test::round_trips(info);
+  test::round_trips(agent_list{{info, agent_info{}}});
+  test::round_trips(agent_deleted{"a"});
+  test::round_trips(prompt_request{"hi"});
+  transcript_entry entry{3, R"({"kind":"prompt"})"};
+  test::round_trips(entry);
+  test::round_trips(prompt_reply{"ok", "end_turn", usage, {entry}});
+  test::round_trips(transcript_query{"a", 2, 10});
+  test::round_trips(transcript_page{{entry}, 4});
+  test::round_trips(append_request{"a", {entry}});
+  test::round_trips(append_reply{1});
+  test::round_trips(read_request{"a", 1, 2});
+  test::round_trips(drop_reply{"a"});
+  test::round_trips(tool_job{"a", "/w", "/t.jsonl", "t1", "Read", "{}"});
+  test::round_trips(hook_note{"PreToolUse", "deny", "no", ""});
+  test::round_trips(
+      tool_done{"t1", "Read", "x", true, {"/a"}, {"/b"}, {hook_note{}}, "{}", true, "why"});
+}
+
+TEST_CASE("agents: names and store keys") {
+  CHECK(agent_name_problem("scribe-1.a_b").empty());
+  CHECK_FALSE(agent_name_problem("").empty());
+  CHECK_FALSE(agent_name_problem(".hidden").empty());
+  CHECK_FALSE(agent_name_problem("a/b").empty());
+  CHECK_FALSE(agent_name_problem(std::string(65, 'a')).empty());
+  CHECK(entry_key("a", 255) == "t/a/00000000000000ff");
+}
+
+TEST_CASE("agents/journal: append, page, drop") {
+  family f;
+  append_request req{"x", {}};
+  for (uint64_t seq = 1; seq <= 3; ++seq) {
+    req.entries.push_back({seq, json{{"kind", "prompt"}, {"seq", seq}}.dump()});
+  }
+  CHECK(f.ask<append_reply>(journal_path, transcript_append_type, req).written == 3);
+  auto page = f.ask<transcript_page>(journal_path, transcript_read_type, read_request{"x", 0, 2});
+  REQUIRE(page.entries.size() == 2);
+  CHECK(page.entries[0].seq == 1);
+  CHECK(page.next == 2);
+  page = f.ask<transcript_page>(journal_path, transcript_read_type, read_request{"x", 2, 2});
+  REQUIRE(page.entries.size() == 1);
+  CHECK(page.entries[0].seq == 3);
+  CHECK(page.next == 0);
+  // Another agent's entries are its own ("x" is a prefix of "xy").
+  (void)f.ask<append_reply>(journal_path, transcript_append_type,
+                            append_request{"xy", {{1, "{}"}}});
+  page = f.ask<transcript_page>(journal_path, transcript_read_type, read_request{"x", 0, 0});
+  CHECK(page.entries.size() == 3);
+
+  const auto jsonl = fs::path(f.dir.path()) / "transcripts" / "x.jsonl";
+  std::ifstream in(jsonl);
+  size_t lines = 0;
+  for (std::string line; std::getline(in, line);) {
+    ++lines;
+  }
+  CHECK(lines == 3);
+
+  CHECK(f.ask<drop_reply>(journal_path, transcript_drop_type, agent_name{"x"}).dropped == "x");
+  page = f.ask<transcript_page>(journal_path, transcript_read_type, read_request{"x", 0, 0});
+  CHECK(page.entries.empty());
+  CHECK_FALSE(fs::exists(jsonl));
+  CHECK(f.refused(journal_path, transcript_read_type, read_request{"../x", 0, 0}).code ==
+        errc::bad_request);
+}
+
+TEST_CASE("agents/manager: create, refuse, list, get, delete") {
+  family f;
+  const auto ws = f.dir.path();
+  auto info = f.ask<agent_info>(manager_path, agent_create_type, spec_of("a", ws));
+  CHECK(info.spec.max_turns == 50);
+  CHECK(info.spec.context_tokens == 100000);
+  CHECK(f.refused(manager_path, agent_create_type, spec_of("a", ws)).code == errc::conflict);
+  CHECK(f.refused(manager_path, agent_create_type, spec_of("b", "rel")).code == errc::bad_request);
+  CHECK(f.refused(manager_path, agent_create_type, spec_of("b", ws, "nobody")).code ==
+        errc::not_found);
+  auto bad_turns = spec_of("b", ws);
+  bad_turns.max_turns = -1;
+  CHECK(f.refused(manager_path, agent_create_type, bad_turns).code == errc::bad_request);
+
+  REQUIRE(wait_until([&] {
+    return f.ask<agent_info>(manager_path, agent_get_type, agent_name{"a"}).state == "idle";
+  }));
+  auto list = f.ask<agent_list>(manager_path, agent_list_type, empty_body{});
+  REQUIRE(list.agents.size() == 1);
+  CHECK(list.agents[0].spec.name == "a");
+
+  CHECK(f.ask<agent_deleted>(manager_path, agent_delete_type, agent_name{"a"}).deleted == "a");
+  CHECK(f.refused(manager_path, agent_get_type, agent_name{"a"}).code == errc::not_found);
+  CHECK(f.refused(manager_path, agent_delete_type, agent_name{"a"}).code == errc::not_found);
+  REQUIRE(wait_until([&] { return !f.h.registry().find("agents/live/a"); }));
+}
+
+TEST_CASE("agents: a turn against the router, and the transcript it leaves") {
+  family f;
+  std::ofstream(fs::path(f.dir.path()) / "notes.txt") << "alpha\n";
+  (void)f.ask<agent_info>(manager_path, agent_create_type, spec_of("a", f.dir.path()));
+  auto turn = f.ask<prompt_reply>("agents/live/a", agent_prompt_type, prompt_request{"read"});
+  CHECK(turn.text == "ok");
+  CHECK(turn.stop_reason == "end_turn");
+  CHECK(turn.usage.input_tokens == 20);
+  CHECK(kinds(turn.events) == std::vector<std::string>{"prompt", "persona", "assistant",
+                                                       "tool_call", "tool_result", "assistant",
+                                                       "turn_end"});
+  const auto result = json::parse(turn.events[4].data);
+  CHECK(result["content"].get<std::string>().find("alpha") != std::string::npos);
+  auto info = f.ask<agent_info>("agents/live/a", agent_info_type, empty_body{});
+  CHECK(info.calls == 2);
+  CHECK(info.entries == 7);
+  CHECK(info.last_stop == "end_turn");
+  // A prompt that is empty is refused, and writes nothing.
+  CHECK(f.refused("agents/live/a", agent_prompt_type, prompt_request{""}).code ==
+        errc::bad_request);
+  CHECK(f.ask<agent_info>("agents/live/a", agent_info_type, empty_body{}).entries == 7);
+}
+
+TEST_CASE("agents: a crash mid-tool resumes from the transcript, the call interrupted") {
+  // The tool hangs (a Bash sleep) so the agent can be crashed while it runs.
+  family f{fake_router{"Bash", {{"command", "echo ran >> runs.txt; sleep 5"}}}};
+  (void)f.ask<agent_info>(manager_path, agent_create_type, spec_of("a", f.dir.path()));
+  // The prompt's caller hears the agent went down; the turn goes on.
+  auto asked = std::async(std::launch::async, [&] {
+    return f.h.call("agents/live/a", make_envelope(agent_prompt_type, prompt_request{"go"}),
+                    std::chrono::seconds(20));
+  });
+  REQUIRE(wait_until([&] { return fs::exists(fs::path(f.dir.path()) / "runs.txt"); },
+                     std::chrono::seconds(10)));
+  f.h.crash("agents/live/a");
+  REQUIRE(wait_until(
+      [&] {
+        auto reply = f.h.call("agents/live/a", make_envelope(agent_info_type, empty_body{}));
+        auto info = decode<agent_info>(reply.body);
+        return !reply.is_error() && info && info->last_stop == "end_turn";
+      },
+      std::chrono::seconds(10)));
+  auto page = f.ask<transcript_page>(journal_path, transcript_read_type, read_request{"a", 0, 0});
+  CHECK(kinds(page.entries) == std::vector<std::string>{"prompt", "persona", "assistant",
+                                                        "tool_call", "interrupted", "assistant",
+                                                        "turn_end"});
+  asked.wait();
+  std::ifstream runs(fs::path(f.dir.path()) / "runs.txt");
+  std::string all((std::istreambuf_iterator<char>(runs)), std::istreambuf_iterator<char>());
+  CHECK(all == "ran\n");
+}
+
+TEST_CASE("agents: the family restarted on the same store brings its agents back") {
+  troupe::test::scratch_dir data;
+  {
+    family f{{}, data.path()};
+    (void)f.ask<agent_info>(manager_path, agent_create_type, spec_of("keep", data.path()));
+    std::ofstream(fs::path(data.path()) / "notes.txt") << "alpha\n";
+    (void)f.ask<prompt_reply>("agents/live/keep", agent_prompt_type, prompt_request{"read"});
+  }
+  family again{{}, data.path()};
+  REQUIRE(wait_until([&] { return again.h.state_of("agents/live/keep") == actor_state::running; }));
+  auto info = again.ask<agent_info>(manager_path, agent_get_type, agent_name{"keep"});
+  CHECK(info.entries == 7);
+  CHECK(info.calls == 2);
+  CHECK(info.last_stop == "end_turn");
+}
