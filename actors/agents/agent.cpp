@@ -4,6 +4,7 @@
 #include <chrono>
 #include <deque>
 #include <filesystem>
+#include <map>
 #include <optional>
 #include <utility>
 
@@ -54,7 +55,7 @@ struct waiter {
   bool head_sent = false;
 };
 
-enum class phase : uint8_t { loading, idle, persona, model, tools };
+enum class phase : uint8_t { loading, idle, persona, model, tools, approval };
 
 std::string_view phase_name(phase p) {
   switch (p) {
@@ -62,6 +63,8 @@ std::string_view phase_name(phase p) {
       return "loading";
     case phase::idle:
       return "idle";
+    case phase::approval:
+      return "awaiting_approval";
     default:
       return "running";
   }
@@ -92,10 +95,21 @@ struct agent_state {
   bool call_open = false;
   std::string call_body;
   std::vector<std::pair<waiter, std::string>> early;
+  /// Continuations waiting for an event's hooks, by ticket.
+  std::map<uint64_t, std::function<void(hooks_done)>> hook_waits;
+  uint64_t next_ticket = 1;
+  /// The call a hook asked a person about (one at a time: calls run in
+  /// order), and when it is denied for want of an answer.
+  std::optional<approval_info> approval;
+  uint64_t approval_deadline_ms = 0;
+  uint64_t approval_generation = 0;
+  /// This turn's Stop hooks already kept it going once (stop_hook_active).
+  bool stop_hook_active = false;
   static inline const char* name = "troupe.agents.agent";
 };
 
 using agent_actor = caf::stateful_actor<agent_state>;
+using approval_timeout_atom = caf::atom_constant<caf::atom("apprtimeo")>;
 
 int64_t spent(const usage_info& u) {
   return u.input_tokens + u.output_tokens + u.cache_creation_input_tokens +
@@ -332,6 +346,41 @@ std::string resolve_model(const agent_state& st) {
   return model;
 }
 
+/// The `hook` entries of an event's runs.
+std::vector<json> hook_entries(const std::vector<hook_note>& notes, const std::string& tool) {
+  std::vector<json> out;
+  for (const auto& h : notes) {
+    out.push_back(json{{"kind", "hook"},
+                       {"event", h.event},
+                       {"tool", tool},
+                       {"verdict", h.verdict},
+                       {"reason", h.reason},
+                       {"error", h.error}});
+  }
+  return out;
+}
+
+/// Runs `event`'s hooks on a worker thread (they block), then `then`.
+void run_event_hooks(agent_actor* self, const char* event, json fields,
+                     std::function<void(hooks_done)> then) {
+  auto& st = self->state;
+  const auto ticket = st.next_ticket++;
+  st.hook_waits.emplace(ticket, std::move(then));
+  hook_job job{st.spec.name,
+               st.spec.workspace,
+               transcript_file(*st.ctx, st.spec.name),
+               event,
+               "",
+               fields.dump(),
+               ticket};
+  auto me = caf::actor_cast<caf::actor>(self);
+  self->system().spawn<caf::detached>([job = std::move(job), me](caf::event_based_actor* w) {
+    auto done = run_hook_job(job);
+    w->send(me, std::string(hooks_done_type), encode(done), uint64_t{0});
+    w->quit();
+  });
+}
+
 void end_turn(agent_actor* self, const std::string& reason) {
   auto& st = self->state;
   st.call_open = false;
@@ -437,27 +486,55 @@ void step(agent_actor* self) {
     apply_entry(trial, json{{"kind", "compaction"}, {"elided", ids}});
     request["messages"] = trial.messages;
     const auto after = estimate_tokens(request);
-    write(self,
-          {json{{"kind", "compaction"},
-                {"elided", ids},
-                {"tokens_before", before},
-                {"tokens_after", after}}},
-          [self, after, budget] {
-            if (after > budget) {
-              auto& s = self->state;
-              s.last_text = "after eliding old tool results the conversation still needs about " +
-                            std::to_string(after) + " tokens, over the context budget of " +
-                            std::to_string(budget);
-              return end_turn(self, "context");
-            }
-            call_model(self, build_request(self->state));
-          });
+    // PreCompact hooks run first; what they decide is recorded, and the
+    // budget still holds.
+    run_event_hooks(self, "PreCompact", json{{"trigger", "auto"}, {"custom_instructions", ""}},
+                    [self, ids, before, after, budget](hooks_done done) {
+                      auto entries = hook_entries(done.hooks, "");
+                      entries.push_back(json{{"kind", "compaction"},
+                                             {"elided", ids},
+                                             {"tokens_before", before},
+                                             {"tokens_after", after}});
+                      write(self, std::move(entries), [self, after, budget] {
+                        if (after > budget) {
+                          auto& s = self->state;
+                          s.last_text =
+                              "after eliding old tool results the conversation still needs about " +
+                              std::to_string(after) + " tokens, over the context budget of " +
+                              std::to_string(budget);
+                          return end_turn(self, "context");
+                        }
+                        call_model(self, build_request(self->state));
+                      });
+                    });
     return;
   }
   call_model(self, std::move(request));
 }
 
 void take_answer(agent_actor* self, int status, const std::string& body);
+
+/// The model ended its turn: Stop hooks may keep it going (their reason is
+/// its next cue); they are told when they already did once this turn.
+void stop_or_go_on(agent_actor* self, const std::string& reason) {
+  auto& st = self->state;
+  if (st.stop_requested) {
+    return end_turn(self, "stopped");
+  }
+  run_event_hooks(self, "Stop", json{{"stop_hook_active", st.stop_hook_active}},
+                  [self, reason](hooks_done done) {
+                    auto entries = hook_entries(done.hooks, "");
+                    if (done.verdict == "block" && !done.reason.empty()) {
+                      self->state.stop_hook_active = true;
+                      entries.push_back(json{{"kind", "continue"}, {"text", done.reason}});
+                      return write(self, std::move(entries), [self] { step(self); });
+                    }
+                    if (entries.empty()) {
+                      return end_turn(self, reason);
+                    }
+                    write(self, std::move(entries), [self, reason] { end_turn(self, reason); });
+                  });
+}
 
 /// The model's answer (a whole Messages response) arrived. An upstream's
 /// malformed answer ends the turn; it never ends the agent.
@@ -511,20 +588,27 @@ void take_answer(agent_actor* self, int status, const std::string& body) {
             s.at = phase::tools;
             return next_tool(self);
           }
-          end_turn(self, stop_reason.empty() ? "end_turn" : stop_reason);
+          stop_or_go_on(self, stop_reason.empty() ? "end_turn" : stop_reason);
         });
 }
 
+void park_for_approval(agent_actor* self, approval_info a);
+
 void on_tool_done(agent_actor* self, tool_done done) {
   auto& st = self->state;
-  std::vector<json> entries;
-  for (const auto& h : done.hooks) {
-    entries.push_back(json{{"kind", "hook"},
-                           {"event", h.event},
-                           {"tool", done.name},
-                           {"verdict", h.verdict},
-                           {"reason", h.reason},
-                           {"error", h.error}});
+  auto entries = hook_entries(done.hooks, done.name);
+  if (done.ask) {
+    // A PreToolUse hook asked a person: nothing ran; the call waits.
+    const auto input = done.updated_input.empty()
+                           ? st.conv.pending.front().value("input", json::object()).dump()
+                           : done.updated_input;
+    approval_info a{done.id, done.name, input, done.content, 0, ""};
+    entries.push_back(json{{"kind", "approval"},
+                           {"id", a.id},
+                           {"name", a.tool},
+                           {"input", json::parse(a.input, nullptr, false)},
+                           {"reason", a.reason}});
+    return write(self, std::move(entries), [self, a] { park_for_approval(self, a); });
   }
   json result{{"kind", "tool_result"},
               {"id", done.id},
@@ -541,6 +625,60 @@ void on_tool_done(agent_actor* self, tool_done done) {
     st.stop_requested = true;
     st.last_text = "a hook stopped the agent: " + done.stop_reason;
   }
+  write(self, std::move(entries), [self] { next_tool(self); });
+}
+
+/// Runs a tool call (hooks, the tool, hooks) on a thread of its own: hooks
+/// and tools block, and a hung one must not stall any other agent.
+void run_on_worker(agent_actor* self, const std::string& id, const std::string& name,
+                   const json& input, bool approved) {
+  auto& s = self->state;
+  tool_job job{s.spec.name,  s.spec.workspace, transcript_file(*s.ctx, s.spec.name), id, name,
+               input.dump(), approved};
+  auto me = caf::actor_cast<caf::actor>(self);
+  self->system().spawn<caf::detached>([job = std::move(job), me](caf::event_based_actor* w) {
+    auto done = run_tool_job(job);
+    w->send(me, std::string(tool_done_type), encode(done), uint64_t{0});
+    w->quit();
+  });
+}
+
+void park_for_approval(agent_actor* self, approval_info a) {
+  auto& st = self->state;
+  st.at = phase::approval;
+  const auto timeout_s = st.ctx->config.agents.approval_timeout_s;
+  st.approval_deadline_ms = wall_ms() + uint64_t{timeout_s} * 1000;
+  st.approval = std::move(a);
+  const auto generation = ++st.approval_generation;
+  self->delayed_send(self, std::chrono::seconds(timeout_s), approval_timeout_atom::value,
+                     generation);
+}
+
+/// A person's answer (or the timeout's) to the call waiting for approval.
+void decide(agent_actor* self, bool approve, const std::string& by, const std::string& reason) {
+  auto& st = self->state;
+  auto a = std::move(*st.approval);
+  st.approval.reset();
+  ++st.approval_generation;
+  st.at = phase::tools;
+  std::vector<json> entries{json{{"kind", "approval_decision"},
+                                 {"id", a.id},
+                                 {"decision", approve ? "approved" : "denied"},
+                                 {"by", by},
+                                 {"reason", reason}}};
+  if (approve) {
+    return write(self, std::move(entries), [self, a] {
+      run_on_worker(self, a.id, a.tool, json::parse(a.input, nullptr, false), true);
+    });
+  }
+  entries.push_back(
+      json{{"kind", "tool_result"},
+           {"id", a.id},
+           {"name", a.tool},
+           {"content", (by == "timeout" ? std::string("no one approved this call in time")
+                                        : std::string("a person denied this call")) +
+                           (reason.empty() ? std::string() : ": " + reason)},
+           {"is_error", true}});
   write(self, std::move(entries), [self] { next_tool(self); });
 }
 
@@ -577,21 +715,8 @@ void next_tool(agent_actor* self) {
                        {"is_error", true}}},
                  [self] { next_tool(self); });
   }
-  write(
-      self, {json{{"kind", "tool_call"}, {"id", id}, {"name", name}, {"input", input}}},
-      [self, id, name, input] {
-        auto& s = self->state;
-        tool_job job{s.spec.name, s.spec.workspace, transcript_file(*s.ctx, s.spec.name), id,
-                     name,        input.dump()};
-        auto me = caf::actor_cast<caf::actor>(self);
-        // A thread of its own: hooks and tools block, and a hung one must
-        // not stall any other agent.
-        self->system().spawn<caf::detached>([job = std::move(job), me](caf::event_based_actor* w) {
-          auto done = run_tool_job(job);
-          w->send(me, std::string(tool_done_type), encode(done), uint64_t{0});
-          w->quit();
-        });
-      });
+  write(self, {json{{"kind", "tool_call"}, {"id", id}, {"name", name}, {"input", input}}},
+        [self, id, name, input] { run_on_worker(self, id, name, input, false); });
 }
 
 void start_turn(agent_actor* self, waiter w, std::string prompt);
@@ -698,34 +823,51 @@ void start_turn(agent_actor* self, waiter w, std::string prompt) {
   st.turn_events.clear();
   st.turn_usage = {};
   st.last_text.clear();
-  choose_persona(self, prompt,
-                 [self, prompt](expected<std::optional<persona_info>> chosen, json why) {
-                   auto& s = self->state;
-                   std::optional<persona> active;
-                   if (chosen && *chosen) {
-                     auto p = to_persona(**chosen);
-                     if (!p) {
-                       chosen = std::move(p).err();
-                     } else {
-                       active = std::move(*p);
-                     }
-                   }
-                   if (!chosen) {
-                     // Nothing was written: the prompt is refused as a whole.
-                     s.at = phase::idle;
-                     auto w = std::move(*s.who);
-                     s.who.reset();
-                     return refuse(self, w, chosen.err());
-                   }
-                   s.active = std::move(active);
-                   s.persona_name = s.active ? s.active->name : std::string();
-                   s.model = resolve_model(s);
-                   why["kind"] = "persona";
-                   why["name"] = s.persona_name;
-                   why["model"] = s.model;
-                   write(self, {json{{"kind", "prompt"}, {"text", prompt}}, std::move(why)},
-                         [self] { step(self); });
-                 });
+  choose_persona(
+      self, prompt, [self, prompt](expected<std::optional<persona_info>> chosen, json why) {
+        auto& s = self->state;
+        std::optional<persona> active;
+        if (chosen && *chosen) {
+          auto p = to_persona(**chosen);
+          if (!p) {
+            chosen = std::move(p).err();
+          } else {
+            active = std::move(*p);
+          }
+        }
+        if (!chosen) {
+          // Nothing was written: the prompt is refused as a whole.
+          s.at = phase::idle;
+          auto w = std::move(*s.who);
+          s.who.reset();
+          return refuse(self, w, chosen.err());
+        }
+        s.active = std::move(active);
+        s.persona_name = s.active ? s.active->name : std::string();
+        s.model = resolve_model(s);
+        why["kind"] = "persona";
+        why["name"] = s.persona_name;
+        why["model"] = s.model;
+        s.stop_hook_active = false;
+        run_event_hooks(
+            self, "UserPromptSubmit", json{{"prompt", prompt}},
+            [self, prompt, why = std::move(why)](hooks_done done) {
+              json entry{{"kind", "prompt"}, {"text", prompt}};
+              if (!done.additional_context.empty()) {
+                entry["context"] = done.additional_context;
+              }
+              std::vector<json> entries{std::move(entry), why};
+              auto notes = hook_entries(done.hooks, "");
+              entries.insert(entries.end(), notes.begin(), notes.end());
+              if (done.verdict == "block" || done.verdict == "stop" || done.verdict == "deny") {
+                // The prompt is recorded, and not answered.
+                self->state.last_text =
+                    "a UserPromptSubmit hook blocked the prompt: " + done.reason;
+                return write(self, std::move(entries), [self] { end_turn(self, "hook"); });
+              }
+              write(self, std::move(entries), [self] { step(self); });
+            });
+      });
 }
 
 // ---- a new incarnation -----------------------------------------------------
@@ -809,6 +951,13 @@ void resume(agent_actor* self) {
                            {"name", call.value("name", "")}});
       }
     }
+    // A call that waited for a person waits again, for a full timeout.
+    if (cut.empty() && !s.conv.pending.empty() && s.conv.pending.front().value("awaiting", false)) {
+      const auto& call = s.conv.pending.front();
+      return park_for_approval(self, approval_info{call.value("id", ""), call.value("name", ""),
+                                                   call.value("input", json::object()).dump(),
+                                                   "asked before the agent restarted", 0, ""});
+    }
     auto after = [self] {
       auto& s2 = self->state;
       s2.at = s2.conv.pending.empty() ? phase::model : phase::tools;
@@ -884,7 +1033,10 @@ void on_request(agent_actor* self, const std::string& type, const std::string& b
     return start_turn(self, std::move(w), std::move(req->prompt));
   }
   if (type == agent_stop_type) {
-    if (st.at != phase::idle && st.at != phase::loading) {
+    if (st.at == phase::approval && st.approval) {
+      st.stop_requested = true;
+      decide(self, false, "person", "the agent was stopped");
+    } else if (st.at != phase::idle && st.at != phase::loading) {
       st.stop_requested = true;
       if (st.at == phase::model && st.call_open) {
         // The answer awaited no longer counts; the turn ends now.
@@ -901,10 +1053,40 @@ void on_request(agent_actor* self, const std::string& type, const std::string& b
     return deliver(
         rp, make_envelope(std::string(agent_info_type) + ".reply", info_of(st), correlation_id));
   }
+  if (type == agent_approvals_type) {
+    approval_list list;
+    if (st.approval) {
+      auto a = *st.approval;
+      const auto now = wall_ms();
+      a.expires_in_ms = st.approval_deadline_ms > now ? st.approval_deadline_ms - now : 0;
+      list.approvals.push_back(std::move(a));
+    }
+    return deliver(
+        rp, make_envelope(std::string(agent_approvals_type) + ".reply", list, correlation_id));
+  }
+  if (type == agent_decide_type) {
+    auto req = decode<decide_request>(body);
+    if (!req) {
+      return deliver(rp, make_error_envelope(req.err(), correlation_id));
+    }
+    if (!st.approval || (!req->id.empty() && req->id != st.approval->id)) {
+      return deliver(
+          rp, make_error_envelope(
+                  make_error(errc::not_found,
+                             "agent '" + st.spec.name + "' has no call waiting" +
+                                 (req->id.empty() ? std::string() : " with id '" + req->id + "'")),
+                  correlation_id));
+    }
+    auto a = *st.approval;
+    a.decision = req->approve ? "approved" : "denied";
+    decide(self, req->approve, "person", req->reason);
+    return deliver(rp, make_envelope(std::string(agent_decide_type) + ".reply", a, correlation_id));
+  }
   deliver(rp,
           make_error_envelope(make_error(errc::unknown_type,
                                          "agent '" + st.spec.name + "' does not answer '" + type +
-                                             "' (it answers agent.prompt, agent.stop, agent.info)"),
+                                             "' (it answers agent.prompt, agent.stop, agent.info, "
+                                             "agent.approvals, agent.decide)"),
                               correlation_id));
 }
 
@@ -916,6 +1098,19 @@ void on_notice(agent_actor* self, const std::string& type, const std::string& bo
       return;  // not the call awaited (an earlier incarnation's)
     }
     return on_tool_done(self, std::move(*done));
+  }
+  if (type == hooks_done_type) {
+    auto done = decode<hooks_done>(body, decode_limits{.body_bytes_max = 64u << 20});
+    if (!done) {
+      return;
+    }
+    auto it = st.hook_waits.find(done->ticket);
+    if (it == st.hook_waits.end()) {
+      return;
+    }
+    auto then = std::move(it->second);
+    st.hook_waits.erase(it);
+    return then(std::move(*done));
   }
   if (type == http_msg::gone_type) {
     // The client left: the turn goes on (the transcript has it all).
@@ -956,6 +1151,13 @@ caf::behavior agent_behavior(agent_actor* self, std::shared_ptr<node_context> ct
           return on_request(self, type, body, correlation_id);
         }
         on_notice(self, type, body);
+      },
+      [self](approval_timeout_atom, uint64_t generation) {
+        auto& s = self->state;
+        if (s.approval && generation == s.approval_generation) {
+          decide(self, false, "timeout",
+                 "after " + std::to_string(s.ctx->config.agents.approval_timeout_s) + " s");
+        }
       },
   };
 }
@@ -1048,7 +1250,8 @@ tool_done run_tool_job(const tool_job& job) {
              {"cwd", job.workspace},    {"hook_event_name", "PreToolUse"},
              {"tool_name", job.name},   {"tool_input", input},
              {"tool_use_id", job.id}};
-  const auto pre = run_hooks(settings, hook_event::pre_tool_use, job, event, done);
+  const auto pre = job.approved ? hook_decision{}
+                                : run_hooks(settings, hook_event::pre_tool_use, job, event, done);
   switch (pre.verdict) {
     case hook_verdict::stop:
       done.stop = true;
@@ -1062,13 +1265,12 @@ tool_done run_tool_job(const tool_job& job) {
       done.is_error = true;
       return done;
     case hook_verdict::ask:
-      // Approvals by a person are not built yet: an ask is refused, and
-      // says so, rather than let through.
-      done.content =
-          "a PreToolUse hook asked for a person's approval, which this node cannot request "
-          "yet; the call was not run: " +
-          pre.reason;
-      done.is_error = true;
+      // A person decides; the agent holds the call until then.
+      done.ask = true;
+      done.content = pre.reason;
+      if (pre.updated_input && pre.updated_input->is_object()) {
+        done.updated_input = pre.updated_input->dump();
+      }
       return done;
     default:
       break;
@@ -1119,6 +1321,38 @@ tool_done run_tool_job(const tool_job& job) {
   done.read_paths = std::move(out.read_paths);
   done.written_paths = std::move(out.written_paths);
   return done;
+}
+
+hooks_done run_hook_job(const hook_job& job) {
+  hooks_done out;
+  out.ticket = job.ticket;
+  const auto e = hook_event_named(job.event);
+  if (!e) {
+    out.verdict = std::string(to_string(hook_verdict::proceed));
+    return out;
+  }
+  const auto settings = load_workspace_hooks(job.workspace, hook_settings{});
+  json event{{"session_id", job.agent},
+             {"transcript_path", job.transcript_path},
+             {"cwd", job.workspace},
+             {"hook_event_name", job.event}};
+  auto fields = json::parse(job.fields, nullptr, false);
+  if (fields.is_object()) {
+    event.update(fields);
+  }
+  const auto input = event.dump();
+  std::vector<hook_decision> decisions;
+  for (const auto& cmd : hooks_for(settings, *e, job.subject)) {
+    auto run = run_hook(cmd, input, job.workspace, job.workspace);
+    auto decision = interpret(*e, run, cmd.fail_closed);
+    out.hooks.push_back(note_of(*e, decision));
+    decisions.push_back(std::move(decision));
+  }
+  const auto combined = combine(decisions);
+  out.verdict = std::string(to_string(combined.verdict));
+  out.reason = combined.reason;
+  out.additional_context = combined.additional_context;
+  return out;
 }
 
 child_spec agent_child(std::shared_ptr<node_context> ctx, agent_spec spec) {

@@ -40,6 +40,10 @@ inline constexpr std::chrono::seconds journal_timeout{30};
 /// Runs one tool call as a worker does (hooks, the tool, hooks); blocks.
 [[nodiscard]] tool_done run_tool_job(const tool_job& job);
 
+/// Runs one event's hooks as a worker does (UserPromptSubmit, Stop,
+/// PreCompact); blocks.
+[[nodiscard]] hooks_done run_hook_job(const hook_job& job);
+
 /// Where the JSONL copy of an agent's transcript lives (for hooks'
 /// transcript_path): <data_dir>/transcripts/<name>.jsonl.
 [[nodiscard]] std::string transcript_file(const node_context& ctx, const std::string& name);

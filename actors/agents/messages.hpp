@@ -25,6 +25,10 @@
 //                             http_exchange.hpp) it streams the events (SSE)
 //   agent.stop   {}        -> agent_info (the turn ends after its step)
 //   agent.info   {}        -> agent_info
+//   agent.approvals {}     -> {approvals: [approval_info]} (calls a hook asked
+//                             a person about)
+//   agent.decide {id, approve, reason} -> approval_info (the call runs, or
+//                             is answered denied)
 // `agents/journal` keeps every agent's transcript in the store:
 //   transcript.append {agent, entries}     -> {written}, once on disk
 //   transcript.read   {agent, after, limit} -> {entries, next}
@@ -130,6 +134,8 @@ inline constexpr const char* agent_personas_type = "agent.personas";
 inline constexpr const char* agent_prompt_type = "agent.prompt";
 inline constexpr const char* agent_stop_type = "agent.stop";
 inline constexpr const char* agent_info_type = "agent.info";
+inline constexpr const char* agent_approvals_type = "agent.approvals";
+inline constexpr const char* agent_decide_type = "agent.decide";
 inline constexpr const char* transcript_append_type = "transcript.append";
 inline constexpr const char* transcript_read_type = "transcript.read";
 inline constexpr const char* transcript_drop_type = "transcript.drop";
@@ -262,6 +268,35 @@ struct drop_reply {
   TROUPE_FIELDS(dropped)
 };
 
+/// A call a PreToolUse hook asked a person about.
+struct approval_info {
+  /// The tool_use id.
+  std::string id;
+  std::string tool;
+  /// The tool's input (JSON).
+  std::string input;
+  /// What the hook said.
+  std::string reason;
+  /// Milliseconds left before it is denied (in agent.approvals), or the
+  /// decision: "approved" or "denied" (agent.decide's reply).
+  uint64_t expires_in_ms = 0;
+  std::string decision;
+  TROUPE_FIELDS(id, tool, input, reason, expires_in_ms, decision)
+};
+
+struct approval_list {
+  std::vector<approval_info> approvals;
+  TROUPE_FIELDS(approvals)
+};
+
+struct decide_request {
+  /// The tool_use id; empty: the only pending call.
+  std::string id;
+  bool approve = false;
+  std::string reason;
+  TROUPE_FIELDS(id, approve, reason)
+};
+
 /// A tool call for a worker thread to carry out (hooks, the tool, hooks),
 /// and what came of it. Between an agent and its worker only.
 inline constexpr const char* tool_done_type = "agent.tool.done";
@@ -274,7 +309,28 @@ struct tool_job {
   std::string name;
   /// The tool's input as JSON.
   std::string input;
-  TROUPE_FIELDS(agent, workspace, transcript_path, id, name, input)
+  /// A person approved the call: PreToolUse hooks do not run again.
+  bool approved = false;
+  TROUPE_FIELDS(agent, workspace, transcript_path, id, name, input, approved)
+};
+
+/// An event's hooks for a worker to run (UserPromptSubmit, Stop,
+/// PreCompact), and what they decided. Between an agent and its worker only.
+inline constexpr const char* hooks_done_type = "agent.hooks.done";
+
+struct hook_job {
+  std::string agent;
+  std::string workspace;
+  std::string transcript_path;
+  /// Claude Code's name of the event.
+  std::string event;
+  /// What the event's matchers test ("" for events without matchers).
+  std::string subject;
+  /// The event's own fields (JSON object), added to the common ones.
+  std::string fields;
+  /// Which of the agent's waits this answers.
+  uint64_t ticket = 0;
+  TROUPE_FIELDS(agent, workspace, transcript_path, event, subject, fields, ticket)
 };
 
 struct hook_note {
@@ -299,8 +355,21 @@ struct tool_done {
   /// A hook said `continue: false`: the agent stops, for `stop_reason`.
   bool stop = false;
   std::string stop_reason;
+  /// A PreToolUse hook asked a person: the tool did not run; `content` is
+  /// the hook's reason.
+  bool ask = false;
   TROUPE_FIELDS(id, name, content, is_error, read_paths, written_paths, hooks, updated_input, stop,
-                stop_reason)
+                stop_reason, ask)
+};
+
+struct hooks_done {
+  uint64_t ticket = 0;
+  /// The combined verdict (hooks.hpp's names).
+  std::string verdict;
+  std::string reason;
+  std::string additional_context;
+  std::vector<hook_note> hooks;
+  TROUPE_FIELDS(ticket, verdict, reason, additional_context, hooks)
 };
 
 /// Transcript entries one read returns at most.

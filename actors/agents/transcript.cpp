@@ -119,9 +119,12 @@ void apply_entry(conversation& c, const json& entry) {
   }
   const auto& kind = string_or_empty(entry, "kind");
   if (kind == "prompt") {
-    c.messages.push_back(json{
-        {"role", "user"},
-        {"content", json::array({{{"type", "text"}, {"text", string_or_empty(entry, "text")}}})}});
+    json content = json::array({{{"type", "text"}, {"text", string_or_empty(entry, "text")}}});
+    // What UserPromptSubmit hooks added, as Claude Code adds it: more text.
+    if (const auto& context = string_or_empty(entry, "context"); !context.empty()) {
+      content.push_back({{"type", "text"}, {"text", context}});
+    }
+    c.messages.push_back(json{{"role", "user"}, {"content", std::move(content)}});
     c.in_turn = true;
     c.pending = json::array();
     c.turn_calls = 0;
@@ -137,6 +140,25 @@ void apply_entry(conversation& c, const json& entry) {
       }
     }
     ++c.turn_calls;
+  } else if (kind == "continue") {
+    // A Stop hook kept the turn going: its reason is the model's next cue.
+    c.messages.push_back(json{
+        {"role", "user"},
+        {"content", json::array({{{"type", "text"}, {"text", string_or_empty(entry, "text")}}})}});
+  } else if (kind == "approval" || kind == "approval_decision") {
+    for (auto& call : c.pending) {
+      if (string_or_empty(call, "id") != string_or_empty(entry, "id")) {
+        continue;
+      }
+      if (kind == "approval") {
+        // Nothing ran: the call waits for a person.
+        call["started"] = false;
+        call["awaiting"] = true;
+      } else {
+        call["awaiting"] = false;
+        call["started"] = string_or_empty(entry, "decision") == "approved";
+      }
+    }
   } else if (kind == "tool_call") {
     // Started: if no result follows, it may have run (see interrupted).
     for (auto& call : c.pending) {

@@ -7,11 +7,15 @@
 // JSON: the agent actor and the tests drive them directly.
 //
 // Entry kinds (each a JSON object with "kind"; docs/api.md has the fields):
-//   prompt       {text}                      a person's prompt: a user turn
+//   prompt       {text, context}             a person's prompt: a user turn
+//                                            (context: what hooks added)
 //   persona      {name, rule, reasons}       which persona the turn follows
 //   assistant    {content, stop_reason, usage, model}   a model answer
 //   tool_call    {id, name, input}           written before the tool runs
 //   hook         {event, tool, verdict, reason}
+//   approval     {id, name, input, reason}   a hook asked a person
+//   approval_decision {id, decision, reason} approved, denied, timed out
+//   continue     {text}                      a Stop hook kept the turn going
 //   tool_result  {id, name, content, is_error}
 //   interrupted  {id, name}                  a tool call the node's stop cut
 //   compaction   {elided, tokens_before, tokens_after}

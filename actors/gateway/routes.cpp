@@ -373,6 +373,34 @@ routed router::route_agents(const http_request_view& req, std::string_view path)
     }
     return family_exchange{agents::live_prefix + name, false, "no agent '" + name + "'"};
   }
+  if (what == "/approvals" && req.method == "GET") {
+    return call(agents::live_prefix + name,
+                make_envelope(agents::agent_approvals_type, empty_body{}));
+  }
+  if (what.starts_with("/approvals/") && req.method == "POST") {
+    auto id = percent_decode(what.substr(std::string_view("/approvals/").size()));
+    if (!id) {
+      return error_reply(errc::bad_request, "the id in the path has a malformed %-escape");
+    }
+    auto body = parse_json_body(req.body);
+    if (!body) {
+      return error_reply_of(body.err());
+    }
+    const auto& doc = *body;
+    const auto decision = doc.is_object() && doc.contains("decision") && doc["decision"].is_string()
+                              ? doc["decision"].get<std::string>()
+                              : std::string();
+    if ((decision != "approve" && decision != "deny") ||
+        (doc.contains("reason") && !doc["reason"].is_string())) {
+      return error_reply(errc::bad_request,
+                         "the body must be {\"decision\": \"approve\" | \"deny\", "
+                         "\"reason\": string (optional)}");
+    }
+    return call(agents::live_prefix + name,
+                make_envelope(agents::agent_decide_type,
+                              agents::decide_request{*id, decision == "approve",
+                                                     doc.value("reason", std::string())}));
+  }
   if (what == "/stop" && req.method == "POST") {
     return call(agents::live_prefix + name, make_envelope(agents::agent_stop_type, empty_body{}));
   }

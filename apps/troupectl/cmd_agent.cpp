@@ -17,6 +17,8 @@ struct agent_args {
   int64_t max_turns = 0;
   std::string prompt;
   uint64_t after = 0;
+  std::string id;
+  std::string reason;
 };
 
 std::string agent_target(const std::string& name, std::string_view rest = {}) {
@@ -63,6 +65,19 @@ void print_entry(const json& e) {
     const auto content = field_text(e, "content");
     std::cout << "<- " << field_text(e, "name") << (e.value("is_error", false) ? " (error)" : "")
               << ": " << excerpt(content) << " [" << content.size() << " bytes]\n";
+  } else if (kind == "approval") {
+    std::cout << "[waiting for a person: " << field_text(e, "name") << " "
+              << excerpt(e.contains("input") ? dump_json(e["input"]) : "{}") << ": "
+              << excerpt(field_text(e, "reason")) << "; troupectl agent approve|deny AGENT "
+              << field_text(e, "id") << "]\n";
+  } else if (kind == "approval_decision") {
+    std::cout << "[" << field_text(e, "decision") << " by " << field_text(e, "by");
+    if (const auto reason = field_text(e, "reason"); !reason.empty()) {
+      std::cout << ": " << excerpt(reason);
+    }
+    std::cout << "]\n";
+  } else if (kind == "continue") {
+    std::cout << "[a Stop hook keeps the turn going: " << excerpt(field_text(e, "text")) << "]\n";
   } else if (kind == "interrupted") {
     std::cout << "<- " << field_text(e, "name") << ": interrupted (not run again)\n";
   } else if (kind == "compaction") {
@@ -330,13 +345,58 @@ std::function<int(const context&)> add_agent_kill(CLI::App& sub) {
   };
 }
 
-constexpr std::array<command_entry, 7> agent_commands{{
+// ---- agent approve, agent deny
+
+int run_agent_decide(const context& ctx, const agent_args& args, bool approve) {
+  auto client = ctx.make_client();
+  json body{{"decision", approve ? "approve" : "deny"}};
+  if (!args.reason.empty()) {
+    body["reason"] = args.reason;
+  }
+  const auto decided =
+      call(client, "POST", agent_target(args.name, "/approvals/" + percent_encode(args.id)),
+           body.dump());
+  if (decided.failed) {
+    return fail(*decided.failed);
+  }
+  if (ctx.json_output) {
+    print_raw(decided.reply.body);
+    return exit_ok;
+  }
+  const auto doc = parse_json(decided.reply.body);
+  if (!doc || !doc->is_object()) {
+    return fail(bad_reply("POST " + agent_target(args.name, "/approvals/")));
+  }
+  std::cout << field_text(*doc, "tool") << " " << field_text(*doc, "id") << ": "
+            << field_text(*doc, "decision") << "\n";
+  return exit_ok;
+}
+
+std::function<int(const context&)> add_agent_decision(CLI::App& sub, bool approve) {
+  auto args = std::make_shared<agent_args>();
+  sub.add_option("name", args->name, "the agent's name")->required();
+  sub.add_option("id", args->id, "the call's id (default: the one waiting)");
+  sub.add_option("--reason", args->reason, "why (the model reads it)");
+  return [args, approve](const context& ctx) { return run_agent_decide(ctx, *args, approve); };
+}
+
+std::function<int(const context&)> add_agent_approve(CLI::App& sub) {
+  return add_agent_decision(sub, true);
+}
+
+std::function<int(const context&)> add_agent_deny(CLI::App& sub) {
+  return add_agent_decision(sub, false);
+}
+
+constexpr std::array<command_entry, 9> agent_commands{{
     {"new", "create an agent in a workspace", add_agent_new},
     {"ls", "agents with state, persona, calls and tokens", add_agent_ls},
     {"show", "one agent: limits, usage, last stop", add_agent_show},
     {"prompt", "prompt an agent and print its run as it happens", add_agent_prompt},
     {"log", "an agent's transcript", add_agent_log},
     {"stop", "end an agent's turn after its current step", add_agent_stop},
+    {"approve", "let a call a hook asked about run", add_agent_approve},
+    {"deny", "refuse a call a hook asked about", add_agent_deny},
     {"kill", "delete an agent and its transcript", add_agent_kill},
 }};
 

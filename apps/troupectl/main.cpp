@@ -23,7 +23,7 @@ constexpr std::array<command_entry, 10> commands{{
      add_usage_command},
     {"session", "PTY sessions: new, ls, attach, log, kill", add_session_command},
     {"persona", "personas: ls, show, match", add_persona_command},
-    {"agent", "agents: new, ls, show, prompt, log, stop, kill", add_agent_command},
+    {"agent", "agents: new, ls, show, prompt, log, stop, approve, deny, kill", add_agent_command},
 }};
 
 /// Flags as given; empty strings mean "not given".

@@ -369,6 +369,8 @@ constexpr std::array key_table{
     number(TROUPE_KEY(agents, max_turns), between(1, 10'000), "model calls per prompt"),
     number(TROUPE_KEY(agents, max_tokens), between(1, 1'000'000), "max_tokens of agent calls"),
     number(TROUPE_KEY(agents, agents_max), between(1, 1'000'000), "agents one node holds"),
+    number(TROUPE_KEY(agents, approval_timeout_s), between(1, 7 * 86400),
+           "wait for a person's approval"),
 };
 
 #undef TROUPE_KEY

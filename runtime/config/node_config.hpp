@@ -270,6 +270,9 @@ struct agents_section {
   uint32_t max_tokens = 8192;
   /// Agents one node holds.
   uint32_t agents_max = 10000;
+  /// How long a call a hook asked a person about waits for an answer
+  /// before it is denied.
+  uint32_t approval_timeout_s = 600;
 };
 
 struct node_config {

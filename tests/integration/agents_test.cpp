@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -384,4 +385,120 @@ TEST_CASE("agents: a conversation three times its context budget never sends mor
   }
   CHECK(read_bytes / 4 > 3 * budget);  // the conversation outgrew its budget three times
   CHECK(compactions >= 2);
+}
+
+TEST_CASE("agents: a person answers what a hook asks, and Stop and UserPromptSubmit hooks") {
+  mock_upstream_process mock;
+  REQUIRE(mock.started());
+  node_process node(with_mock(mock));
+  REQUIRE(node.started());
+  temp_dir ws;
+  fs::create_directories(fs::path(ws.path()) / ".claude");
+  const json ask_hook{
+      {"type", "command"},
+      {"command",
+       "echo '{\"hookSpecificOutput\":{\"hookEventName\":\"PreToolUse\","
+       "\"permissionDecision\":\"ask\",\"permissionDecisionReason\":\"a shell command\"}}'"}};
+  const json prompt_hook{{"type", "command"},
+                         {"command",
+                          "if grep -q forbidden; then echo 'no forbidden words' >&2; exit 2; "
+                          "else echo 'Context: be brief.'; fi"}};
+  const json stop_hook{
+      {"type", "command"},
+      {"command",
+       "python3 -c \"import json,sys; e=json.load(sys.stdin); print(json.dumps({} if "
+       "e['stop_hook_active'] else {'decision': 'block', 'reason': 'check once more'}))\""}};
+  std::ofstream(fs::path(ws.path()) / ".claude" / "settings.json") << json{
+      {"hooks",
+       {{"PreToolUse", json::array({{{"matcher", "Bash"}, {"hooks", {ask_hook}}}})},
+        {"UserPromptSubmit", json::array({{{"hooks", {prompt_hook}}}})},
+        {"Stop", json::array({{{"hooks", {stop_hook}}}})}}}}.dump();
+  auto http = client_for(node.url(), node.token());
+  post_json(http, "/v1/agents", {{"name", "p"}, {"workspace", ws.path()}});
+
+  const json steps = json::array({
+      {{"tool", "Bash"}, {"input", {{"command", "echo yes > approved.txt"}}}},
+      {{"tool", "Bash"}, {"input", {{"command", "echo no > denied.txt"}}}},
+      {{"text", "first done"}},
+      {{"text", "second done"}},
+  });
+  json turn;
+  std::thread prompter([&] {
+    auto c = client_for(node.url(), node.token());
+    auto r = c.request("POST", "/v1/agents/p/prompt", json{{"prompt", script(steps)}}.dump(),
+                       "application/json", {{"Accept", "application/json"}});
+    if (r && r->status == 200) {
+      turn = json::parse(r->body);
+    }
+  });
+  auto waiting = [&](const std::string& tool_input) {
+    return wait_until(
+        [&] {
+          auto r = http.request("GET", "/v1/agents/p/approvals");
+          if (!r || r->status != 200) {
+            return false;
+          }
+          const auto list = json::parse(r->body);
+          return list["approvals"].size() == 1 &&
+                 list["approvals"][0]["input"].get<std::string>().find(tool_input) !=
+                     std::string::npos;
+        },
+        std::chrono::seconds(20));
+  };
+  const bool asked = waiting("approved.txt");
+  if (!asked) {
+    for (const auto& e : transcript(http, "p")) {
+      UNSCOPED_INFO(e.dump());
+    }
+  }
+  REQUIRE(asked);
+  CHECK(get_json(http, "/v1/agents/p")["state"] == "awaiting_approval");
+  auto out = ctl(node, {"agent", "approve", "p"});
+  INFO(out.out << out.err);
+  CHECK(out.exit_code == 0);
+  CHECK(out.out.find("approved") != std::string::npos);
+  REQUIRE(waiting("denied.txt"));
+  auto r = http.request("POST", "/v1/agents/p/approvals/nosuch", R"({"decision":"approve"})");
+  REQUIRE(r);
+  CHECK(r->status == 404);
+  r = http.request("POST", "/v1/agents/p/approvals/", R"({"decision":"maybe"})");
+  REQUIRE(r);
+  CHECK(r->status == 400);
+  const auto pending = json::parse(http.request("GET", "/v1/agents/p/approvals")->body);
+  const auto id = pending["approvals"][0]["id"].get<std::string>();
+  r = http.request("POST", "/v1/agents/p/approvals/" + id,
+                   R"({"decision":"deny","reason":"not today"})");
+  REQUIRE(r);
+  CHECK(r->status == 200);
+  prompter.join();
+
+  REQUIRE(turn.is_object());
+  CHECK(turn["text"] == "second done");
+  CHECK(turn["stop_reason"] == "end_turn");
+  CHECK(fs::exists(fs::path(ws.path()) / "approved.txt"));
+  CHECK_FALSE(fs::exists(fs::path(ws.path()) / "denied.txt"));
+  const auto entries = transcript(http, "p");
+  std::vector<std::string> decisions;
+  bool denied_told = false;
+  bool continued = false;
+  for (const auto& e : entries) {
+    if (e["kind"] == "approval_decision") {
+      decisions.push_back(e["decision"]);
+    } else if (e["kind"] == "tool_result" &&
+               e["content"].get<std::string>().find("not today") != std::string::npos) {
+      denied_told = true;
+    } else if (e["kind"] == "continue") {
+      continued = e["text"] == "check once more";
+    }
+  }
+  CHECK(decisions == std::vector<std::string>{"approved", "denied"});
+  CHECK(denied_told);
+  CHECK(continued);
+  CHECK(entries[0]["context"].get<std::string>().find("be brief") != std::string::npos);
+
+  // A prompt the UserPromptSubmit hook blocks is recorded and not answered.
+  auto blocked = post_json(http, "/v1/agents/p/prompt", {{"prompt", "a forbidden thing"}});
+  CHECK(blocked["stop_reason"] == "hook");
+  CHECK(blocked["text"].get<std::string>().find("no forbidden words") != std::string::npos);
+  CHECK(get_json(http, "/v1/agents/p")["calls"] == 4);  // no model call for it
 }

@@ -875,9 +875,14 @@ std::optional<ojson> scripted_step(const json& messages) {
     if (string_field(message, "role") != "user") {
       continue;
     }
+    // Each text block on lines of its own: a block after the script's line
+    // (a hook's added context) does not run into it.
     std::string text;
     if (const auto content = message.find("content"); content != message.end()) {
-      for_each_text(*content, [&text](std::string_view t) { text += t; });
+      for_each_text(*content, [&text](std::string_view t) {
+        text += t;
+        text += '\n';
+      });
     }
     const auto at = text.find(marker);
     if (at == std::string::npos || (at > 0 && text[at - 1] != '\n')) {

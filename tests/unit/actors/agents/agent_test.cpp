@@ -138,15 +138,21 @@ TEST_CASE("agent worker: PreToolUse hooks block, deny, rewrite, and fail open or
     CHECK(done.stop);
     CHECK(done.stop_reason == "enough");
   }
-  SECTION("an ask is refused until approvals exist, and says so") {
+  SECTION("an ask runs nothing and hands the call to a person; approved, it runs") {
     ws.hooks({{"PreToolUse",
                command_hook("Read",
                             "echo '{\"hookSpecificOutput\": {\"hookEventName\": \"PreToolUse\", "
                             "\"permissionDecision\": \"ask\", \"permissionDecisionReason\": "
                             "\"sure?\"}}'")}});
     auto done = ws.run("Read", {{"file_path", "a.txt"}});
-    CHECK(done.is_error);
-    CHECK(done.content.find("approval") != std::string::npos);
+    CHECK(done.ask);
+    CHECK(done.content == "sure?");
+    CHECK(done.read_paths.empty());
+    done = run_tool_job(tool_job{"agent-1", ws.dir.path(), "", "toolu_1", "Read",
+                                 R"({"file_path":"a.txt"})", true});
+    CHECK_FALSE(done.ask);
+    CHECK(done.hooks.empty());  // approved: PreToolUse does not ask again
+    CHECK(done.content.find("apple") != std::string::npos);
   }
 }
 
@@ -168,7 +174,43 @@ TEST_CASE("agent worker: an unknown tool and a workspace that went away") {
   workspace_dir ws;
   auto done = ws.run("Teleport", json::object());
   CHECK(done.is_error);
-  done = run_tool_job(tool_job{"a", "/nonexistent/ws", "", "t", "Read", R"({"file_path":"x"})"});
+  done = run_tool_job(
+      tool_job{"a", "/nonexistent/ws", "", "t", "Read", R"({"file_path":"x"})", false});
   CHECK(done.is_error);
   CHECK(done.content.find("workspace") != std::string::npos);
+}
+
+TEST_CASE("agent worker: event hooks (UserPromptSubmit, Stop) and what they decide") {
+  workspace_dir ws;
+  ws.hooks(
+      {{"UserPromptSubmit",
+        json::array({{{"hooks", json::array({{{"type", "command"},
+                                              {"command", "echo 'Today is a holiday.'"}}})}}})},
+       {"Stop",
+        json::array(
+            {{{"hooks",
+               json::array({{{"type", "command"},
+                             {"command",
+                              "python3 -c \"import json,sys; e=json.load(sys.stdin); "
+                              "print(json.dumps({} if e['stop_hook_active'] else "
+                              "{'decision': 'block', 'reason': 'run the tests'}))\""}}})}}})}});
+  auto job = [&](const char* event, const json& fields) {
+    return run_hook_job(hook_job{"agent-1", ws.dir.path(), "", event, "", fields.dump(), 7});
+  };
+  auto done = job("UserPromptSubmit", {{"prompt", "hi"}});
+  CHECK(done.ticket == 7);
+  CHECK(done.verdict == "proceed");
+  CHECK(done.additional_context.find("Today is a holiday.") != std::string::npos);
+  REQUIRE(done.hooks.size() == 1);
+  CHECK(done.hooks[0].event == "UserPromptSubmit");
+
+  done = job("Stop", {{"stop_hook_active", false}});
+  CHECK(done.verdict == "block");
+  CHECK(done.reason == "run the tests");
+  done = job("Stop", {{"stop_hook_active", true}});
+  CHECK(done.verdict == "proceed");
+
+  // An event without hooks decides nothing; an unknown one neither.
+  CHECK(job("PreCompact", {{"trigger", "auto"}}).hooks.empty());
+  CHECK(job("NoSuchEvent", json::object()).verdict == "proceed");
 }

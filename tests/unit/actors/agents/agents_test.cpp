@@ -161,10 +161,16 @@ TEST_CASE("agents: agent, transcript and tool messages round-trip through msgpac
   test::round_trips(append_reply{1});
   test::round_trips(read_request{"a", 1, 2});
   test::round_trips(drop_reply{"a"});
-  test::round_trips(tool_job{"a", "/w", "/t.jsonl", "t1", "Read", "{}"});
+  test::round_trips(tool_job{"a", "/w", "/t.jsonl", "t1", "Read", "{}", true});
+  test::round_trips(hook_job{"a", "/w", "/t.jsonl", "Stop", "", "{}", 3});
+  test::round_trips(hooks_done{3, "block", "why", "ctx", {hook_note{}}});
+  approval_info approval{"t1", "Bash", "{}", "sure?", 100, "approved"};
+  test::round_trips(approval);
+  test::round_trips(approval_list{{approval}});
+  test::round_trips(decide_request{"t1", true, "ok"});
   test::round_trips(hook_note{"PreToolUse", "deny", "no", ""});
   test::round_trips(
-      tool_done{"t1", "Read", "x", true, {"/a"}, {"/b"}, {hook_note{}}, "{}", true, "why"});
+      tool_done{"t1", "Read", "x", true, {"/a"}, {"/b"}, {hook_note{}}, "{}", true, "why", true});
 }
 
 TEST_CASE("agents: names and store keys") {
@@ -301,8 +307,12 @@ TEST_CASE("agents: the family restarted on the same store brings its agents back
     (void)f.ask<prompt_reply>("agents/live/keep", agent_prompt_type, prompt_request{"read"});
   }
   family again{{}, data.path()};
-  REQUIRE(wait_until([&] { return again.h.state_of("agents/live/keep") == actor_state::running; }));
-  auto info = again.ask<agent_info>(manager_path, agent_get_type, agent_name{"keep"});
+  // Running, then idle once it has read its transcript back.
+  agent_info info;
+  REQUIRE(wait_until([&] {
+    info = again.ask<agent_info>(manager_path, agent_get_type, agent_name{"keep"});
+    return info.state == "idle";
+  }));
   CHECK(info.entries == 7);
   CHECK(info.calls == 2);
   CHECK(info.last_stop == "end_turn");

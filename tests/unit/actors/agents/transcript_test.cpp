@@ -132,3 +132,35 @@ TEST_CASE("transcript: tool definitions carry Claude Code's names and inputs") {
   CHECK(defs[1]["input_schema"]["properties"].contains("timeout"));
   CHECK(defs[2]["input_schema"]["properties"].contains("replace_all"));
 }
+
+TEST_CASE("transcript: hook context, a Stop hook's continuation, and approvals") {
+  auto c = replay({
+      {{"kind", "prompt"}, {"text", "deploy"}, {"context", "Today is a holiday."}},
+      {{"kind", "assistant"},
+       {"content", json::array({tool_use("t1", "Bash", {{"command", "deploy.sh"}})})}},
+      {{"kind", "tool_call"}, {"id", "t1"}, {"name", "Bash"}},
+      {{"kind", "approval"}, {"id", "t1"}, {"name", "Bash"}, {"reason", "sure?"}},
+  });
+  REQUIRE(c.messages[0]["content"].size() == 2);
+  CHECK(c.messages[0]["content"][1]["text"] == "Today is a holiday.");
+  // Waiting for a person: nothing ran, so a restart must not call it
+  // interrupted.
+  REQUIRE(c.pending.size() == 1);
+  CHECK(c.pending[0]["awaiting"] == true);
+  CHECK(c.pending[0]["started"] == false);
+
+  auto approved = c;
+  apply_entry(approved, {{"kind", "approval_decision"}, {"id", "t1"}, {"decision", "approved"}});
+  CHECK(approved.pending[0]["awaiting"] == false);
+  CHECK(approved.pending[0]["started"] == true);
+  apply_entry(c, {{"kind", "approval_decision"}, {"id", "t1"}, {"decision", "denied"}});
+  CHECK(c.pending[0]["started"] == false);
+
+  apply_entry(c,
+              {{"kind", "tool_result"}, {"id", "t1"}, {"content", "denied"}, {"is_error", true}});
+  apply_entry(
+      c, {{"kind", "assistant"}, {"content", json::array({{{"type", "text"}, {"text", "ok"}}})}});
+  apply_entry(c, {{"kind", "continue"}, {"text", "run the tests first"}});
+  CHECK(ready_for_model(c));
+  CHECK(c.messages.back()["content"][0]["text"] == "run the tests first");
+}
