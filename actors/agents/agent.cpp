@@ -1,6 +1,7 @@
 #include "actors/agents/agent.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <deque>
 #include <filesystem>
@@ -41,6 +42,23 @@ constexpr int64_t bash_timeout_default_ms = 120000;
 constexpr int64_t bash_timeout_max_ms = 600000;
 /// Prompts that may wait while an incarnation reads its transcript.
 constexpr size_t early_prompts_max = 16;
+/// How deep Task sub-agents nest, and how long a Task or a SendMessage
+/// waits for the other agent's turn.
+constexpr int64_t task_depth_max = 3;
+constexpr std::chrono::hours agent_tool_timeout{6};
+
+/// A Task's sub-agent: "<parent>.task-<the call id's last characters>",
+/// within the 64 characters of a name.
+std::string sub_agent_name(const std::string& parent, const std::string& id) {
+  std::string tail;
+  for (auto it = id.rbegin(); it != id.rend() && tail.size() < 8; ++it) {
+    if (std::isalnum(static_cast<unsigned char>(*it))) {
+      tail.insert(tail.begin(), *it);
+    }
+  }
+  const auto suffix = ".task-" + tail;
+  return parent.substr(0, 64 - suffix.size()) + suffix;
+}
 /// The latest messages elision never touches: the last answer and what
 /// followed it.
 constexpr size_t keep_messages = 2;
@@ -362,16 +380,12 @@ std::vector<json> hook_entries(const std::vector<hook_note>& notes, const std::s
 
 /// Runs `event`'s hooks on a worker thread (they block), then `then`.
 void run_event_hooks(agent_actor* self, const char* event, json fields,
-                     std::function<void(hooks_done)> then) {
+                     std::function<void(hooks_done)> then, std::string subject = {}) {
   auto& st = self->state;
   const auto ticket = st.next_ticket++;
   st.hook_waits.emplace(ticket, std::move(then));
-  hook_job job{st.spec.name,
-               st.spec.workspace,
-               transcript_file(*st.ctx, st.spec.name),
-               event,
-               "",
-               fields.dump(),
+  hook_job job{st.spec.name, st.spec.workspace,  transcript_file(*st.ctx, st.spec.name),
+               event,        std::move(subject), fields.dump(),
                ticket};
   auto me = caf::actor_cast<caf::actor>(self);
   self->system().spawn<caf::detached>([job = std::move(job), me](caf::event_based_actor* w) {
@@ -418,6 +432,9 @@ http_msg::request model_request(const agent_state& st, std::string body) {
   req.headers = {{"content-type", "application/json"},
                  {"anthropic-version", api_version},
                  {"x-troupe-agent", st.spec.name}};
+  if (!st.persona_name.empty()) {
+    req.headers.push_back({"x-troupe-persona", st.persona_name});
+  }
   const auto roots = cache::dependency_roots(st.ctx->config);
   std::string deps;
   bool watchable = true;
@@ -521,8 +538,9 @@ void stop_or_go_on(agent_actor* self, const std::string& reason) {
   if (st.stop_requested) {
     return end_turn(self, "stopped");
   }
-  run_event_hooks(self, "Stop", json{{"stop_hook_active", st.stop_hook_active}},
-                  [self, reason](hooks_done done) {
+  // A sub-agent's (a Task's) are SubagentStop hooks, as in Claude Code.
+  run_event_hooks(self, st.spec.parent.empty() ? "Stop" : "SubagentStop",
+                  json{{"stop_hook_active", st.stop_hook_active}}, [self, reason](hooks_done done) {
                     auto entries = hook_entries(done.hooks, "");
                     if (done.verdict == "block" && !done.reason.empty()) {
                       self->state.stop_hook_active = true;
@@ -654,6 +672,124 @@ void park_for_approval(agent_actor* self, approval_info a) {
                      generation);
 }
 
+void on_tool_done(agent_actor* self, tool_done done);
+
+/// A tool answered by other agents (Task, SendMessage) rather than a
+/// worker: the agent asks, and goes on when the answer comes.
+void agent_tool(agent_actor* self, const std::string& id, const std::string& name,
+                const json& input) {
+  auto& st = self->state;
+  auto answer = [self, id, name](std::string content, bool is_error) {
+    tool_done done;
+    done.id = id;
+    done.name = name;
+    done.content = std::move(content);
+    done.is_error = is_error;
+    on_tool_done(self, std::move(done));
+  };
+  auto text_of = [](const json& in, const char* key) {
+    const auto it = in.find(key);
+    return it != in.end() && it->is_string() ? it->get<std::string>() : std::string();
+  };
+  // The other agent's turn: its final text is the result.
+  auto prompt_agent = [self, answer](const std::string& who, std::string prompt) {
+    self->state.requests.ask(
+        self, live_prefix + who,
+        make_envelope(agent_prompt_type, prompt_request{std::move(prompt)}), agent_tool_timeout,
+        [answer, who](envelope reply) {
+          if (reply.type == error_type) {
+            const auto e = read_error(reply);
+            return answer("agent '" + who + "' did not answer: " + e.message, true);
+          }
+          auto turn = decode<prompt_reply>(reply.body, decode_limits{.body_bytes_max = 1u << 30});
+          if (!turn) {
+            return answer("agent '" + who + "' answered unreadably: " + turn.err().message, true);
+          }
+          answer(turn->text, turn->stop_reason != "end_turn");
+        });
+  };
+  if (name == "SendMessage") {
+    const auto to = text_of(input, "to");
+    const auto message = text_of(input, "message");
+    if (to.empty() || message.empty()) {
+      return answer("SendMessage needs \"to\" (an agent's name) and \"message\"", true);
+    }
+    if (to == st.spec.name) {
+      return answer("an agent cannot send a message to itself", true);
+    }
+    return prompt_agent(to, "Message from agent '" + st.spec.name + "':\n" + message);
+  }
+  // Task: a sub-agent with a persona and a prompt, in the same workspace
+  // (the same hooks apply to it).
+  const auto prompt = text_of(input, "prompt");
+  if (prompt.empty()) {
+    return answer("Task needs \"prompt\"", true);
+  }
+  if (st.spec.depth >= task_depth_max) {
+    return answer("sub-agents may nest " + std::to_string(task_depth_max) +
+                      " deep at most; do this task yourself",
+                  true);
+  }
+  agent_spec sub;
+  sub.name = sub_agent_name(st.spec.name, id);
+  sub.workspace = st.spec.workspace;
+  sub.persona = text_of(input, "subagent_type");
+  if (sub.persona == "general-purpose") {
+    sub.persona.clear();  // Claude Code's default type: the best match
+  }
+  sub.context_tokens = st.spec.context_tokens;
+  sub.max_turns = st.spec.max_turns;
+  sub.max_tokens = st.spec.max_tokens;
+  sub.parent = st.spec.name;
+  sub.depth = st.spec.depth + 1;
+  st.requests.ask(self, manager_path, make_envelope(agent_create_type, sub), agent_tool_timeout,
+                  [answer, prompt_agent, sub, prompt](envelope reply) {
+                    if (reply.type == error_type) {
+                      return answer("the sub-agent could not be made: " + read_error(reply).message,
+                                    true);
+                    }
+                    prompt_agent(sub.name, prompt);
+                  });
+}
+
+/// Runs a tool: on a worker (hooks, the tool, hooks), or, for Task and
+/// SendMessage, through other agents after the PreToolUse hooks.
+void dispatch_tool(agent_actor* self, const std::string& id, const std::string& name,
+                   const json& input, bool approved) {
+  if (name != "Task" && name != "SendMessage") {
+    return run_on_worker(self, id, name, input, approved);
+  }
+  if (approved) {
+    return agent_tool(self, id, name, input);
+  }
+  run_event_hooks(
+      self, "PreToolUse", json{{"tool_name", name}, {"tool_input", input}, {"tool_use_id", id}},
+      [self, id, name, input](hooks_done done) {
+        if (done.verdict == "ask") {
+          tool_done asked;
+          asked.id = id;
+          asked.name = name;
+          asked.hooks = std::move(done.hooks);
+          asked.ask = true;
+          asked.content = done.reason;
+          return on_tool_done(self, std::move(asked));
+        }
+        if (done.verdict == "deny" || done.verdict == "block" || done.verdict == "stop") {
+          tool_done refused;
+          refused.id = id;
+          refused.name = name;
+          refused.hooks = std::move(done.hooks);
+          refused.is_error = true;
+          refused.stop = done.verdict == "stop";
+          refused.stop_reason = done.reason;
+          refused.content = "a PreToolUse hook refused this call: " + done.reason;
+          return on_tool_done(self, std::move(refused));
+        }
+        agent_tool(self, id, name, input);
+      },
+      name);
+}
+
 /// A person's answer (or the timeout's) to the call waiting for approval.
 void decide(agent_actor* self, bool approve, const std::string& by, const std::string& reason) {
   auto& st = self->state;
@@ -668,7 +804,7 @@ void decide(agent_actor* self, bool approve, const std::string& by, const std::s
                                  {"reason", reason}}};
   if (approve) {
     return write(self, std::move(entries), [self, a] {
-      run_on_worker(self, a.id, a.tool, json::parse(a.input, nullptr, false), true);
+      dispatch_tool(self, a.id, a.tool, json::parse(a.input, nullptr, false), true);
     });
   }
   entries.push_back(
@@ -716,7 +852,7 @@ void next_tool(agent_actor* self) {
                  [self] { next_tool(self); });
   }
   write(self, {json{{"kind", "tool_call"}, {"id", id}, {"name", name}, {"input", input}}},
-        [self, id, name, input] { run_on_worker(self, id, name, input, false); });
+        [self, id, name, input] { dispatch_tool(self, id, name, input, false); });
 }
 
 void start_turn(agent_actor* self, waiter w, std::string prompt);

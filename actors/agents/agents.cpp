@@ -172,7 +172,9 @@ json spec_json(const agent_spec& s) {
               {"context_tokens", s.context_tokens},
               {"budget_tokens", s.budget_tokens},
               {"max_turns", s.max_turns},
-              {"max_tokens", s.max_tokens}};
+              {"max_tokens", s.max_tokens},
+              {"parent", s.parent},
+              {"depth", s.depth}};
 }
 
 expected<agent_spec> spec_from_json(const std::string& text) {
@@ -190,6 +192,8 @@ expected<agent_spec> spec_from_json(const std::string& text) {
     s.budget_tokens = doc.value("budget_tokens", int64_t{0});
     s.max_turns = doc.value("max_turns", int64_t{0});
     s.max_tokens = doc.value("max_tokens", int64_t{0});
+    s.parent = doc.value("parent", "");
+    s.depth = doc.value("depth", int64_t{0});
     return s;
   } catch (const json::exception& e) {
     return make_error(errc::corrupt, e.what());
@@ -227,6 +231,9 @@ expected<agent_spec> checked(const node_config& cfg, agent_spec s) {
   }
   if (auto e = range("max_tokens", s.max_tokens, cfg.agents.max_tokens, 1, 1'000'000)) {
     return *e;
+  }
+  if (s.depth < 0 || s.depth > 16 || (!s.parent.empty() && !agent_name_problem(s.parent).empty())) {
+    return make_error(errc::bad_request, "parent and depth: a Task's sub-agent only");
   }
   if (s.budget_tokens < 0) {
     return make_error(errc::bad_request, "budget_tokens: must be 0 (no limit) or more");

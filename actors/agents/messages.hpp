@@ -159,8 +159,11 @@ struct agent_spec {
   int64_t max_turns = 0;
   /// max_tokens of each model call (0: agents.max_tokens).
   int64_t max_tokens = 0;
+  /// A Task's sub-agent: the agent that made it, and how deep it nests.
+  std::string parent;
+  int64_t depth = 0;
   TROUPE_FIELDS(name, workspace, persona, model, context_tokens, budget_tokens, max_turns,
-                max_tokens)
+                max_tokens, parent, depth)
 };
 
 struct agent_name {

@@ -58,6 +58,20 @@ json definition(std::string_view name) {
             {"description", "Lists the workspace's files that match a glob pattern."},
             {"input_schema", schema({{"pattern", str}, {"path", str}}, {"pattern"})}};
   }
+  if (name == "Task") {
+    return {{"name", "Task"},
+            {"description",
+             "Starts a sub-agent with a persona (subagent_type) on a task; its final answer is "
+             "the result."},
+            {"input_schema", schema({{"description", str}, {"prompt", str}, {"subagent_type", str}},
+                                    {"description", "prompt"})}};
+  }
+  if (name == "SendMessage") {
+    return {{"name", "SendMessage"},
+            {"description",
+             "Sends a message to another agent of this node, by name; its answer is the result."},
+            {"input_schema", schema({{"to", str}, {"message", str}}, {"to", "message"})}};
+  }
   return {{"name", "Grep"},
           {"description", "Searches the workspace's files for a regular expression."},
           {"input_schema", schema({{"pattern", str},

@@ -32,7 +32,8 @@
 namespace troupe::agents {
 
 /// Claude Code's tools that an agent has, in the order offered to the model.
-inline constexpr std::string_view tool_names[] = {"Bash", "Read", "Write", "Edit", "Glob", "Grep"};
+inline constexpr std::string_view tool_names[] = {"Bash", "Read", "Write", "Edit",
+                                                  "Glob", "Grep", "Task",  "SendMessage"};
 
 /// The `tools` definitions (name, description, input_schema) for `names`.
 [[nodiscard]] nlohmann::json tool_definitions(const std::vector<std::string>& names);

@@ -54,6 +54,8 @@ struct exchange_state {
   cache_mode mode = cache_mode::use;
   std::vector<std::string> deps;
   std::string agent;
+  /// X-Troupe-Persona: the persona the agent follows (ledger).
+  std::string persona;
   int priority = 1;
   /// Where the request may go, in order (worked out at its first step).
   std::vector<chain_step> chain;
@@ -94,4 +96,3 @@ inline constexpr const char* upstream_header = "x-troupe-upstream";
 [[nodiscard]] http_headers passthrough_headers(const upstream_response& r);
 
 }  // namespace troupe::llm
-

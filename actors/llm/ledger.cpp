@@ -99,7 +99,7 @@ expected<bool> ledger::load() {
   // A row per model, client and agent: thousands at most. The column family
   // also keeps answers for the stale fallback, which are not read here.
   constexpr size_t rows_max = 1'000'000;
-  for (const char* prefix : {"total", "model/", "client/", "agent/"}) {
+  for (const char* prefix : {"total", "model/", "client/", "agent/", "persona/"}) {
     auto rows = store_->scan_prefix(column::ledger, prefix, 0, rows_max);
     if (!rows) {
       return std::move(rows).err();
@@ -147,6 +147,9 @@ void ledger::book(const ledger_entry& entry) {
   if (!entry.agent.empty()) {
     add(row_for("agent", entry.agent), entry.counts);
   }
+  if (!entry.persona.empty()) {
+    add(row_for("persona", entry.persona), entry.counts);
+  }
 }
 
 void ledger::flush() {
@@ -169,6 +172,7 @@ json ledger::to_json() const {
   json by_model = json::object();
   json by_client = json::object();
   json by_agent = json::object();
+  json by_persona = json::object();
   for (const auto& [row, counts] : rows_) {
     const auto slash = row.find('/');
     if (slash == std::string::npos) {
@@ -176,12 +180,16 @@ json ledger::to_json() const {
     }
     const auto kind = row.substr(0, slash);
     const auto name = row.substr(slash + 1);
-    auto& target = kind == "model" ? by_model : kind == "client" ? by_client : by_agent;
+    auto& target = kind == "model"    ? by_model
+                   : kind == "client" ? by_client
+                   : kind == "agent"  ? by_agent
+                                      : by_persona;
     target[name] = to_json_counts(counts);
   }
   out["by_model"] = std::move(by_model);
   out["by_client"] = std::move(by_client);
   out["by_agent"] = std::move(by_agent);
+  out["by_persona"] = std::move(by_persona);
   return out;
 }
 

@@ -71,6 +71,7 @@ struct ledger_entry {
   std::string model;
   std::string client;
   std::string agent;
+  std::string persona;
   ledger_counts counts;
 };
 
@@ -95,20 +96,21 @@ class ledger {
 
   [[nodiscard]] const ledger_counts& total() const { return rows_.at(total_key); }
   [[nodiscard]] ledger_counts client(const std::string& client) const;
-  /// {"total": {...}, "by_model": {...}, "by_client": {...}, "by_agent": {...}}
+  /// {"total": {...}, "by_model": {...}, "by_client": {...}, "by_agent": {...},
+  /// "by_persona": {...}}
   [[nodiscard]] nlohmann::json to_json() const;
 
  private:
   static constexpr const char* total_key = "total";
   static constexpr const char* other_name = "other";
   void add(const std::string& row, const ledger_counts& counts);
-  /// The row for `name` of `kind` ("model", "client", "agent"), or the
+  /// The row for `name` of `kind` ("model", "client", "agent", "persona"), or the
   /// kind's "other" row when the kind is full.
   std::string row_for(const char* kind, const std::string& name);
 
   std::shared_ptr<db> store_;
   std::shared_ptr<store_writer> writer_;
-  /// "total", "model/<m>", "client/<c>", "agent/<a>".
+  /// "total", "model/<m>", "client/<c>", "agent/<a>", "persona/<p>".
   std::map<std::string, ledger_counts> rows_;
   std::set<std::string> dirty_;
   /// Rows per kind, to apply names_max.

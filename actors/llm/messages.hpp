@@ -42,8 +42,7 @@ struct usage_counts {
   int64_t output_tokens = 0;
   int64_t cache_creation_input_tokens = 0;
   int64_t cache_read_input_tokens = 0;
-  TROUPE_FIELDS(input_tokens, output_tokens, cache_creation_input_tokens,
-                cache_read_input_tokens)
+  TROUPE_FIELDS(input_tokens, output_tokens, cache_creation_input_tokens, cache_read_input_tokens)
 };
 
 /// One step of a request's chain, for its provider to run (with retries).
@@ -163,9 +162,10 @@ struct prepared {
   uint8_t mode = 0;
   std::vector<std::string> deps;
   std::string agent;
+  std::string persona;
   int32_t priority = 1;
   TROUPE_FIELDS(id, error_status, error_body, model, stream, temperature, max_tokens, body_text,
-                key, cacheable, mode, deps, agent, priority)
+                key, cacheable, mode, deps, agent, persona, priority)
 };
 
 /// A provider's upstream as /readyz shows it.

@@ -249,6 +249,7 @@ ledger_entry entry_for(const exchange_state& x) {
   e.model = x.info.model;
   e.client = x.req.client;
   e.agent = x.agent;
+  e.persona = x.persona;
   e.counts.requests = 1;
   e.counts.queued = x.queued ? 1 : 0;
   e.counts.retries = x.retries;
@@ -963,6 +964,7 @@ msg::prepared prepare(const request_rules& rules, const exchange_request& req, s
       cfg.auto_cache_control && !count_tokens && add_cache_breakpoints(doc, min_tokens) > 0;
   p.body_text = aliased || marked ? doc.dump() : std::move(body);
   p.agent = std::string(req.header("x-troupe-agent"));
+  p.persona = std::string(req.header("x-troupe-persona"));
 
   if (auto pr = req.header("x-troupe-priority"); !pr.empty()) {
     if (pr != "0" && pr != "1" && pr != "2") {
@@ -1023,6 +1025,7 @@ bool apply(exchange_state& x, msg::prepared p) {
   x.mode = static_cast<cache_mode>(p.mode);
   x.deps = std::move(p.deps);
   x.agent = std::move(p.agent);
+  x.persona = std::move(p.persona);
   x.priority = p.priority;
   return true;
 }

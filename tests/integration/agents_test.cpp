@@ -277,6 +277,9 @@ TEST_CASE("agents: hooks decide, a persona restricts, SSE streams the run") {
   CHECK(entries[1]["kind"] == "persona");
   CHECK(entries[1]["name"] == "reader");
 
+  // Its calls are booked under its persona too.
+  CHECK(get_json(http, "/v1/usage")["by_persona"].contains("reader"));
+
   // GET /v1/personas?agent= is what the agent sees.
   auto seen = get_json(http, "/v1/personas?agent=r");
   REQUIRE(seen["personas"].size() == 1);
@@ -501,4 +504,71 @@ TEST_CASE("agents: a person answers what a hook asks, and Stop and UserPromptSub
   CHECK(blocked["stop_reason"] == "hook");
   CHECK(blocked["text"].get<std::string>().find("no forbidden words") != std::string::npos);
   CHECK(get_json(http, "/v1/agents/p")["calls"] == 4);  // no model call for it
+}
+
+TEST_CASE("agents: Task runs a sub-agent, SendMessage asks another agent") {
+  mock_upstream_process mock;
+  REQUIRE(mock.started());
+  temp_dir personas;
+  std::ofstream(fs::path(personas.path()) / "writer.md")
+      << "---\nname: writer\ndescription: Writes files.\ntools: Write\n---\nYou write.\n";
+  auto opts = with_mock(mock);
+  opts.env["TROUPE_AGENTS_PERSONAS_DIR"] = personas.path();
+  node_process node(opts);
+  REQUIRE(node.started());
+  temp_dir ws;
+  auto http = client_for(node.url(), node.token());
+  post_json(http, "/v1/agents", {{"name", "lead"}, {"workspace", ws.path()}});
+  post_json(http, "/v1/agents", {{"name", "peer"}, {"workspace", ws.path()}});
+
+  // The sub-agent's prompt scripts the sub-agent's side, and the message
+  // to the peer scripts the peer's.
+  const json sub_steps = json::array({
+      {{"tool", "Write"}, {"input", {{"file_path", "by-sub.txt"}, {"content", "sub\n"}}}},
+      {{"text", "the sub-agent wrote it"}},
+  });
+  const json steps = json::array({
+      {{"tool", "Task"},
+       {"input",
+        {{"description", "write a file"},
+         {"prompt", script(sub_steps)},
+         {"subagent_type", "writer"}}}},
+      {{"tool", "SendMessage"},
+       {"input", {{"to", "peer"}, {"message", script(json::array({{{"text", "peer says hi"}}}))}}}},
+      {{"tool", "SendMessage"}, {"input", {{"to", "nobody"}, {"message", "hello?"}}}},
+      {{"tool", "Task"}, {"input", {{"prompt", "x"}, {"subagent_type", "no-such-persona"}}}},
+      {{"text", "lead done"}},
+  });
+  auto turn = post_json(http, "/v1/agents/lead/prompt", {{"prompt", script(steps)}});
+  CHECK(turn["text"] == "lead done");
+  std::vector<json> results;
+  for (const auto& e : turn["events"]) {
+    if (e["kind"] == "tool_result") {
+      results.push_back(e);
+    }
+  }
+  REQUIRE(results.size() == 4);
+  CHECK(results[0]["content"] == "the sub-agent wrote it");
+  CHECK(results[0]["is_error"] == false);
+  CHECK(fs::exists(fs::path(ws.path()) / "by-sub.txt"));
+  CHECK(results[1]["content"] == "peer says hi");
+  CHECK(results[2]["is_error"] == true);
+  CHECK(results[3]["is_error"] == true);
+  CHECK(results[3]["content"].get<std::string>().find("no-such-persona") != std::string::npos);
+
+  // The sub-agent is an agent of its own, with its parent, its persona and
+  // its transcript; the peer's transcript has the message.
+  const auto agents = get_json(http, "/v1/agents")["agents"];
+  std::string sub_name;
+  for (const auto& a : agents) {
+    if (a["spec"]["parent"] == "lead") {
+      sub_name = a["spec"]["name"];
+      CHECK(a["spec"]["depth"] == 1);
+      CHECK(a["persona"] == "writer");
+    }
+  }
+  REQUIRE(sub_name.rfind("lead.task-", 0) == 0);
+  const auto peer = transcript(http, "peer");
+  REQUIRE_FALSE(peer.empty());
+  CHECK(peer[0]["text"].get<std::string>().rfind("Message from agent 'lead':", 0) == 0);
 }

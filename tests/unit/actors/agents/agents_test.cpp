@@ -142,7 +142,7 @@ std::vector<std::string> kinds(const std::vector<transcript_entry>& entries) {
 }  // namespace
 
 TEST_CASE("agents: agent, transcript and tool messages round-trip through msgpack") {
-  agent_spec spec{"a", "/w", "reviewer", "sonnet", 1000, 5, 3, 100};
+  agent_spec spec{"a", "/w", "reviewer", "sonnet", 1000, 5, 3, 100, "lead", 1};
   test::round_trips(spec);
   test::round_trips(agent_name{"a"});
   usage_info usage{1, 2, 3, 4};

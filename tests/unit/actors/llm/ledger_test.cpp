@@ -37,7 +37,7 @@ std::shared_ptr<db> open_store(const std::string& path) {
 }
 
 ledger_entry upstream_call(std::string model, std::string client, uint64_t in, uint64_t out) {
-  ledger_entry e{std::move(model), std::move(client), "reviewer", {}};
+  ledger_entry e{std::move(model), std::move(client), "reviewer", "code-review", {}};
   e.counts.requests = 1;
   e.counts.input_tokens = in;
   e.counts.output_tokens = out;
@@ -45,7 +45,7 @@ ledger_entry upstream_call(std::string model, std::string client, uint64_t in, u
 }
 
 ledger_entry cache_hit(std::string model, std::string client, uint64_t in, uint64_t out) {
-  ledger_entry e{std::move(model), std::move(client), "", {}};
+  ledger_entry e{std::move(model), std::move(client), "", "", {}};
   e.counts.requests = 1;
   e.counts.cache_hits = 1;
   e.counts.served_input_tokens = in;
@@ -55,7 +55,7 @@ ledger_entry cache_hit(std::string model, std::string client, uint64_t in, uint6
 
 }  // namespace
 
-TEST_CASE("ledger: books per model, client and agent, and the saved share") {
+TEST_CASE("ledger: books per model, client, agent and persona, and the saved share") {
   ledger book(nullptr, nullptr);
   book.book(upstream_call("claude-a", "t1", 100, 20));
   book.book(upstream_call("claude-b", "t2", 50, 10));
@@ -75,6 +75,8 @@ TEST_CASE("ledger: books per model, client and agent, and the saved share") {
   CHECK(j["by_client"]["t2"]["output_tokens"] == 10);
   CHECK(j["by_agent"]["reviewer"]["requests"] == 2);
   CHECK_FALSE(j["by_agent"].contains(""));
+  CHECK(j["by_persona"]["code-review"]["requests"] == 2);
+  CHECK_FALSE(j["by_persona"].contains(""));
 }
 
 TEST_CASE("ledger: prompt-cache reads and writes are billed input at their own prices") {
