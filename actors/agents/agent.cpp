@@ -123,6 +123,12 @@ struct agent_state {
   uint64_t approval_generation = 0;
   /// This turn's Stop hooks already kept it going once (stop_hook_active).
   bool stop_hook_active = false;
+  /// What SessionStart hooks added, for the next prompt.
+  std::string session_context;
+  /// The cache's dependency roots, and whether each file a tool read lies
+  /// within them (asked once per path: the answer needs the file system).
+  std::vector<std::string> roots;
+  std::map<std::string, bool> watchable;
   static inline const char* name = "troupe.agents.agent";
 };
 
@@ -304,6 +310,7 @@ void write(agent_actor* self, std::vector<json> entries, then_fn then) {
 
 void step(agent_actor* self);
 void next_tool(agent_actor* self);
+void write_and_run(agent_actor* self, std::vector<json> entries, const json& call);
 
 std::vector<std::string> offered_tools(const agent_state& st) {
   std::vector<std::string> out;
@@ -333,6 +340,22 @@ std::string system_prompt(const agent_state& st) {
   out += "You are the troupe agent '" + st.spec.name + "'. Your workspace is " + st.spec.workspace +
          "; your tools act inside it only (paths may be absolute or relative to it).";
   return out;
+}
+
+/// The request as JSON text, without copying the conversation first: the
+/// fixed fields, then the messages.
+std::string request_body(const agent_state& st) {
+  json head{{"model", st.model}, {"max_tokens", st.spec.max_tokens}, {"system", system_prompt(st)}};
+  auto tools = tool_definitions(offered_tools(st));
+  if (!tools.empty()) {
+    head["tools"] = std::move(tools);
+  }
+  auto body = head.dump();
+  body.pop_back();  // the closing brace
+  body += ",\"messages\":";
+  body += st.conv.messages.dump();
+  body += '}';
+  return body;
 }
 
 json build_request(const agent_state& st) {
@@ -423,7 +446,7 @@ void fail_turn(agent_actor* self, const std::string& message) {
 /// Headers of a model call: who asks, and the files its answer depends on
 /// (the response cache forgets it when one changes). A file outside the
 /// cache's dependency roots cannot be watched: then the answer is not cached.
-http_msg::request model_request(const agent_state& st, std::string body) {
+http_msg::request model_request(agent_state& st, std::string body) {
   http_msg::request req;
   req.method = "POST";
   req.target = "/v1/messages";
@@ -435,11 +458,17 @@ http_msg::request model_request(const agent_state& st, std::string body) {
   if (!st.persona_name.empty()) {
     req.headers.push_back({"x-troupe-persona", st.persona_name});
   }
-  const auto roots = cache::dependency_roots(st.ctx->config);
+  if (st.roots.empty()) {
+    st.roots = cache::dependency_roots(st.ctx->config);
+  }
   std::string deps;
   bool watchable = true;
   for (const auto& path : st.conv.read_paths) {
-    if (!cache::dependency_refusal(path, roots).empty()) {
+    auto [known, fresh] = st.watchable.try_emplace(path, false);
+    if (fresh) {
+      known->second = cache::dependency_refusal(path, st.roots).empty();
+    }
+    if (!known->second) {
       watchable = false;
       break;
     }
@@ -453,7 +482,7 @@ http_msg::request model_request(const agent_state& st, std::string body) {
   return req;
 }
 
-void call_model(agent_actor* self, json request) {
+void call_model(agent_actor* self, std::string body) {
   auto& st = self->state;
   auto router = st.ctx->registry.current("llm/router");
   if (!router) {
@@ -463,7 +492,7 @@ void call_model(agent_actor* self, json request) {
   st.call_open = true;
   const auto generation = ++st.call_generation;
   self->request(router, caf::infinite, std::string(http_msg::request_type),
-                encode(model_request(st, request.dump())), uint64_t{0})
+                encode(model_request(st, std::move(body))), uint64_t{0})
       .then([](std::string&, std::string&, uint64_t) {},
             [self, generation](caf::error& e) {
               auto& s = self->state;
@@ -488,10 +517,11 @@ void step(agent_actor* self) {
                    " tokens (" + std::to_string(spent(st.total_usage)) + " used)";
     return end_turn(self, "budget");
   }
-  auto request = build_request(st);
+  auto body = request_body(st);
   const auto budget = st.spec.context_tokens;
-  const auto before = estimate_tokens(request);
+  const auto before = estimate_tokens_of(body.size());
   if (before > budget) {
+    auto request = build_request(st);
     auto ids = plan_elision(request, budget, 1.0, keep_messages);
     if (ids.empty()) {
       st.last_text = "the conversation needs about " + std::to_string(before) +
@@ -521,12 +551,12 @@ void step(agent_actor* self) {
                               std::to_string(budget);
                           return end_turn(self, "context");
                         }
-                        call_model(self, build_request(self->state));
+                        call_model(self, request_body(self->state));
                       });
                     });
     return;
   }
-  call_model(self, std::move(request));
+  call_model(self, std::move(body));
 }
 
 void take_answer(agent_actor* self, int status, const std::string& body);
@@ -594,20 +624,30 @@ void take_answer(agent_actor* self, int status, const std::string& body) {
   if (!text.empty()) {
     st.last_text = text;
   }
-  write(self,
-        {json{{"kind", "assistant"},
+  json answer{{"kind", "assistant"},
               {"content", doc["content"]},
               {"stop_reason", stop_reason},
               {"model", doc.value("model", st.model)},
-              {"usage", usage_json(usage)}}},
-        [self, stop_reason] {
-          auto& s = self->state;
-          if (!s.conv.pending.empty()) {
-            s.at = phase::tools;
-            return next_tool(self);
-          }
-          stop_or_go_on(self, stop_reason.empty() ? "end_turn" : stop_reason);
-        });
+              {"usage", usage_json(usage)}};
+  // An answer that calls tools is written with what becomes of its first
+  // call: one write, not two, before the call runs.
+  for (const auto& block : doc["content"]) {
+    if (block.is_object() && block.value("type", "") == "tool_use") {
+      st.at = phase::tools;
+      return write_and_run(self, {std::move(answer)},
+                           json{{"id", block.value("id", "")},
+                                {"name", block.value("name", "")},
+                                {"input", block.value("input", json::object())}});
+    }
+  }
+  write(self, {std::move(answer)}, [self, stop_reason] {
+    auto& s = self->state;
+    if (!s.conv.pending.empty()) {
+      s.at = phase::tools;
+      return next_tool(self);
+    }
+    stop_or_go_on(self, stop_reason.empty() ? "end_turn" : stop_reason);
+  });
 }
 
 void park_for_approval(agent_actor* self, approval_info a);
@@ -819,12 +859,9 @@ void decide(agent_actor* self, bool approve, const std::string& by, const std::s
 }
 
 /// Runs the next tool call of the last answer, or asks the model again.
-void next_tool(agent_actor* self) {
-  auto& st = self->state;
-  if (st.conv.pending.empty()) {
-    return step(self);
-  }
-  const auto call = st.conv.pending.front();
+/// What becomes of a call (`{id, name, input}`): `tool_call` (it runs) or
+/// an error `tool_result` (unknown tool, the persona's rules, a stop).
+json plan_call(const agent_state& st, const json& call) {
   const auto id = call.value("id", "");
   const auto name = call.value("name", "");
   const auto input = call.value("input", json::object());
@@ -843,16 +880,35 @@ void next_tool(agent_actor* self) {
     refusal = "the agent was stopped before this call ran";
   }
   if (!refusal.empty()) {
-    return write(self,
-                 {json{{"kind", "tool_result"},
-                       {"id", id},
-                       {"name", name},
-                       {"content", refusal},
-                       {"is_error", true}}},
-                 [self] { next_tool(self); });
+    return json{{"kind", "tool_result"},
+                {"id", id},
+                {"name", name},
+                {"content", refusal},
+                {"is_error", true}};
   }
-  write(self, {json{{"kind", "tool_call"}, {"id", id}, {"name", name}, {"input", input}}},
-        [self, id, name, input] { dispatch_tool(self, id, name, input, false); });
+  return json{{"kind", "tool_call"}, {"id", id}, {"name", name}, {"input", input}};
+}
+
+/// Writes `entries` and what becomes of `call`, then carries it out.
+void write_and_run(agent_actor* self, std::vector<json> entries, const json& call) {
+  auto plan = plan_call(self->state, call);
+  const bool runs = plan["kind"] == "tool_call";
+  entries.push_back(plan);
+  if (!runs) {
+    return write(self, std::move(entries), [self] { next_tool(self); });
+  }
+  write(self, std::move(entries), [self, plan] {
+    dispatch_tool(self, plan.at("id").get<std::string>(), plan.at("name").get<std::string>(),
+                  plan.at("input"), false);
+  });
+}
+
+void next_tool(agent_actor* self) {
+  auto& st = self->state;
+  if (st.conv.pending.empty()) {
+    return step(self);
+  }
+  write_and_run(self, {}, st.conv.pending.front());
 }
 
 void start_turn(agent_actor* self, waiter w, std::string prompt);
@@ -989,8 +1045,13 @@ void start_turn(agent_actor* self, waiter w, std::string prompt) {
             self, "UserPromptSubmit", json{{"prompt", prompt}},
             [self, prompt, why = std::move(why)](hooks_done done) {
               json entry{{"kind", "prompt"}, {"text", prompt}};
+              auto& s2 = self->state;
+              auto context = std::exchange(s2.session_context, std::string());
               if (!done.additional_context.empty()) {
-                entry["context"] = done.additional_context;
+                context += (context.empty() ? "" : "\n") + done.additional_context;
+              }
+              if (!context.empty()) {
+                entry["context"] = std::move(context);
               }
               std::vector<json> entries{std::move(entry), why};
               auto notes = hook_entries(done.hooks, "");
@@ -1047,7 +1108,21 @@ void read_transcript(agent_actor* self, uint64_t after) {
         if (page->next != 0) {
           return read_transcript(self, page->next);
         }
-        resume(self);
+        // SessionStart hooks, as Claude Code runs them when a session
+        // starts (an agent's first incarnation) or resumes (any later one).
+        const bool fresh = s.next_seq == 1;
+        run_event_hooks(
+            self, "SessionStart", json{{"source", fresh ? "startup" : "resume"}},
+            [self](hooks_done done) {
+              auto& s2 = self->state;
+              s2.session_context = std::move(done.additional_context);
+              auto notes = hook_entries(done.hooks, "");
+              if (notes.empty()) {
+                return resume(self);
+              }
+              write(self, std::move(notes), [self] { resume(self); });
+            },
+            fresh ? "startup" : "resume");
       });
 }
 
@@ -1188,6 +1263,24 @@ void on_request(agent_actor* self, const std::string& type, const std::string& b
   if (type == agent_info_type) {
     return deliver(
         rp, make_envelope(std::string(agent_info_type) + ".reply", info_of(st), correlation_id));
+  }
+  if (type == agent_end_type) {
+    auto req = decode<end_request>(body);
+    const auto reason = req ? req->reason : std::string("other");
+    return run_event_hooks(
+        self, "SessionEnd", json{{"reason", reason}},
+        [self, rp, correlation_id](hooks_done done) mutable {
+          auto notes = hook_entries(done.hooks, "");
+          auto reply = [rp, correlation_id, self]() mutable {
+            deliver(rp, make_envelope(std::string(agent_end_type) + ".reply", info_of(self->state),
+                                      correlation_id));
+          };
+          if (notes.empty()) {
+            return reply();
+          }
+          write(self, std::move(notes), reply);
+        },
+        reason);
   }
   if (type == agent_approvals_type) {
     approval_list list;

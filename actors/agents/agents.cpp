@@ -36,6 +36,9 @@ constexpr std::string_view spec_prefix = "a/";
 constexpr std::chrono::seconds agent_timeout{5};
 /// A store page of transcript entries, and of descriptors.
 constexpr size_t scan_rows = 10000;
+/// How long a deleted agent's SessionEnd hooks may take (a hook's own
+/// default timeout is 60 s).
+constexpr std::chrono::seconds session_end_timeout{70};
 
 std::string spec_key(std::string_view name) {
   return std::string(spec_prefix) + std::string(name);
@@ -51,12 +54,71 @@ envelope error_of(errc code, std::string message, uint64_t correlation_id = 0) {
 
 // ---- the journal -----------------------------------------------------------
 
+/// The JSONL files the journal appends to, kept open (the most recently
+/// used `open_files_max`). Owned by the journal's one thread.
+class jsonl_files {
+ public:
+  static constexpr size_t open_files_max = 64;
+  jsonl_files() = default;
+  jsonl_files(const jsonl_files&) = delete;
+  jsonl_files& operator=(const jsonl_files&) = delete;
+  ~jsonl_files() {
+    for (auto& [path, f] : open_) {
+      std::fclose(f.file);
+    }
+  }
+
+  /// Appends `lines` (each with a newline) to the file at `path`.
+  void append(const std::string& path, const std::vector<transcript_entry>& lines) {
+    auto it = open_.find(path);
+    if (it == open_.end()) {
+      std::error_code ec;
+      fs::create_directories(fs::path(path).parent_path(), ec);
+      std::FILE* f = std::fopen(path.c_str(), "ae");
+      if (f == nullptr) {
+        return;  // the store has the entries; the copy is best effort
+      }
+      if (open_.size() >= open_files_max) {
+        auto oldest = std::min_element(
+            open_.begin(), open_.end(),
+            [](const auto& a, const auto& b) { return a.second.used < b.second.used; });
+        std::fclose(oldest->second.file);
+        open_.erase(oldest);
+      }
+      it = open_.emplace(path, entry{f, 0}).first;
+    }
+    it->second.used = ++clock_;
+    for (const auto& e : lines) {
+      std::fwrite(e.data.data(), 1, e.data.size(), it->second.file);
+      std::fputc('\n', it->second.file);
+    }
+    std::fflush(it->second.file);
+  }
+
+  void close(const std::string& path) {
+    if (auto it = open_.find(path); it != open_.end()) {
+      std::fclose(it->second.file);
+      open_.erase(it);
+    }
+  }
+
+ private:
+  struct entry {
+    std::FILE* file = nullptr;
+    uint64_t used = 0;
+  };
+  std::map<std::string, entry> open_;
+  uint64_t clock_ = 0;
+};
+
 std::shared_ptr<const handler_table> journal_handlers(const std::shared_ptr<node_context>& ctx,
                                                       std::shared_ptr<db> store) {
+  auto files = std::make_shared<jsonl_files>();
   auto table = std::make_shared<handler_table>(decode_limits{.body_bytes_max = 256u << 20});
   const auto dir = fs::path(ctx->config.node.data_dir) / "transcripts";
   table->on<append_request>(
-      transcript_append_type, [store, ctx](const append_request& req) -> expected<append_reply> {
+      transcript_append_type,
+      [store, ctx, files](const append_request& req) -> expected<append_reply> {
         if (auto bad = agent_name_problem(req.agent); !bad.empty()) {
           return make_error(errc::bad_request, bad);
         }
@@ -67,16 +129,7 @@ std::shared_ptr<const handler_table> journal_handlers(const std::shared_ptr<node
           }
         }
         // The JSONL copy hooks read (transcript_path); the store is the truth.
-        const auto path = transcript_file(*ctx, req.agent);
-        std::error_code ec;
-        fs::create_directories(fs::path(path).parent_path(), ec);
-        if (std::FILE* f = std::fopen(path.c_str(), "ae"); f != nullptr) {
-          for (const auto& e : req.entries) {
-            std::fwrite(e.data.data(), 1, e.data.size(), f);
-            std::fputc('\n', f);
-          }
-          std::fclose(f);
-        }
+        files->append(transcript_file(*ctx, req.agent), req.entries);
         return append_reply{req.entries.size()};
       });
   table->on<read_request>(
@@ -103,7 +156,7 @@ std::shared_ptr<const handler_table> journal_handlers(const std::shared_ptr<node
         return page;
       });
   table->on<agent_name>(
-      transcript_drop_type, [store, ctx](const agent_name& req) -> expected<drop_reply> {
+      transcript_drop_type, [store, ctx, files](const agent_name& req) -> expected<drop_reply> {
         if (auto bad = agent_name_problem(req.name); !bad.empty()) {
           return make_error(errc::bad_request, bad);
         }
@@ -123,6 +176,7 @@ std::shared_ptr<const handler_table> journal_handlers(const std::shared_ptr<node
           }
         }
         std::error_code ec;
+        files->close(transcript_file(*ctx, req.name));
         fs::remove(transcript_file(*ctx, req.name), ec);
         return drop_reply{req.name};
       });
@@ -388,12 +442,29 @@ envelope no_agent(const std::string& name) {
   return error_of(errc::not_found, "no agent '" + name + "'");
 }
 
+void stop_and_forget(manager_actor* self, const std::string& name, const done_fn& done);
+
 void remove(manager_actor* self, const std::string& name, const done_fn& done) {
   auto& st = self->state;
   if (find_agent(st, name) == nullptr) {
     return done(no_agent(name));
   }
   st.agents.erase(name);
+  // Its SessionEnd hooks run first (an agent that does not answer in time
+  // is deleted all the same).
+  auto route = st.ctx->registry.find(live_name(name));
+  if (!running(route)) {
+    return stop_and_forget(self, name, done);
+  }
+  self->request(route->current, session_end_timeout, std::string(agent_end_type),
+                encode(end_request{"deleted"}), uint64_t{0})
+      .then([self, name, done](std::string&, std::string&,
+                               uint64_t) { stop_and_forget(self, name, done); },
+            [self, name, done](caf::error&) { stop_and_forget(self, name, done); });
+}
+
+void stop_and_forget(manager_actor* self, const std::string& name, const done_fn& done) {
+  auto& st = self->state;
   if (auto route = st.ctx->registry.find(live_name(name)); route && route->supervisor) {
     // Its supervisor stops it (a pending restart is cancelled) and takes it
     // out of the tree.

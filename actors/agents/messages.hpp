@@ -29,6 +29,8 @@
 //                             a person about)
 //   agent.decide {id, approve, reason} -> approval_info (the call runs, or
 //                             is answered denied)
+//   agent.end    {reason}  -> agent_info once its SessionEnd hooks ran (the
+//                             manager asks before it deletes the agent)
 // `agents/journal` keeps every agent's transcript in the store:
 //   transcript.append {agent, entries}     -> {written}, once on disk
 //   transcript.read   {agent, after, limit} -> {entries, next}
@@ -136,6 +138,7 @@ inline constexpr const char* agent_stop_type = "agent.stop";
 inline constexpr const char* agent_info_type = "agent.info";
 inline constexpr const char* agent_approvals_type = "agent.approvals";
 inline constexpr const char* agent_decide_type = "agent.decide";
+inline constexpr const char* agent_end_type = "agent.end";
 inline constexpr const char* transcript_append_type = "transcript.append";
 inline constexpr const char* transcript_read_type = "transcript.read";
 inline constexpr const char* transcript_drop_type = "transcript.drop";
@@ -290,6 +293,12 @@ struct approval_info {
 struct approval_list {
   std::vector<approval_info> approvals;
   TROUPE_FIELDS(approvals)
+};
+
+struct end_request {
+  /// SessionEnd's `reason`: "deleted" when the agent is deleted.
+  std::string reason;
+  TROUPE_FIELDS(reason)
 };
 
 struct decide_request {

@@ -225,8 +225,11 @@ bool ready_for_model(const conversation& c) {
 }
 
 int64_t estimate_tokens(const json& request, double calibration) {
-  const auto bytes = static_cast<double>(request.dump().size());
-  return static_cast<int64_t>(std::ceil(bytes / 4.0 * calibration));
+  return estimate_tokens_of(request.dump().size(), calibration);
+}
+
+int64_t estimate_tokens_of(size_t json_bytes, double calibration) {
+  return static_cast<int64_t>(std::ceil(static_cast<double>(json_bytes) / 4.0 * calibration));
 }
 
 std::vector<std::string> plan_elision(const json& request, int64_t budget, double calibration,

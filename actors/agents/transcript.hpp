@@ -71,6 +71,8 @@ void apply_entry(conversation& c, const nlohmann::json& entry);
 /// `calibration` (what the upstream counted per estimated token; 1.0 until
 /// measured).
 [[nodiscard]] int64_t estimate_tokens(const nlohmann::json& request, double calibration = 1.0);
+/// The same estimate from the size of the request's JSON text.
+[[nodiscard]] int64_t estimate_tokens_of(size_t json_bytes, double calibration = 1.0);
 
 /// The tool results to elide, oldest first, so that `request` (whose
 /// messages are `c.messages`) estimates at or under `budget`: never one of

@@ -411,11 +411,15 @@ TEST_CASE("agents: a person answers what a hook asks, and Stop and UserPromptSub
       {"command",
        "python3 -c \"import json,sys; e=json.load(sys.stdin); print(json.dumps({} if "
        "e['stop_hook_active'] else {'decision': 'block', 'reason': 'check once more'}))\""}};
+  const json start_hook{{"type", "command"}, {"command", "echo 'Session context.'"}};
+  const json end_hook{{"type", "command"}, {"command", "cat > \"$CLAUDE_PROJECT_DIR/ended.json\""}};
   std::ofstream(fs::path(ws.path()) / ".claude" / "settings.json") << json{
       {"hooks",
        {{"PreToolUse", json::array({{{"matcher", "Bash"}, {"hooks", {ask_hook}}}})},
         {"UserPromptSubmit", json::array({{{"hooks", {prompt_hook}}}})},
-        {"Stop", json::array({{{"hooks", {stop_hook}}}})}}}}.dump();
+        {"Stop", json::array({{{"hooks", {stop_hook}}}})},
+        {"SessionStart", json::array({{{"matcher", "startup"}, {"hooks", {start_hook}}}})},
+        {"SessionEnd", json::array({{{"hooks", {end_hook}}}})}}}}.dump();
   auto http = client_for(node.url(), node.token());
   post_json(http, "/v1/agents", {{"name", "p"}, {"workspace", ws.path()}});
 
@@ -497,13 +501,32 @@ TEST_CASE("agents: a person answers what a hook asks, and Stop and UserPromptSub
   CHECK(decisions == std::vector<std::string>{"approved", "denied"});
   CHECK(denied_told);
   CHECK(continued);
-  CHECK(entries[0]["context"].get<std::string>().find("be brief") != std::string::npos);
+  // SessionStart's context and UserPromptSubmit's go with the first prompt.
+  std::string context;
+  for (const auto& e : entries) {
+    if (e["kind"] == "prompt") {
+      context = e["context"];
+      break;
+    }
+  }
+  CHECK(context.find("Session context.") != std::string::npos);
+  CHECK(context.find("be brief") != std::string::npos);
 
   // A prompt the UserPromptSubmit hook blocks is recorded and not answered.
   auto blocked = post_json(http, "/v1/agents/p/prompt", {{"prompt", "a forbidden thing"}});
   CHECK(blocked["stop_reason"] == "hook");
   CHECK(blocked["text"].get<std::string>().find("no forbidden words") != std::string::npos);
   CHECK(get_json(http, "/v1/agents/p")["calls"] == 4);  // no model call for it
+
+  // Deleted: its SessionEnd hooks ran first.
+  r = http.request("DELETE", "/v1/agents/p");
+  REQUIRE(r);
+  CHECK(r->status == 200);
+  std::ifstream ended(fs::path(ws.path()) / "ended.json");
+  const auto end_event = json::parse(ended, nullptr, false);
+  REQUIRE(end_event.is_object());
+  CHECK(end_event["hook_event_name"] == "SessionEnd");
+  CHECK(end_event["reason"] == "deleted");
 }
 
 TEST_CASE("agents: Task runs a sub-agent, SendMessage asks another agent") {

@@ -168,6 +168,7 @@ TEST_CASE("agents: agent, transcript and tool messages round-trip through msgpac
   test::round_trips(approval);
   test::round_trips(approval_list{{approval}});
   test::round_trips(decide_request{"t1", true, "ok"});
+  test::round_trips(end_request{"deleted"});
   test::round_trips(hook_note{"PreToolUse", "deny", "no", ""});
   test::round_trips(
       tool_done{"t1", "Read", "x", true, {"/a"}, {"/b"}, {hook_note{}}, "{}", true, "why", true});
