@@ -387,6 +387,43 @@ std::string resolve_model(const agent_state& st) {
   return model;
 }
 
+void on_notice(agent_actor* self, const std::string& type, const std::string& body);
+
+/// Runs a job (a tool call, an event's hooks) on a worker thread: one of
+/// agents/tools' (kept for the next job), or, when that pool is not
+/// running, a thread started for it alone. The answer comes back as a
+/// notice (agent.tool.done, agent.hooks.done); a job the pool lost is
+/// answered by `lost` (it may have run: it is not run again).
+void off_scheduler(agent_actor* self, const char* type, std::string body,
+                   std::function<envelope(const std::string&)> lost) {
+  auto run_alone = [self, type](std::string job) {
+    auto me = caf::actor_cast<caf::actor>(self);
+    self->system().spawn<caf::detached>(
+        [type = std::string(type), job = std::move(job), me](caf::event_based_actor* w) {
+          auto done = run_worker_job(type, job);
+          w->send(me, std::move(done.type), std::move(done.body), uint64_t{0});
+          w->quit();
+        });
+  };
+  auto pool = self->state.ctx->registry.current(tools_path);
+  if (!pool) {
+    return run_alone(std::move(body));
+  }
+  self->request(pool, caf::infinite, std::string(type), body, uint64_t{0})
+      .then(
+          [self, lost](std::string& t, std::string& b, uint64_t) {
+            if (t == error_type) {
+              auto answer = lost(read_error(envelope{t, b, 0}).message);
+              return on_notice(self, answer.type, answer.body);
+            }
+            on_notice(self, t, b);
+          },
+          [self, lost](caf::error& e) {
+            auto answer = lost(to_string(e));
+            on_notice(self, answer.type, answer.body);
+          });
+}
+
 /// The `hook` entries of an event's runs.
 std::vector<json> hook_entries(const std::vector<hook_note>& notes, const std::string& tool) {
   std::vector<json> out;
@@ -410,11 +447,12 @@ void run_event_hooks(agent_actor* self, const char* event, json fields,
   hook_job job{st.spec.name, st.spec.workspace,  transcript_file(*st.ctx, st.spec.name),
                event,        std::move(subject), fields.dump(),
                ticket};
-  auto me = caf::actor_cast<caf::actor>(self);
-  self->system().spawn<caf::detached>([job = std::move(job), me](caf::event_based_actor* w) {
-    auto done = run_hook_job(job);
-    w->send(me, std::string(hooks_done_type), encode(done), uint64_t{0});
-    w->quit();
+  off_scheduler(self, hook_job_type, encode(job), [ticket, event](const std::string& why) {
+    hooks_done lost;
+    lost.ticket = ticket;
+    lost.verdict = "proceed";
+    lost.hooks.push_back(hook_note{event, "proceed", "", "the hooks' worker was lost: " + why});
+    return make_envelope(hooks_done_type, lost);
   });
 }
 
@@ -693,11 +731,14 @@ void run_on_worker(agent_actor* self, const std::string& id, const std::string& 
   auto& s = self->state;
   tool_job job{s.spec.name,  s.spec.workspace, transcript_file(*s.ctx, s.spec.name), id, name,
                input.dump(), approved};
-  auto me = caf::actor_cast<caf::actor>(self);
-  self->system().spawn<caf::detached>([job = std::move(job), me](caf::event_based_actor* w) {
-    auto done = run_tool_job(job);
-    w->send(me, std::string(tool_done_type), encode(done), uint64_t{0});
-    w->quit();
+  off_scheduler(self, tool_job_type, encode(job), [id, name](const std::string& why) {
+    tool_done lost;
+    lost.id = id;
+    lost.name = name;
+    lost.is_error = true;
+    lost.content = "this call's worker thread was lost (" + why +
+                   "); the call may or may not have run, and was not run again";
+    return make_envelope(tool_done_type, lost);
   });
 }
 
@@ -1550,6 +1591,25 @@ tool_done run_tool_job(const tool_job& job) {
   done.read_paths = std::move(out.read_paths);
   done.written_paths = std::move(out.written_paths);
   return done;
+}
+
+envelope run_worker_job(const std::string& type, const std::string& body) {
+  constexpr decode_limits limits{.body_bytes_max = 64u << 20};
+  if (type == tool_job_type) {
+    auto job = decode<tool_job>(body, limits);
+    if (!job) {
+      return make_error_envelope(job.err());
+    }
+    return make_envelope(tool_done_type, run_tool_job(*job));
+  }
+  if (type == hook_job_type) {
+    auto job = decode<hook_job>(body, limits);
+    if (!job) {
+      return make_error_envelope(job.err());
+    }
+    return make_envelope(hooks_done_type, run_hook_job(*job));
+  }
+  return make_error_envelope(make_error(errc::unknown_type, "no worker job '" + type + "'"));
 }
 
 hooks_done run_hook_job(const hook_job& job) {

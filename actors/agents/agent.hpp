@@ -44,6 +44,10 @@ inline constexpr std::chrono::seconds journal_timeout{30};
 /// PreCompact); blocks.
 [[nodiscard]] hooks_done run_hook_job(const hook_job& job);
 
+/// A worker's answer to a job message (agent.tool.job or agent.hook.job):
+/// agent.tool.done or agent.hooks.done; blocks.
+[[nodiscard]] envelope run_worker_job(const std::string& type, const std::string& body);
+
 /// Where the JSONL copy of an agent's transcript lives (for hooks'
 /// transcript_path): <data_dir>/transcripts/<name>.jsonl.
 [[nodiscard]] std::string transcript_file(const node_context& ctx, const std::string& name);

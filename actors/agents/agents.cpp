@@ -183,6 +183,72 @@ std::shared_ptr<const handler_table> journal_handlers(const std::shared_ptr<node
   return table;
 }
 
+// ---- the tool threads -------------------------------------------------------
+
+using idle_atom = caf::atom_constant<caf::atom("idle")>;
+
+/// Idle worker threads agents/tools keeps; more go away.
+constexpr size_t idle_workers_max = 8;
+
+/// One worker thread: a job at a time; its answer goes to the job's asker.
+caf::behavior tool_worker(caf::event_based_actor* self, caf::actor pool) {
+  return {[self, pool](std::string& type, std::string& body, uint64_t correlation_id) {
+    auto rp = self->make_response_promise();
+    envelope done;
+    try {
+      done = run_worker_job(type, body);
+    } catch (const std::exception& e) {
+      done = make_error_envelope(make_error(errc::internal, e.what()));
+    }
+    done.correlation_id = correlation_id;
+    deliver(rp, std::move(done));
+    self->send(pool, idle_atom::value);
+  }};
+}
+
+struct tools_state {
+  std::vector<caf::actor> idle;
+  static inline const char* name = "troupe.agents.tools";
+};
+
+/// agents/tools: hands each job to an idle worker thread, or starts one, so
+/// that a hook or a tool that blocks (or hangs until its timeout) holds one
+/// thread and never another agent's job. Workers are linked to it.
+child_spec tools_child() {
+  child_spec spec;
+  spec.name = "tools";
+  spec.kind = actor_kind::worker;
+  spec.restart = restart_type::permanent;
+  spec.start = [](caf::actor_system& system, const std::string&) {
+    return system.spawn([](caf::stateful_actor<tools_state>* self) -> caf::behavior {
+      return {
+          [self](std::string& type, std::string& body, uint64_t correlation_id) {
+            auto& idle = self->state.idle;
+            caf::actor worker;
+            if (idle.empty()) {
+              worker = self->spawn<caf::detached + caf::linked>(tool_worker,
+                                                                caf::actor_cast<caf::actor>(self));
+            } else {
+              worker = std::move(idle.back());
+              idle.pop_back();
+            }
+            auto rp = self->make_response_promise();
+            delegate(rp, worker, envelope{std::move(type), std::move(body), correlation_id});
+          },
+          [self](idle_atom) {
+            auto worker = caf::actor_cast<caf::actor>(self->current_sender());
+            if (self->state.idle.size() >= idle_workers_max) {
+              self->send_exit(worker, caf::exit_reason::normal);
+              return;
+            }
+            self->state.idle.push_back(std::move(worker));
+          },
+      };
+    });
+  };
+  return spec;
+}
+
 child_spec journal_child(std::shared_ptr<node_context> ctx, std::shared_ptr<db> store) {
   child_spec spec;
   spec.name = "journal";
@@ -625,6 +691,7 @@ child_spec agents_family(std::shared_ptr<node_context> ctx, std::shared_ptr<db> 
   spec.children.push_back(personas_child(ctx));
   if (store) {
     spec.children.push_back(journal_child(ctx, store));
+    spec.children.push_back(tools_child());
     spec.children.push_back(supervisor_child(
         "live", ctx,
         supervisor_spec{

@@ -48,6 +48,7 @@ namespace troupe::agents {
 inline constexpr const char* personas_path = "agents/personas";
 inline constexpr const char* manager_path = "agents/manager";
 inline constexpr const char* journal_path = "agents/journal";
+inline constexpr const char* tools_path = "agents/tools";
 inline constexpr const char* live_path = "agents/live";
 inline constexpr const char* live_prefix = "agents/live/";
 
@@ -310,7 +311,10 @@ struct decide_request {
 };
 
 /// A tool call for a worker thread to carry out (hooks, the tool, hooks),
-/// and what came of it. Between an agent and its worker only.
+/// and what came of it. Between an agent and its worker only: a request
+/// to agents/tools, which hands it to an idle worker thread (or starts
+/// one), whose answer goes straight back to the agent.
+inline constexpr const char* tool_job_type = "agent.tool.job";
 inline constexpr const char* tool_done_type = "agent.tool.done";
 
 struct tool_job {
@@ -328,6 +332,7 @@ struct tool_job {
 
 /// An event's hooks for a worker to run (UserPromptSubmit, Stop,
 /// PreCompact), and what they decided. Between an agent and its worker only.
+inline constexpr const char* hook_job_type = "agent.hook.job";
 inline constexpr const char* hooks_done_type = "agent.hooks.done";
 
 struct hook_job {

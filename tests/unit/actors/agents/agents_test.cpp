@@ -34,7 +34,9 @@ namespace fs = std::filesystem;
 namespace {
 
 /// Plays llm/router: the first call of a turn gets a tool call of
-/// `first_tool` (with `first_input`), the next a text answer.
+/// `first_tool` (with `first_input`), the next a text answer. An agent
+/// named "slow" gets a Bash call that waits for a file named "release"
+/// (20 s at most) instead.
 struct fake_router {
   std::string first_tool = "Read";
   json first_input = {{"file_path", "notes.txt"}};
@@ -55,14 +57,22 @@ child_spec router_child(fake_router script) {
         taken.deliver(std::string(http_msg::request_type) + ".reply", encode(empty_body{}),
                       uint64_t{0});
         const auto doc = json::parse(req->body);
+        bool slow = false;
+        for (const auto& h : req->headers) {
+          slow = slow || (h.name == "x-troupe-agent" && h.value == "slow");
+        }
         const bool after_tool =
             doc["messages"].back()["content"][0].value("type", "") == "tool_result";
         json content =
-            after_tool ? json::array({{{"type", "text"}, {"text", "ok"}}})
-                       : json::array({{{"type", "tool_use"},
-                                       {"id", "toolu_" + std::to_string(doc["messages"].size())},
-                                       {"name", script.first_tool},
-                                       {"input", script.first_input}}});
+            after_tool
+                ? json::array({{{"type", "text"}, {"text", "ok"}}})
+                : json::array({{{"type", "tool_use"},
+                                {"id", "toolu_" + std::to_string(doc["messages"].size())},
+                                {"name", slow ? "Bash" : script.first_tool},
+                                {"input", slow ? json{{"command",
+                                                       "for i in $(seq 400); do "
+                                                       "[ -f release ] && break; sleep 0.05; done"}}
+                                               : script.first_input}}});
         json answer{{"id", "msg_1"},
                     {"type", "message"},
                     {"role", "assistant"},
@@ -317,4 +327,28 @@ TEST_CASE("agents: the family restarted on the same store brings its agents back
   CHECK(info.entries == 7);
   CHECK(info.calls == 2);
   CHECK(info.last_stop == "end_turn");
+}
+
+TEST_CASE("agents/tools: a tool that blocks holds its own thread, not another agent's job") {
+  family f;
+  std::ofstream(fs::path(f.dir.path()) / "notes.txt") << "alpha\n";
+  (void)f.ask<agent_info>(manager_path, agent_create_type, spec_of("slow", f.dir.path()));
+  (void)f.ask<agent_info>(manager_path, agent_create_type, spec_of("quick", f.dir.path()));
+  auto slow = std::async(std::launch::async, [&] {
+    return f.h.call("agents/live/slow", make_envelope(agent_prompt_type, prompt_request{"go"}),
+                    std::chrono::seconds(30));
+  });
+  REQUIRE(wait_until([&] {
+    auto reply = f.h.call("agents/live/slow", make_envelope(agent_info_type, empty_body{}));
+    auto info = decode<agent_info>(reply.body);
+    return info && info->entries >= 4;  // its Bash call was written and runs
+  }));
+  // The slow agent's call holds a worker until the file exists; the quick
+  // agent's whole turn runs meanwhile.
+  auto turn = f.ask<prompt_reply>("agents/live/quick", agent_prompt_type, prompt_request{"read"});
+  CHECK(turn.text == "ok");
+  CHECK(slow.wait_for(std::chrono::seconds(0)) == std::future_status::timeout);
+  std::ofstream(fs::path(f.dir.path()) / "release") << "go\n";
+  auto slow_reply = slow.get();
+  CHECK_FALSE(slow_reply.is_error());
 }
