@@ -444,9 +444,14 @@ void run_event_hooks(agent_actor* self, const char* event, json fields,
   auto& st = self->state;
   const auto ticket = st.next_ticket++;
   st.hook_waits.emplace(ticket, std::move(then));
-  hook_job job{st.spec.name, st.spec.workspace,  transcript_file(*st.ctx, st.spec.name),
-               event,        std::move(subject), fields.dump(),
-               ticket};
+  hook_job job{st.spec.name,
+               st.spec.workspace,
+               transcript_file(*st.ctx, st.spec.name),
+               event,
+               std::move(subject),
+               fields.dump(),
+               ticket,
+               st.ctx->config.agents.hooks_file};
   off_scheduler(self, hook_job_type, encode(job), [ticket, event](const std::string& why) {
     hooks_done lost;
     lost.ticket = ticket;
@@ -730,7 +735,7 @@ void run_on_worker(agent_actor* self, const std::string& id, const std::string& 
                    const json& input, bool approved) {
   auto& s = self->state;
   tool_job job{s.spec.name,  s.spec.workspace, transcript_file(*s.ctx, s.spec.name), id, name,
-               input.dump(), approved};
+               input.dump(), approved,         s.ctx->config.agents.hooks_file};
   off_scheduler(self, tool_job_type, encode(job), [id, name](const std::string& why) {
     tool_done lost;
     lost.id = id;
@@ -1482,6 +1487,16 @@ tool_output bash_tool(const std::string& workspace, const json& input) {
   return out;
 }
 
+/// The node's hooks (agents.hooks_file, checked when the node started),
+/// then the workspace's.
+hook_settings hooks_of(const std::string& workspace, const std::string& node_hooks) {
+  hook_settings base;
+  if (!node_hooks.empty()) {
+    add_settings_file(base, node_hooks);
+  }
+  return load_workspace_hooks(workspace, std::move(base));
+}
+
 hook_note note_of(hook_event e, const hook_decision& d) {
   return hook_note{std::string(to_string(e)), std::string(to_string(d.verdict)), d.reason, d.error};
 }
@@ -1515,7 +1530,7 @@ tool_done run_tool_job(const tool_job& job) {
   if (!input.is_object()) {
     input = json::object();
   }
-  const auto settings = load_workspace_hooks(job.workspace, hook_settings{});
+  const auto settings = hooks_of(job.workspace, job.node_hooks);
   json event{{"session_id", job.agent}, {"transcript_path", job.transcript_path},
              {"cwd", job.workspace},    {"hook_event_name", "PreToolUse"},
              {"tool_name", job.name},   {"tool_input", input},
@@ -1620,7 +1635,7 @@ hooks_done run_hook_job(const hook_job& job) {
     out.verdict = std::string(to_string(hook_verdict::proceed));
     return out;
   }
-  const auto settings = load_workspace_hooks(job.workspace, hook_settings{});
+  const auto settings = hooks_of(job.workspace, job.node_hooks);
   json event{{"session_id", job.agent},
              {"transcript_path", job.transcript_path},
              {"cwd", job.workspace},

@@ -270,27 +270,35 @@ void add_hook_settings(hook_settings& into, const json& settings, const std::str
   }
 }
 
+void add_settings_file(hook_settings& into, const fs::path& path) {
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) {
+    into.problems.push_back(path.string() + ": not a readable file");
+    return;
+  }
+  if (fs::file_size(path, ec) > hook_output_bytes_max) {
+    into.problems.push_back(path.string() + ": larger than " +
+                            std::to_string(hook_output_bytes_max) + " bytes");
+    return;
+  }
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream text;
+  text << in.rdbuf();
+  auto doc = json::parse(text.str(), nullptr, false);
+  if (doc.is_discarded()) {
+    into.problems.push_back(path.string() + ": not valid JSON");
+    return;
+  }
+  add_hook_settings(into, doc, path.string());
+}
+
 hook_settings load_workspace_hooks(const fs::path& workspace, hook_settings base) {
   for (const char* name : {"settings.json", "settings.local.json"}) {
     const auto path = workspace / ".claude" / name;
     std::error_code ec;
-    if (!fs::is_regular_file(path, ec)) {
-      continue;
+    if (fs::is_regular_file(path, ec)) {
+      add_settings_file(base, path);
     }
-    if (fs::file_size(path, ec) > hook_output_bytes_max) {
-      base.problems.push_back(path.string() + ": larger than " +
-                              std::to_string(hook_output_bytes_max) + " bytes");
-      continue;
-    }
-    std::ifstream in(path, std::ios::binary);
-    std::stringstream text;
-    text << in.rdbuf();
-    auto doc = json::parse(text.str(), nullptr, false);
-    if (doc.is_discarded()) {
-      base.problems.push_back(path.string() + ": not valid JSON");
-      continue;
-    }
-    add_hook_settings(base, doc, path.string());
   }
   return base;
 }

@@ -84,6 +84,10 @@ struct hook_settings {
 void add_hook_settings(hook_settings& into, const nlohmann::json& settings,
                        const std::string& source);
 
+/// Adds the `hooks` of the settings file at `path` to `into`; a file that
+/// cannot be read or is not JSON is a problem.
+void add_settings_file(hook_settings& into, const std::filesystem::path& path);
+
 /// `base` (the node's hooks) plus those of `workspace`'s
 /// .claude/settings.json and .claude/settings.local.json, in that order. A
 /// file that is missing is fine; one that is not JSON is a problem.

@@ -327,7 +327,9 @@ struct tool_job {
   std::string input;
   /// A person approved the call: PreToolUse hooks do not run again.
   bool approved = false;
-  TROUPE_FIELDS(agent, workspace, transcript_path, id, name, input, approved)
+  /// agents.hooks_file: the node's hooks, before the workspace's.
+  std::string node_hooks;
+  TROUPE_FIELDS(agent, workspace, transcript_path, id, name, input, approved, node_hooks)
 };
 
 /// An event's hooks for a worker to run (UserPromptSubmit, Stop,
@@ -347,7 +349,9 @@ struct hook_job {
   std::string fields;
   /// Which of the agent's waits this answers.
   uint64_t ticket = 0;
-  TROUPE_FIELDS(agent, workspace, transcript_path, event, subject, fields, ticket)
+  /// agents.hooks_file: the node's hooks, before the workspace's.
+  std::string node_hooks;
+  TROUPE_FIELDS(agent, workspace, transcript_path, event, subject, fields, ticket, node_hooks)
 };
 
 struct hook_note {

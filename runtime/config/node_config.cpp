@@ -26,6 +26,7 @@
 #endif
 #endif
 #include <toml++/toml.h>
+#include <nlohmann/json.hpp>
 
 #include "runtime/net/base_url.hpp"
 
@@ -254,6 +255,28 @@ std::optional<std::string> check_absolute(std::string_view path) {
   return std::nullopt;
 }
 
+/// Empty, or a readable JSON object (a settings file).
+std::optional<std::string> check_settings_file(std::string_view path) {
+  if (path.empty()) {
+    return std::nullopt;
+  }
+  std::FILE* f = std::fopen(std::string(path).c_str(), "rbe");
+  if (f == nullptr) {
+    return "cannot read " + quoted_text(path) + ": " + std::strerror(errno);
+  }
+  std::string text;
+  char buffer[4096];
+  for (size_t n; (n = std::fread(buffer, 1, sizeof buffer, f)) > 0;) {
+    text.append(buffer, n);
+  }
+  std::fclose(f);
+  const auto doc = nlohmann::json::parse(text, nullptr, false);
+  if (!doc.is_object()) {
+    return quoted_text(path) + " is not a JSON object";
+  }
+  return std::nullopt;
+}
+
 std::optional<std::string> check_model(std::string_view model) {
   return model.empty() ? std::optional<std::string>("a model name must not be empty")
                        : std::nullopt;
@@ -371,6 +394,7 @@ constexpr std::array key_table{
     number(TROUPE_KEY(agents, agents_max), between(1, 1'000'000), "agents one node holds"),
     number(TROUPE_KEY(agents, approval_timeout_s), between(1, 7 * 86400),
            "wait for a person's approval"),
+    text(TROUPE_KEY(agents, hooks_file), check_settings_file, "every agent's hooks (JSON)"),
 };
 
 #undef TROUPE_KEY

@@ -273,6 +273,10 @@ struct agents_section {
   /// How long a call a hook asked a person about waits for an answer
   /// before it is denied.
   uint32_t approval_timeout_s = 600;
+  /// A Claude Code settings file (JSON) whose `hooks` apply to every agent
+  /// of the node, before a workspace's own; empty: none. Relative to the
+  /// node's working directory.
+  std::string hooks_file;
 };
 
 struct node_config {

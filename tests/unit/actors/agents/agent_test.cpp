@@ -29,10 +29,12 @@ struct workspace_dir {
         << json{{"hooks", by_event}}.dump();
   }
   [[nodiscard]] tool_done run(const std::string& tool, const json& input) const {
-    return run_tool_job(
-        tool_job{"agent-1", dir.path(), dir.path() + "/t.jsonl", "toolu_1", tool, input.dump()});
+    return run_tool_job(tool_job{"agent-1", dir.path(), dir.path() + "/t.jsonl", "toolu_1", tool,
+                                 input.dump(), false, node_hooks});
   }
   troupe::test::scratch_dir dir;
+  /// The node's hooks file (agents.hooks_file), if any.
+  std::string node_hooks;
 };
 
 json command_hook(const std::string& matcher, const std::string& command, int timeout_s = 30,
@@ -149,7 +151,7 @@ TEST_CASE("agent worker: PreToolUse hooks block, deny, rewrite, and fail open or
     CHECK(done.content == "sure?");
     CHECK(done.read_paths.empty());
     done = run_tool_job(tool_job{"agent-1", ws.dir.path(), "", "toolu_1", "Read",
-                                 R"({"file_path":"a.txt"})", true});
+                                 R"({"file_path":"a.txt"})", true, ""});
     CHECK_FALSE(done.ask);
     CHECK(done.hooks.empty());  // approved: PreToolUse does not ask again
     CHECK(done.content.find("apple") != std::string::npos);
@@ -175,7 +177,7 @@ TEST_CASE("agent worker: an unknown tool and a workspace that went away") {
   auto done = ws.run("Teleport", json::object());
   CHECK(done.is_error);
   done = run_tool_job(
-      tool_job{"a", "/nonexistent/ws", "", "t", "Read", R"({"file_path":"x"})", false});
+      tool_job{"a", "/nonexistent/ws", "", "t", "Read", R"({"file_path":"x"})", false, ""});
   CHECK(done.is_error);
   CHECK(done.content.find("workspace") != std::string::npos);
 }
@@ -195,7 +197,7 @@ TEST_CASE("agent worker: event hooks (UserPromptSubmit, Stop) and what they deci
                               "print(json.dumps({} if e['stop_hook_active'] else "
                               "{'decision': 'block', 'reason': 'run the tests'}))\""}}})}}})}});
   auto job = [&](const char* event, const json& fields) {
-    return run_hook_job(hook_job{"agent-1", ws.dir.path(), "", event, "", fields.dump(), 7});
+    return run_hook_job(hook_job{"agent-1", ws.dir.path(), "", event, "", fields.dump(), 7, ""});
   };
   auto done = job("UserPromptSubmit", {{"prompt", "hi"}});
   CHECK(done.ticket == 7);
@@ -213,4 +215,25 @@ TEST_CASE("agent worker: event hooks (UserPromptSubmit, Stop) and what they deci
   // An event without hooks decides nothing; an unknown one neither.
   CHECK(job("PreCompact", {{"trigger", "auto"}}).hooks.empty());
   CHECK(job("NoSuchEvent", json::object()).verdict == "proceed");
+}
+
+TEST_CASE("agent worker: the node's hooks apply before the workspace's") {
+  workspace_dir ws;
+  troupe::test::scratch_dir node;
+  ws.node_hooks = node.path() + "/settings.json";
+  std::ofstream(ws.node_hooks)
+      << json{{"hooks",
+               {{"PreToolUse", command_hook("Bash", "echo 'not on this node' >&2; exit 2")}}}}
+             .dump();
+  auto done = ws.run("Bash", {{"command", "touch made"}});
+  CHECK(done.is_error);
+  CHECK(done.content.find("not on this node") != std::string::npos);
+  CHECK_FALSE(fs::exists(fs::path(ws.dir.path()) / "made"));
+  // A workspace that allows it does not override the node's block.
+  ws.hooks({{"PreToolUse", command_hook("Bash",
+                                        "echo '{\"hookSpecificOutput\": {\"hookEventName\": "
+                                        "\"PreToolUse\", \"permissionDecision\": \"allow\"}}'")}});
+  done = ws.run("Bash", {{"command", "touch made"}});
+  CHECK(done.is_error);
+  CHECK(done.hooks.size() == 2);
 }

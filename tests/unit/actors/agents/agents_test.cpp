@@ -171,8 +171,8 @@ TEST_CASE("agents: agent, transcript and tool messages round-trip through msgpac
   test::round_trips(append_reply{1});
   test::round_trips(read_request{"a", 1, 2});
   test::round_trips(drop_reply{"a"});
-  test::round_trips(tool_job{"a", "/w", "/t.jsonl", "t1", "Read", "{}", true});
-  test::round_trips(hook_job{"a", "/w", "/t.jsonl", "Stop", "", "{}", 3});
+  test::round_trips(tool_job{"a", "/w", "/t.jsonl", "t1", "Read", "{}", true, "/h.json"});
+  test::round_trips(hook_job{"a", "/w", "/t.jsonl", "Stop", "", "{}", 3, "/h.json"});
   test::round_trips(hooks_done{3, "block", "why", "ctx", {hook_note{}}});
   approval_info approval{"t1", "Bash", "{}", "sure?", 100, "approved"};
   test::round_trips(approval);

@@ -451,3 +451,14 @@ TEST_CASE("closed sets are enums: named in files, env and flags, printed by name
   REQUIRE_FALSE(wrong_type);
   CHECK_THAT(wrong_type.err().message, Contains("log.level: expected a string, got an integer"));
 }
+
+TEST_CASE("agents.hooks_file must be a readable JSON object", "[config]") {
+  temp_dir dir;
+  const auto good = dir.write("hooks.json", R"({"hooks": {}})");
+  CHECK(load_ok({std::nullopt, {}, {{"agents.hooks_file", good}}}).agents.hooks_file == good);
+  const auto bad = dir.write("bad.json", "[1, 2");
+  CHECK_THAT(load_error({std::nullopt, {}, {{"agents.hooks_file", bad}}}),
+             Contains("is not a JSON object"));
+  CHECK_THAT(load_error({std::nullopt, {}, {{"agents.hooks_file", "/no/such/file.json"}}}),
+             Contains("cannot read"));
+}
