@@ -516,6 +516,16 @@ void remove(manager_actor* self, const std::string& name, const done_fn& done) {
     return done(no_agent(name));
   }
   st.agents.erase(name);
+  // Its Task sub-agents go with it (and theirs with them).
+  std::vector<std::string> subs;
+  for (const auto& [other, spec] : st.agents) {
+    if (spec.parent == name) {
+      subs.push_back(other);
+    }
+  }
+  for (const auto& sub : subs) {
+    remove(self, sub, [](envelope) {});
+  }
   // Its SessionEnd hooks run first (an agent that does not answer in time
   // is deleted all the same).
   auto route = st.ctx->registry.find(live_name(name));

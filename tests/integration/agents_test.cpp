@@ -594,4 +594,13 @@ TEST_CASE("agents: Task runs a sub-agent, SendMessage asks another agent") {
   const auto peer = transcript(http, "peer");
   REQUIRE_FALSE(peer.empty());
   CHECK(peer[0]["text"].get<std::string>().rfind("Message from agent 'lead':", 0) == 0);
+
+  // Deleting the lead deletes its sub-agent too; the peer stays.
+  auto r = http.request("DELETE", "/v1/agents/lead");
+  REQUIRE(r);
+  CHECK(r->status == 200);
+  r = http.request("GET", "/v1/agents/" + sub_name);
+  REQUIRE(r);
+  CHECK(r->status == 404);
+  CHECK(get_json(http, "/v1/agents")["agents"].size() == 1);
 }
