@@ -111,7 +111,6 @@ struct agent_state {
   /// The model call awaited (answers to older ones are ignored).
   uint64_t call_generation = 0;
   bool call_open = false;
-  std::string call_body;
   std::vector<std::pair<waiter, std::string>> early;
   /// Continuations waiting for an event's hooks, by ticket.
   std::map<uint64_t, std::function<void(hooks_done)>> hook_waits;
@@ -1501,15 +1500,17 @@ hook_note note_of(hook_event e, const hook_decision& d) {
   return hook_note{std::string(to_string(e)), std::string(to_string(d.verdict)), d.reason, d.error};
 }
 
-/// Runs `e`'s hooks for `tool`; each run is noted in `done`.
-hook_decision run_hooks(const hook_settings& settings, hook_event e, const tool_job& job,
-                        const json& event, tool_done& done) {
+/// Runs the hooks of `e` whose matchers take `subject`, in `workspace`,
+/// with `event` on stdin; each run is noted in `notes`.
+hook_decision run_hooks(const hook_settings& settings, hook_event e, std::string_view subject,
+                        const std::string& workspace, const json& event,
+                        std::vector<hook_note>& notes) {
   std::vector<hook_decision> decisions;
   const auto input = event.dump();
-  for (const auto& cmd : hooks_for(settings, e, job.name)) {
-    auto run = run_hook(cmd, input, job.workspace, job.workspace);
+  for (const auto& cmd : hooks_for(settings, e, subject)) {
+    auto run = run_hook(cmd, input, workspace, workspace);
     auto decision = interpret(e, run, cmd.fail_closed);
-    done.hooks.push_back(note_of(e, decision));
+    notes.push_back(note_of(e, decision));
     decisions.push_back(std::move(decision));
   }
   return combine(decisions);
@@ -1536,7 +1537,8 @@ tool_done run_tool_job(const tool_job& job) {
              {"tool_name", job.name},   {"tool_input", input},
              {"tool_use_id", job.id}};
   const auto pre = job.approved ? hook_decision{}
-                                : run_hooks(settings, hook_event::pre_tool_use, job, event, done);
+                                : run_hooks(settings, hook_event::pre_tool_use, job.name,
+                                            job.workspace, event, done.hooks);
   switch (pre.verdict) {
     case hook_verdict::stop:
       done.stop = true;
@@ -1591,7 +1593,8 @@ tool_done run_tool_job(const tool_job& job) {
   event["hook_event_name"] = "PostToolUse";
   event["tool_input"] = input;
   event["tool_response"] = json{{"content", out.content}, {"is_error", out.is_error}};
-  const auto post = run_hooks(settings, hook_event::post_tool_use, job, event, done);
+  const auto post =
+      run_hooks(settings, hook_event::post_tool_use, job.name, job.workspace, event, done.hooks);
   if (post.verdict == hook_verdict::block || post.verdict == hook_verdict::deny) {
     out.content += "\n\n[PostToolUse hook: " + post.reason + "]";
   } else if (post.verdict == hook_verdict::stop) {
@@ -1644,15 +1647,7 @@ hooks_done run_hook_job(const hook_job& job) {
   if (fields.is_object()) {
     event.update(fields);
   }
-  const auto input = event.dump();
-  std::vector<hook_decision> decisions;
-  for (const auto& cmd : hooks_for(settings, *e, job.subject)) {
-    auto run = run_hook(cmd, input, job.workspace, job.workspace);
-    auto decision = interpret(*e, run, cmd.fail_closed);
-    out.hooks.push_back(note_of(*e, decision));
-    decisions.push_back(std::move(decision));
-  }
-  const auto combined = combine(decisions);
+  const auto combined = run_hooks(settings, *e, job.subject, job.workspace, event, out.hooks);
   out.verdict = std::string(to_string(combined.verdict));
   out.reason = combined.reason;
   out.additional_context = combined.additional_context;
