@@ -16,6 +16,7 @@
 #include "actors/agents/file_tools.hpp"
 #include "actors/agents/hooks.hpp"
 #include "actors/agents/persona.hpp"
+#include "actors/agents/shell.hpp"
 #include "actors/agents/transcript.hpp"
 #include "actors/cache/messages.hpp"
 #include "runtime/actor/ask.hpp"
@@ -397,12 +398,12 @@ void off_scheduler(agent_actor* self, const char* type, std::string body,
                    std::function<envelope(const std::string&)> lost) {
   auto run_alone = [self, type](std::string job) {
     auto me = caf::actor_cast<caf::actor>(self);
-    self->system().spawn<caf::detached>(
-        [type = std::string(type), job = std::move(job), me](caf::event_based_actor* w) {
-          auto done = run_worker_job(type, job);
-          w->send(me, std::move(done.type), std::move(done.body), uint64_t{0});
-          w->quit();
-        });
+    self->system().spawn<caf::detached>([type = std::string(type), job = std::move(job), me,
+                                         ctx = self->state.ctx](caf::event_based_actor* w) {
+      auto done = run_worker_job(type, job, worker_env{&w->system(), ctx});
+      w->send(me, std::move(done.type), std::move(done.body), uint64_t{0});
+      w->quit();
+    });
   };
   auto pool = self->state.ctx->registry.current(tools_path);
   if (!pool) {
@@ -1447,43 +1448,86 @@ std::string bounded(std::string text) {
   return text;
 }
 
-tool_output bash_tool(const std::string& workspace, const json& input) {
-  tool_output out;
+/// Bash's input, checked: the command and its timeout.
+struct bash_call {
+  std::string command;
+  std::chrono::milliseconds timeout{bash_timeout_default_ms};
+};
+
+expected<bash_call> read_bash_call(const json& input) {
   const auto it = input.find("command");
   if (it == input.end() || !it->is_string() || it->get_ref<const std::string&>().empty()) {
-    return {"Bash needs \"command\": a non-empty string", true, {}, {}};
+    return make_error(errc::bad_request, "Bash needs \"command\": a non-empty string");
   }
-  int64_t timeout = bash_timeout_default_ms;
+  bash_call call{it->get<std::string>()};
   if (auto t = input.find("timeout"); t != input.end()) {
     if (!t->is_number_integer() || t->get<int64_t>() < 1 ||
         t->get<int64_t>() > bash_timeout_max_ms) {
-      return {"Bash \"timeout\" must be 1 to " + std::to_string(bash_timeout_max_ms) + " ms",
-              true,
-              {},
-              {}};
+      return make_error(errc::bad_request, "Bash \"timeout\" must be 1 to " +
+                                               std::to_string(bash_timeout_max_ms) + " ms");
     }
-    timeout = t->get<int64_t>();
+    call.timeout = std::chrono::milliseconds(t->get<int64_t>());
   }
-  hook_command cmd{it->get<std::string>(), std::chrono::milliseconds(timeout), false, "Bash"};
-  auto run = run_hook(cmd, {}, workspace, workspace);
-  std::string text = run.out;
-  if (!run.err.empty()) {
-    text += (text.empty() || text.back() == '\n' ? "" : "\n") + run.err;
-  }
-  if (run.failed_to_start) {
-    return {"the command could not be started: " + run.out, true, {}, {}};
-  }
-  if (run.timed_out) {
-    text += "\n[the command timed out after " + std::to_string(timeout) +
+  return call;
+}
+
+/// What a command's run tells the model: its output, then why it failed.
+tool_output bash_answer(std::string text, std::optional<int> status, bool timed_out,
+                        std::chrono::milliseconds timeout) {
+  tool_output out;
+  if (timed_out) {
+    text += "\n[the command timed out after " + std::to_string(timeout.count()) +
             " ms; its process group was killed]";
-    return {bounded(std::move(text)), true, {}, {}};
-  }
-  if (run.exit_code != 0) {
-    text += "\n[exit status " + std::to_string(run.exit_code) + "]";
+    out.is_error = true;
+  } else if (status && *status != 0) {
+    text += "\n[exit status " + std::to_string(*status) + "]";
     out.is_error = true;
   }
   out.content = bounded(std::move(text));
   return out;
+}
+
+/// Bash as a plain process group in the workspace (a node without a
+/// sessions family).
+tool_output bash_alone(const std::string& workspace, const bash_call& call) {
+  hook_command cmd{call.command, call.timeout, false, "Bash"};
+  auto run = run_hook(cmd, {}, workspace, workspace);
+  if (run.failed_to_start) {
+    return {"the command could not be started: " + run.out, true, {}, {}};
+  }
+  std::string text = run.out;
+  if (!run.err.empty()) {
+    text += (text.empty() || text.back() == '\n' ? "" : "\n") + run.err;
+  }
+  return bash_answer(std::move(text), run.exit_code, run.timed_out, call.timeout);
+}
+
+/// Bash in the agent's terminal session.
+tool_output bash_in_session(const worker_env& env, const std::string& agent,
+                            const std::string& workspace, const bash_call& call) {
+  auto run = run_in_session(*env.system, *env.ctx, agent, workspace, call.command, call.timeout);
+  if (!run.problem.empty()) {
+    return {"Bash could not run: " + run.problem, true, {}, {}};
+  }
+  if (run.shell_ended && !run.status) {
+    run.output +=
+        "\n[the agent's shell ended before the command did; the next command starts a "
+        "new one]";
+    return {bounded(std::move(run.output)), true, {}, {}};
+  }
+  return bash_answer(std::move(run.output), run.status, run.timed_out, call.timeout);
+}
+
+tool_output bash_tool(const worker_env& env, const std::string& agent, const std::string& workspace,
+                      const json& input) {
+  auto call = read_bash_call(input);
+  if (!call) {
+    return {call.err().message, true, {}, {}};
+  }
+  const bool has_sessions = env.system != nullptr && env.ctx != nullptr &&
+                            env.ctx->registry.find("sessions/manager").has_value();
+  return has_sessions ? bash_in_session(env, agent, workspace, *call)
+                      : bash_alone(workspace, *call);
 }
 
 /// The node's hooks (agents.hooks_file, checked when the node started),
@@ -1523,7 +1567,7 @@ std::string transcript_file(const node_context& ctx, const std::string& name) {
       .string();
 }
 
-tool_done run_tool_job(const tool_job& job) {
+tool_done run_tool_job(const tool_job& job, const worker_env& env) {
   tool_done done;
   done.id = job.id;
   done.name = job.name;
@@ -1568,7 +1612,7 @@ tool_done run_tool_job(const tool_job& job) {
   }
   tool_output out;
   if (job.name == "Bash") {
-    out = bash_tool(job.workspace, input);
+    out = bash_tool(env, job.agent, job.workspace, input);
   } else {
     auto ws = workspace::open(job.workspace);
     if (!ws) {
@@ -1611,14 +1655,14 @@ tool_done run_tool_job(const tool_job& job) {
   return done;
 }
 
-envelope run_worker_job(const std::string& type, const std::string& body) {
+envelope run_worker_job(const std::string& type, const std::string& body, const worker_env& env) {
   constexpr decode_limits limits{.body_bytes_max = 64u << 20};
   if (type == tool_job_type) {
     auto job = decode<tool_job>(body, limits);
     if (!job) {
       return make_error_envelope(job.err());
     }
-    return make_envelope(tool_done_type, run_tool_job(*job));
+    return make_envelope(tool_done_type, run_tool_job(*job, env));
   }
   if (type == hook_job_type) {
     auto job = decode<hook_job>(body, limits);

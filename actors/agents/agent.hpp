@@ -20,6 +20,10 @@
 #include "actors/agents/messages.hpp"
 #include "runtime/supervisor/supervisor.hpp"
 
+namespace caf {
+class actor_system;
+}
+
 namespace troupe {
 struct node_context;
 }
@@ -37,8 +41,18 @@ inline constexpr std::chrono::seconds journal_timeout{30};
 /// DELETE stops it through its supervisor).
 [[nodiscard]] child_spec agent_child(std::shared_ptr<node_context> ctx, agent_spec spec);
 
+/// What a worker thread reaches the node through. Bash runs in the agent's
+/// terminal session (actors/agents/shell.hpp) when the node has a sessions
+/// family; without one (no `system`, or no sessions/manager in the tree, as
+/// when the agents family runs alone) it runs as a plain process group in
+/// the workspace.
+struct worker_env {
+  caf::actor_system* system = nullptr;
+  std::shared_ptr<const node_context> ctx;
+};
+
 /// Runs one tool call as a worker does (hooks, the tool, hooks); blocks.
-[[nodiscard]] tool_done run_tool_job(const tool_job& job);
+[[nodiscard]] tool_done run_tool_job(const tool_job& job, const worker_env& env = {});
 
 /// Runs one event's hooks as a worker does (UserPromptSubmit, Stop,
 /// PreCompact); blocks.
@@ -46,7 +60,8 @@ inline constexpr std::chrono::seconds journal_timeout{30};
 
 /// A worker's answer to a job message (agent.tool.job or agent.hook.job):
 /// agent.tool.done or agent.hooks.done; blocks.
-[[nodiscard]] envelope run_worker_job(const std::string& type, const std::string& body);
+[[nodiscard]] envelope run_worker_job(const std::string& type, const std::string& body,
+                                      const worker_env& env = {});
 
 /// Where the JSONL copy of an agent's transcript lives (for hooks'
 /// transcript_path): <data_dir>/transcripts/<name>.jsonl.

@@ -14,6 +14,8 @@
 #include "actors/agents/agent.hpp"
 #include "actors/agents/messages.hpp"
 #include "actors/agents/personas.hpp"
+#include "actors/agents/shell.hpp"
+#include "actors/pty/messages.hpp"
 #include "runtime/actor/ask.hpp"
 #include "runtime/actor/atoms.hpp"
 #include "runtime/actor/envelope_message.hpp"
@@ -39,6 +41,8 @@ constexpr size_t scan_rows = 10000;
 /// How long a deleted agent's SessionEnd hooks may take (a hook's own
 /// default timeout is 60 s).
 constexpr std::chrono::seconds session_end_timeout{70};
+/// The sessions family, where agents' terminal sessions live.
+constexpr std::string_view sessions_manager_path = "sessions/manager";
 
 std::string spec_key(std::string_view name) {
   return std::string(spec_prefix) + std::string(name);
@@ -191,12 +195,13 @@ using idle_atom = caf::atom_constant<caf::atom("idle")>;
 constexpr size_t idle_workers_max = 8;
 
 /// One worker thread: a job at a time; its answer goes to the job's asker.
-caf::behavior tool_worker(caf::event_based_actor* self, caf::actor pool) {
-  return {[self, pool](std::string& type, std::string& body, uint64_t correlation_id) {
+caf::behavior tool_worker(caf::event_based_actor* self, caf::actor pool,
+                          std::shared_ptr<const node_context> ctx) {
+  return {[self, pool, ctx](std::string& type, std::string& body, uint64_t correlation_id) {
     auto rp = self->make_response_promise();
     envelope done;
     try {
-      done = run_worker_job(type, body);
+      done = run_worker_job(type, body, worker_env{&self->system(), ctx});
     } catch (const std::exception& e) {
       done = make_error_envelope(make_error(errc::internal, e.what()));
     }
@@ -214,20 +219,20 @@ struct tools_state {
 /// agents/tools: hands each job to an idle worker thread, or starts one, so
 /// that a hook or a tool that blocks (or hangs until its timeout) holds one
 /// thread and never another agent's job. Workers are linked to it.
-child_spec tools_child() {
+child_spec tools_child(std::shared_ptr<const node_context> ctx) {
   child_spec spec;
   spec.name = "tools";
   spec.kind = actor_kind::worker;
   spec.restart = restart_type::permanent;
-  spec.start = [](caf::actor_system& system, const std::string&) {
-    return system.spawn([](caf::stateful_actor<tools_state>* self) -> caf::behavior {
+  spec.start = [ctx](caf::actor_system& system, const std::string&) {
+    return system.spawn([ctx](caf::stateful_actor<tools_state>* self) -> caf::behavior {
       return {
-          [self](std::string& type, std::string& body, uint64_t correlation_id) {
+          [self, ctx](std::string& type, std::string& body, uint64_t correlation_id) {
             auto& idle = self->state.idle;
             caf::actor worker;
             if (idle.empty()) {
-              worker = self->spawn<caf::detached + caf::linked>(tool_worker,
-                                                                caf::actor_cast<caf::actor>(self));
+              worker = self->spawn<caf::detached + caf::linked>(
+                  tool_worker, caf::actor_cast<caf::actor>(self), ctx);
             } else {
               worker = std::move(idle.back());
               idle.pop_back();
@@ -539,8 +544,34 @@ void remove(manager_actor* self, const std::string& name, const done_fn& done) {
             [self, name, done](caf::error&) { stop_and_forget(self, name, done); });
 }
 
+/// Ends the agent's terminal session (actors/agents/shell.hpp), if it has
+/// one: a deleted agent leaves no shell behind.
+void end_shell(manager_actor* self, const std::string& name) {
+  auto& st = self->state;
+  if (!st.ctx->registry.find(sessions_manager_path)) {
+    return;
+  }
+  st.requests.ask(
+      self, sessions_manager_path, make_envelope(pty::list_type, empty_body{}), journal_timeout,
+      [self, session = shell_session_name(name)](envelope reply) {
+        auto list =
+            decode<pty::session_list>(reply.body, decode_limits{.body_bytes_max = 64u << 20});
+        if (reply.is_error() || !list) {
+          return;
+        }
+        for (const auto& s : list->sessions) {
+          if (s.name == session) {
+            self->state.requests.ask(self, sessions_manager_path,
+                                     make_envelope(pty::end_type, pty::session_id{s.id}),
+                                     journal_timeout, [](envelope) {});
+          }
+        }
+      });
+}
+
 void stop_and_forget(manager_actor* self, const std::string& name, const done_fn& done) {
   auto& st = self->state;
+  end_shell(self, name);
   if (auto route = st.ctx->registry.find(live_name(name)); route && route->supervisor) {
     // Its supervisor stops it (a pending restart is cancelled) and takes it
     // out of the tree.
@@ -701,7 +732,7 @@ child_spec agents_family(std::shared_ptr<node_context> ctx, std::shared_ptr<db> 
   spec.children.push_back(personas_child(ctx));
   if (store) {
     spec.children.push_back(journal_child(ctx, store));
-    spec.children.push_back(tools_child());
+    spec.children.push_back(tools_child(ctx));
     spec.children.push_back(supervisor_child(
         "live", ctx,
         supervisor_spec{

@@ -457,6 +457,17 @@ void pty_process::signal_group(int sig) {
   ::kill(pid_, sig);
 }
 
+bool pty_process::signal_foreground(int sig) {
+  if (exit_code_) {
+    return false;
+  }
+  const pid_t group = ::tcgetpgrp(fd_);
+  if (group <= 0 || group == pid_) {
+    return false;
+  }
+  return ::kill(-group, sig) == 0;
+}
+
 std::optional<int> pty_process::reap() {
   if (exit_code_) {
     return exit_code_;

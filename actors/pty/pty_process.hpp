@@ -96,6 +96,11 @@ class pty_process {
   /// belong to someone else.
   void signal_group(int sig);
 
+  /// Sends `sig` to the terminal's foreground process group if that is not
+  /// the child's own (a job its shell runs); false if nothing was signalled
+  /// (the child itself is in the foreground, or it has been reaped).
+  bool signal_foreground(int sig);
+
   /// Non-blocking: the exit code once the child has ended (128 + signal number
   /// if a signal ended it), nullopt while it runs. The result is kept, so
   /// later calls return it again. -1 if the child was reaped elsewhere (the

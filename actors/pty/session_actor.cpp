@@ -634,6 +634,23 @@ envelope answer(session_actor* self, std::string_view type, std::string_view bod
       make_error(errc::unknown_type, "session actors do not answer '" + std::string(type) + "'"));
 }
 
+/// The signals a viewer may send a session's foreground job; 0 for others.
+int signal_named(std::string_view name) {
+  if (name == "INT") {
+    return SIGINT;
+  }
+  if (name == "TERM") {
+    return SIGTERM;
+  }
+  if (name == "KILL") {
+    return SIGKILL;
+  }
+  if (name == "HUP") {
+    return SIGHUP;
+  }
+  return 0;
+}
+
 /// Plain sends: the PTY's output, and what viewers say.
 bool on_signal(session_actor* self, std::string_view type, std::string_view body) {
   auto& st = self->state;
@@ -654,6 +671,17 @@ bool on_signal(session_actor* self, std::string_view type, std::string_view body
     }
     if (auto m = decode<term::bytes_msg>(body, decode_limits{.body_bytes_max = 2u << 20})) {
       write_input(self, std::move(m->bytes));
+    }
+    return true;
+  }
+  if (type == term::signal_type) {
+    const auto* v = st.find_viewer(caf::actor_cast<caf::actor_addr>(self->current_sender()));
+    auto m = decode<term::signal_msg>(body);
+    if (v == nullptr || v->readonly || !m || !st.proc) {
+      return true;
+    }
+    if (const int sig = signal_named(m->signal); sig != 0) {
+      st.proc->signal_foreground(sig);
     }
     return true;
   }

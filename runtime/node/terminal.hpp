@@ -19,6 +19,10 @@
 //     term.resize  {cols, rows}
 //     term.ack     {bytes}         output written to the client: credits back
 //     term.detach  {}              the viewer leaves
+//     term.signal  {signal}        INT, TERM, KILL or HUP to the terminal's
+//                                  foreground process group when that is not
+//                                  the session's own program (a command the
+//                                  shell runs); ignored from read-only viewers
 //   session -> viewer
 //     term.output  {bytes}         terminal output, in order
 //     term.control {json}          a notice for the client (a WebSocket text frame)
@@ -60,6 +64,7 @@ inline constexpr const char* input_type = "term.input";
 inline constexpr const char* resize_type = "term.resize";
 inline constexpr const char* ack_type = "term.ack";
 inline constexpr const char* detach_type = "term.detach";
+inline constexpr const char* signal_type = "term.signal";
 inline constexpr const char* output_type = "term.output";
 inline constexpr const char* control_type = "term.control";
 inline constexpr const char* close_type = "term.close";
@@ -100,6 +105,12 @@ struct resize_msg {
 struct ack_msg {
   uint64_t bytes = 0;
   TROUPE_FIELDS(bytes)
+};
+
+/// A signal by name: "INT", "TERM", "KILL" or "HUP".
+struct signal_msg {
+  std::string signal;
+  TROUPE_FIELDS(signal)
 };
 
 struct control_msg {

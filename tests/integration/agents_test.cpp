@@ -8,6 +8,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -62,6 +63,17 @@ std::vector<std::string> kinds_of(const json& events) {
   std::vector<std::string> out;
   for (const auto& e : events) {
     out.push_back(e["kind"]);
+  }
+  return out;
+}
+
+/// The events of one kind, in order.
+std::vector<json> of_kind(const json& events, const std::string& kind) {
+  std::vector<json> out;
+  for (const auto& e : events) {
+    if (e["kind"] == kind) {
+      out.push_back(e);
+    }
   }
   return out;
 }
@@ -340,6 +352,82 @@ TEST_CASE("agents: a node killed mid-tool comes back and reports the call interr
   CHECK(ran.str() == "ran\n");
 }
 
+/// Whether a process whose command line is `cmdline` (NULs as spaces) runs.
+bool process_runs(const std::string& cmdline) {
+  for (const auto& entry : fs::directory_iterator("/proc")) {
+    std::ifstream in(entry.path() / "cmdline");
+    std::string line((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::replace(line.begin(), line.end(), '\0', ' ');
+    if (line == cmdline + " ") {
+      return true;
+    }
+  }
+  return false;
+}
+
+TEST_CASE("agents: Bash runs in the agent's own terminal session, which a person can watch") {
+  mock_upstream_process mock;
+  REQUIRE(mock.started());
+  node_process node(with_mock(mock));
+  REQUIRE(node.started());
+  temp_dir ws;
+  auto http = client_for(node.url(), node.token());
+  post_json(http, "/v1/agents", {{"name", "sh1"}, {"workspace", ws.path()}});
+  const json steps = json::array({
+      {{"tool", "Bash"}, {"input", {{"command", "mkdir sub && cd sub && pwd"}}}},
+      {{"tool", "Bash"}, {"input", {{"command", "pwd; echo oops >&2; exit 3"}}}},
+      {{"tool", "Bash"}, {"input", {{"command", "sleep 31.5"}, {"timeout", 300}}}},
+      {{"tool", "Bash"}, {"input", {{"command", "echo \"unterminated"}}}},
+      {{"tool", "Bash"}, {"input", {{"command", "printf 'a\\nb' | tr a-z A-Z"}}}},
+      {{"text", "ok"}},
+  });
+  auto turn = post_json(http, "/v1/agents/sh1/prompt", {{"prompt", script(steps)}});
+  CHECK(turn["text"] == "ok");
+  const auto results = of_kind(turn["events"], "tool_result");
+  REQUIRE(results.size() == 5);
+  const auto sub = fs::canonical(ws.path()).string() + "/sub";
+  // One shell: the first command's `cd` holds for the next; `exit` ends the
+  // command, not the shell; stderr is in the output.
+  CHECK(results[0]["content"] == sub + "\n");
+  CHECK(results[0]["is_error"] == false);
+  CHECK(results[1]["content"] == sub + "\noops\n\n[exit status 3]");
+  CHECK(results[1]["is_error"] == true);
+  CHECK(results[2]["is_error"] == true);
+  CHECK(results[2]["content"].get<std::string>().find("timed out after 300 ms") !=
+        std::string::npos);
+  CHECK(results[3]["is_error"] == true);
+  CHECK(results[3]["content"].get<std::string>().find("unexpected EOF") != std::string::npos);
+  CHECK(results[4]["content"] == "A\nB");
+  // The timed-out command's process group was killed.
+  CHECK(wait_until([] { return !process_runs("sleep 31.5"); }));
+
+  // The session is the agent's, in the sessions family: a person sees what
+  // ran there.
+  const auto sessions = get_json(http, "/v1/sessions")["sessions"];
+  std::string id;
+  for (const auto& s : sessions) {
+    if (s["name"] == "agent:sh1") {
+      id = s["id"];
+      CHECK(s["cwd"] == ws.path());
+    }
+  }
+  REQUIRE_FALSE(id.empty());
+  auto r = http.request("GET", "/v1/sessions/" + id + "/scrollback");
+  REQUIRE(r);
+  CHECK(r->status == 200);
+  CHECK(r->body.find("mkdir sub && cd sub && pwd") != std::string::npos);
+  CHECK(r->body.find("oops") != std::string::npos);
+
+  // Deleting the agent ends its session.
+  r = http.request("DELETE", "/v1/agents/sh1");
+  REQUIRE(r);
+  CHECK(r->status == 200);
+  CHECK(wait_until([&] {
+    auto got = http.request("GET", "/v1/sessions/" + id);
+    return got && got->status == 404;
+  }));
+}
+
 TEST_CASE("agents: a conversation three times its context budget never sends more") {
   mock_upstream_process mock;
   REQUIRE(mock.started());
@@ -564,12 +652,7 @@ TEST_CASE("agents: Task runs a sub-agent, SendMessage asks another agent") {
   });
   auto turn = post_json(http, "/v1/agents/lead/prompt", {{"prompt", script(steps)}});
   CHECK(turn["text"] == "lead done");
-  std::vector<json> results;
-  for (const auto& e : turn["events"]) {
-    if (e["kind"] == "tool_result") {
-      results.push_back(e);
-    }
-  }
+  const auto results = of_kind(turn["events"], "tool_result");
   REQUIRE(results.size() == 4);
   CHECK(results[0]["content"] == "the sub-agent wrote it");
   CHECK(results[0]["is_error"] == false);

@@ -218,6 +218,27 @@ TEST_CASE("SIGKILL to the group ends a child and its children that ignore SIGHUP
   CHECK(exit_code(*p) == 128 + SIGKILL);
 }
 
+TEST_CASE("a signal to the foreground job reaches the job, never the shell itself") {
+  spawn_options o;
+  o.command = {"/bin/bash", "--noprofile", "--norc", "--noediting", "-i"};
+  o.env["PS1"] = "ready$ ";
+  auto p = spawn_ok(o);
+  REQUIRE(read_until(*p, "ready$ ").output.find("ready$ ") != std::string::npos);
+  // The shell itself is in the foreground: nothing is signalled.
+  CHECK_FALSE(p->signal_foreground(SIGKILL));
+  // A job of its own (job control) is; the shell goes on.
+  REQUIRE(p->write("sleep 100; echo status=$?\n").has_value());
+  bool signalled = false;
+  const auto deadline = std::chrono::steady_clock::now() + wait_budget;
+  while (!signalled && std::chrono::steady_clock::now() < deadline) {
+    signalled = p->signal_foreground(SIGKILL);  // once the job has its group
+  }
+  CHECK(signalled);
+  CHECK(read_until(*p, "status=137").output.find("status=137") != std::string::npos);
+  REQUIRE(p->write("exit 4\n").has_value());
+  CHECK(exit_code(*p) == 4);
+}
+
 TEST_CASE("a cwd that is not a searchable directory is refused before fork") {
   spawn_options o;
   o.command = {"/bin/true"};
