@@ -19,6 +19,8 @@
 #include "actors/agents/shell.hpp"
 #include "actors/agents/transcript.hpp"
 #include "actors/cache/messages.hpp"
+#include "actors/llm/anthropic.hpp"
+#include "actors/llm/sse.hpp"
 #include "runtime/actor/ask.hpp"
 #include "runtime/actor/envelope_message.hpp"
 #include "runtime/log/log.hpp"
@@ -112,6 +114,16 @@ struct agent_state {
   /// The model call awaited (answers to older ones are ignored).
   uint64_t call_generation = 0;
   bool call_open = false;
+  /// Its answer, streamed (the agent asks with `stream: true`): a 200 is
+  /// parsed as it comes and assembled into the message, its text deltas
+  /// passed on to an SSE waiter; any other status is its error body.
+  struct streamed_answer {
+    int status = 0;
+    std::string error_body;
+    llm::sse_parser parser;
+    llm::stream_assembler assembler;
+  };
+  std::optional<streamed_answer> streamed;
   std::vector<std::pair<waiter, std::string>> early;
   /// Continuations waiting for an event's hooks, by ticket.
   std::map<uint64_t, std::function<void(hooks_done)>> hook_waits;
@@ -205,8 +217,8 @@ void refuse(agent_actor* self, waiter& w, const error& e) {
   }
 }
 
-void stream_event(agent_actor* self, waiter& w, const transcript_entry& e,
-                  const std::string& kind) {
+/// One SSE event to an HTTP waiter that streams (the head first).
+void send_sse(agent_actor* self, waiter& w, const std::string& kind, const std::string& data) {
   if (!w.exchange || !w.sse) {
     return;
   }
@@ -217,7 +229,12 @@ void stream_event(agent_actor* self, waiter& w, const transcript_entry& e,
                   200, {{"content-type", "text/event-stream"}, {"cache-control", "no-cache"}}});
   }
   send_http(self, w.exchange, http_msg::chunk_type,
-            http_msg::chunk{"event: " + kind + "\ndata: " + e.data + "\n\n"});
+            http_msg::chunk{"event: " + kind + "\ndata: " + data + "\n\n"});
+}
+
+void stream_event(agent_actor* self, waiter& w, const transcript_entry& e,
+                  const std::string& kind) {
+  send_sse(self, w, kind, e.data);
 }
 
 /// The turn ended: the waiter gets its answer.
@@ -345,7 +362,10 @@ std::string system_prompt(const agent_state& st) {
 /// The request as JSON text, without copying the conversation first: the
 /// fixed fields, then the messages.
 std::string request_body(const agent_state& st) {
-  json head{{"model", st.model}, {"max_tokens", st.spec.max_tokens}, {"system", system_prompt(st)}};
+  json head{{"model", st.model},
+            {"max_tokens", st.spec.max_tokens},
+            {"stream", true},
+            {"system", system_prompt(st)}};
   auto tools = tool_definitions(offered_tools(st));
   if (!tools.empty()) {
     head["tools"] = std::move(tools);
@@ -533,6 +553,7 @@ void call_model(agent_actor* self, std::string body) {
   }
   st.at = phase::model;
   st.call_open = true;
+  st.streamed.reset();
   const auto generation = ++st.call_generation;
   self->request(router, caf::infinite, std::string(http_msg::request_type),
                 encode(model_request(st, std::move(body))), uint64_t{0})
@@ -602,7 +623,7 @@ void step(agent_actor* self) {
   call_model(self, std::move(body));
 }
 
-void take_answer(agent_actor* self, int status, const std::string& body);
+void take_answer(agent_actor* self, int status, const json& doc);
 
 /// The model ended its turn: Stop hooks may keep it going (their reason is
 /// its next cue); they are told when they already did once this turn.
@@ -629,19 +650,73 @@ void stop_or_go_on(agent_actor* self, const std::string& reason) {
 
 /// The model's answer (a whole Messages response) arrived. An upstream's
 /// malformed answer ends the turn; it never ends the agent.
-void on_answer(agent_actor* self, int status, const std::string& body) {
+void on_answer(agent_actor* self, int status, const json& doc) {
   try {
-    take_answer(self, status, body);
+    take_answer(self, status, doc);
   } catch (const nlohmann::json::exception& e) {
     fail_turn(self, std::string("the model's answer is malformed: ") + e.what());
   }
 }
 
-void take_answer(agent_actor* self, int status, const std::string& body) {
+/// What a streamed answer's `content_block_delta` adds to its text goes to
+/// an SSE waiter as it comes (`text_delta`; the transcript gets the whole
+/// answer as one `assistant` entry).
+void pass_delta(agent_actor* self, const std::string& data) {
+  auto& st = self->state;
+  auto e = json::parse(data, nullptr, false);
+  if (!e.is_object() || !e.contains("delta") || !e["delta"].is_object() ||
+      e["delta"].value("type", "") != "text_delta") {
+    return;
+  }
+  const json delta{{"kind", "text_delta"},
+                   {"index", e.value("index", 0)},
+                   {"text", e["delta"].value("text", "")}};
+  send_sse(self, *st.who, "text_delta", delta.dump());
+}
+
+/// A piece of the streamed answer to the call awaited.
+void on_answer_bytes(agent_actor* self, const std::string& bytes) {
+  auto& st = self->state;
+  auto& answer = *st.streamed;
+  if (answer.status != 200) {
+    constexpr size_t error_body_max = 64u << 10;
+    answer.error_body.append(bytes, 0,
+                             error_body_max - std::min(error_body_max, answer.error_body.size()));
+    return;
+  }
+  const bool deltas = st.who && st.who->exchange && st.who->sse;
+  auto fed = answer.parser.feed(bytes, [&](llm::sse_event&& e) {
+    answer.assembler.add(e);
+    if (deltas && e.event == "content_block_delta") {
+      pass_delta(self, e.data);
+    }
+  });
+  if (!fed) {
+    fail_turn(self, "the model's streamed answer could not be read: " + fed.err().message);
+  }
+}
+
+/// The streamed answer ended: the whole message, or why there is none.
+void on_answer_end(agent_actor* self) {
+  auto& st = self->state;
+  auto answer = std::move(*st.streamed);
+  st.streamed.reset();
+  if (answer.status != 200) {
+    return on_answer(self, answer.status, json::parse(answer.error_body, nullptr, false));
+  }
+  if (auto e = answer.assembler.error()) {
+    return fail_turn(self, "the model's streamed answer failed: " + e->value("message", e->dump()));
+  }
+  if (!answer.assembler.complete()) {
+    return fail_turn(self, "the model's streamed answer ended before message_stop");
+  }
+  on_answer(self, 200, answer.assembler.message());
+}
+
+void take_answer(agent_actor* self, int status, const json& doc) {
   auto& st = self->state;
   st.call_open = false;
   ++st.calls;
-  auto doc = json::parse(body, nullptr, false);
   if (status != 200) {
     std::string why = "HTTP " + std::to_string(status);
     if (doc.is_object() && doc.contains("error") && doc["error"].is_object()) {
@@ -1402,10 +1477,29 @@ void on_notice(agent_actor* self, const std::string& type, const std::string& bo
     if (!reply) {
       return fail_turn(self, "the model's answer could not be read: " + reply.err().message);
     }
-    return on_answer(self, reply->status, reply->bytes);
+    return on_answer(self, reply->status, json::parse(reply->bytes, nullptr, false));
   }
-  if (type == http_msg::head_type || type == http_msg::chunk_type || type == http_msg::end_type) {
-    return fail_turn(self, "the LLM router streamed an answer the agent asked whole");
+  if (type == http_msg::head_type) {
+    auto head = decode<http_msg::head>(body);
+    if (!head) {
+      return fail_turn(self, "the model's answer could not be read: " + head.err().message);
+    }
+    st.streamed.emplace();
+    st.streamed->status = head->status;
+    return;
+  }
+  if ((type == http_msg::chunk_type || type == http_msg::end_type) && !st.streamed) {
+    return fail_turn(self, "the LLM router streamed an answer without its head");
+  }
+  if (type == http_msg::chunk_type) {
+    auto chunk = decode<http_msg::chunk>(body, decode_limits{.body_bytes_max = 1u << 30});
+    if (!chunk) {
+      return fail_turn(self, "the model's answer could not be read: " + chunk.err().message);
+    }
+    return on_answer_bytes(self, chunk->bytes);
+  }
+  if (type == http_msg::end_type) {
+    return on_answer_end(self);
   }
   if (type == http_msg::dropped_type) {
     return fail_turn(self, "the LLM router let go of the call unanswered");

@@ -35,7 +35,8 @@ std::string excerpt(std::string text, size_t max = 160) {
 }
 
 /// One transcript entry as a person reads it (`agent prompt`, `agent log`).
-void print_entry(const json& e) {
+/// `text_shown`: the answer's text was printed already, as it streamed.
+void print_entry(const json& e, bool text_shown = false) {
   const auto kind = field_text(e, "kind");
   if (kind == "prompt") {
     std::cout << "> " << field_text(e, "text") << "\n";
@@ -44,7 +45,9 @@ void print_entry(const json& e) {
     std::cout << "[persona " << (name.empty() ? "none" : name) << ": " << field_text(e, "rule")
               << "; model " << field_text(e, "model") << "]\n";
   } else if (kind == "assistant") {
-    if (e.contains("content") && e["content"].is_array()) {
+    if (text_shown) {
+      std::cout << "\n";
+    } else if (e.contains("content") && e["content"].is_array()) {
       for (const auto& block : e["content"]) {
         if (field_text(block, "type") == "text") {
           std::cout << field_text(block, "text") << "\n";
@@ -232,6 +235,7 @@ int run_agent_prompt(const context& ctx, const agent_args& args) {
   auto client = ctx.make_client(event_wait_grace_ms);
   std::string pending;
   std::string stop_reason;
+  bool text_shown = false;
   auto on_body = [&](std::string_view piece) {
     pending.append(piece);
     for (auto end = pending.find("\n\n"); end != std::string::npos; end = pending.find("\n\n")) {
@@ -247,10 +251,20 @@ int run_agent_prompt(const context& ctx, const agent_args& args) {
         continue;
       }
       if (auto e = parse_json(data)) {
-        if (field_text(*e, "kind") == "turn_end") {
+        const auto kind = field_text(*e, "kind");
+        if (kind == "text_delta") {
+          // The answer's text as it streams; its `assistant` entry follows.
+          std::cout << field_text(*e, "text") << std::flush;
+          text_shown = true;
+          continue;
+        }
+        if (kind == "turn_end") {
           stop_reason = field_text(*e, "stop_reason");
         }
-        print_entry(*e);
+        print_entry(*e, text_shown && kind == "assistant");
+        if (kind == "assistant") {
+          text_shown = false;
+        }
         std::cout << std::flush;
       }
     }

@@ -249,7 +249,7 @@ TEST_CASE("agents: hooks decide, a persona restricts, SSE streams the run") {
       {{"tool", "Bash"}, {"input", {{"command", "rm -rf x"}}}},
       {{"tool", "Read"}, {"input", {{"file_path", "decoy.txt"}}}},
       {{"tool", "Write"}, {"input", {{"file_path", "w.txt"}, {"content", "x"}}}},
-      {{"text", "finished"}},
+      {{"text", "finished, as the hooks and the persona allowed"}},
   });
   // SSE by default: the events arrive as they are written.
   std::string body;
@@ -260,6 +260,19 @@ TEST_CASE("agents: hooks decide, a persona restricts, SSE streams the run") {
   CHECK(streamed->status == 200);
   CHECK(find_header(*streamed, "content-type") == "text/event-stream");
   CHECK(body.find("event: turn_end") != std::string::npos);
+  // The model's text comes in deltas as it streams, before its `assistant`
+  // entry; the transcript has the whole answer.
+  std::string said;
+  size_t deltas = 0;
+  for (auto at = body.find("event: text_delta\ndata: "); at != std::string::npos;
+       at = body.find("event: text_delta\ndata: ", at + 1)) {
+    const auto from = at + std::string("event: text_delta\ndata: ").size();
+    said += json::parse(body.substr(from, body.find('\n', from) - from))["text"].get<std::string>();
+    ++deltas;
+  }
+  CHECK(said == "finished, as the hooks and the persona allowed");
+  CHECK(deltas >= 2);
+  CHECK(body.find("event: text_delta") < body.rfind("event: assistant"));
   const auto entries = transcript(http, "r");
   std::vector<json> results;
   std::vector<json> hooks;
