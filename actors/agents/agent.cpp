@@ -62,9 +62,15 @@ std::string sub_agent_name(const std::string& parent, const std::string& id) {
   const auto suffix = ".task-" + tail;
   return parent.substr(0, 64 - suffix.size()) + suffix;
 }
-/// The latest messages elision never touches: the last answer and what
+/// The latest messages compaction never touches: the last answer and what
 /// followed it.
 constexpr size_t keep_messages = 2;
+
+/// A summary's bound (its call's max_tokens): a tenth of the context
+/// budget, within 256 to 4,096 tokens.
+int64_t summary_tokens(int64_t budget) {
+  return std::clamp<int64_t>(budget / 10, 256, 4096);
+}
 
 /// Who waits for a turn: an actor request (one reply at the end) or an
 /// HTTP exchange (events as they are written, SSE or one JSON answer).
@@ -124,6 +130,19 @@ struct agent_state {
     llm::stream_assembler assembler;
   };
   std::optional<streamed_answer> streamed;
+  /// A summary call under way (the call awaited is it): its cut, the
+  /// estimate before it and the PreCompact hooks' entries.
+  struct summary_job {
+    summary_plan plan;
+    int64_t before = 0;
+    std::vector<json> hooks;
+  };
+  std::optional<summary_job> summarising;
+  /// A count_tokens call under way: the raw estimate it measures.
+  std::optional<int64_t> counting;
+  /// The raw estimate a calibration was last tried at: not tried again
+  /// until the request is twice as large.
+  int64_t calibration_tried_at = 0;
   std::vector<std::pair<waiter, std::string>> early;
   /// Continuations waiting for an event's hooks, by ticket.
   std::map<uint64_t, std::function<void(hooks_done)>> hook_waits;
@@ -326,6 +345,9 @@ void write(agent_actor* self, std::vector<json> entries, then_fn then) {
 // ---- the loop --------------------------------------------------------------
 
 void step(agent_actor* self);
+bool needs_calibration(const agent_state& st, int64_t raw);
+void calibrate(agent_actor* self, int64_t raw);
+void compact(agent_actor* self, int64_t before);
 void next_tool(agent_actor* self);
 void write_and_run(agent_actor* self, std::vector<json> entries, const json& call);
 
@@ -381,6 +403,7 @@ std::string request_body(const agent_state& st) {
 json build_request(const agent_state& st) {
   json req{{"model", st.model},
            {"max_tokens", st.spec.max_tokens},
+           {"stream", true},
            {"system", system_prompt(st)},
            {"messages", st.conv.messages}};
   auto tools = tool_definitions(offered_tools(st));
@@ -484,6 +507,8 @@ void run_event_hooks(agent_actor* self, const char* event, json fields,
 void end_turn(agent_actor* self, const std::string& reason) {
   auto& st = self->state;
   st.call_open = false;
+  st.summarising.reset();
+  st.counting.reset();
   st.at = phase::tools;  // not idle until turn_end is written
   write(self,
         {json{{"kind", "turn_end"},
@@ -509,10 +534,10 @@ void fail_turn(agent_actor* self, const std::string& message) {
 /// Headers of a model call: who asks, and the files its answer depends on
 /// (the response cache forgets it when one changes). A file outside the
 /// cache's dependency roots cannot be watched: then the answer is not cached.
-http_msg::request model_request(agent_state& st, std::string body) {
+http_msg::request model_request(agent_state& st, std::string body, const char* target) {
   http_msg::request req;
   req.method = "POST";
-  req.target = "/v1/messages";
+  req.target = target;
   req.client = "agent:" + st.spec.name;
   req.body = std::move(body);
   req.headers = {{"content-type", "application/json"},
@@ -545,7 +570,7 @@ http_msg::request model_request(agent_state& st, std::string body) {
   return req;
 }
 
-void call_model(agent_actor* self, std::string body) {
+void call_model(agent_actor* self, std::string body, const char* target = "/v1/messages") {
   auto& st = self->state;
   auto router = st.ctx->registry.current("llm/router");
   if (!router) {
@@ -556,7 +581,7 @@ void call_model(agent_actor* self, std::string body) {
   st.streamed.reset();
   const auto generation = ++st.call_generation;
   self->request(router, caf::infinite, std::string(http_msg::request_type),
-                encode(model_request(st, std::move(body))), uint64_t{0})
+                encode(model_request(st, std::move(body), target)), uint64_t{0})
       .then([](std::string&, std::string&, uint64_t) {},
             [self, generation](caf::error& e) {
               auto& s = self->state;
@@ -583,44 +608,148 @@ void step(agent_actor* self) {
   }
   auto body = request_body(st);
   const auto budget = st.spec.context_tokens;
-  const auto before = estimate_tokens_of(body.size());
-  if (before > budget) {
-    auto request = build_request(st);
-    auto ids = plan_elision(request, budget, 1.0, keep_messages);
-    if (ids.empty()) {
-      st.last_text = "the conversation needs about " + std::to_string(before) +
-                     " tokens, over the context budget of " + std::to_string(budget) +
-                     ", and nothing more can be elided";
-      return end_turn(self, "context");
-    }
+  const auto raw = estimate_tokens_of(body.size());
+  if (needs_calibration(st, raw)) {
+    return calibrate(self, raw);
+  }
+  const auto before = estimate_tokens_of(body.size(), st.conv.calibration);
+  if (before <= budget) {
+    return call_model(self, std::move(body));
+  }
+  compact(self, before);
+}
+
+/// Whether to ask the upstream what the request counts before relying on
+/// the estimate: only near the budget (from half of it), once, and again
+/// when the request has doubled since.
+bool needs_calibration(const agent_state& st, int64_t raw) {
+  const auto budget = st.spec.context_tokens;
+  if (static_cast<double>(raw) * st.conv.calibration * 2 < static_cast<double>(budget)) {
+    return false;
+  }
+  const auto last = std::max(st.conv.calibrated_at, st.calibration_tried_at);
+  return last == 0 || raw > 2 * last;
+}
+
+/// count_tokens through the router for the request about to be sent.
+void calibrate(agent_actor* self, int64_t raw) {
+  auto& st = self->state;
+  st.calibration_tried_at = raw;
+  st.counting = raw;
+  auto request = build_request(st);
+  request.erase("max_tokens");
+  request.erase("stream");
+  call_model(self, request.dump(), "/v1/messages/count_tokens");
+}
+
+/// The upstream's count: the estimate's factor from now on, written (so a
+/// new incarnation has it), with a margin, as estimates must not fall short.
+void take_count(agent_actor* self, int status, const json& doc) {
+  auto& st = self->state;
+  const auto raw = *st.counting;
+  st.counting.reset();
+  const auto counted = doc.is_object() ? doc.value("input_tokens", int64_t{0}) : int64_t{0};
+  if (status != 200 || counted <= 0 || raw <= 0) {
+    st.log->warn("agent {}: count_tokens answered HTTP {}; the estimate stays uncalibrated",
+                 st.spec.name, status);
+    return step(self);
+  }
+  constexpr double margin = 1.05;
+  const double factor =
+      std::clamp(static_cast<double>(counted) / static_cast<double>(raw) * margin, 0.25, 4.0);
+  write(
+      self,
+      {json{{"kind", "calibration"}, {"estimated", raw}, {"counted", counted}, {"factor", factor}}},
+      [self] { step(self); });
+}
+
+/// The request is over the budget: old tool results are elided first;
+/// when nothing is left to elide, the oldest turns are summarised through
+/// the model. PreCompact hooks run before either. Then the agent steps
+/// again (another round if it is still over).
+void compact(agent_actor* self, int64_t before) {
+  auto& st = self->state;
+  const auto budget = st.spec.context_tokens;
+  auto request = build_request(st);
+  auto ids = plan_elision(request, budget, st.conv.calibration, keep_messages);
+  if (!ids.empty()) {
     conversation trial = st.conv;
     apply_entry(trial, json{{"kind", "compaction"}, {"elided", ids}});
     request["messages"] = trial.messages;
-    const auto after = estimate_tokens(request);
-    // PreCompact hooks run first; what they decide is recorded, and the
-    // budget still holds.
-    run_event_hooks(self, "PreCompact", json{{"trigger", "auto"}, {"custom_instructions", ""}},
-                    [self, ids, before, after, budget](hooks_done done) {
-                      auto entries = hook_entries(done.hooks, "");
-                      entries.push_back(json{{"kind", "compaction"},
-                                             {"elided", ids},
-                                             {"tokens_before", before},
-                                             {"tokens_after", after}});
-                      write(self, std::move(entries), [self, after, budget] {
-                        if (after > budget) {
-                          auto& s = self->state;
-                          s.last_text =
-                              "after eliding old tool results the conversation still needs about " +
-                              std::to_string(after) + " tokens, over the context budget of " +
-                              std::to_string(budget);
-                          return end_turn(self, "context");
-                        }
-                        call_model(self, request_body(self->state));
-                      });
-                    });
-    return;
+    const auto after = estimate_tokens(request, st.conv.calibration);
+    return run_event_hooks(self, "PreCompact",
+                           json{{"trigger", "auto"}, {"custom_instructions", ""}},
+                           [self, ids, before, after](hooks_done done) {
+                             auto entries = hook_entries(done.hooks, "");
+                             entries.push_back(json{{"kind", "compaction"},
+                                                    {"elided", ids},
+                                                    {"tokens_before", before},
+                                                    {"tokens_after", after}});
+                             write(self, std::move(entries), [self] { step(self); });
+                           });
   }
-  call_model(self, std::move(body));
+  request["messages"] = json::array();
+  const summary_budget b{budget, estimate_tokens(request, st.conv.calibration),
+                         summary_tokens(budget), budget};
+  auto plan = plan_summary(st.conv, b, keep_messages);
+  if (!plan) {
+    st.last_text = "the conversation needs about " + std::to_string(before) +
+                   " tokens, over the context budget of " + std::to_string(budget) +
+                   ", and neither eliding nor summarising can bring it under: its latest turns "
+                   "alone are too large";
+    return end_turn(self, "context");
+  }
+  run_event_hooks(
+      self, "PreCompact", json{{"trigger", "auto"}, {"custom_instructions", ""}},
+      [self, plan = *plan, before, b](hooks_done done) {
+        auto& s = self->state;
+        s.summarising = agent_state::summary_job{plan, before, hook_entries(done.hooks, "")};
+        call_model(self, summary_request(s.conv, plan, s.model, b.summary).dump());
+      });
+}
+
+/// The summary came back: written as a compaction, and the agent steps on.
+void take_summary(agent_actor* self, int status, const json& doc) {
+  auto& st = self->state;
+  auto job = std::move(*st.summarising);
+  st.summarising.reset();
+  std::string text;
+  if (status == 200 && doc.is_object() && doc.contains("content") && doc["content"].is_array()) {
+    for (const auto& block : doc["content"]) {
+      if (block.is_object() && block.value("type", "") == "text") {
+        text += block.value("text", "");
+      }
+    }
+  }
+  if (text.empty()) {
+    return fail_turn(self,
+                     "the conversation is over its context budget and the summary call "
+                     "failed (HTTP " +
+                         std::to_string(status) + ")");
+  }
+  const auto usage = usage_of(doc.value("usage", json::object()));
+  add_usage(st.turn_usage, usage);
+  add_usage(st.total_usage, usage);
+  json entry{{"kind", "compaction"},       {"summary", std::move(text)},
+             {"upto", job.plan.upto},      {"keep_prompt", job.plan.keep_prompt},
+             {"usage", usage_json(usage)}, {"tokens_before", job.before}};
+  conversation trial = st.conv;
+  apply_entry(trial, entry);
+  auto request = build_request(st);
+  request["messages"] = trial.messages;
+  const auto after = estimate_tokens(request, st.conv.calibration);
+  entry["tokens_after"] = after;
+  auto entries = std::move(job.hooks);
+  entries.push_back(std::move(entry));
+  write(self, std::move(entries), [self, after, before = job.before] {
+    if (after >= before) {
+      auto& s = self->state;
+      s.last_text = "summarising did not make the conversation smaller (about " +
+                    std::to_string(after) + " tokens); its context budget is too small for it";
+      return end_turn(self, "context");
+    }
+    step(self);
+  });
 }
 
 void take_answer(agent_actor* self, int status, const json& doc);
@@ -716,7 +845,13 @@ void on_answer_end(agent_actor* self) {
 void take_answer(agent_actor* self, int status, const json& doc) {
   auto& st = self->state;
   st.call_open = false;
+  if (st.counting) {
+    return take_count(self, status, doc);
+  }
   ++st.calls;
+  if (st.summarising) {
+    return take_summary(self, status, doc);
+  }
   if (status != 200) {
     std::string why = "HTTP " + std::to_string(status);
     if (doc.is_object() && doc.contains("error") && doc["error"].is_object()) {

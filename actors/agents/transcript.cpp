@@ -112,6 +112,50 @@ void add_result(conversation& c, const std::string& id, json content, bool is_er
   resolve_pending(c, id);
 }
 
+/// The current turn's prompt as it was given: its message's blocks, less
+/// an earlier summary that was put with it.
+json prompt_blocks(const conversation& c) {
+  json out = json::array();
+  if (c.turn_start < 0 || static_cast<size_t>(c.turn_start) >= c.messages.size()) {
+    return out;
+  }
+  const auto& content = c.messages[static_cast<size_t>(c.turn_start)]["content"];
+  if (!content.is_array()) {
+    return out;
+  }
+  for (const auto& block : content) {
+    if (!string_or_empty(block, "text").starts_with(summary_heading)) {
+      out.push_back(block);
+    }
+  }
+  return out;
+}
+
+/// A summary replaces messages [0, upto): see summary_plan.
+void apply_summary(conversation& c, const json& entry) {
+  const auto upto = entry.value("upto", size_t{0});
+  if (upto == 0 || upto > c.messages.size()) {
+    return;
+  }
+  const bool keep_prompt = entry.value("keep_prompt", false) && c.turn_start >= 0 &&
+                           static_cast<size_t>(c.turn_start) < upto;
+  json content = keep_prompt ? prompt_blocks(c) : json::array();
+  content.push_back({{"type", "text"},
+                     {"text", std::string(summary_heading) + string_or_empty(entry, "summary")}});
+  json messages = json::array({json{{"role", "user"}, {"content", std::move(content)}}});
+  for (size_t i = upto; i < c.messages.size(); ++i) {
+    messages.push_back(std::move(c.messages[i]));
+  }
+  c.messages = std::move(messages);
+  if (keep_prompt) {
+    c.turn_start = 0;
+  } else if (c.turn_start >= static_cast<int64_t>(upto)) {
+    c.turn_start -= static_cast<int64_t>(upto) - 1;
+  } else {
+    c.turn_start = -1;
+  }
+}
+
 }  // namespace
 
 json tool_definitions(const std::vector<std::string>& names) {
@@ -138,6 +182,7 @@ void apply_entry(conversation& c, const json& entry) {
     if (const auto& context = string_or_empty(entry, "context"); !context.empty()) {
       content.push_back({{"type", "text"}, {"text", context}});
     }
+    c.turn_start = static_cast<int64_t>(c.messages.size());
     c.messages.push_back(json{{"role", "user"}, {"content", std::move(content)}});
     c.in_turn = true;
     c.pending = json::array();
@@ -191,6 +236,14 @@ void apply_entry(conversation& c, const json& entry) {
     }
   } else if (kind == "interrupted") {
     add_result(c, string_or_empty(entry, "id"), json(std::string(interrupted_text)), true);
+  } else if (kind == "compaction" && entry.contains("summary")) {
+    apply_summary(c, entry);
+  } else if (kind == "calibration") {
+    const auto factor = entry.value("factor", 0.0);
+    if (factor > 0) {
+      c.calibration = factor;
+      c.calibrated_at = entry.value("estimated", int64_t{0});
+    }
   } else if (kind == "compaction") {
     const auto ids = entry.value("elided", json::array());
     for (auto& message : c.messages) {
@@ -267,6 +320,95 @@ std::vector<std::string> plan_elision(const json& request, int64_t budget, doubl
     }
   }
   return ids;
+}
+
+std::optional<summary_plan> plan_summary(const conversation& c, const summary_budget& b,
+                                         size_t keep_messages) {
+  const auto& messages = c.messages;
+  const size_t n = messages.size();
+  if (n <= keep_messages + 1) {
+    return std::nullopt;
+  }
+  // Each message's estimate; from[k]: the messages from k on. As the
+  // summary call reads them (JSON inside a JSON string: quotes escaped),
+  // they weigh more: before[k], the messages before k.
+  std::vector<int64_t> from(n + 1, 0);
+  std::vector<int64_t> before(n + 1, 0);
+  for (size_t i = n; i-- > 0;) {
+    const auto text = messages[i].dump();
+    from[i] = from[i + 1] + estimate_tokens_of(text.size() + 1, c.calibration);
+  }
+  for (size_t i = 0; i < n; ++i) {
+    before[i + 1] =
+        before[i] + estimate_tokens_of(json(messages[i].dump()).dump().size() - 1, c.calibration);
+  }
+  const int64_t prompt = estimate_tokens_of(
+      json{{"role", "user"}, {"content", prompt_blocks(c)}}.dump().size(), c.calibration);
+  const auto keeps_prompt = [&](size_t k) {
+    return c.turn_start >= 0 && static_cast<size_t>(c.turn_start) < k && prompt <= b.context / 4;
+  };
+  const auto after = [&](size_t k) {
+    return b.fixed + b.summary + (keeps_prompt(k) ? prompt : 0) + from[k] + 16;
+  };
+  // What the summary call reads: the messages before k, with instructions.
+  constexpr int64_t instructions = 256;
+  const auto reads = [&](size_t k) { return before[k] + instructions + 16; };
+  std::optional<size_t> cut;
+  std::optional<size_t> fits;
+  for (size_t k = 1; k + keep_messages <= n; ++k) {
+    if (string_or_empty(messages[k], "role") != "assistant") {
+      continue;
+    }
+    if (after(k) <= b.context) {
+      fits = k;  // the largest so far
+      if (!cut && after(k) * 5 <= b.context * 3) {
+        cut = k;
+      }
+    }
+  }
+  if (!cut) {
+    cut = fits;
+  }
+  if (!cut) {
+    return std::nullopt;
+  }
+  // No more than one call can read: less now, the rest in another round.
+  while (reads(*cut) > b.request) {
+    size_t k = *cut - 1;
+    while (k > 0 && string_or_empty(messages[k], "role") != "assistant") {
+      --k;
+    }
+    if (k == 0) {
+      return std::nullopt;
+    }
+    cut = k;
+  }
+  return summary_plan{*cut, keeps_prompt(*cut)};
+}
+
+json summary_request(const conversation& c, const summary_plan& plan, const std::string& model,
+                     int64_t max_tokens) {
+  json older = json::array();
+  for (size_t i = 0; i < plan.upto && i < c.messages.size(); ++i) {
+    older.push_back(c.messages[i]);
+  }
+  std::string ask =
+      "Summarise the conversation below, an AI agent's work so far (Messages API JSON), so "
+      "that the agent can go on from your summary alone";
+  ask += plan.keep_prompt ? " (the task it was given stays with it word for word)" : "";
+  ask +=
+      ". Keep the task and the instructions it was given, what it did and found (files, "
+      "commands, results that matter), decisions and their reasons, and what remains to do. "
+      "Be specific and brief.\n\n";
+  ask += older.dump();
+  return json{
+      {"model", model},
+      {"max_tokens", max_tokens},
+      {"system",
+       "You write the summaries that let an AI agent continue a long task within its context "
+       "budget. You answer with the summary only, in plain text; you do not call tools."},
+      {"messages", json::array({{{"role", "user"},
+                                 {"content", json::array({{{"type", "text"}, {"text", ask}}})}}})}};
 }
 
 }  // namespace troupe::agents

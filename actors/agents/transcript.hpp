@@ -18,11 +18,17 @@
 //   continue     {text}                      a Stop hook kept the turn going
 //   tool_result  {id, name, content, is_error}
 //   interrupted  {id, name}                  a tool call the node's stop cut
-//   compaction   {elided, tokens_before, tokens_after}
+//   compaction   {elided, tokens_before, tokens_after}       old tool results elided
+//   compaction   {summary, upto, keep_prompt, usage, tokens_before, tokens_after}
+//                                            messages [0, upto) replaced by a
+//                                            summary (keep_prompt: the turn's
+//                                            prompt kept word for word)
+//   calibration  {estimated, counted, factor}  count_tokens against the estimate
 //   turn_end     {stop_reason, text, usage}
 //   error        {message}
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -57,6 +63,13 @@ struct conversation {
   std::vector<std::string> read_paths;
   /// Model calls of the current turn.
   uint64_t turn_calls = 0;
+  /// Where the current turn's prompt is in `messages` (-1: summarised away,
+  /// or no turn yet).
+  int64_t turn_start = -1;
+  /// What the upstream counts per estimated token (see estimate_tokens),
+  /// and the raw estimate it was measured at (0: never).
+  double calibration = 1.0;
+  int64_t calibrated_at = 0;
 };
 
 /// Adds one transcript entry to `c`. Entries it does not know change nothing
@@ -81,5 +94,45 @@ void apply_entry(conversation& c, const nlohmann::json& entry);
 /// estimates again and says so).
 [[nodiscard]] std::vector<std::string> plan_elision(const nlohmann::json& request, int64_t budget,
                                                     double calibration, size_t keep_messages);
+
+/// What the heading of a summary says to the model.
+inline constexpr std::string_view summary_heading =
+    "[troupe summarised the conversation up to this point to keep it within its context "
+    "budget]\n";
+
+/// Where to cut a conversation for a summary: messages [0, upto) become one
+/// user message holding the summary (and the turn's prompt word for word
+/// when `keep_prompt`), followed by messages [upto, end) unchanged.
+struct summary_plan {
+  size_t upto = 0;
+  bool keep_prompt = false;
+};
+
+/// The budgets a summary is planned within, in tokens: `fixed` is what the
+/// request holds besides its messages (system prompt, tools), `summary` the
+/// summary's own bound (its call's max_tokens), `request` what the summary
+/// call itself may send at most.
+struct summary_budget {
+  int64_t context = 0;
+  int64_t fixed = 0;
+  int64_t summary = 0;
+  int64_t request = 0;
+};
+
+/// The cut for a summary of `c`: always at an assistant message (so every
+/// tool_result kept has its tool_use), never within the last
+/// `keep_messages`; the least summarised that leaves the request at 3/5 of
+/// its budget, else the most that fits it, and no more than the summary
+/// call can read within `b.request`. nullopt when no cut helps: the latest
+/// turns alone are over the budget, or the oldest part cannot be read in
+/// one call.
+[[nodiscard]] std::optional<summary_plan> plan_summary(const conversation& c,
+                                                       const summary_budget& b,
+                                                       size_t keep_messages);
+
+/// The summary call's request: the messages [0, plan.upto) of `c` as JSON
+/// text, with instructions, for `model`, bounded by `max_tokens`.
+[[nodiscard]] nlohmann::json summary_request(const conversation& c, const summary_plan& plan,
+                                             const std::string& model, int64_t max_tokens);
 
 }  // namespace troupe::agents

@@ -84,10 +84,20 @@ void print_entry(const json& e, bool text_shown = false) {
   } else if (kind == "interrupted") {
     std::cout << "<- " << field_text(e, "name") << ": interrupted (not run again)\n";
   } else if (kind == "compaction") {
-    const auto n = e.contains("elided") && e["elided"].is_array() ? e["elided"].size() : 0;
-    std::cout << "[compaction: " << n << " old tool result(s) elided, about "
-              << field_text(e, "tokens_before") << " -> " << field_text(e, "tokens_after")
-              << " tokens]\n";
+    if (e.contains("summary")) {
+      std::cout << "[compaction: the first " << field_text(e, "upto")
+                << " message(s) summarised, about " << field_text(e, "tokens_before") << " -> "
+                << field_text(e, "tokens_after") << " tokens: " << excerpt(field_text(e, "summary"))
+                << "]\n";
+    } else {
+      const auto n = e.contains("elided") && e["elided"].is_array() ? e["elided"].size() : 0;
+      std::cout << "[compaction: " << n << " old tool result(s) elided, about "
+                << field_text(e, "tokens_before") << " -> " << field_text(e, "tokens_after")
+                << " tokens]\n";
+    }
+  } else if (kind == "calibration") {
+    std::cout << "[calibration: estimated " << field_text(e, "estimated")
+              << " tokens, the upstream counted " << field_text(e, "counted") << "]\n";
   } else if (kind == "error") {
     std::cout << "[error: " << field_text(e, "message") << "]\n";
   } else if (kind == "turn_end") {

@@ -491,6 +491,68 @@ TEST_CASE("agents: a conversation three times its context budget never sends mor
   CHECK(compactions >= 2);
 }
 
+TEST_CASE("agents: with nothing left to elide, the oldest turns are summarised") {
+  mock_upstream_process mock;
+  REQUIRE(mock.started());
+  node_process node(with_mock(mock));
+  REQUIRE(node.started());
+  temp_dir ws;
+  constexpr int budget = 4000;
+  auto http = client_for(node.url(), node.token());
+  post_json(http, "/v1/agents",
+            {{"name", "s"}, {"workspace", ws.path()}, {"context_tokens", budget}});
+  // Each Write carries about 1,200 tokens in the model's own call, which
+  // elision never touches: only a summary makes room.
+  constexpr int writes = 12;
+  json steps = json::array();
+  for (int i = 0; i < writes; ++i) {
+    steps.push_back({{"tool", "Write"},
+                     {"input",
+                      {{"file_path", "w" + std::to_string(i) + ".txt"},
+                       {"content", std::string(1, static_cast<char>('a' + i))}}},
+                     {"fill", {{"content", 4800}}}});
+  }
+  steps.push_back({{"text", "wrote them all"}});
+  auto turn = post_json(http, "/v1/agents/s/prompt", {{"prompt", script(steps)}});
+  CHECK(turn["stop_reason"] == "end_turn");
+  CHECK(turn["text"] == "wrote them all");
+  const auto sent = [](const json& u) {
+    return u["input_tokens"].get<int64_t>() + u["cache_read_input_tokens"].get<int64_t>() +
+           u["cache_creation_input_tokens"].get<int64_t>();
+  };
+  int summaries = 0;
+  for (const auto& e : turn["events"]) {
+    if (e["kind"] == "assistant") {
+      CHECK(sent(e["usage"]) <= budget);  // what the upstream counted
+    } else if (e["kind"] == "compaction" && e.contains("summary")) {
+      ++summaries;
+      CHECK(sent(e["usage"]) <= budget);  // the summary call's own request
+      CHECK(e["tokens_before"].get<int64_t>() > budget);
+      CHECK(e["tokens_after"].get<int64_t>() <= budget);
+      CHECK(e["keep_prompt"] == true);
+      CHECK_FALSE(e["summary"].get<std::string>().empty());
+    }
+  }
+  CHECK(summaries >= 1);
+  // The estimate was checked against the upstream's count near the budget.
+  CHECK_FALSE(of_kind(turn["events"], "calibration").empty());
+  // Every step ran once, in order: after each summary the model still had
+  // the latest call and its result whole, and the task word for word.
+  const auto calls = of_kind(turn["events"], "tool_call");
+  REQUIRE(calls.size() == writes);
+  for (int i = 0; i < writes; ++i) {
+    CHECK(calls[static_cast<size_t>(i)]["input"]["file_path"] == "w" + std::to_string(i) + ".txt");
+    CHECK(fs::file_size(fs::path(ws.path()) / ("w" + std::to_string(i) + ".txt")) == 4800);
+  }
+  // The conversation goes on from the summary: the next prompt's step is
+  // the one after the script's last.
+  auto next = post_json(http, "/v1/agents/s/prompt", {{"prompt", "and now?"}});
+  CHECK(next["text"] == "mock script done");
+  for (const auto& e : of_kind(next["events"], "assistant")) {
+    CHECK(sent(e["usage"]) <= budget);
+  }
+}
+
 TEST_CASE("agents: a person answers what a hook asks, and Stop and UserPromptSubmit hooks") {
   mock_upstream_process mock;
   REQUIRE(mock.started());

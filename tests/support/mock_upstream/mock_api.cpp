@@ -789,7 +789,9 @@ struct answer {
   std::string text;       ///< a text answer: T
   std::string tool_name;  ///< set instead for a tool call
   ojson tool_args;        ///< its input
-  token_usage usage;      ///< the cache's share is settled when the call is admitted
+  /// A scripted call's step, named in its id.
+  std::optional<std::size_t> tool_step;
+  token_usage usage;  ///< the cache's share is settled when the call is admitted
 
   bool is_tool_call() const { return !tool_name.empty(); }
 };
@@ -859,17 +861,47 @@ std::string files_seen(std::string_view asked) {
   return out;
 }
 
+/// The step a scripted tool call answered, from its id ("toolu_mock_N_sK").
+std::optional<std::size_t> step_of_call(const json& message) {
+  const auto content = message.find("content");
+  if (content == message.end() || !content->is_array()) {
+    return std::nullopt;
+  }
+  for (const auto& block : *content) {
+    const auto id = string_field(block, "id");
+    const auto at = id.rfind("_s");
+    if (string_field(block, "type") != "tool_use" || !id.starts_with("toolu_mock_") ||
+        at == std::string::npos || at + 2 >= id.size()) {
+      continue;
+    }
+    std::size_t step = 0;
+    for (std::size_t i = at + 2; i < id.size(); ++i) {
+      if (id[i] < '0' || id[i] > '9') {
+        return std::nullopt;
+      }
+      step = step * 10 + static_cast<std::size_t>(id[i] - '0');
+    }
+    return step;
+  }
+  return std::nullopt;
+}
+
 /// The step of a scripted conversation this request is at, if it is one:
 /// the first user message whose text has a line "mock-script: [...]"
-/// carries the steps, and the number of assistant messages after it says
-/// which step is due. Past the last step the answer is "mock script done".
+/// carries the steps, and the assistant messages after it say which step is
+/// due: one step each, except that a scripted tool call names its own step
+/// in its id, so a conversation whose middle was compacted away goes on
+/// where it was. Past the last step the answer is "mock script done".
 std::optional<ojson> scripted_step(const json& messages) {
   constexpr std::string_view marker = "mock-script:";
   std::size_t answered = 0;
   std::optional<ojson> steps;
   for (const auto& message : messages) {
     if (steps) {
-      answered += string_field(message, "role") == "assistant" ? 1 : 0;
+      if (string_field(message, "role") == "assistant") {
+        const auto step = step_of_call(message);
+        answered = step ? *step + 1 : answered + 1;
+      }
       continue;
     }
     if (string_field(message, "role") != "user") {
@@ -899,9 +931,37 @@ std::optional<ojson> scripted_step(const json& messages) {
     return std::nullopt;
   }
   if (answered < steps->size() && (*steps)[answered].is_object()) {
-    return (*steps)[answered];
+    auto step = (*steps)[answered];
+    step["step"] = answered;
+    return step;
   }
   return ojson{{"text", "mock script done"}};
+}
+
+/// A scripted step's `"fill": {FIELD: N}`: each named string field of the
+/// call's input is filled up to N bytes (at most 1 MiB) with its own text
+/// repeated, so a script can make large calls without spelling them out.
+void fill_inputs(ojson& input, const ojson& step) {
+  constexpr std::size_t fill_max = std::size_t{1} << 20;
+  const auto fill = step.find("fill");
+  if (fill == step.end() || !fill->is_object()) {
+    return;
+  }
+  for (const auto& [field, size] : fill->items()) {
+    const auto it = input.find(field);
+    if (it == input.end() || !it->is_string() || it->get_ref<const std::string&>().empty() ||
+        !size.is_number_unsigned()) {
+      continue;
+    }
+    const auto want = std::min(fill_max, size.get<std::size_t>());
+    const std::string seed = it->get<std::string>();
+    std::string text = seed;
+    while (text.size() < want) {
+      text += seed;
+    }
+    text.resize(std::max(want, seed.size()));
+    *it = std::move(text);
+  }
 }
 
 /// The answer to a validated Messages request whose prompt is `plan`, before
@@ -914,8 +974,10 @@ answer message_answer(const json& body, std::uint64_t n, const prompt_plan& plan
   if (auto step = scripted_step(body.at("messages"))) {
     if (const auto tool = step->find("tool"); tool != step->end() && tool->is_string()) {
       a.tool_name = tool->get<std::string>();
+      a.tool_step = step->value("step", std::size_t{0});
       const auto input = step->find("input");
       a.tool_args = input != step->end() && input->is_object() ? *input : ojson::object();
+      fill_inputs(a.tool_args, *step);
       a.usage.output_tokens = tokens_for_bytes(dump(a.tool_args).size());
       return a;
     }
@@ -965,7 +1027,8 @@ ojson message_json(const answer& a, ojson content, bool finished, std::uint64_t 
 ojson content_block(const answer& a, bool streaming) {
   if (a.is_tool_call()) {
     return ojson{{"type", "tool_use"},
-                 {"id", "toolu_mock_" + std::to_string(a.n)},
+                 {"id", "toolu_mock_" + std::to_string(a.n) +
+                            (a.tool_step ? "_s" + std::to_string(*a.tool_step) : std::string())},
                  {"name", a.tool_name},
                  {"input", streaming ? ojson::object() : a.tool_args}};
   }

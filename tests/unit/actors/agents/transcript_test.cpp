@@ -164,3 +164,98 @@ TEST_CASE("transcript: hook context, a Stop hook's continuation, and approvals")
   CHECK(ready_for_model(c));
   CHECK(c.messages.back()["content"][0]["text"] == "run the tests first");
 }
+
+namespace {
+
+/// A turn of `steps` Write calls, each carrying `bytes` in its input.
+std::vector<json> writing_turn(int steps, size_t bytes) {
+  std::vector<json> entries{{{"kind", "prompt"}, {"text", "write the files"}}};
+  for (int i = 0; i < steps; ++i) {
+    const auto id = "t" + std::to_string(i);
+    entries.push_back(
+        {{"kind", "assistant"},
+         {"content",
+          json::array({tool_use(
+              id, "Write", {{"file_path", id + ".txt"}, {"content", std::string(bytes, 'x')}})})}});
+    entries.push_back({{"kind", "tool_call"}, {"id", id}, {"name", "Write"}});
+    entries.push_back({{"kind", "tool_result"}, {"id", id}, {"content", "written"}});
+  }
+  return entries;
+}
+
+}  // namespace
+
+TEST_CASE("transcript: a summary cuts at an answer and keeps the latest turns whole") {
+  auto c = replay(writing_turn(10, 4000));  // about 1,000 tokens a step
+  // (The summary call may read it all here; an agent's reads no more than
+  // its budget, and goes in rounds.)
+  const summary_budget b{4000, 500, 400, 100000};
+  const auto plan = plan_summary(c, b, 2);
+  REQUIRE(plan);
+  // At an assistant message, never within the last two messages.
+  CHECK(c.messages[plan->upto]["role"] == "assistant");
+  CHECK(plan->upto + 2 <= c.messages.size());
+  CHECK(plan->keep_prompt);
+  // The summary call reads only what it replaces.
+  const auto request = summary_request(c, *plan, "claude-x", 400);
+  CHECK(request["max_tokens"] == 400);
+  CHECK(request["messages"].size() == 1);
+  CHECK(estimate_tokens(request) <= b.request);
+
+  const auto last_call = c.messages[c.messages.size() - 2];
+  const auto kept = c.messages.size() - plan->upto;
+  apply_entry(c, {{"kind", "compaction"},
+                  {"summary", "wrote t0 to t5"},
+                  {"upto", plan->upto},
+                  {"keep_prompt", plan->keep_prompt}});
+  REQUIRE(c.messages.size() == kept + 1);
+  // One user message: the prompt word for word, then the summary.
+  CHECK(c.messages[0]["role"] == "user");
+  CHECK(c.messages[0]["content"][0]["text"] == "write the files");
+  CHECK(c.messages[0]["content"][1]["text"].get<std::string>().ends_with("wrote t0 to t5"));
+  CHECK(c.messages[1]["role"] == "assistant");
+  CHECK(c.messages[c.messages.size() - 2] == last_call);
+  CHECK(c.turn_start == 0);
+  // Within 3/5 of the budget, with the summary's bound.
+  CHECK(estimate_tokens_of(c.messages.dump().size()) + b.fixed <= b.context * 3 / 5 + b.summary);
+
+  // A second summary replaces the first: the prompt stays once.
+  const auto again = plan_summary(c, b, 2);
+  if (again) {
+    apply_entry(c, {{"kind", "compaction"},
+                    {"summary", "wrote t0 to t7"},
+                    {"upto", again->upto},
+                    {"keep_prompt", again->keep_prompt}});
+    CHECK(c.messages[0]["content"].size() == 2);
+    CHECK(c.messages[0]["content"][0]["text"] == "write the files");
+  }
+}
+
+TEST_CASE("transcript: no summary when the latest turns alone are over the budget") {
+  const auto c = replay(writing_turn(3, 20000));  // 5,000 tokens a step
+  CHECK_FALSE(plan_summary(c, summary_budget{4000, 500, 400, 4000}, 2));
+  // Nor when the oldest message alone is more than one call can read.
+  auto entries = writing_turn(6, 2000);
+  entries[0]["text"] = std::string(2000, 'p');
+  CHECK_FALSE(plan_summary(replay(entries), summary_budget{4000, 500, 400, 300}, 2));
+  // Less than would fit is summarised when one call cannot read it all.
+  const auto d = replay(writing_turn(10, 4000));
+  const auto whole = plan_summary(d, summary_budget{4000, 500, 400, 100000}, 2);
+  const auto part = plan_summary(d, summary_budget{4000, 500, 400, 2500}, 2);
+  REQUIRE(whole);
+  REQUIRE(part);
+  CHECK(part->upto < whole->upto);
+  CHECK(estimate_tokens(summary_request(d, *part, "m", 400)) <= 2500);
+}
+
+TEST_CASE("transcript: calibration scales the estimate from then on") {
+  auto c = replay({{{"kind", "prompt"}, {"text", "hello"}}});
+  CHECK(c.calibration == 1.0);
+  apply_entry(c,
+              {{"kind", "calibration"}, {"estimated", 1000}, {"counted", 700}, {"factor", 0.735}});
+  CHECK(c.calibration == 0.735);
+  CHECK(c.calibrated_at == 1000);
+  CHECK(estimate_tokens_of(4000, c.calibration) == 735);
+  apply_entry(c, {{"kind", "calibration"}, {"factor", 0}});  // unreadable: ignored
+  CHECK(c.calibration == 0.735);
+}
