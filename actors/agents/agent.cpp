@@ -300,6 +300,52 @@ using then_fn = std::function<void()>;
 
 void end_turn(agent_actor* self, const std::string& reason);
 
+/// A label from a closed set: `value` if it is one of `known`, else "other"
+/// (a model may name any tool: its names must not grow the metrics).
+template <class Range>
+std::string closed_label(const std::string& value, const Range& known) {
+  return std::find(std::begin(known), std::end(known), value) != std::end(known) ? value : "other";
+}
+
+/// Every decision an agent writes is counted too (docs/api.md, Metrics).
+void count_entry(metrics_registry& m, const json& e, const std::string& kind) {
+  static constexpr std::string_view events[] = {"PreToolUse",   "PostToolUse",  "UserPromptSubmit",
+                                                "Stop",         "SubagentStop", "PreCompact",
+                                                "SessionStart", "SessionEnd"};
+  static constexpr std::string_view verdicts[] = {"proceed", "allow", "deny",
+                                                  "ask",     "block", "stop"};
+  static constexpr std::string_view stops[] = {
+      "end_turn", "max_tokens", "stop_sequence", "max_turns", "budget",
+      "context",  "stopped",    "hook",          "error",     "tool_use"};
+  static constexpr std::string_view decisions[] = {"approved", "denied"};
+  static constexpr std::string_view deciders[] = {"person", "timeout"};
+  if (kind == "tool_result" || kind == "interrupted") {
+    const auto result =
+        kind == "interrupted" ? "interrupted" : (e.value("is_error", false) ? "error" : "ok");
+    m.counter("troupe_agent_tool_calls_total", "Agents' tool calls by tool and result",
+              {{"tool", closed_label(e.value("name", ""), tool_names)}, {"result", result}})
+        .inc();
+  } else if (kind == "hook") {
+    m.counter("troupe_agent_hook_decisions_total", "What agents' hooks decided",
+              {{"event", closed_label(e.value("event", ""), events)},
+               {"verdict", closed_label(e.value("verdict", ""), verdicts)}})
+        .inc();
+  } else if (kind == "approval_decision") {
+    m.counter("troupe_agent_approvals_total", "Calls a hook asked a person about, as decided",
+              {{"decision", closed_label(e.value("decision", ""), decisions)},
+               {"by", closed_label(e.value("by", ""), deciders)}})
+        .inc();
+  } else if (kind == "compaction") {
+    m.counter("troupe_agent_compactions_total", "Agents' compactions by method",
+              {{"method", e.contains("summary") ? "summary" : "elision"}})
+        .inc();
+  } else if (kind == "turn_end") {
+    m.counter("troupe_agent_turns_total", "Agents' turns by why they ended",
+              {{"stop_reason", closed_label(e.value("stop_reason", ""), stops)}})
+        .inc();
+  }
+}
+
 /// Writes `entries` (kind and fields; seq and time are added), then applies
 /// them to the conversation, tells the waiter, and goes on with `then`. A
 /// failed write stops the turn: nothing is acted upon that is not written.
@@ -331,6 +377,7 @@ void write(agent_actor* self, std::vector<json> entries, then_fn then) {
                     for (size_t i = 0; i < entries.size(); ++i) {
                       apply_entry(s.conv, entries[i]);
                       const auto kind = entries[i].value("kind", "");
+                      count_entry(s.ctx->metrics, entries[i], kind);
                       if (s.who) {
                         if (s.turn_events.size() < reply_events_max) {
                           s.turn_events.push_back(written[i]);

@@ -620,6 +620,12 @@ void restore(manager_actor* self) {
   }
 }
 
+/// The node's agents, for the metrics.
+void publish_count(manager_state& st) {
+  st.ctx->metrics.gauge("troupe_agents", "Agents on this node (sub-agents included)")
+      .set(static_cast<double>(st.agents.size()));
+}
+
 void handle(manager_actor* self, const std::string& type, const std::string& body,
             const done_fn& done) {
   auto& st = self->state;
@@ -688,15 +694,17 @@ child_spec manager_child(std::shared_ptr<node_context> ctx, std::shared_ptr<db> 
       st.requests = asker(ctx->registry);
       st.log = logger("agents");
       restore(self);
+      publish_count(st);
       return {
           [self](std::string& type, std::string& body, uint64_t correlation_id) {
             if (!self->current_message_id().is_request()) {
               return;
             }
             auto rp = self->make_response_promise();
-            handle(self, type, body, [rp, correlation_id](envelope reply) mutable {
+            handle(self, type, body, [self, rp, correlation_id](envelope reply) mutable {
               reply.correlation_id = correlation_id;
               deliver(rp, std::move(reply));
+              publish_count(self->state);
             });
           },
       };

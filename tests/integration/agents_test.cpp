@@ -304,6 +304,19 @@ TEST_CASE("agents: hooks decide, a persona restricts, SSE streams the run") {
 
   // Its calls are booked under its persona too.
   CHECK(get_json(http, "/v1/usage")["by_persona"].contains("reader"));
+  // Every decision is in the metrics as well.
+  auto metrics = http.request("GET", "/metrics");
+  REQUIRE(metrics);
+  CHECK(metrics->body.find(
+            R"(troupe_agent_hook_decisions_total{event="PreToolUse",verdict="deny"} 1)") !=
+        std::string::npos);
+  CHECK(metrics->body.find(R"(troupe_agent_tool_calls_total{result="error",tool="Bash"} 2)") !=
+        std::string::npos);
+  CHECK(metrics->body.find(R"(troupe_agent_tool_calls_total{result="ok",tool="Read"} 1)") !=
+        std::string::npos);
+  CHECK(metrics->body.find(R"(troupe_agent_turns_total{stop_reason="end_turn"} 1)") !=
+        std::string::npos);
+  CHECK(metrics->body.find("troupe_agents 1") != std::string::npos);
 
   // GET /v1/personas?agent= is what the agent sees.
   auto seen = get_json(http, "/v1/personas?agent=r");
