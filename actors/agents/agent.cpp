@@ -117,9 +117,11 @@ struct agent_state {
   uint64_t calls = 0;
   std::string last_stop;
   std::string last_text;
-  /// The model call awaited (answers to older ones are ignored).
+  /// The model call awaited (answers to older ones are ignored), and its
+  /// requester (see call_model).
   uint64_t call_generation = 0;
   bool call_open = false;
+  caf::actor call_relay;
   /// Its answer, streamed (the agent asks with `stream: true`): a 200 is
   /// parsed as it comes and assembled into the message, its text deltas
   /// passed on to an SSE waiter; any other status is its error body.
@@ -165,6 +167,7 @@ struct agent_state {
 
 using agent_actor = caf::stateful_actor<agent_state>;
 using approval_timeout_atom = caf::atom_constant<caf::atom("apprtimeo")>;
+using abandon_atom = caf::atom_constant<caf::atom("abandon")>;
 
 int64_t spent(const usage_info& u) {
   return u.input_tokens + u.output_tokens + u.cache_creation_input_tokens +
@@ -299,6 +302,7 @@ void finish_waiter(agent_actor* self) {
 using then_fn = std::function<void()>;
 
 void end_turn(agent_actor* self, const std::string& reason);
+void let_go_of_call(agent_actor* self);
 
 /// A label from a closed set: `value` if it is one of `known`, else "other"
 /// (a model may name any tool: its names must not grow the metrics).
@@ -370,7 +374,7 @@ void write(agent_actor* self, std::vector<json> entries, then_fn then) {
                       s.last_stop = "error";
                       s.last_text = "the transcript could not be written: " + e.message;
                       s.at = phase::idle;
-                      s.call_open = false;
+                      let_go_of_call(self);
                       finish_waiter(self);
                       return;
                     }
@@ -477,7 +481,8 @@ std::string resolve_model(const agent_state& st) {
   return model;
 }
 
-void on_notice(agent_actor* self, const std::string& type, const std::string& body);
+void on_notice(agent_actor* self, const std::string& type, const std::string& body,
+               uint64_t correlation_id = 0);
 
 /// Runs a job (a tool call, an event's hooks) on a worker thread: one of
 /// agents/tools' (kept for the next job), or, when that pool is not
@@ -553,7 +558,9 @@ void run_event_hooks(agent_actor* self, const char* event, json fields,
 
 void end_turn(agent_actor* self, const std::string& reason) {
   auto& st = self->state;
-  st.call_open = false;
+  if (st.call_open) {
+    let_go_of_call(self);
+  }
   st.summarising.reset();
   st.counting.reset();
   st.at = phase::tools;  // not idle until turn_end is written
@@ -573,6 +580,9 @@ void end_turn(agent_actor* self, const std::string& reason) {
 
 void fail_turn(agent_actor* self, const std::string& message) {
   auto& st = self->state;
+  if (st.call_open) {
+    let_go_of_call(self);
+  }
   st.log->warn("agent {}: {}", st.spec.name, message);
   st.last_text = message;
   write(self, {json{{"kind", "error"}, {"message", message}}}, [self] { end_turn(self, "error"); });
@@ -617,25 +627,70 @@ http_msg::request model_request(agent_state& st, std::string body, const char* t
   return req;
 }
 
+/// A model call's own requester. The router and the upstream's thread
+/// answer it (http.reply, or http.head, http.chunk... http.end, or
+/// http.dropped); it hands each message on to the agent with the call's
+/// generation as its correlation id, then ends. So the agent tells the
+/// answer it awaits from what is left of a call it let go of (stopped,
+/// failed), and a call it lets go of is cancelled (`abandon`: http.gone to
+/// the router).
+caf::behavior call_relay(caf::event_based_actor* r, caf::actor agent, caf::actor router,
+                         uint64_t generation, std::string request) {
+  r->request(router, caf::infinite, std::string(http_msg::request_type), std::move(request),
+             uint64_t{0})
+      .then([](std::string&, std::string&, uint64_t) {},
+            [r, agent, generation](caf::error& e) {
+              auto lost = make_error_envelope(make_error(
+                  errc::unavailable, "the LLM router went down during the call: " + to_string(e)));
+              r->send(agent, std::move(lost.type), std::move(lost.body), generation);
+              r->quit();
+            });
+  return {
+      [r, agent, generation](std::string& type, std::string& body, uint64_t) {
+        const bool last = type == http_msg::reply_type || type == http_msg::end_type ||
+                          type == http_msg::dropped_type;
+        r->send(agent, std::move(type), std::move(body), generation);
+        if (last) {
+          r->quit();
+        }
+      },
+      [r, router](abandon_atom) {
+        r->send(router, std::string(http_msg::gone_type), encode(empty_body{}), uint64_t{0});
+        r->quit();
+      },
+  };
+}
+
+/// The agent no longer waits for the call under way, if any: it is
+/// cancelled, and whatever of it still arrives is dropped.
+void let_go_of_call(agent_actor* self) {
+  auto& st = self->state;
+  if (st.call_relay) {
+    self->send(st.call_relay, abandon_atom::value);
+    st.call_relay = nullptr;
+  }
+  st.call_open = false;
+  ++st.call_generation;
+  st.streamed.reset();
+  st.summarising.reset();
+  st.counting.reset();
+}
+
 void call_model(agent_actor* self, std::string body, const char* target = "/v1/messages") {
   auto& st = self->state;
   auto router = st.ctx->registry.current("llm/router");
   if (!router) {
     return fail_turn(self, "the LLM router is not running; the turn ends here");
   }
+  if (st.call_relay) {
+    self->send(st.call_relay, abandon_atom::value);  // not expected: one call at a time
+  }
   st.at = phase::model;
   st.call_open = true;
   st.streamed.reset();
   const auto generation = ++st.call_generation;
-  self->request(router, caf::infinite, std::string(http_msg::request_type),
-                encode(model_request(st, std::move(body), target)), uint64_t{0})
-      .then([](std::string&, std::string&, uint64_t) {},
-            [self, generation](caf::error& e) {
-              auto& s = self->state;
-              if (s.call_open && generation == s.call_generation) {
-                fail_turn(self, "the LLM router went down during the call: " + to_string(e));
-              }
-            });
+  st.call_relay = self->spawn(call_relay, caf::actor_cast<caf::actor>(self), router, generation,
+                              encode(model_request(st, std::move(body), target)));
 }
 
 void step(agent_actor* self) {
@@ -743,13 +798,18 @@ void compact(agent_actor* self, int64_t before) {
     st.last_text = "the conversation needs about " + std::to_string(before) +
                    " tokens, over the context budget of " + std::to_string(budget) +
                    ", and neither eliding nor summarising can bring it under: its latest turns "
-                   "alone are too large";
+                   "alone are too large, or its oldest message is more than a summary call can "
+                   "send";
     return end_turn(self, "context");
   }
   run_event_hooks(
       self, "PreCompact", json{{"trigger", "auto"}, {"custom_instructions", ""}},
       [self, plan = *plan, before, b](hooks_done done) {
         auto& s = self->state;
+        if (s.stop_requested) {
+          s.last_text = "stopped by a person";
+          return end_turn(self, "stopped");
+        }
         s.summarising = agent_state::summary_job{plan, before, hook_entries(done.hooks, "")};
         call_model(self, summary_request(s.conv, plan, s.model, b.summary).dump());
       });
@@ -839,14 +899,21 @@ void on_answer(agent_actor* self, int status, const json& doc) {
 /// answer as one `assistant` entry).
 void pass_delta(agent_actor* self, const std::string& data) {
   auto& st = self->state;
-  auto e = json::parse(data, nullptr, false);
-  if (!e.is_object() || !e.contains("delta") || !e["delta"].is_object() ||
-      e["delta"].value("type", "") != "text_delta") {
+  const auto e = json::parse(data, nullptr, false);
+  if (!e.is_object()) {
     return;
   }
-  const json delta{{"kind", "text_delta"},
-                   {"index", e.value("index", 0)},
-                   {"text", e["delta"].value("text", "")}};
+  const auto d = e.find("delta");
+  const auto index = e.find("index");
+  if (d == e.end() || !d->is_object() || index == e.end() || !index->is_number_unsigned()) {
+    return;
+  }
+  const auto type = d->find("type");
+  const auto text = d->find("text");
+  if (type == d->end() || *type != "text_delta" || text == d->end() || !text->is_string()) {
+    return;  // another kind of delta, or a malformed one (the assembler judges those)
+  }
+  const json delta{{"kind", "text_delta"}, {"index", *index}, {"text", *text}};
   send_sse(self, *st.who, "text_delta", delta.dump());
 }
 
@@ -1397,7 +1464,7 @@ void read_transcript(agent_actor* self, uint64_t after) {
           apply_entry(s.conv, doc);
           s.next_seq = std::max(s.next_seq, e.seq + 1);
           const auto kind = doc.is_object() ? doc.value("kind", "") : std::string();
-          if (kind == "assistant") {
+          if (kind == "assistant" || (kind == "compaction" && doc.contains("summary"))) {
             add_usage(s.total_usage, usage_of(doc.value("usage", json::object())));
             ++s.calls;
           } else if (kind == "persona") {
@@ -1554,8 +1621,7 @@ void on_request(agent_actor* self, const std::string& type, const std::string& b
       st.stop_requested = true;
       if (st.at == phase::model && st.call_open) {
         // The answer awaited no longer counts; the turn ends now.
-        st.call_open = false;
-        ++st.call_generation;
+        let_go_of_call(self);
         st.last_text = "stopped by a person";
         end_turn(self, "stopped");
       }
@@ -1622,7 +1688,8 @@ void on_request(agent_actor* self, const std::string& type, const std::string& b
                               correlation_id));
 }
 
-void on_notice(agent_actor* self, const std::string& type, const std::string& body) {
+void on_notice(agent_actor* self, const std::string& type, const std::string& body,
+               uint64_t correlation_id) {
   auto& st = self->state;
   if (type == tool_done_type) {
     auto done = decode<tool_done>(body, decode_limits{.body_bytes_max = 64u << 20});
@@ -1651,8 +1718,15 @@ void on_notice(agent_actor* self, const std::string& type, const std::string& bo
     }
     return;
   }
-  if (!st.call_open) {
+  if (!st.call_open || correlation_id != st.call_generation) {
     return;  // an answer nobody waits for any more
+  }
+  if (type == http_msg::reply_type || type == http_msg::end_type ||
+      type == http_msg::dropped_type || type == error_type) {
+    st.call_relay = nullptr;  // it has ended
+  }
+  if (type == error_type) {
+    return fail_turn(self, read_error(envelope{type, body, 0}).message);
   }
   if (type == http_msg::reply_type) {
     auto reply = decode<http_msg::reply>(body, decode_limits{.body_bytes_max = 1u << 30});
@@ -1701,7 +1775,7 @@ caf::behavior agent_behavior(agent_actor* self, std::shared_ptr<node_context> ct
         if (self->current_message_id().is_request()) {
           return on_request(self, type, body, correlation_id);
         }
-        on_notice(self, type, body);
+        on_notice(self, type, body, correlation_id);
       },
       [self](approval_timeout_atom, uint64_t generation) {
         auto& s = self->state;

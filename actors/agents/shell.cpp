@@ -71,6 +71,12 @@ envelope ask(caf::scoped_actor& me, const caf::actor& to, envelope msg) {
   return out;
 }
 
+/// The agent's shell: bash without startup files or line editing (the
+/// terminal echoes what is typed), interactive (job control).
+std::vector<std::string> shell_command() {
+  return {"/bin/bash", "--noprofile", "--norc", "--noediting", "-i"};
+}
+
 /// The id of the agent's live session, started if it has none.
 expected<std::string> find_or_start(caf::scoped_actor& me, const caf::actor& manager,
                                     const std::string& agent, const std::string& workspace) {
@@ -84,13 +90,15 @@ expected<std::string> find_or_start(caf::scoped_actor& me, const caf::actor& man
     return std::move(list).err();
   }
   for (const auto& s : list->sessions) {
-    if (s.name == name && std::find(std::begin(live_states), std::end(live_states), s.state) !=
-                              std::end(live_states)) {
+    // Its name, its workspace and its shell: not a session a person named so.
+    if (s.name == name && s.cwd == workspace && s.command == shell_command() &&
+        std::find(std::begin(live_states), std::end(live_states), s.state) !=
+            std::end(live_states)) {
       return s.id;
     }
   }
   pty::session_spec spec;
-  spec.command = {"/bin/bash", "--noprofile", "--norc", "--noediting", "-i"};
+  spec.command = shell_command();
   spec.cwd = workspace;
   // No pager, no colours, no history file: output is for a model to read.
   spec.env = {{"TERM", "dumb"},
@@ -116,15 +124,18 @@ expected<std::string> find_or_start(caf::scoped_actor& me, const caf::actor& man
   return info->id;
 }
 
-/// Writes the command and its wrapper; the line to type.
+/// Writes the command and its wrapper, named by the call's nonce (a line
+/// typed for an earlier call can never run this one's), and the wrapper
+/// removes them; the line to type.
 expected<std::string> prepare(const node_context& ctx, const std::string& agent,
                               const std::string& command, const std::string& nonce) {
   const auto dir = fs::path(ctx.config.node.data_dir) / "shell";
   std::error_code ec;
   fs::create_directories(dir, ec);
-  const auto cmd = (dir / (agent + ".cmd")).string();
-  const auto cwd = (dir / (agent + ".cwd")).string();
-  const auto run = (dir / (agent + ".run")).string();
+  const auto stem = agent + "." + nonce;
+  const auto cmd = (dir / (stem + ".cmd")).string();
+  const auto cwd = (dir / (stem + ".cwd")).string();
+  const auto run = (dir / (stem + ".run")).string();
   std::ofstream(cmd, std::ios::trunc) << command << "\n";
   std::ofstream wrapper(run, std::ios::trunc);
   wrapper
@@ -135,6 +146,7 @@ expected<std::string> prepare(const node_context& ctx, const std::string& agent,
       << "( trap 'pwd -P > \"$__troupe_cwd\"' EXIT; . " << shell_quoted(cmd) << " ) </dev/null\n"
       << "__troupe_status=$?\n"
       << "if [ -s \"$__troupe_cwd\" ]; then cd -- \"$(cat \"$__troupe_cwd\")\" 2>/dev/null; fi\n"
+      << "rm -f -- " << shell_quoted(cmd) << " \"$__troupe_cwd\" " << shell_quoted(run) << "\n"
       << "printf '\\033]7777;E%s:%d\\007' " << nonce << " \"$__troupe_status\"\n";
   wrapper.close();
   if (!wrapper || !fs::exists(cmd, ec)) {
@@ -233,12 +245,17 @@ std::string terminal_text(std::string_view raw) {
       continue;
     }
     if (c == '\r') {
-      if (i + 1 < raw.size() && raw[i + 1] == '\n') {
-        continue;  // CR LF: the LF ends the line
+      // CRs before an LF end the line with it (a program's CR LF is
+      // CR CR LF on the terminal); a CR before anything else makes the
+      // line be written over.
+      size_t last = i;
+      while (last + 1 < raw.size() && raw[last + 1] == '\r') {
+        ++last;
       }
-      if (i + 1 < raw.size()) {
-        out.resize(line_start);  // a bare CR: the line is written over
+      if (last + 1 < raw.size() && raw[last + 1] != '\n') {
+        out.resize(line_start);
       }
+      i = last;
       continue;
     }
     if (c == '\n') {
@@ -303,11 +320,24 @@ shell_result run_in_session(caf::actor_system& system, const node_context& ctx,
   };
   // Whatever still runs in the foreground goes first (see the header).
   say(term::signal_type, term::signal_msg{"KILL"});
-  say(term::input_type, term::bytes_msg{*line});
+  // Ctrl-U first: what a person left typed but not entered is dropped, not
+  // run with the line.
+  say(term::input_type, term::bytes_msg{"\x15" + *line});
 
   shell_capture capture(nonce, capture_bytes_max);
   auto deadline = std::chrono::steady_clock::now() + timeout;
   bool done = false;
+  // At the timeout the command's job is killed; the end marker then has
+  // `kill_grace` to come.
+  auto expire = [&] {
+    if (result.timed_out) {
+      done = true;  // killed, and still no end marker
+      return;
+    }
+    result.timed_out = true;
+    say(term::signal_type, term::signal_msg{"KILL"});
+    deadline = std::chrono::steady_clock::now() + kill_grace;
+  };
   while (!done) {
     const auto wait = std::max(std::chrono::milliseconds(0),
                                std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -321,6 +351,11 @@ shell_result run_in_session(caf::actor_system& system, const node_context& ctx,
             }
             say(term::ack_type, term::ack_msg{out->bytes.size()});
             done = capture.feed(out->bytes);
+            // A command that never stops writing keeps the mailbox full:
+            // its deadline is checked here too.
+            if (!done && std::chrono::steady_clock::now() >= deadline) {
+              expire();
+            }
           } else if (type == term::close_type) {
             result.shell_ended = true;
             done = true;
@@ -332,16 +367,7 @@ shell_result run_in_session(caf::actor_system& system, const node_context& ctx,
             done = true;
           }
         },
-        caf::after(wait) >>
-            [&] {
-              if (result.timed_out) {
-                done = true;  // killed, and still no end marker
-                return;
-              }
-              result.timed_out = true;
-              say(term::signal_type, term::signal_msg{"KILL"});
-              deadline = std::chrono::steady_clock::now() + kill_grace;
-            });
+        caf::after(wait) >> expire);
   }
   if (!result.shell_ended) {
     say(term::detach_type, empty_body{});

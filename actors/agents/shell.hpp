@@ -20,7 +20,12 @@
 //
 // A call first kills whatever job still runs in the foreground: a command
 // left running by an agent that crashed (its call is answered
-// "interrupted"), or a program a person started there.
+// "interrupted"), or a program a person started there; and erases what a
+// person left typed (Ctrl-U). The files it writes
+// (<data_dir>/shell/<agent>.<nonce>.*) are named by its nonce and removed
+// by the wrapper. Commands see the session's environment (PATH, HOME,
+// USER, SHELL, LANG and the variables set here), not the node's: the
+// node's API key and token stay out of the agent's reach.
 
 #include <chrono>
 #include <cstdint>

@@ -285,6 +285,9 @@ int64_t estimate_tokens_of(size_t json_bytes, double calibration) {
   return static_cast<int64_t>(std::ceil(static_cast<double>(json_bytes) / 4.0 * calibration));
 }
 
+/// What every elided_note begins with ("[troupe elided this ").
+constexpr size_t elided_prefix_bytes = 20;
+
 std::vector<std::string> plan_elision(const json& request, int64_t budget, double calibration,
                                       size_t keep_messages) {
   std::vector<std::string> ids;
@@ -308,8 +311,10 @@ std::vector<std::string> plan_elision(const json& request, int64_t budget, doubl
       const auto bytes = content.is_string() ? content.get_ref<const std::string&>().size()
                                              : content.dump().size();
       const auto note = elided_note("", bytes).size();
-      if (bytes <= note) {
-        continue;
+      if (bytes <= note ||
+          (content.is_string() && content.get_ref<const std::string&>().starts_with(
+                                      elided_note("", 0).substr(0, elided_prefix_bytes)))) {
+        continue;  // small, or elided already
       }
       ids.push_back(string_or_empty(block, "tool_use_id"));
       estimate -=

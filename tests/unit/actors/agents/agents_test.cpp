@@ -40,14 +40,43 @@ namespace {
 struct fake_router {
   std::string first_tool = "Read";
   json first_input = {{"file_path", "notes.txt"}};
+  /// Set: the router answers no call by itself but counts them here; a
+  /// "test.answer" {text (a tool call if "tool"), the call's index} answers one.
+  std::shared_ptr<std::atomic<size_t>> held;
 };
+
+/// A Messages answer: a text, or a tool call.
+std::string answer_body(const json& content, const std::string& model, bool tool) {
+  return json{{"id", "msg_1"},
+              {"type", "message"},
+              {"role", "assistant"},
+              {"model", model},
+              {"content", content},
+              {"stop_reason", tool ? "tool_use" : "end_turn"},
+              {"usage", {{"input_tokens", 10}, {"output_tokens", 5}}}}
+      .dump();
+}
 
 child_spec router_child(fake_router script) {
   child_spec spec;
   spec.name = "router";
   spec.start = [script](caf::actor_system& system, const std::string&) {
-    return system.spawn([script](caf::event_based_actor* self) -> caf::behavior {
-      return {[self, script](std::string& type, std::string& body, uint64_t) {
+    auto waiting = std::make_shared<std::vector<caf::actor>>();
+    return system.spawn([script, waiting](caf::event_based_actor* self) -> caf::behavior {
+      return {[self, script, waiting](std::string& type, std::string& body, uint64_t index) {
+        if (type == "test.answer") {
+          const bool tool = body == "tool";
+          const auto content =
+              tool ? json::array({{{"type", "tool_use"},
+                                   {"id", "toolu_late"},
+                                   {"name", "Write"},
+                                   {"input", {{"file_path", "late.txt"}, {"content", "x"}}}}})
+                   : json::array({{{"type", "text"}, {"text", body}}});
+          self->send(waiting->at(index), std::string(http_msg::reply_type),
+                     encode(http_msg::reply{200, {}, answer_body(content, "m", tool)}),
+                     uint64_t{0});
+          return;
+        }
         auto req = decode<http_msg::request>(body);
         auto to = caf::actor_cast<caf::actor>(self->current_sender());
         if (type != http_msg::request_type || !req) {
@@ -56,6 +85,11 @@ child_spec router_child(fake_router script) {
         auto taken = self->make_response_promise();
         taken.deliver(std::string(http_msg::request_type) + ".reply", encode(empty_body{}),
                       uint64_t{0});
+        if (script.held) {
+          waiting->push_back(to);
+          ++*script.held;
+          return;
+        }
         const auto doc = json::parse(req->body);
         bool slow = false;
         for (const auto& h : req->headers) {
@@ -282,7 +316,7 @@ TEST_CASE("agents: a turn against the router, and the transcript it leaves") {
 
 TEST_CASE("agents: a crash mid-tool resumes from the transcript, the call interrupted") {
   // The tool hangs (a Bash sleep) so the agent can be crashed while it runs.
-  family f{fake_router{"Bash", {{"command", "echo ran >> runs.txt; sleep 5"}}}};
+  family f{fake_router{"Bash", {{"command", "echo ran >> runs.txt; sleep 5"}}, nullptr}};
   (void)f.ask<agent_info>(manager_path, agent_create_type, spec_of("a", f.dir.path()));
   // The prompt's caller is left without an answer (it gives up after its
   // timeout); the turn goes on.
@@ -352,4 +386,38 @@ TEST_CASE("agents/tools: a tool that blocks holds its own thread, not another ag
   std::ofstream(fs::path(f.dir.path()) / "release") << "go\n";
   auto slow_reply = slow.get();
   CHECK_FALSE(slow_reply.is_error());
+}
+
+TEST_CASE("agents: a stopped call's late answer is dropped, not taken for the next call's") {
+  fake_router script;
+  script.held = std::make_shared<std::atomic<size_t>>(0);
+  family f{script};
+  (void)f.ask<agent_info>(manager_path, agent_create_type, spec_of("a", f.dir.path()));
+  auto prompt = [&](const std::string& text) {
+    return std::async(std::launch::async, [&f, text] {
+      return f.h.call("agents/live/a", make_envelope(agent_prompt_type, prompt_request{text}),
+                      std::chrono::seconds(20));
+    });
+  };
+  auto first = prompt("one");
+  REQUIRE(wait_until([&] { return *script.held == 1; }));
+  (void)f.ask<agent_info>("agents/live/a", agent_stop_type, empty_body{});
+  auto stopped = decode<prompt_reply>(first.get().body);
+  REQUIRE(stopped);
+  CHECK(stopped->stop_reason == "stopped");
+
+  auto second = prompt("two");
+  REQUIRE(wait_until([&] { return *script.held == 2; }));
+  // The first call's answer comes now, late, and would call a tool.
+  auto router = f.h.ctx()->registry.current("llm/router");
+  caf::anon_send(router, std::string("test.answer"), std::string("tool"), uint64_t{0});
+  caf::anon_send(router, std::string("test.answer"), std::string("second"), uint64_t{1});
+  auto answered = decode<prompt_reply>(second.get().body);
+  REQUIRE(answered);
+  CHECK(answered->stop_reason == "end_turn");
+  CHECK(answered->text == "second");
+  auto page = f.ask<transcript_page>(journal_path, transcript_read_type, read_request{"a", 0, 0});
+  CHECK(kinds(page.entries) == std::vector<std::string>{"prompt", "persona", "turn_end", "prompt",
+                                                        "persona", "assistant", "turn_end"});
+  CHECK_FALSE(fs::exists(fs::path(f.dir.path()) / "late.txt"));
 }

@@ -64,6 +64,8 @@ TEST_CASE("shell capture: a long output is bounded and says how much was cut") {
 
 TEST_CASE("terminal text: line ends, overwrites, escapes and controls") {
   CHECK(terminal_text("a\r\nb\r\n") == "a\nb\n");
+  // A program's own CR LF reaches the terminal as CR CR LF.
+  CHECK(terminal_text("HTTP/1.1 200 OK\r\r\nx: y\r\r\n") == "HTTP/1.1 200 OK\nx: y\n");
   CHECK(terminal_text("10%\r50%\r100%\r\ndone\n") == "100%\ndone\n");
   CHECK(terminal_text("\x1b[1;31mred\x1b[0m plain") == "red plain");
   CHECK(terminal_text("\x1b]0;title\x07text") == "text");

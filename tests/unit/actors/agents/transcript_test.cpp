@@ -122,6 +122,8 @@ TEST_CASE("transcript: elision takes the oldest results first and keeps the late
   CHECK(c.messages.back()["content"][0]["content"] == big);
   CHECK(c.messages[2]["content"][0]["content"].get<std::string>().find("elided") !=
         std::string::npos);
+  // What is elided is not elided again.
+  CHECK(plan_elision(request, 10, 1.0, 2) == std::vector<std::string>{"t3"});
 }
 
 TEST_CASE("transcript: tool definitions carry Claude Code's names and inputs") {
