@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <map>
 #include <optional>
+#include <unordered_map>
 #include <utility>
 
 #include <spdlog/logger.h>
@@ -117,11 +118,10 @@ struct agent_state {
   uint64_t calls = 0;
   std::string last_stop;
   std::string last_text;
-  /// The model call awaited (answers to older ones are ignored), and its
-  /// requester (see call_model).
+  /// The model call awaited (answers to older ones are ignored: see
+  /// call_model).
   uint64_t call_generation = 0;
   bool call_open = false;
-  caf::actor call_relay;
   /// Its answer, streamed (the agent asks with `stream: true`): a 200 is
   /// parsed as it comes and assembled into the message, its text deltas
   /// passed on to an SSE waiter; any other status is its error body.
@@ -162,12 +162,13 @@ struct agent_state {
   /// within them (asked once per path: the answer needs the file system).
   std::vector<std::string> roots;
   std::map<std::string, bool> watchable;
+  /// The metric series it counted (count_entry), by name and label values.
+  std::unordered_map<std::string, counter*> counters;
   static inline const char* name = "troupe.agents.agent";
 };
 
 using agent_actor = caf::stateful_actor<agent_state>;
 using approval_timeout_atom = caf::atom_constant<caf::atom("apprtimeo")>;
-using abandon_atom = caf::atom_constant<caf::atom("abandon")>;
 
 int64_t spent(const usage_info& u) {
   return u.input_tokens + u.output_tokens + u.cache_creation_input_tokens +
@@ -312,7 +313,7 @@ std::string closed_label(const std::string& value, const Range& known) {
 }
 
 /// Every decision an agent writes is counted too (docs/api.md, Metrics).
-void count_entry(metrics_registry& m, const json& e, const std::string& kind) {
+void count_entry(agent_state& st, const json& e, const std::string& kind) {
   static constexpr std::string_view events[] = {"PreToolUse",   "PostToolUse",  "UserPromptSubmit",
                                                 "Stop",         "SubagentStop", "PreCompact",
                                                 "SessionStart", "SessionEnd"};
@@ -323,31 +324,47 @@ void count_entry(metrics_registry& m, const json& e, const std::string& kind) {
       "context",  "stopped",    "hook",          "error",     "tool_use"};
   static constexpr std::string_view decisions[] = {"approved", "denied"};
   static constexpr std::string_view deciders[] = {"person", "timeout"};
+  const char* name = nullptr;
+  const char* help = nullptr;
+  metric_labels labels;
   if (kind == "tool_result" || kind == "interrupted") {
-    const auto result =
-        kind == "interrupted" ? "interrupted" : (e.value("is_error", false) ? "error" : "ok");
-    m.counter("troupe_agent_tool_calls_total", "Agents' tool calls by tool and result",
-              {{"tool", closed_label(e.value("name", ""), tool_names)}, {"result", result}})
-        .inc();
+    name = "troupe_agent_tool_calls_total";
+    help = "Agents' tool calls by tool and result";
+    labels = {{"tool", closed_label(e.value("name", ""), tool_names)},
+              {"result", kind == "interrupted" ? "interrupted"
+                                               : (e.value("is_error", false) ? "error" : "ok")}};
   } else if (kind == "hook") {
-    m.counter("troupe_agent_hook_decisions_total", "What agents' hooks decided",
-              {{"event", closed_label(e.value("event", ""), events)},
-               {"verdict", closed_label(e.value("verdict", ""), verdicts)}})
-        .inc();
+    name = "troupe_agent_hook_decisions_total";
+    help = "What agents' hooks decided";
+    labels = {{"event", closed_label(e.value("event", ""), events)},
+              {"verdict", closed_label(e.value("verdict", ""), verdicts)}};
   } else if (kind == "approval_decision") {
-    m.counter("troupe_agent_approvals_total", "Calls a hook asked a person about, as decided",
-              {{"decision", closed_label(e.value("decision", ""), decisions)},
-               {"by", closed_label(e.value("by", ""), deciders)}})
-        .inc();
+    name = "troupe_agent_approvals_total";
+    help = "Calls a hook asked a person about, as decided";
+    labels = {{"decision", closed_label(e.value("decision", ""), decisions)},
+              {"by", closed_label(e.value("by", ""), deciders)}};
   } else if (kind == "compaction") {
-    m.counter("troupe_agent_compactions_total", "Agents' compactions by method",
-              {{"method", e.contains("summary") ? "summary" : "elision"}})
-        .inc();
+    name = "troupe_agent_compactions_total";
+    help = "Agents' compactions by method";
+    labels = {{"method", e.contains("summary") ? "summary" : "elision"}};
   } else if (kind == "turn_end") {
-    m.counter("troupe_agent_turns_total", "Agents' turns by why they ended",
-              {{"stop_reason", closed_label(e.value("stop_reason", ""), stops)}})
-        .inc();
+    name = "troupe_agent_turns_total";
+    help = "Agents' turns by why they ended";
+    labels = {{"stop_reason", closed_label(e.value("stop_reason", ""), stops)}};
+  } else {
+    return;
   }
+  // The series this agent has counted before, without the registry's lock.
+  std::string key = name;
+  for (const auto& [k, v] : labels) {
+    key += '\0';
+    key += v;
+  }
+  auto [it, fresh] = st.counters.try_emplace(std::move(key), nullptr);
+  if (fresh) {
+    it->second = &st.ctx->metrics.counter(name, help, std::move(labels));
+  }
+  it->second->inc();
 }
 
 /// Writes `entries` (kind and fields; seq and time are added), then applies
@@ -381,7 +398,7 @@ void write(agent_actor* self, std::vector<json> entries, then_fn then) {
                     for (size_t i = 0; i < entries.size(); ++i) {
                       apply_entry(s.conv, entries[i]);
                       const auto kind = entries[i].value("kind", "");
-                      count_entry(s.ctx->metrics, entries[i], kind);
+                      count_entry(s, entries[i], kind);
                       if (s.who) {
                         if (s.turn_events.size() < reply_events_max) {
                           s.turn_events.push_back(written[i]);
@@ -627,47 +644,15 @@ http_msg::request model_request(agent_state& st, std::string body, const char* t
   return req;
 }
 
-/// A model call's own requester. The router and the upstream's thread
-/// answer it (http.reply, or http.head, http.chunk... http.end, or
-/// http.dropped); it hands each message on to the agent with the call's
-/// generation as its correlation id, then ends. So the agent tells the
-/// answer it awaits from what is left of a call it let go of (stopped,
-/// failed), and a call it lets go of is cancelled (`abandon`: http.gone to
-/// the router).
-caf::behavior call_relay(caf::event_based_actor* r, caf::actor agent, caf::actor router,
-                         uint64_t generation, std::string request) {
-  r->request(router, caf::infinite, std::string(http_msg::request_type), std::move(request),
-             uint64_t{0})
-      .then([](std::string&, std::string&, uint64_t) {},
-            [r, agent, generation](caf::error& e) {
-              auto lost = make_error_envelope(make_error(
-                  errc::unavailable, "the LLM router went down during the call: " + to_string(e)));
-              r->send(agent, std::move(lost.type), std::move(lost.body), generation);
-              r->quit();
-            });
-  return {
-      [r, agent, generation](std::string& type, std::string& body, uint64_t) {
-        const bool last = type == http_msg::reply_type || type == http_msg::end_type ||
-                          type == http_msg::dropped_type;
-        r->send(agent, std::move(type), std::move(body), generation);
-        if (last) {
-          r->quit();
-        }
-      },
-      [r, router](abandon_atom) {
-        r->send(router, std::string(http_msg::gone_type), encode(empty_body{}), uint64_t{0});
-        r->quit();
-      },
-  };
-}
-
-/// The agent no longer waits for the call under way, if any: it is
-/// cancelled, and whatever of it still arrives is dropped.
+/// The agent no longer waits for the call under way, if any: the router
+/// is told (http.gone: it cancels the call), and whatever of it still
+/// arrives is dropped (its correlation id is an older generation).
 void let_go_of_call(agent_actor* self) {
   auto& st = self->state;
-  if (st.call_relay) {
-    self->send(st.call_relay, abandon_atom::value);
-    st.call_relay = nullptr;
+  if (st.call_open) {
+    if (auto router = st.ctx->registry.current("llm/router")) {
+      self->send(router, std::string(http_msg::gone_type), encode(empty_body{}), uint64_t{0});
+    }
   }
   st.call_open = false;
   ++st.call_generation;
@@ -676,21 +661,27 @@ void let_go_of_call(agent_actor* self) {
   st.counting.reset();
 }
 
+/// Asks the router, as the requester of an exchange whose messages carry
+/// the call's generation as their correlation id.
 void call_model(agent_actor* self, std::string body, const char* target = "/v1/messages") {
   auto& st = self->state;
   auto router = st.ctx->registry.current("llm/router");
   if (!router) {
     return fail_turn(self, "the LLM router is not running; the turn ends here");
   }
-  if (st.call_relay) {
-    self->send(st.call_relay, abandon_atom::value);  // not expected: one call at a time
-  }
   st.at = phase::model;
   st.call_open = true;
   st.streamed.reset();
   const auto generation = ++st.call_generation;
-  st.call_relay = self->spawn(call_relay, caf::actor_cast<caf::actor>(self), router, generation,
-                              encode(model_request(st, std::move(body), target)));
+  self->request(router, caf::infinite, std::string(http_msg::request_type),
+                encode(model_request(st, std::move(body), target)), generation)
+      .then([](std::string&, std::string&, uint64_t) {},
+            [self, generation](caf::error& e) {
+              auto& s = self->state;
+              if (s.call_open && generation == s.call_generation) {
+                fail_turn(self, "the LLM router went down during the call: " + to_string(e));
+              }
+            });
 }
 
 void step(agent_actor* self) {
@@ -1720,13 +1711,6 @@ void on_notice(agent_actor* self, const std::string& type, const std::string& bo
   }
   if (!st.call_open || correlation_id != st.call_generation) {
     return;  // an answer nobody waits for any more
-  }
-  if (type == http_msg::reply_type || type == http_msg::end_type ||
-      type == http_msg::dropped_type || type == error_type) {
-    st.call_relay = nullptr;  // it has ended
-  }
-  if (type == error_type) {
-    return fail_turn(self, read_error(envelope{type, body, 0}).message);
   }
   if (type == http_msg::reply_type) {
     auto reply = decode<http_msg::reply>(body, decode_limits{.body_bytes_max = 1u << 30});

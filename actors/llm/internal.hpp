@@ -12,6 +12,7 @@
 
 #include "actors/llm/anthropic.hpp"
 #include "actors/llm/limiter.hpp"
+#include "actors/llm/requester.hpp"
 #include "actors/llm/upstream.hpp"
 #include "runtime/node/http_exchange.hpp"
 
@@ -33,7 +34,7 @@ struct chain_step {
 /// answer. Owned by the router alone: a provider gets what its call needs
 /// by value (msg::call), and the parse pool the request's bytes.
 struct exchange_state {
-  exchange_state(uint64_t i, exchange_request r, caf::actor to)
+  exchange_state(uint64_t i, exchange_request r, answer_to to)
       : id(i), req(std::move(r)), requester(std::move(to)), started(clock::now()) {}
   /// Let go of unanswered (the router stopping with it), its requester
   /// hears so and answers the client itself.
@@ -44,7 +45,7 @@ struct exchange_state {
   uint64_t id;
   exchange_request req;
   /// Where the answer goes (http.* messages).
-  caf::actor requester;
+  answer_to requester;
   clock::time_point started;
   request_info info;
   /// The request bytes to forward: the client's own unless the body changed.

@@ -65,7 +65,11 @@ struct call {
   std::string beta;
   /// x-troupe-cache on the answer: "miss" or "bypass".
   std::string cache_label;
-  TROUPE_FIELDS(id, model, body_model, path, body, stream, keep, version, beta, cache_label)
+  /// The requester's correlation id (its `http.request`'s), which the
+  /// answers it streams carry back.
+  uint64_t correlation = 0;
+  TROUPE_FIELDS(id, model, body_model, path, body, stream, keep, version, beta, cache_label,
+                correlation)
 };
 
 /// Whether the answer to `id` is still wanted: a client that left alone

@@ -107,7 +107,7 @@ std::optional<std::chrono::milliseconds> retry_after(const upstream_response& r)
 /// streamed and how. Only that try's callbacks touch it, one at a time (on
 /// the connection's strand); its end goes to the provider by message.
 struct try_state {
-  caf::actor requester;
+  answer_to requester;
   caf::actor provider;
   /// Set by the provider when nobody waits for the answer any more.
   std::shared_ptr<const std::atomic<bool>> cancelled;
@@ -231,7 +231,7 @@ void on_try_done(try_state& t, upstream_response r) {
 /// A call this provider runs, until it ends (after its retries).
 struct call_record {
   msg::call call;
-  caf::actor requester;
+  answer_to requester;
   int tries = 0;
   uint64_t retries = 0;
   /// The try being made, or the wait before the next.
@@ -535,7 +535,7 @@ void on_try_ended(provider_actor* self, msg::upstream_result r) {
 
 void on_call(provider_actor* self, const std::string& body) {
   auto& st = self->state;
-  auto requester = caf::actor_cast<caf::actor>(self->current_sender());
+  auto sender = caf::actor_cast<caf::actor>(self->current_sender());
   auto c = decode<msg::call>(body, decode_limits{.body_bytes_max = 1u << 30});
   if (!c) {
     st.log->error("an unreadable call: {}", c.err().message);
@@ -547,7 +547,7 @@ void on_call(provider_actor* self, const std::string& body) {
   }
   call_record rec;
   rec.call = std::move(*c);
-  rec.requester = std::move(requester);
+  rec.requester = answer_to{std::move(sender), rec.call.correlation};
   st.calls.emplace(id, std::move(rec));
   start(self, id);
 }

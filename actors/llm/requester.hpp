@@ -6,6 +6,7 @@
 // does an upstream connection's thread while it streams, each for the part
 // of the exchange it owns at the time.
 
+#include <cstdint>
 #include <string>
 
 #include <caf/actor.hpp>
@@ -14,12 +15,22 @@
 
 namespace troupe::llm {
 
-void send_reply(const caf::actor& to, int status, http_headers headers, std::string body);
-void send_head(const caf::actor& to, int status, http_headers headers);
-void send_chunk(const caf::actor& to, std::string bytes);
-void send_end(const caf::actor& to);
+/// Who an exchange's answers go to: the actor that sent `http.request`, and
+/// that message's correlation id, which every answer carries back (so an
+/// actor whose exchanges follow one another, an agent, tells an answer it
+/// waits for from what is left of one it let go of).
+struct answer_to {
+  caf::actor actor;
+  uint64_t correlation = 0;
+  explicit operator bool() const noexcept { return static_cast<bool>(actor); }
+};
+
+void send_reply(const answer_to& to, int status, http_headers headers, std::string body);
+void send_head(const answer_to& to, int status, http_headers headers);
+void send_chunk(const answer_to& to, std::string bytes);
+void send_end(const answer_to& to);
 /// The family let go of the exchange unanswered: the requester answers 500,
 /// or ends a stream it began with an error.
-void send_dropped(const caf::actor& to);
+void send_dropped(const answer_to& to);
 
 }  // namespace troupe::llm

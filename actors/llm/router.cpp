@@ -733,7 +733,8 @@ void start_step(router_actor* self, const std::shared_ptr<exchange_state>& x) {
   x->provider = provider;
   st.calls[x->id] = x;
   // Sent as the requester: the provider streams the answer straight to it.
-  caf::send_as(x->requester, provider, std::string(msg::call_type), encode(c), uint64_t{0});
+  c.correlation = x->requester.correlation;
+  caf::send_as(x->requester.actor, provider, std::string(msg::call_type), encode(c), uint64_t{0});
 }
 
 // ---------------------------------------------------------------------------
@@ -1166,10 +1167,10 @@ void lead(router_actor* self, const std::shared_ptr<exchange_state>& x) {
 
 /// An exchange that arrived as a message (`http.request`): it is answered
 /// by `http.*` messages to its sender.
-void on_request_message(router_actor* self, std::string_view body) {
+void on_request_message(router_actor* self, std::string_view body, uint64_t correlation) {
   auto& st = self->state;
   // Read before the promise takes the sender out of the message.
-  auto requester = caf::actor_cast<caf::actor>(self->current_sender());
+  const answer_to requester{caf::actor_cast<caf::actor>(self->current_sender()), correlation};
   if (self->current_message_id().is_request()) {
     auto promise = self->make_response_promise();
     deliver(promise, make_envelope(std::string(http_msg::request_type) + ".reply", empty_body{}));
@@ -1191,7 +1192,7 @@ void on_request_message(router_actor* self, std::string_view body) {
   }
   auto x = std::make_shared<exchange_state>(st.next_id++,
                                             http_msg::from_message(std::move(*request)), requester);
-  st.requesters[requester.address()] = x;
+  st.requesters[requester.actor.address()] = x;
   guarded(self, x, on_exchange);
 }
 
@@ -1290,9 +1291,9 @@ child_spec router_child(std::shared_ptr<node_context> ctx, std::shared_ptr<db> s
         book->flush();
       });
       return {
-          [self](const std::string& type, const std::string& body, uint64_t) {
+          [self](const std::string& type, const std::string& body, uint64_t correlation) {
             if (type == http_msg::request_type) {
-              on_request_message(self, body);
+              on_request_message(self, body, correlation);
             } else if (type == http_msg::gone_type) {
               on_gone(self);
             } else if (type == msg::done_type) {

@@ -13,6 +13,11 @@
 //                    http.head {status, headers}, http.chunk {bytes}...,
 //                    http.end {}; http.dropped {} when the family let go of
 //                    the exchange (unanswered, the edge answers 500)
+//
+// Every message the family sends the requester carries, as its correlation
+// id, the one its http.request carried: a requester whose exchanges follow
+// one another (an agent's model calls) tells the one it waits for from
+// what is left of one it let go of.
 
 #include <iterator>
 #include <memory>
@@ -157,8 +162,7 @@ struct chunk {
 
 [[nodiscard]] inline exchange_request from_message(request r) {
   return exchange_request{std::move(r.method), std::move(r.target),
-                          to_headers(std::move(r.headers)), std::move(r.body),
-                          std::move(r.client)};
+                          to_headers(std::move(r.headers)), std::move(r.body), std::move(r.client)};
 }
 
 }  // namespace http_msg

@@ -61,7 +61,8 @@ child_spec router_child(fake_router script) {
   child_spec spec;
   spec.name = "router";
   spec.start = [script](caf::actor_system& system, const std::string&) {
-    auto waiting = std::make_shared<std::vector<caf::actor>>();
+    // Held calls: their requester, and the correlation id answers carry.
+    auto waiting = std::make_shared<std::vector<std::pair<caf::actor, uint64_t>>>();
     return system.spawn([script, waiting](caf::event_based_actor* self) -> caf::behavior {
       return {[self, script, waiting](std::string& type, std::string& body, uint64_t index) {
         if (type == "test.answer") {
@@ -72,9 +73,10 @@ child_spec router_child(fake_router script) {
                                    {"name", "Write"},
                                    {"input", {{"file_path", "late.txt"}, {"content", "x"}}}}})
                    : json::array({{{"type", "text"}, {"text", body}}});
-          self->send(waiting->at(index), std::string(http_msg::reply_type),
+          const auto& [to, correlation] = waiting->at(index);
+          self->send(to, std::string(http_msg::reply_type),
                      encode(http_msg::reply{200, {}, answer_body(content, "m", tool)}),
-                     uint64_t{0});
+                     correlation);
           return;
         }
         auto req = decode<http_msg::request>(body);
@@ -85,8 +87,9 @@ child_spec router_child(fake_router script) {
         auto taken = self->make_response_promise();
         taken.deliver(std::string(http_msg::request_type) + ".reply", encode(empty_body{}),
                       uint64_t{0});
+        const auto correlation = index;  // the request's, carried back
         if (script.held) {
-          waiting->push_back(to);
+          waiting->emplace_back(to, correlation);
           ++*script.held;
           return;
         }
@@ -115,7 +118,7 @@ child_spec router_child(fake_router script) {
                     {"stop_reason", after_tool ? "end_turn" : "tool_use"},
                     {"usage", {{"input_tokens", 10}, {"output_tokens", 5}}}};
         self->send(to, std::string(http_msg::reply_type),
-                   encode(http_msg::reply{200, {}, answer.dump()}), uint64_t{0});
+                   encode(http_msg::reply{200, {}, answer.dump()}), correlation);
       }};
     });
   };

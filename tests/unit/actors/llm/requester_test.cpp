@@ -24,11 +24,13 @@ envelope next(deterministic_system& sys) {
 
 TEST_CASE("requester: a whole reply, or a stream's head, chunks and end, or dropped") {
   deterministic_system sys;
-  const auto me = sys.self();
+  // Every message carries the correlation id of the requester's request.
+  const llm::answer_to me{sys.self(), 42};
 
   llm::send_reply(me, 200, {{"content-type", "application/json"}}, R"({"id":"m"})");
   auto reply = next(sys);
   REQUIRE(reply.type == http_msg::reply_type);
+  CHECK(reply.correlation_id == 42);
   auto r = decode<http_msg::reply>(reply.body);
   REQUIRE(r);
   CHECK(r->status == 200);
@@ -39,7 +41,9 @@ TEST_CASE("requester: a whole reply, or a stream's head, chunks and end, or drop
   llm::send_head(me, 200, {{"content-type", "text/event-stream"}});
   llm::send_chunk(me, "event: ping\n\n");
   llm::send_end(me);
-  CHECK(next(sys).type == http_msg::head_type);
+  auto head = next(sys);
+  CHECK(head.type == http_msg::head_type);
+  CHECK(head.correlation_id == 42);
   auto chunk = next(sys);
   REQUIRE(chunk.type == http_msg::chunk_type);
   CHECK(decode<http_msg::chunk>(chunk.body)->bytes == "event: ping\n\n");
