@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <charconv>
 #include <deque>
 #include <functional>
 #include <future>
@@ -1121,7 +1122,16 @@ expected<tcp::endpoint> parse_listen(const std::string& listen) {
     return make_error(errc::config_invalid,
                       "gateway.listen: '" + host + "' is not an IP address: " + ec.message());
   }
-  return tcp::endpoint(address, static_cast<uint16_t>(std::stoul(listen.substr(colon + 1))));
+  const auto port_text = std::string_view(listen).substr(colon + 1);
+  unsigned port = 0;
+  const auto [end, perr] =
+      std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+  if (port_text.empty() || perr != std::errc{} || end != port_text.data() + port_text.size() ||
+      port > 65535) {
+    return make_error(errc::config_invalid, "gateway.listen: the port must be 0 to 65535, got '" +
+                                                std::string(port_text) + "'");
+  }
+  return tcp::endpoint(address, static_cast<uint16_t>(port));
 }
 
 }  // namespace

@@ -1,7 +1,6 @@
 // The store against a real RocksDB in a temp dir.
 
 #include "storage/db.hpp"
-#include "storage/writer.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -18,7 +17,8 @@ class temp_store_dir {
  public:
   temp_store_dir() {
     std::random_device rd;
-    path_ = (std::filesystem::temp_directory_path() / ("troupe-db-" + std::to_string(rd()))).string();
+    path_ =
+        (std::filesystem::temp_directory_path() / ("troupe-db-" + std::to_string(rd()))).string();
   }
   ~temp_store_dir() {
     std::error_code ec;
@@ -62,13 +62,16 @@ TEST_CASE("an expired value is never returned, and a sweep removes only expired 
   REQUIRE(store->put(column::cache, "short", "a", now_ms + 1000).has_value());
   REQUIRE(store->put(column::cache, "long", "b", now_ms + 60000).has_value());
   REQUIRE(store->put(column::cache, "forever", "c").has_value());
-  CHECK(store->get(column::cache, "short", now_ms + 999).value() == std::optional<std::string>("a"));
+  CHECK(store->get(column::cache, "short", now_ms + 999).value() ==
+        std::optional<std::string>("a"));
   CHECK(store->get(column::cache, "short", now_ms + 1000).value() == std::nullopt);
   auto swept = store->sweep_expired(column::cache, now_ms + 1000, 100);
   REQUIRE(swept.has_value());
   CHECK(*swept == 1);
-  CHECK(store->get(column::cache, "long", now_ms + 1000).value() == std::optional<std::string>("b"));
-  CHECK(store->get(column::cache, "forever", UINT64_MAX).value() == std::optional<std::string>("c"));
+  CHECK(store->get(column::cache, "long", now_ms + 1000).value() ==
+        std::optional<std::string>("b"));
+  CHECK(store->get(column::cache, "forever", UINT64_MAX).value() ==
+        std::optional<std::string>("c"));
 }
 
 TEST_CASE("a sweep is bounded by its limit") {
@@ -133,7 +136,8 @@ TEST_CASE("foreign or damaged values are reported as corrupt, not misread") {
   auto read = store->get(column::cache, "foreign", now_ms);
   REQUIRE_FALSE(read.has_value());
   CHECK(read.err().code == errc::corrupt);
-  CHECK(read.err().message == "value in cache is unreadable: not a troupe value (foreign or damaged bytes)");
+  CHECK(read.err().message ==
+        "value in cache is unreadable: not a troupe value (foreign or damaged bytes)");
   // Other entries still work.
   REQUIRE(store->put(column::cache, "ok", "v").has_value());
   CHECK(store->get(column::cache, "ok", now_ms).value() == std::optional<std::string>("v"));
@@ -153,28 +157,4 @@ TEST_CASE("the stored form pins magic, version and expiry") {
   auto newer = decode_stored(bytes);
   REQUIRE_FALSE(newer.has_value());
   CHECK(newer.err().message == "value format 9 is not the format this build reads (1)");
-}
-
-TEST_CASE("the writer applies writes in the order posted, and all of them before it goes") {
-  temp_store_dir dir;
-  std::shared_ptr<db> store = open_store(dir.path());
-  {
-    store_writer writer(store, "test");
-    for (int i = 0; i < 2500; ++i) {
-      writer.put(column::sessions, "sb/a/" + std::to_string(10000 + i), "x");
-    }
-    writer.put(column::sessions, "sb/b/1", "kept");
-    writer.put(column::sessions, "k", "first");
-    writer.put(column::sessions, "k", "second");  // the later put wins
-    writer.remove_prefix(column::sessions, "sb/a/");
-  }
-  CHECK(store->scan_prefix(column::sessions, "sb/a/", 0, 10).value().empty());
-  CHECK(store->get(column::sessions, "k", 0).value() == "second");
-  {
-    store_writer writer(store, "test");
-    writer.put(column::sessions, "late", "written before the writer goes");
-    writer.remove(column::sessions, "sb/b/1");
-  }
-  CHECK(store->get(column::sessions, "late", 0).value() == "written before the writer goes");
-  CHECK_FALSE(store->get(column::sessions, "sb/b/1", 0).value().has_value());
 }
