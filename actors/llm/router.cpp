@@ -1190,8 +1190,11 @@ void on_request_message(router_actor* self, std::string_view body, uint64_t corr
     std::erase_if(st.requesters, [](const auto& entry) { return entry.second.expired(); });
     st.requesters_sweep_at = std::max<size_t>(1024, 2 * st.requesters.size());
   }
-  auto x = std::make_shared<exchange_state>(st.next_id++,
-                                            http_msg::from_message(std::move(*request)), requester);
+  // Not make_shared: `requesters` holds a weak_ptr per requester until the
+  // next sweep, which would keep the whole exchange (its request and what
+  // it captured) allocated long after it ended.
+  auto x = std::shared_ptr<exchange_state>(
+      new exchange_state(st.next_id++, http_msg::from_message(std::move(*request)), requester));
   st.requesters[requester.actor.address()] = x;
   guarded(self, x, on_exchange);
 }
