@@ -413,6 +413,7 @@ void write(agent_actor* self, std::vector<json> entries, then_fn then) {
 // ---- the loop --------------------------------------------------------------
 
 void step(agent_actor* self);
+int64_t context_budget(const agent_state& st);
 bool needs_calibration(const agent_state& st, int64_t raw);
 void calibrate(agent_actor* self, int64_t raw);
 void compact(agent_actor* self, int64_t before);
@@ -700,7 +701,7 @@ void step(agent_actor* self) {
     return end_turn(self, "budget");
   }
   auto body = request_body(st);
-  const auto budget = st.spec.context_tokens;
+  const auto budget = context_budget(st);
   const auto raw = estimate_tokens_of(body.size());
   if (needs_calibration(st, raw)) {
     return calibrate(self, raw);
@@ -712,11 +713,19 @@ void step(agent_actor* self) {
   compact(self, before);
 }
 
+/// The context budget: the agent's, or its persona's when that is smaller.
+int64_t context_budget(const agent_state& st) {
+  if (st.active && st.active->context_tokens > 0) {
+    return std::min(st.spec.context_tokens, st.active->context_tokens);
+  }
+  return st.spec.context_tokens;
+}
+
 /// Whether to ask the upstream what the request counts before relying on
 /// the estimate: only near the budget (from half of it), once, and again
 /// when the request has doubled since.
 bool needs_calibration(const agent_state& st, int64_t raw) {
-  const auto budget = st.spec.context_tokens;
+  const auto budget = context_budget(st);
   if (static_cast<double>(raw) * st.conv.calibration * 2 < static_cast<double>(budget)) {
     return false;
   }
@@ -762,7 +771,7 @@ void take_count(agent_actor* self, int status, const json& doc) {
 /// again (another round if it is still over).
 void compact(agent_actor* self, int64_t before) {
   auto& st = self->state;
-  const auto budget = st.spec.context_tokens;
+  const auto budget = context_budget(st);
   auto request = build_request(st);
   auto ids = plan_elision(request, budget, st.conv.calibration, keep_messages);
   if (!ids.empty()) {
@@ -1329,6 +1338,7 @@ expected<persona> to_persona(const persona_info& info) {
   p.model = info.model;
   p.prompt = info.prompt.value_or("");
   p.priority = static_cast<int>(info.priority);
+  p.context_tokens = info.context_tokens;
   p.source = info.source;
   if (info.tools) {
     p.tools.emplace();

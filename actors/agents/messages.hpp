@@ -93,8 +93,10 @@ struct persona_info {
   std::string source;
   /// The system prompt: in persona.get only.
   std::optional<std::string> prompt;
+  /// Its context budget; 0: none of its own.
+  int64_t context_tokens = 0;
   TROUPE_FIELDS(name, description, tools, disallowed_tools, model, priority, triggers, source,
-                prompt)
+                prompt, context_tokens)
 };
 
 struct problem_info {

@@ -381,6 +381,15 @@ expected<persona> parse_persona(std::string_view text, const std::string& source
       }
       p.priority = value;
     }
+    if (const auto budget = doc["context_tokens"]) {
+      int64_t value = 0;
+      if (!budget.IsScalar() || !YAML::convert<int64_t>::decode(budget, value) || value < 1000 ||
+          value > 10'000'000) {
+        return at_line(source, line_of(budget),
+                       "context_tokens: an integer from 1,000 to 10,000,000");
+      }
+      p.context_tokens = value;
+    }
     if (const auto triggers = doc["triggers"]) {
       auto t = read_triggers(triggers, source, p);
       if (!t) {

@@ -3,8 +3,8 @@
 // Personas: Claude Code subagent files read as they are. A file is Markdown
 // with YAML front matter between two `---` lines; the body is the system
 // prompt. Keys read: `name`, `description`, `tools`, `disallowedTools`,
-// `model` (Claude Code's), `triggers` and `priority` (troupe's); any other
-// key is ignored. Plain values and functions, no I/O but load_personas().
+// `model` (Claude Code's), `triggers`, `priority` and `context_tokens`
+// (troupe's); any other key is ignored. Plain values and functions, no I/O but load_personas().
 //
 //   ---
 //   name: reviewer
@@ -16,6 +16,7 @@
 //     regex: ['\bPR ?#\d+']
 //     files: ["*.diff", "*.patch"]
 //   priority: 10
+//   context_tokens: 50000
 //   ---
 //   You review changes. ...
 
@@ -86,6 +87,9 @@ struct persona {
   persona_triggers triggers;
   /// Higher wins when several personas match a prompt.
   int priority = 0;
+  /// The context budget of an agent that follows it, if it sets one (the
+  /// agent's own still bounds it); 0: none.
+  int64_t context_tokens = 0;
   /// The file it was read from.
   std::string source;
   /// The triggers' regexes, compiled once (same order as triggers.regex).

@@ -72,6 +72,7 @@ persona_info to_info(const persona& p, bool with_prompt) {
   info.disallowed_tools = texts(p.disallowed);
   info.model = p.model;
   info.priority = p.priority;
+  info.context_tokens = p.context_tokens;
   info.triggers = {p.triggers.keywords, p.triggers.regex, p.triggers.files};
   info.source = p.source;
   if (with_prompt) {

@@ -467,9 +467,14 @@ TEST_CASE("agents: a conversation three times its context budget never sends mor
   }
   big.close();
   constexpr int budget = 4000;
+  // The budget is its persona's (a workspace persona file): the agent's own
+  // is the node's default, 100,000.
+  fs::create_directories(fs::path(ws.path()) / ".claude" / "agents");
+  std::ofstream(fs::path(ws.path()) / ".claude" / "agents" / "small.md")
+      << "---\nname: small\ndescription: Works in a small context.\ncontext_tokens: " << budget
+      << "\n---\nYou read files.\n";
   auto http = client_for(node.url(), node.token());
-  post_json(http, "/v1/agents",
-            {{"name", "c"}, {"workspace", ws.path()}, {"context_tokens", budget}});
+  post_json(http, "/v1/agents", {{"name", "c"}, {"workspace", ws.path()}, {"persona", "small"}});
   json steps = json::array();
   for (int i = 0; i < 12; ++i) {
     steps.push_back({{"tool", "Read"}, {"input", {{"file_path", "big.txt"}}}});

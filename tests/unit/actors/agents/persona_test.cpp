@@ -78,7 +78,8 @@ TEST_CASE("persona: without tools every tool is allowed, and the model is inheri
 TEST_CASE("persona: tools as a YAML list, CRLF lines, troupe's own keys") {
   const auto p = parse_ok(
       "---\r\nname: security\r\ndescription: Audits.\r\ntools:\r\n  - Read\r\n  - Grep\r\n"
-      "disallowedTools: [Write]\r\npriority: 20\r\ntriggers:\r\n  keywords: [CVE, "
+      "disallowedTools: [Write]\r\npriority: 20\r\ncontext_tokens: 50000\r\ntriggers:\r\n"
+      "  keywords: [CVE, "
       "\"sql injection\"]\r\n  regex: ['\\bGHSA-\\w+']\r\n  files: [\"*.lock\"]\r\n---\r\nAudit "
       "it.\r\n");
   REQUIRE(p.tools);
@@ -86,6 +87,7 @@ TEST_CASE("persona: tools as a YAML list, CRLF lines, troupe's own keys") {
   REQUIRE(p.disallowed.size() == 1);
   CHECK(p.disallowed[0].tool == "Write");
   CHECK(p.priority == 20);
+  CHECK(p.context_tokens == 50000);
   CHECK(p.triggers.keywords == std::vector<std::string>{"CVE", "sql injection"});
   CHECK(p.triggers.regex.size() == 1);
   CHECK(p.compiled.size() == 1);
@@ -107,6 +109,8 @@ TEST_CASE("persona: a bad file is refused with its name and line") {
         "p.md:2: description: required, says when to use this persona");
   CHECK(parse_error("---\nname: x\ndescription: d\n\npriority: high\n---\n") ==
         "p.md:5: priority: an integer from -1000 to 1000");
+  CHECK(parse_error("---\nname: x\ndescription: d\ncontext_tokens: 10\n---\n") ==
+        "p.md:4: context_tokens: an integer from 1,000 to 10,000,000");
   CHECK(parse_error("---\nname: x\ndescription: d\ntools: Bash(git diff\n---\n") ==
         "p.md:4: tools: tool rule 'Bash(git diff' has no closing parenthesis");
   CHECK(parse_error("---\nname: x\ndescription: d\ntriggers:\n  regex: ['(unclosed']\n---\n")
