@@ -744,16 +744,30 @@ void calibrate(agent_actor* self, int64_t raw) {
   call_model(self, request.dump(), "/v1/messages/count_tokens");
 }
 
+/// A failed call as the upstream told it: "HTTP 529: Overloaded".
+std::string failed_call(int status, const json& doc) {
+  std::string why = "HTTP " + std::to_string(status);
+  if (doc.is_object() && doc.contains("error") && doc["error"].is_object()) {
+    const auto& e = doc["error"];
+    if (const auto m = e.find("message"); m != e.end() && m->is_string()) {
+      why += ": " + m->get<std::string>();
+    }
+  }
+  return why;
+}
+
 /// The upstream's count: the estimate's factor from now on, written (so a
 /// new incarnation has it), with a margin, as estimates must not fall short.
 void take_count(agent_actor* self, int status, const json& doc) {
   auto& st = self->state;
   const auto raw = *st.counting;
   st.counting.reset();
-  const auto counted = doc.is_object() ? doc.value("input_tokens", int64_t{0}) : int64_t{0};
+  const auto it = doc.is_object() ? doc.find("input_tokens") : doc.end();
+  const int64_t counted = it != doc.end() && it->is_number_integer() ? it->get<int64_t>() : 0;
   if (status != 200 || counted <= 0 || raw <= 0) {
-    st.log->warn("agent {}: count_tokens answered HTTP {}; the estimate stays uncalibrated",
-                 st.spec.name, status);
+    st.log->warn("agent {}: count_tokens answered {}; the estimate stays uncalibrated",
+                 st.spec.name,
+                 status == 200 ? std::string("no input_tokens") : failed_call(status, doc));
     return step(self);
   }
   constexpr double margin = 1.05;
@@ -829,10 +843,12 @@ void take_summary(agent_actor* self, int status, const json& doc) {
     }
   }
   if (text.empty()) {
-    return fail_turn(self,
-                     "the conversation is over its context budget and the summary call "
-                     "failed (HTTP " +
-                         std::to_string(status) + ")");
+    return fail_turn(
+        self,
+        "the conversation is over its context budget and the summary call "
+        "failed (" +
+            (status == 200 ? std::string("an answer without text") : failed_call(status, doc)) +
+            ")");
   }
   const auto usage = usage_of(doc.value("usage", json::object()));
   add_usage(st.turn_usage, usage);
@@ -967,11 +983,7 @@ void take_answer(agent_actor* self, int status, const json& doc) {
     return take_summary(self, status, doc);
   }
   if (status != 200) {
-    std::string why = "HTTP " + std::to_string(status);
-    if (doc.is_object() && doc.contains("error") && doc["error"].is_object()) {
-      why += ": " + doc["error"].value("message", std::string());
-    }
-    return fail_turn(self, "the model call failed (" + why + ")");
+    return fail_turn(self, "the model call failed (" + failed_call(status, doc) + ")");
   }
   if (!doc.is_object() || !doc.contains("content") || !doc["content"].is_array()) {
     return fail_turn(self, "the model's answer is not a Messages response");

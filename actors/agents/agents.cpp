@@ -369,10 +369,6 @@ expected<agent_spec> checked(const node_config& cfg, agent_spec s) {
   return s;
 }
 
-bool running(const std::optional<actor_route>& route) {
-  return route && route->state == actor_state::running && route->current;
-}
-
 /// What the manager says of an agent that does not answer itself.
 agent_info held_info(const manager_state& st, const agent_spec& spec) {
   agent_info info;
@@ -389,7 +385,7 @@ agent_info held_info(const manager_state& st, const agent_spec& spec) {
 void report(manager_actor* self, const agent_spec& spec, std::function<void(agent_info)> done) {
   auto& st = self->state;
   auto route = st.ctx->registry.find(live_name(spec.name));
-  if (!running(route)) {
+  if (!is_running(route)) {
     return done(held_info(st, spec));
   }
   self->request(route->current, agent_timeout, std::string(agent_info_type), encode(empty_body{}),
@@ -534,7 +530,7 @@ void remove(manager_actor* self, const std::string& name, const done_fn& done) {
   // Its SessionEnd hooks run first (an agent that does not answer in time
   // is deleted all the same).
   auto route = st.ctx->registry.find(live_name(name));
-  if (!running(route)) {
+  if (!is_running(route)) {
     return stop_and_forget(self, name, done);
   }
   self->request(route->current, session_end_timeout, std::string(agent_end_type),

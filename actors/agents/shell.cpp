@@ -131,7 +131,9 @@ expected<std::string> prepare(const node_context& ctx, const std::string& agent,
                               const std::string& command, const std::string& nonce) {
   const auto dir = fs::path(ctx.config.node.data_dir) / "shell";
   std::error_code ec;
-  fs::create_directories(dir, ec);
+  if (fs::create_directories(dir, ec); ec) {
+    return make_error(errc::unavailable, "cannot make " + dir.string() + ": " + ec.message());
+  }
   const auto stem = agent + "." + nonce;
   const auto cmd = (dir / (stem + ".cmd")).string();
   const auto cwd = (dir / (stem + ".cwd")).string();

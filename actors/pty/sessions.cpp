@@ -182,10 +182,6 @@ std::string state_name(const std::optional<actor_route>& route) {
   }
 }
 
-bool running(const std::optional<actor_route>& route) {
-  return route && route->state == actor_state::running && route->current;
-}
-
 const session_snapshot* held_of(const manager_state& st, const std::string& id) {
   auto it = st.held.find(id);
   return it == st.held.end() ? nullptr : &it->second;
@@ -218,7 +214,7 @@ void ask_now(manager_actor* self, const caf::actor& incarnation, const char* typ
 void report(manager_actor* self, const std::string& id, std::function<void(session_info)> done) {
   auto& st = self->state;
   auto route = st.ctx->registry.find(live_path(id));
-  if (!running(route)) {
+  if (!is_running(route)) {
     return done(info_held(id, held_of(st, id), state_name(route)));
   }
   ask_now(self, route->current, info_type, [self, id, done](envelope reply) {
@@ -386,7 +382,7 @@ void end_session(manager_actor* self, const std::string& id, const done_fn& done
                                   msg.correlation_id));
     }
   }
-  if (running(route)) {
+  if (is_running(route)) {
     // It hangs up its shell (SIGKILL after the grace), forgets itself in the
     // store and ends; until it has left the tree it is not shown.
     st.ended.insert(id);
@@ -410,7 +406,7 @@ void end_session(manager_actor* self, const std::string& id, const done_fn& done
 void document(manager_actor* self, const char* type, const std::string& id, const done_fn& done) {
   auto& st = self->state;
   auto route = st.ctx->registry.find(live_path(id));
-  if (running(route)) {
+  if (is_running(route)) {
     ask_now(self, route->current, type, [done](envelope reply) { done(std::move(reply)); });
     return;
   }
@@ -477,7 +473,7 @@ void attach(manager_actor* self, envelope msg, caf::response_promise promise) {
                    make_error_envelope(make_error(errc::not_found, "no session '" + req->id + "'"),
                                        msg.correlation_id));
   }
-  if (running(route)) {
+  if (is_running(route)) {
     return delegate(promise, route->current, std::move(msg));
   }
   if (route->state == actor_state::restarting || route->state == actor_state::starting) {

@@ -64,6 +64,11 @@ struct actor_route {
   actor_state state = actor_state::starting;
 };
 
+/// Whether `route` (a find() result) names an incarnation that runs now.
+[[nodiscard]] inline bool is_running(const std::optional<actor_route>& route) {
+  return route && route->state == actor_state::running && route->current;
+}
+
 struct actor_counts {
   size_t total = 0;
   size_t running = 0;

@@ -170,10 +170,10 @@ TEST_CASE("transcript: hook context, a Stop hook's continuation, and approvals")
 namespace {
 
 /// A turn of `steps` Write calls, each carrying `bytes` in its input.
-std::vector<json> writing_turn(int steps, size_t bytes) {
+std::vector<json> writing_turn(int steps, size_t bytes, const std::string& ids = "t") {
   std::vector<json> entries{{{"kind", "prompt"}, {"text", "write the files"}}};
   for (int i = 0; i < steps; ++i) {
-    const auto id = "t" + std::to_string(i);
+    const auto id = ids + std::to_string(i);
     entries.push_back(
         {{"kind", "assistant"},
          {"content",
@@ -221,16 +221,22 @@ TEST_CASE("transcript: a summary cuts at an answer and keeps the latest turns wh
   // Within 3/5 of the budget, with the summary's bound.
   CHECK(estimate_tokens_of(c.messages.dump().size()) + b.fixed <= b.context * 3 / 5 + b.summary);
 
-  // A second summary replaces the first: the prompt stays once.
-  const auto again = plan_summary(c, b, 2);
-  if (again) {
-    apply_entry(c, {{"kind", "compaction"},
-                    {"summary", "wrote t0 to t7"},
-                    {"upto", again->upto},
-                    {"keep_prompt", again->keep_prompt}});
-    CHECK(c.messages[0]["content"].size() == 2);
-    CHECK(c.messages[0]["content"][0]["text"] == "write the files");
+  // Nothing left to summarise: the summary and the latest call alone.
+  CHECK(c.messages.size() == 3);
+  CHECK_FALSE(plan_summary(c, b, 2));
+  // More steps; a second summary replaces the first: the prompt stays once.
+  const auto more = writing_turn(4, 4000, "m");
+  for (size_t i = 1; i < more.size(); ++i) {  // the steps, not the prompt
+    apply_entry(c, more[i]);
   }
+  const auto again = plan_summary(c, b, 2);
+  REQUIRE(again);
+  apply_entry(c, {{"kind", "compaction"},
+                  {"summary", "wrote t0 to t7"},
+                  {"upto", again->upto},
+                  {"keep_prompt", again->keep_prompt}});
+  CHECK(c.messages[0]["content"].size() == 2);
+  CHECK(c.messages[0]["content"][0]["text"] == "write the files");
 }
 
 TEST_CASE("transcript: no summary when the latest turns alone are over the budget") {

@@ -15,7 +15,7 @@ using troupe::test::wait_until;
 
 namespace {
 
-/// Starts the family under a root of its own; true once `paths` all run.
+/// True once `paths` all run.
 bool runs(actor_harness& h, std::initializer_list<const char*> paths) {
   return wait_until([&] {
     for (const auto* path : paths) {
@@ -27,10 +27,8 @@ bool runs(actor_harness& h, std::initializer_list<const char*> paths) {
   });
 }
 
-}  // namespace
-
-TEST_CASE("llm: a provider for the Anthropic API and the router") {
-  actor_harness h;
+/// The family under a root of its own, as the node starts it.
+void start_family(actor_harness& h) {
   auto family = llm::llm_child(h.ctx(), nullptr);
   REQUIRE(family);
   CHECK(family->name == "llm");
@@ -38,6 +36,13 @@ TEST_CASE("llm: a provider for the Anthropic API and the router") {
   root.children = {std::move(*family)};
   h.ctx()->top_level_children = 1;
   h.start_root(std::move(root));
+}
+
+}  // namespace
+
+TEST_CASE("llm: a provider for the Anthropic API and the router") {
+  actor_harness h;
+  start_family(h);
   CHECK(runs(h, {"llm", "llm/anthropic", "llm/router"}));
   CHECK_FALSE(h.registry().find("llm/local"));
 }
@@ -46,12 +51,7 @@ TEST_CASE("llm: an OpenAI-compatible fallback gets a provider of its own") {
   node_config c;
   c.llm.local_base_url = "http://127.0.0.1:9/v1";
   actor_harness h(c);
-  auto family = llm::llm_child(h.ctx(), nullptr);
-  REQUIRE(family);
-  supervisor_spec root;
-  root.children = {std::move(*family)};
-  h.ctx()->top_level_children = 1;
-  h.start_root(std::move(root));
+  start_family(h);
   CHECK(runs(h, {"llm/anthropic", "llm/local", "llm/router"}));
 }
 
