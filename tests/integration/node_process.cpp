@@ -2,8 +2,8 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -198,6 +199,19 @@ node_process::node_process(options opts) {
 }
 
 node_process::~node_process() {
+  int status = 0;
+  if (pid_ > 0 && waitpid(pid_, &status, WNOHANG) == pid_) {
+    // It ended while the test still used it (a crash, a sanitizer's
+    // report): the test's own failures say what went wrong, its log why.
+    const auto log = read_file(err_path_);
+    const size_t tail = 16384;
+    std::fprintf(stderr,
+                 "node_process: the node (pid %d) ended on its own (%s %d); its log ends:\n%s\n",
+                 static_cast<int>(pid_), WIFSIGNALED(status) ? "signal" : "status",
+                 WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status),
+                 log.substr(log.size() > tail ? log.size() - tail : 0).c_str());
+    pid_ = -1;
+  }
   if (pid_ > 0) {
     kill(pid_, SIGKILL);
     wait_for(pid_, std::chrono::seconds(10));
@@ -341,7 +355,9 @@ fd_limit_squeeze::fd_limit_squeeze(pid_t pid) : pid_(pid) {
   applied_ = ::prlimit(pid, RLIMIT_NOFILE, &tight, nullptr) == 0;
 }
 
-fd_limit_squeeze::~fd_limit_squeeze() { release(); }
+fd_limit_squeeze::~fd_limit_squeeze() {
+  release();
+}
 
 void fd_limit_squeeze::release() {
   if (applied_) {
