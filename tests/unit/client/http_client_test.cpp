@@ -4,15 +4,12 @@
 
 #include "client/http_client.hpp"
 
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <catch2/catch.hpp>
 
 #include "actors/gateway/server.hpp"
 #include "runtime/net/io_threads.hpp"
 #include "tests/support/actor_harness.hpp"
+#include "tests/support/silent_socket.hpp"
 
 using namespace troupe;
 using troupe::test::actor_harness;
@@ -41,25 +38,6 @@ struct served {
   io_threads http{"test-http", 1};
   actor_harness h;
   std::unique_ptr<gateway_server> server;
-};
-
-/// A listening socket nobody accepts from: connections wait in its backlog.
-struct silent_socket {
-  silent_socket() {
-    fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    REQUIRE(fd >= 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-    REQUIRE(::listen(fd, 8) == 0);
-    socklen_t len = sizeof addr;
-    REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
-    port = ntohs(addr.sin_port);
-  }
-  ~silent_socket() { ::close(fd); }
-  int fd = -1;
-  uint16_t port = 0;
 };
 
 }  // namespace
@@ -120,7 +98,7 @@ TEST_CASE("http client: nobody listening is unavailable, nobody answering a time
   REQUIRE_FALSE(refused);
   CHECK(refused.err().code == errc::unavailable);
 
-  silent_socket silent;
+  test::silent_socket silent;
   auto quiet = parse_node_url("http://127.0.0.1:" + std::to_string(silent.port));
   REQUIRE(quiet);
   auto waited = http_client(*quiet, "", 200).request("GET", "/healthz");
