@@ -201,16 +201,22 @@ node_process::node_process(options opts) {
 node_process::~node_process() {
   int status = 0;
   if (pid_ > 0 && waitpid(pid_, &status, WNOHANG) == pid_) {
-    // It ended while the test still used it (a crash, a sanitizer's
-    // report): the test's own failures say what went wrong, its log why.
-    const auto log = read_file(err_path_);
-    const size_t tail = 16384;
-    std::fprintf(stderr,
-                 "node_process: the node (pid %d) ended on its own (%s %d); its log ends:\n%s\n",
-                 static_cast<int>(pid_), WIFSIGNALED(status) ? "signal" : "status",
-                 WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status),
-                 log.substr(log.size() > tail ? log.size() - tail : 0).c_str());
     pid_ = -1;
+    // It failed while the test still used it (a crash, a sanitizer's
+    // report; not a signal a test sends to stop it): the test's own
+    // failures say what went wrong, the node's log why.
+    const bool failed = WIFEXITED(status)
+                            ? WEXITSTATUS(status) != 0
+                            : WTERMSIG(status) != SIGKILL && WTERMSIG(status) != SIGTERM &&
+                                  WTERMSIG(status) != SIGINT;
+    if (failed) {
+      const auto log = read_file(err_path_);
+      const size_t tail = 16384;
+      std::fprintf(stderr, "node_process: the node failed on its own (%s %d); its log ends:\n%s\n",
+                   WIFEXITED(status) ? "exit status" : "signal",
+                   WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status),
+                   log.substr(log.size() > tail ? log.size() - tail : 0).c_str());
+    }
   }
   if (pid_ > 0) {
     kill(pid_, SIGKILL);

@@ -76,7 +76,9 @@ struct one_session {
     auto asked = sys.answer_next(make_envelope(std::string(resume_type) + ".reply", reply));
     REQUIRE(asked);
     REQUIRE(asked->type == resume_type);
-    CHECK(decode<session_id>(asked->body)->id == session_name);
+    auto asked_for = decode<session_id>(asked->body);
+    REQUIRE(asked_for);
+    CHECK(asked_for->id == session_name);
   }
 
   term::attach_reply attach(bool readonly = false, bool resume = false, uint64_t from = 0) {
@@ -241,10 +243,15 @@ TEST_CASE("session actor: keystrokes reach the program and its output the viewer
   CHECK(cast->content_type == "application/x-asciicast");
   CHECK(cast->bytes.find("hello") != std::string::npos);
 
-  // A second attach of the same viewer replays from where it asks, once.
+  // A second attach of the same viewer replays from where it asks, and it
+  // stays one viewer: a new line comes to it once (echo and cat: twice).
   const auto again = s.attach(false, true, 6);
   CHECK(again.from == 6);
   CHECK(s.seen.substr(info.bytes_out) == scrollback->bytes.substr(6));
+  s.type("once\n");
+  REQUIRE(s.pump_until([&] { return s.count("once\r\n") >= 2; }));
+  s.settle();
+  CHECK(s.count("once\r\n") == 2);
 }
 
 TEST_CASE("session actor: a new incarnation continues the handed-over state") {
@@ -262,6 +269,7 @@ TEST_CASE("session actor: a new incarnation continues the handed-over state") {
 
   // Replay from the start of what is kept: the old output, then the notice.
   const auto attached = s.attach();
+  const uint64_t end = attached.from + s.seen.size();
   CHECK(attached.from == 5000 - before.output.size());
   CHECK(s.seen.starts_with(before.output));
   CHECK(s.seen.find("restarted") != std::string::npos);
@@ -274,9 +282,9 @@ TEST_CASE("session actor: a new incarnation continues the handed-over state") {
 
   // A viewer that has seen everything gets nothing replayed.
   s.seen.clear();
-  const auto caught_up = s.attach(false, true, 5000 + 1000);
+  const auto caught_up = s.attach(false, true, end);
   CHECK(s.seen.empty());
-  CHECK(caught_up.from >= 5000);
+  CHECK(caught_up.from == end);
 }
 
 TEST_CASE("session actor: a read-only viewer's keystrokes are dropped") {
@@ -306,7 +314,9 @@ TEST_CASE("session actor: a failed shell is handed over for a restart, a finishe
     CHECK(body->snapshot.incarnations == 1);
     const auto* notice = s.first_other(term::control_type);
     REQUIRE(notice != nullptr);
-    CHECK(decode<term::control_msg>(notice->body)->json.find("restarting") != std::string::npos);
+    auto notice_body = decode<term::control_msg>(notice->body);
+    REQUIRE(notice_body);
+    CHECK(notice_body->json.find("restarting") != std::string::npos);
     CHECK(s.first_other(term::close_type) == nullptr);  // the viewer stays for the next one
   }
   SECTION("status 0: kept for GET, the viewer told and closed, the actor done") {
@@ -317,11 +327,13 @@ TEST_CASE("session actor: a failed shell is handed over for a restart, a finishe
     CHECK_FALSE(s.exit_reason);
     const auto* handed = s.first_other(handoff_type);
     REQUIRE(handed != nullptr);
-    CHECK(decode<handoff_msg>(handed->body)->snapshot.exit_status == 0);
+    auto body = decode<handoff_msg>(handed->body);
+    REQUIRE(body);
+    CHECK(body->snapshot.exit_status == 0);
     REQUIRE(s.first_other(term::control_type) != nullptr);
-    CHECK(
-        decode<term::control_msg>(s.first_other(term::control_type)->body)->json.find("\"exit\"") !=
-        std::string::npos);
+    auto told = decode<term::control_msg>(s.first_other(term::control_type)->body);
+    REQUIRE(told);
+    CHECK(told->json.find("\"exit\"") != std::string::npos);
     CHECK(s.first_other(term::close_type) != nullptr);
   }
 }
@@ -333,9 +345,13 @@ TEST_CASE("session actor: ended, it hangs up the shell, keeps nothing and takes 
   one_session s({"sh", "-c", "trap '' HUP; exec cat"}, config);
   s.answer_resume();
   s.attach();
+  // The trap is set once sh has become cat.
+  REQUIRE(test::wait_until([&] { return command_of(s.pid) == "cat"; }));
   auto ended = s.ask(end_type);
   REQUIRE(ended.type == std::string(end_type) + ".reply");
-  CHECK(decode<session_ended>(ended.body)->ended == session_name);
+  auto ended_body = decode<session_ended>(ended.body);
+  REQUIRE(ended_body);
+  CHECK(ended_body->ended == session_name);
   // Until the shell is gone, a new viewer is refused.
   auto refused =
       s.sys.call(s.session, make_envelope(term::attach_type, term::attach_request{session_name}));
@@ -347,6 +363,7 @@ TEST_CASE("session actor: ended, it hangs up the shell, keeps nothing and takes 
   CHECK(process_ended(s.pid));
   CHECK(s.first_other(handoff_type) == nullptr);  // nothing is kept for an ended session
   CHECK(s.first_other(term::close_type) != nullptr);
+  CHECK(s.proc->reap() == 128 + SIGKILL);  // the hang-up alone did not end it
 }
 
 TEST_CASE("session actor: stopped from outside, it kills its shell and hands its state over") {
