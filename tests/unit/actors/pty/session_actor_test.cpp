@@ -146,7 +146,7 @@ struct one_session {
   void quiet() {
     settle();
     for (int handlers = 0; io.run_one_for(50ms) > 0; ++handlers) {
-      REQUIRE(handlers < 8);
+      REQUIRE(handlers < 64);
       settle();
     }
   }
