@@ -22,9 +22,11 @@
 //                       [--answer-bytes N]
 
 #include <signal.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cstdio>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -98,8 +100,11 @@ class stream_client : public std::enable_shared_from_this<stream_client> {
  public:
   stream_client(net::io_context& ioc, tcp::resolver::results_type endpoints, std::string request,
                 load_stats& stats)
-      : socket_(ioc), endpoints_(std::move(endpoints)), request_(std::move(request)),
-        stats_(stats), buffer_(read_chunk) {}
+      : socket_(ioc),
+        endpoints_(std::move(endpoints)),
+        request_(std::move(request)),
+        stats_(stats),
+        buffer_(read_chunk) {}
 
   void start() {
     if (stats_.stop.load()) {
@@ -109,13 +114,14 @@ class stream_client : public std::enable_shared_from_this<stream_client> {
     tail_.clear();
     boost::system::error_code ignored;  // a socket already closed is fine here
     socket_.close(ignored);
-    net::async_connect(socket_, endpoints_,
-                       [self = shared_from_this()](boost::system::error_code ec, const tcp::endpoint&) {
-                         if (ec) {
-                           return self->fail("connect: " + ec.message());
-                         }
-                         self->send();
-                       });
+    net::async_connect(
+        socket_, endpoints_,
+        [self = shared_from_this()](boost::system::error_code ec, const tcp::endpoint&) {
+          if (ec) {
+            return self->fail("connect: " + ec.message());
+          }
+          self->send();
+        });
   }
 
  private:
@@ -133,10 +139,10 @@ class stream_client : public std::enable_shared_from_this<stream_client> {
   }
 
   void read() {
-    socket_.async_read_some(net::buffer(buffer_), [self = shared_from_this()](
-                                                      boost::system::error_code ec, size_t n) {
-      self->on_read(ec, n);
-    });
+    socket_.async_read_some(net::buffer(buffer_),
+                            [self = shared_from_this()](boost::system::error_code ec, size_t n) {
+                              self->on_read(ec, n);
+                            });
   }
 
   void on_read(boost::system::error_code ec, size_t n) {
@@ -158,10 +164,10 @@ class stream_client : public std::enable_shared_from_this<stream_client> {
       }
       stats_.streams_done.fetch_add(1);
       stats_.done_bytes.fetch_add(stream_bytes_);
-      stats_.done_ns.fetch_add(static_cast<uint64_t>(
-          std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() -
-                                                               sent_at_)
-              .count()));
+      stats_.done_ns.fetch_add(
+          static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                    std::chrono::steady_clock::now() - sent_at_)
+                                    .count()));
       return start();
     }
     if (ec) {
@@ -191,10 +197,10 @@ class stream_client : public std::enable_shared_from_this<stream_client> {
   uint64_t stream_bytes_ = 0;
 };
 
-std::string stream_request(const endpoint_ref& to, const std::vector<std::pair<std::string, std::string>>& headers) {
-  const std::string body =
-      R"({"model":"claude-bench","max_tokens":64000,"stream":true,"messages":)"
-      R"([{"role":"user","content":"Write the longest story you can."}]})";
+std::string stream_request(const endpoint_ref& to,
+                           const std::vector<std::pair<std::string, std::string>>& headers) {
+  const std::string body = R"({"model":"claude-bench","max_tokens":64000,"stream":true,"messages":)"
+                           R"([{"role":"user","content":"Write the longest story you can."}]})";
   std::string r = "POST /v1/messages HTTP/1.1\r\nHost: " + to.host + ":" + to.port +
                   "\r\nContent-Type: application/json\r\nAccept: text/event-stream\r\n"
                   "Connection: close\r\n";
@@ -241,8 +247,8 @@ class load {
 
 /// Echoes through the attached viewer, one keystroke every `gap` (a fast
 /// typist), for `length` or at least `count_min` echoes; round trips in us.
-expected<std::vector<double>> echoes(ws_client& ws, std::chrono::milliseconds length,
-                                     int count_min, std::chrono::microseconds gap) {
+expected<std::vector<double>> echoes(ws_client& ws, std::chrono::milliseconds length, int count_min,
+                                     std::chrono::microseconds gap) {
   deadline d(run_timeout);
   const auto until = clock_type::now() + length;
   std::vector<double> rtt_us;
@@ -277,6 +283,29 @@ struct run_result {
   double mib_per_s = 0;
   uint64_t streams_done = 0;
 };
+
+/// CPU time (user + system) the process `pid` has used, in seconds; 0 if
+/// it cannot be read.
+double cpu_seconds(pid_t pid) {
+  std::FILE* f = std::fopen(("/proc/" + std::to_string(pid) + "/stat").c_str(), "r");
+  if (f == nullptr) {
+    return 0;
+  }
+  char line[1024];
+  const size_t n = std::fread(line, 1, sizeof line - 1, f);
+  std::fclose(f);
+  line[n] = 0;
+  // Fields after the command (which may hold spaces) start past its ')'.
+  const char* rest = std::strrchr(line, ')');
+  unsigned long long utime = 0;
+  unsigned long long stime = 0;
+  if (rest == nullptr ||
+      std::sscanf(rest + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime,
+                  &stime) != 2) {
+    return 0;
+  }
+  return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
 
 int fail(const std::string& what) {
   std::fprintf(stderr, "pty_echo_under_load: %s\n", what.c_str());
@@ -348,7 +377,7 @@ int main(int argc, char** argv) {
       {"anthropic-version", "2023-06-01"},
       {"x-troupe-cache", "bypass"}};
 
-  std::vector<double> c50, c99, n50, n99, crate, nrate;
+  std::vector<double> c50, c99, n50, n99, crate, nrate, node_cpu_per_mib;
   for (int p = 0; p < pairs; ++p) {
     for (int turn = 0; turn < 2; ++turn) {
       const bool through = (p + turn) % 2 == 1;  // control first, then alternate
@@ -363,9 +392,11 @@ int main(int argc, char** argv) {
       const uint64_t done_bytes0 = l.stats().done_bytes.load();
       const uint64_t done_ns0 = l.stats().done_ns.load();
       const auto t0 = clock_type::now();
+      const double cpu0 = cpu_seconds(node.pid());
       auto rtt = echoes(ws, std::chrono::seconds(seconds), 1, keystroke_gap);
       const double seconds = seconds_since(t0);
       const uint64_t bytes1 = l.stats().bytes.load();
+      const double node_cpu = cpu_seconds(node.pid()) - cpu0;
       const uint64_t done_bytes = l.stats().done_bytes.load() - done_bytes0;
       const uint64_t done_ns = l.stats().done_ns.load() - done_ns0;
       l.stop();
@@ -385,20 +416,27 @@ int main(int argc, char** argv) {
       // writes each wave of answers in a burst, and a window holds two or
       // three bursts depending on where it falls.)
       const double window_rate = static_cast<double>(bytes1 - bytes0) / seconds / (1 << 20);
-      const double stream_rate =
-          done_ns == 0 ? window_rate
-                       : clients * static_cast<double>(done_bytes) /
-                             (static_cast<double>(done_ns) / 1e9) / (1 << 20);
+      const double stream_rate = done_ns == 0
+                                     ? window_rate
+                                     : clients * static_cast<double>(done_bytes) /
+                                           (static_cast<double>(done_ns) / 1e9) / (1 << 20);
       run_result r{quantile(*rtt, 0.5), quantile(*rtt, 0.99), stream_rate,
                    l.stats().streams_done.load()};
       (through ? n50 : c50).push_back(r.echo_p50);
       (through ? n99 : c99).push_back(r.echo_p99);
       (through ? nrate : crate).push_back(r.mib_per_s);
+      // What relaying costs the node: its CPU time per MiB the clients got
+      // through it in the window (the echo's own share is small: see the
+      // control's figure, which is the node's CPU per second with no relay).
+      const double window_mib = static_cast<double>(bytes1 - bytes0) / (1 << 20);
+      if (through && window_mib > 0) {
+        node_cpu_per_mib.push_back(node_cpu * 1000 / window_mib);
+      }
       std::printf(
           "  %-7s run %d: echo p50 %8.1f us  p99 %8.1f us  streams %7.1f MiB/s (%llu done; "
-          "bytes in the window %.1f MiB/s)\n",
+          "bytes in the window %.1f MiB/s); node CPU %.2f s in %.1f s\n",
           through ? "node" : "control", p + 1, r.echo_p50, r.echo_p99, r.mib_per_s,
-          static_cast<unsigned long long>(r.streams_done), window_rate);
+          static_cast<unsigned long long>(r.streams_done), window_rate, node_cpu, seconds);
     }
   }
   if (auto err = end_session(http, session->id)) {
@@ -413,12 +451,16 @@ int main(int argc, char** argv) {
       "runs per side\n",
       seconds, clients, answer_bytes, pairs);
   std::printf("  echo p50: node %.1f us, control %.1f us: %.2f x (bar <= %.1f: %s)\n", mean(n50),
-              mean(c50), p50_ratio, bar_echo_ratio, p50_ratio <= bar_echo_ratio ? "met" : "NOT met");
+              mean(c50), p50_ratio, bar_echo_ratio,
+              p50_ratio <= bar_echo_ratio ? "met" : "NOT met");
   std::printf("  echo p99: node %.1f us, control %.1f us: %.2f x (bar <= %.1f: %s)\n", mean(n99),
-              mean(c99), p99_ratio, bar_echo_ratio, p99_ratio <= bar_echo_ratio ? "met" : "NOT met");
+              mean(c99), p99_ratio, bar_echo_ratio,
+              p99_ratio <= bar_echo_ratio ? "met" : "NOT met");
   std::printf("  streams: node %.1f MiB/s, direct %.1f MiB/s: %.2f x (bar >= %.1f: %s)\n",
               mean(nrate), mean(crate), rate_ratio, bar_throughput_ratio,
               rate_ratio >= bar_throughput_ratio ? "met" : "NOT met");
+  std::printf("  relay cost: %.2f ms of node CPU per MiB through it (mean of %zu runs)\n",
+              mean(node_cpu_per_mib), node_cpu_per_mib.size());
   print_json({"pty_echo_under_load", mean(n99), "us_p99", mean(c99), mean(c99) / mean(n99),
               mean(n50), mean(n99), pairs * 2});
   return 0;
