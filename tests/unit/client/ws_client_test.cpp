@@ -309,25 +309,29 @@ TEST_CASE("ws client: an upgrade answered with plain HTTP keeps the reply and ma
       http::write(socket, reply);
     };
   };
-  SECTION("401") {
-    peer p(refuse_with(http::status::unauthorized));
-    ws_client c;
-    auto failed = c.connect(p.url(), "/attach", "wrong", 3000);
-    REQUIRE(failed);
-    CHECK(failed->code == errc::unauthorized);
-    REQUIRE(c.refusal());
-    CHECK(c.refusal()->status == 401);
-    CHECK(c.refusal()->content_type == "application/json");
-    CHECK(c.refusal()->body.find("not here") != std::string::npos);
-  }
-  SECTION("404") {
-    peer p(refuse_with(http::status::not_found));
+  // Each status the node refuses an upgrade with, and one it never does.
+  const std::pair<http::status, errc> cases[] = {
+      {http::status::bad_request, errc::bad_request},
+      {http::status::unauthorized, errc::unauthorized},
+      {http::status::forbidden, errc::forbidden},
+      {http::status::not_found, errc::not_found},
+      {http::status::conflict, errc::conflict},
+      {http::status::payload_too_large, errc::too_large},
+      {http::status::service_unavailable, errc::unavailable},
+      {http::status::gone, errc::unavailable},
+  };
+  for (const auto& [status, code] : cases) {
+    INFO("HTTP " << static_cast<int>(status));
+    peer p(refuse_with(status));
     ws_client c;
     auto failed = c.connect(p.url(), "/attach", "t", 3000);
     REQUIRE(failed);
-    CHECK(failed->code == errc::not_found);
+    CHECK(failed->code == code);
+    CHECK(failed->message.find(std::to_string(static_cast<int>(status))) != std::string::npos);
     REQUIRE(c.refusal());
-    CHECK(c.refusal()->status == 404);
+    CHECK(c.refusal()->status == static_cast<int>(status));
+    CHECK(c.refusal()->content_type == "application/json");
+    CHECK(c.refusal()->body.find("not here") != std::string::npos);
   }
 }
 
