@@ -32,7 +32,7 @@ using namespace troupe;
 constexpr size_t small_event_bytes_max = 64;
 
 bool same(const llm::sse_event& a, const llm::sse_event& b) {
-  return a.event == b.event && a.data == b.data;
+  return a.event == b.event && a.data == b.data && a.data_bytes == b.data_bytes;
 }
 
 bool same(const std::vector<llm::sse_event>& a, const std::vector<llm::sse_event>& b) {
@@ -53,8 +53,10 @@ struct parse_outcome {
   bool failed = false;
 };
 
-parse_outcome parse_slices(const std::vector<std::string_view>& slices, size_t event_bytes_max) {
+parse_outcome parse_slices(const std::vector<std::string_view>& slices, size_t event_bytes_max,
+                           const std::string& skipped = {}) {
   llm::sse_parser parser(event_bytes_max);
+  parser.skip_data_of(skipped);
   parse_outcome out;
   for (const auto slice : slices) {
     const size_t before = out.events.size();
@@ -87,6 +89,26 @@ void check_bytewise(std::string_view stream, size_t event_bytes_max, const parse
   const auto bytewise = parse_slices(bytes, event_bytes_max);
   FUZZ_CHECK(same(bytewise.events, whole.events), "a stream fed bytewise gives the same events");
   FUZZ_CHECK(bytewise.failed == whole.failed, "a stream fed bytewise fails alike");
+}
+
+/// Skipping the data of the first event's name changes nothing but that
+/// the data of such events may be left out; their sizes stay.
+void check_skipped(std::string_view stream, const parse_outcome& whole) {
+  if (whole.events.empty() || whole.events[0].event.empty()) {
+    return;
+  }
+  const std::string name = whole.events[0].event;
+  const auto skipped = parse_slices({stream}, llm::sse_parser::event_bytes_max_default, name);
+  FUZZ_CHECK(skipped.failed == whole.failed, "skipping data fails alike");
+  FUZZ_CHECK(skipped.events.size() == whole.events.size(), "skipping data keeps every event");
+  for (size_t i = 0; i < whole.events.size(); ++i) {
+    const auto& a = skipped.events[i];
+    const auto& b = whole.events[i];
+    FUZZ_CHECK(a.event == b.event && a.data_bytes == b.data_bytes,
+               "a skipped event keeps its size");
+    FUZZ_CHECK(a.data == b.data || (a.event == name && a.data.empty()),
+               "only the named events lose their data");
+  }
 }
 
 void check_format(const llm::sse_event& e) {
@@ -175,6 +197,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const auto small = parse_slices({stream}, small_event_bytes_max);
   check_cuts(stream, small_event_bytes_max, small);
   check_bytewise(stream, small_event_bytes_max, small);
+  check_skipped(stream, whole);
   for (const auto& e : whole.events) {
     check_format(e);
   }

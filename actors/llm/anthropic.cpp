@@ -821,16 +821,17 @@ void stream_assembler::add(const sse_event& e) {
   if (s.error || s.stopped) {
     return;
   }
-  s.stream_bytes += e.data.size();
+  s.stream_bytes += e.data_bytes;
   if (s.stream_bytes > s.stream_bytes_max) {
     s.error = json{{"type", "api_error"},
                    {"message", "stream exceeds " + std::to_string(s.stream_bytes_max) + " bytes"}};
     return;
   }
-  if (e.event == "ping") {
+  const std::string_view event = e.event;
+  if (event == "ping") {
     return;
   }
-  if (e.event == "content_block_delta") {
+  if (event == "content_block_delta") {
     if (!s.keep_content) {
       return;
     }

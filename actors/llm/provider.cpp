@@ -153,7 +153,7 @@ bool on_try_data(try_state& t, std::string_view bytes) {
   if (t.cancelled->load(std::memory_order_relaxed)) {
     return false;  // nobody reads: stop the upstream spending tokens
   }
-  send_chunk(t.requester, std::string(bytes));
+  send_chunk(t.requester, bytes);
   auto& s = t.result.stream;
   if (t.keep && !s.overflow) {
     if (s.captured.size() + bytes.size() + 1 > t.capture_max) {
@@ -388,6 +388,10 @@ void start(provider_actor* self, uint64_t id) {
   t->started = now;
   t->result.id = id;
   t->assembler = stream_assembler(stream_assembler::stream_bytes_max_default, c.keep);
+  if (!c.keep) {
+    // Nothing reads the text of a stream that is not kept: only its size counts.
+    t->parser.skip_data_of("content_block_delta");
+  }
   upstream_callbacks cb;
   // A call still waiting for a connection when its client leaves is dropped.
   cb.abandoned = [cancelled = rec.cancelled] { return cancelled->load(); };

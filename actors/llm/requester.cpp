@@ -24,8 +24,8 @@ void send_head(const answer_to& to, int status, http_headers headers) {
        encode(http_msg::head{status, http_msg::to_fields(std::move(headers))}));
 }
 
-void send_chunk(const answer_to& to, std::string bytes) {
-  send(to, http_msg::chunk_type, encode(http_msg::chunk{std::move(bytes)}));
+void send_chunk(const answer_to& to, std::string_view bytes) {
+  send(to, http_msg::chunk_type, encode(http_msg::chunk_view{bytes}));
 }
 
 void send_end(const answer_to& to) {

@@ -27,7 +27,7 @@ struct answer_to {
 
 void send_reply(const answer_to& to, int status, http_headers headers, std::string body);
 void send_head(const answer_to& to, int status, http_headers headers);
-void send_chunk(const answer_to& to, std::string bytes);
+void send_chunk(const answer_to& to, std::string_view bytes);
 void send_end(const answer_to& to);
 /// The family let go of the exchange unanswered: the requester answers 500,
 /// or ends a stream it began with an error.

@@ -49,6 +49,13 @@ expected<std::size_t> sse_parser::feed(std::string_view bytes,
   std::size_t emitted = 0;
   std::size_t pos = 0;
   while (pos < bytes.size()) {
+    if (line_.empty() && !skip_lf_ && event_.empty() && !has_data_) {
+      if (const std::size_t taken = simple_event(bytes.substr(pos), on_event); taken > 0) {
+        pos += taken;
+        ++emitted;
+        continue;
+      }
+    }
     if (skip_lf_) {
       skip_lf_ = false;
       if (bytes[pos] == '\n') {
@@ -90,11 +97,57 @@ expected<std::size_t> sse_parser::feed(std::string_view bytes,
   return emitted;
 }
 
+std::size_t sse_parser::simple_event(std::string_view rest,
+                                     const std::function<void(sse_event&&)>& on_event) {
+  constexpr std::string_view event_field = "event: ";
+  constexpr std::string_view data_field = "data: ";
+  if (!rest.starts_with(event_field)) {
+    return 0;
+  }
+  const auto* name_end = static_cast<const char*>(
+      std::memchr(rest.data() + event_field.size(), '\n', rest.size() - event_field.size()));
+  if (name_end == nullptr) {
+    return 0;
+  }
+  const std::size_t name_line = static_cast<std::size_t>(name_end - rest.data());
+  const std::size_t data_from = name_line + 1 + data_field.size();
+  if (rest.substr(name_line + 1, data_field.size()) != data_field) {
+    return 0;
+  }
+  const auto* data_end =
+      static_cast<const char*>(std::memchr(rest.data() + data_from, '\n', rest.size() - data_from));
+  if (data_end == nullptr) {
+    return 0;
+  }
+  const std::size_t data_line_end = static_cast<std::size_t>(data_end - rest.data());
+  if (data_line_end + 1 >= rest.size() || rest[data_line_end + 1] != '\n' ||
+      std::memchr(rest.data(), '\r', data_line_end) != nullptr) {
+    return 0;
+  }
+  const std::string_view name = rest.substr(event_field.size(), name_line - event_field.size());
+  const std::string_view data = rest.substr(data_from, data_line_end - data_from);
+  // The limits the line-by-line path applies: on a breach it reports it.
+  if (name_line > event_bytes_max_ ||
+      data_line_end - (name_line + 1) + name.size() > event_bytes_max_) {
+    return 0;
+  }
+  out_.event.assign(name);
+  if (!skipped_.empty() && name == skipped_) {
+    out_.data.clear();
+  } else {
+    out_.data.assign(data);
+  }
+  out_.data_bytes = data.size();
+  on_event(std::move(out_));
+  return data_line_end + 2;
+}
+
 bool sse_parser::on_line(std::string_view line, const std::function<void(sse_event&&)>& on_event) {
   if (line.empty()) {
     const bool dispatch = has_data_ || !event_.empty();
     out_.event.swap(event_);
     out_.data.swap(data_);
+    out_.data_bytes = out_.data.size();
     event_.clear();
     data_.clear();
     has_data_ = false;

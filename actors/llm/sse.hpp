@@ -19,6 +19,9 @@ namespace troupe::llm {
 struct sse_event {
   std::string event;
   std::string data;
+  /// The length of the event's data: data.size(), unless the parser was
+  /// told to skip the data of events of this name (`skip_data_of`).
+  std::size_t data_bytes = 0;
 };
 
 /// Splits a byte stream into events. Events may be cut anywhere between two
@@ -46,9 +49,23 @@ class sse_parser {
   [[nodiscard]] expected<std::size_t> feed(std::string_view bytes,
                                            const std::function<void(sse_event&&)>& on_event);
 
+  /// Events named `name` may be dispatched with their data left out (only
+  /// `data_bytes` says how long it was): for a reader that needs only the
+  /// size of the events it does not read, such as the gateway relaying a
+  /// stream it does not keep (most of a long answer is content deltas).
+  /// Events of the common one-line form are skipped without a copy; any
+  /// other form is read whole, so `data` may still be set.
+  void skip_data_of(std::string name) { skipped_ = std::move(name); }
+
  private:
   /// Handles one complete line (without its ending); true if it dispatched.
   bool on_line(std::string_view line, const std::function<void(sse_event&&)>& on_event);
+  /// The event at the start of `rest` when it has the form every API event
+  /// takes ("event: NAME\ndata: DATA\n\n", '\n' endings, within the size
+  /// limit) and the slice holds all of it: dispatches it and returns its
+  /// length. Otherwise 0, and the line-by-line path reads it (with the same
+  /// outcome, only slower).
+  std::size_t simple_event(std::string_view rest, const std::function<void(sse_event&&)>& on_event);
   [[nodiscard]] error fail();
 
   std::size_t event_bytes_max_;
@@ -59,6 +76,7 @@ class sse_parser {
   /// What is handed to the callback: its strings trade buffers with event_
   /// and data_, so a stream of events does not allocate per event.
   sse_event out_;
+  std::string skipped_;
   /// A "data:" field was seen; distinguishes an empty data field from none.
   bool has_data_ = false;
   /// The previous slice ended on '\r': a '\n' opening the next one belongs

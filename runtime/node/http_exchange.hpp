@@ -137,6 +137,14 @@ struct chunk {
   TROUPE_FIELDS(bytes)
 };
 
+/// A chunk packed straight from bytes the sender does not own (an I/O
+/// thread's read buffer): the wire form of `chunk`, without first copying
+/// the bytes into a string of their own.
+struct chunk_view {
+  std::string_view bytes;
+  TROUPE_PACK_FIELDS(bytes)
+};
+
 [[nodiscard]] inline std::vector<header> to_fields(http_headers headers) {
   std::vector<header> out;
   out.reserve(headers.size());

@@ -117,7 +117,10 @@ void read_fields(msgpack_reader& r, Tuple values, const auto& names, std::index_
 
 }  // namespace troupe::detail
 
-#define TROUPE_FIELDS(...)                                                           \
+/// The packing half of TROUPE_FIELDS alone: for a view a sender packs from
+/// bytes it does not own (a string_view member), in the wire form of the
+/// struct it stands for; nothing decodes into it.
+#define TROUPE_PACK_FIELDS(...)                                                      \
   static constexpr auto troupe_field_names() {                                       \
     constexpr size_t n = ::troupe::detail::count_fields(#__VA_ARGS__);               \
     return ::troupe::detail::split_fields<n>(#__VA_ARGS__);                          \
@@ -128,10 +131,13 @@ void read_fields(msgpack_reader& r, Tuple values, const auto& names, std::index_
     ::troupe::detail::pack_fields(                                                   \
         troupe_pk_, std::tie(__VA_ARGS__), troupe_keys_,                             \
         std::make_index_sequence<std::tuple_size_v<decltype(troupe_keys_)>>{});      \
-  }                                                                                  \
-  void troupe_read(::troupe::detail::msgpack_reader& troupe_r_) {                    \
-    constexpr auto troupe_names_ = troupe_field_names();                             \
-    ::troupe::detail::read_fields(                                                   \
-        troupe_r_, std::tie(__VA_ARGS__), troupe_names_,                             \
-        std::make_index_sequence<std::tuple_size_v<decltype(troupe_names_)>>{});     \
+  }
+
+#define TROUPE_FIELDS(...)                                                       \
+  TROUPE_PACK_FIELDS(__VA_ARGS__)                                                \
+  void troupe_read(::troupe::detail::msgpack_reader& troupe_r_) {                \
+    constexpr auto troupe_names_ = troupe_field_names();                         \
+    ::troupe::detail::read_fields(                                               \
+        troupe_r_, std::tie(__VA_ARGS__), troupe_names_,                         \
+        std::make_index_sequence<std::tuple_size_v<decltype(troupe_names_)>>{}); \
   }

@@ -14,8 +14,10 @@ using namespace troupe::llm;
 
 namespace {
 
+/// `a` is what the parser gave (nothing skipped: its data_bytes is its
+/// data's size), `b` what was expected.
 bool same_event(const sse_event& a, const sse_event& b) {
-  return a.event == b.event && a.data == b.data;
+  return a.event == b.event && a.data == b.data && a.data_bytes == a.data.size();
 }
 
 bool same_events(const std::vector<sse_event>& a, const std::vector<sse_event>& b) {
@@ -207,17 +209,69 @@ TEST_CASE("a line that never ends fails with too_large instead of growing") {
 }
 
 TEST_CASE("the size limit fails the same stream wherever it is cut") {
-  const std::string stream =
-      "data: " + std::string(50, 'a') + "\ndata: " + std::string(50, 'b') + "\n\n";
-  for (std::size_t cut = 0; cut <= stream.size(); ++cut) {
-    sse_parser parser(80);
-    auto sink = [](sse_event&&) {};
-    auto first = parser.feed(std::string_view(stream).substr(0, cut), sink);
-    const bool failed =
-        !first.has_value() || !parser.feed(std::string_view(stream).substr(cut), sink).has_value();
-    INFO("cut at " << cut);
-    REQUIRE(failed);
+  // Two data lines (read line by line), and the one-line form read whole.
+  for (const std::string& stream :
+       {"data: " + std::string(50, 'a') + "\ndata: " + std::string(50, 'b') + "\n\n",
+        "event: " + std::string(30, 'n') + "\ndata: " + std::string(60, 'a') + "\n\n"}) {
+    for (std::size_t cut = 0; cut <= stream.size(); ++cut) {
+      sse_parser parser(80);
+      auto sink = [](sse_event&&) {};
+      auto first = parser.feed(std::string_view(stream).substr(0, cut), sink);
+      const bool failed = !first.has_value() ||
+                          !parser.feed(std::string_view(stream).substr(cut), sink).has_value();
+      INFO(stream.size() << "-byte stream cut at " << cut);
+      REQUIRE(failed);
+    }
   }
+}
+
+TEST_CASE("an event of the one-line form just within the limit is read whole") {
+  const std::string stream = "event: " + std::string(30, 'n') + "\ndata: " + std::string(44, 'a') +
+                             "\n\n";  // data line 50 + name 30 = 80
+  sse_parser parser(80);
+  std::vector<sse_event> events;
+  REQUIRE(parser.feed(stream, [&](sse_event&& e) { events.push_back(std::move(e)); }));
+  REQUIRE(events.size() == 1);
+  CHECK(events[0].data == std::string(44, 'a'));
+}
+
+TEST_CASE("skipped data: the events keep their names and sizes, other events their data") {
+  const std::string stream =
+      "event: delta\ndata: 12345\n\n"
+      "event: other\ndata: abc\n\n"
+      "event: delta\ndata: 1\ndata: 2\n\n"  // two data lines: read line by line
+      "event: delta\ndata: 6789\n\n";
+  const std::vector<std::size_t> delta_sizes{5, 3, 4};
+  for (std::size_t cut = 0; cut <= stream.size(); ++cut) {
+    INFO("cut at " << cut);
+    sse_parser parser;
+    parser.skip_data_of("delta");
+    std::vector<sse_event> events;
+    auto sink = [&](sse_event&& e) { events.push_back(std::move(e)); };
+    REQUIRE(parser.feed(std::string_view(stream).substr(0, cut), sink));
+    REQUIRE(parser.feed(std::string_view(stream).substr(cut), sink));
+    REQUIRE(events.size() == 4);
+    CHECK(events[1].event == "other");
+    CHECK(events[1].data == "abc");
+    CHECK(events[1].data_bytes == 3);
+    std::size_t d = 0;
+    for (const auto& e : events) {
+      if (e.event != "delta") {
+        continue;
+      }
+      CHECK(e.data_bytes == delta_sizes[d++]);
+      // Left out, or (where the cut or the form sent it down the line path) whole.
+      CHECK((e.data.empty() || e.data.size() == e.data_bytes));
+    }
+  }
+  sse_parser parser;
+  parser.skip_data_of("delta");
+  std::vector<sse_event> whole;
+  REQUIRE(parser.feed(stream, [&](sse_event&& e) { whole.push_back(std::move(e)); }));
+  REQUIRE(whole.size() == 4);
+  CHECK(whole[0].data.empty());  // the one-line form in one slice: no copy
+  CHECK(whole[2].data == "1\n2");
+  CHECK(whole[3].data.empty());
 }
 
 TEST_CASE("sse_format writes the wire form byte for byte") {

@@ -20,9 +20,20 @@ TEST_CASE("http exchange messages round-trip through msgpack") {
   round_trips(http_msg::chunk{"event: ping\ndata: {}\n\n"});
 }
 
+TEST_CASE("a chunk packed from a view is a chunk on the wire") {
+  for (const std::string& bytes :
+       {std::string(), std::string("event: ping\ndata: {}\n\n"), std::string(70000, 'x')}) {
+    const auto packed = encode(http_msg::chunk_view{bytes});
+    CHECK(packed == encode(http_msg::chunk{bytes}));
+    auto back = decode<http_msg::chunk>(packed);
+    REQUIRE(back);
+    CHECK(back->bytes == bytes);
+  }
+}
+
 TEST_CASE("an exchange request survives the trip to a message and back") {
-  exchange_request in{"POST", "/v1/messages", {{"x-api-key", "k"}, {"accept", "*/*"}}, "body",
-                      "token-1"};
+  exchange_request in{
+      "POST", "/v1/messages", {{"x-api-key", "k"}, {"accept", "*/*"}}, "body", "token-1"};
   auto message = http_msg::to_message(in);
   auto bytes = encode(message);
   auto decoded = decode<http_msg::request>(bytes);
