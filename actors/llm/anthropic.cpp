@@ -821,7 +821,9 @@ void stream_assembler::add(const sse_event& e) {
   if (s.error || s.stopped) {
     return;
   }
-  s.stream_bytes += e.data_bytes;
+  // data_bytes is what a parser that skipped the data saw; an event built
+  // by hand carries its data only.
+  s.stream_bytes += std::max(e.data_bytes, e.data.size());
   if (s.stream_bytes > s.stream_bytes_max) {
     s.error = json{{"type", "api_error"},
                    {"message", "stream exceeds " + std::to_string(s.stream_bytes_max) + " bytes"}};
@@ -843,13 +845,13 @@ void stream_assembler::add(const sse_event& e) {
   json data = json::parse(e.data, nullptr, false);
   if (data.is_discarded() || !data.is_object()) {
     // The API may add event types; an unknown one is skipped whatever it holds.
-    if (e.event.empty() || is_known_event(e.event)) {
-      s.fail((e.event.empty() ? std::string("event") : e.event) + " data is not a JSON object");
+    if (event.empty() || is_known_event(event)) {
+      s.fail((event.empty() ? std::string("event") : e.event) + " data is not a JSON object");
     }
     return;
   }
   const std::string* named = string_member(data, "type");
-  const std::string_view type = !e.event.empty()   ? std::string_view(e.event)
+  const std::string_view type = !event.empty()     ? event
                                 : named != nullptr ? std::string_view(*named)
                                                    : std::string_view();
   try {

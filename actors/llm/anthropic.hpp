@@ -102,7 +102,8 @@ class stream_assembler {
   /// framing per delta, a few times the text. More is a runaway stream.
   static constexpr std::size_t stream_bytes_max_default = std::size_t{64} << 20;
 
-  /// `stream_bytes_max` bounds the summed data of all events added. Without
+  /// `stream_bytes_max` bounds the summed data of all events added (each
+  /// counted at its `data_bytes`, so a skipped delta counts too). Without
   /// `keep_content` the deltas of content blocks are counted but not
   /// applied: message() has the blocks as started, while usage, stop
   /// reason, errors and complete() are whole (for a stream nobody keeps).

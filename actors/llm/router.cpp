@@ -219,7 +219,7 @@ void reply_stream(exchange_state& x, http_headers headers, std::string events) {
   headers.emplace_back("content-type", "text/event-stream");
   headers.emplace_back("cache-control", "no-cache");
   send_head(x.requester, 200, std::move(headers));
-  send_chunk(x.requester, std::move(events));
+  send_chunk(x.requester, events);
   send_end(x.requester);
 }
 

@@ -110,6 +110,9 @@ std::size_t sse_parser::simple_event(std::string_view rest,
     return 0;
   }
   const std::size_t name_line = static_cast<std::size_t>(name_end - rest.data());
+  if (rest[name_line - 1] == '\r') {
+    return 0;  // "\r\n" endings: the line path reads them
+  }
   const std::size_t data_from = name_line + 1 + data_field.size();
   if (rest.substr(name_line + 1, data_field.size()) != data_field) {
     return 0;

@@ -243,9 +243,11 @@ int run(const node_flags& flags) {
   // which every message from outside the scheduler (an I/O thread's) wakes.
   // CAF's default puts 500 sleeps of 50 us between the two: a node that
   // gets a message every few milliseconds (a typist, a stream) then never
-  // reaches the condition variable, and its workers wake 20,000 times a
-  // second for nothing (bench/pty_echo_under_load: 0.23 of a core for the
-  // echo alone, 0.07 without).
+  // reaches the condition variable, and its workers wake some 20,000 times
+  // a second for nothing (bench/pty_echo_under_load: about 0.2 of a core
+  // for the echo alone, 0.06 without). The price: a sleeping worker steals
+  // a job queued on a busy one (an actor's send from a worker) only when
+  // its relaxed sleep times out, not within a few polls.
   cfg.set("work-stealing.moderate-poll-attempts", size_t{0});
   caf::actor_system system{cfg};
   auto cache = make_cache(ctx, store);

@@ -523,12 +523,13 @@ namespace {
 std::string delta_stream(const std::vector<std::string>& texts,
                          const std::vector<std::string>& inputs,
                          const std::function<std::string(const char* kind, int index,
-                                                          const std::string& piece)>& write) {
+                                                         const std::string& piece)>& write) {
   std::string out = sse_format("message_start", R"({"type":"message_start","message":{"id":"m",)"
                                                 R"("type":"message","role":"assistant",)"
                                                 R"("content":[],"usage":{"input_tokens":3}}})");
-  out += sse_format("content_block_start",
-                    R"({"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}})");
+  out += sse_format(
+      "content_block_start",
+      R"({"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}})");
   out += sse_format("content_block_start",
                     R"({"type":"content_block_start","index":1,"content_block":)"
                     R"({"type":"tool_use","id":"t","name":"Read","input":{}}})");
@@ -548,8 +549,8 @@ std::string delta_stream(const std::vector<std::string>& texts,
 std::string api_delta(const char* kind, int index, const std::string& piece) {
   const bool text = std::string_view(kind) == "text";
   return std::string(R"({"type":"content_block_delta","index":)") + std::to_string(index) +
-         R"(,"delta":{"type":")" + (text ? "text_delta\",\"text\":" : "input_json_delta\",\"partial_json\":") +
-         piece + "}}";
+         R"(,"delta":{"type":")" +
+         (text ? "text_delta\",\"text\":" : "input_json_delta\",\"partial_json\":") + piece + "}}";
 }
 
 /// The same delta with its keys in another order and spaces (the general path).
@@ -627,10 +628,10 @@ TEST_CASE("a delta the fast path cannot take is judged by the general path") {
 
 TEST_CASE("an assembler that keeps no content still reports usage, the end and errors") {
   std::string stream = delta_stream({R"("hello")"}, {R"("{}")"}, api_delta);
-  stream.insert(stream.find("event: message_stop"),
-                sse_format("message_delta",
-                           R"({"type":"message_delta","delta":{"stop_reason":"end_turn"},)"
-                           R"("usage":{"output_tokens":9}})"));
+  stream.insert(
+      stream.find("event: message_stop"),
+      sse_format("message_delta", R"({"type":"message_delta","delta":{"stop_reason":"end_turn"},)"
+                                  R"("usage":{"output_tokens":9}})"));
   stream_assembler kept;
   stream_assembler counted(stream_assembler::stream_bytes_max_default, false);
   for (const auto& e : parse_events(stream)) {
@@ -649,7 +650,8 @@ TEST_CASE("an assembler that keeps no content still reports usage, the end and e
     stream_assembler broken(stream_assembler::stream_bytes_max_default, false);
     for (const auto& e : parse_events(
              stream.substr(0, stream.find("event: message_stop")) +
-             sse_format("error", R"({"type":"error","error":{"type":"overloaded_error","message":"o"}})"))) {
+             sse_format("error",
+                        R"({"type":"error","error":{"type":"overloaded_error","message":"o"}})"))) {
       broken.add(e);
     }
     REQUIRE(broken.error().has_value());
@@ -665,6 +667,38 @@ TEST_CASE("the assembler stops at its byte budget") {
   CHECK_FALSE(assembler.complete());
   REQUIRE(assembler.error().has_value());
   CHECK((*assembler.error())["type"] == "api_error");
+}
+
+TEST_CASE("the byte budget counts the deltas a parser skipped") {
+  const std::string long_piece = "\"" + std::string(100, 'x') + "\"";
+  const std::string stream =
+      delta_stream({long_piece, long_piece, long_piece, long_piece}, {}, api_delta);
+  std::size_t all = 0;
+  std::size_t deltas = 0;
+  for (const auto& e : parse_events(stream)) {
+    all += e.data.size();
+    deltas += e.event == "content_block_delta" ? e.data.size() : 0;
+  }
+  REQUIRE(deltas > all / 2);
+  auto run = [&](std::size_t budget) {
+    sse_parser parser;
+    parser.skip_data_of("content_block_delta");
+    stream_assembler assembler(budget, false);
+    std::size_t skipped = 0;
+    REQUIRE(parser.feed(stream, [&](sse_event&& e) {
+      skipped += e.event == "content_block_delta" && e.data.empty() ? 1 : 0;
+      assembler.add(e);
+    }));
+    CHECK(skipped == 4);  // the deltas' text was left out
+    return assembler;
+  };
+  auto within = run(all);
+  CHECK(within.complete());
+  CHECK_FALSE(within.error().has_value());
+  auto over = run(all - deltas / 2);
+  CHECK_FALSE(over.complete());
+  REQUIRE(over.error().has_value());
+  CHECK((*over.error())["type"] == "api_error");
 }
 
 // ---- events_for_message -------------------------------------------------------------
