@@ -176,6 +176,19 @@ struct one_session {
     return nullptr;
   }
 
+  /// The body of the first message of `type` the session sent elsewhere;
+  /// the test fails if there is none or it does not decode.
+  template <class T>
+  [[nodiscard]] T other_body(const char* type) const {
+    const auto* e = first_other(type);
+    INFO("no " << type << " was sent");
+    REQUIRE(e != nullptr);
+    auto body = decode<T>(e->body);
+    INFO(type << " does not decode");
+    REQUIRE(body);
+    return std::move(*body);
+  }
+
   deterministic_system sys;
   boost::asio::io_context io;
   boost::asio::executor_work_guard<boost::asio::io_context::executor_type> busy =
@@ -305,18 +318,12 @@ TEST_CASE("session actor: a failed shell is handed over for a restart, a finishe
     REQUIRE(s.pump_until([&] { return s.ended; }, true));
     CHECK(s.exit_reason);
     CHECK(to_string(s.exit_reason).find("status 3") != std::string::npos);
-    const auto* handed = s.first_other(handoff_type);
-    REQUIRE(handed != nullptr);
-    auto body = decode<handoff_msg>(handed->body);
-    REQUIRE(body);
-    CHECK(body->snapshot.exit_status == 3);
-    CHECK(body->snapshot.output.find("failing") != std::string::npos);
-    CHECK(body->snapshot.incarnations == 1);
-    const auto* notice = s.first_other(term::control_type);
-    REQUIRE(notice != nullptr);
-    auto notice_body = decode<term::control_msg>(notice->body);
-    REQUIRE(notice_body);
-    CHECK(notice_body->json.find("restarting") != std::string::npos);
+    const auto handed = s.other_body<handoff_msg>(handoff_type);
+    CHECK(handed.snapshot.exit_status == 3);
+    CHECK(handed.snapshot.output.find("failing") != std::string::npos);
+    CHECK(handed.snapshot.incarnations == 1);
+    CHECK(s.other_body<term::control_msg>(term::control_type).json.find("restarting") !=
+          std::string::npos);
     CHECK(s.first_other(term::close_type) == nullptr);  // the viewer stays for the next one
   }
   SECTION("status 0: kept for GET, the viewer told and closed, the actor done") {
@@ -325,15 +332,9 @@ TEST_CASE("session actor: a failed shell is handed over for a restart, a finishe
     s.attach();
     REQUIRE(s.pump_until([&] { return s.ended; }, true));
     CHECK_FALSE(s.exit_reason);
-    const auto* handed = s.first_other(handoff_type);
-    REQUIRE(handed != nullptr);
-    auto body = decode<handoff_msg>(handed->body);
-    REQUIRE(body);
-    CHECK(body->snapshot.exit_status == 0);
-    REQUIRE(s.first_other(term::control_type) != nullptr);
-    auto told = decode<term::control_msg>(s.first_other(term::control_type)->body);
-    REQUIRE(told);
-    CHECK(told->json.find("\"exit\"") != std::string::npos);
+    CHECK(s.other_body<handoff_msg>(handoff_type).snapshot.exit_status == 0);
+    CHECK(s.other_body<term::control_msg>(term::control_type).json.find("\"exit\"") !=
+          std::string::npos);
     CHECK(s.first_other(term::close_type) != nullptr);
   }
 }
@@ -376,12 +377,9 @@ TEST_CASE("session actor: stopped from outside, it kills its shell and hands its
   s.collect();
   REQUIRE(s.ended);
   CHECK(test::wait_until([&] { return process_ended(s.pid); }));
-  const auto* handed = s.first_other(handoff_type);
-  REQUIRE(handed != nullptr);
-  auto body = decode<handoff_msg>(handed->body);
-  REQUIRE(body);
-  CHECK(body->snapshot.output.find("kept") != std::string::npos);
-  CHECK(body->snapshot.bytes_in == 5);
+  const auto handed = s.other_body<handoff_msg>(handoff_type);
+  CHECK(handed.snapshot.output.find("kept") != std::string::npos);
+  CHECK(handed.snapshot.bytes_in == 5);
 }
 
 TEST_CASE("session actor: reading waits for a viewer that does not acknowledge") {
