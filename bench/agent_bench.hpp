@@ -56,15 +56,4 @@ inline std::map<std::string, std::string> agent_node_env(const std::string& mock
           {"TROUPE_LOG_LEVEL", "warn"}};
 }
 
-/// VmRSS of `pid` in KiB.
-inline std::optional<double> rss_kib_of(pid_t pid) {
-  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
-  for (std::string line; std::getline(status, line);) {
-    if (line.rfind("VmRSS:", 0) == 0) {
-      return std::stod(line.substr(6));
-    }
-  }
-  return std::nullopt;
-}
-
 }  // namespace troupe::bench

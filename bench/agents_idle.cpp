@@ -24,20 +24,8 @@ using namespace troupe;
 
 constexpr double bar_kib = 64;
 
-std::optional<double> settled_rss(pid_t pid) {
-  std::vector<double> samples;
-  for (int i = 0; i < 5; ++i) {
-    if (i > 0) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-    auto kib = bench::rss_kib_of(pid);
-    if (!kib) {
-      return std::nullopt;
-    }
-    samples.push_back(*kib);
-  }
-  return bench::median(samples);
-}
+/// RSS readings per figure.
+constexpr int rss_samples = 5;
 
 }  // namespace
 
@@ -71,7 +59,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "agents_idle: the warm-up prompt failed\n");
     return 1;
   }
-  const auto before = settled_rss(node.pid());
+  const auto before = bench::settled_rss_kib(node.pid(), rss_samples);
   for (int i = 0; i < agents; ++i) {
     const auto name = "idle-" + std::to_string(i);
     if (!bench::create_agent(http, name, ws.path())) {
@@ -92,7 +80,7 @@ int main(int argc, char** argv) {
       idle += a["state"] == "idle" ? 1 : 0;
     }
   }
-  const auto after = settled_rss(node.pid());
+  const auto after = bench::settled_rss_kib(node.pid(), rss_samples);
   if (!before || !after || idle != static_cast<size_t>(agents) + 1) {
     std::fprintf(stderr, "agents_idle: %zu of %d agents idle, or RSS unreadable\n", idle,
                  agents + 1);

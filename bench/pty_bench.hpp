@@ -241,17 +241,6 @@ inline expected<pid_t> node_pid(http_client& http) {
   return static_cast<pid_t>(reply["body"]["pid"].get<int64_t>());
 }
 
-/// VmRSS of `pid` in KiB (/proc/<pid>/status); nullopt when unreadable.
-inline std::optional<long> rss_kib(pid_t pid) {
-  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
-  for (std::string line; std::getline(status, line);) {
-    if (line.starts_with("VmRSS:")) {
-      return std::stol(line.substr(6));  // "VmRSS:	   12345 kB"
-    }
-  }
-  return std::nullopt;
-}
-
 // ---------------------------------------------------------------------------
 // The baseline's side: a bare PTY in this process
 // ---------------------------------------------------------------------------

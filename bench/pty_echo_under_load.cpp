@@ -284,29 +284,6 @@ struct run_result {
   uint64_t streams_done = 0;
 };
 
-/// CPU time (user + system) the process `pid` has used, in seconds; 0 if
-/// it cannot be read.
-double cpu_seconds(pid_t pid) {
-  std::FILE* f = std::fopen(("/proc/" + std::to_string(pid) + "/stat").c_str(), "r");
-  if (f == nullptr) {
-    return 0;
-  }
-  char line[1024];
-  const size_t n = std::fread(line, 1, sizeof line - 1, f);
-  std::fclose(f);
-  line[n] = 0;
-  // Fields after the command (which may hold spaces) start past its ')'.
-  const char* rest = std::strrchr(line, ')');
-  unsigned long long utime = 0;
-  unsigned long long stime = 0;
-  if (rest == nullptr ||
-      std::sscanf(rest + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime,
-                  &stime) != 2) {
-    return 0;
-  }
-  return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
-}
-
 int fail(const std::string& what) {
   std::fprintf(stderr, "pty_echo_under_load: %s\n", what.c_str());
   return 1;

@@ -43,10 +43,9 @@ const std::vector<std::string> idle_command{"/bin/sh", "-c", "exec sleep 600"};
 constexpr int bench_fds_per_viewer = 4;
 constexpr int node_fds_per_session = 3;
 constexpr int fds_headroom = 256;
-/// RSS samples per measurement, this far apart: an idle node's RSS should
+/// RSS samples per measurement (100 ms apart): an idle node's RSS should
 /// not move, and if it does, the median of a few samples is what counts.
 constexpr int rss_samples = 3;
-constexpr std::chrono::milliseconds rss_sample_gap{100};
 /// No repetition starts past this point, so the bench stays near a minute.
 constexpr std::chrono::seconds reps_budget{35};
 /// Time the shells get to be gone once the node stopped.
@@ -64,22 +63,6 @@ rlim_t raise_fd_limit() {
     ::getrlimit(RLIMIT_NOFILE, &limit);
   }
   return limit.rlim_cur;
-}
-
-/// The node's RSS in KiB, the median of a few samples; nullopt if unreadable.
-std::optional<double> settled_rss_kib(pid_t pid) {
-  std::vector<double> samples;
-  for (int i = 0; i < rss_samples; ++i) {
-    if (i > 0) {
-      std::this_thread::sleep_for(rss_sample_gap);
-    }
-    auto kib = rss_kib(pid);
-    if (!kib) {
-      return std::nullopt;
-    }
-    samples.push_back(static_cast<double>(*kib));
-  }
-  return median(samples);
 }
 
 /// True while `pid` runs (exists and is not a zombie).
@@ -172,7 +155,7 @@ expected<rep_result> run_rep(int n) {
   if (auto err = warm_up(node, http)) {
     return *err;
   }
-  const auto before = settled_rss_kib(*pid);
+  const auto before = settled_rss_kib(*pid, rss_samples);
   std::vector<session_ref> sessions;
   sessions.reserve(static_cast<size_t>(n));
   const auto t_create = clock_type::now();
@@ -185,7 +168,7 @@ expected<rep_result> run_rep(int n) {
     sessions.push_back(std::move(*s));
   }
   const double create_s = seconds_since(t_create);
-  const auto with_sessions = settled_rss_kib(*pid);
+  const auto with_sessions = settled_rss_kib(*pid, rss_samples);
   std::vector<std::unique_ptr<ws_client>> viewers;
   viewers.reserve(static_cast<size_t>(n));
   const auto t_attach = clock_type::now();
@@ -199,7 +182,7 @@ expected<rep_result> run_rep(int n) {
     }
   }
   const double attach_s = seconds_since(t_attach);
-  const auto after = settled_rss_kib(*pid);
+  const auto after = settled_rss_kib(*pid, rss_samples);
   viewers.clear();  // drops the connections
   clean_up(node, http, sessions);
   if (!before || !with_sessions || !after) {
