@@ -1,0 +1,127 @@
+// A strand actor on CAF's test coordinator, with an io_context the test
+// polls as its strand: its turns happen there and nowhere else.
+
+#include "runtime/net/strand_actor.hpp"
+
+#include <boost/asio/io_context.hpp>
+#include <caf/actor_companion.hpp>
+#include <catch2/catch.hpp>
+
+#include <string>
+#include <vector>
+
+#include "tests/support/deterministic.hpp"
+
+using namespace troupe;
+using troupe::test::deterministic_system;
+
+namespace {
+
+struct fixture {
+  deterministic_system sys;
+  boost::asio::io_context strand;
+  std::vector<std::string> seen;
+
+  /// A strand actor that records the type of each message it handles, and
+  /// ends on "quit".
+  std::unique_ptr<strand_actor> make() {
+    auto out = std::make_unique<strand_actor>(sys.system(), strand.get_executor());
+    auto* self = out->self();
+    self->become([this, self](const std::string& type, const std::string&, uint64_t) {
+      seen.push_back(type);
+      if (type == "quit") {
+        self->quit();
+      }
+    });
+    return out;
+  }
+
+  /// Runs the actors and the strand until neither has anything left to do.
+  void settle() {
+    while (sys.run() + strand.poll() > 0) {
+      strand.restart();
+    }
+    strand.restart();
+  }
+};
+
+}  // namespace
+
+TEST_CASE("strand actor: its messages are handled on its executor, in order, only there") {
+  fixture f;
+  auto a = f.make();
+  for (const auto* type : {"one", "two", "three"}) {
+    f.sys.send(a->handle(), envelope{type, "", 0});
+  }
+  CHECK(f.seen.empty());  // the scheduler ran, the strand did not
+  CHECK(f.strand.poll() == 3);
+  CHECK(f.seen == std::vector<std::string>{"one", "two", "three"});
+}
+
+TEST_CASE("strand actor: its requests get their answers, or an error when the one asked is gone") {
+  fixture f;
+  auto a = f.make();
+  std::vector<std::string> replies;
+  a->request(f.sys.self(), caf::make_message(std::string("ping"), std::string(), uint64_t{7}),
+             caf::behavior{[&](std::string& type, std::string&, uint64_t id) {
+                             replies.push_back(type + " " + std::to_string(id));
+                           },
+                           [&](caf::error&) { replies.push_back("error"); }});
+  f.settle();
+  auto asked = f.sys.answer_next(envelope{"pong", "", 7});
+  REQUIRE(asked);
+  CHECK(asked->type == "ping");
+  f.settle();
+  CHECK(replies == std::vector<std::string>{"pong 7"});
+
+  auto dead = f.sys.system().spawn([](caf::event_based_actor*) -> caf::behavior {
+    return {[](const std::string&, const std::string&, uint64_t) {}};
+  });
+  caf::anon_send_exit(dead, caf::exit_reason::user_shutdown);
+  f.settle();
+  a->request(dead, caf::make_message(std::string("ping"), std::string(), uint64_t{8}),
+             caf::behavior{[&](std::string&, std::string&, uint64_t) { replies.push_back("?"); },
+                           [&](caf::error&) { replies.push_back("error"); }});
+  f.settle();
+  CHECK(replies == std::vector<std::string>{"pong 7", "error"});
+}
+
+TEST_CASE("strand actor: letting go ends it, its monitors hear it, a request to it gets an error") {
+  fixture f;
+  auto a = f.make();
+  auto handle = a->handle();
+  caf::scoped_actor watcher{f.sys.system()};
+  watcher->monitor(handle);
+  f.sys.send(handle, envelope{"before", "", 0});  // still on its way to the strand
+  a.reset();
+  f.settle();
+  bool down = false;
+  watcher->receive([&](caf::down_msg& d) { down = d.source == handle.address(); },
+                   caf::after(std::chrono::seconds(0)) >> [] {});
+  CHECK(down);
+  CHECK(f.seen.empty());  // what was on its way is dropped
+  // An error, not a request kept for ever (which sys.call reports as a timeout).
+  auto answer = f.sys.call(handle, envelope{"after", "", 0});
+  f.settle();
+  REQUIRE(answer.is_error());
+  CHECK(read_error(answer).code == errc::internal);
+}
+
+TEST_CASE("strand actor: one that ends itself answers later requests with an error") {
+  fixture f;
+  auto a = f.make();
+  f.sys.send(a->handle(), envelope{"quit", "", 0});
+  f.settle();
+  CHECK(f.seen == std::vector<std::string>{"quit"});
+  // The request reaches the strand (the handler stays), and is answered there.
+  caf::scoped_actor asker{f.sys.system()};
+  auto pending =
+      asker->request(a->handle(), caf::infinite, std::string("after"), std::string(), uint64_t{0});
+  f.settle();
+  REQUIRE_FALSE(asker->mailbox().empty());
+  bool refused = false;
+  pending.receive([](std::string&, std::string&, uint64_t) {},
+                  [&](caf::error& e) { refused = e == caf::sec::request_receiver_down; });
+  CHECK(refused);
+  CHECK(f.seen.size() == 1);
+}
