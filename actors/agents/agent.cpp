@@ -220,13 +220,15 @@ agent_info info_of(const agent_state& st) {
 
 // ---- telling the waiter --------------------------------------------------
 
-void send_http(agent_actor* self, const caf::actor& to, const char* type, const auto& body) {
-  self->send(to, std::string(type), encode(body), uint64_t{0});
+/// To an exchange's actor, with the correlation its request carried (which
+/// names the exchange, as http_exchange.hpp says).
+void send_http(agent_actor* self, const waiter& w, const char* type, const auto& body) {
+  self->send(w.exchange, std::string(type), encode(body), w.correlation_id);
 }
 
-void http_error(agent_actor* self, const caf::actor& to, const error& e) {
+void http_error(agent_actor* self, const waiter& w, const error& e) {
   auto answer = troupe_error(e.code, e.message);
-  send_http(self, to, http_msg::reply_type,
+  send_http(self, w, http_msg::reply_type,
             http_msg::reply{
                 answer.status, {{"content-type", "application/json"}}, std::move(answer.body)});
 }
@@ -236,7 +238,7 @@ void refuse(agent_actor* self, waiter& w, const error& e) {
   if (w.promise) {
     deliver(*w.promise, make_error_envelope(e, w.correlation_id));
   } else if (w.exchange) {
-    http_error(self, w.exchange, e);
+    http_error(self, w, e);
   }
 }
 
@@ -247,11 +249,11 @@ void send_sse(agent_actor* self, waiter& w, const std::string& kind, const std::
   }
   if (!w.head_sent) {
     w.head_sent = true;
-    send_http(self, w.exchange, http_msg::head_type,
+    send_http(self, w, http_msg::head_type,
               http_msg::head{
                   200, {{"content-type", "text/event-stream"}, {"cache-control", "no-cache"}}});
   }
-  send_http(self, w.exchange, http_msg::chunk_type,
+  send_http(self, w, http_msg::chunk_type,
             http_msg::chunk{"event: " + kind + "\ndata: " + data + "\n\n"});
 }
 
@@ -280,10 +282,10 @@ void finish_waiter(agent_actor* self) {
   }
   if (w.sse) {
     if (!w.head_sent) {  // cannot happen: turn_end is an event
-      send_http(self, w.exchange, http_msg::head_type,
+      send_http(self, w, http_msg::head_type,
                 http_msg::head{200, {{"content-type", "text/event-stream"}}});
     }
-    send_http(self, w.exchange, http_msg::end_type, empty_body{});
+    send_http(self, w, http_msg::end_type, empty_body{});
     return;
   }
   json events = json::array();
@@ -294,7 +296,7 @@ void finish_waiter(agent_actor* self) {
             {"stop_reason", reply.stop_reason},
             {"usage", usage_json(reply.usage)},
             {"events", std::move(events)}};
-  send_http(self, w.exchange, http_msg::reply_type,
+  send_http(self, w, http_msg::reply_type,
             http_msg::reply{200, {{"content-type", "application/json"}}, body.dump()});
 }
 
@@ -1603,6 +1605,7 @@ void on_request(agent_actor* self, const std::string& type, const std::string& b
     rp.deliver(std::string(http_msg::request_type) + ".reply", encode(empty_body{}), uint64_t{0});
     waiter w;
     w.exchange = sender;
+    w.correlation_id = correlation_id;
     auto req = decode<http_msg::request>(body, decode_limits{.body_bytes_max = 64u << 20});
     if (!req) {
       return refuse(self, w, req.err());

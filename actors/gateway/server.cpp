@@ -852,15 +852,16 @@ class session : public std::enable_shared_from_this<session> {
     if (client_gone.exchange(true)) {
       return;
     }
-    if (auto producer = caf::actor_cast<caf::actor>(exchange_actor_)) {
-      caf::anon_send(producer, std::string(http_msg::gone_type), encode(empty_body{}), uint64_t{0});
+    if (exchange_actor_) {
+      exchange_actor_->client_left();
     }
   }
 
-  /// The exchange's producer let go of its sink: a request never answered
-  /// gets a 500 (in the error shape of its route), a stream never ended gets
-  /// an error event and its end. The one place that guarantees an answer:
-  /// producers need no guard of their own.
+  /// The exchange's family let go of it (`http.dropped`), or its actor
+  /// ended with it open: a request never answered gets a 500 (in the error
+  /// shape of its route), a stream never ended gets an error event and its
+  /// end. The one place that guarantees an answer: producers need no guard
+  /// of their own.
   void abandon(uint64_t id) {
     if (id != exchange_) {
       return;
@@ -1036,8 +1037,9 @@ class session : public std::enable_shared_from_this<session> {
   // A streamed answer: bytes waiting, bytes being written.
   bool streaming_ = false;
   bool stream_ended_ = false;
-  /// The actor answering the current exchange (weak: see ws_session).
-  caf::actor_addr exchange_actor_;
+  /// This connection's actor for its exchanges (made at the first), on its
+  /// strand; it holds the connection only weakly, and ends with it.
+  std::unique_ptr<exchange_actor> exchange_actor_;
   bool writing_ = false;
   /// The exchange in progress (counts up per exchange) and whether it still
   /// waits for its answer.
@@ -1051,44 +1053,41 @@ class session : public std::enable_shared_from_this<session> {
   uint64_t tracked_ = 0;
 };
 
-/// The LLM family's handle on a connection: every call hops onto the
-/// connection's strand, in the order made.
+/// The connection as its exchange actor sees it. The actor runs on the
+/// connection's strand, so each call reaches the connection directly; it
+/// holds the connection weakly (the connection holds the actor).
 class session_sink : public exchange_sink {
  public:
-  explicit session_sink(std::shared_ptr<session> s)
-      : session_(std::move(s)), id_(session_->exchange_id()) {}
-  ~session_sink() override {
-    post([id = id_](session& s) { s.abandon(id); });
-  }
-  session_sink(const session_sink&) = delete;
-  session_sink& operator=(const session_sink&) = delete;
+  explicit session_sink(const std::shared_ptr<session>& s) : session_(s) {}
 
-  void reply(int status, http_headers headers, std::string body) override {
-    post([id = id_, status, headers = std::move(headers),
-          body = std::move(body)](session& s) mutable {
-      s.exchange_reply(id, status, std::move(headers), std::move(body));
-    });
+  void reply(uint64_t id, int status, http_headers headers, std::string body) override {
+    if (auto s = session_.lock()) {
+      s->exchange_reply(id, status, std::move(headers), std::move(body));
+    }
   }
-  void begin_stream(int status, http_headers headers) override {
-    post([id = id_, status, headers = std::move(headers)](session& s) {
-      s.stream_head(id, status, headers);
-    });
+  void begin_stream(uint64_t id, int status, http_headers headers) override {
+    if (auto s = session_.lock()) {
+      s->stream_head(id, status, headers);
+    }
   }
-  void stream(std::string chunk) override {
-    post([id = id_, chunk = std::move(chunk)](session& s) { s.stream_chunk(id, chunk); });
+  void stream(uint64_t id, std::string chunk) override {
+    if (auto s = session_.lock()) {
+      s->stream_chunk(id, chunk);
+    }
   }
-  void end_stream() override {
-    post([id = id_](session& s) { s.stream_end(id); });
+  void end_stream(uint64_t id) override {
+    if (auto s = session_.lock()) {
+      s->stream_end(id);
+    }
   }
-  bool gone() const override { return session_->client_gone.load(); }
+  void abandon(uint64_t id) override {
+    if (auto s = session_.lock()) {
+      s->abandon(id);
+    }
+  }
 
  private:
-  template <class F>
-  void post(F&& f) {
-    net::post(session_->executor(), [s = session_, f = std::forward<F>(f)]() mutable { f(*s); });
-  }
-  std::shared_ptr<session> session_;
-  uint64_t id_;
+  std::weak_ptr<session> session_;
 };
 
 void session::start_exchange(family_exchange target) {
@@ -1100,17 +1099,17 @@ void session::start_exchange(family_exchange target) {
   req.body = std::move(request_.body());
   ++exchange_;
   exchange_open_ = true;
-  exchange_actor_ = caf::actor_addr{};
   watch_client(exchange_);
-  auto sink = std::make_shared<session_sink>(shared_from_this());
   if (server_->system == nullptr) {
     auto answer = troupe_error(errc::unavailable, "not served by this node");
-    return sink->reply(answer.status, {{"content-type", "application/json"}},
-                       std::move(answer.body));
+    return exchange_reply(exchange_, answer.status, {{"content-type", "application/json"}},
+                          std::move(answer.body));
   }
-  exchange_actor_ = spawn_exchange(*server_->system, server_->ctx, std::move(target),
-                                   std::move(req), std::move(sink))
-                        .address();
+  if (!exchange_actor_ || !exchange_actor_->usable()) {
+    exchange_actor_ = std::make_unique<exchange_actor>(
+        *server_->system, executor(), std::make_shared<session_sink>(shared_from_this()));
+  }
+  exchange_actor_->start(*server_->ctx, std::move(target), std::move(req), exchange_);
 }
 
 expected<tcp::endpoint> parse_listen(const std::string& listen) {

@@ -3,8 +3,8 @@
 // An HTTP exchange that a family answers itself, possibly as a stream (the
 // LLM gateway's /v1/messages). It travels as messages: the connection's
 // exchange actor (actors/gateway/exchange_actor) sends the request to the
-// family's actor, which answers that actor by message; inside the family an
-// `exchange_sink` turns its calls into those messages.
+// family's actor, which answers that actor by message; the exchange actor
+// hands each answer to its connection through an `exchange_sink`.
 //
 //   edge -> family   http.request {method, target, headers, body, client}
 //                    (a request; answered at once with http.request.reply {}
@@ -16,9 +16,10 @@
 //
 // Every message the family sends the requester carries, as its correlation
 // id, the one its http.request carried: a requester whose exchanges follow
-// one another (an agent's model calls) tells the one it waits for from
-// what is left of one it let go of.
+// one another (an agent's model calls, a connection's requests) tells the
+// one it waits for from what is left of one it let go of.
 
+#include <cstdint>
 #include <iterator>
 #include <memory>
 #include <string>
@@ -78,20 +79,25 @@ struct exchange_request {
   }
 };
 
-/// The connection's side of an exchange. Thread-safe: any thread may call
-/// it; calls take effect in the order made. Exactly one of reply() or
-/// begin_stream() ... end_stream() answers an exchange.
+/// The connection's side of its exchanges, as its exchange actor sees it:
+/// called only on the connection's thread (the actor runs there), in the
+/// order the answers' messages came, each call naming its exchange (a
+/// connection has one at a time; what comes late for an earlier one is the
+/// connection's to ignore). Exactly one of reply() or begin_stream() ...
+/// end_stream() answers an exchange; abandon() says its family let go of it
+/// without (fully) answering.
 class exchange_sink {
  public:
   virtual ~exchange_sink() = default;
   /// A whole response.
-  virtual void reply(int status, http_headers headers, std::string body) = 0;
+  virtual void reply(uint64_t id, int status, http_headers headers, std::string body) = 0;
   /// A streamed response (chunked): the head now, then chunks, then the end.
-  virtual void begin_stream(int status, http_headers headers) = 0;
-  virtual void stream(std::string chunk) = 0;
-  virtual void end_stream() = 0;
-  /// True once the client went away; producers should stop.
-  [[nodiscard]] virtual bool gone() const = 0;
+  virtual void begin_stream(uint64_t id, int status, http_headers headers) = 0;
+  virtual void stream(uint64_t id, std::string chunk) = 0;
+  virtual void end_stream(uint64_t id) = 0;
+  /// Nothing more comes for `id`: a request never answered gets a 500, a
+  /// stream never ended an error event and its end.
+  virtual void abandon(uint64_t id) = 0;
 };
 
 namespace http_msg {

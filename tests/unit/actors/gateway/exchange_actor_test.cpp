@@ -1,8 +1,11 @@
-// An exchange actor alone, on CAF's test coordinator: the test's own actor
-// plays llm/router, a recording sink plays the connection.
+// A connection's exchange actor alone, on CAF's test coordinator: the
+// test's own actor plays llm/router, a recording sink plays the connection,
+// and an io_context the test polls plays the connection's strand.
 
 #include "actors/gateway/exchange_actor.hpp"
 
+#include <boost/asio/io_context.hpp>
+#include <caf/actor_companion.hpp>
 #include <catch2/catch.hpp>
 
 #include <string>
@@ -16,19 +19,21 @@ using troupe::test::deterministic_system;
 
 namespace {
 
-/// What the connection was told, in order.
+/// What the connection was told, in order, each with its exchange's id.
 class recording_sink : public exchange_sink {
  public:
-  void reply(int status, http_headers, std::string body) override {
-    events.push_back("reply " + std::to_string(status) + " " + body);
+  void reply(uint64_t id, int status, http_headers, std::string body) override {
+    events.push_back(std::to_string(id) + " reply " + std::to_string(status) + " " + body);
   }
-  void begin_stream(int status, http_headers headers) override {
-    events.push_back("head " + std::to_string(status) + " " +
+  void begin_stream(uint64_t id, int status, http_headers headers) override {
+    events.push_back(std::to_string(id) + " head " + std::to_string(status) + " " +
                      (headers.empty() ? "" : headers.front().second));
   }
-  void stream(std::string chunk) override { events.push_back("chunk " + chunk); }
-  void end_stream() override { events.push_back("end"); }
-  bool gone() const override { return false; }
+  void stream(uint64_t id, std::string chunk) override {
+    events.push_back(std::to_string(id) + " chunk " + chunk);
+  }
+  void end_stream(uint64_t id) override { events.push_back(std::to_string(id) + " end"); }
+  void abandon(uint64_t id) override { events.push_back(std::to_string(id) + " abandoned"); }
 
   std::vector<std::string> events;
 };
@@ -43,81 +48,159 @@ envelope taken() {
   return make_envelope(std::string(http_msg::request_type) + ".reply", empty_body{});
 }
 
+/// A connection's exchange actor on a strand the test polls.
+struct fixture {
+  deterministic_system sys;
+  boost::asio::io_context strand;
+  std::shared_ptr<recording_sink> sink = std::make_shared<recording_sink>();
+  exchange_actor actor{sys.system(), strand.get_executor(), sink};
+
+  /// Runs the actors and the strand until neither has anything left to do.
+  void settle() {
+    while (sys.run() + strand.poll() > 0) {
+      strand.restart();
+    }
+    strand.restart();
+  }
+  void start(uint64_t id, family_exchange target = {}) {
+    actor.start(*sys.ctx(), std::move(target), a_request(), id);
+    settle();
+  }
+  /// The router (the test's actor) takes the request it was sent.
+  std::optional<envelope> take() {
+    auto got = sys.answer_next(taken());
+    settle();
+    return got;
+  }
+  /// Sends as the router, with exchange `id`'s correlation, and lets it all run.
+  template <class T>
+  void answer(uint64_t id, const char* type, const T& body) {
+    auto msg = make_envelope(type, body);
+    msg.correlation_id = id;
+    sys.send(actor.handle(), std::move(msg));
+    settle();
+  }
+};
+
 }  // namespace
 
 TEST_CASE("exchange actor: the request goes to the router, a stream comes back in order") {
-  deterministic_system sys;
-  sys.register_running("llm/router", sys.self());
-  auto sink = std::make_shared<recording_sink>();
-  auto exchange = spawn_exchange(sys.system(), sys.ctx(), family_exchange{}, a_request(), sink);
-  sys.run();
+  fixture f;
+  f.sys.register_running("llm/router", f.sys.self());
+  f.start(1);
   // A request (a router that dies with it unread is noticed), acknowledged
-  // as the router does once it takes it.
-  auto got = sys.answer_next(taken());
+  // as the router does once it takes it; its correlation names the exchange.
+  auto got = f.take();
   REQUIRE(got);
   CHECK(got->type == http_msg::request_type);
+  CHECK(got->correlation_id == 1);
   auto req = decode<http_msg::request>(got->body);
   REQUIRE(req);
   CHECK(req->target == "/v1/messages");
   CHECK(req->client == "token-1");
 
-  sys.send(exchange, make_envelope(http_msg::head_type,
-                                   http_msg::head{200, {{"content-type", "text/event-stream"}}}));
-  sys.send(exchange, make_envelope(http_msg::chunk_type, http_msg::chunk{"event: a\n\n"}));
-  sys.send(exchange, make_envelope(http_msg::chunk_type, http_msg::chunk{"event: b\n\n"}));
-  sys.send(exchange, make_envelope(http_msg::end_type, empty_body{}));
-  CHECK(sink->events == std::vector<std::string>{"head 200 text/event-stream", "chunk event: a\n\n",
-                                                 "chunk event: b\n\n", "end"});
+  f.answer(1, http_msg::head_type, http_msg::head{200, {{"content-type", "text/event-stream"}}});
+  // Its messages are handled on the connection's strand, in turn: a chunk
+  // waits there until the strand runs.
+  auto chunk = make_envelope(http_msg::chunk_type, http_msg::chunk{"event: a\n\n"});
+  chunk.correlation_id = 1;
+  f.sys.send(f.actor.handle(), chunk);
+  CHECK(f.sink->events.size() == 1);
+  CHECK(f.strand.poll() == 1);
+  f.strand.restart();
+  f.answer(1, http_msg::chunk_type, http_msg::chunk{"event: b\n\n"});
+  f.answer(1, http_msg::end_type, empty_body{});
+  CHECK(f.sink->events == std::vector<std::string>{"1 head 200 text/event-stream",
+                                                   "1 chunk event: a\n\n", "1 chunk event: b\n\n",
+                                                   "1 end"});
 }
 
-TEST_CASE("exchange actor: a whole reply, and the client's leaving told to the router") {
-  deterministic_system sys;
-  sys.register_running("llm/router", sys.self());
-  auto sink = std::make_shared<recording_sink>();
-  auto exchange = spawn_exchange(sys.system(), sys.ctx(), family_exchange{}, a_request(), sink);
-  sys.run();
-  REQUIRE(sys.answer_next(taken()));
-  // The connection says its client left: the router hears it.
-  sys.send(exchange, make_envelope(http_msg::gone_type, empty_body{}));
-  auto gone = sys.take_mail();
+TEST_CASE(
+    "exchange actor: one actor for a connection's exchanges, and what comes late is dropped") {
+  fixture f;
+  f.sys.register_running("llm/router", f.sys.self());
+  f.start(1);
+  REQUIRE(f.take());
+  f.answer(1, http_msg::reply_type, http_msg::reply{200, {}, "first"});
+  f.start(2);
+  auto second = f.take();
+  REQUIRE(second);
+  CHECK(second->correlation_id == 2);
+  // A late piece of the first exchange, and one after it ended, go nowhere.
+  f.answer(1, http_msg::chunk_type, http_msg::chunk{"late"});
+  f.answer(2, http_msg::reply_type, http_msg::reply{200, {}, "second"});
+  f.answer(2, http_msg::reply_type, http_msg::reply{200, {}, "again"});
+  CHECK(f.sink->events == std::vector<std::string>{"1 reply 200 first", "2 reply 200 second"});
+}
+
+TEST_CASE("exchange actor: the client's leaving is told to the router, a drop is abandoned") {
+  fixture f;
+  f.sys.register_running("llm/router", f.sys.self());
+  f.start(3);
+  REQUIRE(f.take());
+  f.actor.client_left();
+  f.settle();
+  auto gone = f.sys.take_mail();
   REQUIRE(gone);
   CHECK(gone->first.type == http_msg::gone_type);
-  sys.send(exchange,
-           make_envelope(http_msg::reply_type, http_msg::reply{404, {}, R"({"type":"error"})"}));
-  CHECK(sink->events == std::vector<std::string>{R"(reply 404 {"type":"error"})"});
+  CHECK(gone->first.correlation_id == 3);
+  f.answer(3, http_msg::dropped_type, empty_body{});
+  CHECK(f.sink->events == std::vector<std::string>{"3 abandoned"});
 }
 
 TEST_CASE("exchange actor: no router, or one that is down, is a 529 the client may retry") {
-  deterministic_system sys;
-  auto none = std::make_shared<recording_sink>();
-  (void)spawn_exchange(sys.system(), sys.ctx(), family_exchange{}, a_request(), none);
-  sys.run();
-  REQUIRE(none->events.size() == 1);
-  CHECK(none->events.front().starts_with("reply 529 "));
-  CHECK(none->events.front().find("not started") != std::string::npos);
+  fixture f;
+  f.start(1);
+  REQUIRE(f.sink->events.size() == 1);
+  CHECK(f.sink->events.front().starts_with("1 reply 529 "));
+  CHECK(f.sink->events.front().find("not started") != std::string::npos);
 
-  auto dead = sys.system().spawn([](caf::event_based_actor*) -> caf::behavior {
+  auto dead = f.sys.system().spawn([](caf::event_based_actor*) -> caf::behavior {
     return {[](const std::string&, const std::string&, uint64_t) {}};
   });
   caf::anon_send_exit(dead, caf::exit_reason::user_shutdown);
-  sys.run();
-  sys.register_running("llm/router", dead);
-  auto down = std::make_shared<recording_sink>();
-  (void)spawn_exchange(sys.system(), sys.ctx(), family_exchange{}, a_request(), down);
-  sys.run();
-  REQUIRE(down->events.size() == 1);
-  CHECK(down->events.front().starts_with("reply 529 "));
-  CHECK(down->events.front().find("went down") != std::string::npos);
+  f.sys.run();
+  f.sys.register_running("llm/router", dead);
+  f.start(2);
+  REQUIRE(f.sink->events.size() == 2);
+  CHECK(f.sink->events.back().starts_with("2 reply 529 "));
+  CHECK(f.sink->events.back().find("went down") != std::string::npos);
 }
 
 TEST_CASE("exchange actor: a target that does not exist is troupe's 404 on troupe's routes") {
-  deterministic_system sys;
-  auto sink = std::make_shared<recording_sink>();
-  (void)spawn_exchange(sys.system(), sys.ctx(),
-                       family_exchange{"agents/live/x", false, "no agent 'x'"}, a_request(), sink);
-  sys.run();
-  REQUIRE(sink->events.size() == 1);
-  CHECK(sink->events.front().starts_with("reply 404 "));
-  CHECK(sink->events.front().find(R"({"error":{"code":"not_found","message":"no agent 'x'"}})") !=
+  fixture f;
+  f.start(1, family_exchange{"agents/live/x", false, "no agent 'x'"});
+  REQUIRE(f.sink->events.size() == 1);
+  CHECK(f.sink->events.front().starts_with("1 reply 404 "));
+  CHECK(f.sink->events.front().find(R"({"error":{"code":"not_found","message":"no agent 'x'"}})") !=
         std::string::npos);
+}
+
+TEST_CASE("exchange actor: it ends with its connection, and the router can see it") {
+  caf::actor handle;
+  caf::actor_addr seen;
+  {
+    fixture f;
+    f.sys.register_running("llm/router", f.sys.self());
+    f.start(1);
+    REQUIRE(f.take());
+    handle = f.actor.handle();
+    caf::scoped_actor watcher{f.sys.system()};
+    watcher->monitor(handle);
+    auto sink = f.sink;
+    {
+      // The connection lets go of its actor with the exchange open: the
+      // sink (a connection already gone) is told, and the monitor hears it.
+      exchange_actor second{f.sys.system(), f.strand.get_executor(), sink};
+      watcher->monitor(second.handle());
+      second.start(*f.sys.ctx(), family_exchange{}, a_request(), 7);
+      f.settle();
+      REQUIRE(f.sys.answer_next(taken()));
+      seen = second.handle().address();
+    }
+    f.settle();
+    watcher->receive([&](caf::down_msg& d) { CHECK(d.source == seen); },
+                     caf::after(std::chrono::seconds(0)) >> [] { FAIL("no down message"); });
+    CHECK(sink->events == std::vector<std::string>{"7 abandoned"});
+  }
 }
