@@ -10,26 +10,37 @@ namespace troupe {
 
 /// The current exchange, on the connection's strand.
 struct exchange_actor::state {
+  caf::actor_companion* self = nullptr;
   std::shared_ptr<exchange_sink> sink;
   caf::actor family;
   bool anthropic = true;
   uint64_t id = 0;
-  /// Sent and not yet answered in full.
+  /// Sent and not yet answered in full. While it is, the family is
+  /// monitored: one that ends without answering (an agent deleted in the
+  /// middle of a turn) leaves it to the connection to answer.
   bool open = false;
+  /// Its stream has begun (a head came).
+  bool streaming = false;
 
-  /// Should the actor end with an exchange open (an exception in a turn),
-  /// the connection still answers it.
-  ~state() {
-    if (open) {
-      sink->abandon(id);
+  /// The exchange is answered, or will not be: the family is no longer
+  /// watched for it.
+  void close() {
+    open = false;
+    if (family) {
+      self->demonitor(family);
     }
+  }
+  /// Nothing more comes for the exchange: the connection answers it.
+  void abandon() {
+    close();
+    sink->abandon(id);
   }
 
   /// The answer when the family cannot take the request: in Anthropic's
   /// shape on the LLM routes (their clients parse it; 529 tells them to
   /// retry).
   void refuse(errc code, const std::string& why) {
-    open = false;
+    close();
     auto reply = anthropic ? anthropic_error_reply(code, why) : error_reply(code, why);
     sink->reply(id, reply.status, {{"content-type", std::move(reply.content_type)}},
                 std::move(reply.body));
@@ -43,13 +54,14 @@ struct exchange_actor::state {
       }
     } else if (type == http_msg::head_type) {
       if (auto m = decode<http_msg::head>(body)) {
+        streaming = true;
         sink->begin_stream(id, m->status, http_msg::to_headers(std::move(m->headers)));
       }
     } else if (type == http_msg::end_type) {
-      open = false;
+      close();
       sink->end_stream(id);
     } else if (type == http_msg::reply_type) {
-      open = false;
+      close();
       if (auto m = decode<http_msg::reply>(body, decode_limits{.body_bytes_max = 1u << 30})) {
         sink->reply(id, m->status, http_msg::to_headers(std::move(m->headers)),
                     std::move(m->bytes));
@@ -57,8 +69,7 @@ struct exchange_actor::state {
         sink->abandon(id);  // answered with a 500
       }
     } else if (type == http_msg::dropped_type) {
-      open = false;
-      sink->abandon(id);
+      abandon();
     }
   }
 };
@@ -67,6 +78,24 @@ exchange_actor::exchange_actor(caf::actor_system& system, boost::asio::any_io_ex
                                std::shared_ptr<exchange_sink> sink)
     : st_(std::make_shared<state>()), actor_(system, std::move(executor)) {
   st_->sink = std::move(sink);
+  st_->self = actor_.self();
+  // The family ended with the exchange open (it answered nothing, or not
+  // all): the connection answers.
+  actor_.self()->set_down_handler([st = st_](caf::down_msg& down) {
+    if (st->open && down.source == st->family.address()) {
+      if (st->streaming) {
+        st->abandon();  // the stream ends with an error event
+      } else {
+        st->refuse(errc::unavailable, "the actor answering went down; retry");
+      }
+    }
+  });
+  // So does this actor, should it end in a turn (an exception).
+  actor_.on_end([st = st_] {
+    if (st->open) {
+      st->abandon();
+    }
+  });
   actor_.self()->become(
       [st = st_](const std::string& type, const std::string& body, uint64_t correlation) {
         // What comes late for an exchange the family let go of is not the
@@ -77,13 +106,24 @@ exchange_actor::exchange_actor(caf::actor_system& system, boost::asio::any_io_ex
       });
 }
 
-exchange_actor::~exchange_actor() = default;
+exchange_actor::~exchange_actor() {
+  // The connection lets go with an exchange open (it is closing): the
+  // family is no longer watched, and the connection, if it is still
+  // there, answers.
+  if (st_->open) {
+    st_->abandon();
+  }
+}
 
 void exchange_actor::start(const node_context& ctx, family_exchange target,
                            exchange_request request, uint64_t id) {
   auto& st = *st_;
+  if (st.open) {
+    st.abandon();  // not expected: one exchange at a time
+  }
   st.id = id;
   st.open = true;
+  st.streaming = false;
   st.anthropic = target.anthropic;
   st.family = ctx.registry.current(target.path);
   if (!st.family) {
@@ -98,7 +138,9 @@ void exchange_actor::start(const node_context& ctx, family_exchange target,
   }
   // A request: if the family's actor dies with it unread, this actor hears
   // so (and answers) instead of waiting for ever. Once taken, the family
-  // answers, or lets go of it, which says `http.dropped`.
+  // answers, or lets go of it, which says `http.dropped`, or ends, which
+  // the monitor says.
+  actor_.self()->monitor(st.family);
   actor_.request(st.family,
                  caf::make_message(std::string(http_msg::request_type),
                                    encode(http_msg::to_message(std::move(request))), id),

@@ -548,6 +548,9 @@ class session : public std::enable_shared_from_this<session> {
   /// cut; an exchange's late answers find the socket closed).
   void close_now() {
     client_left();
+    // Ended here, while the actor system runs (the node stops it before
+    // its I/O threads, whose queued handlers may hold this connection).
+    exchange_actor_.reset();
     beast::error_code ignored;
     stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
     stream_.socket().close(ignored);

@@ -33,9 +33,15 @@ void bounce_requests(caf::mailbox_element_ptr m) {
 class strand_companion final : public caf::actor_companion {
  public:
   using caf::actor_companion::actor_companion;
-  void on_exit() override { ended = true; }
+  void on_exit() override {
+    ended = true;
+    if (on_end) {
+      on_end();
+    }
+  }
   /// Touched only on the executor's thread.
   bool ended = false;
+  std::function<void()> on_end;
 };
 
 }  // namespace
@@ -53,8 +59,8 @@ struct strand_actor::core {
   ~core() {
     auto* s = self();
     // The handler goes (it holds the executor, which must not outlive its
-    // io_context); by now the senders of this actor's messages are done,
-    // so the exclusive lock this takes is not contended.
+    // io_context). This takes the exclusive lock that senders hold while
+    // they post: once per actor, when its owner lets go, not per turn.
     s->on_enqueue(bounce_requests);
     if (!s->ended) {
       // Not again for an actor that ended itself: CAF's cleanup would wake
@@ -100,6 +106,10 @@ caf::actor_companion* strand_actor::self() const {
 
 bool strand_actor::ended() const {
   return core_->self()->ended;
+}
+
+void strand_actor::on_end(std::function<void()> hook) {
+  core_->self()->on_end = std::move(hook);
 }
 
 caf::actor strand_actor::handle() const {

@@ -12,6 +12,7 @@
 // ends if it still runs, and messages still on their way are dropped.
 // Include only where Asio is used already (the connection's .cpp files).
 
+#include <functional>
 #include <memory>
 
 #include <boost/asio/any_io_executor.hpp>
@@ -43,6 +44,9 @@ class strand_actor {
   /// Whether it ended itself (quit() in a turn, or an exception). On the
   /// executor's thread.
   [[nodiscard]] bool ended() const;
+  /// Runs `hook` in the turn in which the actor ends itself (not when its
+  /// owner lets go). Set it before anything can reach the actor.
+  void on_end(std::function<void()> hook);
 
   /// Sends `request`'s values to `dest` as a request (CAF's request/response:
   /// if `dest` ends with it unanswered, the actor gets an error); `on_reply`

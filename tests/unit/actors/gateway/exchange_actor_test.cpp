@@ -8,6 +8,7 @@
 #include <caf/actor_companion.hpp>
 #include <catch2/catch.hpp>
 
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -176,31 +177,95 @@ TEST_CASE("exchange actor: a target that does not exist is troupe's 404 on troup
         std::string::npos);
 }
 
-TEST_CASE("exchange actor: it ends with its connection, and the router can see it") {
-  caf::actor handle;
+TEST_CASE("exchange actor: it ends with its connection, which answers an exchange left open") {
+  fixture f;
+  f.sys.register_running("llm/router", f.sys.self());
+  caf::scoped_actor watcher{f.sys.system()};
   caf::actor_addr seen;
   {
-    fixture f;
-    f.sys.register_running("llm/router", f.sys.self());
-    f.start(1);
-    REQUIRE(f.take());
-    handle = f.actor.handle();
-    caf::scoped_actor watcher{f.sys.system()};
-    watcher->monitor(handle);
-    auto sink = f.sink;
-    {
-      // The connection lets go of its actor with the exchange open: the
-      // sink (a connection already gone) is told, and the monitor hears it.
-      exchange_actor second{f.sys.system(), f.strand.get_executor(), sink};
-      watcher->monitor(second.handle());
-      second.start(*f.sys.ctx(), family_exchange{}, a_request(), 7);
-      f.settle();
-      REQUIRE(f.sys.answer_next(taken()));
-      seen = second.handle().address();
-    }
+    // The connection lets go of its actor with an exchange open: the sink
+    // (a connection normally already gone) is told, and a monitor hears it.
+    exchange_actor second{f.sys.system(), f.strand.get_executor(), f.sink};
+    watcher->monitor(second.handle());
+    seen = second.handle().address();
+    second.start(*f.sys.ctx(), family_exchange{}, a_request(), 7);
     f.settle();
-    watcher->receive([&](caf::down_msg& d) { CHECK(d.source == seen); },
-                     caf::after(std::chrono::seconds(0)) >> [] { FAIL("no down message"); });
-    CHECK(sink->events == std::vector<std::string>{"7 abandoned"});
+    REQUIRE(f.sys.answer_next(taken()));
   }
+  f.settle();
+  bool down = false;
+  watcher->receive([&](caf::down_msg& d) { down = d.source == seen; },
+                   caf::after(std::chrono::seconds(0)) >> [] {});
+  CHECK(down);
+  CHECK(f.sink->events == std::vector<std::string>{"7 abandoned"});
+}
+
+namespace {
+
+/// A family's actor that takes requests (acknowledges them) and answers
+/// nothing, until it is ended.
+caf::actor taker(caf::actor_system& system) {
+  return system.spawn([](caf::event_based_actor*) -> caf::behavior {
+    return {[](std::string& type, std::string&, uint64_t) -> caf::message {
+      return caf::make_message(type + ".reply", encode(empty_body{}), uint64_t{0});
+    }};
+  });
+}
+
+}  // namespace
+
+TEST_CASE("exchange actor: a family that ends after taking the request leaves no client waiting") {
+  fixture f;
+  auto family = taker(f.sys.system());
+  f.sys.register_running("agents/live/a1", family);
+  f.start(1, family_exchange{"agents/live/a1", false, ""});
+  caf::anon_send_exit(family, caf::exit_reason::user_shutdown);
+  f.settle();
+  REQUIRE(f.sink->events.size() == 1);
+  CHECK(f.sink->events.front().starts_with("1 reply 503 "));
+  CHECK(f.sink->events.front().find("went down") != std::string::npos);
+
+  // A stream begun ends with an error event instead (the connection's abandon).
+  auto second = taker(f.sys.system());
+  f.sys.register_running("agents/live/a2", second);
+  f.start(2, family_exchange{"agents/live/a2", false, ""});
+  f.answer(2, http_msg::head_type, http_msg::head{200, {{"content-type", "text/event-stream"}}});
+  caf::anon_send_exit(second, caf::exit_reason::user_shutdown);
+  f.settle();
+  CHECK(f.sink->events.back() == "2 abandoned");
+  CHECK(f.sink->events.size() == 3);
+}
+
+namespace {
+
+/// A connection whose stream() throws (say, out of memory).
+class throwing_sink : public recording_sink {
+ public:
+  void stream(uint64_t, std::string) override { throw std::runtime_error("boom"); }
+};
+
+}  // namespace
+
+TEST_CASE("exchange actor: an exception in a turn ends it, and its open exchange is answered") {
+  deterministic_system sys;
+  boost::asio::io_context strand;
+  auto sink = std::make_shared<throwing_sink>();
+  exchange_actor actor{sys.system(), strand.get_executor(), sink};
+  sys.register_running("llm/router", sys.self());
+  actor.start(*sys.ctx(), family_exchange{}, a_request(), 1);
+  auto settle = [&] {
+    while (sys.run() + strand.poll() > 0) {
+      strand.restart();
+    }
+    strand.restart();
+  };
+  settle();
+  REQUIRE(sys.answer_next(taken()));
+  settle();
+  auto chunk = make_envelope(http_msg::chunk_type, http_msg::chunk{"x"});
+  chunk.correlation_id = 1;
+  sys.send(actor.handle(), chunk);
+  settle();
+  CHECK(sink->events == std::vector<std::string>{"1 abandoned"});
+  CHECK_FALSE(actor.usable());
 }
