@@ -25,6 +25,24 @@ using json = nlohmann::json;
 
 namespace {
 
+/// Whether `text` is in one of RocksDB's write-ahead logs (`NNNNNN.log`)
+/// under `dir`: written there, it survives a SIGKILL of the node.
+bool in_write_ahead_log(const std::filesystem::path& dir, const std::string& text) {
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(dir, ec)) {
+    if (entry.path().extension() != ".log" || !entry.is_regular_file()) {
+      continue;
+    }
+    std::ifstream in(entry.path(), std::ios::binary);
+    std::stringstream bytes;
+    bytes << in.rdbuf();
+    if (bytes.str().find(text) != std::string::npos) {
+      return true;
+    }
+  }
+  return false;
+}
+
 struct node_fixture {
   explicit node_fixture(std::map<std::string, std::string> env = {})
       : node({{}, std::move(env), {}}) {
@@ -380,6 +398,10 @@ TEST_CASE(
       auto r = http.request("GET", "/v1/sessions/" + kept + "/scrollback");
       return r && r->body.find("kept-42") != std::string::npos;
     }));
+    // The session's writer puts its output in the store on a thread of its
+    // own: wait until it is in the write-ahead log, or the kill could come
+    // first and the restored scrollback rightly lack it.
+    REQUIRE(wait_until([&] { return in_write_ahead_log(data.path(), "kept-42"); }));
     CHECK(node.stop(SIGKILL) == 128 + SIGKILL);
   }
   node_process again({{}, {}, data.path()});
