@@ -46,6 +46,21 @@ struct exchange_actor::state {
                 std::move(reply.body));
   }
 
+  /// The family's actor ended (the monitor says so) or was gone before it
+  /// read the request (its error response says so), whichever comes first:
+  /// a stream begun ends with an error event, anything else is a refusal
+  /// the client may retry.
+  void family_lost() {
+    if (!open) {
+      return;
+    }
+    if (streaming) {
+      abandon();
+    } else {
+      refuse(errc::unavailable, "the actor answering went down; retry");
+    }
+  }
+
   /// One message from the family about the current exchange.
   void on_answer(const std::string& type, const std::string& body) {
     if (type == http_msg::chunk_type) {
@@ -82,12 +97,8 @@ exchange_actor::exchange_actor(caf::actor_system& system, boost::asio::any_io_ex
   // The family ended with the exchange open (it answered nothing, or not
   // all): the connection answers.
   actor_.self()->set_down_handler([st = st_](caf::down_msg& down) {
-    if (st->open && down.source == st->family.address()) {
-      if (st->streaming) {
-        st->abandon();  // the stream ends with an error event
-      } else {
-        st->refuse(errc::unavailable, "the actor answering went down; retry");
-      }
+    if (down.source == st->family.address()) {
+      st->family_lost();
     }
   });
   // So does this actor, should it end in a turn (an exception).
@@ -146,9 +157,8 @@ void exchange_actor::start(const node_context& ctx, family_exchange target,
                                    encode(http_msg::to_message(std::move(request))), id),
                  caf::behavior{[](std::string&, std::string&, uint64_t) {},
                                [st = st_, id](caf::error&) {
-                                 if (st->id == id && st->open) {
-                                   st->refuse(errc::unavailable,
-                                              "the actor answering went down; retry");
+                                 if (st->id == id) {
+                                   st->family_lost();
                                  }
                                }});
 }
