@@ -152,13 +152,14 @@ struct gateway_server::impl : std::enable_shared_from_this<gateway_server::impl>
   bool viewers_closed = false;
 
   /// A viewer actor for a new connection; null once the server stopped.
-  caf::actor spawn_viewer(const std::string& id, bool readonly,
+  caf::actor spawn_viewer(net::any_io_executor executor, const std::string& id, bool readonly,
                           std::shared_ptr<viewer_socket> socket) {
     std::lock_guard lock(viewers_mutex);
     if (viewers_closed || system == nullptr) {
       return {};
     }
-    auto viewer = troupe::spawn_viewer(*system, ctx, id, readonly, std::move(socket));
+    auto viewer =
+        troupe::spawn_viewer(*system, std::move(executor), ctx, id, readonly, std::move(socket));
     viewers.insert(viewer.address());
     return viewer;
   }
@@ -257,7 +258,8 @@ class ws_session : public std::enable_shared_from_this<ws_session> {
 
   void run(http::request<http::string_body> request, std::string id, bool readonly);
 
-  // Called by the viewer actor (through socket_link), on this strand.
+  // Called by the viewer actor (through socket_link), in its turns on this
+  // strand.
   void on_attached(caf::actor_addr session) {
     attach_wait_.cancel();
     session_ = std::move(session);
@@ -460,43 +462,37 @@ class ws_session : public std::enable_shared_from_this<ws_session> {
   }
 };
 
-/// The viewer actor's way to its connection: each call posts to the
-/// connection's strand (the connection may be gone by then).
+/// The viewer actor's way to its connection. The actor's turns run on the
+/// connection's strand, so each call goes straight to the connection (if it
+/// is still there).
 class socket_link : public viewer_socket {
  public:
-  socket_link(std::weak_ptr<ws_session> ws, net::any_io_executor executor)
-      : ws_(std::move(ws)), executor_(std::move(executor)) {}
+  explicit socket_link(std::weak_ptr<ws_session> ws) : ws_(std::move(ws)) {}
   void attached(caf::actor session, uint16_t, uint16_t) override {
     // Weak, as everything this connection keeps of the actors.
-    post([session = session.address()](ws_session& ws) mutable {
-      ws.on_attached(std::move(session));
-    });
+    with([&](ws_session& ws) { ws.on_attached(session.address()); });
   }
   void refused(error why) override {
-    post([why = std::move(why)](ws_session& ws) { ws.on_refused(why); });
+    with([&](ws_session& ws) { ws.on_refused(why); });
   }
   void output(std::string bytes) override {
-    post(
-        [bytes = std::move(bytes)](ws_session& ws) mutable { ws.enqueue(true, std::move(bytes)); });
+    with([&](ws_session& ws) { ws.enqueue(true, std::move(bytes)); });
   }
   void control(std::string json) override {
-    post([json = std::move(json)](ws_session& ws) mutable { ws.enqueue(false, std::move(json)); });
+    with([&](ws_session& ws) { ws.enqueue(false, std::move(json)); });
   }
   void close(std::string why) override {
-    post([why = std::move(why)](ws_session& ws) mutable { ws.on_close(std::move(why)); });
+    with([&](ws_session& ws) { ws.on_close(std::move(why)); });
   }
 
  private:
   template <class F>
-  void post(F&& f) {
-    net::post(executor_, [ws = ws_, f = std::forward<F>(f)]() mutable {
-      if (auto s = ws.lock()) {
-        f(*s);
-      }
-    });
+  void with(F&& f) {
+    if (auto s = ws_.lock()) {
+      f(*s);
+    }
   }
   std::weak_ptr<ws_session> ws_;
-  net::any_io_executor executor_;
 };
 
 void ws_session::run(http::request<http::string_body> request, std::string id, bool readonly) {
@@ -507,8 +503,8 @@ void ws_session::run(http::request<http::string_body> request, std::string id, b
   if (tracked_ == 0) {
     return refuse(errc::shutting_down, "the gateway is stopping");
   }
-  auto viewer = server_->spawn_viewer(id_, readonly_,
-                                      std::make_shared<socket_link>(weak_from_this(), executor()));
+  auto viewer = server_->spawn_viewer(executor(), id_, readonly_,
+                                      std::make_shared<socket_link>(weak_from_this()));
   if (!viewer) {
     return refuse(errc::shutting_down, "the node is shutting down");
   }

@@ -3,6 +3,7 @@
 #include <caf/all.hpp>
 
 #include "runtime/actor/error_text.hpp"
+#include "runtime/net/strand_actor.hpp"
 #include "runtime/node/node_context.hpp"
 #include "runtime/node/terminal.hpp"
 #include "runtime/protocol/codec.hpp"
@@ -27,7 +28,7 @@ struct viewer_state {
   static inline const char* name = "troupe.gateway.viewer";
 };
 
-using viewer_actor = caf::stateful_actor<viewer_state>;
+using viewer_actor = caf::stateful_actor<viewer_state, strand_base>;
 
 using retry_atom = caf::atom_constant<caf::atom("vwretry")>;
 
@@ -96,48 +97,51 @@ void attached(viewer_actor* self, expected<term::attach_reply> body, caf::actor 
 
 }  // namespace
 
-caf::actor spawn_viewer(caf::actor_system& system, std::shared_ptr<node_context> ctx,
-                        std::string id, bool readonly, std::shared_ptr<viewer_socket> socket) {
-  return system.spawn([ctx = std::move(ctx), id = std::move(id), readonly,
-                       socket = std::move(socket)](viewer_actor* self) -> caf::behavior {
-    auto& st = self->state;
-    st.ctx = ctx;
-    st.id = id;
-    st.readonly = readonly;
-    st.socket = socket;
-    self->set_down_handler([self](caf::down_msg& down) {
-      auto& s = self->state;
-      if (down.source != s.session.address()) {
-        return;
-      }
-      // Its incarnation went down: the next one (after the restart) picks
-      // up where this one left off; an ended session refuses, which closes.
-      s.session = nullptr;
-      attach(self);
-    });
-    attach(self);
-    return {
-        [self](retry_atom, int32_t tries) { attach(self, tries); },
-        [self](const std::string& type, const std::string& body, uint64_t) {
-          auto& s = self->state;
-          if (type == term::output_type) {
-            if (auto m = decode<term::bytes_msg>(body, decode_limits{.body_bytes_max = 2u << 20})) {
-              s.position += m->bytes.size();
-              s.socket->output(std::move(m->bytes));
-            }
-          } else if (type == term::control_type) {
-            if (auto m = decode<term::control_msg>(body)) {
-              s.socket->control(std::move(m->json));
-            }
-          } else if (type == term::close_type) {
-            if (auto m = decode<term::close_msg>(body)) {
-              s.socket->close(std::move(m->why));
-            }
-            self->quit();
-          }
-        },
-    };
-  });
+caf::actor spawn_viewer(caf::actor_system& system, boost::asio::any_io_executor executor,
+                        std::shared_ptr<node_context> ctx, std::string id, bool readonly,
+                        std::shared_ptr<viewer_socket> socket) {
+  return spawn_on_strand(system, std::move(executor),
+                         [ctx = std::move(ctx), id = std::move(id), readonly,
+                          socket = std::move(socket)](viewer_actor* self) -> caf::behavior {
+                           auto& st = self->state;
+                           st.ctx = ctx;
+                           st.id = id;
+                           st.readonly = readonly;
+                           st.socket = socket;
+                           self->set_down_handler([self](caf::down_msg& down) {
+                             auto& s = self->state;
+                             if (down.source != s.session.address()) {
+                               return;
+                             }
+                             // Its incarnation went down: the next one (after the restart) picks
+                             // up where this one left off; an ended session refuses, which closes.
+                             s.session = nullptr;
+                             attach(self);
+                           });
+                           attach(self);
+                           return {
+                               [self](retry_atom, int32_t tries) { attach(self, tries); },
+                               [self](const std::string& type, const std::string& body, uint64_t) {
+                                 auto& s = self->state;
+                                 if (type == term::output_type) {
+                                   if (auto m = decode<term::bytes_msg>(
+                                           body, decode_limits{.body_bytes_max = 2u << 20})) {
+                                     s.position += m->bytes.size();
+                                     s.socket->output(std::move(m->bytes));
+                                   }
+                                 } else if (type == term::control_type) {
+                                   if (auto m = decode<term::control_msg>(body)) {
+                                     s.socket->control(std::move(m->json));
+                                   }
+                                 } else if (type == term::close_type) {
+                                   if (auto m = decode<term::close_msg>(body)) {
+                                     s.socket->close(std::move(m->why));
+                                   }
+                                   self->quit();
+                                 }
+                               },
+                           };
+                         });
 }
 
 }  // namespace troupe

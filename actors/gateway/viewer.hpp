@@ -6,11 +6,14 @@
 // connection, and when the session's incarnation goes down (a restart) it
 // attaches to the next one from where it left off. The connection sends its
 // keystrokes, resizes and acknowledgements to the session as this actor.
+// Its turns run on the connection's strand (runtime/net/strand_actor.hpp):
+// output goes from the session to the socket with no hop in between.
 
 #include <cstdint>
 #include <memory>
 #include <string>
 
+#include <boost/asio/any_io_executor.hpp>
 #include <caf/fwd.hpp>
 
 #include "runtime/error.hpp"
@@ -19,8 +22,8 @@ namespace troupe {
 
 struct node_context;
 
-/// What the viewer actor does to its connection. Called on actor threads;
-/// an implementation posts to the connection's own executor.
+/// What the viewer actor does to its connection. Called in the actor's
+/// turns, on the connection's executor.
 class viewer_socket {
  public:
   virtual ~viewer_socket() = default;
@@ -34,10 +37,12 @@ class viewer_socket {
   virtual void close(std::string why) = 0;
 };
 
-/// Spawns the viewer actor of session `id`. It ends when told to (an exit
-/// message, when its connection is gone) or after close().
-[[nodiscard]] caf::actor spawn_viewer(caf::actor_system& system, std::shared_ptr<node_context> ctx,
-                                      std::string id, bool readonly,
-                                      std::shared_ptr<viewer_socket> socket);
+/// Spawns the viewer actor of session `id` on `executor` (its connection's
+/// strand). It ends when told to (an exit message, when its connection is
+/// gone) or after close().
+[[nodiscard]] caf::actor spawn_viewer(caf::actor_system& system,
+                                      boost::asio::any_io_executor executor,
+                                      std::shared_ptr<node_context> ctx, std::string id,
+                                      bool readonly, std::shared_ptr<viewer_socket> socket);
 
 }  // namespace troupe

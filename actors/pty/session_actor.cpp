@@ -20,6 +20,7 @@
 #include "actors/pty/scrollback.hpp"
 #include "runtime/actor/envelope_message.hpp"
 #include "runtime/log/log.hpp"
+#include "runtime/net/strand_actor.hpp"
 #include "runtime/node/node_context.hpp"
 #include "runtime/node/terminal.hpp"
 #include "runtime/protocol/codec.hpp"
@@ -367,7 +368,10 @@ struct session_state {
   }
 };
 
-using session_actor = caf::stateful_actor<session_state>;
+/// A session's turns run on a terminal thread (a strand of the PTY
+/// io_context), where its PTY is read and its attached viewers' WebSockets
+/// are written: a keystroke and its echo pass no CAF worker.
+using session_actor = caf::stateful_actor<session_state, strand_base>;
 
 /// Gives the session's state to the manager, which keeps it for the next
 /// incarnation (or for GET while the session is down). Not for an ended
@@ -878,7 +882,8 @@ child_spec session_child(std::shared_ptr<node_context> ctx, std::string id, sess
   auto handed = std::make_shared<std::shared_ptr<pty_process>>(std::move(first));
   child.start = [ctx = std::move(ctx), id = std::move(id), spec = std::move(spec), handed,
                  writer = std::move(writer), &io](caf::actor_system& system, const std::string&) {
-    return system.spawn(
+    return spawn_on_strand(
+        system, net::make_strand(io),
         [ctx, id, spec, first = std::exchange(*handed, nullptr), writer, &io](session_actor* self) {
           return session_behavior(self, ctx, id, spec, first, writer, io);
         });

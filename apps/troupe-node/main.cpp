@@ -214,8 +214,8 @@ int run(const node_flags& flags) {
   auto ctx = std::make_shared<node_context>(std::move(*config));
   register_node_metrics(ctx);
 
-  // The HTTP threads and the terminal threads (PTY reads and the WebSocket
-  // viewers) are declared before the actor system, so destroyed after it: a
+  // The HTTP threads and the terminal threads (the session actors, PTY
+  // reads and the WebSocket viewers) are declared before the actor system, so destroyed after it: a
   // connection an actor still holds never outlives its io_context. The
   // listening socket is bound here, so that a bad address fails the boot;
   // gateway/http serves it. (The LLM providers own their upstream threads
@@ -310,8 +310,16 @@ int run(const node_flags& flags) {
                         self->send_exit(root, caf::exit_reason::kill);
                       });
   }
+  // The actors that run on the I/O threads (connections' exchange and
+  // viewer actors, the sessions) were ended through posts to those threads;
+  // they finish there while the actor system runs (their cleanup needs it).
   // No I/O handler runs past this point (those still queued are destroyed
   // with the io_context, after the actor system).
+  for (auto* io : {&http_io, &pty_io}) {
+    if (!io->finish_posted(timeout / 4)) {
+      log->warn("an I/O thread did not finish its queued work within {} ms", (timeout / 4).count());
+    }
+  }
   http_io.stop();
   pty_io.stop();
   ctx->registry.remove("");

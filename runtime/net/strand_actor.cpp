@@ -1,9 +1,9 @@
 #include "runtime/net/strand_actor.hpp"
 
+#include <deque>
+
 #include <boost/asio/post.hpp>
 #include <caf/actor_cast.hpp>
-#include <caf/actor_companion.hpp>
-#include <caf/actor_system.hpp>
 #include <caf/detail/sync_request_bouncer.hpp>
 #include <caf/exit_reason.hpp>
 #include <caf/mailbox_element.hpp>
@@ -23,101 +23,166 @@ void bounce_requests(caf::mailbox_element_ptr m) {
   }
 }
 
-/// A companion whose enqueue handler stays when it ends (until its owner
-/// lets go). CAF's own drops it right away, under an exclusive spin lock
-/// that every sender holds (shared) while its handler posts: the turn that
-/// ended the actor, run just after a sender woke its thread, could spin
-/// until that sender, preempted on the same core, ran again (an eighth of
-/// the HTTP thread's time in bench/proxy_overhead). Here the handler stays;
-/// the turn it posts sees `ended` and answers a request with an error.
-class strand_companion final : public caf::actor_companion {
- public:
-  using caf::actor_companion::actor_companion;
-  void on_exit() override {
-    ended = true;
-    if (on_end) {
-      on_end();
-    }
-  }
-  /// Touched only on the executor's thread.
-  bool ended = false;
-  std::function<void()> on_end;
-};
-
 }  // namespace
 
-/// What the posted messages reach: the actor and the execution unit its
-/// turns run in (sends from a turn go to CAF's scheduler as from any other
-/// thread outside it). Held by the owner and, for the length of a turn, by
-/// the turn: it ends the actor when the last of them lets go, never during
-/// a turn.
-struct strand_actor::core {
-  explicit core(caf::actor_system& system) : unit(&system) {}
-  core(const core&) = delete;
-  core& operator=(const core&) = delete;
-
-  ~core() {
-    auto* s = self();
-    // The handler goes (it holds the executor, which must not outlive its
-    // io_context). This takes the exclusive lock that senders hold while
-    // they post: once per actor, when its owner lets go, not per turn.
-    s->on_enqueue(bounce_requests);
-    if (!s->ended) {
-      // Not again for an actor that ended itself: CAF's cleanup would wake
-      // its clock thread a second time (to cancel timeouts it does not have).
-      s->quit(caf::exit_reason::user_shutdown);
-      s->cleanup(caf::make_error(caf::exit_reason::user_shutdown), &unit);
-    }
-  }
-
-  [[nodiscard]] strand_companion* self() const {
-    return static_cast<strand_companion*>(caf::actor_cast<caf::abstract_actor*>(actor));
-  }
-
-  caf::strong_actor_ptr actor;
+/// What a strand actor's turns need besides the actor: the execution unit
+/// they run in (sends from a turn go to CAF's scheduler as from any thread
+/// outside it), and the messages its behavior skipped (while it awaits a
+/// response), which it gets again after each message it takes, oldest
+/// first, as CAF's mailbox would give them.
+struct strand_base::turns {
+  explicit turns(caf::actor_system& system) : unit(&system) {}
   caf::scoped_execution_unit unit;
+  std::deque<caf::mailbox_element_ptr> skipped;
 };
 
-strand_actor::strand_actor(caf::actor_system& system, net::any_io_executor executor)
-    : core_(std::make_shared<core>(system)) {
-  // Hidden: the system does not wait for it at shutdown; its owner ends it.
-  core_->actor =
-      caf::actor_cast<caf::strong_actor_ptr>(system.spawn<strand_companion, caf::hidden>());
-  auto* s = core_->self();
-  s->context(&core_->unit);
-  s->on_enqueue([weak = std::weak_ptr<core>(core_),
-                 executor = std::move(executor)](caf::mailbox_element_ptr m) {
+strand_base::strand_base(caf::actor_config& cfg)
+    : super(cfg), turns_(std::make_unique<turns>(home_system())) {
+  context(&turns_->unit);
+}
+
+strand_base::~strand_base() = default;
+
+void strand_base::initialize() {
+  super::initialize();
+  setf(caf::abstract_actor::is_initialized_flag);
+  if (initial_behavior_fac_) {
+    auto bhvr = initial_behavior_fac_(this);
+    initial_behavior_fac_ = nullptr;
+    if (bhvr) {
+      become(std::move(bhvr));
+    }
+  }
+}
+
+// The enqueue handler stays when the actor ends itself (CAF's companion
+// drops it right away, under an exclusive spin lock that every sender
+// holds, shared, while its handler posts: the turn that ended an exchange
+// actor, run just after a sender woke its thread, could spin until that
+// sender, preempted on the same core, ran again: an eighth of the HTTP
+// thread's time in bench/proxy_overhead). The turn a late message posts
+// sees `ended_` and answers a request with an error. The handler holds the
+// actor weakly: a message on its way keeps nothing alive, and a turn holds
+// the actor for its length.
+void strand_base::run_on(net::any_io_executor executor, bool initialize) {
+  if (initialize) {
+    // Held until its first turn, as CAF's scheduler holds an actor it has
+    // yet to run: one spawned and let go still starts.
+    net::post(executor, [self = caf::strong_actor_ptr(ctrl())] {
+      static_cast<strand_base*>(caf::actor_cast<caf::abstract_actor*>(self))->start();
+    });
+  }
+  auto weak = caf::actor_cast<caf::weak_actor_ptr>(ctrl());
+  on_enqueue([weak, executor = std::move(executor)](caf::mailbox_element_ptr m) {
     net::post(executor, [weak, m = std::move(m)]() mutable {
-      auto c = weak.lock();
-      if (c && !c->self()->ended) {
-        c->self()->activate(&c->unit, *m);
+      if (auto strong = weak.lock()) {
+        static_cast<strand_base*>(caf::actor_cast<caf::abstract_actor*>(strong))
+            ->turn(std::move(m));
       } else {
-        bounce_requests(std::move(m));  // it ended, or its owner let go
+        bounce_requests(std::move(m));
       }
     });
   });
 }
 
-strand_actor::~strand_actor() = default;
+void strand_base::start() {
+  if (!ended_ && !activate(&turns_->unit)) {
+    finish();
+  }
+}
 
-caf::actor_companion* strand_actor::self() const {
-  return core_->self();
+void strand_base::turn(caf::mailbox_element_ptr m) {
+  if (ended_) {
+    return bounce_requests(std::move(m));
+  }
+  using result = caf::scheduled_actor::activation_result;
+  switch (activate(&turns_->unit, *m)) {
+    case result::skipped:
+      turns_->skipped.push_back(std::move(m));
+      return;
+    case result::terminated:
+      return finish();
+    case result::success:
+      return retry_skipped();
+    case result::dropped:
+      return;
+  }
+}
+
+void strand_base::retry_skipped() {
+  using result = caf::scheduled_actor::activation_result;
+  auto& skipped = turns_->skipped;
+  for (size_t i = 0; i < skipped.size();) {
+    const auto r = activate(&turns_->unit, *skipped[i]);
+    if (r == result::skipped) {
+      ++i;
+      continue;
+    }
+    skipped.erase(skipped.begin() + static_cast<std::ptrdiff_t>(i));
+    if (r == result::terminated) {
+      return finish();
+    }
+    i = 0;  // the behavior may have changed: from the oldest again
+  }
+}
+
+void strand_base::finish() {
+  ended_ = true;
+  for (auto& m : turns_->skipped) {
+    bounce_requests(std::move(m));
+  }
+  turns_->skipped.clear();
+  if (on_end_) {
+    auto hook = std::move(on_end_);
+    hook();
+  }
+}
+
+void strand_base::stop() {
+  // The handler goes (it holds the executor, which must not outlive its
+  // io_context). This takes the exclusive lock that senders hold while
+  // they post: once per actor, not per turn.
+  on_enqueue(bounce_requests);
+  if (ended_) {
+    return;  // CAF's cleanup again would wake its clock thread for nothing
+  }
+  ended_ = true;
+  for (auto& m : turns_->skipped) {
+    bounce_requests(std::move(m));
+  }
+  turns_->skipped.clear();
+  quit(caf::exit_reason::user_shutdown);
+  cleanup(caf::make_error(caf::exit_reason::user_shutdown), &turns_->unit);
+}
+
+strand_actor::strand_actor(caf::actor_system& system, net::any_io_executor executor)
+    // Hidden: the system does not wait for it at shutdown; its owner ends it.
+    : actor_(caf::actor_cast<caf::strong_actor_ptr>(system.spawn<strand_base, caf::hidden>())) {
+  self()->run_on(std::move(executor), false);
+}
+
+strand_actor::~strand_actor() {
+  self()->stop();
+}
+
+strand_base* strand_actor::self() const {
+  return static_cast<strand_base*>(caf::actor_cast<caf::abstract_actor*>(actor_));
 }
 
 bool strand_actor::ended() const {
-  return core_->self()->ended;
+  return self()->ended();
 }
 
 void strand_actor::on_end(std::function<void()> hook) {
-  core_->self()->on_end = std::move(hook);
+  self()->on_end(std::move(hook));
 }
 
 caf::actor strand_actor::handle() const {
-  return caf::actor_cast<caf::actor>(core_->actor);
+  return caf::actor_cast<caf::actor>(actor_);
 }
 
 void strand_actor::request(const caf::actor& dest, caf::message request, caf::behavior on_reply) {
-  auto* s = core_->self();
+  auto* s = self();
   const auto id = s->new_request_id(caf::message_priority::normal);
   s->add_multiplexed_response_handler(id.response_id(), std::move(on_reply));
   dest->enqueue(caf::make_mailbox_element(s->ctrl(), id, {}, std::move(request)), s->context());

@@ -1,28 +1,99 @@
 #pragma once
 
-// An actor that lives on an I/O thread: messages sent to it from any thread
-// are posted to an Asio executor (a connection's strand) and handled there,
-// one at a time, in the order they arrived. What it handles may touch the
-// connection directly, with no second hop: a stream's chunk goes from the
-// thread that produced it to the connection's thread as one message.
+// Actors that live on an I/O thread: messages sent to one from any thread
+// are posted to an Asio executor (a connection's strand, a terminal thread)
+// and handled there, one at a time, in the order they arrived. What it
+// handles may touch that thread's objects (a connection, a PTY) directly,
+// with no second hop: a stream's chunk goes from the thread that produced
+// it to the connection's thread as one message.
 //
-// It is a CAF actor like any other (an address, monitors, requests it
-// makes); only its turn runs on the strand instead of a scheduler thread.
-// Its owner (the connection) holds it: when the owner lets go, the actor
-// ends if it still runs, and messages still on their way are dropped.
-// Include only where Asio is used already (the connection's .cpp files).
+// Each is a CAF actor like any other (an address, monitors, requests with
+// `then` or `await`, delayed sends, exit and down handlers); only its turn
+// runs on the executor instead of a scheduler thread. Two ways to have one:
+// - `strand_actor`: its owner (a connection) holds it; when the owner lets
+//   go, the actor ends if it still runs.
+// - `spawn_on_strand`: a (stateful) actor spawned as CAF spawns one; it
+//   runs until it ends itself (quit, an exit message, an exception), so a
+//   supervisor can start, watch and stop it.
+// Either way, once it ended, messages still on their way are dropped and a
+// request among them gets an error. It must end while the actor system
+// runs (its cleanup needs the system): the node stops its supervisors and
+// connections, and lets its I/O threads finish what was posted before it
+// stops them. Include only where Asio is used already (the connection's
+// and the terminal's .cpp files).
 
 #include <functional>
 #include <memory>
 
 #include <boost/asio/any_io_executor.hpp>
-#include <caf/fwd.hpp>
-
-namespace caf {
-class actor_companion;
-}
+#include <caf/actor_companion.hpp>
+#include <caf/actor_system.hpp>
+#include <caf/mixin/requester.hpp>
+#include <caf/spawn_options.hpp>
 
 namespace troupe {
+
+/// The actor type of a strand actor: CAF's companion (an actor whose
+/// messages go to a handler instead of a scheduler) that can also make
+/// requests. A stateful one is `caf::stateful_actor<State, strand_base>`.
+class strand_base
+    : public caf::extend<caf::actor_companion, strand_base>::with<caf::mixin::requester> {
+ public:
+  using super = caf::extend<caf::actor_companion, strand_base>::with<caf::mixin::requester>;
+  explicit strand_base(caf::actor_config& cfg);
+  ~strand_base() override;
+
+  /// Keeps the enqueue handler (see the .cpp); a stateful actor's own
+  /// on_exit (it destroys the state) does not touch it either.
+  void on_exit() override {}
+
+  /// Posts each message the actor gets to `executor`, as a turn; with
+  /// `initialize`, the actor's initialization (its spawn function) first.
+  /// Once, before anyone else has the handle.
+  void run_on(boost::asio::any_io_executor executor, bool initialize);
+  /// Ends the actor now, in a turn of its own or by its owner, if it did
+  /// not end itself (its monitors hear `user_shutdown`); late messages
+  /// are dropped, requests among them answered with an error.
+  void stop();
+  /// Whether it ended (itself, or by stop()).
+  [[nodiscard]] bool ended() const { return ended_; }
+  /// Runs `hook` at the end of the turn in which the actor ends itself.
+  void on_end(std::function<void()> hook) { on_end_ = std::move(hook); }
+
+ protected:
+  /// Runs the spawn function, as an event-based actor does (CAF's
+  /// companion has no behavior of its own to start with).
+  void initialize() override;
+
+ private:
+  struct turns;
+  void start();
+  void turn(caf::mailbox_element_ptr m);
+  void retry_skipped();
+  void finish();
+
+  std::unique_ptr<turns> turns_;
+  bool ended_ = false;
+  std::function<void()> on_end_;
+};
+
+/// Spawns `fun` as CAF's function-based spawn does (its first argument is
+/// the actor: `caf::stateful_actor<State, strand_base>*`), but the actor's
+/// turns, the spawn function's first, run on `executor`. Like any CAF actor
+/// it lives while it runs and someone holds its handle; monitors, links and
+/// a supervisor's exit message work as with any actor.
+template <class F>
+caf::actor spawn_on_strand(caf::actor_system& system, boost::asio::any_io_executor executor,
+                           F fun) {
+  // Hidden: not counted by the system's shutdown wait (which waits on the
+  // scheduler); whoever owns it (a supervisor, a connection) ends it.
+  auto handle = system.spawn<caf::hidden>(std::move(fun));
+  auto* self = static_cast<strand_base*>(caf::actor_cast<caf::abstract_actor*>(handle));
+  // The first turn is posted before anyone else has the handle: it runs
+  // before any message.
+  self->run_on(std::move(executor), true);
+  return handle;
+}
 
 class strand_actor {
  public:
@@ -36,16 +107,17 @@ class strand_actor {
   strand_actor(const strand_actor&) = delete;
   strand_actor& operator=(const strand_actor&) = delete;
 
-  /// The actor itself, for become(), send() and quit(). Use it only on the
-  /// executor's thread (or before any message can reach the actor).
-  [[nodiscard]] caf::actor_companion* self() const;
+  /// The actor itself, for become(), send(), request() and quit(). Use it
+  /// only on the executor's thread (or before any message can reach the
+  /// actor).
+  [[nodiscard]] strand_base* self() const;
   /// Its handle, for others to send to.
   [[nodiscard]] caf::actor handle() const;
   /// Whether it ended itself (quit() in a turn, or an exception). On the
   /// executor's thread.
   [[nodiscard]] bool ended() const;
-  /// Runs `hook` in the turn in which the actor ends itself (not when its
-  /// owner lets go). Set it before anything can reach the actor.
+  /// Runs `hook` at the end of the turn in which the actor ends itself (not
+  /// when its owner lets go). Set it before anything can reach the actor.
   void on_end(std::function<void()> hook);
 
   /// Sends `request`'s values to `dest` as a request (CAF's request/response:
@@ -55,8 +127,7 @@ class strand_actor {
   void request(const caf::actor& dest, caf::message request, caf::behavior on_reply);
 
  private:
-  struct core;
-  std::shared_ptr<core> core_;
+  caf::strong_actor_ptr actor_;
 };
 
 }  // namespace troupe

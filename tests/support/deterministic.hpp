@@ -6,6 +6,7 @@
 // alone, deterministically, without a node.
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -51,8 +52,25 @@ class deterministic_system {
   caf::actor self() { return caf::actor_cast<caf::actor>(self_); }
   const std::shared_ptr<node_context>& ctx() { return ctx_; }
 
-  /// Runs every actor until no message is left.
-  size_t run() { return sched_.run(); }
+  /// Also runs `poll` whenever the actors run, until neither has anything
+  /// left to do: an io_context's poll, where strand actors take their turns
+  /// (runtime/net/strand_actor.hpp). What it polls must outlive this system.
+  void also_run(std::function<size_t()> poll) { also_ = std::move(poll); }
+
+  /// Runs every actor (and what also_run names) until no message is left.
+  size_t run() {
+    size_t total = 0;
+    for (;;) {
+      size_t n = sched_.run();
+      if (also_) {
+        n += also_();
+      }
+      if (n == 0) {
+        return total;
+      }
+      total += n;
+    }
+  }
 
   /// Moves the clock on (firing what falls due), then runs.
   void advance(std::chrono::milliseconds by) {
@@ -145,6 +163,7 @@ class deterministic_system {
   caf::scheduler::test_coordinator& sched_;
   caf::scoped_actor self_;
   std::shared_ptr<node_context> ctx_;
+  std::function<size_t()> also_;
 };
 
 }  // namespace troupe::test

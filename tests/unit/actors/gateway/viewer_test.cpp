@@ -1,12 +1,16 @@
 // A WebSocket viewer's actor alone, on CAF's test coordinator: the test
 // plays the sessions manager (and the session it forwards to), a recording
-// socket plays the connection.
+// socket plays the connection, and an io_context the test polls plays the
+// connection's strand, where the viewer's turns run.
 
 #include "actors/gateway/viewer.hpp"
 
 #include <catch2/catch.hpp>
 
+#include <boost/asio/io_context.hpp>
+
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "runtime/node/terminal.hpp"
@@ -33,13 +37,40 @@ class recording_socket : public viewer_socket {
   std::vector<std::string> events;
 };
 
+/// The connection's strand, run whenever the actors run (declared before
+/// the system: what it still holds goes after the system, as in a node;
+/// so each test ends its viewer while the system runs).
+struct strand_and_system {
+  strand_and_system() {
+    sys.also_run([this] {
+      const auto n = strand.poll();
+      strand.restart();
+      return n;
+    });
+  }
+  /// A viewer of "s-1" attached (the test answers as the manager) to an
+  /// 80x24 session.
+  caf::actor attached_viewer(const std::shared_ptr<recording_socket>& socket) {
+    sys.register_running("sessions/manager", sys.self());
+    auto viewer =
+        spawn_viewer(sys.system(), strand.get_executor(), sys.ctx(), "s-1", false, socket);
+    sys.run();
+    REQUIRE(sys.answer_next(make_envelope("term.attach.reply", term::attach_reply{0, 80, 24})));
+    return viewer;
+  }
+
+  boost::asio::io_context strand;
+  deterministic_system sys;
+};
+
 }  // namespace
 
 TEST_CASE("viewer: attaches through the manager, relays output, closes when told") {
-  deterministic_system sys;
+  strand_and_system f;
+  auto& sys = f.sys;
   sys.register_running("sessions/manager", sys.self());
   auto socket = std::make_shared<recording_socket>();
-  auto viewer = spawn_viewer(sys.system(), sys.ctx(), "s-1", true, socket);
+  auto viewer = spawn_viewer(sys.system(), f.strand.get_executor(), sys.ctx(), "s-1", true, socket);
   sys.run();
   auto asked = sys.answer_next(make_envelope("term.attach.reply", term::attach_reply{0, 120, 40}));
   REQUIRE(asked);
@@ -59,16 +90,55 @@ TEST_CASE("viewer: attaches through the manager, relays output, closes when told
 }
 
 TEST_CASE("viewer: an unknown session, or no manager, is refused with its reason") {
-  deterministic_system sys;
+  strand_and_system f;
+  auto& sys = f.sys;
   auto none = std::make_shared<recording_socket>();
-  (void)spawn_viewer(sys.system(), sys.ctx(), "s-1", false, none);
+  (void)spawn_viewer(sys.system(), f.strand.get_executor(), sys.ctx(), "s-1", false, none);
   sys.run();
   CHECK(none->events == std::vector<std::string>{"refused restarting"});
 
   sys.register_running("sessions/manager", sys.self());
   auto unknown = std::make_shared<recording_socket>();
-  (void)spawn_viewer(sys.system(), sys.ctx(), "s-nope", false, unknown);
+  (void)spawn_viewer(sys.system(), f.strand.get_executor(), sys.ctx(), "s-nope", false, unknown);
   sys.run();
   REQUIRE(sys.answer_next(make_error_envelope(make_error(errc::not_found, "no session s-nope"))));
   CHECK(unknown->events == std::vector<std::string>{"refused not_found"});
+}
+
+TEST_CASE("viewer: its turns run on the connection's strand, and only there") {
+  strand_and_system f;
+  auto& sys = f.sys;
+  auto socket = std::make_shared<recording_socket>();
+  auto viewer = f.attached_viewer(socket);
+  REQUIRE(socket->events == std::vector<std::string>{"attached 80x24"});
+
+  // From another thread, as a session's terminal thread sends it: nothing
+  // happens until the strand runs, then the bytes go straight to the socket.
+  std::thread([&] {
+    caf::anon_send(viewer, std::string(term::output_type), encode(term::bytes_msg{"x"}),
+                   uint64_t{0});
+  }).join();
+  CHECK(socket->events.size() == 1);
+  CHECK(f.strand.poll() == 1);
+  CHECK(socket->events == std::vector<std::string>{"attached 80x24", "output x"});
+  caf::anon_send_exit(viewer, caf::exit_reason::user_shutdown);
+  sys.run();
+}
+
+TEST_CASE("viewer: told to exit, it ends and a monitor hears it") {
+  strand_and_system f;
+  auto& sys = f.sys;
+  auto socket = std::make_shared<recording_socket>();
+  auto viewer = f.attached_viewer(socket);
+  caf::scoped_actor watcher{sys.system()};
+  watcher->monitor(viewer);
+  caf::anon_send_exit(viewer, caf::exit_reason::user_shutdown);
+  sys.run();
+  bool down = false;
+  watcher->receive([&](caf::down_msg& d) { down = d.source == viewer.address(); },
+                   caf::after(std::chrono::seconds(0)) >> [] {});
+  CHECK(down);
+  // What comes after is dropped; the socket hears nothing more.
+  sys.send(viewer, make_envelope(term::output_type, term::bytes_msg{"late"}));
+  CHECK(socket->events == std::vector<std::string>{"attached 80x24"});
 }

@@ -1,8 +1,9 @@
 // One session actor alone, on CAF's deterministic test coordinator, over a
 // real PTY and a real child process: the test plays the sessions manager
 // (it answers session.resume and receives session.handoff) and the viewer
-// (it attaches and receives term.output), and drives the PTY's reads itself
-// by running the session's io_context on its own thread. The sessions tree,
+// (it attaches and receives term.output), and runs the session's
+// io_context itself: the PTY's reads and the session's own turns happen
+// there, on the test's thread. The sessions tree,
 // restarts by the supervisor and WebSockets are in
 // tests/integration/sessions_test.cpp.
 
@@ -38,6 +39,12 @@ constexpr const char* session_name = "s-0000cafe";
 struct one_session {
   explicit one_session(std::vector<std::string> command, node_config config = {})
       : sys(std::move(config)) {
+    // The session's turns run on `io` (its terminal thread in a node).
+    sys.also_run([this] {
+      const auto n = io.poll();
+      io.restart();
+      return n;
+    });
     sys.register_running("sessions/manager", sys.self());
     spawn_options o;
     o.command = command;
@@ -189,10 +196,12 @@ struct one_session {
     return std::move(*body);
   }
 
-  deterministic_system sys;
+  // Declared first: what the session's strand still holds goes after the
+  // actor system, as in a node.
   boost::asio::io_context io;
   boost::asio::executor_work_guard<boost::asio::io_context::executor_type> busy =
       boost::asio::make_work_guard(io);
+  deterministic_system sys;
   std::shared_ptr<pty_process> proc;
   pid_t pid = 0;
   caf::actor session;

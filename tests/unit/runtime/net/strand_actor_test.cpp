@@ -124,3 +124,89 @@ TEST_CASE("strand actor: one that ends itself answers later requests with an err
   CHECK(refused);
   CHECK(f.seen.size() == 1);
 }
+
+namespace {
+
+struct recorder_state {
+  std::vector<std::string> seen;
+  static inline const char* name = "test.recorder";
+};
+using recorder = caf::stateful_actor<recorder_state, strand_base>;
+
+}  // namespace
+
+TEST_CASE("strand actor spawned: it starts on the strand, and awaits with later messages kept") {
+  fixture f;
+  std::vector<std::string>* seen = nullptr;
+  bool started = false;
+  auto a = spawn_on_strand(f.sys.system(), f.strand.get_executor(), [&](recorder* self) {
+    started = true;
+    seen = &self->state.seen;
+    // Nothing else is handled until the answer: later messages wait.
+    self->request(f.sys.self(), caf::infinite, std::string("hello"), std::string(), uint64_t{1})
+        .await([self](std::string& type, std::string&, uint64_t) {
+          self->state.seen.push_back("answer " + type);
+        });
+    return caf::behavior{[self](const std::string& type, const std::string&, uint64_t) {
+      self->state.seen.push_back(type);
+      if (type == "quit") {
+        self->quit();
+      }
+    }};
+  });
+  CHECK_FALSE(started);  // spawned, not yet run: its first turn is on the strand
+  f.sys.send(a, envelope{"one", "", 0});
+  f.sys.send(a, envelope{"two", "", 0});
+  CHECK_FALSE(started);
+  f.settle();
+  REQUIRE(started);
+  CHECK(seen->empty());  // both wait for the answer
+  auto asked = f.sys.answer_next(envelope{"hi", "", 1});
+  REQUIRE(asked);
+  CHECK(asked->type == "hello");
+  f.settle();
+  CHECK(*seen == std::vector<std::string>{"answer hi", "one", "two"});
+
+  caf::scoped_actor watcher{f.sys.system()};
+  watcher->monitor(a);
+  f.sys.send(a, envelope{"quit", "", 0});
+  f.settle();
+  bool down = false;
+  watcher->receive([&](caf::down_msg& d) { down = d.source == a.address() && !d.reason; },
+                   caf::after(std::chrono::seconds(0)) >> [] {});
+  CHECK(down);
+  auto answer = f.sys.call(a, envelope{"after", "", 0});
+  REQUIRE(answer.is_error());
+}
+
+TEST_CASE("strand actor spawned: an exit message or an exception ends it, with its reason") {
+  fixture f;
+  auto make = [&] {
+    return spawn_on_strand(f.sys.system(), f.strand.get_executor(), [](recorder* self) {
+      return caf::behavior{[](const std::string& type, const std::string&, uint64_t) {
+        if (type == "throw") {
+          throw std::runtime_error("boom");
+        }
+      }};
+    });
+  };
+  caf::scoped_actor watcher{f.sys.system()};
+  auto reason_of_end = [&](const caf::actor& a) {
+    caf::error reason;
+    watcher->receive([&](caf::down_msg& d) { reason = d.reason; },
+                     caf::after(std::chrono::seconds(0)) >> [&] { reason = caf::sec::none; });
+    return reason;
+  };
+  auto stopped = make();
+  watcher->monitor(stopped);
+  f.settle();
+  caf::anon_send_exit(stopped, caf::exit_reason::user_shutdown);
+  f.settle();
+  CHECK(reason_of_end(stopped) == caf::exit_reason::user_shutdown);
+
+  auto thrown = make();
+  watcher->monitor(thrown);
+  f.sys.send(thrown, envelope{"throw", "", 0});
+  f.settle();
+  CHECK(reason_of_end(thrown) == caf::sec::runtime_error);
+}
