@@ -1,6 +1,6 @@
 #include "runtime/net/strand_actor.hpp"
 
-#include <deque>
+#include <vector>
 
 #include <boost/asio/post.hpp>
 #include <caf/actor_cast.hpp>
@@ -33,7 +33,8 @@ void bounce_requests(caf::mailbox_element_ptr m) {
 struct strand_base::turns {
   explicit turns(caf::actor_system& system) : unit(&system) {}
   caf::scoped_execution_unit unit;
-  std::deque<caf::mailbox_element_ptr> skipped;
+  /// Rarely more than empty (a vector allocates nothing until then).
+  std::vector<caf::mailbox_element_ptr> skipped;
 };
 
 strand_base::strand_base(caf::actor_config& cfg)
@@ -65,15 +66,8 @@ void strand_base::initialize() {
 // actor weakly: a message on its way keeps nothing alive, and a turn holds
 // the actor for its length.
 void strand_base::run_on(net::any_io_executor executor, bool initialize) {
-  if (initialize) {
-    // Held until its first turn, as CAF's scheduler holds an actor it has
-    // yet to run: one spawned and let go still starts.
-    net::post(executor, [self = caf::strong_actor_ptr(ctrl())] {
-      static_cast<strand_base*>(caf::actor_cast<caf::abstract_actor*>(self))->start();
-    });
-  }
   auto weak = caf::actor_cast<caf::weak_actor_ptr>(ctrl());
-  on_enqueue([weak, executor = std::move(executor)](caf::mailbox_element_ptr m) {
+  on_enqueue([weak, executor](caf::mailbox_element_ptr m) {
     net::post(executor, [weak, m = std::move(m)]() mutable {
       if (auto strong = weak.lock()) {
         static_cast<strand_base*>(caf::actor_cast<caf::abstract_actor*>(strong))
@@ -83,6 +77,15 @@ void strand_base::run_on(net::any_io_executor executor, bool initialize) {
       }
     });
   });
+  if (initialize) {
+    // After the handler is in place: the first turn may run at once, on
+    // another thread, and what it asks for may be answered at once. Held
+    // until that turn, as CAF's scheduler holds an actor it has yet to
+    // run: one spawned and let go still starts.
+    net::post(executor, [self = caf::strong_actor_ptr(ctrl())] {
+      static_cast<strand_base*>(caf::actor_cast<caf::abstract_actor*>(self))->start();
+    });
+  }
 }
 
 void strand_base::start() {

@@ -7,10 +7,13 @@
 #include <caf/actor_companion.hpp>
 #include <catch2/catch.hpp>
 
+#include <atomic>
 #include <string>
 #include <vector>
 
+#include "runtime/net/io_threads.hpp"
 #include "tests/support/deterministic.hpp"
+#include "tests/support/wait.hpp"
 
 using namespace troupe;
 using troupe::test::deterministic_system;
@@ -209,4 +212,42 @@ TEST_CASE("strand actor spawned: an exit message or an exception ends it, with i
   f.sys.send(thrown, envelope{"throw", "", 0});
   f.settle();
   CHECK(reason_of_end(thrown) == caf::sec::runtime_error);
+}
+
+TEST_CASE("strand actor spawned on a running thread gets the answer to what its first turn asks") {
+  // A real scheduler and a running I/O thread: the first turn may run, and
+  // its request be answered, before spawn_on_strand has returned. Every
+  // answer must arrive (none may fall between spawn and the handler).
+  caf::actor_system_config cfg;
+  cfg.set("logger.verbosity", caf::atom("quiet"));
+  io_threads io("troupe-test-st", 1);
+  io.start();
+  caf::actor_system system{cfg};
+  auto echo = system.spawn([]() -> caf::behavior {
+    return {[](const std::string& type, const std::string& body, uint64_t id) {
+      return caf::make_message(type, body, id);
+    }};
+  });
+  constexpr int actors = 200;
+  std::atomic<int> answered{0};
+  std::vector<caf::actor> spawned;
+  for (int i = 0; i < actors; ++i) {
+    spawned.push_back(
+        spawn_on_strand(system, io.context().get_executor(), [&, echo](recorder* self) {
+          self->request(echo, caf::infinite, std::string("ping"), std::string(), uint64_t{0})
+              .then([&, self](std::string&, std::string&, uint64_t) {
+                ++answered;
+                self->quit();
+              });
+          return caf::behavior{[](const std::string&, const std::string&, uint64_t) {}};
+        }));
+  }
+  CHECK(test::wait_until([&] { return answered.load() == actors; }));
+  CHECK(answered.load() == actors);
+  for (auto& a : spawned) {
+    caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+  }
+  CHECK(io.finish_posted(std::chrono::seconds(30)));
+  spawned.clear();
+  caf::anon_send_exit(echo, caf::exit_reason::user_shutdown);
 }
