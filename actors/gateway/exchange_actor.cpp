@@ -64,8 +64,10 @@ struct exchange_actor::state {
   /// One message from the family about the current exchange.
   void on_answer(const std::string& type, const std::string& body) {
     if (type == http_msg::chunk_type) {
-      if (auto m = decode<http_msg::chunk>(body, decode_limits{.body_bytes_max = 64u << 20})) {
-        sink->stream(id, std::move(m->bytes));
+      // A view into the message: the bytes are copied once, into the
+      // connection's writes.
+      if (auto m = decode<http_msg::chunk_view>(body, decode_limits{.body_bytes_max = 64u << 20})) {
+        sink->stream(id, m->bytes);
       }
     } else if (type == http_msg::head_type) {
       if (auto m = decode<http_msg::head>(body)) {

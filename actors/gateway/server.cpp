@@ -1069,7 +1069,7 @@ class session_sink : public exchange_sink {
       s->stream_head(id, status, headers);
     }
   }
-  void stream(uint64_t id, std::string chunk) override {
+  void stream(uint64_t id, std::string_view chunk) override {
     if (auto s = session_.lock()) {
       s->stream_chunk(id, chunk);
     }

@@ -93,7 +93,8 @@ class exchange_sink {
   virtual void reply(uint64_t id, int status, http_headers headers, std::string body) = 0;
   /// A streamed response (chunked): the head now, then chunks, then the end.
   virtual void begin_stream(uint64_t id, int status, http_headers headers) = 0;
-  virtual void stream(uint64_t id, std::string chunk) = 0;
+  /// `chunk` is valid for the call only.
+  virtual void stream(uint64_t id, std::string_view chunk) = 0;
   virtual void end_stream(uint64_t id) = 0;
   /// Nothing more comes for `id`: a request never answered gets a 500, a
   /// stream never ended an error event and its end.
@@ -143,12 +144,13 @@ struct chunk {
   TROUPE_FIELDS(bytes)
 };
 
-/// A chunk packed straight from bytes the sender does not own (an I/O
-/// thread's read buffer): the wire form of `chunk`, without first copying
-/// the bytes into a string of their own.
+/// A chunk without a string of its own: packed straight from bytes the
+/// sender does not own (an I/O thread's read buffer), and decoded as a view
+/// into the body it came in (valid while that body is), so that neither end
+/// copies the bytes to pass them on. The wire form of `chunk`.
 struct chunk_view {
   std::string_view bytes;
-  TROUPE_PACK_FIELDS(bytes)
+  TROUPE_FIELDS(bytes)
 };
 
 [[nodiscard]] inline std::vector<header> to_fields(http_headers headers) {

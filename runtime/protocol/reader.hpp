@@ -237,6 +237,11 @@ inline void read_value(msgpack_reader& r, std::string& out) {
   out = r.read_str();
 }
 
+/// A view into the body being decoded: valid only as long as that body.
+inline void read_value(msgpack_reader& r, std::string_view& out) {
+  out = r.read_str();
+}
+
 template <class T>
 void read_value(msgpack_reader& r, std::vector<T>& out);
 template <class T>

@@ -30,8 +30,8 @@ class recording_sink : public exchange_sink {
     events.push_back(std::to_string(id) + " head " + std::to_string(status) + " " +
                      (headers.empty() ? "" : headers.front().second));
   }
-  void stream(uint64_t id, std::string chunk) override {
-    events.push_back(std::to_string(id) + " chunk " + chunk);
+  void stream(uint64_t id, std::string_view chunk) override {
+    events.push_back(std::to_string(id) + " chunk " + std::string(chunk));
   }
   void end_stream(uint64_t id) override { events.push_back(std::to_string(id) + " end"); }
   void abandon(uint64_t id) override { events.push_back(std::to_string(id) + " abandoned"); }
@@ -241,7 +241,7 @@ namespace {
 /// A connection whose stream() throws (say, out of memory).
 class throwing_sink : public recording_sink {
  public:
-  void stream(uint64_t, std::string) override { throw std::runtime_error("boom"); }
+  void stream(uint64_t, std::string_view) override { throw std::runtime_error("boom"); }
 };
 
 }  // namespace

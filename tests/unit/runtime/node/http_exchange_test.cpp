@@ -20,7 +20,7 @@ TEST_CASE("http exchange messages round-trip through msgpack") {
   round_trips(http_msg::chunk{"event: ping\ndata: {}\n\n"});
 }
 
-TEST_CASE("a chunk packed from a view is a chunk on the wire") {
+TEST_CASE("a chunk packed from a view is a chunk on the wire, and decodes to a view into it") {
   for (const std::string& bytes :
        {std::string(), std::string("event: ping\ndata: {}\n\n"), std::string(70000, 'x')}) {
     const auto packed = encode(http_msg::chunk_view{bytes});
@@ -28,6 +28,13 @@ TEST_CASE("a chunk packed from a view is a chunk on the wire") {
     auto back = decode<http_msg::chunk>(packed);
     REQUIRE(back);
     CHECK(back->bytes == bytes);
+    auto view = decode<http_msg::chunk_view>(packed);
+    REQUIRE(view);
+    CHECK(view->bytes == bytes);
+    // No copy: the view points into the packed body.
+    CHECK((bytes.empty() ||
+           (view->bytes.data() >= packed.data() &&
+            view->bytes.data() + view->bytes.size() <= packed.data() + packed.size())));
   }
 }
 
