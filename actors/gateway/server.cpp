@@ -10,9 +10,9 @@
 #include <deque>
 #include <functional>
 #include <future>
+#include <map>
 #include <mutex>
 #include <optional>
-#include <set>
 #include <unordered_map>
 #include <vector>
 
@@ -145,10 +145,12 @@ struct gateway_server::impl : std::enable_shared_from_this<gateway_server::impl>
     }
   }
 
-  // The WebSocket viewers' actors, so that stop() can end them while the
-  // actor system runs (it waits for every actor when it goes down).
+  // The WebSocket viewers' actors, held here for their connections (which
+  // keep only addresses), so that a viewer lives as long as its connection
+  // whoever else lets go, and stop() can end them while the actor system
+  // runs.
   std::mutex viewers_mutex;
-  std::set<caf::actor_addr> viewers;
+  std::map<caf::actor_addr, caf::actor> viewers;
   bool viewers_closed = false;
 
   /// A viewer actor for a new connection; null once the server stopped.
@@ -160,25 +162,22 @@ struct gateway_server::impl : std::enable_shared_from_this<gateway_server::impl>
     }
     auto viewer =
         troupe::spawn_viewer(*system, std::move(executor), ctx, id, readonly, std::move(socket));
-    viewers.insert(viewer.address());
+    viewers.emplace(viewer.address(), viewer);
     return viewer;
   }
   /// The connection is gone: so is its viewer actor.
   void forget_viewer(const caf::actor_addr& viewer) {
     std::lock_guard lock(viewers_mutex);
-    if (viewers.erase(viewer) > 0) {
-      if (auto handle = caf::actor_cast<caf::actor>(viewer)) {
-        caf::anon_send_exit(handle, caf::exit_reason::user_shutdown);
-      }
+    if (auto it = viewers.find(viewer); it != viewers.end()) {
+      caf::anon_send_exit(it->second, caf::exit_reason::user_shutdown);
+      viewers.erase(it);
     }
   }
   void end_viewers() {
     std::lock_guard lock(viewers_mutex);
     viewers_closed = true;
-    for (const auto& viewer : viewers) {
-      if (auto handle = caf::actor_cast<caf::actor>(viewer)) {
-        caf::anon_send_exit(handle, caf::exit_reason::user_shutdown);
-      }
+    for (const auto& [address, viewer] : viewers) {
+      caf::anon_send_exit(viewer, caf::exit_reason::user_shutdown);
     }
     viewers.clear();
   }

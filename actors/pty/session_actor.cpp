@@ -529,6 +529,13 @@ void start_shell(session_actor* self) {
   if (fd >= 0) {
     st.reader = std::make_shared<pty_reader>(*st.io, fd, caf::actor_cast<caf::actor>(self));
     st.reader->start();
+    // However the actor ends (a kill skips the exit handler), its reader
+    // stops: held here, not through the state, which is gone by then.
+    self->attach_functor([reader = std::weak_ptr<pty_reader>(st.reader)](const caf::error&) {
+      if (auto r = reader.lock()) {
+        r->stop();
+      }
+    });
   }
 }
 
@@ -773,7 +780,6 @@ caf::behavior session_behavior(session_actor* self, std::shared_ptr<node_context
     hand_off(self);
     return caf::make_error(caf::sec::runtime_error, what);
   });
-  self->attach_functor([self](const caf::error&) { stop_reading(self); });
   resume(self);
   return {
       [self](const std::string& type, const std::string& body, uint64_t correlation_id) {

@@ -33,6 +33,7 @@
 #include "runtime/actor/error_text.hpp"
 #include "runtime/log/log.hpp"
 #include "runtime/net/io_threads.hpp"
+#include "runtime/net/strand_actor.hpp"
 #include "runtime/node/node_context.hpp"
 #include "runtime/protocol/envelope.hpp"
 #include "runtime/supervisor/supervisor.hpp"
@@ -302,23 +303,31 @@ int run(const node_flags& flags) {
   }
   if (!root_down) {
     self->send(root, shutdown_atom::value);
-    self->receive([&](caf::down_msg&) {},
+    bool stopped = false;
+    self->receive([&](caf::down_msg&) { stopped = true; },
                   caf::after(timeout) >>
                       [&] {
                         log->error("actors did not stop within {} ms; killing the tree",
                                    timeout.count());
                         self->send_exit(root, caf::exit_reason::kill);
                       });
-  }
-  // The actors that run on the I/O threads (connections' exchange and
-  // viewer actors, the sessions) were ended through posts to those threads;
-  // they finish there while the actor system runs (their cleanup needs it).
-  // No I/O handler runs past this point (those still queued are destroyed
-  // with the io_context, after the actor system).
-  for (auto* io : {&http_io, &pty_io}) {
-    if (!io->finish_posted(timeout / 4)) {
-      log->warn("an I/O thread did not finish its queued work within {} ms", (timeout / 4).count());
+    if (!stopped) {
+      self->receive([&](caf::down_msg&) {},
+                    caf::after(timeout) >> [&] { log->error("the killed tree did not go down"); });
     }
+  }
+  // The actors that run on the I/O threads (sessions, viewers, connections'
+  // exchange actors) end there, through messages posted to those threads;
+  // their cleanup needs the actor system. So the threads run until every
+  // one has ended (bounded). No I/O handler runs past this point (those
+  // still queued are destroyed with the io_context, after the system).
+  const auto ends_by = std::chrono::steady_clock::now() + timeout / 2;
+  while (strand_base::running() > 0 && std::chrono::steady_clock::now() < ends_by) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  if (const auto left = strand_base::running(); left > 0) {
+    log->error("{} actors on the I/O threads did not end within {} ms", left,
+               (timeout / 2).count());
   }
   http_io.stop();
   pty_io.stop();

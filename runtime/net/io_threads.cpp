@@ -2,8 +2,6 @@
 
 #include <pthread.h>
 
-#include <future>
-#include <memory>
 #include <optional>
 #include <thread>
 #include <utility>  // before Asio: its awaitable.hpp uses std::exchange
@@ -11,7 +9,6 @@
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/post.hpp>
 
 namespace troupe {
 
@@ -48,16 +45,6 @@ void io_threads::start() {
       p->ioc.run();
     });
   }
-}
-
-bool io_threads::finish_posted(std::chrono::milliseconds timeout) {
-  if (impl_->threads.empty()) {
-    return false;
-  }
-  auto done = std::make_shared<std::promise<void>>();
-  auto ran = done->get_future();
-  net::post(impl_->ioc, [done] { done->set_value(); });
-  return ran.wait_for(timeout) == std::future_status::ready;
 }
 
 void io_threads::stop() {

@@ -5,7 +5,6 @@
 // no kind waits behind another; each thread carries the pool's name
 // (`top -H`, perf and the thread map in docs/architecture.md show it).
 
-#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -30,11 +29,6 @@ class io_threads {
   /// Starts the threads; they run until stop(), with or without work.
   /// Calling it again does nothing.
   void start();
-  /// Waits until what was posted before this call has run (with one
-  /// thread, exactly; with more, at least begun), so that the node can stop
-  /// the threads after the actors it ended there are done. False if the
-  /// threads did not get there within `timeout` (or do not run).
-  bool finish_posted(std::chrono::milliseconds timeout);
   /// Stops the context and joins the threads. Calling it again does nothing.
   void stop();
 

@@ -1,5 +1,6 @@
 #include "runtime/net/strand_actor.hpp"
 
+#include <atomic>
 #include <vector>
 
 #include <boost/asio/post.hpp>
@@ -37,12 +38,41 @@ struct strand_base::turns {
   std::vector<caf::mailbox_element_ptr> skipped;
 };
 
+namespace {
+
+std::atomic<int64_t> strand_actors_running{0};
+
+}  // namespace
+
 strand_base::strand_base(caf::actor_config& cfg)
     : super(cfg), turns_(std::make_unique<turns>(home_system())) {
   context(&turns_->unit);
 }
 
-strand_base::~strand_base() = default;
+strand_base::~strand_base() {
+  // Destroyed without an end of its own (nobody held it any more: CAF's
+  // on_destroy cleaned it up as unreachable).
+  for (auto& m : turns_->skipped) {
+    bounce_requests(std::move(m));
+  }
+  count_end();
+}
+
+int64_t strand_base::running() {
+  return strand_actors_running.load();
+}
+
+void strand_base::began() {
+  counted_ = true;
+  strand_actors_running.fetch_add(1);
+}
+
+void strand_base::count_end() {
+  if (counted_) {
+    counted_ = false;
+    strand_actors_running.fetch_sub(1);
+  }
+}
 
 void strand_base::initialize() {
   super::initialize();
@@ -62,30 +92,44 @@ void strand_base::initialize() {
 // actor, run just after a sender woke its thread, could spin until that
 // sender, preempted on the same core, ran again: an eighth of the HTTP
 // thread's time in bench/proxy_overhead). The turn a late message posts
-// sees `ended_` and answers a request with an error. The handler holds the
-// actor weakly: a message on its way keeps nothing alive, and a turn holds
-// the actor for its length.
-void strand_base::run_on(net::any_io_executor executor, bool initialize) {
+// sees `ended_` and answers a request with an error.
+void strand_base::run_spawned(net::any_io_executor executor) {
+  began();
   auto weak = caf::actor_cast<caf::weak_actor_ptr>(ctrl());
   on_enqueue([weak, executor](caf::mailbox_element_ptr m) {
-    net::post(executor, [weak, m = std::move(m)]() mutable {
-      if (auto strong = weak.lock()) {
-        static_cast<strand_base*>(caf::actor_cast<caf::abstract_actor*>(strong))
-            ->turn(std::move(m));
+    // The posted turn holds the actor: a message on its way keeps it alive,
+    // as CAF's scheduler holds an actor with mail (a viewer whose session
+    // held the last handle still gets the session's last words). Whoever
+    // sends to it holds it now, so this lock succeeds unless it is being
+    // destroyed.
+    if (auto self = weak.lock()) {
+      net::post(executor, [self = std::move(self), m = std::move(m)]() mutable {
+        static_cast<strand_base*>(caf::actor_cast<caf::abstract_actor*>(self))->turn(std::move(m));
+      });
+    } else {
+      bounce_requests(std::move(m));
+    }
+  });
+  // After the handler is in place: the first turn may run at once, on
+  // another thread, and what it asks for may be answered at once.
+  net::post(executor, [self = caf::strong_actor_ptr(ctrl())] {
+    static_cast<strand_base*>(caf::actor_cast<caf::abstract_actor*>(self))->start();
+  });
+}
+
+void strand_base::run_owned(net::any_io_executor executor, std::weak_ptr<void> owner) {
+  began();
+  // The owner's token holds the actor, and a turn holds the token: `this`
+  // is alive whenever the lock succeeds.
+  on_enqueue([self = this, owner = std::move(owner), executor](caf::mailbox_element_ptr m) {
+    net::post(executor, [self, owner, m = std::move(m)]() mutable {
+      if (auto held = owner.lock()) {
+        self->turn(std::move(m));
       } else {
         bounce_requests(std::move(m));
       }
     });
   });
-  if (initialize) {
-    // After the handler is in place: the first turn may run at once, on
-    // another thread, and what it asks for may be answered at once. Held
-    // until that turn, as CAF's scheduler holds an actor it has yet to
-    // run: one spawned and let go still starts.
-    net::post(executor, [self = caf::strong_actor_ptr(ctrl())] {
-      static_cast<strand_base*>(caf::actor_cast<caf::abstract_actor*>(self))->start();
-    });
-  }
 }
 
 void strand_base::start() {
@@ -131,6 +175,7 @@ void strand_base::retry_skipped() {
 
 void strand_base::finish() {
   ended_ = true;
+  count_end();
   for (auto& m : turns_->skipped) {
     bounce_requests(std::move(m));
   }
@@ -146,46 +191,63 @@ void strand_base::stop() {
   // io_context). This takes the exclusive lock that senders hold while
   // they post: once per actor, not per turn.
   on_enqueue(bounce_requests);
+  on_end_ = nullptr;
   if (ended_) {
     return;  // CAF's cleanup again would wake its clock thread for nothing
   }
   ended_ = true;
+  count_end();
   for (auto& m : turns_->skipped) {
     bounce_requests(std::move(m));
   }
   turns_->skipped.clear();
+  // As CAF's finalize does: on_exit (a stateful actor's state goes), then
+  // cleanup (monitors and links hear it).
   quit(caf::exit_reason::user_shutdown);
+  on_exit();
   cleanup(caf::make_error(caf::exit_reason::user_shutdown), &turns_->unit);
 }
 
+/// Ends its actor when the owner and every turn have let go: never during
+/// a turn, wherever the owner lets go.
+struct strand_actor::owner_token {
+  explicit owner_token(caf::strong_actor_ptr a) : actor(std::move(a)) {}
+  owner_token(const owner_token&) = delete;
+  owner_token& operator=(const owner_token&) = delete;
+  ~owner_token() {
+    static_cast<strand_base*>(caf::actor_cast<caf::abstract_actor*>(actor))->stop();
+  }
+  caf::strong_actor_ptr actor;
+};
+
 strand_actor::strand_actor(caf::actor_system& system, net::any_io_executor executor)
     // Hidden: the system does not wait for it at shutdown; its owner ends it.
-    : actor_(caf::actor_cast<caf::strong_actor_ptr>(system.spawn<strand_base, caf::hidden>())) {
-  self()->run_on(std::move(executor), false);
+    : token_(std::make_shared<owner_token>(
+          caf::actor_cast<caf::strong_actor_ptr>(system.spawn<strand_base, caf::hidden>()))),
+      self_(static_cast<strand_base*>(caf::actor_cast<caf::abstract_actor*>(token_->actor))) {
+  self_->run_owned(std::move(executor), token_);
 }
 
-strand_actor::~strand_actor() {
-  self()->stop();
-}
+strand_actor::~strand_actor() = default;
 
 strand_base* strand_actor::self() const {
-  return static_cast<strand_base*>(caf::actor_cast<caf::abstract_actor*>(actor_));
+  return self_;
 }
 
 bool strand_actor::ended() const {
-  return self()->ended();
+  return self_->ended();
 }
 
 void strand_actor::on_end(std::function<void()> hook) {
-  self()->on_end(std::move(hook));
+  self_->on_end(std::move(hook));
 }
 
 caf::actor strand_actor::handle() const {
-  return caf::actor_cast<caf::actor>(actor_);
+  return caf::actor_cast<caf::actor>(token_->actor);
 }
 
 void strand_actor::request(const caf::actor& dest, caf::message request, caf::behavior on_reply) {
-  auto* s = self();
+  auto* s = self_;
   const auto id = s->new_request_id(caf::message_priority::normal);
   s->add_multiplexed_response_handler(id.response_id(), std::move(on_reply));
   dest->enqueue(caf::make_mailbox_element(s->ctrl(), id, {}, std::move(request)), s->context());

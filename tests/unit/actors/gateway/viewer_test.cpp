@@ -142,3 +142,52 @@ TEST_CASE("viewer: told to exit, it ends and a monitor hears it") {
   sys.send(viewer, make_envelope(term::output_type, term::bytes_msg{"late"}));
   CHECK(socket->events == std::vector<std::string>{"attached 80x24"});
 }
+
+namespace {
+
+/// A session that the manager's path leads to: it answers the attach
+/// itself, keeps the viewer (as a session does) and, told "die", sends it
+/// a notice and ends.
+struct stand_in_state {
+  caf::actor viewer;
+  static inline const char* name = "test.session";
+};
+
+caf::behavior stand_in_session(caf::stateful_actor<stand_in_state>* self) {
+  return {[self](const std::string& type, const std::string&, uint64_t) -> caf::message {
+    if (type == term::attach_type) {
+      self->state.viewer = caf::actor_cast<caf::actor>(self->current_sender());
+      return caf::make_message(std::string("term.attach.reply"),
+                               encode(term::attach_reply{0, 80, 24}), uint64_t{0});
+    }
+    if (type == "die") {
+      self->send(self->state.viewer, std::string(term::control_type),
+                 encode(term::control_msg{R"({"type":"notice"})"}), uint64_t{0});
+      self->quit();
+    }
+    return {};
+  }};
+}
+
+}  // namespace
+
+TEST_CASE("viewer: held by nobody but its session, it still hears the session's last words") {
+  strand_and_system f;
+  auto& sys = f.sys;
+  auto session = sys.system().spawn(stand_in_session);
+  sys.register_running("sessions/manager", session);
+  auto socket = std::make_shared<recording_socket>();
+  // Nobody keeps the handle (the gateway keeps one; a session is enough).
+  (void)spawn_viewer(sys.system(), f.strand.get_executor(), sys.ctx(), "s-1", false, socket);
+  sys.run();
+  REQUIRE(socket->events == std::vector<std::string>{"attached 80x24"});
+  sys.advance(std::chrono::seconds(31));  // the attach's timeout is done with
+  sys.send(session, make_envelope("die", empty_body{}));
+  REQUIRE(socket->events.size() >= 2);
+  CHECK(socket->events[1] == R"(control {"type":"notice"})");
+  // It tries to attach again and, with nobody to answer, says so and ends.
+  for (int i = 0; i < 8; ++i) {
+    sys.advance(std::chrono::seconds(1));
+  }
+  CHECK(socket->events.back().starts_with("close "));
+}

@@ -8,7 +8,6 @@
 #include <mutex>
 #include <set>
 #include <string>
-#include <thread>
 #include <utility>  // before Asio: its awaitable.hpp uses std::exchange
 
 #include <boost/asio/io_context.hpp>
@@ -72,26 +71,4 @@ TEST_CASE("an io_threads name longer than the kernel keeps is cut, not refused")
   io.start();
   REQUIRE(test::wait_until([&] { return named.load(); }));
   CHECK(seen == "troupe-a-very-l");
-}
-
-TEST_CASE("io_threads finish_posted waits for what was posted before it, and says when it cannot") {
-  io_threads io("troupe-testpool", 1);
-  CHECK_FALSE(io.finish_posted(std::chrono::milliseconds(10)));  // no threads yet
-  std::atomic<bool> release{false};
-  std::atomic<int> ran{0};
-  boost::asio::post(io.context(), [&] {
-    while (!release.load()) {
-      std::this_thread::yield();
-    }
-    ++ran;
-  });
-  for (int i = 0; i < 10; ++i) {
-    boost::asio::post(io.context(), [&] { ++ran; });
-  }
-  io.start();
-  // The first handler holds the thread: the wait gives up and says so.
-  CHECK_FALSE(io.finish_posted(std::chrono::milliseconds(20)));
-  release = true;
-  CHECK(io.finish_posted(std::chrono::seconds(30)));
-  CHECK(ran.load() == 11);
 }
