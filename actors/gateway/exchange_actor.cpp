@@ -154,15 +154,15 @@ void exchange_actor::start(const node_context& ctx, family_exchange target,
   // answers, or lets go of it, which says `http.dropped`, or ends, which
   // the monitor says.
   actor_.self()->monitor(st.family);
-  actor_.request(st.family,
-                 caf::make_message(std::string(http_msg::request_type),
-                                   encode(http_msg::to_message(std::move(request))), id),
-                 caf::behavior{[](std::string&, std::string&, uint64_t) {},
-                               [st = st_, id](caf::error&) {
-                                 if (st->id == id) {
-                                   st->family_lost();
-                                 }
-                               }});
+  actor_.self()
+      ->request(st.family, caf::infinite, std::string(http_msg::request_type),
+                encode(http_msg::to_message(std::move(request))), id)
+      .then([](std::string&, std::string&, uint64_t) {},
+            [st = st_, id](caf::error&) {
+              if (st->id == id) {
+                st->family_lost();
+              }
+            });
 }
 
 void exchange_actor::client_left() {

@@ -52,10 +52,9 @@ strand_base::strand_base(caf::actor_config& cfg)
 strand_base::~strand_base() {
   // Destroyed without an end of its own (nobody held it any more: CAF's
   // on_destroy cleaned it up as unreachable).
-  for (auto& m : turns_->skipped) {
-    bounce_requests(std::move(m));
+  if (!ended_) {
+    mark_ended();
   }
-  count_end();
 }
 
 int64_t strand_base::running() {
@@ -63,15 +62,19 @@ int64_t strand_base::running() {
 }
 
 void strand_base::began() {
-  counted_ = true;
+  began_ = true;
   strand_actors_running.fetch_add(1);
 }
 
-void strand_base::count_end() {
-  if (counted_) {
-    counted_ = false;
+void strand_base::mark_ended() {
+  ended_ = true;
+  if (began_) {
     strand_actors_running.fetch_sub(1);
   }
+  for (auto& m : turns_->skipped) {
+    bounce_requests(std::move(m));
+  }
+  turns_->skipped.clear();
 }
 
 void strand_base::initialize() {
@@ -174,12 +177,7 @@ void strand_base::retry_skipped() {
 }
 
 void strand_base::finish() {
-  ended_ = true;
-  count_end();
-  for (auto& m : turns_->skipped) {
-    bounce_requests(std::move(m));
-  }
-  turns_->skipped.clear();
+  mark_ended();
   if (on_end_) {
     auto hook = std::move(on_end_);
     hook();
@@ -195,12 +193,7 @@ void strand_base::stop() {
   if (ended_) {
     return;  // CAF's cleanup again would wake its clock thread for nothing
   }
-  ended_ = true;
-  count_end();
-  for (auto& m : turns_->skipped) {
-    bounce_requests(std::move(m));
-  }
-  turns_->skipped.clear();
+  mark_ended();
   // As CAF's finalize does: on_exit (a stateful actor's state goes), then
   // cleanup (monitors and links hear it).
   quit(caf::exit_reason::user_shutdown);
@@ -244,13 +237,6 @@ void strand_actor::on_end(std::function<void()> hook) {
 
 caf::actor strand_actor::handle() const {
   return caf::actor_cast<caf::actor>(token_->actor);
-}
-
-void strand_actor::request(const caf::actor& dest, caf::message request, caf::behavior on_reply) {
-  auto* s = self_;
-  const auto id = s->new_request_id(caf::message_priority::normal);
-  s->add_multiplexed_response_handler(id.response_id(), std::move(on_reply));
-  dest->enqueue(caf::make_mailbox_element(s->ctrl(), id, {}, std::move(request)), s->context());
 }
 
 }  // namespace troupe

@@ -84,11 +84,13 @@ class strand_base
   void retry_skipped();
   void finish();
   void began();
-  void count_end();
+  /// Ended (once): no longer counted in running(); skipped requests are
+  /// answered with an error.
+  void mark_ended();
 
   std::unique_ptr<turns> turns_;
+  bool began_ = false;
   bool ended_ = false;
-  bool counted_ = false;
   std::function<void()> on_end_;
 };
 
@@ -140,12 +142,6 @@ class strand_actor {
   /// Runs `hook` at the end of the turn in which the actor ends itself.
   /// Set it before anything can reach the actor.
   void on_end(std::function<void()> hook);
-
-  /// Sends `request`'s values to `dest` as a request (CAF's request/response:
-  /// if `dest` ends with it unanswered, the actor gets an error); `on_reply`
-  /// is the behavior the response (or that error) is matched against.
-  /// On the executor's thread, or before any message can reach the actor.
-  void request(const caf::actor& dest, caf::message request, caf::behavior on_reply);
 
  private:
   /// Held by the owner and, for its length, by each turn; the last to let

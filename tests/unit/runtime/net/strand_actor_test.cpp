@@ -65,11 +65,11 @@ TEST_CASE("strand actor: its requests get their answers, or an error when the on
   fixture f;
   auto a = f.make();
   std::vector<std::string> replies;
-  a->request(f.sys.self(), caf::make_message(std::string("ping"), std::string(), uint64_t{7}),
-             caf::behavior{[&](std::string& type, std::string&, uint64_t id) {
-                             replies.push_back(type + " " + std::to_string(id));
-                           },
-                           [&](caf::error&) { replies.push_back("error"); }});
+  a->self()
+      ->request(f.sys.self(), caf::infinite, std::string("ping"), std::string(), uint64_t{7})
+      .then([&](std::string& type, std::string&,
+                uint64_t id) { replies.push_back(type + " " + std::to_string(id)); },
+            [&](caf::error&) { replies.push_back("error"); });
   f.settle();
   auto asked = f.sys.answer_next(envelope{"pong", "", 7});
   REQUIRE(asked);
@@ -82,9 +82,10 @@ TEST_CASE("strand actor: its requests get their answers, or an error when the on
   });
   caf::anon_send_exit(dead, caf::exit_reason::user_shutdown);
   f.settle();
-  a->request(dead, caf::make_message(std::string("ping"), std::string(), uint64_t{8}),
-             caf::behavior{[&](std::string&, std::string&, uint64_t) { replies.push_back("?"); },
-                           [&](caf::error&) { replies.push_back("error"); }});
+  a->self()
+      ->request(dead, caf::infinite, std::string("ping"), std::string(), uint64_t{8})
+      .then([&](std::string&, std::string&, uint64_t) { replies.push_back("?"); },
+            [&](caf::error&) { replies.push_back("error"); });
   f.settle();
   CHECK(replies == std::vector<std::string>{"pong 7", "error"});
 }
