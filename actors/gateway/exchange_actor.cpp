@@ -61,13 +61,16 @@ struct exchange_actor::state {
     }
   }
 
-  /// One message from the family about the current exchange.
-  void on_answer(const std::string& type, const std::string& body) {
+  /// One message from the family about the current exchange. `body` is
+  /// the message's own (it came to this actor alone): a chunk's bytes are
+  /// handed to the connection inside it, never copied here.
+  void on_answer(const std::string& type, std::string& body) {
     if (type == http_msg::chunk_type) {
-      // A view into the message: the bytes are copied once, into the
-      // connection's writes.
       if (auto m = decode<http_msg::chunk_view>(body, decode_limits{.body_bytes_max = 64u << 20})) {
-        sink->stream(id, m->bytes);
+        const std::size_t size = m->bytes.size();
+        const std::size_t offset =
+            size == 0 ? 0 : static_cast<std::size_t>(m->bytes.data() - body.data());
+        sink->stream(id, body_slice{std::move(body), offset, size});
       }
     } else if (type == http_msg::head_type) {
       if (auto m = decode<http_msg::head>(body)) {
@@ -110,7 +113,7 @@ exchange_actor::exchange_actor(caf::actor_system& system, boost::asio::any_io_ex
     }
   });
   actor_.self()->become(
-      [st = st_](const std::string& type, const std::string& body, uint64_t correlation) {
+      [st = st_](const std::string& type, std::string& body, uint64_t correlation) {
         // What comes late for an exchange the family let go of is not the
         // current one's.
         if (correlation == st->id && st->open) {

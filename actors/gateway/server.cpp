@@ -518,6 +518,26 @@ void ws_session::run(http::request<http::string_body> request, std::string id, b
 
 class session_sink;
 
+/// A piece of a streamed answer waiting to be written: its framing (the
+/// head, a chunk's size line, the last chunk), then the bytes it frames,
+/// held where they came (see body_slice), then a chunk's closing CRLF.
+struct out_piece {
+  std::string framing;
+  body_slice data;
+  bool crlf = false;
+
+  [[nodiscard]] size_t bytes() const { return framing.size() + data.size + (crlf ? 2 : 0); }
+  void buffers(std::vector<net::const_buffer>& out) const {
+    out.emplace_back(framing.data(), framing.size());
+    if (data.size > 0) {
+      out.emplace_back(data.storage.data() + data.offset, data.size);
+    }
+    if (crlf) {
+      out.emplace_back("\r\n", 2);
+    }
+  }
+};
+
 class session : public std::enable_shared_from_this<session> {
  public:
   session(conn_socket&& socket, std::shared_ptr<gateway_server::impl> server)
@@ -775,16 +795,30 @@ class session : public std::enable_shared_from_this<session> {
     head.keep_alive(request_.keep_alive());
     head.chunked(true);
     streaming_ = true;
-    enqueue(serialized_head(head));
+    enqueue(out_piece{serialized_head(head), {}, false});
   }
 
   void stream_chunk(uint64_t id, std::string_view data) {
     if (id != exchange_ || data.empty() || !streaming_ || stream_ended_) {
       return;  // a zero-length chunk would end the body
     }
-    // Beast frames the chunk; its pieces go straight into what waits to be
-    // written: one copy of the bytes on this thread, not two.
-    enqueue_buffers(http::make_chunk(net::const_buffer(data.data(), data.size())));
+    stream_chunk(id, body_slice{std::string(data), 0, data.size()});
+  }
+
+  /// The chunk is written from where it came (its message's body): the
+  /// bytes are not copied on this thread.
+  void stream_chunk(uint64_t id, body_slice data) {
+    if (id != exchange_ || data.size == 0 || !streaming_ || stream_ended_) {
+      return;
+    }
+    // The chunk's size line, in hex; its data; and the CRLF that ends it.
+    out_piece piece;
+    char line[20];
+    const auto [end, ec] = std::to_chars(line, line + 16, data.size, 16);
+    piece.framing.assign(line, end).append("\r\n");
+    piece.data = std::move(data);
+    piece.crlf = true;
+    enqueue(std::move(piece));
   }
 
   void stream_end(uint64_t id) {
@@ -792,7 +826,7 @@ class session : public std::enable_shared_from_this<session> {
       return;
     }
     stream_ended_ = true;
-    enqueue_buffers(http::make_chunk_last());
+    enqueue(out_piece{"0\r\n\r\n", {}, false});  // the last chunk, no trailers
   }
 
   void exchange_reply(uint64_t id, int status, http_headers headers, std::string body) {
@@ -890,23 +924,20 @@ class session : public std::enable_shared_from_this<session> {
   /// A client that reads slower than its answer arrives is dropped past this.
   static constexpr size_t stream_backlog_max = 8u << 20;
 
-  void enqueue(const std::string& bytes) { enqueue_buffers(net::buffer(bytes)); }
-
-  /// Appends `buffers` to what waits to be written, and writes.
-  template <class ConstBufferSequence>
-  void enqueue_buffers(const ConstBufferSequence& buffers) {
+  /// Appends `piece` to what waits to be written, and writes.
+  void enqueue(out_piece piece) {
     if (client_gone.load()) {
       return;
     }
-    for (const auto piece : beast::buffers_range_ref(buffers)) {
-      pending_.append(static_cast<const char*>(piece.data()), piece.size());
-    }
+    pending_bytes_ += piece.bytes();
+    pending_.push_back(std::move(piece));
     // Only what waits behind a write in flight counts: one large piece with
     // nothing in flight goes out at once.
-    if (writing_ && pending_.size() > stream_backlog_max) {
+    if (writing_ && pending_bytes_ > stream_backlog_max) {
       client_left();
       server_->log->warn("dropping a client that does not read its stream");
       pending_.clear();
+      pending_bytes_ = 0;
       beast::error_code ignored;
       stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);  // the write in flight fails
       return;
@@ -914,21 +945,27 @@ class session : public std::enable_shared_from_this<session> {
     write_pending();
   }
 
+  /// Everything that waits goes in one gathered write.
   void write_pending() {
     if (writing_ || pending_.empty()) {
       return;
     }
     writing_ = true;
     in_write_.swap(pending_);
-    pending_.clear();
+    pending_bytes_ = 0;
+    write_buffers_.clear();
+    for (const auto& piece : in_write_) {
+      piece.buffers(write_buffers_);
+    }
     stream_.expires_after(write_timeout);
-    net::async_write(stream_, net::buffer(in_write_),
+    net::async_write(stream_, write_buffers_,
                      beast::bind_front_handler(&session::on_stream_write, shared_from_this()));
   }
 
   void on_stream_write(beast::error_code ec, size_t) {
     writing_ = false;
     in_write_.clear();
+    write_buffers_.clear();
     if (ec) {
       client_left();
       finish_stream(true);
@@ -1043,8 +1080,12 @@ class session : public std::enable_shared_from_this<session> {
   /// waits for its answer.
   uint64_t exchange_ = 0;
   bool exchange_open_ = false;
-  std::string pending_;
-  std::string in_write_;
+  /// A streamed answer's pieces waiting to be written (and their bytes),
+  /// and those being written with the buffers that point into them.
+  std::vector<out_piece> pending_;
+  size_t pending_bytes_ = 0;
+  std::vector<out_piece> in_write_;
+  std::vector<net::const_buffer> write_buffers_;
   /// Chaos: the actor to crash once the current answer is written.
   caf::actor crash_after_write_;
   /// This connection in its server's list (0: not listed).
@@ -1068,9 +1109,9 @@ class session_sink : public exchange_sink {
       s->stream_head(id, status, headers);
     }
   }
-  void stream(uint64_t id, std::string_view chunk) override {
+  void stream(uint64_t id, body_slice chunk) override {
     if (auto s = session_.lock()) {
-      s->stream_chunk(id, chunk);
+      s->stream_chunk(id, std::move(chunk));
     }
   }
   void end_stream(uint64_t id) override {

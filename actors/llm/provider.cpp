@@ -149,11 +149,12 @@ void on_try_head(try_state& t, const upstream_response& head) {
   send_head(t.requester, 200, answer_headers(head, t, "text/event-stream"));
 }
 
-bool on_try_data(try_state& t, std::string_view bytes) {
+bool on_try_data(try_state& t, http_msg::chunk_packer& packed) {
   if (t.cancelled->load(std::memory_order_relaxed)) {
     return false;  // nobody reads: stop the upstream spending tokens
   }
-  send_chunk(t.requester, bytes);
+  // Read here, then passed on in the message it was read into.
+  const std::string_view bytes = packed.bytes();
   auto& s = t.result.stream;
   if (t.keep && !s.overflow) {
     if (s.captured.size() + bytes.size() + 1 > t.capture_max) {
@@ -166,6 +167,7 @@ bool on_try_data(try_state& t, std::string_view bytes) {
   if (!t.parser.feed(bytes, [&](sse_event&& e) { t.assembler.add(e); })) {
     s.overflow = true;
   }
+  send_packed_chunk(t.requester, packed.take());
   return true;
 }
 
@@ -397,7 +399,7 @@ void start(provider_actor* self, uint64_t id) {
   cb.abandoned = [cancelled = rec.cancelled] { return cancelled->load(); };
   if (c.stream && t->anthropic) {
     cb.on_head = [t](const upstream_response& head) { on_try_head(*t, head); };
-    cb.on_data = [t](std::string_view bytes) { return on_try_data(*t, bytes); };
+    cb.on_data = [t](http_msg::chunk_packer& bytes) { return on_try_data(*t, bytes); };
   }
   cb.on_done = [t](upstream_response r) { on_try_done(*t, std::move(r)); };
   st.pool->send(std::move(request), std::move(cb));

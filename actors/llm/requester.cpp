@@ -28,6 +28,10 @@ void send_chunk(const answer_to& to, std::string_view bytes) {
   send(to, http_msg::chunk_type, encode(http_msg::chunk_view{bytes}));
 }
 
+void send_packed_chunk(const answer_to& to, std::string packed) {
+  send(to, http_msg::chunk_type, std::move(packed));
+}
+
 void send_end(const answer_to& to) {
   send(to, http_msg::end_type, encode(empty_body{}));
 }

@@ -28,6 +28,8 @@ struct answer_to {
 void send_reply(const answer_to& to, int status, http_headers headers, std::string body);
 void send_head(const answer_to& to, int status, http_headers headers);
 void send_chunk(const answer_to& to, std::string_view bytes);
+/// A chunk already packed where its bytes were read (http_msg::chunk_packer).
+void send_packed_chunk(const answer_to& to, std::string packed);
 void send_end(const answer_to& to);
 /// The family let go of the exchange unanswered: the requester answers 500,
 /// or ends a stream it began with an error.

@@ -43,6 +43,41 @@ constexpr uint64_t body_bytes_max = 64u << 20;
 /// Room for what one read of a response body takes off the socket.
 constexpr size_t body_read_bytes = 64u << 10;
 
+/// A response body as Beast parses it: each piece (an HTTP chunk's data,
+/// or part of a body of known length) is appended to a chunk packer, the
+/// message that will carry it, straight out of the read buffer.
+struct packed_body {
+  struct value_type {
+    http_msg::chunk_packer* out = nullptr;
+  };
+
+  class reader {
+   public:
+    // Made with the parser, before the packer is named: it is looked up
+    // per piece.
+    template <bool isRequest, class Fields>
+    reader(http::header<isRequest, Fields>&, value_type& body) : body_(body) {}
+
+    void init(const boost::optional<std::uint64_t>&, beast::error_code& ec) { ec = {}; }
+
+    template <class ConstBufferSequence>
+    std::size_t put(const ConstBufferSequence& buffers, beast::error_code& ec) {
+      ec = {};
+      std::size_t n = 0;
+      for (const auto piece : beast::buffers_range_ref(buffers)) {
+        body_.out->append({static_cast<const char*>(piece.data()), piece.size()});
+        n += piece.size();
+      }
+      return n;
+    }
+
+    void finish(beast::error_code& ec) { ec = {}; }
+
+   private:
+    value_type& body_;
+  };
+};
+
 class pool_impl;
 
 /// One keep-alive connection; serves one call at a time.
@@ -276,6 +311,7 @@ class connection : public connection_base, public std::enable_shared_from_this<c
     }
     response_.delivered = true;
     parser_.emplace();
+    parser_->get().body().out = &body_;
     parser_->body_limit(request_.stream ? std::numeric_limits<uint64_t>::max() : body_bytes_max);
     http::async_read_header(
         stream_, buffer_, *parser_,
@@ -303,8 +339,6 @@ class connection : public connection_base, public std::enable_shared_from_this<c
     if (parser_->is_done()) {
       return finish();
     }
-    parser_->get().body().data = chunk_.data();
-    parser_->get().body().size = chunk_.size();
     // Beast reads only as much as the buffer has room for (512 bytes at
     // least): with the room of a fresh buffer, an 8 MiB stream took 16,000
     // reads, each with its timer, callback and client write.
@@ -318,22 +352,24 @@ class connection : public connection_base, public std::enable_shared_from_this<c
   }
 
   void on_body(beast::error_code ec) {
-    if (ec == http::error::need_buffer) {
-      ec = {};
-    }
     if (!ec) {
+      // What the read left unparsed lands in the same message: room for it
+      // all at once.
+      body_.reserve(buffer_.size());
       parse_buffered(ec);
     }
-    const auto got = chunk_.size() - parser_->get().body().size;
+    const auto got = body_.size();
     if (got > 0) {
       response_.body_bytes += got;
       if (response_.streamed) {
-        if (callbacks_.on_data && !callbacks_.on_data(std::string_view(chunk_.data(), got))) {
+        if (callbacks_.on_data && !callbacks_.on_data(body_)) {
           response_.cancelled = true;
           return fail("the client went away", false);
         }
+        body_ = {};
       } else {
-        response_.body.append(chunk_.data(), got);
+        response_.body.append(body_.bytes());
+        body_ = {};
       }
     }
     if (ec) {
@@ -349,7 +385,7 @@ class connection : public connection_base, public std::enable_shared_from_this<c
   /// never held back waiting for more (that would delay a slow stream's
   /// events, and outlast the read timeout).
   void parse_buffered(beast::error_code& ec) {
-    while (buffer_.size() > 0 && !parser_->is_done() && parser_->get().body().size > 0) {
+    while (buffer_.size() > 0 && !parser_->is_done()) {
       const auto used = parser_->put(buffer_.data(), ec);
       buffer_.consume(used);
       if (ec == http::error::need_more || ec == http::error::need_buffer) {
@@ -433,8 +469,10 @@ class connection : public connection_base, public std::enable_shared_from_this<c
   upstream_response response_;
   http::request<http::string_body> message_;
   beast::flat_buffer buffer_;
-  std::optional<http::response_parser<http::buffer_body>> parser_;
-  std::array<char, body_read_bytes> chunk_{};
+  std::optional<http::response_parser<packed_body>> parser_;
+  /// The body bytes of the read in progress, as the message that passes
+  /// them on.
+  http_msg::chunk_packer body_;
 };
 
 std::shared_ptr<connection_base> pool_impl::make_fresh() {

@@ -69,9 +69,10 @@ struct upstream_response {
 struct upstream_callbacks {
   /// A streamed 200's head, before its first on_data.
   std::function<void(const upstream_response& head)> on_head;
-  /// False: the reader went away; the call stops (its connection closes)
-  /// and ends with `cancelled`.
-  std::function<bool(std::string_view bytes)> on_data;
+  /// The bytes that came, in the message that will carry them on (take it,
+  /// or it is dropped). False: the reader went away; the call stops (its
+  /// connection closes) and ends with `cancelled`.
+  std::function<bool(http_msg::chunk_packer& bytes)> on_data;
   /// Exactly once, last.
   std::function<void(upstream_response done)> on_done;
   /// Optional: true once nobody wants the answer any more. A call still

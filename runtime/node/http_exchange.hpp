@@ -19,7 +19,9 @@
 // one another (an agent's model calls, a connection's requests) tells the
 // one it waits for from what is left of one it let go of.
 
+#include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <iterator>
 #include <memory>
 #include <string>
@@ -79,6 +81,18 @@ struct exchange_request {
   }
 };
 
+/// Part of a string, kept together with the string: a streamed chunk as it
+/// came, inside the body of its message, so that the bytes go from that
+/// message to the socket without a copy. An offset, not a view: a moved
+/// string keeps its bytes where they were only when they are on the heap.
+struct body_slice {
+  std::string storage;
+  std::size_t offset = 0;
+  std::size_t size = 0;
+
+  [[nodiscard]] std::string_view view() const { return {storage.data() + offset, size}; }
+};
+
 /// The connection's side of its exchanges, as its exchange actor sees it:
 /// called only on the connection's thread (the actor runs there), in the
 /// order the answers' messages came, each call naming its exchange (a
@@ -93,8 +107,9 @@ class exchange_sink {
   virtual void reply(uint64_t id, int status, http_headers headers, std::string body) = 0;
   /// A streamed response (chunked): the head now, then chunks, then the end.
   virtual void begin_stream(uint64_t id, int status, http_headers headers) = 0;
-  /// `chunk` is valid for the call only.
-  virtual void stream(uint64_t id, std::string_view chunk) = 0;
+  /// The chunk's bytes and what holds them (its message's body), handed
+  /// over.
+  virtual void stream(uint64_t id, body_slice chunk) = 0;
   virtual void end_stream(uint64_t id) = 0;
   /// Nothing more comes for `id`: a request never answered gets a 500, a
   /// stream never ended an error event and its end.
@@ -151,6 +166,46 @@ struct chunk {
 struct chunk_view {
   std::string_view bytes;
   TROUPE_FIELDS(bytes)
+};
+
+/// Builds an http.chunk body in place, for a reader that writes a stream's
+/// bytes straight into the message that carries them (one copy, out of its
+/// read buffer): the bytes go behind room left for the header, which take()
+/// fills in. The result is chunk_view's wire form with the string's length
+/// always in four bytes (msgpack's str 32, which readers take for any
+/// length), so the header's size is known before the bytes are.
+class chunk_packer {
+ public:
+  chunk_packer() { body_.resize(header_bytes); }
+
+  /// Room for `n` more bytes, so that appending them allocates at most once.
+  void reserve(std::size_t n) { body_.reserve(body_.size() + n); }
+  void append(std::string_view bytes) { body_.append(bytes); }
+  [[nodiscard]] std::string_view bytes() const {
+    return std::string_view(body_).substr(header_bytes);
+  }
+  [[nodiscard]] std::size_t size() const { return body_.size() - header_bytes; }
+
+  /// The packed body (at most 4 GiB of bytes); the packer starts over, empty.
+  [[nodiscard]] std::string take() {
+    char* h = body_.data();
+    h[0] = static_cast<char>(0x81);  // a map of one field
+    std::memcpy(h + 1, key.bytes.data(), key.size);
+    h[1 + key.size] = static_cast<char>(0xdb);  // str 32
+    const auto n = static_cast<uint32_t>(size());
+    for (int i = 0; i < 4; ++i) {
+      h[2 + key.size + i] = static_cast<char>((n >> (8 * (3 - i))) & 0xffu);
+    }
+    std::string out = std::move(body_);
+    body_.assign(header_bytes, '\0');
+    return out;
+  }
+
+ private:
+  static_assert(chunk_view::troupe_field_names().size() == 1);
+  static constexpr detail::packed_key key = detail::pack_keys(chunk_view::troupe_field_names())[0];
+  static constexpr std::size_t header_bytes = 1 + key.size + 5;
+  std::string body_;
 };
 
 [[nodiscard]] inline std::vector<header> to_fields(http_headers headers) {

@@ -7,11 +7,13 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
 
 #include <atomic>
+#include <cerrno>
 #include <filesystem>
 #include <fstream>
 #include <optional>
@@ -118,6 +120,27 @@ json question(const std::string& text, bool stream = false, std::string model = 
               {"temperature", 0},
               {"stream", stream},
               {"messages", json::array({{{"role", "user"}, {"content", text}}})}};
+}
+
+/// A streamed question sent on a raw socket, so that the test reads the
+/// answer itself, at its own pace; -1 when it could not be sent.
+int send_raw_stream(gateway_fixture& gw, const std::string& text, const std::string& extra_header) {
+  const int fd = connect_loopback(gw.node.url());
+  if (fd < 0) {
+    return -1;
+  }
+  const std::string body = question(text, true).dump();
+  const std::string request =
+      "POST /v1/messages HTTP/1.1\r\nHost: x\r\nx-api-key: " + gw.node.token() +
+      "\r\nanthropic-version: 2023-06-01\r\ncontent-type: "
+      "application/json\r\n" +
+      extra_header + "\r\ncontent-length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+  if (::send(fd, request.data(), request.size(), MSG_NOSIGNAL) !=
+      static_cast<ssize_t>(request.size())) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
 }
 
 std::string header(const http_response& r, std::string_view name) {
@@ -609,16 +632,8 @@ TEST_CASE("llm: a paced stream reaches the client event by event, as it arrives"
   gateway_fixture gw;
   // Every event 200 ms after the one before: about ten events over 2 s.
   gw.mock_faults({{"faults", {{{"kind", "slow"}, {"delay_ms", 0}, {"interval_ms", 200}}}}});
-  const int fd = connect_loopback(gw.node.url());
+  const int fd = send_raw_stream(gw, "tell me slowly", "connection: close");
   REQUIRE(fd >= 0);
-  const std::string body = question("tell me slowly", true).dump();
-  const std::string request = "POST /v1/messages HTTP/1.1\r\nHost: x\r\nx-api-key: " +
-                              gw.node.token() +
-                              "\r\nanthropic-version: 2023-06-01\r\ncontent-type: "
-                              "application/json\r\nconnection: close\r\ncontent-length: " +
-                              std::to_string(body.size()) + "\r\n\r\n" + body;
-  REQUIRE(::send(fd, request.data(), request.size(), MSG_NOSIGNAL) ==
-          static_cast<ssize_t>(request.size()));
   // When the first and the last event came: far apart if each was passed
   // on as it arrived, together if the node held the stream back.
   std::string seen;
@@ -647,6 +662,39 @@ TEST_CASE("llm: a paced stream reaches the client event by event, as it arrives"
   REQUIRE(first.has_value());
   REQUIRE(last.has_value());
   CHECK(*last - *first >= std::chrono::milliseconds(1000));
+}
+
+TEST_CASE("llm: a client that stops reading its stream is dropped, and the node serves on") {
+  // 4 MiB of text: about 34 MiB of events, more than the node holds for a
+  // client (8 MiB behind a write in flight) plus what the sockets buffer.
+  gateway_fixture gw({}, {"--answer-bytes", std::to_string(4 << 20)});
+  const int fd = send_raw_stream(gw, "tell me everything", "x-troupe-cache: bypass");
+  REQUIRE(fd >= 0);
+  // The client reads nothing more: the node gives up on it.
+  REQUIRE(wait_until(
+      [&] {
+        return gw.node.stderr_text().find("dropping a client that does not read its stream") !=
+               std::string::npos;
+      },
+      std::chrono::seconds(60)));
+  // Its connection is closed: what was sent drains, then the end (a read
+  // that waits 30 s for either fails the test).
+  timeval wait{30, 0};
+  REQUIRE(::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof wait) == 0);
+  std::string seen;
+  char buf[1 << 16];
+  ssize_t n = 0;
+  while ((n = ::read(fd, buf, sizeof buf)) > 0) {
+    seen.append(buf, static_cast<size_t>(n));
+  }
+  const bool ended = n == 0 || errno == ECONNRESET;
+  ::close(fd);
+  CHECK(ended);
+  CHECK(seen.starts_with("HTTP/1.1 200"));
+  CHECK(seen.find("event: message_stop") == std::string::npos);
+  // Everyone else is still served.
+  auto r = gw.messages(question("and you?"));
+  CHECK(r.status == 200);
 }
 
 TEST_CASE("llm: errors inside a stream reach the client and are not cached") {

@@ -30,8 +30,8 @@ class recording_sink : public exchange_sink {
     events.push_back(std::to_string(id) + " head " + std::to_string(status) + " " +
                      (headers.empty() ? "" : headers.front().second));
   }
-  void stream(uint64_t id, std::string_view chunk) override {
-    events.push_back(std::to_string(id) + " chunk " + std::string(chunk));
+  void stream(uint64_t id, body_slice chunk) override {
+    events.push_back(std::to_string(id) + " chunk " + std::string(chunk.view()));
   }
   void end_stream(uint64_t id) override { events.push_back(std::to_string(id) + " end"); }
   void abandon(uint64_t id) override { events.push_back(std::to_string(id) + " abandoned"); }
@@ -110,10 +110,19 @@ TEST_CASE("exchange actor: the request goes to the router, a stream comes back i
   CHECK(f.strand.poll() == 1);
   f.strand.restart();
   f.answer(1, http_msg::chunk_type, http_msg::chunk{"event: b\n\n"});
+  // A chunk whose message is short enough to live inside its string (no
+  // heap buffer): handed over by offset, it arrives whole all the same.
+  f.answer(1, http_msg::chunk_type, http_msg::chunk{"c"});
+  // And one packed where it was read, as the upstream sends them.
+  http_msg::chunk_packer packer;
+  packer.append("event: d\n\n");
+  envelope packed{std::string(http_msg::chunk_type), packer.take(), 1};
+  f.sys.send(f.actor.handle(), std::move(packed));
+  f.settle();
   f.answer(1, http_msg::end_type, empty_body{});
   CHECK(f.sink->events == std::vector<std::string>{"1 head 200 text/event-stream",
                                                    "1 chunk event: a\n\n", "1 chunk event: b\n\n",
-                                                   "1 end"});
+                                                   "1 chunk c", "1 chunk event: d\n\n", "1 end"});
 }
 
 TEST_CASE(
@@ -241,7 +250,7 @@ namespace {
 /// A connection whose stream() throws (say, out of memory).
 class throwing_sink : public recording_sink {
  public:
-  void stream(uint64_t, std::string_view) override { throw std::runtime_error("boom"); }
+  void stream(uint64_t, body_slice) override { throw std::runtime_error("boom"); }
 };
 
 }  // namespace

@@ -24,6 +24,13 @@ using json = nlohmann::json;
 
 namespace {
 
+/// What the upstream hands on: `bytes` read into their chunk message.
+bool feed(upstream_callbacks& cb, std::string_view bytes) {
+  http_msg::chunk_packer packed;
+  packed.append(bytes);
+  return cb.on_data(packed);
+}
+
 /// Keeps every call; the test plays the upstream through their callbacks.
 class fake_pool : public upstream_pool {
  public:
@@ -200,9 +207,10 @@ TEST_CASE("llm provider: a stream goes to the requester as it comes, one cut sho
   head.status = 200;
   head.headers = {{"request-id", "req_1"}};
   cb.on_head(head);
-  CHECK(cb.on_data("event: message_start\ndata: {\"type\":\"message_start\",\"message\":"
-                   "{\"id\":\"m\",\"model\":\"claude-test\",\"content\":[],"
-                   "\"usage\":{\"input_tokens\":3,\"output_tokens\":1}}}\n\n"));
+  CHECK(feed(cb,
+             "event: message_start\ndata: {\"type\":\"message_start\",\"message\":"
+             "{\"id\":\"m\",\"model\":\"claude-test\",\"content\":[],"
+             "\"usage\":{\"input_tokens\":3,\"output_tokens\":1}}}\n\n"));
   f.sys.run();
   auto h = f.next<http_msg::head>(http_msg::head_type);
   CHECK(h.status == 200);
@@ -245,5 +253,5 @@ TEST_CASE("llm provider: a cancelled call stops reading, and is wanted again whe
   upstream_response head;
   head.status = 200;
   cb.on_head(head);
-  CHECK_FALSE(cb.on_data("event: ping\ndata: {}\n\n"));  // nobody reads: stop
+  CHECK_FALSE(feed(cb, "event: ping\ndata: {}\n\n"));  // nobody reads: stop
 }

@@ -141,9 +141,9 @@ upstream_callbacks record(const std::shared_ptr<call_record>& r, bool keep_readi
     std::lock_guard lock(r->m);
     r->events.emplace_back("head");
   };
-  cb.on_data = [r, keep_reading](std::string_view bytes) {
+  cb.on_data = [r, keep_reading](http_msg::chunk_packer& bytes) {
     std::lock_guard lock(r->m);
-    r->events.emplace_back(bytes);
+    r->events.emplace_back(bytes.bytes());
     return keep_reading;
   };
   cb.on_done = [r](upstream_response resp) { r->done.set_value(std::move(resp)); };
