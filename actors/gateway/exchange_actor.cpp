@@ -1,5 +1,7 @@
 #include "actors/gateway/exchange_actor.hpp"
 
+#include <functional>
+
 #include <caf/actor_companion.hpp>
 #include <caf/all.hpp>
 
@@ -68,8 +70,14 @@ struct exchange_actor::state {
     if (type == http_msg::chunk_type) {
       if (auto m = decode<http_msg::chunk_view>(body, decode_limits{.body_bytes_max = 64u << 20})) {
         const std::size_t size = m->bytes.size();
-        const std::size_t offset =
-            size == 0 ? 0 : static_cast<std::size_t>(m->bytes.data() - body.data());
+        const auto* at = m->bytes.data();
+        const std::less<const char*> before;
+        if (size > 0 && (before(at, body.data()) || before(body.data() + body.size(), at + size))) {
+          // Not a view into the body (the decoder copied): pass a copy.
+          sink->stream(id, body_slice{std::string(m->bytes), 0, size});
+          return;
+        }
+        const std::size_t offset = size == 0 ? 0 : static_cast<std::size_t>(at - body.data());
         sink->stream(id, body_slice{std::move(body), offset, size});
       }
     } else if (type == http_msg::head_type) {

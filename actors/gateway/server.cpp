@@ -519,21 +519,26 @@ void ws_session::run(http::request<http::string_body> request, std::string id, b
 class session_sink;
 
 /// A piece of a streamed answer waiting to be written: its framing (the
-/// head, a chunk's size line, the last chunk), then the bytes it frames,
-/// held where they came (see body_slice), then a chunk's closing CRLF.
+/// head, a chunk's size line), then the bytes it frames, held where they
+/// came (see body_slice), then what follows them (a chunk's closing CRLF,
+/// and small chunks after it copied whole, so that a run of them does not
+/// take a buffer each of the few a write system call carries).
 struct out_piece {
   std::string framing;
   body_slice data;
-  bool crlf = false;
+  std::string tail;
 
-  [[nodiscard]] size_t bytes() const { return framing.size() + data.size + (crlf ? 2 : 0); }
+  /// What the piece holds: the whole message around its bytes counts.
+  [[nodiscard]] size_t bytes() const { return framing.size() + data.storage.size() + tail.size(); }
   void buffers(std::vector<net::const_buffer>& out) const {
-    out.emplace_back(framing.data(), framing.size());
+    if (!framing.empty()) {
+      out.emplace_back(framing.data(), framing.size());
+    }
     if (data.size > 0) {
       out.emplace_back(data.storage.data() + data.offset, data.size);
     }
-    if (crlf) {
-      out.emplace_back("\r\n", 2);
+    if (!tail.empty()) {
+      out.emplace_back(tail.data(), tail.size());
     }
   }
 };
@@ -545,6 +550,7 @@ class session : public std::enable_shared_from_this<session> {
     server_->connections.fetch_add(1, std::memory_order_relaxed);
   }
   ~session() {
+    end_request();  // a connection that ends in the middle of one
     server_->connections.fetch_sub(1, std::memory_order_relaxed);
     server_->forget(tracked_);
   }
@@ -572,6 +578,19 @@ class session : public std::enable_shared_from_this<session> {
   }
 
  private:
+  /// A request counts as in flight (what a drain waits for) from its head
+  /// until its answer is written, or its connection ends, or it becomes a
+  /// viewer: counted down once, whichever comes first.
+  void begin_request() {
+    server_->in_flight.fetch_add(1, std::memory_order_relaxed);
+    counted_ = true;
+  }
+  void end_request() {
+    if (std::exchange(counted_, false)) {
+      server_->in_flight.fetch_sub(1, std::memory_order_relaxed);
+    }
+  }
+
   void do_read() {
     const auto& cfg = server_->ctx->config.gateway;
     parser_.emplace();
@@ -650,7 +669,7 @@ class session : public std::enable_shared_from_this<session> {
     // does (up to request_timeout_max_ms), so it must not close the socket.
     stream_.expires_never();
     started_ = std::chrono::steady_clock::now();
-    server_->in_flight.fetch_add(1, std::memory_order_relaxed);
+    begin_request();
     request_ = parser_->release();
     const auto target = std::string_view(request_.target().data(), request_.target().size());
     if (auto origin = origin_form(target); origin != target) {
@@ -730,7 +749,7 @@ class session : public std::enable_shared_from_this<session> {
   /// The connection becomes a WebSocket viewer; this HTTP session ends.
   void start_attach(std::string id, bool readonly) {
     // A viewer may stay for hours: it does not hold a drain open.
-    server_->in_flight.fetch_sub(1, std::memory_order_relaxed);
+    end_request();
     server_->requests.inc();
     stream_.expires_never();
     // Terminal traffic runs on the terminal threads (see gateway_io).
@@ -795,7 +814,7 @@ class session : public std::enable_shared_from_this<session> {
     head.keep_alive(request_.keep_alive());
     head.chunked(true);
     streaming_ = true;
-    enqueue(out_piece{serialized_head(head), {}, false});
+    enqueue(out_piece{serialized_head(head), {}, {}});
   }
 
   void stream_chunk(uint64_t id, std::string_view data) {
@@ -806,19 +825,21 @@ class session : public std::enable_shared_from_this<session> {
   }
 
   /// The chunk is written from where it came (its message's body): the
-  /// bytes are not copied on this thread.
+  /// bytes are not copied on this thread, unless there are few of them.
   void stream_chunk(uint64_t id, body_slice data) {
     if (id != exchange_ || data.size == 0 || !streaming_ || stream_ended_) {
       return;
     }
     // The chunk's size line, in hex; its data; and the CRLF that ends it.
-    out_piece piece;
     char line[20];
     const auto [end, ec] = std::to_chars(line, line + 16, data.size, 16);
-    piece.framing.assign(line, end).append("\r\n");
-    piece.data = std::move(data);
-    piece.crlf = true;
-    enqueue(std::move(piece));
+    std::string size_line(line, end);
+    size_line.append("\r\n");
+    if (data.size <= small_chunk_bytes) {
+      size_line.append(data.view()).append("\r\n");
+      return enqueue_small(size_line);
+    }
+    enqueue(out_piece{std::move(size_line), std::move(data), "\r\n"});
   }
 
   void stream_end(uint64_t id) {
@@ -826,7 +847,7 @@ class session : public std::enable_shared_from_this<session> {
       return;
     }
     stream_ended_ = true;
-    enqueue(out_piece{"0\r\n\r\n", {}, false});  // the last chunk, no trailers
+    enqueue_small("0\r\n\r\n");  // the last chunk, no trailers
   }
 
   void exchange_reply(uint64_t id, int status, http_headers headers, std::string body) {
@@ -924,9 +945,19 @@ class session : public std::enable_shared_from_this<session> {
   /// A client that reads slower than its answer arrives is dropped past this.
   static constexpr size_t stream_backlog_max = 8u << 20;
 
+  /// Chunks this small are copied into what waits to be written.
+  static constexpr size_t small_chunk_bytes = 4u << 10;
+  /// Up to this much is gathered behind one piece.
+  static constexpr size_t tail_bytes_max = 64u << 10;
+
   /// Appends `piece` to what waits to be written, and writes.
   void enqueue(out_piece piece) {
     if (client_gone.load()) {
+      // Nothing more is written: an exchange whose stream waits for no
+      // write ends here.
+      if (!writing_) {
+        finish_stream(true);
+      }
       return;
     }
     pending_bytes_ += piece.bytes();
@@ -943,6 +974,17 @@ class session : public std::enable_shared_from_this<session> {
       return;
     }
     write_pending();
+  }
+
+  /// A few bytes, copied behind the last piece waiting when there is room.
+  void enqueue_small(std::string_view bytes) {
+    if (!client_gone.load() && !pending_.empty() &&
+        pending_.back().tail.size() + bytes.size() <= tail_bytes_max) {
+      pending_.back().tail.append(bytes);
+      pending_bytes_ += bytes.size();
+      return;  // a write is in flight (pieces wait only behind one)
+    }
+    enqueue(out_piece{std::string(bytes), {}, {}});
   }
 
   /// Everything that waits goes in one gathered write.
@@ -966,7 +1008,7 @@ class session : public std::enable_shared_from_this<session> {
     writing_ = false;
     in_write_.clear();
     write_buffers_.clear();
-    if (ec) {
+    if (ec || client_gone.load()) {
       client_left();
       finish_stream(true);
       return;
@@ -1034,7 +1076,7 @@ class session : public std::enable_shared_from_this<session> {
     if (crash_after_write_) {
       crash(std::exchange(crash_after_write_, caf::actor{}));
     }
-    server_->in_flight.fetch_sub(1, std::memory_order_relaxed);
+    end_request();
     server_->requests.inc();
     server_->latency.observe(
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count());
@@ -1051,7 +1093,7 @@ class session : public std::enable_shared_from_this<session> {
     request_.version(11);
     request_.keep_alive(false);
     started_ = std::chrono::steady_clock::now();
-    server_->in_flight.fetch_add(1, std::memory_order_relaxed);
+    begin_request();
     send(std::move(reply));
   }
 
@@ -1084,6 +1126,8 @@ class session : public std::enable_shared_from_this<session> {
   /// and those being written with the buffers that point into them.
   std::vector<out_piece> pending_;
   size_t pending_bytes_ = 0;
+  /// The current request is counted in the server's in_flight.
+  bool counted_ = false;
   std::vector<out_piece> in_write_;
   std::vector<net::const_buffer> write_buffers_;
   /// Chaos: the actor to crash once the current answer is written.

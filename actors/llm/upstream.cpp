@@ -327,7 +327,15 @@ class connection : public connection_base, public std::enable_shared_from_this<c
     response_.headers = lowered_headers(head);
     response_.streamed = request_.stream && response_.status == 200;
     if (!response_.streamed) {
-      parser_->body_limit(body_bytes_max);  // an error body of a stream request is bounded too
+      // An error body of a stream request is bounded too. Beast weighs a
+      // Content-Length against the limit only while it reads the head, so
+      // a declared length is checked here; the limit covers the others.
+      if (const auto length = parser_->content_length(); length && *length > body_bytes_max) {
+        return fail("upstream " + pool_->url().host + " announced a " + std::to_string(*length) +
+                        "-byte answer; the limit is " + std::to_string(body_bytes_max),
+                    false);
+      }
+      parser_->body_limit(body_bytes_max);
     }
     if (response_.streamed && callbacks_.on_head) {
       callbacks_.on_head(response_);
@@ -354,7 +362,8 @@ class connection : public connection_base, public std::enable_shared_from_this<c
   void on_body(beast::error_code ec) {
     if (!ec) {
       // What the read left unparsed lands in the same message: room for it
-      // all at once.
+      // all at once (what the read parsed itself, one HTTP chunk's piece at
+      // most, is in it already and moves once more).
       body_.reserve(buffer_.size());
       parse_buffered(ec);
     }

@@ -24,6 +24,7 @@
 #include <cstring>
 #include <iterator>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -177,6 +178,18 @@ struct chunk_view {
 class chunk_packer {
  public:
   chunk_packer() { body_.resize(header_bytes); }
+  chunk_packer(const chunk_packer&) = delete;
+  chunk_packer& operator=(const chunk_packer&) = delete;
+  /// The packer moved from starts over, empty.
+  chunk_packer(chunk_packer&& other) noexcept : body_(std::move(other.body_)) {
+    other.body_.assign(header_bytes, '\0');
+  }
+  chunk_packer& operator=(chunk_packer&& other) noexcept {
+    body_ = std::move(other.body_);
+    other.body_.assign(header_bytes, '\0');
+    return *this;
+  }
+  ~chunk_packer() = default;
 
   /// Room for `n` more bytes, so that appending them allocates at most once.
   void reserve(std::size_t n) { body_.reserve(body_.size() + n); }
@@ -186,8 +199,12 @@ class chunk_packer {
   }
   [[nodiscard]] std::size_t size() const { return body_.size() - header_bytes; }
 
-  /// The packed body (at most 4 GiB of bytes); the packer starts over, empty.
+  /// The packed body; the packer starts over, empty. A message holds one
+  /// read's bytes: far below the 4 GiB that the header can say.
   [[nodiscard]] std::string take() {
+    if (size() > UINT32_MAX) {
+      throw std::length_error("an http.chunk holds at most 4 GiB");
+    }
     char* h = body_.data();
     h[0] = static_cast<char>(0x81);  // a map of one field
     std::memcpy(h + 1, key.bytes.data(), key.size);

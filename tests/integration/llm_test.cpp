@@ -695,6 +695,33 @@ TEST_CASE("llm: a client that stops reading its stream is dropped, and the node 
   // Everyone else is still served.
   auto r = gw.messages(question("and you?"));
   CHECK(r.status == 200);
+  // And the dropped request is not left counted in flight: the node
+  // drains at once when told to stop.
+  CHECK(gw.node.stop(SIGTERM) == 0);
+  CHECK(gw.node.stderr_text().find("requests still in flight") == std::string::npos);
+}
+
+TEST_CASE("llm: a client that leaves between a stream's events is let go at once") {
+  gateway_fixture gw;
+  // Every event 200 ms after the one before: the client leaves while no
+  // write is in flight.
+  gw.mock_faults({{"faults", {{{"kind", "slow"}, {"delay_ms", 0}, {"interval_ms", 200}}}}});
+  const int fd = send_raw_stream(gw, "tell me slowly", "x-troupe-cache: bypass");
+  REQUIRE(fd >= 0);
+  timeval wait{30, 0};  // a read that waits longer fails the test
+  REQUIRE(::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof wait) == 0);
+  std::string seen;
+  char buf[4096];
+  while (seen.find("event: message_start") == std::string::npos) {
+    const auto n = ::read(fd, buf, sizeof buf);
+    REQUIRE(n > 0);
+    seen.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  // The node notices, stops the upstream call and counts the request done:
+  // told to stop, it has nothing in flight to wait for.
+  CHECK(gw.node.stop(SIGTERM) == 0);
+  CHECK(gw.node.stderr_text().find("requests still in flight") == std::string::npos);
 }
 
 TEST_CASE("llm: errors inside a stream reach the client and are not cached") {

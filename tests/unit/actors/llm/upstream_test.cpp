@@ -18,6 +18,7 @@
 
 #include <boost/asio.hpp>
 
+#include "runtime/protocol/codec.hpp"
 #include "tests/support/wait.hpp"
 
 using namespace troupe;
@@ -142,8 +143,10 @@ upstream_callbacks record(const std::shared_ptr<call_record>& r, bool keep_readi
     r->events.emplace_back("head");
   };
   cb.on_data = [r, keep_reading](http_msg::chunk_packer& bytes) {
+    // Taken as a reader takes it: the message, which must decode whole.
+    auto chunk = decode<http_msg::chunk>(bytes.take());
     std::lock_guard lock(r->m);
-    r->events.emplace_back(bytes.bytes());
+    r->events.emplace_back(chunk ? chunk->bytes : "not a chunk: " + chunk.err().message);
     return keep_reading;
   };
   cb.on_done = [r](upstream_response resp) { r->done.set_value(std::move(resp)); };
@@ -254,6 +257,52 @@ TEST_CASE("upstream: an error answer to a stream request comes whole, not stream
   CHECK(resp.body.find("overloaded_error") != std::string::npos);
   std::lock_guard lock(r->m);
   CHECK(r->events.empty());
+}
+
+TEST_CASE("upstream: streams of known length follow one another on one connection") {
+  // A streamed 200 may say its length instead of being chunked; each call
+  // on the kept-alive connection gets its own bytes, whole and in order.
+  scripted_server server([](tcp::socket& s, const std::string& request) {
+    const auto body = "event: e\ndata: " + request.substr(request.find("\r\n\r\n") + 4) + "\n\n" +
+                      std::string(70000, 'k');
+    write_all(s, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: " +
+                     std::to_string(body.size()) + "\r\n\r\n" + body);
+    return true;
+  });
+  upstream_io io(1);
+  auto pool = io.pool(url_of(server.url()), 1);
+  for (int i = 0; i < 2; ++i) {
+    auto r = std::make_shared<call_record>();
+    auto f = r->done.get_future();
+    pool->send(post(std::to_string(i), true), record(r));
+    auto resp = await(f);
+    CHECK(resp.error.empty());
+    CHECK(resp.streamed);
+    std::lock_guard lock(r->m);
+    std::string got;
+    for (size_t e = 1; e < r->events.size(); ++e) {
+      got += r->events[e];
+    }
+    CHECK(got == "event: e\ndata: " + std::to_string(i) + "\n\n" + std::string(70000, 'k'));
+    CHECK(resp.body_bytes == got.size());
+  }
+  CHECK(server.connections() == 1);
+  io.stop();
+}
+
+TEST_CASE("upstream: an error answer longer than the limit is refused at its head") {
+  // A stream request's error answer is read whole, up to 64 MiB: one that
+  // announces more is refused before any of it is read.
+  scripted_server server([](tcp::socket& s, const std::string&) {
+    write_all(s, "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 67108865\r\n\r\n{");
+    return false;
+  });
+  auto r = std::make_shared<call_record>();
+  auto resp = call_once(server.url(), post("{}", true), r);
+  CHECK(resp.status == 500);
+  CHECK_FALSE(resp.streamed);
+  CHECK(resp.error.find("67108865-byte answer") != std::string::npos);
+  CHECK(resp.body.empty());
 }
 
 TEST_CASE("upstream: a silent upstream ends the call with timed_out, after delivery") {
