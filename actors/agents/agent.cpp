@@ -1728,8 +1728,11 @@ void on_notice(agent_actor* self, const std::string& type, const std::string& bo
     return then(std::move(*done));
   }
   if (type == http_msg::gone_type) {
-    // The client left: the turn goes on (the transcript has it all).
-    if (st.who && st.who->exchange) {
+    // The client left: the turn goes on (the transcript has it all). Only
+    // the exchange the turn answers says so for it; a late word about an
+    // earlier exchange, or from anyone else, is not about this turn.
+    if (st.who && st.who->exchange && correlation_id == st.who->correlation_id &&
+        caf::actor_cast<caf::actor_addr>(self->current_sender()) == st.who->exchange.address()) {
       st.who.reset();
     }
     return;

@@ -518,6 +518,17 @@ void ws_session::run(http::request<http::string_body> request, std::string id, b
 
 class session_sink;
 
+/// The bytes of a (small) buffer sequence, such as Beast's chunk framing.
+template <class ConstBufferSequence>
+std::string bytes_of(const ConstBufferSequence& buffers) {
+  std::string out;
+  out.reserve(beast::buffer_bytes(buffers));
+  for (const auto piece : beast::buffers_range_ref(buffers)) {
+    out.append(static_cast<const char*>(piece.data()), piece.size());
+  }
+  return out;
+}
+
 /// A piece of a streamed answer waiting to be written: its framing (the
 /// head, a chunk's size line), then the bytes it frames, held where they
 /// came (see body_slice), then what follows them (a chunk's closing CRLF,
@@ -830,16 +841,14 @@ class session : public std::enable_shared_from_this<session> {
     if (id != exchange_ || data.size == 0 || !streaming_ || stream_ended_) {
       return;
     }
-    // The chunk's size line, in hex; its data; and the CRLF that ends it.
-    char line[20];
-    const auto [end, ec] = std::to_chars(line, line + 16, data.size, 16);
-    std::string size_line(line, end);
-    size_line.append("\r\n");
+    // Beast frames the chunk: its size line, then its data, then the CRLF
+    // that ends it.
+    std::string size_line = bytes_of(http::chunk_header{data.size});
     if (data.size <= small_chunk_bytes) {
-      size_line.append(data.view()).append("\r\n");
+      size_line.append(data.view()).append(bytes_of(http::chunk_crlf{}));
       return enqueue_small(size_line);
     }
-    enqueue(out_piece{std::move(size_line), std::move(data), "\r\n"});
+    enqueue(out_piece{std::move(size_line), std::move(data), bytes_of(http::chunk_crlf{})});
   }
 
   void stream_end(uint64_t id) {
@@ -847,7 +856,7 @@ class session : public std::enable_shared_from_this<session> {
       return;
     }
     stream_ended_ = true;
-    enqueue_small("0\r\n\r\n");  // the last chunk, no trailers
+    enqueue_small(bytes_of(http::make_chunk_last()));  // no trailers
   }
 
   void exchange_reply(uint64_t id, int status, http_headers headers, std::string body) {

@@ -424,3 +424,53 @@ TEST_CASE("agents: a stopped call's late answer is dropped, not taken for the ne
                                                         "persona", "assistant", "turn_end"});
   CHECK_FALSE(fs::exists(fs::path(f.dir.path()) / "late.txt"));
 }
+
+TEST_CASE("agents: only the exchange a turn answers can say its client left") {
+  fake_router script;
+  script.held = std::make_shared<std::atomic<size_t>>(0);
+  family f{script};
+  (void)f.ask<agent_info>(manager_path, agent_create_type, spec_of("a", f.dir.path()));
+  auto agent = f.h.ctx()->registry.current("agents/live/a");
+  REQUIRE(agent);
+  // The turn answers an exchange (exchange 7 of this actor), as a
+  // connection's exchange actor would ask.
+  caf::scoped_actor exchange{f.h.system()};
+  bool taken = false;
+  exchange
+      ->request(agent, std::chrono::seconds(20), std::string(http_msg::request_type),
+                encode(http_msg::request{"POST",
+                                         "/v1/agents/a/prompt",
+                                         {{"accept", "application/json"}},
+                                         R"({"prompt":"go"})",
+                                         "token-1"}),
+                uint64_t{7})
+      .receive([&](const std::string& type, const std::string&,
+                   uint64_t) { taken = type == std::string(http_msg::request_type) + ".reply"; },
+               [&](const caf::error&) {});
+  REQUIRE(taken);
+  REQUIRE(wait_until([&] { return *script.held == 1; }));
+  // A late word about its exchange 6, and one about 7 from someone else:
+  // neither is this turn's client leaving.
+  exchange->send(agent, std::string(http_msg::gone_type), encode(empty_body{}), uint64_t{6});
+  caf::anon_send(agent, std::string(http_msg::gone_type), encode(empty_body{}), uint64_t{7});
+  // Then the model answers (its reply reaches the agent after them).
+  auto router = f.h.ctx()->registry.current("llm/router");
+  caf::anon_send(router, std::string("test.answer"), std::string("done"), uint64_t{0});
+  // The answer still reaches the exchange.
+  bool answered = false;
+  bool timed_out = false;
+  while (!answered && !timed_out) {
+    exchange->receive(
+        [&](const std::string& type, const std::string& body, uint64_t correlation) {
+          if (type == http_msg::reply_type && correlation == 7) {
+            auto reply = decode<http_msg::reply>(body);
+            REQUIRE(reply);
+            CHECK(reply->status == 200);
+            CHECK(json::parse(reply->bytes)["text"] == "done");
+            answered = true;
+          }
+        },
+        caf::after(std::chrono::seconds(20)) >> [&] { timed_out = true; });
+  }
+  CHECK(answered);
+}
