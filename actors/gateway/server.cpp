@@ -828,18 +828,11 @@ class session : public std::enable_shared_from_this<session> {
     enqueue(out_piece{serialized_head(head), {}, {}});
   }
 
-  void stream_chunk(uint64_t id, std::string_view data) {
-    if (id != exchange_ || data.empty() || !streaming_ || stream_ended_) {
-      return;  // a zero-length chunk would end the body
-    }
-    stream_chunk(id, body_slice{std::string(data), 0, data.size()});
-  }
-
   /// The chunk is written from where it came (its message's body): the
   /// bytes are not copied on this thread, unless there are few of them.
   void stream_chunk(uint64_t id, body_slice data) {
     if (id != exchange_ || data.size == 0 || !streaming_ || stream_ended_) {
-      return;
+      return;  // a zero-length chunk would end the body
     }
     // Beast frames the chunk: its size line, then its data, then the CRLF
     // that ends it.
@@ -943,7 +936,9 @@ class session : public std::enable_shared_from_this<session> {
                             std::move(answer.body));
     }
     if (streaming_ && !stream_ended_) {
-      stream_chunk(id, anthropic_error_event("api_error", "the gateway lost this stream"));
+      auto event = anthropic_error_event("api_error", "the gateway lost this stream");
+      const auto size = event.size();
+      stream_chunk(id, body_slice{std::move(event), 0, size});
       stream_end(id);
     }
   }

@@ -153,6 +153,16 @@ upstream_callbacks record(const std::shared_ptr<call_record>& r, bool keep_readi
   return cb;
 }
 
+/// The bytes a streamed call delivered, in order (the events after "head").
+std::string streamed_bytes(call_record& r) {
+  std::lock_guard lock(r.m);
+  std::string got;
+  for (size_t i = 1; i < r.events.size(); ++i) {
+    got += r.events[i];
+  }
+  return got;
+}
+
 upstream_response await(std::future<upstream_response>& f) {
   REQUIRE(f.wait_for(std::chrono::seconds(10) * test::slowdown()) == std::future_status::ready);
   return f.get();
@@ -232,13 +242,10 @@ TEST_CASE("upstream: a streamed 200 arrives after its head, every byte in order"
   CHECK(resp.status == 200);
   CHECK(resp.streamed);
   CHECK(resp.body.empty());
+  const auto got = streamed_bytes(*r);
   std::lock_guard lock(r->m);
   REQUIRE_FALSE(r->events.empty());
   CHECK(r->events.front() == "head");
-  std::string got;
-  for (size_t i = 1; i < r->events.size(); ++i) {
-    got += r->events[i];
-  }
   CHECK(got == pieces[0] + pieces[1] + pieces[2]);
   CHECK(resp.body_bytes == got.size());
 }
@@ -278,11 +285,7 @@ TEST_CASE("upstream: streams of known length follow one another on one connectio
     auto resp = await(f);
     CHECK(resp.error.empty());
     CHECK(resp.streamed);
-    std::lock_guard lock(r->m);
-    std::string got;
-    for (size_t e = 1; e < r->events.size(); ++e) {
-      got += r->events[e];
-    }
+    const auto got = streamed_bytes(*r);
     CHECK(got == "event: e\ndata: " + std::to_string(i) + "\n\n" + std::string(70000, 'k'));
     CHECK(resp.body_bytes == got.size());
   }
