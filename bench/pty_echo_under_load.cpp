@@ -18,16 +18,25 @@
 // to the stream's last byte, for the streams that ended in the window) times
 // the clients.
 //
+// --floor adds a third side: the same clients stream through a bare TCP
+// relay in this process (one thread, each 64 KiB read written on as it is,
+// no HTTP, no parsing) instead of the node. That is the least any gateway
+// that reads the bytes costs this machine, so the node's figures can be read
+// against it. Runs then go control, node, floor, floor, node, control, ...
+//
 //   pty_echo_under_load [--quick] [--clients N] [--seconds S] [--runs PAIRS]
-//                       [--answer-bytes N]
+//                       [--answer-bytes N] [--floor]
 
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <array>
 #include <atomic>
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -245,6 +254,86 @@ class load {
   std::thread thread_;
 };
 
+/// The floor side's relay: accepts on a free loopback port and pipes each
+/// connection to `to` and back, one thread for all, each read of up to
+/// read_chunk written whole before the next read. A side that ends or fails
+/// closes both.
+class bare_relay {
+ public:
+  explicit bare_relay(const endpoint_ref& to)
+      : acceptor_(ioc_, tcp::endpoint(net::ip::make_address("127.0.0.1"), 0)),
+        target_(*tcp::resolver(ioc_).resolve(to.host, to.port).begin()) {
+    accept();
+    thread_ = std::thread([this] { ioc_.run(); });
+  }
+  ~bare_relay() {
+    ioc_.stop();
+    thread_.join();
+  }
+  bare_relay(const bare_relay&) = delete;
+  bare_relay& operator=(const bare_relay&) = delete;
+
+  [[nodiscard]] endpoint_ref endpoint() const {
+    return {"127.0.0.1", std::to_string(acceptor_.local_endpoint().port())};
+  }
+
+ private:
+  /// One relayed connection: [0] the client's socket, [1] the upstream's.
+  struct link : std::enable_shared_from_this<link> {
+    explicit link(net::io_context& ioc) : sockets{tcp::socket(ioc), tcp::socket(ioc)} {}
+
+    /// Moves bytes from sockets[from] to the other one, read by read.
+    void pump(int from) {
+      sockets[from].async_read_some(
+          net::buffer(buffers[from]),
+          [self = shared_from_this(), from](boost::system::error_code ec, size_t n) {
+            if (ec) {
+              return self->close();
+            }
+            net::async_write(self->sockets[1 - from], net::buffer(self->buffers[from].data(), n),
+                             [self, from](boost::system::error_code wec, size_t) {
+                               if (wec) {
+                                 return self->close();
+                               }
+                               self->pump(from);
+                             });
+          });
+    }
+
+    void close() {
+      boost::system::error_code ignored;  // either may be closed already
+      sockets[0].close(ignored);
+      sockets[1].close(ignored);
+    }
+
+    std::array<tcp::socket, 2> sockets;
+    std::array<std::vector<char>, 2> buffers{std::vector<char>(read_chunk),
+                                             std::vector<char>(read_chunk)};
+  };
+
+  void accept() {
+    auto l = std::make_shared<link>(ioc_);
+    acceptor_.async_accept(l->sockets[0], [this, l](boost::system::error_code ec) {
+      if (ec) {
+        return;  // the relay is stopping
+      }
+      l->sockets[1].async_connect(target_, [l](boost::system::error_code cec) {
+        if (cec) {
+          return l->close();  // the client sees its stream fail
+        }
+        l->pump(0);
+        l->pump(1);
+      });
+      accept();
+    });
+  }
+
+  net::io_context ioc_{1};
+  tcp::acceptor acceptor_;
+  tcp::endpoint target_;
+  std::thread thread_;
+};
+
 /// Echoes through the attached viewer, one keystroke every `gap` (a fast
 /// typist), for `length` or at least `count_min` echoes; round trips in us.
 expected<std::vector<double>> echoes(ws_client& ws, std::chrono::milliseconds length, int count_min,
@@ -289,6 +378,37 @@ int fail(const std::string& what) {
   return 1;
 }
 
+/// Who the load clients stream through.
+enum class side { control, node, floor };
+
+struct side_spec {
+  std::string name;
+  endpoint_ref to;
+  std::vector<std::pair<std::string, std::string>> headers;
+  /// For messages: "the streams did not start <path>".
+  std::string path;
+};
+
+struct side_samples {
+  std::vector<double> p50;
+  std::vector<double> p99;
+  std::vector<double> rate;
+};
+
+/// Pair `p`'s runs: control and node alternate (control, node, node,
+/// control, ...); the floor, when measured, sits at the far end from the
+/// control (control, node, floor, floor, node, control, ...).
+std::vector<side> run_order(int p, bool floor) {
+  std::vector<side> order{side::control, side::node};
+  if (floor) {
+    order.push_back(side::floor);
+  }
+  if (p % 2 == 1) {
+    std::reverse(order.begin(), order.end());
+  }
+  return order;
+}
+
 double mean(const std::vector<double>& v) {
   double sum = 0;
   for (double x : v) {
@@ -306,6 +426,8 @@ int main(int argc, char** argv) {
   const int seconds = std::max(1, int_flag(argc, argv, "--seconds", quick ? 1 : 6));
   const int pairs = std::max(1, int_flag(argc, argv, "--runs", quick ? 1 : 2));
   const int answer_bytes = int_flag(argc, argv, "--answer-bytes", quick ? 64 << 10 : 1 << 20);
+  // Quick mode (the smoke test) runs every side.
+  const bool floor = quick || has_flag(argc, argv, "--floor");
 
   test::mock_upstream_process mock(
       {"--threads", "1", "--answer-bytes", std::to_string(answer_bytes)});
@@ -354,16 +476,25 @@ int main(int argc, char** argv) {
       {"anthropic-version", "2023-06-01"},
       {"x-troupe-cache", "bypass"}};
 
-  std::vector<double> c50, c99, n50, n99, crate, nrate, node_cpu_per_mib;
+  std::optional<bare_relay> relay;
+  if (floor) {
+    relay.emplace(direct_to);
+  }
+  const std::array<side_spec, 3> specs{
+      side_spec{"control", direct_to, direct_headers, "from the mock"},
+      side_spec{"node", node_to, node_headers, "through the node"},
+      side_spec{"floor", relay ? relay->endpoint() : direct_to, direct_headers,
+                "through the bare relay"}};
+  std::array<side_samples, 3> samples;
+  std::vector<double> node_cpu_per_mib;
   for (int p = 0; p < pairs; ++p) {
-    for (int turn = 0; turn < 2; ++turn) {
-      const bool through = (p + turn) % 2 == 1;  // control first, then alternate
-      load l(through ? node_to : direct_to, through ? node_headers : direct_headers, clients);
+    for (const side which : run_order(p, floor)) {
+      const auto& spec = specs[static_cast<size_t>(which)];
+      const bool through = which == side::node;
+      load l(spec.to, spec.headers, clients);
       // Measure once every client's stream is flowing.
       if (!wait_flowing(l.stats(), clients)) {
-        return fail(std::string("the streams did not start ") +
-                    (through ? "through the node" : "from the mock") + ": " +
-                    l.stats().first_error);
+        return fail("the streams did not start " + spec.path + ": " + l.stats().first_error);
       }
       const uint64_t bytes0 = l.stats().bytes.load();
       const uint64_t done_bytes0 = l.stats().done_bytes.load();
@@ -378,12 +509,11 @@ int main(int argc, char** argv) {
       const uint64_t done_ns = l.stats().done_ns.load() - done_ns0;
       l.stop();
       if (!rtt) {
-        return fail(std::string(through ? "node" : "control") + " run: " + rtt.err().message);
+        return fail(spec.name + " run: " + rtt.err().message);
       }
       if (l.stats().errors.load() > 0) {
         const auto log = node.stderr_text();
-        return fail(std::to_string(l.stats().errors.load()) + " stream errors " +
-                    (through ? "through the node" : "from the mock") +
+        return fail(std::to_string(l.stats().errors.load()) + " stream errors " + spec.path +
                     "; the first: " + l.stats().first_error + "\nthe node's log ends:\n" +
                     log.substr(log.size() > 4000 ? log.size() - 4000 : 0));
       }
@@ -399,9 +529,10 @@ int main(int argc, char** argv) {
                                            (static_cast<double>(done_ns) / 1e9) / (1 << 20);
       run_result r{quantile(*rtt, 0.5), quantile(*rtt, 0.99), stream_rate,
                    l.stats().streams_done.load()};
-      (through ? n50 : c50).push_back(r.echo_p50);
-      (through ? n99 : c99).push_back(r.echo_p99);
-      (through ? nrate : crate).push_back(r.mib_per_s);
+      auto& got = samples[static_cast<size_t>(which)];
+      got.p50.push_back(r.echo_p50);
+      got.p99.push_back(r.echo_p99);
+      got.rate.push_back(r.mib_per_s);
       // What relaying costs the node: its CPU time per MiB the clients got
       // through it in the window (the echo's own share is small: see the
       // control's figure, which is the node's CPU per second with no relay).
@@ -412,7 +543,7 @@ int main(int argc, char** argv) {
       std::printf(
           "  %-7s run %d: echo p50 %8.1f us  p99 %8.1f us  streams %7.1f MiB/s (%llu done; "
           "bytes in the window %.1f MiB/s); node CPU %.2f s in %.1f s\n",
-          through ? "node" : "control", p + 1, r.echo_p50, r.echo_p99, r.mib_per_s,
+          spec.name.c_str(), p + 1, r.echo_p50, r.echo_p99, r.mib_per_s,
           static_cast<unsigned long long>(r.streams_done), window_rate, node_cpu, seconds);
     }
   }
@@ -420,25 +551,36 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "pty_echo_under_load: ending the session: %s\n", err->message.c_str());
   }
 
-  const double p50_ratio = mean(n50) / mean(c50);
-  const double p99_ratio = mean(n99) / mean(c99);
-  const double rate_ratio = mean(nrate) / mean(crate);
+  const auto& c = samples[static_cast<size_t>(side::control)];
+  const auto& n = samples[static_cast<size_t>(side::node)];
+  const double p50_ratio = mean(n.p50) / mean(c.p50);
+  const double p99_ratio = mean(n.p99) / mean(c.p99);
+  const double rate_ratio = mean(n.rate) / mean(c.rate);
   std::printf(
       "pty_echo_under_load: %d s of keystrokes per run, %d clients streaming %d-byte answers, %d "
       "runs per side\n",
       seconds, clients, answer_bytes, pairs);
-  std::printf("  echo p50: node %.1f us, control %.1f us: %.2f x (bar <= %.1f: %s)\n", mean(n50),
-              mean(c50), p50_ratio, bar_echo_ratio,
+  std::printf("  echo p50: node %.1f us, control %.1f us: %.2f x (bar <= %.1f: %s)\n", mean(n.p50),
+              mean(c.p50), p50_ratio, bar_echo_ratio,
               p50_ratio <= bar_echo_ratio ? "met" : "NOT met");
-  std::printf("  echo p99: node %.1f us, control %.1f us: %.2f x (bar <= %.1f: %s)\n", mean(n99),
-              mean(c99), p99_ratio, bar_echo_ratio,
+  std::printf("  echo p99: node %.1f us, control %.1f us: %.2f x (bar <= %.1f: %s)\n", mean(n.p99),
+              mean(c.p99), p99_ratio, bar_echo_ratio,
               p99_ratio <= bar_echo_ratio ? "met" : "NOT met");
   std::printf("  streams: node %.1f MiB/s, direct %.1f MiB/s: %.2f x (bar >= %.1f: %s)\n",
-              mean(nrate), mean(crate), rate_ratio, bar_throughput_ratio,
+              mean(n.rate), mean(c.rate), rate_ratio, bar_throughput_ratio,
               rate_ratio >= bar_throughput_ratio ? "met" : "NOT met");
   std::printf("  relay cost: %.2f ms of node CPU per MiB through it (mean of %zu runs)\n",
               mean(node_cpu_per_mib), node_cpu_per_mib.size());
-  print_json({"pty_echo_under_load", mean(n99), "us_p99", mean(c99), mean(c99) / mean(n99),
-              mean(n50), mean(n99), pairs * 2});
+  if (floor) {
+    const auto& f = samples[static_cast<size_t>(side::floor)];
+    std::printf(
+        "  floor (bare relay): echo p50 %.1f us (%.2f x control), p99 %.1f us (%.2f x control), "
+        "streams %.1f MiB/s (%.2f x direct); the node against it: p99 %.2f x, streams %.2f x\n",
+        mean(f.p50), mean(f.p50) / mean(c.p50), mean(f.p99), mean(f.p99) / mean(c.p99),
+        mean(f.rate), mean(f.rate) / mean(c.rate), mean(n.p99) / mean(f.p99),
+        mean(n.rate) / mean(f.rate));
+  }
+  print_json({"pty_echo_under_load", mean(n.p99), "us_p99", mean(c.p99), mean(c.p99) / mean(n.p99),
+              mean(n.p50), mean(n.p99), pairs * 2});
   return 0;
 }
