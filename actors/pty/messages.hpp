@@ -34,6 +34,8 @@ inline constexpr const char* cast_type = "session.cast";
 inline constexpr const char* info_type = "session.info";
 inline constexpr const char* resume_type = "session.resume";
 inline constexpr const char* handoff_type = "session.handoff";
+/// The manager asking a running session for its recording's events.
+inline constexpr const char* recording_type = "session.recording";
 
 /// What POST /v1/sessions takes, and what a persistent session stores.
 /// Sizes are read wide and range-checked before they are narrowed.
@@ -127,6 +129,16 @@ struct session_snapshot {
   std::vector<stored_chunk> chunks;
   TROUPE_FIELDS(id, spec, output, output_end, cast, age_s, bytes_in, bytes_out, incarnations,
                 exit_status, cols, rows, next_chunk, chunks)
+};
+
+/// A running session's recording as its events (the answer to
+/// session.recording). The manager renders it: escaping a full recording
+/// takes milliseconds, and the session's thread is every terminal's.
+struct recording_msg {
+  std::string id;
+  session_spec spec;
+  std::vector<cast_event> cast;
+  TROUPE_FIELDS(id, spec, cast)
 };
 
 struct resume_reply {

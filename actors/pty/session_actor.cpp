@@ -164,6 +164,14 @@ struct viewer {
   bool slow = false;
 };
 
+/// A recording_msg packed from the events where the session keeps them.
+struct recording_view {
+  const std::string& id;
+  const session_spec& spec;
+  const std::deque<cast_event>& cast;
+  TROUPE_PACK_FIELDS(id, spec, cast)
+};
+
 struct session_state {
   std::shared_ptr<node_context> ctx;
   std::string id;
@@ -315,13 +323,9 @@ struct session_state {
     return out;
   }
 
-  [[nodiscard]] std::string recording() const {
-    session_snapshot s;
-    s.id = id;
-    s.spec = spec;
-    s.cast.assign(cast.begin(), cast.end());
-    return render_recording(s);
-  }
+  /// recording_msg's wire form, packed straight from the events kept (a
+  /// full recording: about 0.5 ms, against 4 ms to render it).
+  [[nodiscard]] std::string recording() const { return encode(recording_view{id, spec, cast}); }
 
   [[nodiscard]] session_snapshot snapshot() const {
     session_snapshot s;
@@ -614,9 +618,9 @@ envelope answer(session_actor* self, std::string_view type, std::string_view bod
     return make_envelope(std::string(scrollback_type) + ".reply",
                          raw_document{"application/octet-stream", st.output.contents()});
   }
-  if (type == cast_type) {
-    return make_envelope(std::string(cast_type) + ".reply",
-                         raw_document{"application/x-asciicast", st.recording()});
+  if (type == recording_type) {
+    // The events only: the manager renders them, off this thread.
+    return envelope{std::string(recording_type) + ".reply", st.recording(), 0};
   }
   if (type == end_type) {
     // Ended for good: no restart, no state kept, nothing left in the store.
@@ -853,14 +857,19 @@ caf::behavior session_behavior(session_actor* self, std::shared_ptr<node_context
 }  // namespace
 
 std::string render_recording(const session_snapshot& s) {
+  return render_recording(s.id, s.spec, s.cast);
+}
+
+std::string render_recording(const std::string& id, const session_spec& spec,
+                             const std::vector<cast_event>& cast) {
   std::string out =
-      asciicast_header(static_cast<uint16_t>(s.spec.cols), static_cast<uint16_t>(s.spec.rows),
+      asciicast_header(static_cast<uint16_t>(spec.cols), static_cast<uint16_t>(spec.rows),
                        std::chrono::duration_cast<std::chrono::seconds>(
                            std::chrono::system_clock::now().time_since_epoch())
                            .count(),
-                       s.spec.name.empty() ? s.id : s.spec.name);
+                       spec.name.empty() ? id : spec.name);
   utf8_carry carry;
-  for (const auto& e : s.cast) {
+  for (const auto& e : cast) {
     auto text = carry.take(e.data);
     if (!text.empty()) {
       out += asciicast_event(e.t, e.kind.empty() ? 'o' : e.kind.front(), text);

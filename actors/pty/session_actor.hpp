@@ -52,6 +52,8 @@ inline constexpr const char* node_restart_notice =
                                        boost::asio::io_context& io);
 
 /// The session's recording (asciicast v2) from its events.
+[[nodiscard]] std::string render_recording(const std::string& id, const session_spec& spec,
+                                           const std::vector<cast_event>& cast);
 [[nodiscard]] std::string render_recording(const session_snapshot& s);
 
 /// The key of a persistent session's output chunk `seq` in the store.

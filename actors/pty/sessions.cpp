@@ -406,8 +406,26 @@ void end_session(manager_actor* self, const std::string& id, const done_fn& done
 void document(manager_actor* self, const char* type, const std::string& id, const done_fn& done) {
   auto& st = self->state;
   auto route = st.ctx->registry.find(live_path(id));
-  if (is_running(route)) {
+  if (is_running(route) && std::string_view(type) == scrollback_type) {
     ask_now(self, route->current, type, [done](envelope reply) { done(std::move(reply)); });
+    return;
+  }
+  if (is_running(route)) {
+    // The session sends its events and the rendering happens here: the
+    // session's thread carries every terminal's keystrokes.
+    ask_now(self, route->current, recording_type, [done](envelope reply) {
+      if (reply.is_error()) {
+        return done(std::move(reply));
+      }
+      auto m =
+          decode<recording_msg>(reply.body, decode_limits{.body_bytes_max = snapshot_bytes_max});
+      if (!m) {
+        return done(
+            error_of(errc::internal, "a session's recording is unreadable: " + m.err().message));
+      }
+      done(reply_of(cast_type, raw_document{"application/x-asciicast",
+                                            render_recording(m->id, m->spec, m->cast)}));
+    });
     return;
   }
   const auto* s = held_of(st, id);

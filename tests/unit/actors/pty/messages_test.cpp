@@ -57,6 +57,7 @@ TEST_CASE("sessions messages: every type round-trips through msgpack") {
   round_trips(a_snapshot());
   round_trips(resume_reply{true, a_snapshot()});
   round_trips(handoff_msg{a_snapshot()});
+  round_trips(recording_msg{"s-0000beef", a_spec(), a_snapshot().cast});
 }
 
 TEST_CASE("sessions messages: the terminal protocol round-trips through msgpack") {
@@ -83,13 +84,12 @@ TEST_CASE("sessions messages: a snapshot keeps its bytes and numbers exactly") {
 }
 
 TEST_CASE("sessions messages: type names are distinct") {
-  const std::set<std::string> names{create_type,    list_type,         get_type,
-                                    end_type,       scrollback_type,   cast_type,
-                                    info_type,      resume_type,       handoff_type,
-                                    term::attach_type, term::input_type, term::resize_type,
-                                    term::ack_type, term::detach_type, term::output_type,
-                                    term::control_type, term::close_type};
-  CHECK(names.size() == 17);
+  const std::set<std::string> names{
+      create_type,       list_type,          get_type,          end_type,       scrollback_type,
+      cast_type,         info_type,          resume_type,       handoff_type,   recording_type,
+      term::attach_type, term::input_type,   term::resize_type, term::ack_type, term::detach_type,
+      term::output_type, term::control_type, term::close_type};
+  CHECK(names.size() == 18);
 }
 
 TEST_CASE("sessions messages: a spec with a wrong field type is refused, naming it") {

@@ -260,10 +260,14 @@ TEST_CASE("session actor: keystrokes reach the program and its output the viewer
   auto scrollback = decode<raw_document>(s.ask(scrollback_type).body);
   REQUIRE(scrollback);
   CHECK(scrollback->bytes == s.seen);
-  auto cast = decode<raw_document>(s.ask(cast_type).body);
-  REQUIRE(cast);
-  CHECK(cast->content_type == "application/x-asciicast");
-  CHECK(cast->bytes.find("hello") != std::string::npos);
+  // Its recording comes as events (the manager renders them).
+  auto recording = decode<recording_msg>(s.ask(recording_type).body);
+  REQUIRE(recording);
+  CHECK(recording->id == session_name);
+  CHECK(recording->spec.name == "unit");
+  REQUIRE_FALSE(recording->cast.empty());
+  const auto cast = render_recording(recording->id, recording->spec, recording->cast);
+  CHECK(cast.find("hello") != std::string::npos);
 
   // A second attach of the same viewer replays from where it asks, and it
   // stays one viewer: a new line comes to it once (echo and cat: twice).
@@ -432,9 +436,10 @@ TEST_CASE("session actor: resizes are applied and recorded, sizes out of range a
   info = s.info();
   CHECK(info.cols == 100);
   CHECK(info.rows == 40);
-  auto cast = decode<raw_document>(s.ask(cast_type).body);
-  REQUIRE(cast);
-  CHECK(cast->bytes.find(",\"r\",\"100x40\"]") != std::string::npos);
+  auto recording = decode<recording_msg>(s.ask(recording_type).body);
+  REQUIRE(recording);
+  CHECK(render_recording(recording->id, recording->spec, recording->cast)
+            .find(",\"r\",\"100x40\"]") != std::string::npos);
   // A later viewer is told the current size.
   CHECK(s.attach(false, true, 0).cols == 100);
 }
