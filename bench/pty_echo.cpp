@@ -10,13 +10,23 @@
 // two sides alternate in rounds (which goes first alternates too); p50 and
 // p99 are over all the echoes of a side, the per-round p99s give the spread.
 //
-//   pty_echo [--quick] [--echoes N] [--rounds R]
+// --cast-load then measures the node's echo while a client fetches another
+// session's recording (GET /v1/sessions/{id}/cast, a full 1 MiB one) in a
+// loop, against rounds without it, alternated: the sessions share the
+// terminal thread, so whatever a recording costs there, every keystroke
+// waits for.
+//
+//   pty_echo [--quick] [--echoes N] [--rounds R] [--cast-load]
 
 #include <signal.h>
 
+#include <atomic>
+#include <condition_variable>
 #include <cstdio>
+#include <mutex>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "bench/bench_util.hpp"
@@ -141,11 +151,6 @@ expected<std::unique_ptr<pty::pty_process>> start_bare_side() {
   return bare;
 }
 
-int fail(const std::string& what) {
-  std::fprintf(stderr, "pty_echo: %s\n", what.c_str());
-  return 1;
-}
-
 struct side_samples {
   std::vector<double> all_us;
   std::vector<double> round_p99_us;
@@ -155,6 +160,146 @@ struct side_samples {
     round_p99_us.push_back(quantile(round, 0.99));
   }
 };
+
+int fail(const std::string& what) {
+  std::fprintf(stderr, "pty_echo: %s\n", what.c_str());
+  return 1;
+}
+
+/// The other session of --cast-load: 1.4 MB of base64 lines, which fills its
+/// recording (1 MiB kept), then it idles.
+const std::vector<std::string> cast_command{
+    "/bin/sh", "-c",
+    "head -c 1048576 /dev/urandom | base64 -w 64; printf cast-filled; exec sleep 600"};
+
+/// Fetches a session's recording in a loop on a thread of its own while on.
+class cast_reader {
+ public:
+  cast_reader(const node_process& node, std::string id)
+      : http_(node_client(node)), id_(std::move(id)), thread_([this] { run(); }) {}
+  ~cast_reader() {
+    stop_.store(true);
+    thread_.join();
+  }
+  cast_reader(const cast_reader&) = delete;
+  cast_reader& operator=(const cast_reader&) = delete;
+
+  void start() { on_.store(true); }
+  /// Stops fetching, and returns once no fetch is under way.
+  void pause() {
+    on_.store(false);
+    std::unique_lock lock(mutex_);
+    idle_.wait(lock, [this] { return !busy_; });
+  }
+  [[nodiscard]] uint64_t fetches() const { return fetches_.load(); }
+  [[nodiscard]] uint64_t failures() const { return failures_.load(); }
+
+ private:
+  void run() {
+    while (!stop_.load()) {
+      if (!on_.load()) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));  // idle, not a wait on the node
+        continue;
+      }
+      {
+        std::lock_guard lock(mutex_);
+        if (!on_.load()) {
+          continue;
+        }
+        busy_ = true;
+      }
+      auto r = http_.request("GET", "/v1/sessions/" + id_ + "/cast");
+      if (r && r->status == 200 && r->body.size() > (1u << 20)) {
+        fetches_.fetch_add(1);
+      } else {
+        failures_.fetch_add(1);
+      }
+      {
+        std::lock_guard lock(mutex_);
+        busy_ = false;
+      }
+      idle_.notify_all();
+    }
+  }
+
+  http_client http_;
+  std::string id_;
+  std::atomic<bool> on_{false};
+  std::atomic<bool> stop_{false};
+  std::atomic<uint64_t> fetches_{0};
+  std::atomic<uint64_t> failures_{0};
+  std::mutex mutex_;
+  std::condition_variable idle_;
+  bool busy_ = false;  // a fetch is under way (under mutex_)
+  std::thread thread_;
+};
+
+/// --cast-load: the node's echo in rounds with the reader on and off
+/// (alternated); prints both and returns 0, or fails.
+int cast_load(const node_process& node, http_client& http, ws_client& ws, int rounds,
+              int per_round) {
+  auto other = create_session(http, cast_command);
+  if (!other) {
+    return fail("cast-load session: " + other.err().message);
+  }
+  // Filled when its marker is in the scrollback.
+  deadline d(start_timeout);
+  while (true) {
+    auto r = http.request("GET", "/v1/sessions/" + other->id + "/scrollback");
+    if (r && r->status == 200 && r->body.find("cast-filled") != std::string::npos) {
+      break;
+    }
+    if (d.poll_timeout_ms() == 0) {
+      return fail("cast-load: the other session's output did not end in time");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));  // polling the session, bounded
+  }
+  side_samples quiet;
+  side_samples loaded;
+  uint64_t fetched = 0;
+  {
+    cast_reader reader(node, other->id);
+    for (int r = 0; r < rounds; ++r) {
+      for (int turn = 0; turn < 2; ++turn) {
+        const bool load = (r + turn) % 2 == 1;
+        if (load) {
+          reader.start();
+        }
+        const auto before = reader.fetches();
+        auto round = troupe_round(ws, per_round);
+        reader.pause();
+        if (!round) {
+          return fail("cast-load round: " + round.err().message);
+        }
+        (load ? loaded : quiet).add(*round);
+        if (load) {
+          fetched += reader.fetches() - before;
+        }
+        std::printf("  %-12s round %d: p50 %7.1f us  p99 %7.1f us  max %8.1f us\n",
+                    load ? "cast fetched" : "quiet", r + 1, quantile(*round, 0.5),
+                    quantile(*round, 0.99), quantile(*round, 1.0));
+      }
+    }
+    if (reader.failures() > 0) {
+      return fail("cast-load: " + std::to_string(reader.failures()) + " recording fetches failed");
+    }
+  }
+  if (auto err = end_session(http, other->id)) {
+    std::fprintf(stderr, "pty_echo: ending the cast-load session: %s\n", err->message.c_str());
+  }
+  std::printf(
+      "pty_echo --cast-load: %d echoes per side; %llu recordings fetched during the loaded "
+      "rounds\n",
+      per_round * rounds, static_cast<unsigned long long>(fetched));
+  std::printf("  quiet:        p50 %.1f us, p99 %.1f us, max %.1f us\n",
+              quantile(quiet.all_us, 0.5), quantile(quiet.all_us, 0.99),
+              quantile(quiet.all_us, 1.0));
+  std::printf("  cast fetched: p50 %.1f us, p99 %.1f us, max %.1f us (p99 %.2f x quiet)\n",
+              quantile(loaded.all_us, 0.5), quantile(loaded.all_us, 0.99),
+              quantile(loaded.all_us, 1.0),
+              quantile(loaded.all_us, 0.99) / quantile(quiet.all_us, 0.99));
+  return 0;
+}
 
 }  // namespace
 
@@ -200,6 +345,13 @@ int main(int argc, char** argv) {
       (through_node ? troupe_side : bare_side).add(*round);
       std::printf("  %-6s round %d: p50 %7.1f us  p99 %7.1f us\n", through_node ? "troupe" : "bare",
                   r + 1, quantile(*round, 0.5), quantile(*round, 0.99));
+    }
+  }
+
+  // Quick mode (the smoke test) runs it too.
+  if (quick || has_flag(argc, argv, "--cast-load")) {
+    if (const int failed = cast_load(node, http, ws, rounds, per_round); failed != 0) {
+      return failed;
     }
   }
 
