@@ -401,6 +401,29 @@ void end_session(manager_actor* self, const std::string& id, const done_fn& done
   done(ended);
 }
 
+/// Renders a running session's recording (a recording_msg body) on a
+/// one-shot actor: a full one takes about 4 ms, which the manager's other
+/// requests (create, get, an attach to a restarting session) do not wait for.
+void render_apart(manager_actor* self, std::string events, const done_fn& done) {
+  auto renderer = self->spawn([](caf::event_based_actor* r) -> caf::behavior {
+    return {[r](const std::string&, const std::string& body, uint64_t) {
+      auto rp = r->make_response_promise();
+      auto m = decode<recording_msg>(body, decode_limits{.body_bytes_max = snapshot_bytes_max});
+      deliver(rp, m ? reply_of(cast_type, raw_document{"application/x-asciicast",
+                                                       render_recording(m->id, m->spec, m->cast)})
+                    : error_of(errc::internal,
+                               "a session's recording is unreadable: " + m.err().message));
+      r->quit();
+    }};
+  });
+  self->request(renderer, caf::infinite, std::string(recording_type), std::move(events),
+                uint64_t{0})
+      .then([done](std::string& t, std::string& b, uint64_t id) { done(from_fields(t, b, id)); },
+            [done](caf::error& e) {
+              done(error_of(errc::internal, "rendering a recording failed: " + to_string(e)));
+            });
+}
+
 /// session.scrollback and session.cast: the session's own answer while it
 /// runs, else from what the manager holds.
 void document(manager_actor* self, const char* type, const std::string& id, const done_fn& done) {
@@ -411,20 +434,13 @@ void document(manager_actor* self, const char* type, const std::string& id, cons
     return;
   }
   if (is_running(route)) {
-    // The session sends its events and the rendering happens here: the
+    // The session sends its events and they are rendered elsewhere: the
     // session's thread carries every terminal's keystrokes.
-    ask_now(self, route->current, recording_type, [done](envelope reply) {
+    ask_now(self, route->current, recording_type, [self, done](envelope reply) {
       if (reply.is_error()) {
         return done(std::move(reply));
       }
-      auto m =
-          decode<recording_msg>(reply.body, decode_limits{.body_bytes_max = snapshot_bytes_max});
-      if (!m) {
-        return done(
-            error_of(errc::internal, "a session's recording is unreadable: " + m.err().message));
-      }
-      done(reply_of(cast_type, raw_document{"application/x-asciicast",
-                                            render_recording(m->id, m->spec, m->cast)}));
+      render_apart(self, std::move(reply.body), done);
     });
     return;
   }

@@ -118,6 +118,46 @@ TEST_CASE("sessions manager: a handed-over state is kept for the next incarnatio
   CHECK(code_of(f.ask(get_type, session_id{snap.id})) == errc::not_found);
 }
 
+TEST_CASE("sessions manager: a running session's recording is rendered apart from it") {
+  family f;
+  // A stand-in for a running session: it sends its events, as the session
+  // actor does, or for "s-0000bad0", a body that is not a recording.
+  auto stand_in = [&](const std::string& id) {
+    auto session = f.sys.system().spawn([id](caf::event_based_actor* self) -> caf::behavior {
+      return {[self, id](const std::string& type, const std::string&, uint64_t) {
+        auto rp = self->make_response_promise();
+        if (type != recording_type) {
+          return deliver(rp, make_error_envelope(make_error(errc::bad_request, type)));
+        }
+        if (id == "s-0000bad0") {
+          return deliver(rp, envelope{std::string(recording_type) + ".reply", "\xc1", 0});
+        }
+        session_spec spec;
+        spec.name = "build";
+        deliver(rp, make_envelope(std::string(recording_type) + ".reply",
+                                  recording_msg{id, spec, {{0.5, "o", "rendered apart\r\n"}}}));
+      }};
+    });
+    actor_info info;
+    info.path = "sessions/live/" + id;
+    info.name = id;
+    info.parent = "sessions/live";
+    info.state = actor_state::running;
+    f.sys.ctx()->registry.put(info, session, f.sys.ctx()->registry.current("sessions/live"));
+  };
+  stand_in("s-00000002");
+  auto cast = decode<raw_document>(f.ask(cast_type, session_id{"s-00000002"}).body);
+  REQUIRE(cast);
+  CHECK(cast->content_type == "application/x-asciicast");
+  CHECK(cast->bytes.find("\"title\":\"build\"") != std::string::npos);
+  CHECK(cast->bytes.find("rendered apart\\r\\n") != std::string::npos);
+
+  stand_in("s-0000bad0");
+  const auto bad = f.ask(cast_type, session_id{"s-0000bad0"});
+  CHECK(code_of(bad) == errc::internal);
+  CHECK(read_error(bad).message.find("recording is unreadable") != std::string::npos);
+}
+
 TEST_CASE("sessions manager: an attach waits for the restart and goes to the next incarnation") {
   family f;
   f.restarting("s-0000000a");
