@@ -375,11 +375,11 @@ class connection : public connection_base, public std::enable_shared_from_this<c
           response_.cancelled = true;
           return fail("the client went away", false);
         }
-        body_ = {};
       } else {
         response_.body.append(body_.bytes());
-        body_ = {};
       }
+      // Taken by on_data (or left), or copied: the next read starts over.
+      body_.clear();
     }
     if (ec) {
       return transport_failed(ec, "reading the response body");

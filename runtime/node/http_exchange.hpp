@@ -198,6 +198,8 @@ class chunk_packer {
     return std::string_view(body_).substr(header_bytes);
   }
   [[nodiscard]] std::size_t size() const { return body_.size() - header_bytes; }
+  /// Empty again, keeping its room.
+  void clear() { body_.resize(header_bytes); }
 
   /// The packed body; the packer starts over, empty. A message holds one
   /// read's bytes: far below the 4 GiB that the header can say.

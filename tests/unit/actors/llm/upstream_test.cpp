@@ -184,14 +184,20 @@ base_url url_of(const std::string& text) {
   return *url;
 }
 
+/// One call on `pool`, to its end.
+upstream_response call_on(upstream_pool& pool, upstream_request request,
+                          const std::shared_ptr<call_record>& r, bool keep_reading = true) {
+  auto f = r->done.get_future();
+  pool.send(std::move(request), record(r, keep_reading));
+  return await(f);
+}
+
 /// One call on a pool of its own, to its end.
 upstream_response call_once(const std::string& url, upstream_request request,
                             const std::shared_ptr<call_record>& r, bool keep_reading = true) {
   upstream_io io(1);
   auto pool = io.pool(url_of(url), 4);
-  auto f = r->done.get_future();
-  pool->send(std::move(request), record(r, keep_reading));
-  auto resp = await(f);
+  auto resp = call_on(*pool, std::move(request), r, keep_reading);
   io.stop();
   return resp;
 }
@@ -207,10 +213,7 @@ TEST_CASE("upstream: whole answers come back over one kept-alive connection") {
   upstream_io io(1);
   auto pool = io.pool(url_of(server.url()), 4);
   for (int i = 0; i < 3; ++i) {
-    auto r = std::make_shared<call_record>();
-    auto f = r->done.get_future();
-    pool->send(post(std::to_string(i)), record(r));
-    auto resp = await(f);
+    auto resp = call_on(*pool, post(std::to_string(i)), std::make_shared<call_record>());
     CHECK(resp.status == 200);
     CHECK(resp.error.empty());
     CHECK(resp.body == R"({"echo":)" + std::to_string(i) + "}");
@@ -280,9 +283,7 @@ TEST_CASE("upstream: streams of known length follow one another on one connectio
   auto pool = io.pool(url_of(server.url()), 1);
   for (int i = 0; i < 2; ++i) {
     auto r = std::make_shared<call_record>();
-    auto f = r->done.get_future();
-    pool->send(post(std::to_string(i), true), record(r));
-    auto resp = await(f);
+    auto resp = call_on(*pool, post(std::to_string(i), true), r);
     CHECK(resp.error.empty());
     CHECK(resp.streamed);
     const auto got = streamed_bytes(*r);

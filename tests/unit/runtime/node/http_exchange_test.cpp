@@ -71,6 +71,12 @@ TEST_CASE("a chunk packed in place is a chunk on the wire, read by both decoders
     CHECK(object->via.map.ptr[0].key.as<std::string>() == "bytes");
     CHECK(object->via.map.ptr[0].val.as<std::string>() == bytes);
   }
+  // Cleared, it drops what it held and packs what comes next alone.
+  packer.append("dropped");
+  packer.clear();
+  CHECK(packer.size() == 0);
+  packer.append("kept");
+  decodes_to(packer.take(), "kept");
 }
 
 TEST_CASE("an exchange request survives the trip to a message and back") {
